@@ -1,0 +1,188 @@
+"""Export records to, and import them from, ACRO's ``results.json`` folder layout.
+
+The folder holds ``results.json`` (one entry per output: status, type, properties, files with
+their per-check cell lists, the per-cell outcome frame, summary, timestamp, comments,
+exception), one CSV per output and ``config.json``, as ACRO 1.0.2 writes it, so the SACRO viewer
+and ACRO users can open what this library checked. ``version`` names the ACRO layout followed;
+``tool`` names this library. Our full record rides along in ``properties["londonsde"]`` so an
+import is lossless; a folder written by ACRO itself is imported from its own fields.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import DEFAULT_CONFIG, SDCConfig
+from .output import Output
+from .record import LIBRARY_NAME, CellVerdict, Record
+from .version import __version__
+
+ACRO_LAYOUT_VERSION = "1.0.2"
+
+# our rule name -> ACRO 1.0.2 check name (rules ACRO does not have keep our name)
+TO_ACRO = {
+    "threshold": "MinimumThresholdCheck",
+    "zeros": "PresenceOfZeroCheck",
+    "nk_dominance": "NKCheck",
+    "p_percent": "PPercentCheck",
+    "dof": "MinimumDoFCheck",
+    "all_same": "AllSameValuesCheck",
+    "missing": "MissingCheck",
+}
+# ACRO check names, 1.0.2 and the older short names, -> our rule name
+FROM_ACRO = {
+    **{acro: ours for ours, acro in TO_ACRO.items()},
+    "threshold": "threshold",
+    "p-ratio": "p_percent",
+    "nk-rule": "nk_dominance",
+    "all-values-are-same": "all_same",
+    "negative": "negative",
+    "missing": "missing",
+}
+_TYPES = {"ols": "regression", "logit": "regression", "probit": "regression"}
+
+
+def _grid(record: Record) -> tuple[list[str], list[str], dict[tuple[str, str], CellVerdict]]:
+    rows: list[str] = []
+    cols: list[str] = []
+    cells: dict[tuple[str, str], CellVerdict] = {}
+    for cell in record.cells:
+        row, col = cell.key()
+        if row not in rows:
+            rows.append(row)
+        if col not in cols:
+            cols.append(col)
+        cells[(row, col)] = cell
+    return rows, cols, cells
+
+
+def _label(key: str) -> str:
+    parts = json.loads(key)
+    return str(parts[0]) if len(parts) == 1 else str(tuple(parts))
+
+
+def _entry(uid: str, record: Record, files: list[str]) -> dict[str, Any]:
+    rows, cols, cells = _grid(record)
+    outcome: dict[str, dict[str, str]] = {}
+    sdc: dict[str, Any] = {"summary": {}, "cells": {}}
+    for j, col in enumerate(cols):
+        column = outcome.setdefault(_label(col), {})
+        for i, row in enumerate(rows):
+            cell = cells.get((row, col))
+            names = [TO_ACRO.get(r, r) for r in (cell.rules if cell else [])]
+            column[_label(row)] = "".join(f"{n}; " for n in names) or "ok"
+            for name in names:
+                sdc["cells"].setdefault(name, []).append([i, j])
+    sdc["summary"] = {name: len(positions) for name, positions in sdc["cells"].items()}
+    for name, verdict in record.checks.items():
+        sdc["summary"].setdefault(TO_ACRO.get(name, name), 0 if verdict == "pass" else 1)
+    properties: dict[str, Any] = {"method": record.kind, "londonsde": record.to_dict()}
+    if "dof" in record.query:
+        properties["dof"] = record.query["dof"]
+    if record.epsilon is not None:
+        properties["epsilon"] = record.epsilon
+    return {
+        "uid": uid,
+        "status": record.status,
+        "type": _TYPES.get(record.kind, "table"),
+        "properties": properties,
+        "files": [{"name": name, "sdc": sdc} for name in files],
+        "outcome": outcome,
+        "command": json.dumps(record.query, sort_keys=True, default=str),
+        "summary": record.summary,
+        "timestamp": record.created_at,
+        "comments": [],
+        "exception": "",
+        "fair": {"query": record.query, "library": record.library},
+    }
+
+
+def _table_of(record: Record) -> pd.DataFrame:
+    rows, cols, cells = _grid(record)
+    data = [[cells[(r, c)].value if (r, c) in cells else None for c in cols] for r in rows]
+    return pd.DataFrame(data, index=[_label(r) for r in rows], columns=[_label(c) for c in cols])
+
+
+def write_acro_results(
+    items: list[Output | Record], folder: str | Path, config: SDCConfig = DEFAULT_CONFIG
+) -> Path:
+    """Write ``results.json``, one CSV per output and ``config.json`` into a new ``folder``."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=False)
+    results: dict[str, Any] = {}
+    for i, item in enumerate(items):
+        uid = f"output_{i}"
+        record = item.record() if isinstance(item, Output) else item
+        table = item.table if isinstance(item, Output) else _table_of(record)
+        filename = f"{uid}_0.csv"
+        table.to_csv(path / filename)
+        results[uid] = _entry(uid, record, [filename])
+    document = {
+        "version": ACRO_LAYOUT_VERSION,
+        "tool": {"@type": "SoftwareApplication", "name": LIBRARY_NAME, "version": __version__},
+        "results": results,
+    }
+    (path / "results.json").write_text(json.dumps(document, indent=4, default=str), encoding="utf-8")
+    (path / "config.json").write_text(json.dumps(config.to_acro(), indent=4), encoding="utf-8")
+    return path / "results.json"
+
+
+def _from_acro_entry(uid: str, entry: dict[str, Any], rules: dict[str, Any]) -> Record:
+    cells: list[CellVerdict] = []
+    for col, column in (entry.get("outcome") or {}).items():
+        for row, text in column.items():
+            names = [part.strip() for part in str(text).split(";") if part.strip() and part.strip() != "ok"]
+            ours = sorted({FROM_ACRO.get(n, n) for n in names})
+            cells.append(
+                CellVerdict(
+                    row=[row],
+                    column=[col],
+                    value=None,
+                    count=None,
+                    status="pass" if not ours else entry.get("status", "fail"),
+                    rules=ours,
+                )
+            )
+    return Record(
+        kind=str((entry.get("properties") or {}).get("method", entry.get("type", "unknown"))),
+        query={"command": entry.get("command", "")},
+        rules=rules,
+        status=str(entry.get("status", "review")),
+        summary=str(entry.get("summary", "")),
+        cells=cells,
+        uid=uid,
+        created_at=str(entry.get("timestamp", "")),
+        library={"name": "acro", "version": "unknown"},
+    )
+
+
+def read_acro_results(location: str | Path) -> list[Record]:
+    """Records from a ``results.json`` (or the folder holding it), ours or ACRO's."""
+    path = Path(location)
+    if path.is_dir():
+        path = path / "results.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    config_path = path.parent / "config.json"
+    rules = (
+        SDCConfig.from_acro(json.loads(config_path.read_text(encoding="utf-8"))).to_dict()
+        if config_path.exists()
+        else {}
+    )
+    records: list[Record] = []
+    for uid, entry in document.get("results", {}).items():
+        ours = (entry.get("properties") or {}).get("londonsde")
+        if ours:
+            records.append(Record.from_dict(ours))
+        else:
+            record = _from_acro_entry(uid, entry, rules)
+            tool = document.get("tool") or {}
+            record.library = {
+                "name": str(tool.get("name", "acro")),
+                "version": str(document.get("version", "")),
+            }
+            records.append(record)
+    return records

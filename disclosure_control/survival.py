@@ -1,0 +1,126 @@
+"""``survival``: a Kaplan-Meier table, checked step by step.
+
+Each row of a KM table is a time at which events happened, with the number at risk just before
+it and the number of events. Both are counts of people: a step with 2 deaths among 14 at risk
+says a lot about those two. So every step needs at least ``survival_threshold`` at risk and
+either no events or at least ``survival_threshold`` events. ``Output.suppressed()`` merges
+consecutive steps until each reported step carries enough events, and stops the curve where
+fewer than the threshold remain at risk: the survival values shown are still the exact KM
+estimates, at fewer times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from . import filters as filters_mod
+from .config import DEFAULT_CONFIG, SDCConfig
+from .output import Output
+
+COLUMNS = ["at_risk", "events", "survival"]
+
+
+def km_table(time: np.ndarray, event: np.ndarray) -> pd.DataFrame:
+    """Kaplan-Meier estimate at each event time (right-censored data, event == 1 is the event)."""
+    order = np.argsort(time, kind="stable")
+    t = np.asarray(time, dtype=float)[order]
+    e = np.asarray(event, dtype=float)[order] == 1
+    unique, first = np.unique(t, return_index=True)
+    at_risk = len(t) - first
+    events = np.add.reduceat(e.astype(np.int64), first) if len(t) else np.array([], dtype=np.int64)
+    keep = events > 0
+    at_risk, events, unique = at_risk[keep], events[keep], unique[keep]
+    survival = np.cumprod(1.0 - events / at_risk)
+    return pd.DataFrame(
+        {"at_risk": at_risk.astype(np.int64), "events": events.astype(np.int64), "survival": survival},
+        index=pd.Index(unique, name="time"),
+    )
+
+
+def _masks(table: pd.DataFrame, config: SDCConfig) -> dict[str, pd.DataFrame]:
+    at_risk = table["at_risk"].to_numpy() < config.survival_threshold
+    events = table["events"].to_numpy()
+    few = (events > 0) & (events < config.survival_threshold)
+    shape = table.shape
+    return {
+        "at_risk": pd.DataFrame(
+            np.broadcast_to(at_risk[:, None], shape), index=table.index, columns=table.columns
+        ),
+        "events": pd.DataFrame(
+            np.broadcast_to(few[:, None], shape), index=table.index, columns=table.columns
+        ),
+    }
+
+
+def merge_steps(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
+    """Merge consecutive steps until each has >= threshold events; drop the tail with < threshold at risk."""
+    rows: list[tuple[float, int, int, float]] = []
+    start_at_risk: int | None = None
+    pending = 0
+    for time, row in table.iterrows():
+        if start_at_risk is None:
+            start_at_risk = int(row["at_risk"])
+        if start_at_risk < threshold:
+            break
+        pending += int(row["events"])
+        if pending >= threshold:
+            rows.append((float(time), start_at_risk, pending, float(row["survival"])))
+            start_at_risk, pending = None, 0
+    merged = pd.DataFrame(rows, columns=["time", *COLUMNS]).set_index("time")
+    return merged.astype({"at_risk": np.int64, "events": np.int64})
+
+
+def _suppress(output: Output) -> Output:
+    merged = merge_steps(output.table, output.config.survival_threshold)
+    return replace(
+        output,
+        table=merged,
+        masks=_masks(merged, output.config),
+        counts=merged[["at_risk"]].reindex(columns=merged.columns).ffill(axis=1).astype(float),
+        mitigation={"method": "merged_steps", "steps_before": len(output.table), "steps_after": len(merged)},
+        notes=[*output.notes, "steps merged until each reports enough events; tail with few at risk dropped"],
+    )
+
+
+def survival(
+    data: pd.DataFrame,
+    time: str,
+    event: str,
+    *,
+    dataset: str | None = None,
+    filters: filters_mod.Filters | None = None,
+    config: SDCConfig = DEFAULT_CONFIG,
+) -> Output:
+    """Kaplan-Meier table of ``time`` with ``event`` (1 = event, 0 = censored), checked per step."""
+    if filters:
+        data = filters_mod.apply(data, filters)
+    frame = data[[time, event]]
+    n_missing = int(frame.isna().any(axis=1).sum())
+    frame = frame.dropna()
+    table = km_table(frame[time].to_numpy(dtype=float), frame[event].to_numpy(dtype=float))
+    notes = []
+    if n_missing:
+        notes.append(f"{n_missing} rows with a missing time or event were left out")
+    return Output(
+        kind="survival",
+        table=table,
+        masks=_masks(table, config),
+        query={
+            "function": "survival",
+            "dataset": dataset,
+            "columns": [time, event],
+            "filters": filters_mod.normalise(filters),
+            "description": f"Kaplan-Meier of {time} by {event}",
+        },
+        config=config,
+        counts=table[["at_risk"]].reindex(columns=table.columns).ffill(axis=1).astype(float),
+        checks={"missing": bool(n_missing and config.check_missing_values)},
+        notes=notes,
+        suppressor=_suppress,
+    )
+
+
+__all__ = ["km_table", "merge_steps", "survival"]

@@ -1,0 +1,175 @@
+"""Declare an API operation once; get the Flask route, input validation and its OpenAPI entry.
+
+A small in-house layer (about a page) rather than a framework such as flask-smorest: it reuses
+pydantic (already used for settings), keeps the access declaration identical to the pages', and
+makes the OpenAPI document complete by construction: an operation cannot exist without its entry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.json_schema import models_json_schema
+
+from gateway.errors import ValidationError
+from gateway.permissions import Permission
+from gateway.web.access import public, requires
+
+_CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
+
+
+@dataclass
+class Operation:
+    rule: str
+    method: str
+    summary: str
+    tag: str
+    permission: Permission | None
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    response_is_list: bool
+    status: int
+    errors: list[int] = field(default_factory=list)
+
+    @property
+    def openapi_path(self) -> str:
+        return _CONVERTER.sub(lambda m: "{" + m.group(2) + "}", self.rule)
+
+    def path_params(self) -> list[tuple[str, str]]:
+        return [(m.group(2), m.group(1) or "string") for m in _CONVERTER.finditer(self.rule)]
+
+
+class ApiRegistry:
+    def __init__(self, blueprint: Blueprint) -> None:
+        self.blueprint = blueprint
+        self.operations: list[Operation] = []
+
+    def operation(self, rule: str, method: str, *, summary: str, tag: str, permission: Permission | None,
+                  body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+                  response: type[BaseModel] | None = None, response_is_list: bool = False,
+                  status: int = 200, errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Any]:
+        op = Operation(rule, method.upper(), summary, tag, permission, body, query, response, response_is_list,
+                       status, list(errors))
+        self.operations.append(op)
+
+        def decorate(fn: Callable[..., Any]) -> Any:
+            @wraps(fn)
+            def view(**path_args: Any) -> Any:
+                kwargs: dict[str, Any] = dict(path_args)
+                if body is not None:
+                    payload = request.get_json(silent=True)
+                    if not isinstance(payload, dict):
+                        raise ValidationError("The request body must be a JSON object.")
+                    kwargs["body"] = _parse(body, payload)
+                if query is not None:
+                    kwargs["query"] = _parse(query, request.args.to_dict())
+                result = fn(**kwargs)
+                if isinstance(result, Response):
+                    return result
+                if result is None:
+                    return Response(status=204)
+                if isinstance(result, list):
+                    data: Any = [item.model_dump(mode="json") for item in result]
+                else:
+                    data = result.model_dump(mode="json")
+                return jsonify(data), status
+
+            view = public(view) if permission is None else requires(permission)(view)
+            endpoint = f"{fn.__name__}"
+            self.blueprint.add_url_rule(rule, endpoint, view, methods=[op.method])
+            return view
+
+        return decorate
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        models: set[type[BaseModel]] = {ErrorBody}
+        for op in self.operations:
+            models.update(m for m in (op.body, op.response) if m is not None)
+        _, top = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+                                    ref_template="#/components/schemas/{model}")
+        schemas = top.get("$defs", {})
+        paths: dict[str, dict[str, Any]] = {}
+        for op in self.operations:
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "tags": [op.tag],
+                "operationId": f"{op.method.lower()}_{op.openapi_path.strip('/').replace('/', '_')}"
+                .replace("{", "").replace("}", "").replace("-", "_"),
+                "parameters": [],
+                "responses": {},
+            }
+            if op.permission is None:
+                entry["security"] = []
+            else:
+                entry["description"] = f"Requires the `{op.permission.value}` permission."
+            for name, kind in op.path_params():
+                entry["parameters"].append({"name": name, "in": "path", "required": True,
+                                            "schema": {"type": "integer" if kind == "int" else "string"}})
+            if op.query is not None:
+                q_schema = op.query.model_json_schema()
+                required = set(q_schema.get("required", []))
+                for name, prop in q_schema.get("properties", {}).items():
+                    entry["parameters"].append({"name": name, "in": "query", "required": name in required,
+                                                "schema": _openapi_schema(prop)})
+            if op.body is not None:
+                entry["requestBody"] = {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+            if op.response is not None:
+                ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+                schema = {"type": "array", "items": ref} if op.response_is_list else ref
+                entry["responses"][str(op.status)] = {"description": "OK",
+                                                      "content": {"application/json": {"schema": schema}}}
+            else:
+                entry["responses"][str(op.status)] = {"description": "Done; no content"}
+            error_codes = set(op.errors)
+            if op.permission is not None:
+                error_codes |= {401, 403}
+            if op.body is not None or op.query is not None:
+                error_codes.add(422)
+            if op.path_params():
+                error_codes.add(404)
+            for code in sorted(error_codes):
+                entry["responses"][str(code)] = {"description": _ERROR_TEXT.get(code, "Error"), "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+            paths.setdefault(op.openapi_path, {})[op.method.lower()] = entry
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "servers": [{"url": "/api/v1"}],
+            "paths": paths,
+            "components": {"schemas": schemas,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        }
+
+
+_ERROR_TEXT = {401: "Missing, invalid, expired or revoked token", 403: "Not allowed",
+               404: "Not found", 409: "Conflicts with the current state", 422: "Invalid input"}
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+def _openapi_schema(prop: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in prop.items() if k not in {"title"}}
+
+
+def _parse(model: type[BaseModel], payload: dict[str, Any]) -> BaseModel:
+    try:
+        return model.model_validate(payload)
+    except PydanticValidationError as exc:
+        fields: dict[str, list[str]] = {}
+        for err in exc.errors():
+            key = ".".join(str(part) for part in err["loc"]) or "body"
+            fields.setdefault(key, []).append(err["msg"])
+        raise ValidationError("The request is not valid.", field_errors=fields) from None

@@ -1,0 +1,220 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from gateway.config import Settings, load_settings
+from gateway.db import make_engine, make_session_factory
+from gateway.errors import DomainError
+from gateway.identity import tokens
+from gateway.identity.ldap_directory import LdapDirectory
+from gateway.models import User
+from gateway.permissions import ROLE_LABELS, Permission, has_permission
+from gateway.web.access import access_of
+from gateway.web.context import close_db, current_user, db
+
+log = logging.getLogger(__name__)
+csrf = CSRFProtect()
+
+API_PREFIX = "/api/"
+SESSION_STAGES = {"full", "totp", "enrol"}
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    settings = settings or load_settings(overrides or None)
+    app = Flask(__name__, instance_path=str(settings.instance_dir), instance_relative_config=False)
+    app.config.update(
+        SECRET_KEY=settings.resolved_secret_key(),
+        SESSION_COOKIE_NAME="sde_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.security.https,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.security.session_hours),
+        MAX_CONTENT_LENGTH=25 * 1024 * 1024,
+        WTF_CSRF_SSL_STRICT=settings.security.https,
+        TESTING=settings.env == "test",
+    )
+    engine = make_engine(settings.resolved_database_url)
+    app.extensions["sde_settings"] = settings
+    app.extensions["sde_engine"] = engine
+    app.extensions["sde_sessionmaker"] = make_session_factory(engine)
+    app.extensions["sde_read_sessionmaker"] = make_session_factory(engine, read_mostly=True)
+    app.extensions["sde_directory"] = LdapDirectory(settings.ldap) if settings.ldap else None
+    csrf.init_app(app)
+    app.jinja_env.add_extension("jinja2.ext.do")
+
+    from gateway.api.v1 import bp as api_bp
+    from gateway.web import account, admin, assets, audit_pages, auth, home
+
+    for blueprint in (assets.bp, auth.bp, home.bp, account.bp, admin.bp, audit_pages.bp):
+        app.register_blueprint(blueprint)
+    csrf.exempt(api_bp)  # bearer tokens only, no cookies: not exposed to cross-site requests
+    app.register_blueprint(api_bp)
+
+    app.before_request(_identify_and_enforce)
+    app.after_request(_security_headers)
+    app.teardown_appcontext(close_db)
+    _register_error_handlers(app)
+    app.context_processor(_template_globals)
+    return app
+
+
+def _is_api() -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _session_user() -> tuple[User | None, str | None]:
+    uid, version, stage = session.get("uid"), session.get("sv"), session.get("stage")
+    if uid is None or stage not in SESSION_STAGES:
+        return None, None
+    user = db().get(User, uid)
+    if user is None or not user.is_active or user.session_version != version:
+        session.clear()
+        return None, None
+    return user, stage
+
+
+def _bearer_user() -> User | None:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    user = tokens.user_for_token(db(), header.removeprefix("Bearer ").strip())
+    if db().dirty:
+        db().commit()
+    return user
+
+
+def _identify_and_enforce() -> Response | None:
+    """The one place where every request is identified and its route's access rule applied."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None  # no such route: Flask answers 404
+    if _is_api():
+        g.user = _bearer_user()
+        g.stage = "full" if g.user else None
+        if request.headers.get("Authorization") and g.user is None:
+            return _api_error(401, "unauthenticated", "The token is missing, malformed, expired or revoked.")
+    else:
+        user, stage = _session_user()
+        g.user = user if stage == "full" else None
+        g.pending_user = user if stage in {"totp", "enrol"} else None
+        g.stage = stage
+    if endpoint == "static":
+        return None
+    access = access_of(current_app_view(endpoint))
+    if access is None:
+        log.error("route %s has no access declaration; refusing", endpoint)
+        abort(403)
+    if access.kind == "public":
+        return None
+    if access.kind == "mid_sign_in":
+        if g.get("pending_user") is None:
+            return redirect(url_for("auth.login"))
+        return None
+    if g.user is None:
+        if _is_api():
+            return _api_error(401, "unauthenticated", "Send 'Authorization: Bearer <token>'.")
+        if g.get("pending_user") is not None:
+            return redirect(url_for("auth.second_factor" if g.stage == "totp" else "auth.enrol"))
+        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    assert access.permission is not None
+    if not has_permission(g.user, access.permission):
+        abort(403)
+    return None
+
+
+def current_app_view(endpoint: str) -> Any:
+    from flask import current_app
+    return current_app.view_functions.get(endpoint)
+
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+       "base-uri 'none'; object-src 'none'")
+
+
+def _security_headers(response: Response) -> Response:
+    from flask import current_app
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    if current_app.extensions["sde_settings"].security.https:
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    if g.get("user") is not None or g.get("pending_user") is not None:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _api_error(status: int, error: str, detail: Any) -> Response:
+    response = jsonify({"error": error, "detail": detail})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="londonsde"'
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> Any:
+        if _is_api():
+            detail: Any = exc.message if not exc.field_errors else {"message": exc.message,
+                                                                      "fields": exc.field_errors}
+            return _api_error(exc.status_code, exc.error, detail)
+        return render_template("error.html", status=exc.status_code, message=exc.message), exc.status_code
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> Any:
+        message = "Your form expired or was sent from another site. Go back, reload the page and try again."
+        return render_template("error.html", status=400, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if _is_api():
+            detail = "You do not have permission to do this." if status == 403 else exc.description
+            return _api_error(status, (exc.name or "error").lower().replace(" ", "_"), detail)
+        return render_template("error.html", status=status, message=None), status
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError) -> Any:
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        if _is_api():
+            return _api_error(503, "service_unavailable", "The database is unavailable; try again shortly.")
+        return render_template("error.html", status=503, message=None), 503
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error")
+        if _is_api():
+            return _api_error(500, "internal_error", "Something went wrong on our side; it has been logged.")
+        return render_template("error.html", status=500, message=None), 500
+
+
+NAV: list[tuple[str, str, Permission]] = [
+    ("Home", "home.index", Permission.USE_ACCOUNT),
+    ("Users", "admin.users", Permission.MANAGE_USERS),
+    ("Security policy", "admin.security_policy", Permission.MANAGE_SECURITY_POLICY),
+    ("Audit log", "audit.events", Permission.VIEW_AUDIT_LOG),
+    ("Your account", "account.index", Permission.USE_ACCOUNT),
+]
+
+
+def _template_globals() -> dict[str, Any]:
+    user = current_user()
+    nav = [(label, endpoint) for label, endpoint, perm in NAV if has_permission(user, perm)]
+    return {
+        "current_user": user,
+        "nav_items": nav,
+        "can": lambda permission: has_permission(user, Permission(permission)),
+        "role_labels": {r.value: label for r, label in ROLE_LABELS.items()},
+    }

@@ -1,0 +1,176 @@
+"""The tamper-evident audit log.
+
+Every service that changes state calls :func:`record` inside the same transaction as the change.
+Each event stores the SHA-256 of its own canonical form, which includes the previous event's hash,
+so editing, deleting or reordering any stored event breaks the chain and :func:`verify` names it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
+
+from gateway.db import utcnow
+from gateway.models import AuditEvent, AuditHead, User
+
+GENESIS_HASH = "0" * 64
+SYSTEM = "system"
+
+Actor = User | str | None
+
+
+def canonical(seq: int, occurred_at: dt.datetime, actor_id: int | None, actor_label: str, action: str,
+              object_type: str, object_id: str | None, details: dict[str, Any], prev_hash: str) -> bytes:
+    """The exact bytes that are hashed; any change to a field changes them."""
+    body = {
+        "seq": seq,
+        "occurred_at": occurred_at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor_id": actor_id,
+        "actor_label": actor_label,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def event_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(
+        canonical(event.seq, event.occurred_at, event.actor_id, event.actor_label, event.action,
+                  event.object_type, event.object_id, event.details or {}, event.prev_hash)
+    ).hexdigest()
+
+
+def ensure_head(session: Session) -> None:
+    """Create the head row of an empty log (migrations do this; tests that create tables call it)."""
+    if session.get(AuditHead, 1) is None:
+        session.add(AuditHead(id=1, seq=0, hash=GENESIS_HASH))
+        session.flush()
+
+
+def _normalise_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    # Round-trip through JSON so what is hashed is exactly what the database will hand back.
+    return json.loads(json.dumps(details or {}, default=str, sort_keys=True))
+
+
+def record(session: Session, actor: Actor, action: str, object_type: str,
+           object_id: str | int | None = None, details: dict[str, Any] | None = None) -> AuditEvent:
+    """Append one event in the caller's transaction.
+
+    The head row is updated first, which takes the row lock (PostgreSQL) or the write lock
+    (SQLite), so concurrent writers queue here instead of forking the chain.
+    """
+    seq, prev_hash = session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash).execution_options(synchronize_session=False)
+    ).one()
+    if isinstance(actor, User):
+        actor_id, actor_label = actor.id, actor.username
+    else:
+        actor_id, actor_label = None, actor or SYSTEM
+    event = AuditEvent(
+        seq=seq,
+        occurred_at=utcnow(),
+        actor_id=actor_id,
+        actor_label=actor_label,
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        details=_normalise_details(details),
+        prev_hash=prev_hash,
+    )
+    event.hash = event_hash(event)
+    session.add(event)
+    session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    bad_seq: int | None = None
+    reason: str | None = None
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"audit chain intact: {self.checked} events verified"
+        return f"audit chain BROKEN at event {self.bad_seq}: {self.reason}"
+
+
+def verify(session: Session, batch: int = 1000) -> VerifyResult:
+    """Walk the whole chain; report the first event that is altered, missing or out of place."""
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    checked = 0
+    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)):
+        if event.seq != expected_seq:
+            return VerifyResult(False, checked, expected_seq,
+                                f"event {expected_seq} is missing (next stored event is {event.seq})")
+        if event.prev_hash != prev_hash:
+            return VerifyResult(False, checked, event.seq,
+                                "previous-hash link does not match the event before it (removed or reordered)")
+        if event_hash(event) != event.hash:
+            return VerifyResult(False, checked, event.seq, "stored fields do not match the event's hash (altered)")
+        prev_hash = event.hash
+        expected_seq += 1
+        checked += 1
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return VerifyResult(False, checked, None, "the audit head row is missing")
+    if head.seq != checked or head.hash != prev_hash:
+        return VerifyResult(False, checked, checked + 1 if head.seq > checked else head.seq,
+                            f"the log ends at event {checked} but the head records event {head.seq} "
+                            "(events removed from the end, or the head altered)")
+    return VerifyResult(True, checked)
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def apply(self, query: Select[tuple[AuditEvent]]) -> Select[tuple[AuditEvent]]:
+        if self.actor:
+            query = query.where(AuditEvent.actor_label == self.actor)
+        if self.action:
+            query = query.where(AuditEvent.action.startswith(self.action, autoescape=True))
+        if self.object_type:
+            query = query.where(AuditEvent.object_type == self.object_type)
+        if self.object_id:
+            query = query.where(AuditEvent.object_id == self.object_id)
+        if self.since:
+            query = query.where(AuditEvent.occurred_at >= self.since)
+        if self.until:
+            query = query.where(AuditEvent.occurred_at < self.until)
+        return query
+
+
+def search(session: Session, filters: AuditFilter, *, limit: int | None = 200,
+           offset: int = 0) -> list[AuditEvent]:
+    query = filters.apply(select(AuditEvent)).order_by(AuditEvent.seq.desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def iter_all(session: Session, filters: AuditFilter) -> Iterator[AuditEvent]:
+    query = filters.apply(select(AuditEvent)).order_by(AuditEvent.seq)
+    yield from session.scalars(query.execution_options(yield_per=500))

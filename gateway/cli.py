@@ -1,0 +1,181 @@
+"""The ``sde`` command line."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+
+import click
+from sqlalchemy import inspect
+
+from gateway import audit
+from gateway.config import load_settings
+from gateway.db import make_engine, make_session_factory, unit_of_work
+from gateway.errors import DomainError
+
+
+def _cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _factory():
+    settings = load_settings()
+    engine = make_engine(settings.resolved_database_url)
+    return settings, make_session_factory(engine)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+def main() -> None:
+    """londonsde gateway: administration commands."""
+
+
+@main.command()
+def init() -> None:
+    """Create the database, or upgrade it to the newest schema."""
+    from gateway.migrate import upgrade
+
+    settings = load_settings()
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    click.echo(f"Database ready at {_display_url(settings.resolved_database_url)}")
+
+
+def _display_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@main.command()
+@click.option("--seed-only", is_flag=True, help="Seed the demo data and exit instead of serving.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def demo(seed_only: bool, host: str, port: int) -> None:
+    """Create the database, seed demo users and data, and serve the gateway."""
+    from gateway import demo as demo_data
+    from gateway.migrate import upgrade
+
+    settings = load_settings()
+    if settings.env == "production":
+        _fail("refusing to run the demo: SDE_ENV is 'production'")
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    _, factory = _factory()
+    try:
+        with unit_of_work(factory) as session:
+            created = demo_data.seed(session, settings.env)
+    except DomainError as exc:
+        _fail(exc.message)
+    click.echo(f"Demo accounts created: {', '.join(created) if created else 'none (already there)'}")
+    click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
+    if seed_only:
+        return
+    click.echo(f"Serving on http://{host}:{port}")
+    _serve(host, port)
+
+
+def _serve(host: str, port: int) -> None:
+    from gateway.app import create_app
+    from gateway.serve import serve
+
+    serve(create_app, host, port, workers=int(os.environ.get("SDE_WORKERS", "2")))
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve_command(host: str, port: int) -> None:
+    """Serve the gateway with gunicorn (run `sde init` first)."""
+    _settings, factory = _factory()
+    engine = factory.kw["bind"]
+    if not inspect(engine).has_table("audit_events"):
+        _fail("the database has no tables yet: run `sde init` first")
+    _serve(host, port)
+
+
+@main.group()
+def user() -> None:
+    """Manage accounts."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--name", "display_name", required=True, help="Full name")
+@click.option("--email", default=None)
+@click.option("--role", "roles", multiple=True, help="A role to grant (repeat for several)")
+@click.password_option(help="Initial password (prompted if not given)")
+def user_create(username: str, display_name: str, email: str | None, roles: tuple[str, ...],
+                password: str) -> None:
+    """Create a local account."""
+    from gateway.identity.accounts import create_local_user
+
+    _, factory = _factory()
+    try:
+        with unit_of_work(factory) as session:
+            created = create_local_user(session, _cli_actor(), username=username, display_name=display_name,
+                                        password=password, email=email, roles=list(roles))
+            click.echo(f"Created {created.username} with roles: {', '.join(sorted(created.roles)) or 'none'}")
+    except DomainError as exc:
+        details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
+        _fail(f"{exc.message} {details}".strip())
+
+
+@main.group()
+def token() -> None:
+    """Manage personal API tokens."""
+
+
+@token.command("create")
+@click.argument("username")
+@click.option("--name", default="command line", show_default=True)
+@click.option("--days", default=90, show_default=True, type=int, help="Days until it expires")
+def token_create(username: str, name: str, days: int) -> None:
+    """Create a token for USERNAME and print it (it is shown only once)."""
+    from gateway.identity.accounts import find_user
+    from gateway.identity.tokens import create_token
+
+    _, factory = _factory()
+    try:
+        with unit_of_work(factory) as session:
+            owner = find_user(session, username)
+            if owner is None or not owner.is_active:
+                _fail(f"no active user {username!r}")
+                return
+            _, plain = create_token(session, _cli_actor(), owner, name, days)
+    except DomainError as exc:
+        _fail(exc.message)
+        return
+    click.echo(plain)
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """Inspect the audit log."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exit 0 if intact, 1 naming the first bad event."""
+    _, factory = _factory()
+    session = factory()
+    try:
+        result = audit.verify(session)
+    finally:
+        session.close()
+    click.echo(result.describe())
+    if not result.ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Settings in one validated place.
+
+Values come from environment variables (``SDE_*``) and, optionally, a YAML file named by
+``SDE_CONFIG``. Every setting has a safe default so the embedded demo needs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LdapSettings(BaseModel):
+    """Where the directory is and how its groups map to gateway roles."""
+
+    url: str
+    bind_dn: str | None = None
+    bind_password: str | None = None
+    user_base: str
+    user_attribute: str = "uid"
+    user_object_class: str = "inetOrgPerson"
+    group_base: str | None = None
+    group_object_class: str = "groupOfNames"
+    group_member_attribute: str = "member"
+    display_name_attribute: str = "cn"
+    email_attribute: str = "mail"
+    # LDAP group common name -> gateway role names
+    group_roles: dict[str, list[str]] = Field(default_factory=dict)
+    connect_timeout: float = 5.0
+
+
+class SecuritySettings(BaseModel):
+    max_failed_logins: int = Field(5, ge=1, le=100)
+    lockout_minutes: int = Field(15, ge=1, le=24 * 60)
+    session_hours: int = Field(8, ge=1, le=72)
+    totp_issuer: str = "London SDE"
+    recovery_codes: int = Field(10, ge=4, le=20)
+    https: bool = False
+
+
+class Settings(BaseModel):
+    env: Literal["development", "production", "test"] = "development"
+    instance_dir: Path = REPO_ROOT / "instance"
+    database_url: str | None = None
+    secret_key: str | None = None
+    assets_dir: Path = REPO_ROOT / "node_modules" / "nhsuk-frontend" / "dist" / "nhsuk"
+    ldap: LdapSettings | None = None
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @field_validator("instance_dir", "assets_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.instance_dir / 'londonsde.sqlite3'}"
+
+    def resolved_secret_key(self) -> str:
+        """Use the configured key, or one kept in the instance folder so sessions survive restarts."""
+        if self.secret_key:
+            return self.secret_key
+        if self.env == "production":
+            raise RuntimeError("SDE_SECRET_KEY must be set in production")
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        key_file = self.instance_dir / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Read the YAML file (if any), then environment variables, then explicit overrides."""
+    data: dict[str, Any] = {}
+    config_file = os.environ.get("SDE_CONFIG")
+    if config_file:
+        data.update(yaml.safe_load(Path(config_file).read_text()) or {})
+    env_map = {
+        "SDE_ENV": "env",
+        "SDE_INSTANCE_DIR": "instance_dir",
+        "SDE_DATABASE_URL": "database_url",
+        "SDE_SECRET_KEY": "secret_key",
+        "SDE_ASSETS_DIR": "assets_dir",
+    }
+    for var, key in env_map.items():
+        if os.environ.get(var):
+            data[key] = os.environ[var]
+    if overrides:
+        data.update(overrides)
+    return Settings.model_validate(data)

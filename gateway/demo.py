@@ -1,0 +1,60 @@
+"""Demo data for the embedded set-up. Refuses to touch a real deployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.errors import Conflict
+from gateway.identity.accounts import create_local_user, find_user
+from gateway.models import User
+from gateway.permissions import Role
+
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented demo credential, refused in production
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    display_name: str
+    roles: tuple[Role, ...]
+
+
+DEMO_USERS: tuple[DemoUser, ...] = (
+    DemoUser("researcher", "Dr Amara Okafor (researcher)", (Role.RESEARCHER,)),
+    DemoUser("researcher2", "Dr Tom Brennan (researcher)", (Role.RESEARCHER,)),
+    DemoUser("accreditor", "Priya Shah (accreditation officer)", (Role.ACCREDITATION_OFFICER,)),
+    DemoUser("dacchair", "Prof. Helen Marsh (DAC chair)", (Role.DAC_CHAIR, Role.DAC_MEMBER)),
+    DemoUser("dac1", "Dr Kwame Mensah (DAC member)", (Role.DAC_MEMBER,)),
+    DemoUser("dac2", "Dr Sofia Rossi (DAC member)", (Role.DAC_MEMBER,)),
+    DemoUser("laymember", "Janet Clarke (lay member)", (Role.LAY_MEMBER,)),
+    DemoUser("checker1", "Ali Hassan (output checker)", (Role.OUTPUT_CHECKER,)),
+    DemoUser("checker2", "Grace Liu (output checker)", (Role.OUTPUT_CHECKER,)),
+    DemoUser("finance", "Mark Evans (finance)", (Role.FINANCE,)),
+    DemoUser("admin", "Sam Taylor (administrator)", (Role.ADMIN,)),
+    DemoUser("auditor", "Ruth Adebayo (auditor)", (Role.AUDITOR,)),
+)
+
+
+def check_may_seed(session: Session, env: str) -> None:
+    if env == "production":
+        raise Conflict("Refusing to seed demo data: SDE_ENV is 'production'.")
+    real = session.scalars(select(User.username).where(User.is_demo.is_(False)).limit(5)).all()
+    if real:
+        raise Conflict("Refusing to seed demo data: this database holds real (non-demo) accounts: "
+                       + ", ".join(real))
+
+
+def seed(session: Session, env: str) -> list[str]:
+    """Create the demo accounts that are missing; returns the usernames created."""
+    check_may_seed(session, env)
+    created = []
+    for demo in DEMO_USERS:
+        if find_user(session, demo.username) is None:
+            create_local_user(session, "demo-seed", username=demo.username, display_name=demo.display_name,
+                              password=DEMO_PASSWORD, email=f"{demo.username}@demo.londonsde.invalid",
+                              roles=[r.value for r in demo.roles], is_demo=True)
+            created.append(demo.username)
+    return created

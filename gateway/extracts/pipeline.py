@@ -1,0 +1,570 @@
+"""Build a project's de-identified extract from the source tables.
+
+The build is a pure function of the spec, the source directory and the extracts root:
+
+1. select the cohort (boroughs, age, conditions) and remove national data opt-outs;
+2. stream every approved dataset in record batches, keeping only cohort patients, the
+   approved date range and the approved variables; replace the NHS number by the project
+   pseudonym and generalise quasi-identifiers as approved;
+3. assess re-identification risk over the released quasi-identifiers;
+4. write everything to a hidden staging directory, verify the hashes, make it read-only and
+   rename it into place as the next version. ``current`` moves to it unless the risk
+   report flags it, in which case it waits for the data custodian.
+
+Memory grows with the batch size and the number of cohort patients, never with the number of
+event rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from gateway.extracts import storage
+from gateway.extracts.catalogue import (
+    Catalogue,
+    Dataset,
+    Role,
+    Sensitivity,
+    Variable,
+    VariableType,
+    load_catalogue,
+)
+from gateway.extracts.pseudonym import MAX_SHIFT_DAYS, PatientLookup, key_fingerprint
+from gateway.extracts.risk import RiskReport, assess
+from gateway.extracts.spec import (
+    AreaCodeTreatment,
+    DateOfBirthTreatment,
+    EventDateTreatment,
+    ExtractSpec,
+    ImdTreatment,
+    LsoaTreatment,
+)
+
+MANIFEST_FORMAT = 1
+PSEUDONYM_COLUMN = "pseudo_id"
+RISK_REPORT = "risk_report.json"
+DEFAULT_BATCH_ROWS = 131_072
+OUTPUT_COMPRESSION = "zstd"
+AGE_TOP_CODE = 90
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class SourceError(RuntimeError):
+    """The source data does not match its catalogue."""
+
+
+class ReleaseStatus(StrEnum):
+    RELEASED = "released"  # passed the risk check; ``current`` points at it
+    HELD = "held_for_custodian"  # classes below k; published but not current until released
+
+
+class ColumnEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    type: str
+    source: str | None  # the catalogue variable it comes from
+    sensitivity: str
+    treatment: str
+
+
+class TableEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dataset: str
+    file: str
+    rows: int
+    source_rows: int
+    column_count: int
+    columns: list[ColumnEntry]
+    bytes: int
+    sha256: str
+
+
+class CohortCounts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    patients_matching: int  # met the cohort criteria, before the opt-out
+    opt_outs_removed: int
+    patients_released: int
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    format_version: int = MANIFEST_FORMAT
+    project_id: str
+    version: int
+    created_at: str
+    status: ReleaseStatus
+    key_fingerprint: str
+    catalogue: str
+    parameters: dict[str, Any]
+    cohort: CohortCounts
+    tables: list[TableEntry]
+    rows: int
+    columns: int
+    risk: dict[str, Any]
+    files: dict[str, str]  # file name -> SHA-256, every file of the version except this manifest
+    leftovers_removed: list[str] = []
+
+    def table(self, dataset: str) -> TableEntry:
+        return next(t for t in self.tables if t.dataset == dataset)
+
+
+# --------------------------------------------------------------------------------------------
+# planning: which source columns are read, which output columns are produced and how
+
+
+Maker = Callable[[pa.RecordBatch, np.ndarray], pa.Array]
+
+
+@dataclass(frozen=True)
+class _Output:
+    name: str
+    type: pa.DataType
+    source: str | None
+    sensitivity: Sensitivity
+    treatment: str
+    make: Maker
+
+
+@dataclass(frozen=True)
+class _Plan:
+    dataset: Dataset
+    path: Path
+    read: list[str]
+    outputs: list[_Output]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema([(o.name, o.type) for o in self.outputs])
+
+    @property
+    def quasi_identifiers(self) -> list[str]:
+        return [o.name for o in self.outputs if o.sensitivity is Sensitivity.QUASI_IDENTIFIER]
+
+
+def _age_on(dob: pa.Array, on: date) -> np.ndarray:
+    """Completed years of age on ``on`` (calendar-exact, so birthdays count on the day)."""
+    filled = pc.fill_null(dob, pa.scalar(on, pa.date32()))
+    y = pc.year(filled).to_numpy()
+    m = pc.month(filled).to_numpy()
+    d = pc.day(filled).to_numpy()
+    before_birthday = (m > on.month) | ((m == on.month) & (d > on.day))
+    return on.year - y - before_birthday.astype(np.int64)
+
+
+def _age_band_labels(width: int) -> list[str]:
+    labels = [f"{lo}-{lo + width - 1}" for lo in range(0, AGE_TOP_CODE, width)]
+    return [*labels, f"{AGE_TOP_CODE}+"]
+
+
+def _plan_outputs(
+    spec: ExtractSpec, dataset: Dataset, source_schema: pa.Schema, lookup: PatientLookup
+) -> tuple[list[str], list[_Output]]:
+    """Source columns to read and output columns to produce for one approved dataset."""
+    missing = {v.name for v in dataset.variables} - set(source_schema.names)
+    if missing:
+        raise SourceError(f"{dataset.file} lacks catalogued variables {sorted(missing)}")
+    g = spec.generalisation
+    approved = set(spec.datasets[dataset.name])
+    read = [dataset.patient_key]
+    if dataset.index_date:
+        read.append(dataset.index_date)
+    outputs = [
+        _Output(
+            PSEUDONYM_COLUMN,
+            pa.string(),
+            dataset.patient_key,
+            Sensitivity.DERIVED,
+            "project pseudonym: HMAC-SHA-256 of the NHS number with the project key",
+            lambda b, idx: lookup.pseudonyms.take(pa.array(idx)),
+        )
+    ]
+    emitted = {PSEUDONYM_COLUMN}
+    borough_var = dataset.by_role(Role.BOROUGH) if dataset.population else None
+
+    def add(name: str, typ: pa.DataType, var: Variable, treatment: str, make: Maker, *extra: str) -> None:
+        if name in emitted:  # e.g. LSOA generalised to borough while borough is also approved
+            return
+        emitted.add(name)
+        for col in (var.name, *extra):
+            if col not in read:
+                read.append(col)
+        outputs.append(_Output(name, typ, var.name, var.sensitivity, treatment, make))
+
+    for var in dataset.variables:
+        if var.name not in approved:
+            continue
+        src = var.name
+        if var.role is Role.DATE_OF_BIRTH:
+            if g.date_of_birth is DateOfBirthTreatment.YEAR:
+                add(
+                    "year_of_birth",
+                    pa.int16(),
+                    var,
+                    "year of birth",
+                    lambda b, idx, s=src: pc.cast(pc.year(b.column(s)), pa.int16()),
+                )
+            elif g.date_of_birth is DateOfBirthTreatment.MONTH:
+                add(
+                    "month_of_birth",
+                    pa.date32(),
+                    var,
+                    "month of birth (first day of the month)",
+                    lambda b, idx, s=src: pc.floor_temporal(b.column(s), unit="month"),
+                )
+            else:
+                width = g.age_band_years
+                labels = pa.array(_age_band_labels(width))
+                ref = spec.date_range.end
+
+                def band(
+                    b: pa.RecordBatch,
+                    idx: np.ndarray,
+                    s: str = src,
+                    w: int = width,
+                    ref: date = ref,
+                    labels: pa.Array = labels,
+                ) -> pa.Array:
+                    col = b.column(s)
+                    lows = np.minimum(np.clip(_age_on(col, ref), 0, AGE_TOP_CODE) // w, len(labels) - 1)
+                    indices = pa.array(
+                        lows.astype(np.int32), mask=col.is_null().to_numpy(zero_copy_only=False)
+                    )
+                    return pa.DictionaryArray.from_arrays(indices, labels).dictionary_decode()
+
+                add(
+                    "age_band",
+                    pa.string(),
+                    var,
+                    f"{width}-year age band on {ref.isoformat()}, top-coded at 90",
+                    band,
+                )
+        elif var.role is Role.LSOA and g.lsoa is LsoaTreatment.BOROUGH:
+            assert borough_var is not None  # checked by ExtractSpec.check_against
+            add(
+                "borough",
+                pa.string(),
+                borough_var,
+                "borough of the LSOA",
+                lambda b, idx, s=borough_var.name: b.column(s),
+            )
+        elif var.role is Role.AREA_CODE and g.area_code is AreaCodeTreatment.POSTCODE_AREA:
+            add(
+                "postcode_area",
+                pa.string(),
+                var,
+                "postcode area (letters of the district)",
+                lambda b, idx, s=src: pc.replace_substring_regex(b.column(s), r"[0-9].*$", ""),
+            )
+        elif var.role is Role.IMD_DECILE and g.imd_decile is ImdTreatment.QUINTILE:
+            add(
+                "imd_quintile",
+                pa.int8(),
+                var,
+                "IMD quintile (deciles paired)",
+                lambda b, idx, s=src: pc.cast(
+                    pc.divide(pc.add(pc.cast(b.column(s), pa.int16()), 1), 2), pa.int8()
+                ),
+            )
+        elif var.type is VariableType.DATE:
+            if g.event_dates is EventDateTreatment.SHIFT:
+
+                def shifted(b: pa.RecordBatch, idx: np.ndarray, s: str = src) -> pa.Array:
+                    days = pc.cast(b.column(s), pa.int32())
+                    return pc.cast(pc.add(days, pa.array(lookup.shifts[idx])), pa.date32())
+
+                add(
+                    src,
+                    pa.date32(),
+                    var,
+                    f"shifted by a per-patient offset of 1-{MAX_SHIFT_DAYS} days",
+                    shifted,
+                )
+            else:
+                add(
+                    src,
+                    pa.date32(),
+                    var,
+                    "month (first day of the month)",
+                    lambda b, idx, s=src: pc.floor_temporal(b.column(s), unit="month"),
+                )
+        else:
+            source_type = source_schema.field(src).type
+            add(
+                src,
+                source_type,
+                var,
+                "as recorded",
+                lambda b, idx, s=src, t=source_type: pc.cast(b.column(s), t),
+            )
+    return read, outputs
+
+
+# --------------------------------------------------------------------------------------------
+# cohort selection
+
+
+def _open_source(source_dir: Path, dataset: Dataset) -> pq.ParquetFile:
+    path = source_dir / dataset.file
+    if not path.is_file():
+        raise SourceError(f"source file {path} for dataset {dataset.name} is missing")
+    return pq.ParquetFile(path)
+
+
+def count_source_rows(spec: ExtractSpec, source_dir: Path | str, catalogue: Catalogue | None = None) -> int:
+    """Rows the build will read from the approved datasets: the ``total`` its progress reports."""
+    source_dir = Path(source_dir)
+    catalogue = catalogue or load_catalogue(source_dir / "catalogue.yaml")
+    return sum(
+        _open_source(source_dir, d).metadata.num_rows for d in catalogue.datasets if d.name in spec.datasets
+    )
+
+
+def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    return pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def _patients_with_conditions(
+    spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int
+) -> pa.Array:
+    wanted = pa.array(spec.cohort.conditions, pa.string())
+    end = pa.scalar(spec.date_range.end, pa.date32())
+    found: set[str] = set()
+    for dataset in catalogue.datasets:
+        condition_vars = [v.name for v in dataset.variables if v.role is Role.CONDITION]
+        if not condition_vars:
+            continue
+        columns = [dataset.patient_key, *condition_vars] + (
+            [dataset.index_date] if dataset.index_date else []
+        )
+        for batch in _batches(source_dir / dataset.file, columns, batch_size):
+            hit = pc.is_in(pc.cast(batch.column(condition_vars[0]), pa.string()), value_set=wanted)
+            for name in condition_vars[1:]:
+                hit = pc.or_(hit, pc.is_in(pc.cast(batch.column(name), pa.string()), value_set=wanted))
+            if dataset.index_date:  # diagnosed by the end of the approved period
+                hit = pc.and_(hit, pc.fill_null(pc.less_equal(batch.column(dataset.index_date), end), True))
+            found.update(batch.filter(pc.fill_null(hit, False)).column(dataset.patient_key).to_pylist())
+    return pa.array(sorted(k for k in found if k is not None), pa.string())
+
+
+def _select_cohort(
+    spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int
+) -> tuple[list[str], CohortCounts]:
+    population = catalogue.population
+    dob = population.by_role(Role.DATE_OF_BIRTH)
+    opt_out = population.by_role(Role.OPT_OUT)
+    borough = population.by_role(Role.BOROUGH)
+    assert dob is not None and opt_out is not None  # required by the catalogue
+    cohort = spec.cohort
+    columns = [population.patient_key, dob.name, opt_out.name]
+    if cohort.boroughs is not None and borough is not None:
+        columns.append(borough.name)
+    with_condition = (
+        _patients_with_conditions(spec, catalogue, source_dir, batch_size) if cohort.conditions else None
+    )
+    boroughs = pa.array(cohort.boroughs or [], pa.string())
+    kept: list[str] = []
+    matching = removed = 0
+    for batch in _batches(source_dir / population.file, columns, batch_size):
+        key = batch.column(population.patient_key)
+        keep = pc.is_valid(key).to_numpy(zero_copy_only=False)
+        if cohort.boroughs is not None and borough is not None:
+            keep &= pc.fill_null(pc.is_in(batch.column(borough.name), value_set=boroughs), False).to_numpy(
+                zero_copy_only=False
+            )
+        if cohort.age_min is not None or cohort.age_max is not None:
+            dob_col = batch.column(dob.name)
+            age = _age_on(dob_col, spec.date_range.end)
+            keep &= ~dob_col.is_null().to_numpy(zero_copy_only=False)
+            if cohort.age_min is not None:
+                keep &= age >= cohort.age_min
+            if cohort.age_max is not None:
+                keep &= age <= cohort.age_max
+        if with_condition is not None:
+            keep &= pc.is_in(key, value_set=with_condition).to_numpy(zero_copy_only=False)
+        matching += int(keep.sum())
+        if spec.apply_opt_out:
+            opted = pc.fill_null(batch.column(opt_out.name), False).to_numpy(zero_copy_only=False)
+            removed += int((keep & opted).sum())
+            keep &= ~opted
+        kept.extend(key.filter(pa.array(keep)).to_pylist())
+    counts = CohortCounts(patients_matching=matching, opt_outs_removed=removed, patients_released=len(kept))
+    return kept, counts
+
+
+# --------------------------------------------------------------------------------------------
+# the build
+
+
+def build_extract(
+    spec: ExtractSpec,
+    source_dir: Path | str,
+    extracts_root: Path | str,
+    *,
+    catalogue: Catalogue | None = None,
+    progress: ProgressCallback | None = None,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+) -> Manifest:
+    """Build, verify and publish the next extract version of ``spec.project_id``.
+
+    Raises SpecError when the spec asks for more than the catalogue allows and
+    storage.BuildInProgress when another build of the same project is running.
+    """
+    source_dir = Path(source_dir)
+    catalogue = catalogue or load_catalogue(source_dir / "catalogue.yaml")
+    spec.check_against(catalogue)
+    with storage.project_lock(extracts_root, spec.project_id) as pdir:
+        leftovers = storage.clean_leftovers(pdir)
+        version = max(storage.list_versions(extracts_root, spec.project_id), default=0) + 1
+        staging = storage.new_staging_dir(pdir, version)
+        try:
+            manifest = _build_into(
+                spec, catalogue, source_dir, staging, version, progress, batch_size, leftovers
+            )
+            storage.publish(staging, pdir, version)
+        except BaseException:
+            if staging.exists():
+                storage.remove_tree(staging)
+            raise
+        if manifest.status is ReleaseStatus.RELEASED:
+            storage.point_current(pdir, version)
+    return manifest
+
+
+def _build_into(
+    spec: ExtractSpec,
+    catalogue: Catalogue,
+    source_dir: Path,
+    staging: Path,
+    version: int,
+    progress: ProgressCallback | None,
+    batch_size: int,
+    leftovers: list[str],
+) -> Manifest:
+    key = spec.secret
+    patients, counts = _select_cohort(spec, catalogue, source_dir, batch_size)
+    lookup = PatientLookup(key, patients)
+    del patients
+    datasets = [d for d in catalogue.datasets if d.name in spec.datasets]
+    plans = []
+    for dataset in datasets:
+        source = _open_source(source_dir, dataset)
+        read, outputs = _plan_outputs(spec, dataset, source.schema_arrow, lookup)
+        plans.append(_Plan(dataset, source_dir / dataset.file, read, outputs))
+    source_rows = {p.dataset.name: pq.ParquetFile(p.path).metadata.num_rows for p in plans}
+    total = sum(source_rows.values())
+    done = 0
+    start, end = (pa.scalar(spec.date_range.start, pa.date32()), pa.scalar(spec.date_range.end, pa.date32()))
+    tables: list[TableEntry] = []
+    files: dict[str, str] = {}
+    population_qi: list[pa.RecordBatch] = []
+    risk_columns: list[str] = []
+    for plan in plans:
+        out_file = f"{plan.dataset.name}.parquet"
+        sink = storage.HashingWriter(staging / out_file)
+        rows = 0
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        with pq.ParquetWriter(sink, plan.schema, compression=OUTPUT_COMPRESSION) as writer:
+            for batch in _batches(plan.path, plan.read, batch_size):
+                done += batch.num_rows
+                idx = lookup.find(batch.column(plan.dataset.patient_key))
+                keep = idx >= 0
+                if plan.dataset.index_date:
+                    when = batch.column(plan.dataset.index_date)
+                    in_range = pc.and_(pc.greater_equal(when, start), pc.less_equal(when, end))
+                    keep &= pc.fill_null(in_range, False).to_numpy(zero_copy_only=False)
+                if not keep.all():
+                    batch = batch.filter(pa.array(keep))
+                    idx = idx[keep]
+                if batch.num_rows:
+                    out = pa.record_batch([o.make(batch, idx) for o in plan.outputs], schema=plan.schema)
+                    pending.append(out)
+                    pending_rows += out.num_rows
+                    rows += out.num_rows
+                    if plan.dataset.population:
+                        risk_columns = plan.quasi_identifiers
+                        population_qi.append(out.select(risk_columns))
+                    if pending_rows >= batch_size:
+                        writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                        pending, pending_rows = [], 0
+                if progress is not None:
+                    progress(done, total)
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+        sink.close()
+        if storage.sha256_file(sink.path) != sink.sha256:
+            raise OSError(f"{out_file} changed on disk while being written")
+        files[out_file] = sink.sha256
+        tables.append(
+            TableEntry(
+                dataset=plan.dataset.name,
+                file=out_file,
+                rows=rows,
+                source_rows=source_rows[plan.dataset.name],
+                column_count=len(plan.outputs),
+                columns=[
+                    ColumnEntry(
+                        name=o.name,
+                        type=str(o.type),
+                        source=o.source,
+                        sensitivity=o.sensitivity.value,
+                        treatment=o.treatment,
+                    )
+                    for o in plan.outputs
+                ],
+                bytes=sink.size,
+                sha256=sink.sha256,
+            )
+        )
+    if progress is not None:
+        progress(total, total)
+
+    if population_qi:
+        qi_table = pa.Table.from_batches(population_qi)
+    else:  # no population table released: assess the released patients with no quasi-identifiers
+        qi_table = pa.table({"_": pa.array(np.zeros(lookup.size, dtype=np.int8))})
+        risk_columns = []
+    report: RiskReport = assess(qi_table, risk_columns, spec.k)
+    files[RISK_REPORT] = storage.write_file(
+        staging / RISK_REPORT, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8")
+    )
+    manifest = Manifest(
+        project_id=spec.project_id,
+        version=version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        status=ReleaseStatus.HELD if report.flagged else ReleaseStatus.RELEASED,
+        key_fingerprint=key_fingerprint(key),
+        catalogue=catalogue.name,
+        parameters=spec.parameters(),
+        cohort=counts,
+        tables=tables,
+        rows=sum(t.rows for t in tables),
+        columns=sum(t.column_count for t in tables),
+        risk=report.summary(),
+        files=files,
+        leftovers_removed=leftovers,
+    )
+    storage.write_file(
+        staging / storage.MANIFEST, (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
+    )
+    for name, digest in files.items():  # verify before anything becomes visible
+        if storage.sha256_file(staging / name) != digest:
+            raise OSError(f"{name} does not match the hash recorded while writing")
+    return manifest

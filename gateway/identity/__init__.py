@@ -1,0 +1,1 @@
+"""Safe people, part one: who someone is (local accounts, LDAP, second factor, API tokens)."""

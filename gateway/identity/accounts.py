@@ -1,0 +1,161 @@
+"""Creating accounts and managing their roles, locks and second factors (all audited)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.audit import Actor
+from gateway.db import utcnow
+from gateway.errors import Conflict, NotFound, ValidationError
+from gateway.identity.passwords import hash_password, password_problems
+from gateway.models import RecoveryCode, RolePolicy, User, UserRole
+from gateway.permissions import Permission, Role, check_can_change_roles, check_permission, parse_roles
+
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username.strip().lower()))
+
+
+def list_users(session: Session, actor: User) -> list[User]:
+    check_permission(actor, Permission.MANAGE_USERS)
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def _validate_new_user(session: Session, username: str, display_name: str, password: str) -> None:
+    errors: dict[str, list[str]] = {}
+    if not USERNAME_RE.match(username):
+        errors["username"] = ["Use 2 to 64 lower-case letters, digits, dots, hyphens or underscores, "
+                              "starting with a letter."]
+    elif find_user(session, username) is not None:
+        errors["username"] = ["That username is already taken."]
+    if not display_name.strip():
+        errors["display_name"] = ["Enter the person's full name."]
+    problems = password_problems(password, username)
+    if problems:
+        errors["password"] = problems
+    if errors:
+        raise ValidationError("The account could not be created.", field_errors=errors)
+
+
+def create_local_user(session: Session, actor: Actor, *, username: str, display_name: str, password: str,
+                      email: str | None = None, roles: list[str] | tuple[str, ...] = (),
+                      is_demo: bool = False) -> User:
+    """Create a local (password) account. ``actor`` is an admin user, or a label for the CLI."""
+    if isinstance(actor, User):
+        check_permission(actor, Permission.MANAGE_USERS)
+    username = username.strip().lower()
+    _validate_new_user(session, username, display_name, password)
+    wanted = parse_roles(roles)
+    user = User(username=username, display_name=display_name.strip(), email=(email or None), source="local",
+                password_hash=hash_password(password), is_demo=is_demo)
+    user.role_grants = [UserRole(role=r.value, granted_by_id=actor.id if isinstance(actor, User) else None)
+                        for r in sorted(wanted)]
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "user.created", "user", user.id,
+                 {"username": username, "source": "local", "roles": sorted(r.value for r in wanted)})
+    return user
+
+
+def set_roles(session: Session, actor: User, target: User, roles: list[str]) -> None:
+    check_can_change_roles(actor, target)
+    if target.source != "local":
+        raise Conflict("This account's roles come from the directory (LDAP groups); change them there.")
+    wanted = {r.value for r in parse_roles(roles)}
+    _replace_roles(session, actor, target, wanted, reason="admin")
+
+
+def _replace_roles(session: Session, actor: Actor, target: User, wanted: set[str], reason: str) -> None:
+    current = set(target.roles)
+    if wanted == current:
+        return
+    target.role_grants = [g for g in target.role_grants if g.role in wanted]
+    granted_by = actor.id if isinstance(actor, User) else None
+    for role in sorted(wanted - current):
+        target.role_grants.append(UserRole(role=role, granted_by_id=granted_by))
+    target.session_version += 1  # roles changed: sessions must pick up the new rights
+    session.flush()
+    audit.record(session, actor, "user.roles_changed", "user", target.id,
+                 {"added": sorted(wanted - current), "removed": sorted(current - wanted), "reason": reason})
+
+
+def sync_directory_roles(session: Session, target: User, roles: set[str]) -> None:
+    """LDAP groups are the source of truth for directory accounts."""
+    known = {r.value for r in Role}
+    _replace_roles(session, "ldap", target, roles & known, reason="directory groups")
+
+
+def set_active(session: Session, actor: User, target: User, active: bool) -> None:
+    check_permission(actor, Permission.MANAGE_USERS)
+    if actor.id == target.id:
+        raise Conflict("You cannot deactivate your own account.")
+    if target.is_active == active:
+        return
+    target.is_active = active
+    target.session_version += 1
+    audit.record(session, actor, "user.activated" if active else "user.deactivated", "user", target.id)
+
+
+def unlock(session: Session, actor: User, target: User) -> None:
+    check_permission(actor, Permission.MANAGE_USERS)
+    target.failed_logins = 0
+    target.locked_until = None
+    audit.record(session, actor, "user.unlocked", "user", target.id)
+
+
+def reset_second_factor(session: Session, actor: User, target: User) -> None:
+    """For a lost phone: the user enrols again at next sign-in (if their role requires it)."""
+    check_permission(actor, Permission.MANAGE_USERS)
+    target.totp_secret = None
+    target.totp_confirmed_at = None
+    target.totp_last_step = None
+    for code in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == target.id)):
+        session.delete(code)
+    target.session_version += 1
+    audit.record(session, actor, "user.second_factor_reset", "user", target.id)
+
+
+def role_policies(session: Session) -> dict[str, bool]:
+    stored = {p.role: p.totp_required for p in session.scalars(select(RolePolicy))}
+    return {role.value: stored.get(role.value, False) for role in Role}
+
+
+def set_totp_required(session: Session, actor: User, required_roles: set[str]) -> None:
+    check_permission(actor, Permission.MANAGE_SECURITY_POLICY)
+    parse_roles(required_roles)
+    before = role_policies(session)
+    for role in Role:
+        policy = session.get(RolePolicy, role.value) or RolePolicy(role=role.value)
+        policy.totp_required = role.value in required_roles
+        session.add(policy)
+    after = {role.value: role.value in required_roles for role in Role}
+    if before != after:
+        audit.record(session, actor, "security.totp_policy_changed", "role_policy", None,
+                     {"totp_required": sorted(required_roles)})
+
+
+def totp_required_for(session: Session, user: User) -> bool:
+    policies = role_policies(session)
+    return any(policies.get(role, False) for role in user.roles)
+
+
+def record_login_time(user: User) -> None:
+    user.last_login_at = utcnow()
+
+
+def sign_out_everywhere(session: Session, user: User) -> None:
+    user.session_version += 1
+    audit.record(session, user, "auth.signed_out_everywhere", "user", user.id)

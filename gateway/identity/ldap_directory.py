@@ -1,0 +1,89 @@
+"""The LDAP adapter: find the user with a service bind, then bind as them to check the password.
+
+Every value that goes into a search filter is escaped (RFC 4515), so a username such as
+``*)(uid=*`` matches nobody instead of everybody.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ldap3 import SUBTREE, Connection, Server
+from ldap3.core.exceptions import LDAPBindError, LDAPException
+from ldap3.utils.conv import escape_filter_chars
+
+from gateway.config import LdapSettings
+
+
+class DirectoryUnavailable(Exception):
+    """The directory could not be reached or answered with an error."""
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    dn: str
+    username: str
+    display_name: str
+    email: str | None
+    groups: frozenset[str]
+
+
+class LdapDirectory:
+    def __init__(self, settings: LdapSettings) -> None:
+        self.settings = settings
+        self.server = Server(settings.url, connect_timeout=settings.connect_timeout)
+
+    def _service_connection(self) -> Connection:
+        s = self.settings
+        return Connection(self.server, user=s.bind_dn, password=s.bind_password, read_only=True,
+                          auto_bind=True, receive_timeout=s.connect_timeout)
+
+    def user_filter(self, username: str) -> str:
+        s = self.settings
+        return (f"(&(objectClass={escape_filter_chars(s.user_object_class)})"
+                f"({s.user_attribute}={escape_filter_chars(username)}))")
+
+    def group_filter(self, dn: str) -> str:
+        s = self.settings
+        return (f"(&(objectClass={escape_filter_chars(s.group_object_class)})"
+                f"({s.group_member_attribute}={escape_filter_chars(dn)}))")
+
+    def authenticate(self, username: str, password: str) -> DirectoryUser | None:
+        """The directory's view of the user when the password is right, else None."""
+        if not username or not password:
+            return None  # an empty password would be an anonymous bind that "succeeds"
+        s = self.settings
+        try:
+            with self._service_connection() as conn:
+                conn.search(s.user_base, self.user_filter(username), SUBTREE,
+                            attributes=[s.user_attribute, s.display_name_attribute, s.email_attribute])
+                if len(conn.entries) != 1:
+                    return None
+                entry = conn.entries[0]
+                dn = entry.entry_dn
+                try:
+                    user_conn = Connection(self.server, user=dn, password=password, read_only=True,
+                                           receive_timeout=s.connect_timeout)
+                    if not user_conn.bind():
+                        return None
+                    user_conn.unbind()
+                except LDAPBindError:
+                    return None
+                groups: set[str] = set()
+                if s.group_base:
+                    conn.search(s.group_base, self.group_filter(dn), SUBTREE, attributes=["cn"])
+                    groups = {str(g.cn.value) for g in conn.entries}
+                attrs = entry.entry_attributes_as_dict
+                display = (attrs.get(s.display_name_attribute) or [username])[0]
+                email = (attrs.get(s.email_attribute) or [None])[0]
+                uid = (attrs.get(s.user_attribute) or [username])[0]
+                return DirectoryUser(dn=dn, username=str(uid).lower(), display_name=str(display),
+                                     email=email, groups=frozenset(groups))
+        except LDAPException as exc:
+            raise DirectoryUnavailable(str(exc)) from exc
+
+    def roles_for(self, user: DirectoryUser) -> set[str]:
+        roles: set[str] = set()
+        for group in user.groups:
+            roles.update(self.settings.group_roles.get(group, []))
+        return roles

@@ -1,0 +1,82 @@
+"""Personal API tokens: shown once, stored only as a SHA-256 hash (they are random, not passwords)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.audit import Actor
+from gateway.db import utcnow
+from gateway.errors import NotFound, ValidationError
+from gateway.models import ApiToken, User
+from gateway.permissions import check_can_revoke_token
+
+TOKEN_PREFIX = "sde_"  # noqa: S105 - a public marker, not a secret
+MAX_DAYS = 366
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, actor: Actor, owner: User, name: str,
+                 days: int | None = 90) -> tuple[ApiToken, str]:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationError("The token could not be created.",
+                              field_errors={"name": ["Give the token a name of up to 100 characters."]})
+    if days is not None and not 1 <= days <= MAX_DAYS:
+        raise ValidationError("The token could not be created.",
+                              field_errors={"days": [f"Choose between 1 and {MAX_DAYS} days."]})
+    secret = secrets.token_urlsafe(32)
+    plain = f"{TOKEN_PREFIX}{secret}"
+    token = ApiToken(user_id=owner.id, name=name, prefix=plain[:10], token_hash=_hash(plain),
+                     expires_at=utcnow() + dt.timedelta(days=days) if days else None)
+    session.add(token)
+    session.flush()
+    audit.record(session, actor, "token.created", "api_token", token.id,
+                 {"owner": owner.username, "name": name, "expires_at": token.expires_at})
+    return token, plain
+
+
+def list_tokens(session: Session, owner: User) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).where(ApiToken.user_id == owner.id)
+                                .order_by(ApiToken.created_at.desc())))
+
+
+def get_token(session: Session, actor: User, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("No such token.")
+    check_can_revoke_token(actor, token)
+    return token
+
+
+def revoke_token(session: Session, actor: User, token: ApiToken) -> None:
+    check_can_revoke_token(actor, token)
+    if token.revoked_at is not None:
+        return
+    token.revoked_at = utcnow()
+    token.revoked_by_id = actor.id
+    audit.record(session, actor, "token.revoked", "api_token", token.id, {"owner_id": token.user_id})
+
+
+def user_for_token(session: Session, plain: str) -> User | None:
+    """The active owner of a valid, unexpired, unrevoked token, else None."""
+    if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(plain)))
+    now = utcnow()
+    if token is None or token.revoked_at is not None or (token.expires_at and token.expires_at <= now):
+        return None
+    if not token.user.is_active:
+        return None
+    # Access bookkeeping, not a change of anything a user decided: not audited, written at most hourly.
+    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
+        token.last_used_at = now
+    return token.user

@@ -1,0 +1,8 @@
+"""Imports every model module so the metadata Alembic compares against is complete."""
+
+from __future__ import annotations
+
+import gateway.models  # noqa: F401
+from gateway.db import Base
+
+metadata = Base.metadata

@@ -1,0 +1,121 @@
+"""Who may do what: the single role -> permission table and the per-object rules.
+
+Views and API endpoints never test roles themselves. They name a permission (checked against
+``ROLE_PERMISSIONS``) and, for a particular object, call a paired rule: ``check_can_x`` raises
+:class:`PermissionDenied`, ``can_x`` answers a bool for templates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gateway.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from gateway.models import ApiToken, User
+
+
+class Role(StrEnum):
+    RESEARCHER = "researcher"
+    ACCREDITATION_OFFICER = "accreditation_officer"
+    DAC_MEMBER = "dac_member"
+    DAC_CHAIR = "dac_chair"
+    LAY_MEMBER = "lay_member"
+    OUTPUT_CHECKER = "output_checker"
+    FINANCE = "finance"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.RESEARCHER: "Researcher",
+    Role.ACCREDITATION_OFFICER: "Accreditation officer",
+    Role.DAC_MEMBER: "Data access committee member",
+    Role.DAC_CHAIR: "Data access committee chair",
+    Role.LAY_MEMBER: "Lay member of the data access committee",
+    Role.OUTPUT_CHECKER: "Output checker",
+    Role.FINANCE: "Finance",
+    Role.ADMIN: "Administrator",
+    Role.AUDITOR: "Auditor",
+}
+
+
+class Permission(StrEnum):
+    # every signed-in user
+    USE_ACCOUNT = "use_account"
+    # administration
+    MANAGE_USERS = "manage_users"
+    MANAGE_SECURITY_POLICY = "manage_security_policy"
+    # oversight
+    VIEW_AUDIT_LOG = "view_audit_log"
+
+
+_EVERYONE: frozenset[Permission] = frozenset({Permission.USE_ACCOUNT})
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.RESEARCHER: _EVERYONE,
+    Role.ACCREDITATION_OFFICER: _EVERYONE,
+    Role.DAC_MEMBER: _EVERYONE,
+    Role.DAC_CHAIR: _EVERYONE,
+    Role.LAY_MEMBER: _EVERYONE,
+    Role.OUTPUT_CHECKER: _EVERYONE,
+    Role.FINANCE: _EVERYONE,
+    Role.ADMIN: _EVERYONE | {Permission.MANAGE_USERS, Permission.MANAGE_SECURITY_POLICY},
+    Role.AUDITOR: _EVERYONE | {Permission.VIEW_AUDIT_LOG},
+}
+
+
+def parse_roles(names: Iterable[str]) -> set[Role]:
+    """Turn role names into roles, refusing unknown names rather than silently dropping them."""
+    roles: set[Role] = set()
+    for name in names:
+        try:
+            roles.add(Role(name))
+        except ValueError:
+            raise PermissionDenied(f"unknown role {name!r}") from None
+    return roles
+
+
+def permissions_of(user: User | None) -> frozenset[Permission]:
+    if user is None or not user.is_active:
+        return frozenset()
+    granted: set[Permission] = set()
+    for name in user.roles:
+        try:
+            granted |= ROLE_PERMISSIONS[Role(name)]
+        except ValueError:
+            continue  # a role removed from the code grants nothing
+    return frozenset(granted)
+
+
+def has_permission(user: User | None, permission: Permission) -> bool:
+    return permission in permissions_of(user)
+
+
+def check_permission(user: User | None, permission: Permission) -> None:
+    if not has_permission(user, permission):
+        raise PermissionDenied("You do not have permission to do this.")
+
+
+# --- per-object rules -------------------------------------------------------------------------
+
+def can_change_roles(actor: User, target: User) -> bool:
+    """Administrators manage roles, but never their own (no self-granted oversight or lock-out)."""
+    return has_permission(actor, Permission.MANAGE_USERS) and actor.id != target.id
+
+
+def check_can_change_roles(actor: User, target: User) -> None:
+    if not can_change_roles(actor, target):
+        raise PermissionDenied("Administrators cannot change their own roles." if actor.id == target.id
+                               else "You do not have permission to change roles.")
+
+
+def can_revoke_token(actor: User, token: ApiToken) -> bool:
+    return token.user_id == actor.id or has_permission(actor, Permission.MANAGE_USERS)
+
+
+def check_can_revoke_token(actor: User, token: ApiToken) -> None:
+    if not can_revoke_token(actor, token):
+        raise PermissionDenied("You cannot revoke this token.")

@@ -1,0 +1,1 @@
+"""Pages: thin views that parse a form, call one service and render."""

@@ -1,0 +1,45 @@
+"""Route access, declared on each view and enforced in one before-request hook.
+
+Every view carries exactly one declaration: ``@public`` (anyone, signed in or not), ``@mid_sign_in``
+(a person part-way through signing in) or ``@requires(Permission.X)``. An undeclared view is
+refused, so a forgotten decorator fails closed; the route-by-role test lists every endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.permissions import Permission
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ACCESS_ATTR = "_sde_access"
+
+
+@dataclass(frozen=True)
+class Access:
+    kind: str  # "public" | "mid_sign_in" | "permission"
+    permission: Permission | None = None
+
+
+def public(view: F) -> F:
+    setattr(view, ACCESS_ATTR, Access("public"))
+    return view
+
+
+def mid_sign_in(view: F) -> F:
+    setattr(view, ACCESS_ATTR, Access("mid_sign_in"))
+    return view
+
+
+def requires(permission: Permission) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        setattr(view, ACCESS_ATTR, Access("permission", permission))
+        return view
+    return decorate
+
+
+def access_of(view: Callable[..., Any] | None) -> Access | None:
+    return getattr(view, ACCESS_ATTR, None)

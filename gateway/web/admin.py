@@ -1,0 +1,104 @@
+"""Administration: accounts, roles, locks, second factors, and the per-role security policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+
+from gateway.errors import ValidationError
+from gateway.identity import accounts
+from gateway.permissions import Permission, can_change_roles
+from gateway.web.access import requires
+from gateway.web.context import db, require_user, run
+from gateway.web.forms import CreateUserForm, EmptyForm, RolesForm, SecurityPolicyForm
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.get("/users")
+@requires(Permission.MANAGE_USERS)
+def users() -> Any:
+    return render_template("admin/users.html", users=accounts.list_users(db(), require_user()))
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@requires(Permission.MANAGE_USERS)
+def create_user() -> Any:
+    form = CreateUserForm()
+    if form.validate_on_submit():
+        try:
+            user = run(accounts.create_local_user, require_user(), username=form.username.data or "",
+                       display_name=form.display_name.data or "", password=form.password.data or "",
+                       email=form.email.data or None, roles=form.roles.data or [])
+        except ValidationError as exc:
+            for field, messages in exc.field_errors.items():
+                getattr(form, field).errors = list(messages)
+        else:
+            flash(f"Account '{user.username}' created.", "success")
+            return redirect(url_for("admin.user", user_id=user.id))
+    return render_template("admin/create_user.html", form=form), 422 if form.errors else 200
+
+
+@bp.get("/users/<int:user_id>")
+@requires(Permission.MANAGE_USERS)
+def user(user_id: int) -> Any:
+    target = accounts.get_user(db(), user_id)
+    form = RolesForm(data={"roles": sorted(target.roles)})
+    return render_template("admin/user.html", target=target, roles_form=form, action_form=EmptyForm(),
+                           can_edit_roles=can_change_roles(require_user(), target) and target.source == "local")
+
+
+@bp.post("/users/<int:user_id>/roles")
+@requires(Permission.MANAGE_USERS)
+def set_roles(user_id: int) -> Any:
+    target = accounts.get_user(db(), user_id)
+    form = RolesForm()
+    if form.validate_on_submit():
+        run(accounts.set_roles, require_user(), target, form.roles.data or [])
+        flash("Roles saved.", "success")
+    return redirect(url_for("admin.user", user_id=user_id))
+
+
+def _user_action(user_id: int, action: Any, message: str, *args: Any) -> Any:
+    target = accounts.get_user(db(), user_id)
+    if EmptyForm().validate_on_submit():
+        run(action, require_user(), target, *args)
+        flash(message, "success")
+    return redirect(url_for("admin.user", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/unlock")
+@requires(Permission.MANAGE_USERS)
+def unlock(user_id: int) -> Any:
+    return _user_action(user_id, accounts.unlock, "Account unlocked.")
+
+
+@bp.post("/users/<int:user_id>/reset-second-factor")
+@requires(Permission.MANAGE_USERS)
+def reset_second_factor(user_id: int) -> Any:
+    return _user_action(user_id, accounts.reset_second_factor, "Second factor reset.")
+
+
+@bp.post("/users/<int:user_id>/deactivate")
+@requires(Permission.MANAGE_USERS)
+def deactivate(user_id: int) -> Any:
+    return _user_action(user_id, accounts.set_active, "Account deactivated.", False)
+
+
+@bp.post("/users/<int:user_id>/activate")
+@requires(Permission.MANAGE_USERS)
+def activate(user_id: int) -> Any:
+    return _user_action(user_id, accounts.set_active, "Account activated.", True)
+
+
+@bp.route("/security", methods=["GET", "POST"])
+@requires(Permission.MANAGE_SECURITY_POLICY)
+def security_policy() -> Any:
+    policies = accounts.role_policies(db())
+    form = SecurityPolicyForm(data={"totp_required": [r for r, req in policies.items() if req]})
+    if form.validate_on_submit():
+        run(accounts.set_totp_required, require_user(), set(form.totp_required.data or []))
+        flash("Security policy saved.", "success")
+        return redirect(url_for("admin.security_policy"))
+    return render_template("admin/security.html", form=form), 422 if form.errors else 200

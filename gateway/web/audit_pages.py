@@ -1,0 +1,101 @@
+"""The auditor's view of the log: filters, CSV export and chain verification."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, render_template, request, stream_with_context
+
+from gateway import audit
+from gateway.permissions import Permission
+from gateway.web.access import requires
+from gateway.web.context import db
+from gateway.web.forms import AuditFilterForm
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
+
+CSV_COLUMNS = ["seq", "occurred_at", "actor", "action", "object_type", "object_id", "details", "prev_hash",
+               "hash"]
+
+
+def parse_day(value: str | None, field: str, errors: dict[str, list[str]]) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+    except ValueError:
+        errors[field] = ["Enter a date like 2026-11-21."]
+        return None
+
+
+def filters_from(form: AuditFilterForm) -> tuple[audit.AuditFilter, dict[str, list[str]]]:
+    errors: dict[str, list[str]] = {}
+    since = parse_day(form.since.data, "since", errors)
+    until = parse_day(form.until.data, "until", errors)
+    filters = audit.AuditFilter(
+        actor=(form.actor.data or "").strip().lower() or None,
+        action=(form.action.data or "").strip() or None,
+        object_type=(form.object_type.data or "").strip() or None,
+        object_id=(form.object_id.data or "").strip() or None,
+        since=since,
+        until=until + dt.timedelta(days=1) if until else None,
+    )
+    return filters, errors
+
+
+@bp.get("/")
+@requires(Permission.VIEW_AUDIT_LOG)
+def events() -> Any:
+    form = AuditFilterForm(request.args)
+    form.validate()
+    filters, errors = filters_from(form)
+    for field, messages in errors.items():
+        getattr(form, field).errors = messages
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows = [] if form.errors else audit.search(db(), filters, limit=101, offset=(page - 1) * 100)
+    has_next = len(rows) > 100
+    query = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("audit/events.html", form=form, events=rows[:100], page=page, has_next=has_next,
+                           query=query), 422 if form.errors else 200
+
+
+@bp.get("/events.csv")
+@requires(Permission.VIEW_AUDIT_LOG)
+def export_csv() -> Any:
+    form = AuditFilterForm(request.args)
+    form.validate()
+    filters, errors = filters_from(form)
+    if errors or form.errors:
+        return render_template("error.html", status=422,
+                               message="The filters are not valid: " + "; ".join(
+                                   m for ms in {**form.errors, **errors}.values() for m in ms)), 422
+    session = db()
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        for event in audit.iter_all(session, filters):
+            writer.writerow([event.seq, event.occurred_at.isoformat(), event.actor_label, event.action,
+                             event.object_type, event.object_id or "", json.dumps(event.details, sort_keys=True),
+                             event.prev_hash, event.hash])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Response(stream_with_context(generate()), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'})
+
+
+@bp.get("/verify")
+@requires(Permission.VIEW_AUDIT_LOG)
+def verify() -> Any:
+    result = audit.verify(db())
+    return render_template("audit/verify.html", result=result)

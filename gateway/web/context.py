@@ -1,0 +1,58 @@
+"""Per-request state: the database session, the signed-in user, and running a command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.config import Settings
+from gateway.models import User
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    return current_app.extensions["sde_settings"]
+
+
+def db() -> Session:
+    """The request's session, opened on first use and closed when the request ends."""
+    if "db_session" not in g:
+        safe = request.method in {"GET", "HEAD", "OPTIONS"}
+        factory: sessionmaker[Session] = current_app.extensions[
+            "sde_read_sessionmaker" if safe else "sde_sessionmaker"]
+        g.db_session = factory()
+    return g.db_session
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def require_user() -> User:
+    user = current_user()
+    if user is None:  # the access hook guarantees a user on protected views
+        raise RuntimeError("no signed-in user on a protected view")
+    return user
+
+
+def run(command: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one service call as one transaction: its change and its audit event commit together."""
+    session = db()
+    try:
+        result = command(session, *args, **kwargs)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return result
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.rollback()
+        session.close()

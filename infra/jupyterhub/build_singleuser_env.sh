@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build the workspace (single-user server) virtualenv from Debian's /usr/bin/python3.
+#
+# Why a separate venv: the project's .venv is built from a Python under /root (mode 0700),
+# which the unprivileged workspace uid cannot execute. This venv lives outside /root, is
+# world-readable, and is bound read-only into every sandbox.
+#
+# Usage: infra/jupyterhub/build_singleuser_env.sh [PREFIX]
+#   PREFIX defaults to $LONDONSDE_SINGLEUSER_PREFIX or /opt/londonsde/singleuser.
+# Idempotent: pip runs only when the requirements hash differs from the one recorded in the
+# venv; the repo's pure disclosure_control package and the server settings are re-copied on
+# every run (cheap) so the workspace always sees the current library.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+prefix="${1:-${LONDONSDE_SINGLEUSER_PREFIX:-/opt/londonsde/singleuser}}"
+python="${LONDONSDE_SINGLEUSER_PYTHON:-/usr/bin/python3}"
+reqs="$here/singleuser-requirements.txt"
+stamp="$prefix/.requirements.sha256"
+
+want="$( (cat "$reqs"; "$python" --version) | sha256sum | cut -d' ' -f1)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+
+umask 022
+if [[ "$want" != "$have" || ! -x "$prefix/bin/jupyterhub-singleuser" ]]; then
+    echo "building single-user env in $prefix"
+    rm -rf "$prefix"
+    mkdir -p "$(dirname "$prefix")"
+    "$python" -m venv "$prefix"
+    # (pip's notes about unused local index folders are noise here)
+    "$prefix/bin/python" -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored" >&2)
+    "$prefix/bin/python" -m pip install --quiet -r "$reqs" 2> >(grep -v "is ignored" >&2)
+    echo "$want" > "$stamp"
+else
+    echo "single-user env in $prefix is up to date"
+fi
+
+# The pure disclosure_control library, copied (not an editable install) so the workspace uid
+# imports exactly this tree and never needs to read the repo.
+site="$("$prefix/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+rm -rf "$site/disclosure_control"
+cp -r "$repo/disclosure_control" "$site/disclosure_control"
+find "$site/disclosure_control" -name __pycache__ -prune -exec rm -rf {} +
+
+# The server extension refusing /files/ and /nbconvert/ (see singleuser/londonsde_lockdown.py).
+cp "$here/singleuser/londonsde_lockdown.py" "$site/londonsde_lockdown.py"
+
+# Server and JupyterLab settings that lock down downloads/export, found by jupyter via the
+# venv's sys.prefix (etc/jupyter and share/jupyter/lab/settings).
+mkdir -p "$prefix/etc/jupyter" "$prefix/share/jupyter/lab/settings"
+cp "$here/singleuser/jupyter_server_config.py" "$prefix/etc/jupyter/jupyter_server_config.py"
+cp "$here/singleuser/overrides.json" "$prefix/share/jupyter/lab/settings/overrides.json"
+mkdir -p "$prefix/etc/jupyter/labconfig"
+cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
+"$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" >/dev/null
+chmod -R a+rX "$prefix"
+echo "ok: $prefix"

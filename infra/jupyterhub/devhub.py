@@ -1,0 +1,284 @@
+"""Run a throw-away londonsde hub (hub + proxy) in a temp directory: for tests and the benchmark.
+
+`DevHub` starts ``jupyterhub -f infra/jupyterhub/jupyterhub_config.py`` as a subprocess with its
+settings in LONDONSDE_HUB_* variables, free loopback ports, its own bridge name and subnet, and
+undoes everything on exit: the hub (which stops its servers), then any leftover namespaces,
+cgroups, nftables table and bridge that carry this hub's bridge name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from sandbox_spawner import (  # noqa: E402
+    CGROUP_CONTROLLERS,
+    CGROUP_ROOT,
+    NETNS_DIR,
+    kill_cgroup,
+    remove_bridge,
+)
+
+REPO_ROOT = HERE.parents[1]
+CONFIG = HERE / "jupyterhub_config.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def default_singleuser_prefix() -> Path:
+    return Path(os.environ.get("LONDONSDE_SINGLEUSER_PREFIX", "/opt/londonsde/singleuser"))
+
+
+def missing_facilities(singleuser_prefix: Path) -> list[str]:
+    """What this machine lacks for the sandbox spawner (empty list: all there)."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("must run as root")
+    for tool in ("bwrap", "nft", "ip", "nsenter", "setpriv", "bridge"):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} not installed")
+    for controller in CGROUP_CONTROLLERS:
+        if not os.access(CGROUP_ROOT / controller, os.W_OK):
+            missing.append(f"cgroup v1 {controller} controller not writable")
+    if not (singleuser_prefix / "bin" / "jupyterhub-singleuser").exists():
+        missing.append(
+            f"single-user env missing: run infra/jupyterhub/build_singleuser_env.sh {singleuser_prefix}"
+        )
+    return missing
+
+
+class DevHub:
+    """A real hub in a temp dir. Use as a context manager; see `settings_env` for the knobs."""
+
+    def __init__(
+        self,
+        spawner: str = "sandbox",
+        root: Path | None = None,
+        singleuser_prefix: Path | None = None,
+        cull_idle_seconds: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.spawner = spawner
+        self._own_root = root is None
+        # World-traversable (0755): the workspace uid must reach its home and the extracts.
+        self.root = Path(tempfile.mkdtemp(prefix="londonsde-hub-")) if root is None else root
+        os.chmod(self.root, 0o755)  # noqa: S103 (the workspace uid must traverse it)
+        self.state_dir = self.root / "state"
+        self.extracts_root = self.root / "extracts"
+        self.homes_root = self.root / "homes"
+        self.runtime_root = self.root / "run"
+        for path in (self.extracts_root, self.homes_root, self.runtime_root):
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o755)  # noqa: S103
+        self.public_port = free_port()
+        self.hub_port = free_port()
+        self.proxy_api_port = free_port()
+        tag = secrets.token_hex(3)
+        self.bridge = f"sdet{tag}"
+        self.subnet = f"10.213.{secrets.randbelow(200) + 20}.0/24"
+        self.singleuser_prefix = singleuser_prefix or default_singleuser_prefix()
+        self.cull_idle_seconds = cull_idle_seconds
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.root / "hub.log"
+
+    # -- settings ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.public_port}"
+
+    @property
+    def bridge_ip(self) -> str:
+        return self.subnet.rsplit(".", 1)[0] + ".1"
+
+    def settings_env(self) -> dict[str, str]:
+        return {
+            "LONDONSDE_HUB_STATE_DIR": str(self.state_dir),
+            "LONDONSDE_HUB_SPAWNER": self.spawner,
+            "LONDONSDE_HUB_PUBLIC_PORT": str(self.public_port),
+            "LONDONSDE_HUB_HUB_PORT": str(self.hub_port),
+            "LONDONSDE_HUB_PROXY_API_PORT": str(self.proxy_api_port),
+            "LONDONSDE_HUB_EXTRACTS_ROOT": str(self.extracts_root),
+            "LONDONSDE_HUB_HOMES_ROOT": str(self.homes_root),
+            "LONDONSDE_HUB_RUNTIME_ROOT": str(self.runtime_root),
+            "LONDONSDE_HUB_SINGLEUSER_PREFIX": str(self.singleuser_prefix),
+            "LONDONSDE_HUB_BRIDGE": self.bridge,
+            "LONDONSDE_HUB_SUBNET": self.subnet,
+            "LONDONSDE_HUB_CULL_IDLE_SECONDS": str(self.cull_idle_seconds),
+            "LONDONSDE_HUB_LOG_LEVEL": "INFO",
+            **self.extra_env,
+        }
+
+    def read_secret(self, name: str) -> str:
+        return (self.state_dir / name).read_text().strip()
+
+    @property
+    def gateway_token(self) -> str:
+        return self.read_secret("gateway-token")
+
+    @property
+    def ticket_secret(self) -> bytes:
+        return self.read_secret("ticket-secret").encode("ascii")
+
+    def proxy_routes(self) -> dict[str, Any]:
+        token = self.read_secret("proxy-token")
+        response = requests.get(
+            f"http://127.0.0.1:{self.proxy_api_port}/api/routes",
+            headers={"Authorization": f"token {token}"},
+            timeout=5,
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    def make_extract(self, project_id: str, files: dict[str, str]) -> Path:
+        """An extract directory as the gateway's builder would leave it (world-readable)."""
+        extract = self.extracts_root / project_id / "current"
+        extract.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (extract / name).write_text(text)
+            os.chmod(extract / name, 0o644)
+        for path in (extract.parent, extract):
+            os.chmod(path, 0o755)  # noqa: S103 (readable by the workspace uid)
+        return extract
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> DevHub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LONDONSDE_HUB_")}
+        env.update(self.settings_env())
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop via the process)
+
+        def reset_signals() -> None:
+            # A parent that ignores SIGINT (e.g. a background shell) would make every child
+            # ignore it too, and the hub's services would then stop only after long timeouts.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)],
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=reset_signals,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if requests.get(f"{self.url}/hub/api/", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"hub did not come up in {timeout}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the hub (it stops its servers and proxy); kill it if it takes too long."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self._kill_pidfile("proxy.pid")
+
+    def crash(self) -> None:
+        """SIGKILL the hub (servers and proxy keep running, as after a hub crash).
+
+        Its managed services (the idle culler) are killed too, so they do not linger orphaned.
+        """
+        if self.proc is None:
+            return
+        services = [pid for pid in _children(self.proc.pid) if b"jupyterhub_idle_culler" in _cmdline(pid)]
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        for pid in services:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _kill_pidfile(self, name: str) -> None:
+        try:
+            pid = int((self.state_dir / name).read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pass
+
+    def cleanup_host(self) -> None:
+        """Remove whatever of this hub's sandboxes the kernel still holds. Safe to repeat."""
+        parent = f"londonsde-{self.bridge}"
+        for controller in CGROUP_CONTROLLERS:
+            base = CGROUP_ROOT / controller / parent
+            if not base.exists():
+                continue
+            for child in base.iterdir():
+                if child.is_dir():
+                    kill_cgroup(f"{parent}/{child.name}")
+                    child.rmdir()
+            base.rmdir()
+        if NETNS_DIR.exists():
+            for netns in NETNS_DIR.iterdir():
+                if netns.name.startswith(f"{self.bridge}-"):
+                    subprocess.run(["ip", "netns", "del", netns.name], check=False, capture_output=True)
+        remove_bridge(self.bridge)
+
+    def __enter__(self) -> DevHub:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.stop()
+        finally:
+            self.cleanup_host()
+            if self._own_root and exc_type is None and not os.environ.get("LONDONSDE_KEEP_HUB_DIR"):
+                shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,137 @@
+"""JupyterHub configuration for londonsde workspaces.
+
+Run (as root, from the repo's virtualenv):
+
+    LONDONSDE_HUB_STATE_DIR=/var/lib/londonsde/hub \\
+    .venv/bin/jupyterhub -f infra/jupyterhub/jupyterhub_config.py
+
+All settings come from `hub_settings.load_settings()` (LONDONSDE_HUB_* environment variables or
+the JSON file in LONDONSDE_HUB_SETTINGS_FILE); see docs/workspaces.md for the list.
+"""
+
+# ruff: noqa: F821  (`c` is injected by JupyterHub when it executes this file)
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for entry in (str(HERE), str(HERE.parents[1])):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+from hub_settings import load_settings, read_or_create_secret  # noqa: E402
+from ticket_authenticator import TicketAuthenticator  # noqa: E402
+
+from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
+
+settings = load_settings()
+settings.state_dir.mkdir(parents=True, exist_ok=True)
+os.chmod(settings.state_dir, 0o700)
+
+# -- where the hub keeps things (never the current directory) ---------------------------------
+c.JupyterHub.db_url = settings.database_url
+c.JupyterHub.cookie_secret_file = str(settings.cookie_secret_file)
+c.JupyterHub.pid_file = str(settings.state_dir / "jupyterhub.pid")
+c.JupyterHub.data_files_path = str(Path(sys.prefix) / "share" / "jupyterhub")
+c.JupyterHub.log_level = settings.log_level
+
+# -- proxy: configurable-http-proxy started and stopped by the hub ----------------------------
+c.JupyterHub.bind_url = f"http://{settings.public_ip}:{settings.public_port}{settings.base_url}"
+c.ConfigurableHTTPProxy.command = [str(settings.chp_path)]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(settings.proxy_token_file)
+c.ConfigurableHTTPProxy.pid_file = str(settings.state_dir / "proxy.pid")
+c.ConfigurableHTTPProxy.should_start = True
+c.JupyterHub.cleanup_servers = settings.cleanup_servers
+c.JupyterHub.cleanup_proxy = settings.cleanup_servers
+
+# -- sign-in: gateway-minted tickets only ------------------------------------------------------
+c.JupyterHub.authenticator_class = TicketAuthenticator
+c.TicketAuthenticator.secret_file = str(settings.ticket_secret_path)
+read_or_create_secret(settings.ticket_secret_path)
+
+# -- roles: only the gateway spawns ------------------------------------------------------------
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0
+c.JupyterHub.load_roles = [
+    {
+        # Replaces the default `user` role ("self"), which would let researchers start, stop and
+        # configure servers. They may use their running servers and see their own model;
+        # users:activity!user keeps activity reports (and hence idle culling) working.
+        "name": "user",
+        "scopes": ["access:servers!user", "read:users!user", "read:servers!user", "users:activity!user"],
+    },
+    {"name": "londonsde-gateway", "services": ["gateway"], "scopes": list(GATEWAY_SCOPES)},
+]
+c.JupyterHub.services = [{"name": "gateway", "api_token": read_or_create_secret(settings.gateway_token_path)}]
+
+if settings.cull_idle_seconds > 0:
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={settings.cull_idle_seconds}",
+                f"--cull-every={settings.cull_every_seconds}",
+                "--remove-named-servers=false",
+            ],
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        }
+    )
+
+# -- the single-user servers -------------------------------------------------------------------
+c.Spawner.cmd = [str(settings.singleuser_prefix / "bin" / "jupyterhub-singleuser")]
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = settings.start_timeout
+c.Spawner.http_timeout = settings.start_timeout
+c.LocalProcessSpawner.term_timeout = 5
+c.LocalProcessSpawner.interrupt_timeout = 5
+
+workspace_traits = {
+    "extracts_root": str(settings.extracts_root),
+    "homes_root": str(settings.homes_root),
+    "notebooks_template": str(settings.notebooks_template),
+    "state_dir": str(settings.state_dir),
+    "uid_base": settings.uid_base,
+    "uid_count": settings.uid_count,
+    "singleuser_prefix": str(settings.singleuser_prefix),
+}
+for trait, value in workspace_traits.items():
+    setattr(c.WorkspaceSpawnerBase, trait, value)
+
+if settings.spawner == "sandbox":
+    from sandbox_spawner import SandboxSpawner, ensure_bridge
+
+    # The hub API listens on the bridge so sandboxes (with no other route) can report to it.
+    bridge_ip = ensure_bridge(settings.bridge, settings.subnet, settings.hub_port)
+    c.JupyterHub.hub_bind_url = f"http://{bridge_ip}:{settings.hub_port}"
+    c.JupyterHub.spawner_class = SandboxSpawner
+    c.SandboxSpawner.bridge = settings.bridge
+    c.SandboxSpawner.subnet = settings.subnet
+    c.SandboxSpawner.hub_api_port = settings.hub_port
+    c.SandboxSpawner.runtime_root = str(settings.runtime_root)
+elif settings.spawner == "local":
+    from sandbox_spawner import PlainLocalSpawner
+
+    c.JupyterHub.hub_bind_url = f"http://{settings.hub_ip}:{settings.hub_port}"
+    c.JupyterHub.spawner_class = PlainLocalSpawner
+else:  # kubernetes: rendered from the same project data; see docs/operators-kubernetes.md
+    from gateway.workspaces.kubernetes import KubernetesSettings, apply_hub_config, spawner_pre_spawn_hook
+
+    kube = KubernetesSettings.from_env()
+    c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{settings.hub_port}"
+    c.JupyterHub.hub_connect_ip = os.environ.get("LONDONSDE_HUB_CONNECT_IP", "hub")
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    apply_hub_config(c, kube)
+    c.KubeSpawner.pre_spawn_hook = spawner_pre_spawn_hook(kube)

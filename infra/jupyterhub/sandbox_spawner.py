@@ -1,0 +1,494 @@
+"""Spawners for londonsde workspaces on one machine, without containers.
+
+`SandboxSpawner` runs each workspace (one per researcher per project, server name = project id)
+as an unprivileged uid inside:
+
+* its own network namespace, joined by a veth to a host bridge whose port is isolated from
+  the other sandboxes; the nftables table on the bridge (see `ensure_bridge`) lets the
+  namespace open connections only to the hub's API port, and the namespace has no default route;
+* bubblewrap with new user/pid/ipc/uts namespaces, an empty root holding read-only binds of
+  /usr and the single-user venv, the project's extract read-only at /data, the researcher's
+  private per-project home (writable) at /home/<user>, and a fresh /tmp;
+* cgroup v1 memory, cpu and pids limits from the size tier (gateway.workspaces.spec.TIERS).
+
+`PlainLocalSpawner` is the unsandboxed baseline (JupyterHub's LocalProcessSpawner, changed only
+to run as the same mapped uid with the same home), used by the spawn benchmark.
+
+Both read the gateway's `user_options` (project_id, extract_path, tier) through
+`gateway.workspaces.spec`, and check that the extract lies under `extracts_root`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from subprocess import Popen
+from typing import Any
+
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets import Integer, Unicode
+
+from gateway.workspaces.spec import SizeTier, SpecError, WorkspaceSpec, check_username, spec_from_user_options
+
+NETNS_DIR = Path("/run/netns")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_CONTROLLERS = ("memory", "cpu", "pids")
+SERVER_PORT = 8888  # inside the namespace every server may use the same port
+CFS_PERIOD_US = 100_000
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), check=check, capture_output=True, text=True)
+
+
+# --------------------------------------------------------------------------------------------
+# uids: one per researcher, stable across restarts
+# --------------------------------------------------------------------------------------------
+
+
+class UidMap:
+    """Maps hub usernames to host uids from a reserved range, kept in a JSON file.
+
+    No /etc/passwd entry is needed: the sandbox gets its own passwd file naming only this uid.
+    """
+
+    def __init__(self, path: Path, base: int, count: int) -> None:
+        self.path, self.base, self.count = path, base, count
+
+    def uid_for(self, username: str) -> int:
+        check_username(username)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table: dict[str, int] = json.loads(self.path.read_text()) if self.path.exists() else {}
+            if username not in table:
+                if len(table) >= self.count:
+                    raise RuntimeError("workspace uid range exhausted")
+                table[username] = self.base + len(table)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+                tmp.replace(self.path)
+            return table[username]
+
+
+# --------------------------------------------------------------------------------------------
+# shared workspace logic
+# --------------------------------------------------------------------------------------------
+
+
+class WorkspaceSpawnerBase(LocalProcessSpawner):
+    """What both local spawners share: options, uid, home preparation."""
+
+    extracts_root = Unicode("/srv/londonsde/extracts", help="Extracts must lie under this.").tag(config=True)
+    homes_root = Unicode("/srv/londonsde/homes", help="Homes live at <root>/<project>/<user>.").tag(
+        config=True
+    )
+    notebooks_template = Unicode("", help="Copied into a home the first time it is created.").tag(config=True)
+    state_dir = Unicode("/var/lib/londonsde/hub", help="Hub state directory (uid map).").tag(config=True)
+    uid_base = Integer(20000, help="First uid of the workspace range.").tag(config=True)
+    uid_count = Integer(10000, help="Size of the workspace uid range.").tag(config=True)
+    singleuser_prefix = Unicode("/opt/londonsde/singleuser", help="The single-user venv.").tag(config=True)
+
+    def workspace(self) -> tuple[WorkspaceSpec, Path]:
+        """Validate user_options; return the spec and the resolved extract directory."""
+        spec = spec_from_user_options(dict(self.user_options or {}), self.name)
+        root = Path(self.extracts_root).resolve()
+        extract = Path(spec.extract).resolve()
+        if not extract.is_relative_to(root) or extract == root:
+            raise SpecError(f"extract_path must be under {root}")
+        if not extract.is_dir():
+            raise SpecError(f"extract {extract} does not exist")
+        return spec, extract
+
+    def workspace_uid(self) -> int:
+        return UidMap(Path(self.state_dir) / "uids.json", self.uid_base, self.uid_count).uid_for(
+            self.user.name
+        )
+
+    def host_home(self, spec: WorkspaceSpec) -> Path:
+        return Path(self.homes_root) / spec.project_id / self.user.name
+
+    def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
+        """Create the private home (and outputs/); seed it from the template the first time."""
+        project_dir = Path(self.homes_root) / spec.project_id
+        project_dir.mkdir(parents=True, exist_ok=True)
+        # Traversable, not listable: a uid reaches only the home it is told about (its own, 0700).
+        os.chmod(self.homes_root, 0o711)  # noqa: S103
+        os.chmod(project_dir, 0o711)  # noqa: S103
+        home = project_dir / self.user.name
+        if not home.exists():
+            home.mkdir(mode=0o700)
+            template = Path(self.notebooks_template) if self.notebooks_template else None
+            if template is not None and template.is_dir():
+                shutil.copytree(
+                    template, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
+        (home / "outputs").mkdir(exist_ok=True)
+        for path in [home, *home.rglob("*")]:
+            if path.is_symlink():
+                continue
+            os.chown(path, uid, uid)
+        os.chmod(home, 0o700)
+        return home
+
+    def workspace_env(self, home_inside: str) -> dict[str, str]:
+        env = self.get_env()
+        for key in ("PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV"):
+            env.pop(key, None)
+        env.update(
+            {
+                "HOME": home_inside,
+                "USER": self.user.name,
+                "SHELL": "/bin/bash",
+                "LANG": "C.UTF-8",
+                "PATH": f"{self.singleuser_prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+            }
+        )
+        return env
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        # LocalProcessSpawner looks the user up in /etc/passwd; workspace users are not there.
+        return env
+
+
+def _drop_privileges(uid: int, home: str | None) -> Callable[[], None]:
+    def preexec() -> None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        if home:
+            os.chdir(home)
+
+    return preexec
+
+
+class PlainLocalSpawner(WorkspaceSpawnerBase):
+    """Baseline: the single-user server as the mapped uid, no namespaces, no limits."""
+
+    async def start(self) -> tuple[str, int]:
+        spec, _extract = self.workspace()
+        uid = self.workspace_uid()
+        home = self.prepare_home(spec, uid)
+        self._preexec_uid, self._preexec_home = uid, str(home)
+        self.cmd = [f"{self.singleuser_prefix}/bin/jupyterhub-singleuser"]
+        return await super().start()
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        home = getattr(self, "_preexec_home", None)
+        if home:
+            env["HOME"] = home
+            env["PATH"] = f"{self.singleuser_prefix}/bin:/usr/bin:/bin"
+            env.pop("VIRTUAL_ENV", None)
+        return env
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        return _drop_privileges(self._preexec_uid, self._preexec_home)
+
+
+# --------------------------------------------------------------------------------------------
+# the sandbox
+# --------------------------------------------------------------------------------------------
+
+
+def nft_ruleset(table: str, bridge: str, bridge_ip: str, hub_port: int) -> str:
+    """The host firewall for one bridge: sandboxes may only open connections to the hub API."""
+    return f"""
+table inet {table} {{
+    chain input {{
+        type filter hook input priority -10; policy accept;
+        iifname "{bridge}" ct state established,related accept
+        iifname "{bridge}" ip daddr {bridge_ip} tcp dport {hub_port} ct state new accept
+        iifname "{bridge}" counter drop
+    }}
+    chain forward {{
+        type filter hook forward priority -10; policy accept;
+        iifname "{bridge}" counter drop
+        oifname "{bridge}" counter drop
+    }}
+}}
+"""
+
+
+def nft_table_name(bridge: str) -> str:
+    return f"londonsde_{bridge}"
+
+
+def ensure_bridge(bridge: str, subnet: str, hub_port: int) -> str:
+    """Create the host bridge and its nftables table if missing (idempotent). Returns the bridge IP."""
+    network = ipaddress.IPv4Network(subnet)
+    bridge_ip = str(next(network.hosts()))
+    if _run("ip", "link", "show", "dev", bridge, check=False).returncode != 0:
+        _run("ip", "link", "add", "name", bridge, "type", "bridge")
+        _run("ip", "addr", "add", f"{bridge_ip}/{network.prefixlen}", "dev", bridge)
+        _run("sysctl", "-qw", f"net.ipv6.conf.{bridge}.disable_ipv6=1", check=False)
+    _run("ip", "link", "set", "dev", bridge, "up")
+    table = nft_table_name(bridge)
+    ruleset = nft_ruleset(table, bridge, bridge_ip, hub_port)
+    # Replace the table atomically so a changed hub port takes effect.
+    script = f"table inet {table}\ndelete table inet {table}\n{ruleset}"
+    subprocess.run(["nft", "-f", "-"], input=script, check=True, capture_output=True, text=True)
+    return bridge_ip
+
+
+def remove_bridge(bridge: str) -> None:
+    """Undo `ensure_bridge` (tests, uninstall). Namespaces on it must be gone first."""
+    _run("nft", "delete", "table", "inet", nft_table_name(bridge), check=False)
+    _run("ip", "link", "del", "dev", bridge, check=False)
+
+
+@dataclass
+class SandboxState:
+    """Everything needed to tear a sandbox down, even from a restarted hub."""
+
+    netns: str
+    veth: str
+    ip: str
+    cgroup: str
+    runtime_dir: str
+    uid: int
+
+
+def cgroup_dirs(cgroup: str) -> list[Path]:
+    return [CGROUP_ROOT / controller / cgroup for controller in CGROUP_CONTROLLERS]
+
+
+def create_cgroups(cgroup: str, tier: SizeTier) -> None:
+    memory, cpu, pids = cgroup_dirs(cgroup)
+    for path in (memory, cpu, pids):
+        path.mkdir(parents=True, exist_ok=True)
+    (memory / "memory.limit_in_bytes").write_text(str(tier.memory_bytes))
+    memsw = memory / "memory.memsw.limit_in_bytes"
+    if memsw.exists():  # no swapping past the limit either
+        memsw.write_text(str(tier.memory_bytes))
+    (cpu / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+    (cpu / "cpu.cfs_quota_us").write_text(str(int(tier.cpus * CFS_PERIOD_US)))
+    (pids / "pids.max").write_text(str(tier.max_pids))
+
+
+def cgroup_pids(cgroup: str) -> set[int]:
+    found: set[int] = set()
+    for path in cgroup_dirs(cgroup):
+        try:
+            found.update(int(line) for line in (path / "cgroup.procs").read_text().split())
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def kill_cgroup(cgroup: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = cgroup_pids(cgroup)
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def teardown(state: SandboxState) -> None:
+    """Kill what is left, remove cgroups and the namespace (its veth goes with it). Idempotent."""
+    kill_cgroup(state.cgroup)
+    for path in cgroup_dirs(state.cgroup):
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            time.sleep(0.1)
+            path.rmdir()
+    if (NETNS_DIR / state.netns).exists():
+        _run("ip", "netns", "del", state.netns, check=False)
+    _run("ip", "link", "del", "dev", state.veth, check=False)
+    shutil.rmtree(state.runtime_dir, ignore_errors=True)
+
+
+class SandboxSpawner(WorkspaceSpawnerBase):
+    """One isolated workspace per (researcher, project). See the module docstring."""
+
+    bridge = Unicode("sdebr0", help="Host bridge the sandboxes join.").tag(config=True)
+    subnet = Unicode("10.213.0.0/24", help="Addresses for the bridge and the sandboxes.").tag(config=True)
+    hub_api_port = Integer(8081, help="The only host port a sandbox may connect to.").tag(config=True)
+    bwrap_path = Unicode("/usr/bin/bwrap").tag(config=True)
+    runtime_root = Unicode(
+        "/run/londonsde/sandboxes",
+        help="Per-sandbox files the workspace uid must read (its passwd/group); not secret.",
+    ).tag(config=True)
+
+    sandbox: SandboxState | None = None
+
+    # -- state ------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        if self.sandbox is not None:
+            state["sandbox"] = asdict(self.sandbox)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        if "sandbox" in state:
+            self.sandbox = SandboxState(**state["sandbox"])
+
+    def clear_state(self) -> None:
+        """Called when the server is gone (stopped, died, or found dead after a hub restart)."""
+        if self.sandbox is not None:
+            teardown(self.sandbox)
+            self.sandbox = None
+        super().clear_state()
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    @property
+    def cgroup_parent(self) -> str:
+        return f"londonsde-{self.bridge}"
+
+    def _allocate_netns(self) -> tuple[str, str]:
+        """Pick a free address; the namespace name encodes it, so the kernel is the ledger."""
+        network = ipaddress.IPv4Network(self.subnet)
+        taken = {p.name for p in NETNS_DIR.iterdir()} if NETNS_DIR.exists() else set()
+        for index, address in enumerate(network.hosts()):
+            if index == 0:
+                continue  # the bridge's own address
+            name = f"{self.bridge}-{index}"
+            if name not in taken:
+                _run("ip", "netns", "add", name)  # fails if someone raced us: spawn errors out
+                return name, str(address)
+        raise RuntimeError("no free sandbox address")
+
+    def _make_network(self, netns: str, address: str) -> str:
+        prefix = ipaddress.IPv4Network(self.subnet).prefixlen
+        veth = "vs" + hashlib.sha256(netns.encode()).hexdigest()[:10]
+        peer = "vp" + veth[2:]
+        _run("ip", "link", "add", veth, "type", "veth", "peer", "name", peer, "netns", netns)
+        _run("ip", "link", "set", "dev", veth, "master", self.bridge)
+        _run("bridge", "link", "set", "dev", veth, "isolated", "on")
+        _run("ip", "link", "set", "dev", veth, "up")
+        _run("ip", "-n", netns, "link", "set", "dev", peer, "name", "eth0")
+        _run("ip", "-n", netns, "addr", "add", f"{address}/{prefix}", "dev", "eth0")
+        _run("ip", "-n", netns, "link", "set", "dev", "eth0", "up")
+        _run("ip", "-n", netns, "link", "set", "dev", "lo", "up")
+        return veth
+
+    def _write_identity(self, runtime_dir: Path, uid: int, home_inside: str) -> None:
+        """A passwd/group naming only this workspace's user (the host's are not visible)."""
+        (runtime_dir / "passwd").write_text(
+            f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            f"{self.user.name}:x:{uid}:{uid}:workspace:{home_inside}:/bin/bash\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        )
+        (runtime_dir / "group").write_text(f"root:x:0:\n{self.user.name}:x:{uid}:\nnogroup:x:65534:\n")
+        for name in ("passwd", "group"):
+            os.chmod(runtime_dir / name, 0o644)
+
+    def sandbox_command(self, state: SandboxState, extract: Path, home: Path, home_inside: str) -> list[str]:
+        venv = str(Path(self.singleuser_prefix).resolve())
+        runtime = state.runtime_dir
+        bwrap = [
+            self.bwrap_path,
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname", "workspace",
+            "--cap-drop", "ALL",
+            "--tmpfs", "/tmp",  # noqa: S108 (private tmpfs) first, so later binds are not hidden under it
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/bin", "/bin",
+            "--symlink", "usr/sbin", "/sbin",
+            "--symlink", "usr/lib", "/lib",
+            "--symlink", "usr/lib64", "/lib64",
+            "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
+            "--ro-bind-try", "/etc/localtime", "/etc/localtime",
+            "--ro-bind-try", "/etc/mime.types", "/etc/mime.types",
+            "--ro-bind", f"{runtime}/passwd", "/etc/passwd",
+            "--ro-bind", f"{runtime}/group", "/etc/group",
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--ro-bind", venv, venv,
+            "--ro-bind", str(extract), "/data",
+            "--bind", str(home), home_inside,
+            "--chdir", home_inside,
+            "--",
+            f"{venv}/bin/jupyterhub-singleuser",
+            *self.get_args(),
+        ]  # fmt: skip
+        return [
+            "nsenter", f"--net={NETNS_DIR / state.netns}", "--",
+            "setpriv", f"--reuid={state.uid}", f"--regid={state.uid}", "--clear-groups", "--no-new-privs",
+            "--",
+            *bwrap,
+        ]  # fmt: skip
+
+    async def start(self) -> tuple[str, int]:
+        spec, extract = self.workspace()
+        uid = self.workspace_uid()
+        home = self.prepare_home(spec, uid)
+        home_inside = f"/home/{self.user.name}"
+        runtime_root = Path(self.runtime_root) / self.bridge
+        runtime_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(runtime_root, 0o711)  # noqa: S103 (the uid reads its passwd file)
+        runtime_dir = runtime_root / f"{self.user.name}--{spec.project_id}"
+        if self.sandbox is not None:  # leftovers of an earlier run that was never cleared
+            teardown(self.sandbox)
+            self.sandbox = None
+        runtime_dir.mkdir(exist_ok=True)
+        os.chmod(runtime_dir, 0o711)  # noqa: S103
+        netns, address = self._allocate_netns()
+        state = SandboxState(
+            netns=netns,
+            veth="",
+            ip=address,
+            cgroup=f"{self.cgroup_parent}/{self.user.name}--{spec.project_id}",
+            runtime_dir=str(runtime_dir),
+            uid=uid,
+        )
+        self.sandbox = state  # from here on, clear_state() undoes whatever was made
+        state.veth = self._make_network(netns, address)
+        create_cgroups(state.cgroup, spec.tier)
+        self._write_identity(runtime_dir, uid, home_inside)
+
+        self.ip, self.port = address, SERVER_PORT
+        env = self.workspace_env(home_inside)
+        cmd = self.sandbox_command(state, extract, home, home_inside)
+        self.log.info("Spawning sandbox %s: %s", netns, " ".join(shlex.quote(part) for part in cmd))
+        cgroup_procs = [str(path / "cgroup.procs") for path in cgroup_dirs(state.cgroup)]
+
+        def join_cgroups() -> None:
+            pid = str(os.getpid())
+            for procs in cgroup_procs:
+                with open(procs, "w") as fh:
+                    fh.write(pid)
+
+        self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True)
+        self.pid = self.proc.pid
+        return (address, SERVER_PORT)
+
+    async def stop(self, now: bool = False) -> None:
+        """bubblewrap does not forward signals, so signal the whole cgroup, then kill it."""
+        state = self.sandbox
+        if state is not None and not now:
+            for pid in cgroup_pids(state.cgroup):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            await self.wait_for_death(self.term_timeout)
+        if state is not None:
+            kill_cgroup(state.cgroup)
+        await super().stop(now=True)

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.extracts.pseudonym import (
+    MAX_SHIFT_DAYS,
+    PSEUDONYM_HEX_CHARS,
+    PatientLookup,
+    date_shift,
+    date_shifts,
+    key_fingerprint,
+    pseudonym,
+    pseudonymise,
+)
+
+keys = st.binary(min_size=32, max_size=64)
+nhs_numbers = st.text(alphabet="0123456789", min_size=10, max_size=10)
+
+
+@given(keys, keys, st.lists(nhs_numbers, min_size=1, max_size=20, unique=True))
+def test_pseudonyms_agree_within_a_project_and_differ_across_projects(
+    key_a: bytes, key_b: bytes, numbers: list[str]
+) -> None:
+    first = pseudonymise(key_a, numbers)
+    assert first == pseudonymise(key_a, numbers)
+    assert first == [pseudonym(key_a, n) for n in numbers]
+    assert len(set(first)) == len(numbers)
+    assert all(len(p) == PSEUDONYM_HEX_CHARS and p not in numbers for p in first)
+    if key_a != key_b:
+        assert set(first).isdisjoint(pseudonymise(key_b, numbers))
+        assert key_fingerprint(key_a) != key_fingerprint(key_b)
+
+
+@given(keys, st.lists(nhs_numbers, min_size=1, max_size=50))
+def test_date_shifts_are_nonzero_bounded_and_stable(key: bytes, numbers: list[str]) -> None:
+    shifts = date_shifts(key, numbers)
+    assert all(s != 0 and -MAX_SHIFT_DAYS <= s <= MAX_SHIFT_DAYS for s in shifts.tolist())
+    assert shifts.tolist() == [date_shift(key, n) for n in numbers]
+
+
+def test_date_shifts_spread_over_the_whole_range() -> None:
+    shifts = date_shifts(b"k" * 32, [f"{i:010d}" for i in range(4000)])
+    assert shifts.min() < -MAX_SHIFT_DAYS + 10 and shifts.max() > MAX_SHIFT_DAYS - 10
+    assert (shifts > 0).mean() == pytest.approx(0.5, abs=0.05)
+
+
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="32"):
+        pseudonym(b"short", "9990000018")
+
+
+@given(
+    keys,
+    st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=30, unique=True),
+    st.lists(st.one_of(st.none(), st.text(min_size=0, max_size=12)), max_size=60),
+)
+def test_lookup_finds_exactly_the_cohort(key: bytes, cohort: list[str], probe: list[str | None]) -> None:
+    lookup = PatientLookup(key, cohort)
+    values = probe + cohort  # some hits guaranteed
+    rows = lookup.find(pa.array(values, pa.string()))
+    expected_pseudonyms = dict(zip(cohort, pseudonymise(key, cohort), strict=True))
+    for value, row in zip(values, rows.tolist(), strict=True):
+        if value in expected_pseudonyms:
+            assert lookup.pseudonyms[row].as_py() == expected_pseudonyms[value]
+        else:
+            assert row == -1
