@@ -107,9 +107,7 @@ def _table_of(record: Record) -> pd.DataFrame:
     return pd.DataFrame(data, index=[_label(r) for r in rows], columns=[_label(c) for c in cols])
 
 
-def write_acro_results(
-    items: list[Output | Record], folder: str | Path, config: SDCConfig = DEFAULT_CONFIG
-) -> Path:
+def write_acro_results(items: list[Output | Record], folder: str | Path, config: SDCConfig = DEFAULT_CONFIG) -> Path:
     """Write ``results.json``, one CSV per output and ``config.json`` into a new ``folder``."""
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=False)

@@ -37,29 +37,44 @@ def _extreme(ufunc: np.ufunc, start: float, ids: np.ndarray, vals: np.ndarray, n
 
 
 def cell_stats(
-    cell_ids: np.ndarray, values: np.ndarray, n_cells: int, nk_n: int, dominance: bool = True
+    cell_ids: np.ndarray,
+    values: np.ndarray,
+    n_cells: int,
+    nk_n: int,
+    dominance: bool = True,
+    extremes: bool = True,
 ) -> CellStats:
     """Evidence for value statistics. ``cell_ids`` < 0 marks rows outside every cell.
 
-    ``dominance=False`` skips the largest-values evidence (``second``/``top_n_sum`` stay 0).
+    ``dominance=False`` skips the evidence only the dominance rules use (``n_negative``,
+    ``second``, ``top_n_sum`` stay 0); ``extremes=False`` leaves ``minimum``/``maximum`` NaN for
+    a caller that reads them off values it sorts anyway.
     """
     ids = np.asarray(cell_ids, dtype=np.intp)
     vals = np.asarray(values, dtype=float)
-    keep = ids >= 0
-    if not keep.all():
+    if len(ids) and ids.min() < 0:
+        keep = ids >= 0
         ids, vals = ids[keep], vals[keep]
     count = np.bincount(ids, minlength=n_cells).astype(np.int64)
-    present = ~np.isnan(vals)
-    if present.all():
+    nan = np.isnan(vals)
+    if not nan.any():
         n_missing = np.zeros(n_cells, dtype=np.int64)
         ids_p, vals_p = ids, vals
     else:
-        n_missing = np.bincount(ids[~present], minlength=n_cells).astype(np.int64)
-        ids_p, vals_p = ids[present], vals[present]
+        n_missing = np.bincount(ids[nan], minlength=n_cells).astype(np.int64)
+        ids_p, vals_p = ids[~nan], vals[~nan]
     n_values = count - n_missing
-    n_negative = np.bincount(ids_p[vals_p < 0], minlength=n_cells).astype(np.int64)
+    if dominance:
+        n_negative = np.bincount(ids_p[vals_p < 0], minlength=n_cells).astype(np.int64)
+    else:
+        n_negative = np.zeros(n_cells, dtype=np.int64)
     total = np.bincount(ids_p, weights=vals_p, minlength=n_cells)
     empty = n_values == 0
+    if not (extremes or dominance):
+        nothing = np.full(n_cells, np.nan)
+        return CellStats(
+            count, n_values, n_missing, n_negative, total, nothing, nothing.copy(), np.zeros(n_cells), np.zeros(n_cells)
+        )
     minimum = _extreme(np.minimum, np.inf, ids_p, vals_p, n_cells)
     current = _extreme(np.maximum, -np.inf, ids_p, vals_p, n_cells)
     maximum = np.where(empty, np.nan, current)
@@ -105,29 +120,59 @@ def _radix_dtype(n_cells: int) -> type[np.unsignedinteger]:
     return np.uint32
 
 
-def quantiles(cell_ids: np.ndarray, values: np.ndarray, n_cells: int, q: float) -> np.ndarray:
-    """The q-quantile of each cell (linear interpolation, as pandas); NaN for empty cells.
+def can_sort_by_cell(n_cells: int) -> bool:
+    return n_cells <= _LOOP_LIMIT
 
-    Values are not missing and ids are all >= 0 here. With few cells, a stable radix sort of
-    the (small-integer) cell ids plus a partition per cell beats pandas' grouped sort.
+
+def sorted_by_cell(cell_ids: np.ndarray, values: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Values grouped by cell and sorted within each cell, plus each cell's start offset.
+
+    A stable radix sort of the small-integer cell ids groups the values; each cell's slice is
+    then sorted in place (numpy's SIMD sort), which beats pandas' grouped sort for few cells.
+    None when there are too many cells for the per-cell loop to pay off.
     """
     if n_cells > _LOOP_LIMIT:
-        return grouped(cell_ids, values, n_cells).quantile(q).to_numpy(dtype=float)
+        return None
     order = np.argsort(np.asarray(cell_ids).astype(_radix_dtype(n_cells)), kind="stable")
     ordered = np.asarray(values, dtype=float)[order]
     bounds = np.concatenate([[0], np.cumsum(np.bincount(cell_ids, minlength=n_cells))])
-    out = np.full(n_cells, np.nan)
     for cell in range(n_cells):
-        lo, hi = bounds[cell], bounds[cell + 1]
-        if hi > lo:
-            out[cell] = np.quantile(ordered[lo:hi], q)
+        ordered[bounds[cell] : bounds[cell + 1]].sort()
+    return ordered, bounds
+
+
+def quantiles(
+    cell_ids: np.ndarray,
+    values: np.ndarray,
+    n_cells: int,
+    q: float,
+    presorted: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The q-quantile of each cell (linear interpolation, as pandas); NaN for empty cells.
+
+    Values are not missing and ids are all >= 0 here.
+    """
+    prepared = presorted or sorted_by_cell(cell_ids, values, n_cells)
+    if prepared is None:
+        return grouped(cell_ids, values, n_cells).quantile(q).to_numpy(dtype=float)
+    ordered, bounds = prepared
+    starts, sizes = bounds[:-1], np.diff(bounds)
+    out = np.full(n_cells, np.nan)
+    has = sizes > 0
+    position = starts[has] + q * (sizes[has] - 1)
+    lower = np.floor(position).astype(np.int64)
+    upper = np.minimum(lower + 1, starts[has] + sizes[has] - 1)
+    fraction = position - lower
+    out[has] = ordered[lower] + fraction * (ordered[upper] - ordered[lower])
     return out
 
 
-def variances(cell_ids: np.ndarray, values: np.ndarray, n_cells: int, ddof: int = 1) -> np.ndarray:
-    """Sample variance per cell by two passes of ``np.bincount`` (NaN where n <= ddof)."""
-    n = np.bincount(cell_ids, minlength=n_cells)
+def variances(cell_ids: np.ndarray, values: np.ndarray, n: np.ndarray, total: np.ndarray, ddof: int = 1) -> np.ndarray:
+    """Sample variance per cell from counts and totals already known (NaN where n <= ddof)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.bincount(cell_ids, weights=values, minlength=n_cells) / n
-        squares = np.bincount(cell_ids, weights=(values - mean[cell_ids]) ** 2, minlength=n_cells)
+        mean = total / n
+        deviation = mean[cell_ids]
+        np.subtract(values, deviation, out=deviation)
+        np.square(deviation, out=deviation)
+        squares = np.bincount(cell_ids, weights=deviation, minlength=len(n))
         return np.where(n > ddof, squares / np.where(n > ddof, n - ddof, 1), np.nan)

@@ -38,9 +38,7 @@ class DifferencingFlag:
     difference: int
 
     def describe(self) -> str:
-        inner, outer = (
-            (self.new, self.earlier) if self.new.count < self.earlier.count else (self.earlier, self.new)
-        )
+        inner, outer = (self.new, self.earlier) if self.new.count < self.earlier.count else (self.earlier, self.new)
         return (
             f"cell {list(self.new.cell)} and cell {list(self.earlier.cell)} "
             f"of output {self.earlier.record_uid} "
@@ -62,19 +60,14 @@ class DifferencingReport:
     def summary(self) -> str:
         if not self.flags:
             return (
-                "PASS: no cell differs from a cell of an earlier output by fewer than "
-                f"{self.threshold} contributors."
+                f"PASS: no cell differs from a cell of an earlier output by fewer than {self.threshold} contributors."
             )
-        lines = [
-            f"FAIL: {len(self.flags)} pair(s) of cells differ by fewer than {self.threshold} contributors:"
-        ]
+        lines = [f"FAIL: {len(self.flags)} pair(s) of cells differ by fewer than {self.threshold} contributors:"]
         lines.extend(f"- {flag.describe()}" for flag in self.flags)
         return "\n".join(lines)
 
 
-def _conditions(
-    variables: list[str], labels: list[Any], margins_name: str | None
-) -> dict[str, dict[str, Any]]:
+def _conditions(variables: list[str], labels: list[Any], margins_name: str | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, label in zip(variables, labels, strict=False):
         if label == margins_name or label == "":
@@ -118,11 +111,7 @@ def populations(record: Record) -> list[Population]:
         if key in seen:
             continue
         seen.add(key)
-        out.append(
-            Population(
-                record.uid, dataset, conditions, int(cell.count), (tuple(cell.row), tuple(cell.column))
-            )
-        )
+        out.append(Population(record.uid, dataset, conditions, int(cell.count), (tuple(cell.row), tuple(cell.column))))
     return out
 
 

@@ -188,9 +188,7 @@ def dp_sum(
     query = _query("dp_sum", dataset, column, filters, epsilon=epsilon, bounds=[low, high])
     _charge(budget, epsilon, query["description"])
     domain = opendp.vector_domain(opendp.atom_domain(T=float, nan=False))
-    summed = (
-        opendp.t.make_clamp(domain, opendp.symmetric_distance(), bounds=(low, high)) >> opendp.t.then_sum()
-    )
+    summed = opendp.t.make_clamp(domain, opendp.symmetric_distance(), bounds=(low, high)) >> opendp.t.then_sum()
     measurement, scale = _laplace_after(summed, epsilon)
     value = float(measurement(_values(data, column, filters)))
     accuracy = opendp.laplacian_scale_to_accuracy(scale, alpha)
@@ -217,9 +215,7 @@ def dp_mean(
     query = _query("dp_mean", dataset, column, filters, epsilon=epsilon, bounds=[low, high])
     _charge(budget, epsilon, query["description"])
     values = _values(data, column, filters)
-    total = dp_sum(
-        pd.DataFrame({column: values}), column, bounds=(low, high), epsilon=epsilon / 2, alpha=alpha / 2
-    )
+    total = dp_sum(pd.DataFrame({column: values}), column, bounds=(low, high), epsilon=epsilon / 2, alpha=alpha / 2)
     count = dp_count(pd.DataFrame({column: values}), epsilon=epsilon / 2, alpha=alpha / 2)
     n = max(int(count.value), 1)
     mean = float(np.clip(total.value / n, low, high))

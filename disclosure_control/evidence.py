@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import rules
-from .cellstats import CellStats, cell_stats, quantiles, variances
+from .cellstats import CellStats, can_sort_by_cell, cell_stats, quantiles, sorted_by_cell, variances
 from .config import SDCConfig
 
 BASIC = ("count", "sum", "mean", "median", "std", "var", "min", "max", "mode")
@@ -39,14 +39,17 @@ def group_evidence(
     ids: np.ndarray, values: np.ndarray | None, n_groups: int, aggfuncs: list[str], config: SDCConfig
 ) -> dict[str, np.ndarray]:
     """All evidence the requested statistics need, for groups 0..n_groups-1 (ids < 0 ignored)."""
-    valid = ids >= 0
-    all_valid = bool(valid.all())
-    counted = ids if all_valid else ids[valid]
+    all_valid = len(ids) == 0 or ids.min() >= 0
+    counted = ids if all_valid else ids[ids >= 0]
     ev: dict[str, np.ndarray] = {"count": np.bincount(counted, minlength=n_groups).astype(np.int64)}
     if values is None:
         return ev
     dominance = any(a in {"sum", "mean"} for a in aggfuncs)
-    stats: CellStats = cell_stats(ids, values, n_groups, config.nk_n, dominance=dominance)
+    needs_sort = any(a == "median" or quantile_of(a) is not None for a in aggfuncs)
+    extremes_from_sort = needs_sort and not dominance and can_sort_by_cell(n_groups)
+    stats: CellStats = cell_stats(
+        ids, values, n_groups, config.nk_n, dominance=dominance, extremes=not extremes_from_sort
+    )
     ev.update(
         n_values=stats.n_values,
         n_missing=stats.n_missing,
@@ -61,19 +64,27 @@ def group_evidence(
     if not extra:
         return ev
     vals = np.asarray(values, dtype=float)
-    keep = valid & ~np.isnan(vals)
-    gids, kept = (ids, vals) if keep.all() else (ids[keep], vals[keep])
+    nan = np.isnan(vals)
+    if all_valid and not nan.any():
+        gids, kept = ids, vals
+    else:
+        keep = (ids >= 0) & ~nan
+        gids, kept = ids[keep], vals[keep]
+    presorted = sorted_by_cell(gids, kept, n_groups) if needs_sort else None
+    if extremes_from_sort and presorted is not None:
+        ordered, bounds = presorted
+        has = np.diff(bounds) > 0
+        ev["minimum"][has] = ordered[bounds[:-1][has]]
+        ev["maximum"][has] = ordered[bounds[1:][has] - 1]
     for agg in extra:
         if agg == "mode":
             ev["mode"], ev["mode_count"] = _modes(gids, kept, n_groups)
-        elif agg == "median":
-            ev[agg] = quantiles(gids, kept, n_groups, 0.5)
-        elif agg == "var":
-            ev[agg] = variances(gids, kept, n_groups)
-        elif agg == "std":
-            ev[agg] = np.sqrt(variances(gids, kept, n_groups))
+        elif agg in {"std", "var"}:
+            variance = variances(gids, kept, stats.n_values, stats.total)
+            ev[agg] = np.sqrt(variance) if agg == "std" else variance
         else:
-            ev[agg] = quantiles(gids, kept, n_groups, quantile_of(agg) or 0.0)
+            q = 0.5 if agg == "median" else quantile_of(agg) or 0.0
+            ev[agg] = quantiles(gids, kept, n_groups, q, presorted)
     return ev
 
 
@@ -89,9 +100,7 @@ def _modes(gids: np.ndarray, vals: np.ndarray, n_groups: int) -> tuple[np.ndarra
     return mode, count
 
 
-def evaluate(
-    agg: str, ev: dict[str, np.ndarray], config: SDCConfig
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def evaluate(agg: str, ev: dict[str, np.ndarray], config: SDCConfig) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Shown values and rule masks for one statistic over cells described by ``ev``."""
     count = ev["count"]
     if agg == "count" and "n_values" not in ev:
@@ -121,9 +130,7 @@ def evaluate(
     masks["all_same"] = rules.all_same(n, ev["minimum"], ev["maximum"])
     if agg in {"sum", "mean"}:
         masks["nk_dominance"] = rules.nk_dominance(ev["top_n_sum"], ev["total"], ev["n_negative"], config)
-        masks["p_percent"] = rules.p_percent(
-            ev["maximum"], ev["second"], ev["total"], ev["n_negative"], config
-        )
+        masks["p_percent"] = rules.p_percent(ev["maximum"], ev["second"], ev["total"], ev["n_negative"], config)
         masks["negative"] = rules.negative(ev["n_negative"])
     elif agg in {"std", "var"}:
         masks["dof"] = (n > 0) & rules.dof(n - 1, config)

@@ -91,7 +91,4 @@ def _within(inner: dict[str, Any], outer: dict[str, Any]) -> bool:
 
 def contains(outer: dict[str, dict[str, Any]], inner: dict[str, dict[str, Any]]) -> bool:
     """True when every row satisfying ``inner`` also satisfies ``outer`` (both canonical)."""
-    for column, cond in outer.items():
-        if column not in inner or not _within(inner[column], cond):
-            return False
-    return True
+    return all(column in inner and _within(inner[column], cond) for column, cond in outer.items())

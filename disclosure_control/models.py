@@ -69,9 +69,7 @@ def _fit(
     n_dropped = len(data) - n_used
     checks["missing"] = bool(n_dropped > 0 and config.check_missing_values)
 
-    mask = pd.DataFrame(
-        np.repeat(flagged[:, None], table.shape[1], axis=1), index=table.index, columns=table.columns
-    )
+    mask = pd.DataFrame(np.repeat(flagged[:, None], table.shape[1], axis=1), index=table.index, columns=table.columns)
     notes = [f"residual degrees of freedom {result.df_resid:g}"]
     notes.extend(f"small category {d}" for d in details)
     if n_dropped:

@@ -170,9 +170,7 @@ class Output:
         else:
             values = np.round(values / base) * base
         table = pd.DataFrame(values, index=self.table.index, columns=self.table.columns)
-        return replace(
-            self, table=table, mitigation={"method": "rounding", "base": base}, notes=[*self.notes]
-        )
+        return replace(self, table=table, mitigation={"method": "rounding", "base": base}, notes=[*self.notes])
 
     # ----------------------------------------------------------------- record
     def record(self) -> Record:
@@ -201,10 +199,7 @@ class Output:
             status=self.status,
             summary=self.summary,
             cells=cells,
-            checks={
-                name: rules.RULES[name].verdict if flagged else "pass"
-                for name, flagged in self.checks.items()
-            },
+            checks={name: rules.RULES[name].verdict if flagged else "pass" for name, flagged in self.checks.items()},
             mitigation=self.mitigation,
             epsilon=self.epsilon,
         )

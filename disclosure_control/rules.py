@@ -136,9 +136,7 @@ def zeros(counts: np.ndarray, config: SDCConfig) -> np.ndarray:
     return counts == 0
 
 
-def nk_dominance(
-    top_n_sum: np.ndarray, total: np.ndarray, n_negative: np.ndarray, config: SDCConfig
-) -> np.ndarray:
+def nk_dominance(top_n_sum: np.ndarray, total: np.ndarray, n_negative: np.ndarray, config: SDCConfig) -> np.ndarray:
     """Cells whose nk_n largest contributions exceed nk_k of the total.
 
     Undefined (so not flagged here; ``negative`` flags it) where a contribution is negative, and
@@ -204,11 +202,3 @@ def combine(masks: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
     out[review] = "review"
     out[fail] = "fail"
     return out
-
-
-def worst(verdicts: list[str] | np.ndarray) -> Verdict:
-    best: Verdict = "pass"
-    for v in np.ravel(np.asarray(verdicts, dtype=object)):
-        if VERDICT_ORDER[v] > VERDICT_ORDER[best]:
-            best = v
-    return best

@@ -46,12 +46,8 @@ def _masks(table: pd.DataFrame, config: SDCConfig) -> dict[str, pd.DataFrame]:
     few = (events > 0) & (events < config.survival_threshold)
     shape = table.shape
     return {
-        "at_risk": pd.DataFrame(
-            np.broadcast_to(at_risk[:, None], shape), index=table.index, columns=table.columns
-        ),
-        "events": pd.DataFrame(
-            np.broadcast_to(few[:, None], shape), index=table.index, columns=table.columns
-        ),
+        "at_risk": pd.DataFrame(np.broadcast_to(at_risk[:, None], shape), index=table.index, columns=table.columns),
+        "events": pd.DataFrame(np.broadcast_to(few[:, None], shape), index=table.index, columns=table.columns),
     }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _sdc_reference import cell_rules, verdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,8 @@ from disclosure_control import rules
 from disclosure_control.cellstats import cell_stats
 from disclosure_control.config import SDCConfig
 from disclosure_control.evidence import evaluate, group_evidence
+
+from ._sdc_reference import cell_rules, verdict
 
 CFG = SDCConfig()
 
@@ -115,9 +116,7 @@ def test_every_rule_documents_its_boundary() -> None:
 
 
 # ---------------------------------------------------------------- property tests
-values_strategy = st.lists(
-    st.one_of(st.integers(-5, 200).map(float), st.just(float("nan"))), min_size=0, max_size=25
-)
+values_strategy = st.lists(st.one_of(st.integers(-5, 200).map(float), st.just(float("nan"))), min_size=0, max_size=25)
 config_strategy = st.builds(
     SDCConfig,
     threshold=st.integers(1, 12),
@@ -131,14 +130,15 @@ config_strategy = st.builds(
 
 
 @settings(max_examples=150, deadline=None)
-@given(values=values_strategy, agg=st.sampled_from(["count", "sum", "mean", "median", "std", "min", "max", "mode"]),
-       config=config_strategy)
+@given(
+    values=values_strategy,
+    agg=st.sampled_from(["count", "sum", "mean", "median", "std", "min", "max", "mode"]),
+    config=config_strategy,
+)
 def test_rules_match_brute_force_reference(values: list[float], agg: str, config: SDCConfig) -> None:
     expected = cell_rules(values, agg, config)
     assert flags(values, agg, config) == expected
-    assert rules.combine(
-        {name: np.array([True]) for name in expected}, (1,)
-    )[0] == verdict(expected)
+    assert rules.combine({name: np.array([True]) for name in expected}, (1,))[0] == verdict(expected)
 
 
 @settings(max_examples=100, deadline=None)
