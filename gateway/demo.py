@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import Conflict
 from gateway.identity.accounts import create_local_user, find_user
+from gateway.identity.passwords import hash_password
 from gateway.models import User
 from gateway.permissions import Role
 
@@ -38,6 +40,12 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 )
 
 
+@functools.cache
+def demo_password_hash() -> str:
+    """The demo password is public, so one hash serves every demo account (and every test)."""
+    return hash_password(DEMO_PASSWORD)
+
+
 def check_may_seed(session: Session, env: str) -> None:
     if env == "production":
         raise Conflict("Refusing to seed demo data: SDE_ENV is 'production'.")
@@ -55,6 +63,7 @@ def seed(session: Session, env: str) -> list[str]:
         if find_user(session, demo.username) is None:
             create_local_user(session, "demo-seed", username=demo.username, display_name=demo.display_name,
                               password=DEMO_PASSWORD, email=f"{demo.username}@demo.londonsde.invalid",
-                              roles=[r.value for r in demo.roles], is_demo=True)
+                              roles=[r.value for r in demo.roles], is_demo=True,
+                              password_hash=demo_password_hash())
             created.append(demo.username)
     return created

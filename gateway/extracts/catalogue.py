@@ -106,9 +106,7 @@ class Dataset(BaseModel):
         if self.index_date is not None:
             index = by_name.get(self.index_date)
             if index is None or index.type is not VariableType.DATE:
-                raise ValueError(
-                    f"dataset {self.name}: index_date {self.index_date!r} must be a date variable"
-                )
+                raise ValueError(f"dataset {self.name}: index_date {self.index_date!r} must be a date variable")
         if self.population and self.index_date is not None:
             raise ValueError(f"dataset {self.name}: the population dataset has no index date")
         return self

@@ -18,6 +18,8 @@ event rows.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -243,9 +245,7 @@ def _plan_outputs(
                 ) -> pa.Array:
                     col = b.column(s)
                     lows = np.minimum(np.clip(_age_on(col, ref), 0, AGE_TOP_CODE) // w, len(labels) - 1)
-                    indices = pa.array(
-                        lows.astype(np.int32), mask=col.is_null().to_numpy(zero_copy_only=False)
-                    )
+                    indices = pa.array(lows.astype(np.int32), mask=col.is_null().to_numpy(zero_copy_only=False))
                     return pa.DictionaryArray.from_arrays(indices, labels).dictionary_decode()
 
                 add(
@@ -278,9 +278,7 @@ def _plan_outputs(
                 pa.int8(),
                 var,
                 "IMD quintile (deciles paired)",
-                lambda b, idx, s=src: pc.cast(
-                    pc.divide(pc.add(pc.cast(b.column(s), pa.int16()), 1), 2), pa.int8()
-                ),
+                lambda b, idx, s=src: pc.cast(pc.divide(pc.add(pc.cast(b.column(s), pa.int16()), 1), 2), pa.int8()),
             )
         elif var.type is VariableType.DATE:
             if g.event_dates is EventDateTreatment.SHIFT:
@@ -331,18 +329,14 @@ def count_source_rows(spec: ExtractSpec, source_dir: Path | str, catalogue: Cata
     """Rows the build will read from the approved datasets: the ``total`` its progress reports."""
     source_dir = Path(source_dir)
     catalogue = catalogue or load_catalogue(source_dir / "catalogue.yaml")
-    return sum(
-        _open_source(source_dir, d).metadata.num_rows for d in catalogue.datasets if d.name in spec.datasets
-    )
+    return sum(_open_source(source_dir, d).metadata.num_rows for d in catalogue.datasets if d.name in spec.datasets)
 
 
 def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
     return pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
 
 
-def _patients_with_conditions(
-    spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int
-) -> pa.Array:
+def _patients_with_conditions(spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int) -> pa.Array:
     wanted = pa.array(spec.cohort.conditions, pa.string())
     end = pa.scalar(spec.date_range.end, pa.date32())
     found: set[str] = set()
@@ -350,9 +344,7 @@ def _patients_with_conditions(
         condition_vars = [v.name for v in dataset.variables if v.role is Role.CONDITION]
         if not condition_vars:
             continue
-        columns = [dataset.patient_key, *condition_vars] + (
-            [dataset.index_date] if dataset.index_date else []
-        )
+        columns = [dataset.patient_key, *condition_vars] + ([dataset.index_date] if dataset.index_date else [])
         for batch in _batches(source_dir / dataset.file, columns, batch_size):
             hit = pc.is_in(pc.cast(batch.column(condition_vars[0]), pa.string()), value_set=wanted)
             for name in condition_vars[1:]:
@@ -365,7 +357,8 @@ def _patients_with_conditions(
 
 def _select_cohort(
     spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int
-) -> tuple[list[str], CohortCounts]:
+) -> tuple[pa.Array, CohortCounts]:
+    """NHS numbers of the patients to release, and the counts the manifest reports."""
     population = catalogue.population
     dob = population.by_role(Role.DATE_OF_BIRTH)
     opt_out = population.by_role(Role.OPT_OUT)
@@ -375,19 +368,16 @@ def _select_cohort(
     columns = [population.patient_key, dob.name, opt_out.name]
     if cohort.boroughs is not None and borough is not None:
         columns.append(borough.name)
-    with_condition = (
-        _patients_with_conditions(spec, catalogue, source_dir, batch_size) if cohort.conditions else None
-    )
+    with_condition = _patients_with_conditions(spec, catalogue, source_dir, batch_size) if cohort.conditions else None
     boroughs = pa.array(cohort.boroughs or [], pa.string())
-    kept: list[str] = []
+    kept: list[pa.Array] = []
     matching = removed = 0
     for batch in _batches(source_dir / population.file, columns, batch_size):
         key = batch.column(population.patient_key)
         keep = pc.is_valid(key).to_numpy(zero_copy_only=False)
         if cohort.boroughs is not None and borough is not None:
-            keep &= pc.fill_null(pc.is_in(batch.column(borough.name), value_set=boroughs), False).to_numpy(
-                zero_copy_only=False
-            )
+            in_boroughs = pc.fill_null(pc.is_in(batch.column(borough.name), value_set=boroughs), False)
+            keep &= in_boroughs.to_numpy(zero_copy_only=False)
         if cohort.age_min is not None or cohort.age_max is not None:
             dob_col = batch.column(dob.name)
             age = _age_on(dob_col, spec.date_range.end)
@@ -403,13 +393,53 @@ def _select_cohort(
             opted = pc.fill_null(batch.column(opt_out.name), False).to_numpy(zero_copy_only=False)
             removed += int((keep & opted).sum())
             keep &= ~opted
-        kept.extend(key.filter(pa.array(keep)).to_pylist())
-    counts = CohortCounts(patients_matching=matching, opt_outs_removed=removed, patients_released=len(kept))
-    return kept, counts
+        kept.append(key.filter(pa.array(keep)).cast(pa.string()))
+    released = pa.concat_arrays(kept) if kept else pa.array([], pa.string())
+    counts = CohortCounts(patients_matching=matching, opt_outs_removed=removed, patients_released=len(released))
+    return released, counts
 
 
 # --------------------------------------------------------------------------------------------
 # the build
+
+
+class _BackgroundWriter:
+    """Writes Parquet row groups in a second thread while the caller reads and transforms.
+
+    pyarrow releases the GIL while it encodes and compresses, so on two cores the writing
+    overlaps the reading instead of following it. The queue is short, which keeps at most a
+    few row groups in memory.
+    """
+
+    def __init__(self, sink: storage.HashingWriter, schema: pa.Schema) -> None:
+        self._writer = pq.ParquetWriter(sink, schema, compression=OUTPUT_COMPRESSION)
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="extract-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:  # after a failure keep draining so the producer never blocks
+                try:
+                    self._writer.write_table(table, row_group_size=table.num_rows)
+                except BaseException as exc:
+                    self._error = exc
+
+    def write(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if exc is None and self._error is not None:
+            raise self._error
 
 
 def build_extract(
@@ -434,9 +464,7 @@ def build_extract(
         version = max(storage.list_versions(extracts_root, spec.project_id), default=0) + 1
         staging = storage.new_staging_dir(pdir, version)
         try:
-            manifest = _build_into(
-                spec, catalogue, source_dir, staging, version, progress, batch_size, leftovers
-            )
+            manifest = _build_into(spec, catalogue, source_dir, staging, version, progress, batch_size, leftovers)
             storage.publish(staging, pdir, version)
         except BaseException:
             if staging.exists():
@@ -481,7 +509,7 @@ def _build_into(
         rows = 0
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
-        with pq.ParquetWriter(sink, plan.schema, compression=OUTPUT_COMPRESSION) as writer:
+        with _BackgroundWriter(sink, plan.schema) as writer:
             for batch in _batches(plan.path, plan.read, batch_size):
                 done += batch.num_rows
                 idx = lookup.find(batch.column(plan.dataset.patient_key))
@@ -502,12 +530,12 @@ def _build_into(
                         risk_columns = plan.quasi_identifiers
                         population_qi.append(out.select(risk_columns))
                     if pending_rows >= batch_size:
-                        writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                        writer.write(pa.Table.from_batches(pending))
                         pending, pending_rows = [], 0
                 if progress is not None:
                     progress(done, total)
             if pending:
-                writer.write_table(pa.Table.from_batches(pending), row_group_size=pending_rows)
+                writer.write(pa.Table.from_batches(pending))
         sink.close()
         if storage.sha256_file(sink.path) != sink.sha256:
             raise OSError(f"{out_file} changed on disk while being written")
@@ -561,9 +589,7 @@ def _build_into(
         files=files,
         leftovers_removed=leftovers,
     )
-    storage.write_file(
-        staging / storage.MANIFEST, (manifest.model_dump_json(indent=2) + "\n").encode("utf-8")
-    )
+    storage.write_file(staging / storage.MANIFEST, (manifest.model_dump_json(indent=2) + "\n").encode("utf-8"))
     for name, digest in files.items():  # verify before anything becomes visible
         if storage.sha256_file(staging / name) != digest:
             raise OSError(f"{name} does not match the hash recorded while writing")

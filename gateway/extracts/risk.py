@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 COUNT = "count_all"
 
@@ -60,7 +61,8 @@ class RiskReport:
             "records_below_k": self.records_below_k,
             "share_below_k": self.share_below_k,
             "flagged": self.flagged,
-            "main_drivers": [d.column for d in self.drivers if d.reduction_if_removed > 0][:3],
+            # ranked: biggest gain from dropping the column, then rarest on its own, then most varied
+            "main_drivers": [d.column for d in self.drivers[:3]] if self.flagged else [],
         }
 
 
@@ -74,10 +76,32 @@ def equivalence_classes(table: pa.Table, columns: list[str]) -> pa.Table:
     return table.select(columns).group_by(columns, use_threads=False).aggregate([([], COUNT)])
 
 
+def _codes(table: pa.Table, column: str) -> tuple[np.ndarray, int]:
+    """Integer code per record for one column (missing values get a code of their own)."""
+    encoded = pc.dictionary_encode(table.column(column).combine_chunks())
+    cardinality = len(encoded.dictionary) + 1
+    codes = pc.fill_null(encoded.indices, cardinality - 1).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64), cardinality
+
+
+def _sizes_from_codes(codes: list[tuple[np.ndarray, int]], records: int) -> np.ndarray:
+    """Equivalence-class sizes, combining per-column codes into one integer key per record."""
+    if not codes:
+        return np.array([records] if records else [], dtype=np.int64)
+    key = np.zeros(records, dtype=np.int64)
+    space = 1
+    for column_codes, cardinality in codes:
+        if space * cardinality >= 2**62:  # too many combinations for one integer: regroup the keys so far
+            key = np.unique(key, return_inverse=True)[1].astype(np.int64)
+            space = int(key.max()) + 1 if records else 1
+        key = key * cardinality + column_codes
+        space *= cardinality
+    return pc.value_counts(pa.array(key)).field("counts").to_numpy().astype(np.int64)
+
+
 def class_sizes(table: pa.Table, columns: list[str]) -> np.ndarray:
-    if not columns:  # no quasi-identifiers: everyone is in one class
-        return np.array([table.num_rows] if table.num_rows else [], dtype=np.int64)
-    return equivalence_classes(table, columns).column(COUNT).to_numpy()
+    """Size of every equivalence class over ``columns`` (order unspecified)."""
+    return _sizes_from_codes([_codes(table, c) for c in columns], table.num_rows)
 
 
 def _below(sizes: np.ndarray, k: int) -> int:
@@ -88,24 +112,25 @@ def assess(table: pa.Table, quasi_identifiers: list[str], k: int) -> RiskReport:
     """k-anonymity report over ``quasi_identifiers`` of ``table`` (one row per released patient)."""
     if k < 2:
         raise ValueError("k must be at least 2")
-    sizes = class_sizes(table, quasi_identifiers)
     records = table.num_rows
+    codes = {c: _codes(table, c) for c in quasi_identifiers}
+    sizes = _sizes_from_codes(list(codes.values()), records)
     below = _below(sizes, k)
     small, counts = np.unique(sizes[sizes < k], return_counts=True)
     drivers = []
     for column in quasi_identifiers:
-        rest = [c for c in quasi_identifiers if c != column]
-        without = _below(class_sizes(table, rest), k)
+        without = _below(_sizes_from_codes([v for c, v in codes.items() if c != column], records), k)
+        alone = _sizes_from_codes([codes[column]], records)
         drivers.append(
             ColumnDriver(
                 column=column,
-                distinct_values=len(class_sizes(table, [column])),
-                records_below_k_alone=_below(class_sizes(table, [column]), k),
+                distinct_values=len(alone),
+                records_below_k_alone=_below(alone, k),
                 records_below_k_without=without,
                 reduction_if_removed=below - without,
             )
         )
-    drivers.sort(key=lambda d: (-d.reduction_if_removed, -d.records_below_k_alone, d.column))
+    drivers.sort(key=lambda d: (-d.reduction_if_removed, -d.records_below_k_alone, -d.distinct_values, d.column))
     return RiskReport(
         k=k,
         quasi_identifiers=list(quasi_identifiers),

@@ -249,9 +249,7 @@ def generate(
     nhs = _nhs_numbers(patients, seed)
     geo = _geography(np.random.default_rng([seed, 0]))
     rows = dict.fromkeys(TABLES, 0)
-    writers = {
-        t: pq.ParquetWriter(out / f"{t}.parquet", SCHEMAS[t], compression=PARQUET_COMPRESSION) for t in TABLES
-    }
+    writers = {t: pq.ParquetWriter(out / f"{t}.parquet", SCHEMAS[t], compression=PARQUET_COMPRESSION) for t in TABLES}
     try:
         for chunk, start in enumerate(range(0, patients, chunk_patients)):
             stop = min(start + chunk_patients, patients)
@@ -413,9 +411,7 @@ class _Patients:
 def _patients(rng: np.random.Generator, geo: _Geography, nhs: np.ndarray) -> _Patients:
     n = len(nhs)
     borough = rng.choice(len(ref.BOROUGHS), size=n, p=geo.borough_weight)
-    lsoa = geo.borough_lsoa_start[borough] + np.floor(rng.random(n) * geo.borough_lsoa_count[borough]).astype(
-        np.int64
-    )
+    lsoa = geo.borough_lsoa_start[borough] + np.floor(rng.random(n) * geo.borough_lsoa_count[borough]).astype(np.int64)
     imd = geo.lsoa_imd[lsoa]
     dep = (10 - imd.astype(float)) / 9
     band_p = np.array(ref.AGE_BAND_SHARES) / sum(ref.AGE_BAND_SHARES)

@@ -52,15 +52,18 @@ def _validate_new_user(session: Session, username: str, display_name: str, passw
 
 def create_local_user(session: Session, actor: Actor, *, username: str, display_name: str, password: str,
                       email: str | None = None, roles: list[str] | tuple[str, ...] = (),
-                      is_demo: bool = False) -> User:
-    """Create a local (password) account. ``actor`` is an admin user, or a label for the CLI."""
+                      is_demo: bool = False, password_hash: str | None = None) -> User:
+    """Create a local (password) account. ``actor`` is an admin user, or a label for the CLI.
+
+    ``password_hash`` lets demo seeding reuse one hash of the public demo password.
+    """
     if isinstance(actor, User):
         check_permission(actor, Permission.MANAGE_USERS)
     username = username.strip().lower()
     _validate_new_user(session, username, display_name, password)
     wanted = parse_roles(roles)
     user = User(username=username, display_name=display_name.strip(), email=(email or None), source="local",
-                password_hash=hash_password(password), is_demo=is_demo)
+                password_hash=password_hash or hash_password(password), is_demo=is_demo)
     user.role_grants = [UserRole(role=r.value, granted_by_id=actor.id if isinstance(actor, User) else None)
                         for r in sorted(wanted)]
     session.add(user)

@@ -36,7 +36,7 @@ class LdapDirectory:
     def _service_connection(self) -> Connection:
         s = self.settings
         return Connection(self.server, user=s.bind_dn, password=s.bind_password, read_only=True,
-                          auto_bind=True, receive_timeout=s.connect_timeout)
+                          auto_bind=True, receive_timeout=max(1, int(s.connect_timeout)))
 
     def user_filter(self, username: str) -> str:
         s = self.settings
@@ -63,7 +63,7 @@ class LdapDirectory:
                 dn = entry.entry_dn
                 try:
                     user_conn = Connection(self.server, user=dn, password=password, read_only=True,
-                                           receive_timeout=s.connect_timeout)
+                                           receive_timeout=max(1, int(s.connect_timeout)))
                     if not user_conn.bind():
                         return None
                     user_conn.unbind()

@@ -27,6 +27,15 @@ GATEWAY_SCOPES: tuple[str, ...] = ("admin:users", "list:users", "read:users", "s
 PAGINATION_MEDIA_TYPE = "application/jupyterhub-pagination+json"
 
 
+def ticket_login_url(base_url: str, ticket: str) -> str:
+    """The hub's sign-in URL for a ticket.
+
+    The parameter is called 'auth_ticket' because the hub masks query parameters named like
+    that in its request log.
+    """
+    return f"{base_url.rstrip('/')}/hub/login?{urlencode({'auth_ticket': ticket})}"
+
+
 class HubError(Exception):
     """The hub answered with an error or did not do what was asked in time."""
 
@@ -199,9 +208,7 @@ class HubClient:
         offset = 0
         while True:
             query = urlencode({"offset": offset, "limit": page_size})
-            response = self._request(
-                "GET", f"/users?{query}", ok=(200,), headers={"Accept": PAGINATION_MEDIA_TYPE}
-            )
+            response = self._request("GET", f"/users?{query}", ok=(200,), headers={"Accept": PAGINATION_MEDIA_TYPE})
             body = response.json()
             for user in body["items"]:
                 for name, model in (user.get("servers") or {}).items():
@@ -216,4 +223,4 @@ class HubClient:
 
     def login_url(self, ticket: str) -> str:
         """Where to send the researcher's browser with a fresh ticket (see tickets.py)."""
-        return f"{self.base_url}/hub/login?{urlencode({'ticket': ticket})}"
+        return ticket_login_url(self.base_url, ticket)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # A project id doubles as the JupyterHub server name and as part of Kubernetes object names,
@@ -72,6 +73,16 @@ def tier_named(name: object) -> SizeTier:
     return TIERS[name]
 
 
+def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Path:
+    """The researcher's private home for one project on the host (sandbox spawner layout)."""
+    return Path(homes_root) / check_project_id(project_id) / check_username(username)
+
+
+def workspace_outputs(homes_root: str | Path, username: str, project_id: str) -> Path:
+    """Where the gateway picks up outputs the researcher saved for release."""
+    return workspace_home(homes_root, username, project_id) / "outputs"
+
+
 def spec_from_user_options(options: dict[str, Any], server_name: str) -> WorkspaceSpec:
     """Parse `user_options` as sent by the gateway. The server name must equal the project id."""
     unknown = set(options) - {"project_id", "extract_path", "tier"}
@@ -83,6 +94,4 @@ def spec_from_user_options(options: dict[str, Any], server_name: str) -> Workspa
     extract = options.get("extract_path")
     if not isinstance(extract, str) or not extract:
         raise SpecError("extract_path is required")
-    return WorkspaceSpec(
-        project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER))
-    )
+    return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)))

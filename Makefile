@@ -1,0 +1,44 @@
+# The two commands of the README. Both are idempotent and work from a fresh clone.
+#   make demo  - install everything, then run the demo at http://127.0.0.1:5000
+#   make test  - install everything the tests need (system packages too), then run the whole suite
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export SDE_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup system-deps test-system-deps lint clean screenshots
+
+demo: setup system-deps
+	$(BIN)/sde demo
+
+test: test-system-deps setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	bash infra/setup/python-env.sh "$(PYTHON)" "$(VENV)"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+system-deps:
+	bash infra/setup/system-deps.sh demo
+
+test-system-deps:
+	bash infra/setup/system-deps.sh test
+
+screenshots: test-system-deps setup
+	SDE_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/functional
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules instance test-artifacts

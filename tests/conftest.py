@@ -1,0 +1,171 @@
+"""Fixtures: databases on SQLite and PostgreSQL, the app, demo users, a real slapd, a live browser."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.app import create_app
+from gateway.config import LdapSettings, SecuritySettings, Settings
+from gateway.db import unit_of_work
+from gateway.models import User
+from tests.support import databases
+from tests.support.ldap_server import GROUP_ROLES, GROUPS, PEOPLE, SERVICE_DN, SERVICE_PW, LdapServer, start_slapd
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> databases.SqliteTemplate:
+    return databases.SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[databases.PostgresDatabase | None]:
+    server = databases.postgres_server_url()
+    if server is None:
+        yield None
+        return
+    with databases.postgres_database(server) as database:
+        yield database
+
+
+@pytest.fixture(params=databases.backends())
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _database_url(backend: str, sqlite_template: databases.SqliteTemplate,
+                  postgres_db: databases.PostgresDatabase | None, tmp_path: Path) -> str:
+    if backend == "postgresql":
+        assert postgres_db is not None
+        return postgres_db.reset()
+    return sqlite_template.fresh(tmp_path)
+
+
+@pytest.fixture
+def database_url(backend: str, sqlite_template: databases.SqliteTemplate,
+                 postgres_db: databases.PostgresDatabase | None, tmp_path: Path) -> str:
+    return _database_url(backend, sqlite_template, postgres_db, tmp_path)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(env="test", instance_dir=tmp_path / "instance", database_url=database_url,
+                    secret_key="test-secret-key", security=SecuritySettings(max_failed_logins=3))
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    yield application
+    application.extensions["sde_engine"].dispose()
+
+
+@pytest.fixture
+def session_factory(app: Flask) -> sessionmaker[Session]:
+    return app.extensions["sde_sessionmaker"]
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    s = session_factory()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture
+def demo_users(session_factory: sessionmaker[Session]) -> dict[str, int]:
+    """The twelve demo accounts, created through the real seeding service."""
+    from gateway import demo
+
+    with unit_of_work(session_factory) as s:
+        demo.seed(s, "test")
+    s = session_factory()
+    try:
+        return {u.username: u.id for u in s.query(User).all()}
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def sign_in_session(client: FlaskClient, session_factory: sessionmaker[Session], username: str) -> None:
+    """Put a fully signed-in session in the client's cookie without the cost of a password hash."""
+    s = session_factory()
+    try:
+        user = s.query(User).filter_by(username=username).one()
+        uid, version = user.id, user.session_version
+    finally:
+        s.close()
+    with client.session_transaction() as sess:
+        sess.clear()
+        sess["uid"], sess["sv"], sess["stage"] = uid, version, "full"
+
+
+# --- LDAP ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LdapServer]:
+    server = start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ldap_settings(slapd: LdapServer) -> LdapSettings:
+    return LdapSettings(url=slapd.url, bind_dn=SERVICE_DN, bind_password=SERVICE_PW, user_base=PEOPLE,
+                        group_base=GROUPS, group_roles=GROUP_ROLES)
+
+
+# --- browser ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    pg = context.new_page()
+    yield pg
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    server = databases.postgres_server_url()
+    return f"londonsde databases: sqlite{' + postgresql at ' + server.split('@')[-1] if server else ' only'}"
+
+
+os.environ.setdefault("SDE_ENV", "test")

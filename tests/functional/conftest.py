@@ -1,0 +1,47 @@
+"""A live gateway (with the test slapd configured) for the browser to talk to."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.app import create_app
+from gateway.config import LdapSettings, SecuritySettings, Settings
+from tests.support.browser import LiveServer
+
+ROOT = Path(__file__).resolve().parents[2]
+# `make screenshots` refreshes the pictures in the user guides; ordinary runs keep them as artifacts.
+SCREENSHOTS = ROOT / ("docs/screenshots" if os.environ.get("SDE_UPDATE_SCREENSHOTS") else "test-artifacts/screenshots")
+
+
+@pytest.fixture(params=["browser"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Browser tests run once, on PostgreSQL when it is configured (as in CI), else SQLite."""
+    from tests.support.databases import backends
+
+    return backends()[-1]
+
+
+@pytest.fixture
+def live_settings(database_url: str, tmp_path: Path, ldap_settings: LdapSettings) -> Settings:
+    return Settings(env="test", instance_dir=tmp_path / "instance", database_url=database_url,
+                    secret_key="browser-test-key", ldap=ldap_settings,
+                    security=SecuritySettings(max_failed_logins=3))
+
+
+@pytest.fixture
+def live_server(live_settings: Settings) -> Iterator[LiveServer]:
+    app = create_app(live_settings)
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+    app.extensions["sde_engine"].dispose()
+
+
+def screenshot(page, name: str) -> None:
+    """Keep a current picture of the page for the user guides in docs/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -1,0 +1,162 @@
+"""The audit log is append-only and any tampering is detected and named by `sde audit verify`."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import audit
+from gateway.cli import main
+from gateway.db import make_engine, make_session_factory, unit_of_work
+from gateway.models import AuditEvent
+
+
+def append(factory: sessionmaker[Session], n: int) -> None:
+    for i in range(n):
+        with unit_of_work(factory) as s:
+            audit.record(s, "tester", "test.event", "thing", i, {"i": i, "note": "ünïcode ✓"})
+
+
+@pytest.fixture
+def factory(database_url: str) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(database_url))
+
+
+def verify_cli(database_url: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["audit", "verify"], env={"SDE_DATABASE_URL": database_url})
+    return result.exit_code, result.output
+
+
+def tamper(database_url: str, *statements: str) -> None:
+    """Edit rows by hand, as someone with database access might, bypassing the append-only triggers."""
+    engine: Engine = create_engine(database_url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_delete"))
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def test_intact_chain_verifies(factory: sessionmaker[Session], database_url: str) -> None:
+    append(factory, 5)
+    code, output = verify_cli(database_url)
+    assert code == 0, output
+    assert "5 events verified" in output
+
+
+def test_each_event_links_to_the_previous_hash(factory: sessionmaker[Session]) -> None:
+    append(factory, 3)
+    with factory() as s:
+        events = list(s.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert events[0].prev_hash == audit.GENESIS_HASH
+    assert events[1].prev_hash == events[0].hash and events[2].prev_hash == events[1].hash
+    assert all(audit.event_hash(e) == e.hash for e in events)
+
+
+TAMPERING: dict[str, tuple[list[str], int]] = {
+    "details edited": (["UPDATE audit_events SET details = '{\"i\": 99}' WHERE seq = 3"], 3),
+    "actor edited": (["UPDATE audit_events SET actor_label = 'someone-else' WHERE seq = 2"], 2),
+    "action edited": (["UPDATE audit_events SET action = 'test.innocent' WHERE seq = 4"], 4),
+    "middle event removed": (["DELETE FROM audit_events WHERE seq = 3"], 3),
+    "first event removed": (["DELETE FROM audit_events WHERE seq = 1"], 1),
+    "last event removed": (["DELETE FROM audit_events WHERE seq = 5"], 5),
+    "two events swapped": ([
+        "UPDATE audit_events SET seq = 100 WHERE seq = 2",
+        "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_events SET seq = 3 WHERE seq = 100",
+    ], 2),
+    "stored hash replaced": ([
+        "UPDATE audit_events SET hash = '" + "a" * 64 + "' WHERE seq = 2",
+    ], 2),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+def test_tampering_is_detected_and_names_the_event(case: str, factory: sessionmaker[Session],
+                                                   database_url: str) -> None:
+    append(factory, 5)
+    statements, bad_seq = TAMPERING[case]
+    tamper(database_url, *statements)
+    code, output = verify_cli(database_url)
+    assert code == 1, output
+    assert f"BROKEN at event {bad_seq}" in output
+
+
+def test_database_refuses_update_and_delete_of_events(factory: sessionmaker[Session], database_url: str) -> None:
+    append(factory, 2)
+    engine = create_engine(database_url)
+    for statement in ("UPDATE audit_events SET action = 'x' WHERE seq = 1", "DELETE FROM audit_events"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    engine.dispose()
+    assert verify_cli(database_url)[0] == 0
+
+
+def test_event_rolls_back_with_the_change_it_records(factory: sessionmaker[Session]) -> None:
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), unit_of_work(factory) as s:
+        audit.record(s, "tester", "test.rolled_back", "thing", 1)
+        raise Boom
+    with factory() as s:
+        assert s.scalars(select(AuditEvent)).all() == []
+        assert audit.verify(s).ok
+
+
+def test_concurrent_writers_never_fork_the_chain(factory: sessionmaker[Session], database_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for i in range(15):
+                with unit_of_work(factory) as s:
+                    audit.record(s, f"worker{offset}", "test.concurrent", "thing", offset * 100 + i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with factory() as s:
+        result = audit.verify(s)
+    assert result.ok and result.checked == 60
+
+
+def test_filters_select_by_actor_action_object_and_date(factory: sessionmaker[Session]) -> None:
+    append(factory, 3)
+    with unit_of_work(factory) as s:
+        audit.record(s, "someone", "user.created", "user", 7)
+    with factory() as s:
+        assert [e.object_id for e in audit.search(s, audit.AuditFilter(actor="someone"))] == ["7"]
+        assert len(audit.search(s, audit.AuditFilter(action="test."))) == 3
+        assert len(audit.search(s, audit.AuditFilter(object_type="thing", object_id="1"))) == 1
+        newest = audit.search(s, audit.AuditFilter(), limit=1)[0]
+        after = audit.AuditFilter(since=newest.occurred_at)
+        assert [e.seq for e in audit.search(s, after)] == [newest.seq]
+
+
+
+
+def test_details_round_trip_exactly(factory: sessionmaker[Session]) -> None:
+    details = {"nested": {"b": [1, 2, {"c": None}], "a": "x"}, "float": 0.1, "when": "2026-11-21"}
+    with unit_of_work(factory) as s:
+        audit.record(s, "tester", "test.details", "thing", None, details)
+    with factory() as s:
+        stored = s.scalars(select(AuditEvent)).one()
+        assert json.loads(json.dumps(stored.details, sort_keys=True)) == json.loads(json.dumps(details, sort_keys=True))
+        assert audit.verify(s).ok

@@ -1,0 +1,112 @@
+"""Page behaviour: forms keep input and show every error, CSRF, headers, and error pages that leak nothing."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.identity import accounts
+from gateway.web.access import public
+from tests.conftest import sign_in_session
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
+        re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def test_create_user_form_rerenders_with_every_error_and_keeps_input(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "admin")
+    token = csrf_from(client.get("/admin/users/new").get_data(as_text=True))
+    response = client.post("/admin/users/new", data={"csrf_token": token, "username": "Bad Name",
+                                                     "display_name": "Keep Me", "password": "short"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "There is a problem" in html
+    assert "Use 2 to 64 lower-case letters" in html and "at least 12 characters" in html
+    assert 'value="Keep Me"' in html and 'value="Bad Name"' in html
+    with session_factory() as s:
+        assert accounts.find_user(s, "bad name") is None
+
+
+def test_post_without_csrf_token_is_refused_and_changes_nothing(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "admin")
+    response = client.post("/admin/users/new", data={"username": "sneaky", "display_name": "S",
+                                                     "password": "a-long-password-3"})
+    assert response.status_code == 400
+    assert "form expired" in response.get_data(as_text=True)
+    with session_factory() as s:
+        assert accounts.find_user(s, "sneaky") is None
+
+
+def test_login_page_failure_shows_message_and_keeps_username(client: FlaskClient, demo_users: dict[str, int]) -> None:
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"csrf_token": token, "username": "researcher", "password": "nope"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 401
+    assert "The username or password is not right." in html
+    assert 'value="researcher"' in html and 'value="nope"' not in html
+
+
+def test_security_headers_on_every_page(client: FlaskClient) -> None:
+    response = client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    cookie = response.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_error_pages_leak_nothing(app: Flask, client: FlaskClient) -> None:
+    @app.get("/boom-for-test")
+    @public
+    def boom() -> str:
+        raise RuntimeError("secret internal detail /etc/passwd")
+    response = client.get("/boom-for-test")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "secret internal detail" not in html and "Traceback" not in html
+    assert "Sorry, there is a problem with the service" in html
+    missing = client.get("/no/such/page")
+    assert missing.status_code == 404 and "Page not found" in missing.get_data(as_text=True)
+
+
+def test_undeclared_route_is_refused(app: Flask, client: FlaskClient) -> None:
+    @app.get("/undeclared-for-test")
+    def undeclared() -> str:
+        return "should never be served"
+
+    assert client.get("/undeclared-for-test").status_code == 403
+
+
+def test_nav_shows_only_what_the_role_may_use(client: FlaskClient, session_factory: sessionmaker[Session],
+                                             demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "auditor")
+    html = client.get("/home").get_data(as_text=True)
+    assert "Audit log" in html and "/admin/users" not in html
+    sign_in_session(client, session_factory, "admin")
+    html = client.get("/home").get_data(as_text=True)
+    assert "/admin/users" in html and "/audit/" not in html
+
+
+def test_audit_page_filters_and_csv_export(client: FlaskClient, session_factory: sessionmaker[Session],
+                                           demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "auditor")
+    html = client.get("/audit/?action=user.created&actor=demo-seed").get_data(as_text=True)
+    assert html.count("user.created") >= 12
+    bad = client.get("/audit/?since=21/11/2026")
+    assert bad.status_code == 422 and "Enter a date like" in bad.get_data(as_text=True)
+    csv_response = client.get("/audit/events.csv?action=user.created")
+    lines = csv_response.get_data(as_text=True).strip().splitlines()
+    csv_response.close()
+    assert lines[0].startswith("seq,occurred_at,actor,action")
+    assert len(lines) == 13 and all(",user.created," in line for line in lines[1:])
+    assert csv_response.headers["Content-Disposition"].startswith("attachment")

@@ -1,0 +1,221 @@
+"""Every route (pages and API) walked with every role and with nobody signed in.
+
+The table below is the specification of who may reach what. A route that is registered but not
+listed here fails the test, so every new route must be added with its expected access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.db import unit_of_work
+from gateway.identity import accounts, tokens
+from gateway.permissions import Role
+from tests.conftest import sign_in_session
+
+ALL = frozenset(Role)
+PUBLIC = "public"
+MID_SIGN_IN = "mid_sign_in"
+
+# (endpoint, method) -> roles allowed, PUBLIC or MID_SIGN_IN
+ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
+    ("home.root", "GET"): PUBLIC,
+    ("home.index", "GET"): ALL,
+    ("assets.nhsuk", "GET"): PUBLIC,
+    ("static", "GET"): PUBLIC,
+    ("auth.login", "GET"): PUBLIC,
+    ("auth.login", "POST"): PUBLIC,
+    ("auth.logout", "POST"): PUBLIC,
+    ("auth.second_factor", "GET"): MID_SIGN_IN,
+    ("auth.second_factor", "POST"): MID_SIGN_IN,
+    ("auth.enrol", "GET"): MID_SIGN_IN,
+    ("auth.enrol", "POST"): MID_SIGN_IN,
+    ("auth.enrolled", "GET"): MID_SIGN_IN,
+    ("account.index", "GET"): ALL,
+    ("account.second_factor", "GET"): ALL,
+    ("account.second_factor", "POST"): ALL,
+    ("account.create_token", "POST"): ALL,
+    ("account.revoke_token", "POST"): ALL,
+    ("account.sign_out_everywhere", "POST"): ALL,
+    ("admin.users", "GET"): frozenset({Role.ADMIN}),
+    ("admin.create_user", "GET"): frozenset({Role.ADMIN}),
+    ("admin.create_user", "POST"): frozenset({Role.ADMIN}),
+    ("admin.user", "GET"): frozenset({Role.ADMIN}),
+    ("admin.set_roles", "POST"): frozenset({Role.ADMIN}),
+    ("admin.unlock", "POST"): frozenset({Role.ADMIN}),
+    ("admin.reset_second_factor", "POST"): frozenset({Role.ADMIN}),
+    ("admin.deactivate", "POST"): frozenset({Role.ADMIN}),
+    ("admin.activate", "POST"): frozenset({Role.ADMIN}),
+    ("admin.security_policy", "GET"): frozenset({Role.ADMIN}),
+    ("admin.security_policy", "POST"): frozenset({Role.ADMIN}),
+    ("audit.events", "GET"): frozenset({Role.AUDITOR}),
+    ("audit.export_csv", "GET"): frozenset({Role.AUDITOR}),
+    ("audit.verify", "GET"): frozenset({Role.AUDITOR}),
+    ("api.openapi", "GET"): PUBLIC,
+    ("api.me", "GET"): ALL,
+    ("api.list_tokens", "GET"): ALL,
+    ("api.create_token", "POST"): ALL,
+    ("api.revoke_token", "DELETE"): ALL,
+    ("api.list_users", "GET"): frozenset({Role.ADMIN}),
+    ("api.create_user", "POST"): frozenset({Role.ADMIN}),
+    ("api.get_user", "GET"): frozenset({Role.ADMIN}),
+    ("api.set_roles", "PUT"): frozenset({Role.ADMIN}),
+    ("api.set_active", "PUT"): frozenset({Role.ADMIN}),
+    ("api.unlock_user", "POST"): frozenset({Role.ADMIN}),
+    ("api.reset_second_factor", "DELETE"): frozenset({Role.ADMIN}),
+    ("api.get_totp_policy", "GET"): frozenset({Role.ADMIN}),
+    ("api.put_totp_policy", "PUT"): frozenset({Role.ADMIN}),
+    ("api.audit_events", "GET"): frozenset({Role.AUDITOR}),
+    ("api.audit_verify", "GET"): frozenset({Role.AUDITOR}),
+}
+
+# Valid bodies, so that an allowed role gets a real success rather than a 422.
+JSON_BODIES: dict[str, Any] = {
+    "api.create_token": {"name": "walk", "days": 1},
+    "api.create_user": {"username": "walkuser{n}", "display_name": "Walk User", "password": "a-long-password-1"},
+    "api.set_roles": {"roles": ["researcher"]},
+    "api.set_active": {"is_active": True},
+    "api.put_totp_policy": {"totp_required": []},
+}
+
+# One demo account holding exactly one role each.
+ROLE_USER = {
+    Role.RESEARCHER: "researcher", Role.ACCREDITATION_OFFICER: "accreditor", Role.DAC_MEMBER: "dac1",
+    Role.DAC_CHAIR: "dacchair", Role.LAY_MEMBER: "laymember", Role.OUTPUT_CHECKER: "checker1",
+    Role.FINANCE: "finance", Role.ADMIN: "admin", Role.AUDITOR: "auditor",
+}
+
+
+def registered_routes(app: Flask) -> set[tuple[str, str]]:
+    return {(rule.endpoint, method) for rule in app.url_map.iter_rules()
+            for method in rule.methods or () if method not in {"HEAD", "OPTIONS"}}
+
+
+def test_every_registered_route_is_in_the_table(app: Flask) -> None:
+    registered = registered_routes(app)
+    assert registered - set(ROUTES) == set(), "new routes need an entry in ROUTES"
+    assert set(ROUTES) - registered == set(), "ROUTES lists routes that no longer exist"
+
+
+def test_demo_role_users_hold_the_role_they_stand_for(demo_users: dict[str, int],
+                                                      session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as s:
+        for role, username in ROLE_USER.items():
+            user = accounts.find_user(s, username)
+            assert user is not None and role.value in user.roles
+
+
+class Walker:
+    def __init__(self, app: Flask, factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+        self.app = app
+        self.factory = factory
+        with unit_of_work(factory) as s:
+            target = accounts.create_local_user(s, "test", username="walktarget", display_name="Walk Target",
+                                                password="a-long-password-2", roles=["researcher"])
+            self.target_id = target.id
+            self.bearer: dict[str, str] = {}
+            for username in ROLE_USER.values():
+                owner = accounts.find_user(s, username)
+                assert owner is not None
+                _, self.bearer[username] = tokens.create_token(s, "test", owner, "walk")
+        self.counter = 0
+
+    def own_token_id(self, username: str) -> int:
+        with unit_of_work(self.factory) as s:
+            owner = accounts.find_user(s, username)
+            assert owner is not None
+            token, _ = tokens.create_token(s, "test", owner, "to-revoke")
+            return token.id
+
+    def url(self, endpoint: str, username: str | None) -> str:
+        rule = next(r for r in self.app.url_map.iter_rules() if r.endpoint == endpoint)
+        values: dict[str, Any] = {}
+        for arg in rule.arguments:
+            if arg == "user_id":
+                values[arg] = self.target_id
+            elif arg == "token_id":
+                values[arg] = self.own_token_id(username or "admin")
+            elif arg == "filename":
+                values[arg] = "nhsuk-frontend.min.css" if endpoint == "assets.nhsuk" else "css/app.css"
+        with self.app.test_request_context():
+            from flask import url_for
+            return url_for(endpoint, **values)
+
+    def request(self, endpoint: str, method: str, username: str | None) -> Any:
+        client: FlaskClient = self.app.test_client()
+        url = self.url(endpoint, username)
+        kwargs: dict[str, Any] = {}
+        if endpoint.startswith("api."):
+            if username:
+                kwargs["headers"] = {"Authorization": f"Bearer {self.bearer[username]}"}
+            if endpoint in JSON_BODIES:
+                self.counter += 1
+                body = {k: (v.format(n=self.counter) if isinstance(v, str) else v)
+                        for k, v in JSON_BODIES[endpoint].items()}
+                kwargs["json"] = body
+        elif username:
+            sign_in_session(client, self.factory, username)
+        response = client.open(url, method=method, **kwargs)
+        response.get_data()
+        response.close()  # ends streamed responses, so their database session is released
+        return response
+
+
+@pytest.fixture
+def walker(app: Flask, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> Walker:
+    app.config["WTF_CSRF_ENABLED"] = False  # this test is about access; CSRF has its own tests
+    return Walker(app, session_factory, demo_users)
+
+
+def _redirects_to_login(response: Any) -> bool:
+    return response.status_code in (302, 303) and "/login" in response.headers.get("Location", "")
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES), ids=lambda r: f"{r[1]} {r[0]}")
+def test_route_access_for_every_role_and_anonymous(route: tuple[str, str], walker: Walker) -> None:
+    endpoint, method = route
+    expected = ROUTES[route]
+    is_api = endpoint.startswith("api.")
+    anonymous = walker.request(endpoint, method, None)
+    if expected == PUBLIC:
+        assert anonymous.status_code not in (401, 403), anonymous.status_code
+    elif expected == MID_SIGN_IN or not is_api:
+        assert _redirects_to_login(anonymous), (anonymous.status_code, anonymous.headers.get("Location"))
+    else:
+        assert anonymous.status_code == 401
+        assert anonymous.json["error"] == "unauthenticated"
+
+    for role, username in ROLE_USER.items():
+        response = walker.request(endpoint, method, username)
+        where = f"{method} {endpoint} as {role.value}: {response.status_code}"
+        if expected == PUBLIC:
+            assert response.status_code not in (401, 403), where
+        elif expected == MID_SIGN_IN:
+            assert _redirects_to_login(response), where  # only for people part-way through signing in
+        elif role in expected:
+            assert response.status_code not in (401, 403, 404, 405, 500), where
+            if is_api:
+                assert response.status_code < 300, where
+        else:
+            assert response.status_code == 403, where
+            if is_api:
+                assert response.json["error"] == "forbidden"
+
+
+def test_mid_sign_in_pages_serve_a_person_part_way_through(walker: Walker) -> None:
+    client = walker.app.test_client()
+    with walker.factory() as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None
+        uid, version = user.id, user.session_version
+    with client.session_transaction() as sess:
+        sess["uid"], sess["sv"], sess["stage"] = uid, version, "enrol"
+    assert client.get("/login/enrol").status_code == 200
+    # but not the rest of the service
+    assert _redirects_to_login(client.get("/home")) or client.get("/home").status_code == 302
+    assert "/login/enrol" in client.get("/home").headers["Location"]
