@@ -51,10 +51,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.init_app(app)
     app.jinja_env.add_extension("jinja2.ext.do")
 
-    from gateway.api.v1 import bp as api_bp
-    from gateway.web import account, admin, assets, audit_pages, auth, home
+    from gateway.api import load_operations
+    from gateway.api.base import bp as api_bp
+    from gateway.web import blueprints
 
-    for blueprint in (assets.bp, auth.bp, home.bp, account.bp, admin.bp, audit_pages.bp):
+    load_operations()
+    for blueprint in blueprints():
         app.register_blueprint(blueprint)
     csrf.exempt(api_bp)  # bearer tokens only, no cookies: not exposed to cross-site requests
     app.register_blueprint(api_bp)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import gateway.models  # noqa: F401
+import gateway.models
+import gateway.outbox  # noqa: F401
+import projects.models  # noqa: F401
 from gateway.db import Base
 
 metadata = Base.metadata

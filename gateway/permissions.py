@@ -48,21 +48,35 @@ class Permission(StrEnum):
     # administration
     MANAGE_USERS = "manage_users"
     MANAGE_SECURITY_POLICY = "manage_security_policy"
+    MANAGE_ORGANISATIONS = "manage_organisations"
+    MANAGE_AGREEMENTS = "manage_agreements"
+    MANAGE_PROJECTS = "manage_projects"  # suspend, reinstate, revoke
     # oversight
     VIEW_AUDIT_LOG = "view_audit_log"
+    # safe people
+    RECORD_ACCREDITATION = "record_accreditation"
+    VERIFY_ACCREDITATION = "verify_accreditation"
+    # safe projects
+    VIEW_PROJECTS = "view_projects"  # which ones is decided per object
+    APPLY = "apply"
+    REVIEW_APPLICATIONS = "review_applications"
+    CHAIR_DAC = "chair_dac"
 
 
-_EVERYONE: frozenset[Permission] = frozenset({Permission.USE_ACCOUNT})
+_EVERYONE: frozenset[Permission] = frozenset({Permission.USE_ACCOUNT, Permission.VIEW_PROJECTS})
+_DAC = _EVERYONE | {Permission.REVIEW_APPLICATIONS}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.RESEARCHER: _EVERYONE,
-    Role.ACCREDITATION_OFFICER: _EVERYONE,
-    Role.DAC_MEMBER: _EVERYONE,
-    Role.DAC_CHAIR: _EVERYONE,
-    Role.LAY_MEMBER: _EVERYONE,
+    Role.RESEARCHER: _EVERYONE | {Permission.RECORD_ACCREDITATION, Permission.APPLY},
+    Role.ACCREDITATION_OFFICER: _EVERYONE | {Permission.VERIFY_ACCREDITATION},
+    Role.DAC_MEMBER: _DAC,
+    Role.DAC_CHAIR: _DAC | {Permission.CHAIR_DAC},
+    Role.LAY_MEMBER: _DAC,
     Role.OUTPUT_CHECKER: _EVERYONE,
     Role.FINANCE: _EVERYONE,
-    Role.ADMIN: _EVERYONE | {Permission.MANAGE_USERS, Permission.MANAGE_SECURITY_POLICY},
+    Role.ADMIN: _EVERYONE | {Permission.MANAGE_USERS, Permission.MANAGE_SECURITY_POLICY,
+                             Permission.MANAGE_ORGANISATIONS, Permission.MANAGE_AGREEMENTS,
+                             Permission.MANAGE_PROJECTS},
     Role.AUDITOR: _EVERYONE | {Permission.VIEW_AUDIT_LOG},
 }
 

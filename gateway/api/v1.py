@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import audit
@@ -16,11 +16,7 @@ from gateway.permissions import Permission, permissions_of
 from gateway.web.access import public
 from gateway.web.context import db, require_user, run
 
-from .registry import ApiRegistry
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-api = ApiRegistry(bp)
-VERSION = "1.0.0"
+from .base import VERSION, api, bp
 
 
 class Strict(BaseModel):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from gateway.db import make_engine
 from gateway.model_registry import metadata
@@ -18,7 +20,9 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
+    url = config.get_main_option("sqlalchemy.url") or ""
+    # SQLite: a plain engine (foreign keys off) so batch migrations can rebuild referenced tables.
+    engine = create_engine(url, poolclass=NullPool) if url.startswith("sqlite") else make_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata, render_as_batch=True,
                           compare_type=True)

@@ -76,12 +76,8 @@ def upgrade() -> None:
         sa.Column("last_used_at", gateway.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", gateway.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_by_id", sa.Integer(), nullable=True),
-        sa.CheckConstraint(
-            "(revoked_at IS NULL) = (revoked_by_id IS NULL)", name=op.f("ck_api_tokens_revoked_pair")
-        ),
-        sa.ForeignKeyConstraint(
-            ["revoked_by_id"], ["users.id"], name=op.f("fk_api_tokens_revoked_by_id_users")
-        ),
+        sa.CheckConstraint("(revoked_at IS NULL) = (revoked_by_id IS NULL)", name=op.f("ck_api_tokens_revoked_pair")),
+        sa.ForeignKeyConstraint(["revoked_by_id"], ["users.id"], name=op.f("fk_api_tokens_revoked_by_id_users")),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_api_tokens_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
@@ -129,9 +125,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=32), nullable=False),
         sa.Column("granted_at", gateway.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("granted_by_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["granted_by_id"], ["users.id"], name=op.f("fk_user_roles_granted_by_id_users")
-        ),
+        sa.ForeignKeyConstraint(["granted_by_id"], ["users.id"], name=op.f("fk_user_roles_granted_by_id_users")),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_user_roles_user_id_users")),
         sa.PrimaryKeyConstraint("user_id", "role", name=op.f("pk_user_roles")),
     )

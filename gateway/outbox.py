@@ -1,0 +1,148 @@
+"""Side effects through an outbox: rows written in the deciding transaction, delivered by the worker.
+
+A decision commits with its outbox rows; an email server or JupyterHub that is down later never
+rolls the decision back or half-applies it. Delivery is retried with back-off; handlers must be
+idempotent because a crash between delivering and marking done repeats the delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from gateway.db import Base, UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint("NOT (done_at IS NOT NULL AND failed_at IS NOT NULL)", name="done_or_failed"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass
+class WorkerContext:
+    """What handlers may use: the settings and a session factory for their own transactions."""
+
+    settings: Any
+    factory: sessionmaker[Session]
+
+
+Handler = Callable[[WorkerContext, dict[str, Any]], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+    return register
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None,
+            available_at: dt.datetime | None = None) -> OutboxMessage | None:
+    """Queue a side effect in the caller's transaction. A repeated ``dedupe_key`` is ignored."""
+    if dedupe_key is not None:
+        existing = session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key))
+        if existing is not None:
+            return None
+    message = OutboxMessage(kind=kind, payload=payload, dedupe_key=dedupe_key,
+                            available_at=available_at or utcnow())
+    session.add(message)
+    session.flush()
+    return message
+
+
+def send_email(session: Session, to: str | None, subject: str, body: str, *, dedupe_key: str | None = None) -> None:
+    if to:
+        enqueue(session, "email", {"to": to, "subject": subject, "body": body}, dedupe_key=dedupe_key)
+
+
+def _claim(factory: sessionmaker[Session]) -> tuple[int, str, dict[str, Any]] | None:
+    with factory() as session, session.begin():
+        query = (select(OutboxMessage)
+                 .where(OutboxMessage.done_at.is_(None), OutboxMessage.failed_at.is_(None),
+                        OutboxMessage.available_at <= utcnow())
+                 .order_by(OutboxMessage.id).limit(1).with_for_update(skip_locked=True))
+        message = session.scalar(query)
+        if message is None:
+            return None
+        message.attempts += 1
+        # Until this attempt is marked done, nobody else picks it up for a while.
+        message.available_at = utcnow() + dt.timedelta(minutes=5)
+        return message.id, message.kind, dict(message.payload)
+
+
+def _finish(factory: sessionmaker[Session], message_id: int, error: str | None) -> None:
+    with factory() as session, session.begin():
+        message = session.get(OutboxMessage, message_id)
+        assert message is not None
+        if error is None:
+            message.done_at = utcnow()
+            message.last_error = None
+        elif message.attempts >= MAX_ATTEMPTS:
+            message.failed_at = utcnow()
+            message.last_error = error
+        else:
+            message.last_error = error
+            message.available_at = utcnow() + dt.timedelta(seconds=min(3600, 2 ** message.attempts * 15))
+
+
+def process(ctx: WorkerContext, limit: int = 100) -> int:
+    """Deliver up to ``limit`` due messages; returns how many were attempted."""
+    attempted = 0
+    while attempted < limit:
+        claimed = _claim(ctx.factory)
+        if claimed is None:
+            break
+        message_id, kind, payload = claimed
+        attempted += 1
+        fn = HANDLERS.get(kind)
+        try:
+            if fn is None:
+                raise LookupError(f"no handler for outbox kind {kind!r}")
+            fn(ctx, payload)
+        except Exception as exc:
+            log.warning("outbox message %s (%s) failed: %s", message_id, kind, exc)
+            _finish(ctx.factory, message_id, f"{type(exc).__name__}: {exc}")
+        else:
+            _finish(ctx.factory, message_id, None)
+    return attempted
+
+
+@handler("email")
+def deliver_email(ctx: WorkerContext, payload: dict[str, Any]) -> None:
+    """The embedded mail adapter: one RFC 822 file per message under instance/mail/ (no SMTP server here)."""
+    from email.message import EmailMessage
+
+    mail_dir = Path(ctx.settings.instance_dir) / "mail"
+    mail_dir.mkdir(parents=True, exist_ok=True)
+    message = EmailMessage()
+    message["To"] = payload["to"]
+    message["From"] = "London SDE <no-reply@londonsde.invalid>"
+    message["Subject"] = payload["subject"]
+    message.set_content(payload["body"])
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+    (mail_dir / f"{stamp}-{abs(hash(payload['subject'])) % 10**8}.eml").write_bytes(bytes(message))

@@ -1,0 +1,48 @@
+"""The one rule every later step calls: does this person hold a valid accreditation today?
+
+Valid means verified by an accreditation officer and not past its expiry date. It is computed each
+time from the records, never stored as a flag that could go stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.errors import DomainError
+from gateway.models import User
+from projects.models import Accreditation
+
+
+class AccreditationRequired(DomainError):
+    status_code = 409
+    error = "accreditation_required"
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def is_valid(accreditation: Accreditation, on: dt.date | None = None) -> bool:
+    return accreditation.status == "verified" and accreditation.expiry_date >= (on or today())
+
+
+def valid_accreditation(session: Session, user: User, on: dt.date | None = None) -> Accreditation | None:
+    """The user's valid accreditation with the latest expiry, if any (full preferred over provisional)."""
+    day = on or today()
+    rows = session.scalars(select(Accreditation).where(
+        Accreditation.user_id == user.id, Accreditation.status == "verified", Accreditation.expiry_date >= day))
+    best = sorted(rows, key=lambda a: (a.level == "full", a.expiry_date), reverse=True)
+    return best[0] if best else None
+
+
+def check_accredited(session: Session, user: User, purpose: str, on: dt.date | None = None) -> Accreditation:
+    """Raise a clear error naming the person and what they tried, unless they are accredited."""
+    found = valid_accreditation(session, user, on)
+    if found is None:
+        raise AccreditationRequired(
+            f"{user.display_name} does not hold a valid accreditation, which is needed to {purpose}. "
+            "Record a current accreditation and have it verified by an accreditation officer.")
+    return found
