@@ -45,6 +45,16 @@ class SecuritySettings(BaseModel):
     https: bool = False
 
 
+class DacSettings(BaseModel):
+    """How many non-recused votes a decision needs, and how many of them from lay members."""
+
+    quorum: int = Field(3, ge=1, le=20)
+    lay_votes: int = Field(1, ge=0, le=20)
+    amendment_quorum: int = Field(1, ge=1, le=20)  # amendments get a shorter review
+    amendment_lay_votes: int = Field(0, ge=0, le=20)
+    lay_summary_max_words: int = Field(300, ge=50, le=2000)
+
+
 class Settings(BaseModel):
     env: Literal["development", "production", "test"] = "development"
     instance_dir: Path = REPO_ROOT / "instance"
@@ -53,8 +63,10 @@ class Settings(BaseModel):
     assets_dir: Path = REPO_ROOT / "node_modules" / "nhsuk-frontend" / "dist" / "nhsuk"
     ldap: LdapSettings | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    dac: DacSettings = Field(default_factory=DacSettings)
+    catalogue_path: Path = REPO_ROOT / "gateway" / "extracts" / "default_catalogue.yaml"
 
-    @field_validator("instance_dir", "assets_dir")
+    @field_validator("instance_dir", "assets_dir", "catalogue_path")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()

@@ -162,3 +162,10 @@ def record_login_time(user: User) -> None:
 def sign_out_everywhere(session: Session, user: User) -> None:
     user.session_version += 1
     audit.record(session, user, "auth.signed_out_everywhere", "user", user.id)
+
+
+def users_with_roles(session: Session, roles: list[str]) -> list[User]:
+    """Active users holding any of ``roles``, by name."""
+    query = (select(User).join(UserRole, UserRole.user_id == User.id)
+             .where(UserRole.role.in_(roles), User.is_active.is_(True)).distinct().order_by(User.display_name))
+    return list(session.scalars(query))

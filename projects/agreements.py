@@ -1,0 +1,46 @@
+"""The data access agreement: versioned terms; submitting an application accepts the current version."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.errors import ValidationError
+from gateway.models import User
+from gateway.permissions import Permission, check_permission
+from projects.models import DataAccessAgreement
+
+DEFAULT_TEXT = """\
+1. I will use the data only for the approved project, by the approved people, in the secure workspace.
+2. I will not try to identify any person, or link the data with other data, except as approved.
+3. Nothing leaves the workspace except through an output request checked by two output checkers.
+4. I will report any suspected breach to the London SDE service desk at once.
+5. I accept that every action is recorded, and that access ends when the project ends or is suspended.
+"""
+
+
+def current(session: Session) -> DataAccessAgreement | None:
+    version = session.scalar(select(func.max(DataAccessAgreement.version)))
+    return session.get(DataAccessAgreement, version) if version is not None else None
+
+
+def publish(session: Session, actor: User | str, text: str) -> DataAccessAgreement:
+    """A new version; applications submitted from now on must accept it."""
+    if isinstance(actor, User):
+        check_permission(actor, Permission.MANAGE_AGREEMENTS)
+    text = text.strip()
+    if len(text) < 20:
+        raise ValidationError("The agreement could not be published.",
+                              field_errors={"text": ["Enter the full text of the agreement."]})
+    latest = current(session)
+    agreement = DataAccessAgreement(version=(latest.version + 1) if latest else 1, text=text,
+                                    published_by_id=actor.id if isinstance(actor, User) else None)
+    session.add(agreement)
+    session.flush()
+    audit.record(session, actor, "agreement.published", "data_access_agreement", agreement.version)
+    return agreement
+
+
+def ensure_default(session: Session, actor: User | str) -> DataAccessAgreement:
+    return current(session) or publish(session, actor, DEFAULT_TEXT)

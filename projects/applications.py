@@ -1,0 +1,400 @@
+"""Applications for data access: drafting, the team, the variables, submission and withdrawal.
+
+Drafts save with partial data; submission checks everything and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway import audit, outbox
+from gateway.config import DacSettings
+from gateway.db import utcnow
+from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from gateway.extracts.catalogue import Catalogue
+from gateway.identity.accounts import users_with_roles
+from gateway.models import User
+from gateway.permissions import Permission, Role, check_permission, has_permission
+from projects import agreements
+from projects.accreditation_rules import check_accredited, valid_accreditation
+from projects.catalogue import lookup, needs_justification, requestable
+from projects.models import Application, ApplicationMember, ApplicationVariable, Project
+from projects.workflow import AppState, check_application_move
+
+EDITABLE_STATES = {AppState.DRAFT, AppState.CHANGES_REQUESTED}
+WORKSPACE_SIZES = ("small", "medium", "large")
+
+ARTICLE6 = {
+    "6(1)(a)": "consent", "6(1)(c)": "legal obligation", "6(1)(e)": "public task",
+    "6(1)(f)": "legitimate interests",
+}
+ARTICLE9 = {
+    "9(2)(a)": "explicit consent", "9(2)(g)": "substantial public interest",
+    "9(2)(h)": "health or social care", "9(2)(i)": "public health", "9(2)(j)": "research and statistics",
+}
+COMMON_LAW = {
+    "consent": "consent", "s251": "section 251 support (Confidentiality Advisory Group)",
+    "anonymised": "not confidential: anonymised in line with the ICO code", "statutory": "statutory gateway",
+}
+
+TEXT_FIELDS = ("title", "lay_summary", "technical_summary", "public_benefit", "funder", "commercial_details",
+               "cohort_description", "legal_basis_article6", "legal_basis_article9", "common_law_basis",
+               "ethics_reference", "opt_out_reason", "workspace_size", "intended_outputs", "amendment_summary")
+OTHER_FIELDS = ("commercial_involvement", "date_from", "date_to", "opt_out_applies", "requested_end_date")
+EDITABLE_FIELDS = TEXT_FIELDS + OTHER_FIELDS
+
+LIMITS = {"title": 300, "funder": 300, "ethics_reference": 100}
+
+
+def _next_reference(session: Session, prefix: str) -> str:
+    year = utcnow().year
+    count = session.scalar(select(func.count()).select_from(Application)
+                           .where(Application.reference.like(f"{prefix}-{year}-%"))) or 0
+    return f"{prefix}-{year}-{count + 1:04d}"
+
+
+# --- visibility and ownership -------------------------------------------------------------------
+
+def is_team_member(user: User, application: Application) -> bool:
+    return user.id == application.applicant_id or any(m.user_id == user.id for m in application.members)
+
+
+def can_view_application(user: User, application: Application) -> bool:
+    if is_team_member(user, application):
+        return True
+    if application.state == AppState.DRAFT:
+        return False  # a draft is the team's own business
+    return has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
+
+
+def check_can_view_application(user: User, application: Application) -> None:
+    if not can_view_application(user, application):
+        raise PermissionDenied("You cannot see this application.")
+
+
+def can_edit_application(user: User, application: Application) -> bool:
+    return user.id == application.applicant_id and application.state in EDITABLE_STATES
+
+
+def check_can_edit_application(user: User, application: Application) -> None:
+    if user.id != application.applicant_id:
+        raise PermissionDenied("Only the applicant can change this application.")
+    if application.state not in EDITABLE_STATES:
+        raise Conflict("This application cannot be changed now: it is "
+                       f"{application.state.replace('_', ' ')}.")
+
+
+def get_application(session: Session, user: User, application_id: int) -> Application:
+    application = session.get(Application, application_id)
+    if application is None:
+        raise NotFound("No such application.")
+    check_can_view_application(user, application)
+    return application
+
+
+def list_applications(session: Session, user: User) -> list[Application]:
+    """What this person may see: their team's applications, and for the DAC every submitted one."""
+    query = select(Application).order_by(Application.id.desc())
+    return [a for a in session.scalars(query) if can_view_application(user, a)]
+
+
+# --- drafting ---------------------------------------------------------------------------------------
+
+def create_draft(session: Session, actor: User, title: str) -> Application:
+    check_permission(actor, Permission.APPLY)
+    title = title.strip()
+    if not title or len(title) > LIMITS["title"]:
+        raise ValidationError("The application could not be started.",
+                              field_errors={"title": ["Enter a title of up to 300 characters."]})
+    check_accredited(session, actor, "start an application")
+    application = Application(reference=_next_reference(session, "LSDE"), applicant_id=actor.id,
+                              organisation_id=actor.organisation_id, title=title)
+    application.members = [ApplicationMember(user_id=actor.id, project_role="lead")]
+    session.add(application)
+    session.flush()
+    audit.record(session, actor, "application.created", "application", application.id,
+                 {"reference": application.reference, "kind": "new"})
+    return application
+
+
+def _coerce(field: str, value: Any, errors: dict[str, list[str]]) -> Any:
+    if field in TEXT_FIELDS:
+        text = "" if value is None else str(value).strip()
+        if field in LIMITS and len(text) > LIMITS[field]:
+            errors[field] = [f"Use {LIMITS[field]} characters or fewer."]
+        if field == "workspace_size" and text and text not in WORKSPACE_SIZES:
+            errors[field] = ["Choose small, medium or large."]
+        if field == "legal_basis_article6" and text and text not in ARTICLE6:
+            errors[field] = ["Choose a lawful basis under Article 6."]
+        if field == "legal_basis_article9" and text and text not in ARTICLE9:
+            errors[field] = ["Choose a condition under Article 9."]
+        if field == "common_law_basis" and text and text not in COMMON_LAW:
+            errors[field] = ["Choose how the common law duty of confidentiality is met."]
+        return text
+    if field in {"date_from", "date_to", "requested_end_date"}:
+        if value in (None, ""):
+            return None
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            errors[field] = ["Enter a real date, for example 2024-01-31."]
+            return None
+    if field in {"commercial_involvement", "opt_out_applies"}:
+        if value in (None, ""):
+            return None if field == "opt_out_applies" else False
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in {"yes", "true", "1"}:
+            return True
+        if str(value).lower() in {"no", "false", "0"}:
+            return False
+        errors[field] = ["Choose yes or no."]
+        return None
+    raise ValidationError(f"Unknown field {field}.")
+
+
+def update_draft(session: Session, actor: User, application: Application, changes: dict[str, Any]) -> list[str]:
+    """Save whatever is given (partial is fine); only the format of each value is checked here."""
+    check_can_edit_application(actor, application)
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError("The application could not be saved.",
+                              field_errors={f: ["This field cannot be changed."] for f in sorted(unknown)})
+    errors: dict[str, list[str]] = {}
+    values = {field: _coerce(field, value, errors) for field, value in changes.items()}
+    if errors:
+        raise ValidationError("The application could not be saved.", field_errors=errors)
+    changed = [f for f, v in values.items() if getattr(application, f) != v]
+    for field in changed:
+        setattr(application, field, values[field])
+    if changed:
+        application.updated_at = utcnow()
+        audit.record(session, actor, "application.updated", "application", application.id, {"fields": changed})
+    return changed
+
+
+@dataclass(frozen=True)
+class VariableChoice:
+    dataset: str
+    variable: str
+    justification: str = ""
+
+
+def set_variables(session: Session, actor: User, application: Application, catalogue: Catalogue,
+                  choices: list[VariableChoice]) -> None:
+    check_can_edit_application(actor, application)
+    errors: dict[str, list[str]] = {}
+    for choice in choices:
+        found = lookup(catalogue, choice.dataset, choice.variable)
+        key = f"{choice.dataset}.{choice.variable}"
+        if found is None:
+            errors[key] = [f"{key} is not in the data catalogue."]
+        elif not requestable(found[1]):
+            errors[key] = [f"{key} directly identifies people and is never released."]
+    if errors:
+        raise ValidationError("The variables could not be saved.", field_errors=errors)
+    wanted = {(c.dataset, c.variable): c.justification.strip() for c in choices}
+    existing = {(v.dataset, v.variable): v for v in application.variables}
+    for key, row in existing.items():
+        if key not in wanted:
+            application.variables.remove(row)
+        else:
+            row.justification = wanted[key]
+    for key, justification in wanted.items():
+        if key not in existing:
+            application.variables.append(ApplicationVariable(dataset=key[0], variable=key[1],
+                                                             justification=justification))
+    session.flush()
+    audit.record(session, actor, "application.variables_set", "application", application.id,
+                 {"variables": sorted(f"{d}.{v}" for d, v in wanted)})
+
+
+def add_member(session: Session, actor: User, application: Application, member: User, project_role: str) -> None:
+    check_can_edit_application(actor, application)
+    project_role = project_role.strip() or "analyst"
+    if any(m.user_id == member.id for m in application.members):
+        raise Conflict(f"{member.display_name} is already on the team.")
+    if not has_permission(member, Permission.APPLY):
+        raise ValidationError("The team member could not be added.",
+                              field_errors={"username": [f"{member.display_name} is not a researcher."]})
+    check_accredited(session, member, "be added to an application")
+    application.members.append(ApplicationMember(user_id=member.id, project_role=project_role[:100]))
+    session.flush()
+    audit.record(session, actor, "application.member_added", "application", application.id,
+                 {"member": member.username, "project_role": project_role})
+
+
+def remove_member(session: Session, actor: User, application: Application, member_user_id: int) -> None:
+    check_can_edit_application(actor, application)
+    if member_user_id == application.applicant_id:
+        raise Conflict("The applicant cannot be removed from their own application.")
+    row = next((m for m in application.members if m.user_id == member_user_id), None)
+    if row is None:
+        raise NotFound("That person is not on the team.")
+    application.members.remove(row)
+    session.flush()
+    audit.record(session, actor, "application.member_removed", "application", application.id,
+                 {"member": row.user.username})
+
+
+# --- submission -------------------------------------------------------------------------------------
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\S+", text))
+
+
+def submission_problems(session: Session, application: Application, catalogue: Catalogue,
+                        dac: DacSettings, today: dt.date) -> dict[str, list[str]]:
+    """Every reason the application cannot be submitted yet, by field, all at once."""
+    p: dict[str, list[str]] = {}
+
+    def need(field: str, message: str) -> None:
+        p.setdefault(field, []).append(message)
+
+    a = application
+    if a.kind == "amendment":
+        if not a.amendment_summary:
+            need("amendment_summary", "Say what the amendment changes and why.")
+        if a.requested_end_date and a.requested_end_date <= today:
+            need("requested_end_date", "The new end date must be in the future.")
+    else:
+        if not a.title:
+            need("title", "Enter a title.")
+        if not a.lay_summary:
+            need("lay_summary", "Enter a lay summary in plain English.")
+        elif _words(a.lay_summary) > dac.lay_summary_max_words:
+            need("lay_summary", f"Keep the lay summary to {dac.lay_summary_max_words} words or fewer "
+                                f"(it has {_words(a.lay_summary)}).")
+        if not a.technical_summary:
+            need("technical_summary", "Enter a technical summary.")
+        if not a.public_benefit:
+            need("public_benefit", "Explain the public benefit.")
+        if a.commercial_involvement and not a.commercial_details:
+            need("commercial_details", "Describe the commercial involvement.")
+        if not a.cohort_description:
+            need("cohort_description", "Describe the cohort.")
+        if a.date_from is None:
+            need("date_from", "Enter the start of the date range.")
+        if a.date_to is None:
+            need("date_to", "Enter the end of the date range.")
+        if a.date_from and a.date_to and a.date_from > a.date_to:
+            need("date_to", "The end of the date range must be after its start.")
+        if not a.legal_basis_article6:
+            need("legal_basis_article6", "Choose a lawful basis under UK GDPR Article 6.")
+        if not a.legal_basis_article9:
+            need("legal_basis_article9", "Choose a condition under UK GDPR Article 9.")
+        if not a.common_law_basis:
+            need("common_law_basis", "Say how the common law duty of confidentiality is met.")
+        if not a.ethics_reference:
+            need("ethics_reference", "Enter the ethics approval reference (or 'not required' with the reason "
+                                     "in the technical summary).")
+        if a.opt_out_applies is None:
+            need("opt_out_applies", "Say whether the national data opt-out applies.")
+        elif not a.opt_out_reason:
+            need("opt_out_reason", "Give the reason the national data opt-out does or does not apply.")
+        if a.workspace_size not in WORKSPACE_SIZES:
+            need("workspace_size", "Choose a workspace size.")
+        if not a.intended_outputs:
+            need("intended_outputs", "Describe the outputs you intend to take out.")
+    if not a.variables:
+        need("variables", "Choose the datasets and the exact variables you need.")
+    for row in a.variables:
+        found = lookup(catalogue, row.dataset, row.variable)
+        if found is None:
+            need("variables", f"{row.dataset}.{row.variable} is no longer in the catalogue.")
+        elif needs_justification(found[1]) and not row.justification:
+            need("variables", f"Justify why you need {row.dataset}.{row.variable}: it can help identify people.")
+    for member in a.members:
+        if valid_accreditation(session, member.user, today) is None:
+            need("members", f"{member.user.display_name} does not hold a valid accreditation.")
+    return p
+
+
+def submit(session: Session, actor: User, application: Application, catalogue: Catalogue, dac: DacSettings,
+           accepted_agreement_version: int | None, today: dt.date) -> None:
+    check_can_edit_application(actor, application)
+    check_accredited(session, actor, "submit an application", today)
+    check_application_move(application.state, AppState.SUBMITTED)
+    problems = submission_problems(session, application, catalogue, dac, today)
+    agreement = agreements.current(session)
+    if agreement is None:
+        problems.setdefault("agreement", []).append("No data access agreement is published yet.")
+    elif accepted_agreement_version != agreement.version:
+        problems.setdefault("agreement", []).append(
+            f"Read and accept the data access agreement (version {agreement.version}).")
+    if problems:
+        raise ValidationError("The application cannot be submitted yet.", field_errors=problems)
+    assert agreement is not None
+    resubmission = application.state == AppState.CHANGES_REQUESTED
+    if resubmission:
+        application.round += 1  # earlier votes stay on record but no longer count
+    application.state = AppState.SUBMITTED
+    application.submitted_at = utcnow()
+    application.agreement_version = agreement.version
+    application.agreement_accepted_at = utcnow()
+    audit.record(session, actor, "application.resubmitted" if resubmission else "application.submitted",
+                 "application", application.id, {"round": application.round,
+                                                 "agreement_version": agreement.version})
+    for chair in users_with_roles(session, [Role.DAC_CHAIR.value]):
+        outbox.send_email(session, chair.email, f"Application {application.reference} submitted",
+                          f"{application.title}\n\nAssign reviewers in the London SDE gateway.",
+                          dedupe_key=f"submitted:{application.id}:{application.round}:{chair.id}")
+
+
+def withdraw(session: Session, actor: User, application: Application) -> None:
+    if actor.id != application.applicant_id:
+        raise PermissionDenied("Only the applicant can withdraw this application.")
+    check_application_move(application.state, AppState.WITHDRAWN)
+    previous = application.state
+    application.state = AppState.WITHDRAWN
+    audit.record(session, actor, "application.withdrawn", "application", application.id, {"from": previous})
+
+
+# --- amendments ---------------------------------------------------------------------------------------
+
+def start_amendment(session: Session, actor: User, project: Project) -> Application:
+    """A new application of kind 'amendment', seeded with the project's current team and variables."""
+    from projects.workflow import ProjectState
+
+    if actor.id != project.lead_id:
+        raise PermissionDenied("Only the project lead can ask for an amendment.")
+    if project.state not in {ProjectState.ACTIVE, ProjectState.EXPIRED}:
+        raise Conflict(f"A {project.state} project cannot be amended.")
+    open_amendment = session.scalar(select(Application).where(
+        Application.project_id == project.id,
+        Application.state.in_([s.value for s in (AppState.DRAFT, AppState.SUBMITTED, AppState.UNDER_REVIEW,
+                                                 AppState.CHANGES_REQUESTED)])))
+    if open_amendment is not None:
+        raise Conflict(f"Amendment {open_amendment.reference} is already open for this project.")
+    check_accredited(session, actor, "ask for an amendment")
+    original = session.get(Application, project.application_id)
+    assert original is not None
+    amendment = Application(
+        reference=_next_reference(session, "AMD"), kind="amendment", project_id=project.id,
+        applicant_id=actor.id, organisation_id=project.organisation_id, title=project.title,
+        lay_summary=project.lay_summary, technical_summary=original.technical_summary,
+        public_benefit=project.public_benefit, funder=original.funder,
+        commercial_involvement=project.commercial_involvement, commercial_details=original.commercial_details,
+        cohort_description=original.cohort_description, date_from=project.date_from, date_to=project.date_to,
+        legal_basis_article6=original.legal_basis_article6, legal_basis_article9=original.legal_basis_article9,
+        common_law_basis=original.common_law_basis, ethics_reference=original.ethics_reference,
+        opt_out_applies=project.opt_out_applies, opt_out_reason=original.opt_out_reason,
+        workspace_size=project.workspace_size, intended_outputs=original.intended_outputs)
+    amendment.members = [ApplicationMember(user_id=m.user_id, project_role=m.project_role) for m in project.members]
+    justifications = {(v.dataset, v.variable): v.justification for v in original.variables}
+    amendment.variables = [ApplicationVariable(dataset=v.dataset, variable=v.variable,
+                                               justification=justifications.get((v.dataset, v.variable), ""))
+                           for v in project.variables]
+    session.add(amendment)
+    session.flush()
+    audit.record(session, actor, "application.created", "application", amendment.id,
+                 {"reference": amendment.reference, "kind": "amendment", "project": project.reference})
+    return amendment

@@ -1,0 +1,250 @@
+"""The data access committee: reviewer assignment, conflicts of interest, blinded votes, quorum, decisions.
+
+A member of the applying team or organisation is conflicted automatically; anyone may also declare a
+conflict. A conflicted member is recused: they cannot see the reviews, vote or decide. Nobody ever
+decides their own application.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from gateway import audit, outbox
+from gateway.config import DacSettings
+from gateway.db import utcnow
+from gateway.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
+from gateway.identity.accounts import users_with_roles
+from gateway.models import User
+from gateway.permissions import Permission, Role, check_permission, has_permission
+from projects.applications import is_team_member
+from projects.models import Application, Decision, Review, ReviewAssignment
+from projects.workflow import AppState, check_application_move
+
+VOTES = ("approve", "approve_with_conditions", "changes_requested", "reject")
+OUTCOMES = {"approved": AppState.APPROVED, "rejected": AppState.REJECTED,
+            "changes_requested": AppState.CHANGES_REQUESTED}
+
+
+def automatic_conflict(user: User, application: Application) -> str | None:
+    if is_team_member(user, application):
+        return "is on the applying team"
+    if user.organisation_id is not None and user.organisation_id == application.organisation_id:
+        return "works at the applying organisation"
+    return None
+
+
+def assignment_of(user: User, application: Application) -> ReviewAssignment | None:
+    return next((a for a in application.assignments if a.reviewer_id == user.id), None)
+
+
+def is_recused(user: User, application: Application) -> bool:
+    assignment = assignment_of(user, application)
+    return automatic_conflict(user, application) is not None or bool(assignment and assignment.conflict)
+
+
+def _check_not_recused(user: User, application: Application, doing: str) -> None:
+    reason = automatic_conflict(user, application)
+    if reason:
+        raise PermissionDenied(f"You cannot {doing}: you {reason}, so you are recused.")
+    assignment = assignment_of(user, application)
+    if assignment and assignment.conflict:
+        raise PermissionDenied(f"You cannot {doing}: you declared a conflict of interest and are recused.")
+
+
+def is_lay(user: User) -> bool:
+    return Role.LAY_MEMBER.value in user.roles
+
+
+# --- assignment and conflicts ------------------------------------------------------------------------
+
+def assign_reviewers(session: Session, actor: User, application: Application, reviewers: list[User]) -> None:
+    """Ask DAC members to review; the first assignment (or a resubmission) opens the review."""
+    check_permission(actor, Permission.CHAIR_DAC)
+    _check_not_recused(actor, application, "assign reviewers")
+    if application.state not in {AppState.SUBMITTED, AppState.UNDER_REVIEW}:
+        raise InvalidTransition("Reviewers can be assigned only to a submitted application or one under review.")
+    errors: list[str] = []
+    for reviewer in reviewers:
+        if not has_permission(reviewer, Permission.REVIEW_APPLICATIONS):
+            errors.append(f"{reviewer.display_name} is not a member of the data access committee.")
+        elif (reason := automatic_conflict(reviewer, application)) is not None:
+            errors.append(f"{reviewer.display_name} {reason} and cannot review it.")
+    if errors:
+        raise ValidationError("The reviewers could not be assigned.", field_errors={"reviewers": errors})
+    added = []
+    for reviewer in reviewers:
+        if assignment_of(reviewer, application) is None:
+            application.assignments.append(ReviewAssignment(reviewer_id=reviewer.id, assigned_by_id=actor.id))
+            added.append(reviewer)
+    if not application.assignments:
+        raise ValidationError("The reviewers could not be assigned.",
+                              field_errors={"reviewers": ["Choose at least one reviewer."]})
+    session.flush()
+    if application.state == AppState.SUBMITTED:
+        check_application_move(application.state, AppState.UNDER_REVIEW)
+        application.state = AppState.UNDER_REVIEW
+    audit.record(session, actor, "application.reviewers_assigned", "application", application.id,
+                 {"added": [r.username for r in added], "round": application.round})
+    for reviewer in added:
+        outbox.send_email(session, reviewer.email, f"Please review {application.reference}",
+                          f"You have been asked to review '{application.title}'. Declare any conflict of "
+                          "interest before you read it in full.",
+                          dedupe_key=f"review-request:{application.id}:{reviewer.id}")
+
+
+def declare_conflict(session: Session, actor: User, application: Application, conflict: bool,
+                     reason: str) -> None:
+    assignment = assignment_of(actor, application)
+    if assignment is None:
+        raise PermissionDenied("You are not a reviewer of this application.")
+    if assignment.conflict:
+        raise Conflict("You have declared a conflict of interest; it stands for this application.")
+    reason = reason.strip()
+    if conflict and not reason:
+        raise ValidationError("Your declaration could not be saved.",
+                              field_errors={"conflict_reason": ["Describe the conflict of interest."]})
+    assignment.conflict = conflict
+    assignment.conflict_reason = reason if conflict else None
+    assignment.declared_at = utcnow()
+    audit.record(session, actor, "review.conflict_declared" if conflict else "review.no_conflict_declared",
+                 "application", application.id, {"reason": reason} if conflict else {})
+
+
+# --- votes ----------------------------------------------------------------------------------------------
+
+def current_reviews(application: Application) -> list[Review]:
+    return [r for a in application.assignments for r in a.reviews if r.round == application.round]
+
+
+def submit_review(session: Session, actor: User, application: Application, vote: str, comment_private: str,
+                  comment_applicant: str) -> Review:
+    if application.state != AppState.UNDER_REVIEW:
+        raise InvalidTransition("Votes can be cast only while the application is under review.")
+    assignment = assignment_of(actor, application)
+    if assignment is None:
+        raise PermissionDenied("You are not a reviewer of this application.")
+    _check_not_recused(actor, application, "vote")
+    if assignment.conflict is None:
+        raise Conflict("Declare whether you have a conflict of interest before you vote.")
+    if vote not in VOTES:
+        raise ValidationError("Your review could not be saved.", field_errors={"vote": ["Choose a vote."]})
+    if vote != "approve" and not comment_applicant.strip() and not comment_private.strip():
+        raise ValidationError("Your review could not be saved.",
+                              field_errors={"comment_applicant": ["Explain your vote."]})
+    if any(r.round == application.round for r in assignment.reviews):
+        raise Conflict("You have already voted in this round.")
+    review = Review(round=application.round, vote=vote, comment_private=comment_private.strip(),
+                    comment_applicant=comment_applicant.strip())
+    assignment.reviews.append(review)
+    session.flush()
+    audit.record(session, actor, "review.submitted", "application", application.id,
+                 {"round": application.round, "vote": vote})
+    return review
+
+
+def visible_reviews(user: User, application: Application) -> list[Review]:
+    """Reviews this person may read now. Blinded: a reviewer sees others' votes only after voting."""
+    if is_recused(user, application) or not has_permission(user, Permission.REVIEW_APPLICATIONS):
+        return []
+    own = assignment_of(user, application)
+    voted_now = bool(own and any(r.round == application.round for r in own.reviews))
+    chair_unblinded = has_permission(user, Permission.CHAIR_DAC) and (own is None or voted_now)
+    shown = []
+    for assignment in application.assignments:
+        for review in assignment.reviews:
+            earlier_round = review.round < application.round
+            if earlier_round or voted_now or chair_unblinded or assignment is own:
+                shown.append(review)
+    return shown
+
+
+@dataclass(frozen=True)
+class Quorum:
+    votes: int
+    lay_votes: int
+    needed: int
+    lay_needed: int
+
+    @property
+    def met(self) -> bool:
+        return self.votes >= self.needed and self.lay_votes >= self.lay_needed
+
+    def describe(self) -> str:
+        return (f"{self.votes} of {self.needed} votes needed, including {self.lay_votes} of "
+                f"{self.lay_needed} from a lay member")
+
+
+def quorum(application: Application, dac: DacSettings) -> Quorum:
+    counted = [r for r in current_reviews(application)
+               if not r.assignment.conflict and automatic_conflict(r.assignment.reviewer, application) is None]
+    amendment = application.kind == "amendment"
+    return Quorum(
+        votes=len(counted),
+        lay_votes=sum(1 for r in counted if is_lay(r.assignment.reviewer)),
+        needed=dac.amendment_quorum if amendment else dac.quorum,
+        lay_needed=dac.amendment_lay_votes if amendment else dac.lay_votes,
+    )
+
+
+# --- decisions --------------------------------------------------------------------------------------------
+
+def decide(session: Session, actor: User, application: Application, dac: DacSettings, *, outcome: str,
+           conditions: str, message: str, access_end_date: dt.date | None, today: dt.date) -> Decision:
+    from projects import lifecycle
+
+    check_permission(actor, Permission.CHAIR_DAC)
+    _check_not_recused(actor, application, "decide this application")
+    target = OUTCOMES.get(outcome)
+    if target is None:
+        raise ValidationError("The decision could not be recorded.", field_errors={"outcome": ["Choose a decision."]})
+    check_application_move(application.state, target)
+    status = quorum(application, dac)
+    if not status.met:
+        raise Conflict(f"No quorum yet: {status.describe()}.")
+    errors: dict[str, list[str]] = {}
+    if target is AppState.APPROVED and application.kind == "new":
+        if access_end_date is None:
+            errors["access_end_date"] = ["Enter the date access ends."]
+        elif access_end_date <= today:
+            errors["access_end_date"] = ["Access must end in the future."]
+    if target is not AppState.APPROVED and not message.strip():
+        errors["message"] = ["Tell the applicant what to change, or why the application is rejected."]
+    if errors:
+        raise ValidationError("The decision could not be recorded.", field_errors=errors)
+    decision = Decision(application_id=application.id, round=application.round, outcome=outcome,
+                        conditions=conditions.strip(), message_to_applicant=message.strip(),
+                        access_end_date=access_end_date if application.kind == "new" else
+                        (application.requested_end_date or _project_end(session, application)),
+                        decided_by_id=actor.id)
+    session.add(decision)
+    application.state = target
+    session.flush()
+    audit.record(session, actor, f"application.{outcome}", "application", application.id,
+                 {"round": application.round, "quorum": status.describe(), "conditions": decision.conditions,
+                  "access_end_date": decision.access_end_date})
+    if target is AppState.APPROVED:
+        if application.kind == "new":
+            lifecycle.create_project(session, actor, application, decision, today)
+        else:
+            lifecycle.apply_amendment(session, actor, application, decision, today)
+    outbox.send_email(session, application.applicant.email, f"Decision on {application.reference}",
+                      f"The data access committee's decision: {outcome.replace('_', ' ')}.\n\n"
+                      f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),
+                      dedupe_key=f"decision:{decision.id}")
+    return decision
+
+
+def _project_end(session: Session, application: Application) -> dt.date | None:
+    from projects.models import Project
+
+    project = session.get(Project, application.project_id) if application.project_id else None
+    return project.end_date if project else None
+
+
+def reviewers_available(session: Session, application: Application) -> list[tuple[User, str | None]]:
+    """DAC members the chair could assign, each with the reason they are conflicted (if any)."""
+    users = users_with_roles(session, [Role.DAC_MEMBER.value, Role.LAY_MEMBER.value, Role.DAC_CHAIR.value])
+    return [(u, automatic_conflict(u, application)) for u in users]

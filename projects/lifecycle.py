@@ -1,0 +1,161 @@
+"""Projects after approval: creation, amendments, suspension, reinstatement, revocation, closure, expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import audit, outbox
+from gateway.db import utcnow
+from gateway.errors import NotFound, PermissionDenied, ValidationError
+from gateway.models import User
+from gateway.permissions import Permission, Role, check_permission, has_permission
+from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
+from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
+from projects.workflow import ProjectState, check_project_move
+
+STAFF_ROLES = {Role.DAC_MEMBER, Role.DAC_CHAIR, Role.LAY_MEMBER, Role.ADMIN, Role.AUDITOR, Role.FINANCE,
+               Role.OUTPUT_CHECKER, Role.ACCREDITATION_OFFICER}
+
+
+def legal_basis_text(application: Application) -> str:
+    parts = [
+        f"UK GDPR Article {application.legal_basis_article6} ({ARTICLE6.get(application.legal_basis_article6, '')})",
+        f"Article {application.legal_basis_article9} ({ARTICLE9.get(application.legal_basis_article9, '')})",
+        f"common law: {COMMON_LAW.get(application.common_law_basis, application.common_law_basis)}",
+    ]
+    return "; ".join(parts)
+
+
+def is_member(user: User, project: Project) -> bool:
+    return any(m.user_id == user.id for m in project.members)
+
+
+def can_view_project(user: User, project: Project) -> bool:
+    return is_member(user, project) or any(role.value in user.roles for role in STAFF_ROLES)
+
+
+def check_can_view_project(user: User, project: Project) -> None:
+    if not can_view_project(user, project):
+        raise PermissionDenied("You cannot see this project.")
+
+
+def get_project(session: Session, user: User, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound("No such project.")
+    check_can_view_project(user, project)
+    return project
+
+
+def list_projects(session: Session, user: User) -> list[Project]:
+    return [p for p in session.scalars(select(Project).order_by(Project.id.desc())) if can_view_project(user, p)]
+
+
+def create_project(session: Session, actor: User, application: Application, decision: Decision,
+                   today: dt.date) -> Project:
+    assert decision.access_end_date is not None
+    project = Project(
+        reference=application.reference.replace("LSDE-", "P-"), application_id=application.id,
+        title=application.title, lay_summary=application.lay_summary, public_benefit=application.public_benefit,
+        organisation_id=application.organisation_id, lead_id=application.applicant_id,
+        legal_basis=legal_basis_text(application), opt_out_applies=bool(application.opt_out_applies),
+        commercial_involvement=application.commercial_involvement, workspace_size=application.workspace_size,
+        date_from=application.date_from, date_to=application.date_to, conditions=decision.conditions,
+        start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow())
+    project.members = [ProjectMember(user_id=m.user_id, project_role=m.project_role) for m in application.members]
+    project.variables = [ProjectVariable(dataset=v.dataset, variable=v.variable) for v in application.variables]
+    session.add(project)
+    session.flush()
+    audit.record(session, actor, "project.created", "project", project.id,
+                 {"reference": project.reference, "application": application.reference,
+                  "end_date": project.end_date, "members": sorted(m.user.username for m in project.members)})
+    return project
+
+
+def apply_amendment(session: Session, actor: User, amendment: Application, decision: Decision,
+                    today: dt.date) -> Project:
+    project = session.get(Project, amendment.project_id)
+    assert project is not None
+    before_members = {m.user_id for m in project.members}
+    wanted_members = {m.user_id: m.project_role for m in amendment.members}
+    project.members = [m for m in project.members if m.user_id in wanted_members]
+    for user_id, role in wanted_members.items():
+        if user_id not in before_members:
+            project.members.append(ProjectMember(user_id=user_id, project_role=role))
+    wanted_vars = {(v.dataset, v.variable) for v in amendment.variables}
+    project.variables = [v for v in project.variables if (v.dataset, v.variable) in wanted_vars]
+    have = {(v.dataset, v.variable) for v in project.variables}
+    project.variables.extend(ProjectVariable(dataset=d, variable=v) for d, v in sorted(wanted_vars - have))
+    if amendment.requested_end_date:
+        project.end_date = amendment.requested_end_date
+    if decision.conditions:
+        project.conditions = (project.conditions + "\n" + decision.conditions).strip()
+    project.approved_at = decision.decided_at or utcnow()
+    if project.state == ProjectState.EXPIRED and project.end_date > today:
+        _move(session, actor, project, ProjectState.ACTIVE, "extended by amendment " + amendment.reference)
+    session.flush()
+    audit.record(session, actor, "project.amended", "project", project.id,
+                 {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
+                  "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date})
+    return project
+
+
+def _move(session: Session, actor: User | str, project: Project, target: ProjectState, reason: str) -> None:
+    check_project_move(project.state, target)
+    previous = project.state
+    project.state = target
+    project.state_changed_at = utcnow()
+    project.state_reason = reason
+    audit.record(session, actor, f"project.{target.value}", "project", project.id,
+                 {"from": previous, "reason": reason})
+    for member in project.members:
+        outbox.send_email(session, member.user.email, f"Project {project.reference} is now {target.value}",
+                          f"{project.title}\n\n{reason}",
+                          dedupe_key=f"project-state:{project.id}:{target.value}:{project.state_changed_at}:"
+                                     f"{member.user_id}")
+
+
+def _need_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("The change could not be made.", field_errors={"reason": ["Give a reason."]})
+    return reason
+
+
+def suspend(session: Session, actor: User, project: Project, reason: str) -> None:
+    check_permission(actor, Permission.MANAGE_PROJECTS)
+    _move(session, actor, project, ProjectState.SUSPENDED, _need_reason(reason))
+
+
+def reinstate(session: Session, actor: User, project: Project, reason: str) -> None:
+    check_permission(actor, Permission.MANAGE_PROJECTS)
+    _move(session, actor, project, ProjectState.ACTIVE, _need_reason(reason))
+
+
+def revoke(session: Session, actor: User, project: Project, reason: str) -> None:
+    check_permission(actor, Permission.MANAGE_PROJECTS)
+    _move(session, actor, project, ProjectState.REVOKED, _need_reason(reason))
+
+
+def can_close(user: User, project: Project) -> bool:
+    return user.id == project.lead_id or has_permission(user, Permission.MANAGE_PROJECTS)
+
+
+def close(session: Session, actor: User, project: Project, reason: str) -> None:
+    if not can_close(actor, project):
+        raise PermissionDenied("Only the project lead or an administrator can close a project.")
+    _move(session, actor, project, ProjectState.CLOSED, _need_reason(reason))
+
+
+def expire_due(session: Session, today: dt.date) -> list[str]:
+    """The scheduled job: projects past their end date expire; returns their references."""
+    due = session.scalars(select(Project).where(
+        Project.state.in_([ProjectState.ACTIVE.value, ProjectState.SUSPENDED.value]), Project.end_date < today))
+    expired = []
+    for project in due:
+        _move(session, "system", project, ProjectState.EXPIRED, f"access ended on {project.end_date}")
+        expired.append(project.reference)
+    return expired

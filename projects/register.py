@@ -1,0 +1,53 @@
+"""The public register of approved projects (HDR UK data use register fields). Rejected work never appears."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.extracts.catalogue import Catalogue
+from projects.models import Application, Decision, Organisation, Project
+
+COLUMNS = ["Project ID", "Project Title", "Organisation Name", "Organisation Sector", "Lay Summary",
+           "Public Benefit Statement", "Dataset Name(s)", "Legal Basis", "National Data Opt-Out Applied",
+           "Project Start Date", "Project End Date", "Latest Approval Date", "Status", "Commercial", "Charges"]
+
+SECTORS = {"nhs": "NHS", "academic": "Academic", "charity": "Charity / non-profit",
+           "public_sector": "Public sector", "commercial": "Commercial"}
+
+
+def rows(session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
+    titles = {d.name: d.title for d in catalogue.datasets}
+    latest = dict(session.execute(
+        select(Application.id, func.max(Decision.decided_at)).join(Decision, Decision.application_id == Application.id)
+        .where(Decision.outcome == "approved").group_by(Application.id)).all())
+    amendment_latest: dict[int, object] = {}
+    for project_id, decided in session.execute(
+            select(Application.project_id, func.max(Decision.decided_at))
+            .join(Decision, Decision.application_id == Application.id)
+            .where(Decision.outcome == "approved", Application.project_id.is_not(None))
+            .group_by(Application.project_id)):
+        amendment_latest[project_id] = decided
+    out = []
+    for project in session.scalars(select(Project).order_by(Project.reference)):
+        organisation: Organisation | None = project.organisation
+        approvals = [d for d in (latest.get(project.application_id), amendment_latest.get(project.id)) if d]
+        datasets = sorted({titles.get(v.dataset, v.dataset) for v in project.variables})
+        out.append({
+            "Project ID": project.reference,
+            "Project Title": project.title,
+            "Organisation Name": organisation.name if organisation else "",
+            "Organisation Sector": SECTORS.get(organisation.org_type, "") if organisation else "",
+            "Lay Summary": project.lay_summary,
+            "Public Benefit Statement": project.public_benefit,
+            "Dataset Name(s)": "; ".join(datasets),
+            "Legal Basis": project.legal_basis,
+            "National Data Opt-Out Applied": "Yes" if project.opt_out_applies else "No",
+            "Project Start Date": project.start_date.isoformat(),
+            "Project End Date": project.end_date.isoformat(),
+            "Latest Approval Date": max(approvals).date().isoformat() if approvals else "",  # type: ignore[attr-defined]
+            "Status": project.state.capitalize(),
+            "Commercial": "Yes" if project.commercial_involvement else "No",
+            "Charges": "",  # filled in by charging
+        })
+    return out

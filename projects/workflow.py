@@ -1,0 +1,100 @@
+"""The state machines of applications and projects: one transition table each, with an owner per state.
+
+Services never assign ``state`` directly; they call :func:`move`, which refuses any transition not in
+the table. The Mermaid diagrams in docs/ are generated from these tables (`sde docs diagrams`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from gateway.errors import InvalidTransition
+
+
+class AppState(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    UNDER_REVIEW = "under_review"
+    CHANGES_REQUESTED = "changes_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class ProjectState(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+# (from, to) -> the command that makes it
+APPLICATION_TRANSITIONS: dict[tuple[AppState, AppState], str] = {
+    (AppState.DRAFT, AppState.SUBMITTED): "submit",
+    (AppState.DRAFT, AppState.WITHDRAWN): "withdraw",
+    (AppState.SUBMITTED, AppState.UNDER_REVIEW): "assign reviewers",
+    (AppState.SUBMITTED, AppState.WITHDRAWN): "withdraw",
+    (AppState.UNDER_REVIEW, AppState.APPROVED): "approve",
+    (AppState.UNDER_REVIEW, AppState.REJECTED): "reject",
+    (AppState.UNDER_REVIEW, AppState.CHANGES_REQUESTED): "request changes",
+    (AppState.UNDER_REVIEW, AppState.WITHDRAWN): "withdraw",
+    (AppState.CHANGES_REQUESTED, AppState.SUBMITTED): "resubmit",
+    (AppState.CHANGES_REQUESTED, AppState.WITHDRAWN): "withdraw",
+}
+
+# Who acts in each state. Final states have nobody to act.
+APPLICATION_OWNERS: dict[AppState, str] = {
+    AppState.DRAFT: "applicant",
+    AppState.SUBMITTED: "DAC chair",
+    AppState.UNDER_REVIEW: "DAC reviewers, then the DAC chair",
+    AppState.CHANGES_REQUESTED: "applicant",
+    AppState.APPROVED: "final",
+    AppState.REJECTED: "final",
+    AppState.WITHDRAWN: "final",
+}
+
+PROJECT_TRANSITIONS: dict[tuple[ProjectState, ProjectState], str] = {
+    (ProjectState.ACTIVE, ProjectState.SUSPENDED): "suspend",
+    (ProjectState.SUSPENDED, ProjectState.ACTIVE): "reinstate",
+    (ProjectState.ACTIVE, ProjectState.REVOKED): "revoke",
+    (ProjectState.SUSPENDED, ProjectState.REVOKED): "revoke",
+    (ProjectState.ACTIVE, ProjectState.CLOSED): "close",
+    (ProjectState.SUSPENDED, ProjectState.CLOSED): "close",
+    (ProjectState.ACTIVE, ProjectState.EXPIRED): "expire",
+    (ProjectState.SUSPENDED, ProjectState.EXPIRED): "expire",
+    (ProjectState.EXPIRED, ProjectState.ACTIVE): "extend",
+}
+
+PROJECT_OWNERS: dict[ProjectState, str] = {
+    ProjectState.ACTIVE: "project lead (close), administrator (suspend, revoke), the system (expire)",
+    ProjectState.SUSPENDED: "administrator (reinstate, revoke, close)",
+    ProjectState.EXPIRED: "the DAC, through an approved extension",
+    ProjectState.CLOSED: "final",
+    ProjectState.REVOKED: "final",
+}
+
+FINAL_APPLICATION_STATES = frozenset(s for s, owner in APPLICATION_OWNERS.items() if owner == "final")
+FINAL_PROJECT_STATES = frozenset(s for s, owner in PROJECT_OWNERS.items() if owner == "final")
+
+
+def check_application_move(current: str, target: AppState) -> None:
+    if (AppState(current), target) not in APPLICATION_TRANSITIONS:
+        raise InvalidTransition(
+            f"An application that is {AppState(current).value.replace('_', ' ')} cannot be moved to "
+            f"{target.value.replace('_', ' ')}.")
+
+
+def check_project_move(current: str, target: ProjectState) -> None:
+    if (ProjectState(current), target) not in PROJECT_TRANSITIONS:
+        raise InvalidTransition(f"A project that is {current} cannot become {target.value}.")
+
+
+def mermaid(transitions: dict[tuple[StrEnum, StrEnum], str], initial: StrEnum) -> str:
+    """A Mermaid state diagram of a transition table, for the docs."""
+    lines = ["stateDiagram-v2", f"    [*] --> {initial.value}"]
+    for (source, target), command in transitions.items():
+        lines.append(f"    {source.value} --> {target.value}: {command}")
+    finals = {t for (_, t) in transitions} - {s for (s, _) in transitions}
+    lines.extend(f"    {state.value} --> [*]" for state in sorted(finals, key=str))
+    return "\n".join(lines)
