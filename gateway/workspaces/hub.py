@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from gateway.workspaces.spec import WorkspaceSpec, check_username
 
@@ -93,6 +95,12 @@ class HubClient:
         self.api_url = f"{self.base_url}/hub/api"
         self.timeout = timeout
         self._http = session or requests.Session()
+        # The proxy closes idle keep-alive connections after a few seconds; a request that races
+        # that close fails with "connection reset". Retry those for reads and stops (idempotent);
+        # a failed POST surfaces as an error for the caller (the outbox worker) to retry.
+        retry = Retry(total=3, connect=3, read=3, status=0, allowed_methods={"GET", "DELETE"}, backoff_factor=0.1)
+        self._http.mount("http://", HTTPAdapter(max_retries=retry))
+        self._http.mount("https://", HTTPAdapter(max_retries=retry))
         self._http.headers["Authorization"] = f"token {token}"
 
     # -- plumbing ---------------------------------------------------------------------------

@@ -17,6 +17,10 @@ repo="$(cd "$here/../.." && pwd)"
 prefix="${1:-${LONDONSDE_SINGLEUSER_PREFIX:-/opt/londonsde/singleuser}}"
 python="${LONDONSDE_SINGLEUSER_PYTHON:-/usr/bin/python3}"
 reqs="$here/singleuser-requirements.txt"
+case "$prefix" in
+    /*/*) ;;
+    *) echo "refusing prefix '$prefix': give an absolute path at least two levels deep" >&2; exit 2 ;;
+esac
 stamp="$prefix/.requirements.sha256"
 
 want="$( (cat "$reqs"; "$python" --version) | sha256sum | cut -d' ' -f1)"

@@ -82,9 +82,7 @@ def missing_facilities(singleuser_prefix: Path) -> list[str]:
         if not os.access(CGROUP_ROOT / controller, os.W_OK):
             missing.append(f"cgroup v1 {controller} controller not writable")
     if not (singleuser_prefix / "bin" / "jupyterhub-singleuser").exists():
-        missing.append(
-            f"single-user env missing: run infra/jupyterhub/build_singleuser_env.sh {singleuser_prefix}"
-        )
+        missing.append(f"single-user env missing: run infra/jupyterhub/build_singleuser_env.sh {singleuser_prefix}")
     return missing
 
 

@@ -20,6 +20,7 @@ Both read the gateway's `user_options` (project_id, extract_path, tier) through
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -40,7 +41,14 @@ from typing import Any
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Integer, Unicode
 
-from gateway.workspaces.spec import SizeTier, SpecError, WorkspaceSpec, check_username, spec_from_user_options
+from gateway.workspaces.spec import (
+    SizeTier,
+    SpecError,
+    WorkspaceSpec,
+    check_username,
+    spec_from_user_options,
+    workspace_home,
+)
 
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -92,9 +100,7 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
     """What both local spawners share: options, uid, home preparation."""
 
     extracts_root = Unicode("/srv/londonsde/extracts", help="Extracts must lie under this.").tag(config=True)
-    homes_root = Unicode("/srv/londonsde/homes", help="Homes live at <root>/<project>/<user>.").tag(
-        config=True
-    )
+    homes_root = Unicode("/srv/londonsde/homes", help="Homes live at <root>/<project>/<user>.").tag(config=True)
     notebooks_template = Unicode("", help="Copied into a home the first time it is created.").tag(config=True)
     state_dir = Unicode("/var/lib/londonsde/hub", help="Hub state directory (uid map).").tag(config=True)
     uid_base = Integer(20000, help="First uid of the workspace range.").tag(config=True)
@@ -113,21 +119,16 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
         return spec, extract
 
     def workspace_uid(self) -> int:
-        return UidMap(Path(self.state_dir) / "uids.json", self.uid_base, self.uid_count).uid_for(
-            self.user.name
-        )
-
-    def host_home(self, spec: WorkspaceSpec) -> Path:
-        return Path(self.homes_root) / spec.project_id / self.user.name
+        return UidMap(Path(self.state_dir) / "uids.json", self.uid_base, self.uid_count).uid_for(self.user.name)
 
     def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
         """Create the private home (and outputs/); seed it from the template the first time."""
-        project_dir = Path(self.homes_root) / spec.project_id
+        home = workspace_home(self.homes_root, self.user.name, spec.project_id)
+        project_dir = home.parent
         project_dir.mkdir(parents=True, exist_ok=True)
         # Traversable, not listable: a uid reaches only the home it is told about (its own, 0700).
         os.chmod(self.homes_root, 0o711)  # noqa: S103
         os.chmod(project_dir, 0o711)  # noqa: S103
-        home = project_dir / self.user.name
         if not home.exists():
             home.mkdir(mode=0o700)
             template = Path(self.notebooks_template) if self.notebooks_template else None
@@ -162,6 +163,30 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
         # LocalProcessSpawner looks the user up in /etc/passwd; workspace users are not there.
         return env
 
+    async def wait_until_listening(self, ip: str, port: int, timeout: float) -> None:
+        """Return once the server accepts connections; raise at once if its process exits.
+
+        The hub's own readiness check backs off exponentially (0.2 s, 0.4 s, 0.8 s, 1.6 s, ...),
+        so a server ready at 1.5 s would be noticed only at about 3 s; polling here every 50 ms
+        lets the hub's first check succeed. Both workspace spawners do this, so the benchmark
+        compares like with like.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self._log_name} exited with status {self.proc.returncode} while starting")
+            try:
+                _reader, writer = await asyncio.open_connection(ip, port)
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    return  # let the hub's own timeout report it
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
 
 def _drop_privileges(uid: int, home: str | None) -> Callable[[], None]:
     def preexec() -> None:
@@ -183,7 +208,9 @@ class PlainLocalSpawner(WorkspaceSpawnerBase):
         home = self.prepare_home(spec, uid)
         self._preexec_uid, self._preexec_home = uid, str(home)
         self.cmd = [f"{self.singleuser_prefix}/bin/jupyterhub-singleuser"]
-        return await super().start()
+        ip, port = await super().start()
+        await self.wait_until_listening(ip, port, timeout=self.start_timeout)
+        return ip, port
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
@@ -479,6 +506,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
 
         self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True)
         self.pid = self.proc.pid
+        await self.wait_until_listening(address, SERVER_PORT, timeout=self.start_timeout)
         return (address, SERVER_PORT)
 
     async def stop(self, now: bool = False) -> None:

@@ -1,7 +1,7 @@
 """JupyterHub sign-in with a gateway-minted ticket, so researchers never see a second password.
 
 The gateway (which already did password + MFA) sends the browser to
-``/hub/login?ticket=<ticket>``. `TicketLoginHandler` verifies the ticket with the shared secret,
+``/hub/login?auth_ticket=<ticket>``. `TicketLoginHandler` verifies the ticket with the shared secret,
 refuses it if expired or already used, logs the named user in and redirects to the server named
 in the ticket. Anything else at /hub/login (no ticket, form posts) gets 403: there is no password
 to try. The ticket format lives in `gateway.workspaces.tickets` (imported, not copied).
@@ -19,35 +19,39 @@ from traitlets import Unicode, default
 
 from gateway.workspaces.tickets import TicketClaims, TicketError, TicketVerifier, load_secret
 
+# The hub's request log masks query parameters whose name contains "auth", so tickets stay out
+# of the logs (they are single-use and short-lived anyway).
+TICKET_PARAM = "auth_ticket"
+
 
 class TicketLoginHandler(LoginHandler):
-    """Replaces the hub's /login page: a ticket or nothing."""
+    """Replaces the hub's /login page: a ticket or nothing.
+
+    Refusals use HTTPError's `reason` rather than a log message: tornado logs the full request
+    URI with a log message, which would put the (spent) ticket in the log.
+    """
 
     async def get(self) -> None:
-        ticket = self.get_argument("ticket", default="")
+        ticket = self.get_argument(TICKET_PARAM, default="")
         if not ticket:
-            raise web.HTTPError(403, "Open your workspace from the gateway.")
+            raise web.HTTPError(403, reason="Open your workspace from the gateway")
         user = await self.login_user(data={"ticket": ticket})
         claims: TicketClaims | None = getattr(self, "ticket_claims", None)
         if user is None or claims is None:
-            raise web.HTTPError(403, "This workspace link is invalid, expired or already used.")
-        target = (
-            user.server_url(claims.server_name)
-            if claims.server_name
-            else url_path_join(self.hub.base_url, "home")
-        )
+            raise web.HTTPError(403, reason="This workspace link is invalid, expired or already used")
+        target = user.server_url(claims.server_name) if claims.server_name else url_path_join(self.hub.base_url, "home")
         self.redirect(target, permanent=False)
 
     async def post(self) -> None:
-        raise web.HTTPError(403, "Password sign-in is disabled; open your workspace from the gateway.")
+        raise web.HTTPError(403, reason="Password sign-in is disabled: open your workspace from the gateway")
 
 
 class TicketAuthenticator(Authenticator):
     """Accept only tickets signed with the secret in `secret_file` (see tickets.py)."""
 
-    secret_file = Unicode(
-        help="File holding the HMAC secret shared with the gateway (at least 32 bytes)."
-    ).tag(config=True)
+    secret_file = Unicode(help="File holding the HMAC secret shared with the gateway (at least 32 bytes).").tag(
+        config=True
+    )
 
     @default("allow_all")
     def _allow_all_default(self) -> bool:

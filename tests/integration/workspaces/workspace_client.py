@@ -16,10 +16,15 @@ import requests
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from gateway.workspaces.hub import ticket_login_url
+
 
 def browser_login(hub_url: str, ticket: str) -> tuple[requests.Session, requests.Response]:
     session = requests.Session()
-    response = session.get(f"{hub_url}/hub/login", params={"ticket": ticket}, timeout=30)
+    # No pooled keep-alive connections: the proxy (node) closes idle ones after a few seconds,
+    # and reusing one at that moment fails with "connection reset", which a browser would retry.
+    session.headers["Connection"] = "close"
+    response = session.get(ticket_login_url(hub_url, ticket), timeout=30)
     return session, response
 
 
@@ -60,9 +65,7 @@ class Workspace:
 
     async def _execute(self, kernel_id: str, code: str) -> ExecResult:
         ws_url = self.base.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
-        cookies = "; ".join(
-            f"{c.name}={c.value}" for c in self.session.cookies if self.path_prefix.startswith(c.path)
-        )
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.session.cookies if self.path_prefix.startswith(c.path))
         request = HTTPRequest(
             f"{ws_url}?session_id={uuid.uuid4().hex}",
             headers={"Cookie": cookies, "X-XSRFToken": self.xsrf},

@@ -1,0 +1,47 @@
+"""The hub configuration file, loaded as JupyterHub loads it (no hub is started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from gateway.workspaces.hub import GATEWAY_SCOPES
+
+CONFIG = Path(__file__).resolve().parents[3] / "infra" / "jupyterhub" / "jupyterhub_config.py"
+
+
+def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spawner: str) -> Config:
+    monkeypatch.setenv("LONDONSDE_HUB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("LONDONSDE_HUB_SPAWNER", spawner)
+    monkeypatch.setenv("LONDONSDE_HUB_CULL_IDLE_SECONDS", "1800")
+    return PyFileConfigLoader(CONFIG.name, path=str(CONFIG.parent)).load_config()
+
+
+@pytest.mark.parametrize("spawner", ["local", "kubernetes"])
+def test_config_roles_state_and_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spawner: str) -> None:
+    c = load(monkeypatch, tmp_path, spawner)
+    state = tmp_path / "state"
+    assert c.JupyterHub.db_url == f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    assert c.JupyterHub.cookie_secret_file == str(state / "cookie-secret")
+    assert c.ConfigurableHTTPProxy.auth_token == (state / "proxy-token").read_text().strip()
+    for secret in ("proxy-token", "gateway-token", "ticket-secret"):
+        assert (state / secret).stat().st_mode & 0o777 == 0o600
+    roles = {role["name"]: role for role in c.JupyterHub.load_roles}
+    assert "users:activity!user" in roles["user"]["scopes"]
+    assert not any(s.split("!")[0] in ("self", "servers", "admin:servers") for s in roles["user"]["scopes"])
+    assert roles["londonsde-gateway"]["scopes"] == list(GATEWAY_SCOPES)
+    assert roles["idle-culler"]["services"] == ["idle-culler"]
+    culler = next(s for s in c.JupyterHub.services if s["name"] == "idle-culler")
+    assert "--timeout=1800" in culler["command"]
+    assert c.JupyterHub.allow_named_servers is True
+
+
+def test_kubernetes_mode_renders_kubespawner_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    c = load(monkeypatch, tmp_path, "kubernetes")
+    assert c.JupyterHub.spawner_class == "kubespawner.KubeSpawner"
+    assert c.KubeSpawner.automount_service_account_token is False
+    assert c.KubeSpawner.allow_privilege_escalation is False
+    assert callable(c.KubeSpawner.pre_spawn_hook)
