@@ -9,14 +9,14 @@ BIN := $(VENV)/bin
 export SDE_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system-deps test-system-deps lint clean screenshots
+.PHONY: demo test setup system-deps test-system-deps workspace-env lint clean screenshots
 
-demo: setup system-deps
+demo: setup system-deps workspace-env
 	$(BIN)/sde demo
 
-test: test-system-deps setup
+test: test-system-deps setup workspace-env
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	SDE_STRICT_TESTS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -28,13 +28,17 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The workspace (single-user JupyterLab) environment, outside /root so workspace users can run it.
+workspace-env:
+	bash infra/jupyterhub/build_singleuser_env.sh
+
 system-deps:
 	bash infra/setup/system-deps.sh demo
 
 test-system-deps:
 	bash infra/setup/system-deps.sh test
 
-screenshots: test-system-deps setup
+screenshots: test-system-deps setup workspace-env
 	SDE_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/functional
 
 lint: setup

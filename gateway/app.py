@@ -204,7 +204,13 @@ def _register_error_handlers(app: Flask) -> None:
 
 NAV: list[tuple[str, str, Permission]] = [
     ("Home", "home.index", Permission.USE_ACCOUNT),
+    ("Applications", "applications.index", Permission.VIEW_PROJECTS),
+    ("Projects", "projects.index", Permission.VIEW_PROJECTS),
+    ("Data catalogue", "catalogue.index", Permission.USE_ACCOUNT),
     ("Users", "admin.users", Permission.MANAGE_USERS),
+    ("Organisations", "organisations.index", Permission.MANAGE_ORGANISATIONS),
+    ("Accreditation", "accreditation.index", Permission.RECORD_ACCREDITATION),
+    ("Accreditation queue", "accreditation.queue", Permission.VERIFY_ACCREDITATION),
     ("Security policy", "admin.security_policy", Permission.MANAGE_SECURITY_POLICY),
     ("Audit log", "audit.events", Permission.VIEW_AUDIT_LOG),
     ("Your account", "account.index", Permission.USE_ACCOUNT),

@@ -11,12 +11,12 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.errors import DomainError
+from gateway.errors import Conflict
 from gateway.models import User
 from projects.models import Accreditation
 
 
-class AccreditationRequired(DomainError):
+class AccreditationRequired(Conflict):
     status_code = 409
     error = "accreditation_required"
 

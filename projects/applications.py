@@ -21,6 +21,7 @@ from gateway.extracts.catalogue import Catalogue
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
+from gateway.workspaces.spec import TIERS
 from projects import agreements
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import lookup, needs_justification, requestable
@@ -28,7 +29,7 @@ from projects.models import Application, ApplicationMember, ApplicationVariable,
 from projects.workflow import AppState, check_application_move
 
 EDITABLE_STATES = {AppState.DRAFT, AppState.CHANGES_REQUESTED}
-WORKSPACE_SIZES = ("small", "medium", "large")
+WORKSPACE_SIZES = tuple(TIERS)
 
 ARTICLE6 = {
     "6(1)(a)": "consent", "6(1)(c)": "legal obligation", "6(1)(e)": "public task",

@@ -14,7 +14,7 @@ from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
-from projects.workflow import ProjectState, check_project_move
+from projects.workflow import PROJECT_TRANSITIONS, ProjectState, check_project_move
 
 STAFF_ROLES = {Role.DAC_MEMBER, Role.DAC_CHAIR, Role.LAY_MEMBER, Role.ADMIN, Role.AUDITOR, Role.FINANCE,
                Role.OUTPUT_CHECKER, Role.ACCREDITATION_OFFICER}
@@ -140,13 +140,27 @@ def revoke(session: Session, actor: User, project: Project, reason: str) -> None
     _move(session, actor, project, ProjectState.REVOKED, _need_reason(reason))
 
 
-def can_close(user: User, project: Project) -> bool:
-    return user.id == project.lead_id or has_permission(user, Permission.MANAGE_PROJECTS)
+def can_change_state(user: User, project: Project, action: str) -> bool:
+    """Administrators suspend, reinstate and revoke; the lead or an administrator closes."""
+    if action == "close":
+        return user.id == project.lead_id or has_permission(user, Permission.MANAGE_PROJECTS)
+    return action in {"suspend", "reinstate", "revoke"} and has_permission(user, Permission.MANAGE_PROJECTS)
+
+
+def check_can_change_state(user: User, project: Project, action: str) -> None:
+    if not can_change_state(user, project, action):
+        raise PermissionDenied(f"You cannot {action} this project.")
+
+
+def available_actions(user: User, project: Project) -> list[str]:
+    """The state changes this person may make now (permitted, and allowed from the current state)."""
+    allowed = {command for (source, _), command in PROJECT_TRANSITIONS.items() if source == project.state}
+    return [a for a in ("suspend", "reinstate", "revoke", "close")
+            if a in allowed and can_change_state(user, project, a)]
 
 
 def close(session: Session, actor: User, project: Project, reason: str) -> None:
-    if not can_close(actor, project):
-        raise PermissionDenied("Only the project lead or an administrator can close a project.")
+    check_can_change_state(actor, project, "close")
     _move(session, actor, project, ProjectState.CLOSED, _need_reason(reason))
 
 

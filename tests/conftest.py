@@ -169,3 +169,17 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 os.environ.setdefault("SDE_ENV", "test")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under `make test` (SDE_STRICT_TESTS=1) a skipped test is a failure: every real component must run."""
+    if not os.environ.get("SDE_STRICT_TESTS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reasons = sorted({str(getattr(r, "longrepr", ""))[-200:] for r in skipped})
+        if reporter:
+            reporter.write_line(f"STRICT: {len(skipped)} tests were skipped; a missing install step? " + " | ".join(reasons),
+                                red=True)
+        session.exitstatus = 1

@@ -14,6 +14,13 @@ PAGE_MODULES = (
     "gateway.web.account",
     "gateway.web.admin",
     "gateway.web.audit_pages",
+    "gateway.web.organisations",
+    "gateway.web.accreditation",
+    "gateway.web.applications",
+    "gateway.web.projects",
+    "gateway.web.register",
+    "gateway.web.catalogue",
+    "gateway.web.agreements",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ from flask import current_app, g, request
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
+from gateway.extracts.catalogue import Catalogue
 from gateway.models import User
 
 T = TypeVar("T")
@@ -16,6 +18,16 @@ T = TypeVar("T")
 
 def settings() -> Settings:
     return current_app.extensions["sde_settings"]
+
+
+def catalogue() -> Catalogue:
+    from projects.catalogue import catalogue_at
+
+    return catalogue_at(settings().catalogue_path)
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
 
 
 def db() -> Session:

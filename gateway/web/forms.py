@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, IntegerField, PasswordField, SelectMultipleField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from gateway.permissions import ROLE_LABELS
+from gateway.workspaces.spec import TIERS
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -72,3 +83,107 @@ class AuditFilterForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     confirm = BooleanField("I have saved my recovery codes")
+
+
+def _choices(pairs: dict[str, str], *, blank: str | None = None, show_key: bool = True) -> list[SelectChoice]:
+    options = [SelectChoice("", blank)] if blank else []
+    return options + [SelectChoice(key, f"{key}: {label}" if show_key else label) for key, label in pairs.items()]
+
+
+YES_NO = {"yes": "Yes", "no": "No"}
+
+
+# Sizes as the workspaces define them; the labels say what each gives.
+WORKSPACE_TIERS = {name: f"{name.capitalize()}: {tier.description}" for name, tier in TIERS.items()}
+
+
+class NewApplicationForm(FlaskForm):
+    title = StringField("Project title", validators=[DataRequired("Enter a title"), Length(max=300)])
+
+
+class ApplicationForm(FlaskForm):
+    """Every section of an application; a draft saves whatever is filled in."""
+
+    from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
+
+    title = StringField("Project title", validators=[Optional(), Length(max=300)])
+    lay_summary = TextAreaField("Lay summary", validators=[Optional(), Length(max=5000)])
+    technical_summary = TextAreaField("Technical summary", validators=[Optional(), Length(max=20000)])
+    public_benefit = TextAreaField("Public benefit", validators=[Optional(), Length(max=5000)])
+    funder = StringField("Funder", validators=[Optional(), Length(max=300)])
+    commercial_involvement = RadioField("Is there commercial involvement?", choices=_choices(YES_NO, show_key=False),
+                                        validators=[Optional()])
+    commercial_details = TextAreaField("Commercial involvement details", validators=[Optional(), Length(max=5000)])
+    cohort_description = TextAreaField("Cohort", validators=[Optional(), Length(max=5000)])
+    date_from = StringField("Data from (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+    date_to = StringField("Data to (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+    legal_basis_article6 = SelectField("UK GDPR Article 6 lawful basis",
+                                       choices=_choices(ARTICLE6, blank="Choose"),
+                                       validators=[Optional()])
+    legal_basis_article9 = SelectField("UK GDPR Article 9 condition",
+                                       choices=_choices(ARTICLE9, blank="Choose"),
+                                       validators=[Optional()])
+    common_law_basis = SelectField("Common law duty of confidentiality",
+                                   choices=_choices(COMMON_LAW, blank="Choose"), validators=[Optional()])
+    ethics_reference = StringField("Ethics approval reference", validators=[Optional(), Length(max=100)])
+    opt_out_applies = RadioField("Does the national data opt-out apply?", choices=_choices(YES_NO, show_key=False),
+                                 validators=[Optional()])
+    opt_out_reason = TextAreaField("Why the national data opt-out does or does not apply",
+                                   validators=[Optional(), Length(max=5000)])
+    workspace_size = RadioField("Workspace size", choices=_choices(WORKSPACE_TIERS, show_key=False),
+                                validators=[Optional()])
+    intended_outputs = TextAreaField("Intended outputs", validators=[Optional(), Length(max=5000)])
+    amendment_summary = TextAreaField("What the amendment changes and why", validators=[Optional(), Length(max=5000)])
+    requested_end_date = StringField("New access end date (YYYY-MM-DD), if extending",
+                                     validators=[Optional(), Length(max=10)])
+    del ARTICLE6, ARTICLE9, COMMON_LAW
+
+
+class MemberForm(FlaskForm):
+    username = StringField("Username of the researcher", validators=[DataRequired("Enter a username"),
+                                                                     Length(max=64)])
+    project_role = StringField("Role in the project", default="analyst", validators=[Length(max=100)])
+
+
+class SubmitForm(FlaskForm):
+    accept = BooleanField("I have read and accept the data access agreement")
+    agreement_version = IntegerField(validators=[Optional()])
+
+
+class AssignForm(FlaskForm):
+    reviewers = SelectMultipleField("Reviewers", coerce=int, validate_choice=False)
+
+
+class ConflictForm(FlaskForm):
+    conflict = RadioField("Do you have a conflict of interest with this application?",
+                          choices=_choices({"no": "No", "yes": "Yes"}, show_key=False),
+                          validators=[DataRequired("Choose yes or no")])
+    conflict_reason = TextAreaField("Describe the conflict", validators=[Optional(), Length(max=2000)])
+
+
+class ReviewForm(FlaskForm):
+    vote = RadioField("Your vote", choices=_choices({"approve": "Approve",
+                                                     "approve_with_conditions": "Approve with conditions",
+                                                     "changes_requested": "Request changes", "reject": "Reject"},
+                                                    show_key=False),
+                      validators=[DataRequired("Choose a vote")])
+    comment_applicant = TextAreaField("Comments for the applicant", validators=[Optional(), Length(max=5000)])
+    comment_private = TextAreaField("Private comments (DAC only)", validators=[Optional(), Length(max=5000)])
+
+
+class DecisionForm(FlaskForm):
+    outcome = RadioField("Decision", choices=_choices({"approved": "Approve", "changes_requested": "Request changes",
+                                                       "rejected": "Reject"}, show_key=False),
+                         validators=[DataRequired("Choose a decision")])
+    conditions = TextAreaField("Conditions of approval", validators=[Optional(), Length(max=5000)])
+    message = TextAreaField("Message to the applicant", validators=[Optional(), Length(max=5000)])
+    access_end_date = StringField("Access ends on (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=[DataRequired("Give a reason"), Length(max=2000)])
+
+
+class AgreementForm(FlaskForm):
+    text = TextAreaField("Agreement text", validators=[DataRequired("Enter the agreement text"),
+                                                       Length(max=20000)])

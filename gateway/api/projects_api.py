@@ -1,0 +1,456 @@
+"""API operations for the catalogue, applications, the DAC, projects, the agreement and the register."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import NotFound
+from gateway.identity.accounts import find_user, get_user
+from gateway.permissions import Permission
+from gateway.web.context import catalogue, db, require_user, run, settings, today
+from projects import agreements, applications, dac, lifecycle, register
+from projects.applications import EDITABLE_FIELDS, VariableChoice
+from projects.models import Application, Project, Review
+
+from .base import api
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariableOut(BaseModel):
+    name: str
+    description: str
+    type: str
+    sensitivity: str
+
+
+class DatasetOut(BaseModel):
+    name: str
+    title: str
+    description: str
+    variables: list[VariableOut]
+
+
+class MemberOut(BaseModel):
+    user_id: int
+    username: str
+    display_name: str
+    project_role: str
+
+
+class ChosenVariable(BaseModel):
+    dataset: str = Field(max_length=100)
+    variable: str = Field(max_length=100)
+    justification: str = Field(default="", max_length=2000)
+
+
+class DecisionOut(BaseModel):
+    round: int
+    outcome: str
+    conditions: str
+    message_to_applicant: str
+    access_end_date: dt.date | None
+    decided_at: dt.datetime
+
+
+class ApplicationOut(BaseModel):
+    id: int
+    reference: str
+    kind: str
+    state: str
+    round: int
+    project_id: int | None
+    applicant: str
+    title: str
+    lay_summary: str
+    technical_summary: str
+    public_benefit: str
+    funder: str
+    commercial_involvement: bool
+    commercial_details: str
+    cohort_description: str
+    date_from: dt.date | None
+    date_to: dt.date | None
+    legal_basis_article6: str
+    legal_basis_article9: str
+    common_law_basis: str
+    ethics_reference: str
+    opt_out_applies: bool | None
+    opt_out_reason: str
+    workspace_size: str
+    intended_outputs: str
+    amendment_summary: str
+    requested_end_date: dt.date | None
+    members: list[MemberOut]
+    variables: list[ChosenVariable]
+    decisions: list[DecisionOut]
+    submission_problems: dict[str, list[str]] | None = Field(
+        default=None, description="For the applicant while editable: what still stops submission")
+
+    @classmethod
+    def of(cls, a: Application, problems: dict[str, list[str]] | None = None) -> ApplicationOut:
+        data: dict[str, Any] = {f: getattr(a, f) for f in EDITABLE_FIELDS}
+        return cls(id=a.id, reference=a.reference, kind=a.kind, state=a.state, round=a.round, project_id=a.project_id,
+                   applicant=a.applicant.username, **data,
+                   members=[MemberOut(user_id=m.user_id, username=m.user.username, display_name=m.user.display_name,
+                                      project_role=m.project_role) for m in a.members],
+                   variables=[ChosenVariable(dataset=v.dataset, variable=v.variable, justification=v.justification)
+                              for v in a.variables],
+                   decisions=[DecisionOut(round=d.round, outcome=d.outcome, conditions=d.conditions,
+                                          message_to_applicant=d.message_to_applicant,
+                                          access_end_date=d.access_end_date, decided_at=d.decided_at)
+                              for d in a.decisions],
+                   submission_problems=problems)
+
+
+class ApplicationCreate(Strict):
+    title: str = Field(min_length=1, max_length=300)
+
+
+class ApplicationPatch(Strict):
+    title: str | None = Field(default=None, max_length=300)
+    lay_summary: str | None = Field(default=None, max_length=5000)
+    technical_summary: str | None = Field(default=None, max_length=20000)
+    public_benefit: str | None = Field(default=None, max_length=5000)
+    funder: str | None = Field(default=None, max_length=300)
+    commercial_involvement: bool | None = None
+    commercial_details: str | None = Field(default=None, max_length=5000)
+    cohort_description: str | None = Field(default=None, max_length=5000)
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    legal_basis_article6: str | None = Field(default=None, max_length=50)
+    legal_basis_article9: str | None = Field(default=None, max_length=50)
+    common_law_basis: str | None = Field(default=None, max_length=50)
+    ethics_reference: str | None = Field(default=None, max_length=100)
+    opt_out_applies: bool | None = None
+    opt_out_reason: str | None = Field(default=None, max_length=5000)
+    workspace_size: str | None = Field(default=None, max_length=20)
+    intended_outputs: str | None = Field(default=None, max_length=5000)
+    amendment_summary: str | None = Field(default=None, max_length=5000)
+    requested_end_date: dt.date | None = None
+
+
+class VariablesIn(Strict):
+    variables: list[ChosenVariable] = Field(max_length=500)
+
+
+class MemberIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    project_role: str = Field(default="analyst", max_length=100)
+
+
+class SubmitIn(Strict):
+    accept_agreement_version: int = Field(ge=1, description="The version of the data access agreement you accept")
+
+
+class ReviewersIn(Strict):
+    reviewer_ids: list[int] = Field(min_length=1, max_length=20)
+
+
+class ConflictIn(Strict):
+    conflict: bool
+    reason: str = Field(default="", max_length=2000)
+
+
+class ReviewIn(Strict):
+    vote: Literal["approve", "approve_with_conditions", "changes_requested", "reject"]
+    comment_applicant: str = Field(default="", max_length=5000)
+    comment_private: str = Field(default="", max_length=5000)
+
+
+class ReviewOut(BaseModel):
+    round: int
+    reviewer: str
+    vote: str
+    comment_applicant: str
+    comment_private: str
+    submitted_at: dt.datetime
+
+    @classmethod
+    def of(cls, r: Review) -> ReviewOut:
+        return cls(round=r.round, reviewer=r.assignment.reviewer.username, vote=r.vote,
+                   comment_applicant=r.comment_applicant, comment_private=r.comment_private,
+                   submitted_at=r.submitted_at)
+
+
+class ReviewsOut(BaseModel):
+    recused: bool
+    quorum: str
+    quorum_met: bool
+    reviews: list[ReviewOut]
+
+
+class DecisionIn(Strict):
+    outcome: Literal["approved", "rejected", "changes_requested"]
+    conditions: str = Field(default="", max_length=5000)
+    message: str = Field(default="", max_length=5000)
+    access_end_date: dt.date | None = None
+
+
+class ProjectOut(BaseModel):
+    id: int
+    reference: str
+    state: str
+    title: str
+    lead: str
+    start_date: dt.date
+    end_date: dt.date
+    conditions: str
+    legal_basis: str
+    opt_out_applies: bool
+    workspace_size: str
+    members: list[MemberOut]
+    variables: list[str]
+
+    @classmethod
+    def of(cls, p: Project) -> ProjectOut:
+        return cls(id=p.id, reference=p.reference, state=p.state, title=p.title, lead=p.lead.username,
+                   start_date=p.start_date, end_date=p.end_date, conditions=p.conditions, legal_basis=p.legal_basis,
+                   opt_out_applies=p.opt_out_applies, workspace_size=p.workspace_size,
+                   members=[MemberOut(user_id=m.user_id, username=m.user.username, display_name=m.user.display_name,
+                                      project_role=m.project_role) for m in p.members],
+                   variables=[f"{v.dataset}.{v.variable}" for v in p.variables])
+
+
+class ReasonIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AgreementOut(BaseModel):
+    version: int
+    text: str
+    published_at: dt.datetime
+
+
+class AgreementIn(Strict):
+    text: str = Field(min_length=1, max_length=20000)
+
+
+class RegisterOut(BaseModel):
+    columns: list[str]
+    rows: list[dict[str, str]]
+
+
+def _application(application_id: int) -> Application:
+    return applications.get_application(db(), require_user(), application_id)
+
+
+def _application_out(application: Application) -> ApplicationOut:
+    user = require_user()
+    problems = (applications.submission_problems(db(), application, catalogue(), settings().dac, today())
+                if applications.can_edit_application(user, application) else None)
+    return ApplicationOut.of(application, problems)
+
+
+@api.operation("/catalogue", "GET", summary="The data catalogue: datasets and variables", tag="catalogue",
+               permission=Permission.USE_ACCOUNT, response=DatasetOut, response_is_list=True)
+def list_catalogue() -> list[DatasetOut]:
+    return [DatasetOut(name=d.name, title=d.title, description=d.description,
+                       variables=[VariableOut(name=v.name, description=v.description, type=v.type.value,
+                                              sensitivity=v.sensitivity.value) for v in d.variables])
+            for d in catalogue().datasets]
+
+
+@api.operation("/applications", "GET", summary="Applications you can see", tag="applications",
+               permission=Permission.VIEW_PROJECTS, response=ApplicationOut, response_is_list=True)
+def list_applications() -> list[ApplicationOut]:
+    return [ApplicationOut.of(a) for a in applications.list_applications(db(), require_user())]
+
+
+@api.operation("/applications", "POST", summary="Start a draft application", tag="applications",
+               permission=Permission.APPLY, body=ApplicationCreate, response=ApplicationOut, status=201,
+               errors=(409,))
+def create_application(body: ApplicationCreate) -> ApplicationOut:
+    return _application_out(run(applications.create_draft, require_user(), body.title))
+
+
+@api.operation("/applications/<int:application_id>", "GET", summary="One application", tag="applications",
+               permission=Permission.VIEW_PROJECTS, response=ApplicationOut)
+def get_application(application_id: int) -> ApplicationOut:
+    return _application_out(_application(application_id))
+
+
+@api.operation("/applications/<int:application_id>", "PATCH", summary="Save fields of a draft (partial is fine)",
+               tag="applications", permission=Permission.APPLY, body=ApplicationPatch, response=ApplicationOut,
+               errors=(409,))
+def patch_application(application_id: int, body: ApplicationPatch) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.update_draft, require_user(), application, body.model_dump(exclude_unset=True))
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/variables", "PUT", summary="Replace the chosen variables",
+               tag="applications", permission=Permission.APPLY, body=VariablesIn, response=ApplicationOut,
+               errors=(409,))
+def put_variables(application_id: int, body: VariablesIn) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.set_variables, require_user(), application, catalogue(),
+        [VariableChoice(v.dataset, v.variable, v.justification) for v in body.variables])
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/members", "POST", summary="Add an accredited team member",
+               tag="applications", permission=Permission.APPLY, body=MemberIn, response=ApplicationOut,
+               errors=(409,))
+def add_member(application_id: int, body: MemberIn) -> ApplicationOut:
+    application = _application(application_id)
+    member = find_user(db(), body.username)
+    if member is None:
+        raise NotFound(f"There is no account called '{body.username}'.")
+    run(applications.add_member, require_user(), application, member, body.project_role)
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/members/<int:user_id>", "DELETE", summary="Remove a team member",
+               tag="applications", permission=Permission.APPLY, response=ApplicationOut, errors=(409,))
+def remove_member(application_id: int, user_id: int) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.remove_member, require_user(), application, user_id)
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/submit", "POST", summary="Submit (or resubmit) to the DAC",
+               tag="applications", permission=Permission.APPLY, body=SubmitIn, response=ApplicationOut, errors=(409,))
+def submit_application(application_id: int, body: SubmitIn) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.submit, require_user(), application, catalogue(), settings().dac, body.accept_agreement_version,
+        today())
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/withdraw", "POST", summary="Withdraw the application",
+               tag="applications", permission=Permission.APPLY, response=ApplicationOut, errors=(409,))
+def withdraw_application(application_id: int) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.withdraw, require_user(), application)
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/reviewers", "POST", summary="Assign DAC reviewers",
+               tag="dac", permission=Permission.CHAIR_DAC, body=ReviewersIn, response=ApplicationOut, errors=(409,))
+def assign_reviewers(application_id: int, body: ReviewersIn) -> ApplicationOut:
+    application = _application(application_id)
+    run(dac.assign_reviewers, require_user(), application, [get_user(db(), uid) for uid in body.reviewer_ids])
+    return _application_out(application)
+
+
+@api.operation("/applications/<int:application_id>/conflict", "POST", summary="Declare a conflict of interest",
+               tag="dac", permission=Permission.REVIEW_APPLICATIONS, body=ConflictIn, response=ReviewsOut,
+               errors=(409,))
+def declare_conflict(application_id: int, body: ConflictIn) -> ReviewsOut:
+    application = _application(application_id)
+    run(dac.declare_conflict, require_user(), application, body.conflict, body.reason)
+    return get_reviews_of(application)
+
+
+@api.operation("/applications/<int:application_id>/reviews", "GET",
+               summary="The votes you may see now (blinded until you vote; none if recused)", tag="dac",
+               permission=Permission.REVIEW_APPLICATIONS, response=ReviewsOut)
+def get_reviews(application_id: int) -> ReviewsOut:
+    return get_reviews_of(_application(application_id))
+
+
+def get_reviews_of(application: Application) -> ReviewsOut:
+    user = require_user()
+    status = dac.quorum(application, settings().dac)
+    return ReviewsOut(recused=dac.is_recused(user, application), quorum=status.describe(), quorum_met=status.met,
+                      reviews=[ReviewOut.of(r) for r in dac.visible_reviews(user, application)])
+
+
+@api.operation("/applications/<int:application_id>/reviews", "POST", summary="Cast your vote", tag="dac",
+               permission=Permission.REVIEW_APPLICATIONS, body=ReviewIn, response=ReviewsOut, status=201,
+               errors=(409,))
+def post_review(application_id: int, body: ReviewIn) -> ReviewsOut:
+    application = _application(application_id)
+    run(dac.submit_review, require_user(), application, body.vote, body.comment_private, body.comment_applicant)
+    return get_reviews_of(application)
+
+
+@api.operation("/applications/<int:application_id>/decision", "POST", summary="Record the DAC's decision",
+               tag="dac", permission=Permission.CHAIR_DAC, body=DecisionIn, response=ApplicationOut, errors=(409,))
+def post_decision(application_id: int, body: DecisionIn) -> ApplicationOut:
+    application = _application(application_id)
+    run(dac.decide, require_user(), application, settings().dac, outcome=body.outcome, conditions=body.conditions,
+        message=body.message, access_end_date=body.access_end_date, today=today())
+    return _application_out(application)
+
+
+@api.operation("/projects", "GET", summary="Projects you can see", tag="projects",
+               permission=Permission.VIEW_PROJECTS, response=ProjectOut, response_is_list=True)
+def list_projects() -> list[ProjectOut]:
+    return [ProjectOut.of(p) for p in lifecycle.list_projects(db(), require_user())]
+
+
+@api.operation("/projects/<int:project_id>", "GET", summary="One project", tag="projects",
+               permission=Permission.VIEW_PROJECTS, response=ProjectOut)
+def get_project(project_id: int) -> ProjectOut:
+    return ProjectOut.of(lifecycle.get_project(db(), require_user(), project_id))
+
+
+def _change(project_id: int, action: str, reason: str) -> ProjectOut:
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    commands = {"suspend": lifecycle.suspend, "reinstate": lifecycle.reinstate, "revoke": lifecycle.revoke,
+                "close": lifecycle.close}
+    run(commands[action], require_user(), project, reason)
+    return ProjectOut.of(project)
+
+
+@api.operation("/projects/<int:project_id>/suspend", "POST", summary="Suspend a project (administrator)",
+               tag="projects", permission=Permission.MANAGE_PROJECTS, body=ReasonIn, response=ProjectOut,
+               errors=(409,))
+def suspend_project(project_id: int, body: ReasonIn) -> ProjectOut:
+    return _change(project_id, "suspend", body.reason)
+
+
+@api.operation("/projects/<int:project_id>/reinstate", "POST", summary="Reinstate a suspended project",
+               tag="projects", permission=Permission.MANAGE_PROJECTS, body=ReasonIn, response=ProjectOut,
+               errors=(409,))
+def reinstate_project(project_id: int, body: ReasonIn) -> ProjectOut:
+    return _change(project_id, "reinstate", body.reason)
+
+
+@api.operation("/projects/<int:project_id>/revoke", "POST", summary="Revoke a project's access", tag="projects",
+               permission=Permission.MANAGE_PROJECTS, body=ReasonIn, response=ProjectOut, errors=(409,))
+def revoke_project(project_id: int, body: ReasonIn) -> ProjectOut:
+    return _change(project_id, "revoke", body.reason)
+
+
+@api.operation("/projects/<int:project_id>/close", "POST", summary="Close a project (lead or administrator)",
+               tag="projects", permission=Permission.VIEW_PROJECTS, body=ReasonIn, response=ProjectOut,
+               errors=(409,))
+def close_project(project_id: int, body: ReasonIn) -> ProjectOut:
+    return _change(project_id, "close", body.reason)
+
+
+@api.operation("/projects/<int:project_id>/amendments", "POST", summary="Start an amendment (project lead)",
+               tag="projects", permission=Permission.APPLY, response=ApplicationOut, status=201, errors=(409,))
+def start_amendment(project_id: int) -> ApplicationOut:
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    return _application_out(run(applications.start_amendment, require_user(), project))
+
+
+@api.operation("/agreement", "GET", summary="The current data access agreement", tag="applications",
+               permission=Permission.USE_ACCOUNT, response=AgreementOut)
+def get_agreement() -> AgreementOut:
+    agreement = agreements.current(db())
+    if agreement is None:
+        raise NotFound("No agreement has been published yet.")
+    return AgreementOut(version=agreement.version, text=agreement.text, published_at=agreement.published_at)
+
+
+@api.operation("/agreement", "POST", summary="Publish a new version of the agreement", tag="applications",
+               permission=Permission.MANAGE_AGREEMENTS, body=AgreementIn, response=AgreementOut, status=201)
+def publish_agreement(body: AgreementIn) -> AgreementOut:
+    agreement = run(agreements.publish, require_user(), body.text)
+    return AgreementOut(version=agreement.version, text=agreement.text, published_at=agreement.published_at)
+
+
+@api.operation("/register", "GET", summary="The public register of approved projects (no token needed)",
+               tag="register", permission=None, response=RegisterOut)
+def get_register() -> RegisterOut:
+    return RegisterOut(columns=register.COLUMNS, rows=register.rows(db(), catalogue()))

@@ -1,0 +1,40 @@
+"""The data access agreement: anyone signed in can read it; administrators publish new versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+
+from gateway.errors import ValidationError
+from gateway.permissions import Permission
+from gateway.web.access import requires
+from gateway.web.context import db, require_user, run
+from gateway.web.forms import AgreementForm
+from gateway.web.forms_errors import apply_errors
+from projects import agreements
+
+bp = Blueprint("agreements", __name__, url_prefix="/agreement")
+
+
+@bp.get("/")
+@requires(Permission.USE_ACCOUNT)
+def current() -> Any:
+    return render_template("agreements/current.html", agreement=agreements.current(db()))
+
+
+@bp.route("/publish", methods=["GET", "POST"])
+@requires(Permission.MANAGE_AGREEMENTS)
+def publish() -> Any:
+    latest = agreements.current(db())
+    form = AgreementForm(data={"text": latest.text if latest else agreements.DEFAULT_TEXT})
+    extra: list[str] = []
+    if form.validate_on_submit():
+        try:
+            agreement = run(agreements.publish, require_user(), form.text.data or "")
+        except ValidationError as exc:
+            extra = apply_errors(form, exc)
+        else:
+            flash(f"Version {agreement.version} published. New submissions must accept it.", "success")
+            return redirect(url_for("agreements.current"))
+    return render_template("agreements/publish.html", form=form, extra=extra), 422 if form.errors or extra else 200

@@ -1,0 +1,290 @@
+"""Application pages: drafting, team, variables, submission, and the DAC's review and decision."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from gateway.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from gateway.identity.accounts import find_user, get_user
+from gateway.permissions import Permission, has_permission
+from gateway.web.access import requires
+from gateway.web.context import catalogue, db, require_user, run, settings, today
+from gateway.web.forms import (
+    ApplicationForm,
+    AssignForm,
+    ConflictForm,
+    DecisionForm,
+    EmptyForm,
+    MemberForm,
+    NewApplicationForm,
+    ReviewForm,
+    SubmitForm,
+)
+from gateway.web.forms_errors import apply_errors
+from projects import agreements, applications, dac
+from projects.applications import EDITABLE_FIELDS, VariableChoice
+from projects.catalogue import needs_justification, requestable
+from projects.models import Application
+from projects.workflow import APPLICATION_OWNERS
+
+bp = Blueprint("applications", __name__, url_prefix="/applications")
+
+
+def _load(application_id: int) -> Application:
+    return applications.get_application(db(), require_user(), application_id)
+
+
+def _to(application: Application) -> Any:
+    return redirect(url_for("applications.view", application_id=application.id))
+
+
+def _attempt(application: Application, success: str, command: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a DAC command; a refusal that is about the state or the input is shown on the application page.
+
+    A refusal about who you are (PermissionDenied) still answers 403.
+    """
+    try:
+        run(command, *args, **kwargs)
+    except (ValidationError, Conflict, InvalidTransition) as exc:
+        for message in [m for ms in exc.field_errors.values() for m in ms] or [exc.message]:
+            flash(message, "error")
+    else:
+        flash(success, "success")
+    return _to(application)
+
+
+@bp.get("/")
+@requires(Permission.VIEW_PROJECTS)
+def index() -> Any:
+    user = require_user()
+    rows = applications.list_applications(db(), user)
+    mine = [a for a in rows if applications.is_team_member(user, a)]
+    others = [a for a in rows if not applications.is_team_member(user, a)]
+    return render_template("applications/index.html", mine=mine, others=others, owners=APPLICATION_OWNERS,
+                           can_apply=has_permission(user, Permission.APPLY))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@requires(Permission.APPLY)
+def new() -> Any:
+    form = NewApplicationForm()
+    extra: list[str] = []
+    if form.validate_on_submit():
+        try:
+            application = run(applications.create_draft, require_user(), form.title.data or "")
+        except ValidationError as exc:
+            extra = apply_errors(form, exc)
+        else:
+            flash(f"Draft {application.reference} started. Fill in each section; you can save as you go.", "success")
+            return redirect(url_for("applications.edit", application_id=application.id))
+    return render_template("applications/new.html", form=form, extra=extra), 422 if form.errors or extra else 200
+
+
+@bp.get("/<int:application_id>")
+@requires(Permission.VIEW_PROJECTS)
+def view(application_id: int) -> Any:
+    user = require_user()
+    application = _load(application_id)
+    session = db()
+    problems = (applications.submission_problems(session, application, catalogue(), settings().dac, today())
+                if applications.can_edit_application(user, application) else {})
+    assignment = dac.assignment_of(user, application)
+    reviewer_choices = dac.reviewers_available(session, application) \
+        if has_permission(user, Permission.CHAIR_DAC) else []
+    return render_template(
+        "applications/view.html", application=application, user=user, problems=problems,
+        can_edit=applications.can_edit_application(user, application), owners=APPLICATION_OWNERS,
+        assignment=assignment, recused=dac.is_recused(user, application),
+        auto_conflict=dac.automatic_conflict(user, application),
+        reviews=dac.visible_reviews(user, application), quorum=dac.quorum(application, settings().dac),
+        reviewer_choices=reviewer_choices, member_form=MemberForm(), action_form=EmptyForm(),
+        assign_form=AssignForm(), conflict_form=ConflictForm(), review_form=ReviewForm(),
+        decision_form=DecisionForm(), catalogue=catalogue(), is_chair=has_permission(user, Permission.CHAIR_DAC),
+        voted=bool(assignment and any(r.round == application.round for r in assignment.reviews)))
+
+
+@bp.route("/<int:application_id>/edit", methods=["GET", "POST"])
+@requires(Permission.APPLY)
+def edit(application_id: int) -> Any:
+    user = require_user()
+    application = _load(application_id)
+    applications.check_can_edit_application(user, application)
+    form = ApplicationForm(obj=None if request.method == "POST" else _form_data(application))
+    extra: list[str] = []
+    if form.validate_on_submit():
+        changes = {name: getattr(form, name).data for name in EDITABLE_FIELDS if hasattr(form, name)}
+        if application.kind == "new":
+            changes.pop("amendment_summary", None)
+            changes.pop("requested_end_date", None)
+        try:
+            run(applications.update_draft, user, application, changes)
+        except ValidationError as exc:
+            extra = apply_errors(form, exc)
+        else:
+            flash("Saved.", "success")
+            return _to(application)
+    return render_template("applications/edit.html", form=form, application=application, extra=extra), \
+        422 if form.errors or extra else 200
+
+
+class _Obj:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+def _form_data(application: Application) -> _Obj:
+    data: dict[str, Any] = {}
+    for name in EDITABLE_FIELDS:
+        value = getattr(application, name)
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif value is not None and name in {"date_from", "date_to", "requested_end_date"}:
+            value = value.isoformat()
+        data[name] = value
+    return _Obj(**data)
+
+
+@bp.route("/<int:application_id>/variables", methods=["GET", "POST"])
+@requires(Permission.APPLY)
+def variables(application_id: int) -> Any:
+    user = require_user()
+    application = _load(application_id)
+    applications.check_can_edit_application(user, application)
+    form = EmptyForm()
+    chosen = {f"{v.dataset}.{v.variable}": v.justification for v in application.variables}
+    extra: list[str] = []
+    if form.validate_on_submit():
+        picked = request.form.getlist("var")
+        choices = [VariableChoice(*key.split(".", 1), request.form.get(f"just-{key}", "")) for key in picked
+                   if "." in key]
+        chosen = {f"{c.dataset}.{c.variable}": c.justification for c in choices}
+        try:
+            run(applications.set_variables, user, application, catalogue(), choices)
+        except ValidationError as exc:
+            extra = [m for ms in exc.field_errors.values() for m in ms] or [exc.message]
+        else:
+            flash("Variables saved.", "success")
+            return _to(application)
+    return render_template("applications/variables.html", application=application, catalogue=catalogue(),
+                           chosen=chosen, form=form, extra=extra, requestable=requestable,
+                           needs_justification=needs_justification), 422 if extra else 200
+
+
+@bp.post("/<int:application_id>/members")
+@requires(Permission.APPLY)
+def add_member(application_id: int) -> Any:
+    user = require_user()
+    application = _load(application_id)
+    form = MemberForm()
+    if form.validate_on_submit():
+        member = find_user(db(), form.username.data or "")
+        if member is None:
+            raise NotFound(f"There is no account called '{form.username.data}'.")
+        return _attempt(application, f"{member.display_name} added to the team.", applications.add_member, user,
+                        application, member, form.project_role.data or "analyst")
+    return _to(application)
+
+
+@bp.post("/<int:application_id>/members/<int:user_id>/remove")
+@requires(Permission.APPLY)
+def remove_member(application_id: int, user_id: int) -> Any:
+    application = _load(application_id)
+    if EmptyForm().validate_on_submit():
+        return _attempt(application, "Removed from the team.", applications.remove_member, require_user(),
+                        application, user_id)
+    return _to(application)
+
+
+@bp.route("/<int:application_id>/submit", methods=["GET", "POST"])
+@requires(Permission.APPLY)
+def submit(application_id: int) -> Any:
+    user = require_user()
+    application = _load(application_id)
+    applications.check_can_edit_application(user, application)
+    agreement = agreements.current(db())
+    form = SubmitForm()
+    extra: list[str] = []
+    if form.validate_on_submit():
+        version = form.agreement_version.data if form.accept.data else None
+        try:
+            run(applications.submit, user, application, catalogue(), settings().dac, version, today())
+        except ValidationError as exc:
+            extra = [f"{m}" for ms in exc.field_errors.values() for m in ms]
+        else:
+            flash(f"Application {application.reference} submitted to the data access committee.", "success")
+            return _to(application)
+    problems = applications.submission_problems(db(), application, catalogue(), settings().dac, today())
+    return render_template("applications/submit.html", application=application, agreement=agreement, form=form,
+                           problems=problems, extra=extra), 422 if extra else 200
+
+
+@bp.post("/<int:application_id>/withdraw")
+@requires(Permission.APPLY)
+def withdraw(application_id: int) -> Any:
+    application = _load(application_id)
+    if EmptyForm().validate_on_submit():
+        return _attempt(application, "Application withdrawn.", applications.withdraw, require_user(), application)
+    return _to(application)
+
+
+@bp.post("/<int:application_id>/reviewers")
+@requires(Permission.CHAIR_DAC)
+def assign(application_id: int) -> Any:
+    application = _load(application_id)
+    form = AssignForm()
+    if form.validate_on_submit():
+        reviewers = [get_user(db(), uid) for uid in form.reviewers.data or []]
+        return _attempt(application, "Reviewers assigned.", dac.assign_reviewers, require_user(), application,
+                        reviewers)
+    return _to(application)
+
+
+@bp.post("/<int:application_id>/conflict")
+@requires(Permission.REVIEW_APPLICATIONS)
+def conflict(application_id: int) -> Any:
+    application = _load(application_id)
+    form = ConflictForm()
+    if form.validate_on_submit():
+        return _attempt(application, "Your declaration is recorded.", dac.declare_conflict, require_user(),
+                        application, form.conflict.data == "yes", form.conflict_reason.data or "")
+    flash("Choose whether you have a conflict of interest.", "error")
+    return _to(application)
+
+
+@bp.post("/<int:application_id>/review")
+@requires(Permission.REVIEW_APPLICATIONS)
+def review(application_id: int) -> Any:
+    application = _load(application_id)
+    form = ReviewForm()
+    if form.validate_on_submit():
+        return _attempt(application, "Your vote is recorded.", dac.submit_review, require_user(), application,
+                        form.vote.data or "", form.comment_private.data or "", form.comment_applicant.data or "")
+    flash("Choose a vote.", "error")
+    return _to(application)
+
+
+@bp.post("/<int:application_id>/decision")
+@requires(Permission.CHAIR_DAC)
+def decide(application_id: int) -> Any:
+    application = _load(application_id)
+    form = DecisionForm()
+    if form.validate_on_submit():
+        end: dt.date | None = None
+        raw_end = (form.access_end_date.data or "").strip()
+        if raw_end:
+            try:
+                end = dt.date.fromisoformat(raw_end)
+            except ValueError:
+                flash("Enter the access end date like 2027-12-31.", "error")
+                return _to(application)
+        outcome = form.outcome.data or ""
+        return _attempt(application, f"Decision recorded: {outcome.replace('_', ' ')}.", dac.decide,
+                        require_user(), application, settings().dac, outcome=outcome,
+                        conditions=form.conditions.data or "", message=form.message.data or "",
+                        access_end_date=end, today=today())
+    flash("Choose a decision.", "error")
+    return _to(application)
+

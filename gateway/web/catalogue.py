@@ -1,0 +1,28 @@
+"""The data catalogue: datasets and their variables with each variable's sensitivity class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, render_template
+
+from gateway.permissions import Permission
+from gateway.web.access import requires
+from gateway.web.context import catalogue
+
+bp = Blueprint("catalogue", __name__, url_prefix="/catalogue")
+
+
+@bp.get("/")
+@requires(Permission.USE_ACCOUNT)
+def index() -> Any:
+    return render_template("catalogue/index.html", catalogue=catalogue())
+
+
+@bp.get("/<name>")
+@requires(Permission.USE_ACCOUNT)
+def dataset(name: str) -> Any:
+    found = next((d for d in catalogue().datasets if d.name == name), None)
+    if found is None:
+        abort(404)
+    return render_template("catalogue/dataset.html", dataset=found)

@@ -1,0 +1,78 @@
+"""Project pages: the approved project, its team and data, and its lifecycle actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, url_for
+
+from gateway.errors import Conflict, InvalidTransition, ValidationError
+from gateway.permissions import Permission
+from gateway.web.access import requires
+from gateway.web.context import db, require_user, run
+from gateway.web.forms import EmptyForm, ReasonForm
+from projects import applications, lifecycle
+from projects.models import Application, Project
+from projects.workflow import PROJECT_OWNERS, ProjectState
+
+bp = Blueprint("projects", __name__, url_prefix="/projects")
+
+ACTIONS = {"suspend": lifecycle.suspend, "reinstate": lifecycle.reinstate, "revoke": lifecycle.revoke,
+           "close": lifecycle.close}
+
+
+def _load(project_id: int) -> Project:
+    return lifecycle.get_project(db(), require_user(), project_id)
+
+
+@bp.get("/")
+@requires(Permission.VIEW_PROJECTS)
+def index() -> Any:
+    return render_template("projects/index.html", projects=lifecycle.list_projects(db(), require_user()))
+
+
+@bp.get("/<int:project_id>")
+@requires(Permission.VIEW_PROJECTS)
+def view(project_id: int) -> Any:
+    user = require_user()
+    project = _load(project_id)
+    amendments = db().query(Application).filter(Application.project_id == project.id) \
+        .order_by(Application.id.desc()).all()
+    return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS,
+                           actions=lifecycle.available_actions(user, project),
+                           amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),
+                           can_amend=user.id == project.lead_id and project.state in {ProjectState.ACTIVE,
+                                                                                       ProjectState.EXPIRED})
+
+
+@bp.post("/<int:project_id>/<any(suspend, reinstate, revoke, close):action>")
+@requires(Permission.VIEW_PROJECTS)  # who may do which is decided by the lifecycle rules
+def change_state(project_id: int, action: str) -> Any:
+    project = _load(project_id)
+    lifecycle.check_can_change_state(require_user(), project, action)
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        flash("Give a reason.", "error")
+    else:
+        try:
+            run(ACTIONS[action], require_user(), project, form.reason.data or "")
+        except (ValidationError, Conflict, InvalidTransition) as exc:
+            flash(exc.message, "error")
+        else:
+            flash(f"Project {project.reference} is now {project.state}.", "success")
+    return redirect(url_for("projects.view", project_id=project.id))
+
+
+@bp.post("/<int:project_id>/amendments")
+@requires(Permission.APPLY)
+def amend(project_id: int) -> Any:
+    project = _load(project_id)
+    if EmptyForm().validate_on_submit():
+        try:
+            amendment = run(applications.start_amendment, require_user(), project)
+        except (Conflict, InvalidTransition) as exc:
+            flash(exc.message, "error")
+        else:
+            flash(f"Amendment {amendment.reference} started.", "success")
+            return redirect(url_for("applications.edit", application_id=amendment.id))
+    return redirect(url_for("projects.view", project_id=project.id))
