@@ -10,6 +10,7 @@ import click
 from sqlalchemy import inspect
 
 from gateway import audit
+from gateway.cli_people import accreditation
 from gateway.config import load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.errors import DomainError
@@ -175,6 +176,9 @@ def audit_verify() -> None:
     click.echo(result.describe())
     if not result.ok:
         sys.exit(1)
+
+
+main.add_command(accreditation)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from gateway.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from gateway.models import ApiToken, User
+    from projects.models import Accreditation
 
 
 class Role(StrEnum):
@@ -133,3 +134,25 @@ def can_revoke_token(actor: User, token: ApiToken) -> bool:
 def check_can_revoke_token(actor: User, token: ApiToken) -> None:
     if not can_revoke_token(actor, token):
         raise PermissionDenied("You cannot revoke this token.")
+
+
+def can_view_accreditation(actor: User, accreditation: Accreditation) -> bool:
+    """A researcher sees their own records (and certificates); accreditation officers see everyone's."""
+    return accreditation.user_id == actor.id or has_permission(actor, Permission.VERIFY_ACCREDITATION)
+
+
+def check_can_view_accreditation(actor: User, accreditation: Accreditation) -> None:
+    if not can_view_accreditation(actor, accreditation):
+        raise PermissionDenied("You cannot see this accreditation.")
+
+
+def can_decide_accreditation(actor: User, accreditation: Accreditation) -> bool:
+    """Accreditation officers verify or reject, but never their own record."""
+    return has_permission(actor, Permission.VERIFY_ACCREDITATION) and accreditation.user_id != actor.id
+
+
+def check_can_decide_accreditation(actor: User, accreditation: Accreditation) -> None:
+    if not can_decide_accreditation(actor, accreditation):
+        officer = has_permission(actor, Permission.VERIFY_ACCREDITATION)
+        raise PermissionDenied("Nobody can verify or reject their own accreditation." if officer
+                               else "Only accreditation officers can verify or reject accreditations.")

@@ -38,6 +38,9 @@ class Operation:
     response_is_list: bool
     status: int
     errors: list[int] = field(default_factory=list)
+    form: type[BaseModel] | None = None  # multipart/form-data fields (with ``files``)
+    files: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()  # binary response media types, for downloads
 
     @property
     def openapi_path(self) -> str:
@@ -55,9 +58,13 @@ class ApiRegistry:
     def operation(self, rule: str, method: str, *, summary: str, tag: str, permission: Permission | None,
                   body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
                   response: type[BaseModel] | None = None, response_is_list: bool = False,
-                  status: int = 200, errors: tuple[int, ...] = ()) -> Callable[[Callable[..., Any]], Any]:
+                  status: int = 200, errors: tuple[int, ...] = (), form: type[BaseModel] | None = None,
+                  files: tuple[str, ...] = (), produces: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Any]:
+        """``form`` and ``files`` describe a multipart upload: the fields are validated with ``form`` and
+        passed as ``body``; the view reads the named files from ``request.files``. ``produces`` lists
+        the media types of a binary response (the view returns a Response)."""
         op = Operation(rule, method.upper(), summary, tag, permission, body, query, response, response_is_list,
-                       status, list(errors))
+                       status, list(errors), form, files, produces)
         self.operations.append(op)
 
         def decorate(fn: Callable[..., Any]) -> Any:
@@ -69,6 +76,8 @@ class ApiRegistry:
                     if not isinstance(payload, dict):
                         raise ValidationError("The request body must be a JSON object.")
                     kwargs["body"] = _parse(body, payload)
+                if form is not None:
+                    kwargs["body"] = _parse(form, request.form.to_dict())
                 if query is not None:
                     kwargs["query"] = _parse(query, request.args.to_dict())
                 result = fn(**kwargs)
@@ -92,7 +101,7 @@ class ApiRegistry:
     def openapi(self, title: str, version: str) -> dict[str, Any]:
         models: set[type[BaseModel]] = {ErrorBody}
         for op in self.operations:
-            models.update(m for m in (op.body, op.response) if m is not None)
+            models.update(m for m in (op.body, op.response, op.form) if m is not None)
         _, top = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
                                     ref_template="#/components/schemas/{model}")
         schemas = top.get("$defs", {})
@@ -122,17 +131,25 @@ class ApiRegistry:
             if op.body is not None:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+            if op.form is not None:
+                file_parts = {"type": "object", "required": list(op.files),
+                              "properties": {name: {"type": "string", "format": "binary"} for name in op.files}}
+                entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "allOf": [{"$ref": f"#/components/schemas/{op.form.__name__}"}, file_parts]}}}}
             if op.response is not None:
                 ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
                 schema = {"type": "array", "items": ref} if op.response_is_list else ref
                 entry["responses"][str(op.status)] = {"description": "OK",
                                                       "content": {"application/json": {"schema": schema}}}
+            elif op.produces:
+                entry["responses"][str(op.status)] = {"description": "The file", "content": {
+                    media: {"schema": {"type": "string", "format": "binary"}} for media in op.produces}}
             else:
                 entry["responses"][str(op.status)] = {"description": "Done; no content"}
             error_codes = set(op.errors)
             if op.permission is not None:
                 error_codes |= {401, 403}
-            if op.body is not None or op.query is not None:
+            if op.body is not None or op.query is not None or op.form is not None:
                 error_codes.add(422)
             if op.path_params():
                 error_codes.add(404)

@@ -1,0 +1,12 @@
+"""Jobs the worker runs once a day, each given a session (one transaction) and today's date."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from projects.accreditation import send_expiry_reminders
+
+JOBS: list[Callable[[Session, dt.date], None]] = [send_expiry_reminders]
