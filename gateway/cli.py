@@ -74,10 +74,10 @@ def demo(seed_only: bool, host: str, port: int) -> None:
     _, factory = _factory()
     try:
         with unit_of_work(factory) as session:
-            created = demo_data.seed(session, settings.env)
+            created = demo_data.seed(session, settings)
     except DomainError as exc:
         _fail(exc.message)
-    click.echo(f"Demo accounts created: {', '.join(created) if created else 'none (already there)'}")
+    click.echo(f"Demo data created: {', '.join(created) if created else 'none (already there)'}")
     click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
     if seed_only:
         return

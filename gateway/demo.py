@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.config import Settings
 from gateway.errors import Conflict
 from gateway.identity.accounts import create_local_user, find_user
 from gateway.identity.passwords import hash_password
@@ -55,7 +57,20 @@ def check_may_seed(session: Session, env: str) -> None:
                        + ", ".join(real))
 
 
-def seed(session: Session, env: str) -> list[str]:
+def seed(session: Session, settings: Settings, today: dt.date | None = None) -> list[str]:
+    """The whole demo: accounts, organisations and accreditations, then applications and projects."""
+    from projects.catalogue import catalogue_at
+    from projects.demo_people import DemoCertificateStore, seed_people
+    from projects.demo_projects import seed_projects
+
+    day = today or dt.datetime.now(dt.UTC).date()
+    created = seed_users(session, settings.env)
+    created += seed_people(session, DemoCertificateStore(settings.instance_dir / "certificates"), day)
+    created += seed_projects(session, catalogue_at(settings.catalogue_path), settings.dac, day)
+    return created
+
+
+def seed_users(session: Session, env: str) -> list[str]:
     """Create the demo accounts that are missing; returns the usernames created."""
     check_may_seed(session, env)
     created = []

@@ -88,7 +88,7 @@ def demo_users(session_factory: sessionmaker[Session]) -> dict[str, int]:
     from gateway import demo
 
     with unit_of_work(session_factory) as s:
-        demo.seed(s, "test")
+        demo.seed_users(s, "test")
     s = session_factory()
     try:
         return {u.username: u.id for u in s.query(User).all()}

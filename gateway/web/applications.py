@@ -75,8 +75,8 @@ def new() -> Any:
     if form.validate_on_submit():
         try:
             application = run(applications.create_draft, require_user(), form.title.data or "")
-        except ValidationError as exc:
-            extra = apply_errors(form, exc)
+        except (ValidationError, Conflict) as exc:
+            extra = apply_errors(form, exc) if isinstance(exc, ValidationError) else [exc.message]
         else:
             flash(f"Draft {application.reference} started. Fill in each section; you can save as you go.", "success")
             return redirect(url_for("applications.edit", application_id=application.id))

@@ -24,7 +24,7 @@ def seeded(live_settings: Settings) -> sessionmaker[Session]:
     app = create_app(live_settings)
     factory = app.extensions["sde_sessionmaker"]
     with unit_of_work(factory) as s:
-        demo.seed(s, "test")
+        demo.seed_users(s, "test")
     return factory
 
 

@@ -209,6 +209,14 @@ ROLE_USER = {
 }
 
 
+@pytest.fixture
+def backend() -> str:
+    """Access rules do not depend on the database: walk once, on PostgreSQL when configured (as in CI)."""
+    from tests.support.databases import backends
+
+    return backends()[-1]
+
+
 def registered_routes(app: Flask) -> set[tuple[str, str]]:
     return {(rule.endpoint, method) for rule in app.url_map.iter_rules()
             for method in rule.methods or () if method not in {"HEAD", "OPTIONS"}}

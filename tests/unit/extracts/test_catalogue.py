@@ -41,12 +41,22 @@ def _minimal() -> dict:
                 "patient_key": "nhs_number",
                 "population": True,
                 "variables": [
-                    {"name": "nhs_number", "description": "id", "type": "string",
-                     "sensitivity": "direct_identifier"},
-                    {"name": "dob", "description": "born", "type": "date", "sensitivity": "quasi_identifier",
-                     "role": "date_of_birth"},
-                    {"name": "opt_out", "description": "opted out", "type": "boolean", "sensitivity": "derived",
-                     "releasable": False, "role": "opt_out"},
+                    {"name": "nhs_number", "description": "id", "type": "string", "sensitivity": "direct_identifier"},
+                    {
+                        "name": "dob",
+                        "description": "born",
+                        "type": "date",
+                        "sensitivity": "quasi_identifier",
+                        "role": "date_of_birth",
+                    },
+                    {
+                        "name": "opt_out",
+                        "description": "opted out",
+                        "type": "boolean",
+                        "sensitivity": "derived",
+                        "releasable": False,
+                        "role": "opt_out",
+                    },
                 ],
             }
         ],

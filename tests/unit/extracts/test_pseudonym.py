@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -9,6 +12,7 @@ from gateway.extracts.pseudonym import (
     MAX_SHIFT_DAYS,
     PSEUDONYM_HEX_CHARS,
     PatientLookup,
+    _digests,
     date_shift,
     date_shifts,
     key_fingerprint,
@@ -54,7 +58,11 @@ def test_short_keys_are_refused() -> None:
 
 @given(
     keys,
-    st.lists(st.text(min_size=1, max_size=12), min_size=0, max_size=30, unique=True),
+    st.lists(
+        st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), min_size=1, max_size=12),
+        max_size=30,
+        unique=True,
+    ),
     st.lists(st.one_of(st.none(), st.text(min_size=0, max_size=12)), max_size=60),
 )
 def test_lookup_finds_exactly_the_cohort(key: bytes, cohort: list[str], probe: list[str | None]) -> None:
@@ -67,3 +75,39 @@ def test_lookup_finds_exactly_the_cohort(key: bytes, cohort: list[str], probe: l
             assert lookup.pseudonyms[row].as_py() == expected_pseudonyms[value]
         else:
             assert row == -1
+
+
+@given(
+    st.lists(st.text(alphabet="0123456789", min_size=10, max_size=10), min_size=1, max_size=30, unique=True),
+    st.lists(st.one_of(st.none(), st.text(alphabet="0123456789a ", min_size=9, max_size=11)), max_size=60),
+)
+def test_lookup_of_digit_strings_is_exact(cohort: list[str], probe: list[str | None]) -> None:
+    """The integer fast path must not confuse '0999...' with '999...' or accept non-digits."""
+    lookup = PatientLookup(b"k" * 32, pa.array(cohort))
+    values = probe + cohort + ["0" + c[1:] for c in cohort] + [c[:-1] + "a" for c in cohort]
+    rows = lookup.find(pa.array(values, pa.string())).tolist()
+    expected = dict(zip(cohort, pseudonymise(b"k" * 32, cohort), strict=True))
+    for value, row in zip(values, rows, strict=True):
+        if value in expected:
+            assert lookup.pseudonyms[row].as_py() == expected[value]
+        else:
+            assert row == -1
+
+
+@given(st.binary(min_size=32, max_size=100), st.lists(st.binary(max_size=40), max_size=10))
+def test_the_fast_hmac_is_standard_hmac_sha256(key: bytes, messages: list[bytes]) -> None:
+    fast = _digests(key, messages)
+    assert [bytes(row) for row in fast] == [hmac.digest(key, m, "sha256") for m in messages]
+
+
+def test_pseudonym_is_the_truncated_hmac_of_the_nhs_number() -> None:
+    key = bytes(range(32))
+    expected = hmac.new(key, b"9990000018", hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_CHARS]
+    assert pseudonym(key, "9990000018") == expected
+
+
+def test_empty_or_nul_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        PatientLookup(b"k" * 32, ["9990000018", ""])
+    with pytest.raises(ValueError, match="NUL"):
+        PatientLookup(b"k" * 32, ["abc\0"])

@@ -38,7 +38,9 @@ def test_same_seed_gives_byte_identical_output(tmp_path: Path) -> None:
     assert first.rows["patients"] == 700 and first.event_rows > 700
     generate(700, 6, tmp_path / "c", chunk_patients=300)
     different = _digests(tmp_path / "c")
-    assert all(different[name] != digest for name, digest in _digests(tmp_path / "a").items() if name.endswith(".parquet"))
+    assert all(
+        different[name] != digest for name, digest in _digests(tmp_path / "a").items() if name.endswith(".parquet")
+    )
 
 
 def test_nhs_numbers_are_valid_unique_and_in_the_test_range(small_tables) -> None:
@@ -113,7 +115,10 @@ def test_hypertensive_patients_have_more_and_higher_readings(population) -> None
     per_patient = readings.groupby("nhs_number").size().reindex(older["nhs_number"], fill_value=0)
     assert per_patient[htn.to_numpy()].mean() > 2 * per_patient[~htn.to_numpy()].mean()
     mean_sys = readings.groupby("nhs_number")["systolic_mmhg"].mean()
-    assert mean_sys.reindex(older.loc[htn, "nhs_number"]).mean() > mean_sys.reindex(older.loc[~htn, "nhs_number"]).mean() + 5
+    assert (
+        mean_sys.reindex(older.loc[htn, "nhs_number"]).mean()
+        > mean_sys.reindex(older.loc[~htn, "nhs_number"]).mean() + 5
+    )
 
 
 def test_prescriptions_follow_diagnoses(population) -> None:
