@@ -180,6 +180,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped:
         reasons = sorted({str(getattr(r, "longrepr", ""))[-200:] for r in skipped})
         if reporter:
-            reporter.write_line(f"STRICT: {len(skipped)} tests were skipped; a missing install step? " + " | ".join(reasons),
-                                red=True)
+            reporter.write_line(f"STRICT: {len(skipped)} tests were skipped; a missing install step? "
+                                + " | ".join(reasons), red=True)
         session.exitstatus = 1
