@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 
 from gateway import audit
 from gateway.cli_people import accreditation
-from gateway.config import load_settings
+from gateway.config import REPO_ROOT, load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.errors import DomainError
 
@@ -157,6 +157,44 @@ def token_create(username: str, name: str, days: int) -> None:
         _fail(exc.message)
         return
     click.echo(plain)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass (deliver due messages, run the daily jobs) and exit.")
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between passes.")
+def worker(once: bool, interval: float) -> None:
+    """Deliver queued side effects (email, workspace stops) and run the daily jobs."""
+    from gateway.worker import run_forever, run_once
+
+    settings, factory = _factory()
+    if once:
+        delivered, failed = run_once(settings, factory)
+        click.echo(f"Delivered {delivered} queued messages; daily jobs failed: {', '.join(failed) or 'none'}")
+        if failed:
+            sys.exit(1)
+        return
+    run_forever(settings, factory, interval)
+
+
+@main.group("docs")
+def docs_group() -> None:
+    """Generated parts of the documentation."""
+
+
+@docs_group.command("diagrams")
+@click.option("--check", is_flag=True, help="Exit 1 if docs/workflows.md is out of date instead of writing it.")
+def docs_diagrams(check: bool) -> None:
+    """Write the state diagrams of docs/workflows.md from the transition tables."""
+    from projects.workflow import workflows_markdown
+
+    path = REPO_ROOT / "docs" / "workflows.md"
+    text = workflows_markdown()
+    if check:
+        if not path.exists() or path.read_text() != text:
+            _fail("docs/workflows.md is out of date: run `sde docs diagrams`")
+        return
+    path.write_text(text)
+    click.echo(f"Wrote {path}")
 
 
 @main.group("audit")

@@ -8,5 +8,12 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from projects.accreditation import send_expiry_reminders
+from projects.lifecycle import expire_due
 
-JOBS: list[Callable[[Session, dt.date], None]] = [send_expiry_reminders]
+
+def expire_projects(session: Session, on: dt.date) -> None:
+    """Projects past their access end date expire (their workspaces are then stopped)."""
+    expire_due(session, on)
+
+
+JOBS: list[Callable[[Session, dt.date], None]] = [send_expiry_reminders, expire_projects]

@@ -98,3 +98,17 @@ def mermaid(transitions: dict[tuple[StrEnum, StrEnum], str], initial: StrEnum) -
     finals = {t for (_, t) in transitions} - {s for (s, _) in transitions}
     lines.extend(f"    {state.value} --> [*]" for state in sorted(finals, key=str))
     return "\n".join(lines)
+
+
+def workflows_markdown() -> str:
+    """docs/workflows.md, generated: the diagrams and the owner of every state."""
+    parts = ["# Workflows", "",
+             "Generated from `projects/workflow.py` by `sde docs diagrams`; a test fails if this page is out of date.",
+             "Any move not drawn here is refused by the gateway (409) and changes nothing.", "",
+             "## Applications", "", "```mermaid", mermaid(APPLICATION_TRANSITIONS, AppState.DRAFT), "```", "",
+             "| State | Who acts |", "| --- | --- |"]
+    parts += [f"| {state.value} | {owner} |" for state, owner in APPLICATION_OWNERS.items()]
+    parts += ["", "## Projects", "", "```mermaid", mermaid(PROJECT_TRANSITIONS, ProjectState.ACTIVE), "```", "",
+              "| State | Who acts |", "| --- | --- |"]
+    parts += [f"| {state.value} | {owner} |" for state, owner in PROJECT_OWNERS.items()]
+    return "\n".join(parts) + "\n"
