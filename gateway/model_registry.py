@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gateway.models
-import gateway.outbox  # noqa: F401
+import gateway.outbox
+import gateway.workspaces.models  # noqa: F401
 import projects.models  # noqa: F401
 from gateway.db import Base
 
