@@ -305,3 +305,15 @@ class ProjectVariable(Base):
     variable: Mapped[str] = mapped_column(String(100))
 
     project: Mapped[Project] = relationship(back_populates="variables")
+
+
+class AgreementAcceptance(Base):
+    """A person's own acceptance of a version of the data access agreement (needed to open a workspace)."""
+
+    __tablename__ = "agreement_acceptances"
+    __table_args__ = (UniqueConstraint("user_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    version: Mapped[int] = mapped_column(ForeignKey("data_access_agreements.version"))
+    accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
