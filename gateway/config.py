@@ -55,6 +55,27 @@ class DacSettings(BaseModel):
     lay_summary_max_words: int = Field(300, ge=50, le=2000)
 
 
+class WorkspaceSettings(BaseModel):
+    """Where the JupyterHub is, and the folders the gateway shares with it."""
+
+    hub_url: str = "http://127.0.0.1:8000"
+    # None: <instance_dir>/hub, <instance_dir>/extracts, <instance_dir>/homes
+    hub_state_dir: Path | None = None
+    extracts_root: Path | None = None
+    homes_root: Path | None = None
+    spawner: Literal["local", "sandbox", "kubernetes"] = "sandbox"
+    start_timeout: float = Field(90.0, ge=5, le=600)
+    ticket_ttl_seconds: int = Field(30, ge=5, le=60)
+
+
+class ChargingSettings(BaseModel):
+    """Which tariff file is in force, and the budget warning threshold."""
+
+    tariff_path: Path = REPO_ROOT / "gateway" / "charging" / "default_tariff.yaml"
+    budget_warning_percent: int = Field(80, ge=1, le=99)
+    invoice_due_days: int = Field(30, ge=0, le=365)
+
+
 class Settings(BaseModel):
     env: Literal["development", "production", "test"] = "development"
     instance_dir: Path = REPO_ROOT / "instance"
@@ -64,6 +85,8 @@ class Settings(BaseModel):
     ldap: LdapSettings | None = None
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     dac: DacSettings = Field(default_factory=DacSettings)
+    charging: ChargingSettings = Field(default_factory=ChargingSettings)
+    workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     catalogue_path: Path = REPO_ROOT / "gateway" / "extracts" / "default_catalogue.yaml"
 
     @field_validator("instance_dir", "assets_dir", "catalogue_path")
@@ -76,6 +99,18 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.instance_dir / 'londonsde.sqlite3'}"
+
+    @property
+    def hub_state_dir(self) -> Path:
+        return (self.workspaces.hub_state_dir or self.instance_dir / "hub").resolve()
+
+    @property
+    def extracts_root(self) -> Path:
+        return (self.workspaces.extracts_root or self.instance_dir / "extracts").resolve()
+
+    @property
+    def homes_root(self) -> Path:
+        return (self.workspaces.homes_root or self.instance_dir / "homes").resolve()
 
     def resolved_secret_key(self) -> str:
         """Use the configured key, or one kept in the instance folder so sessions survive restarts."""

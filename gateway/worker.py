@@ -12,6 +12,7 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import gateway.workspaces.service  # noqa: F401 - registers the outbox handler that stops servers
 from gateway import outbox
 from gateway.config import Settings
 from gateway.db import unit_of_work
@@ -34,9 +35,22 @@ def run_daily_jobs(factory: sessionmaker[Session], today: dt.date) -> list[str]:
     return failed
 
 
+def sweep_workspaces(settings: Settings, factory: sessionmaker[Session], today: dt.date) -> None:
+    """Every pass: stop workspaces whose entitlement ended, close those the hub no longer runs."""
+    from gateway.workspaces import service
+
+    try:
+        with unit_of_work(factory) as session:
+            service.sweep(session, today)
+    except Exception:
+        log.exception("workspace sweep failed")
+    service.reconcile(factory, settings)
+
+
 def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date | None = None) -> tuple[int, list[str]]:
     day = today or dt.datetime.now(dt.UTC).date()
     failed = run_daily_jobs(factory, day)
+    sweep_workspaces(settings, factory, day)
     delivered = outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
     return delivered, failed
 
@@ -46,8 +60,10 @@ def run_forever(settings: Settings, factory: sessionmaker[Session], interval: fl
     last_jobs = 0.0
     while True:
         now = time.monotonic()
+        today = dt.datetime.now(dt.UTC).date()
         if now - last_jobs > 3600:
-            run_daily_jobs(factory, dt.datetime.now(dt.UTC).date())
+            run_daily_jobs(factory, today)
             last_jobs = now
+        sweep_workspaces(settings, factory, today)
         outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
         time.sleep(interval)

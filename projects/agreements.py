@@ -42,5 +42,21 @@ def publish(session: Session, actor: User | str, text: str) -> DataAccessAgreeme
     return agreement
 
 
+def accept(session: Session, user: User, version: int) -> None:
+    """Record that ``user`` accepted ``version`` (which must be the current one). Repeating it is harmless."""
+    from projects.models import AgreementAcceptance
+
+    latest = current(session)
+    if latest is None or latest.version != version:
+        raise ValidationError("The agreement could not be accepted.", field_errors={
+            "version": ["A newer version of the agreement has been published: read it and accept that one."]})
+    exists = session.scalar(select(AgreementAcceptance).where(AgreementAcceptance.user_id == user.id,
+                                                              AgreementAcceptance.version == version))
+    if exists is None:
+        session.add(AgreementAcceptance(user_id=user.id, version=version))
+        session.flush()
+        audit.record(session, user, "agreement.accepted", "data_access_agreement", version)
+
+
 def ensure_default(session: Session, actor: User | str) -> DataAccessAgreement:
     return current(session) or publish(session, actor, DEFAULT_TEXT)

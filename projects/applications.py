@@ -341,6 +341,7 @@ def submit(session: Session, actor: User, application: Application, catalogue: C
     application.submitted_at = utcnow()
     application.agreement_version = agreement.version
     application.agreement_accepted_at = utcnow()
+    agreements.accept(session, actor, agreement.version)
     audit.record(session, actor, "application.resubmitted" if resubmission else "application.submitted",
                  "application", application.id, {"round": application.round,
                                                  "agreement_version": agreement.version})

@@ -227,9 +227,12 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
                   "access_end_date": decision.access_end_date})
     if target is AppState.APPROVED:
         if application.kind == "new":
-            lifecycle.create_project(session, actor, application, decision, today)
+            project = lifecycle.create_project(session, actor, application, decision, today)
         else:
-            lifecycle.apply_amendment(session, actor, application, decision, today)
+            project = lifecycle.apply_amendment(session, actor, application, decision, today)
+        from gateway.charging.quotes import freeze_quote
+
+        freeze_quote(session, actor, application, project, today)  # the quote, frozen with its tariff version
     outbox.send_email(session, application.applicant.email, f"Decision on {application.reference}",
                       f"The data access committee's decision: {outcome.replace('_', ' ')}.\n\n"
                       f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),

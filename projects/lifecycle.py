@@ -111,6 +111,10 @@ def _move(session: Session, actor: User | str, project: Project, target: Project
     project.state_reason = reason
     audit.record(session, actor, f"project.{target.value}", "project", project.id,
                  {"from": previous, "reason": reason})
+    if previous == ProjectState.ACTIVE:
+        from gateway.workspaces.service import stop_project_workspaces
+
+        stop_project_workspaces(session, project, f"project {target.value}: {reason}")
     for member in project.members:
         outbox.send_email(session, member.user.email, f"Project {project.reference} is now {target.value}",
                           f"{project.title}\n\n{reason}",

@@ -454,3 +454,34 @@ def publish_agreement(body: AgreementIn) -> AgreementOut:
                tag="register", permission=None, response=RegisterOut)
 def get_register() -> RegisterOut:
     return RegisterOut(columns=register.COLUMNS, rows=register.rows(db(), catalogue()))
+
+
+class WorkspaceOut(BaseModel):
+    login_url: str = Field(description="Open this in the browser within 30 seconds to sign in to the workspace")
+
+
+@api.operation("/projects/<int:project_id>/workspace", "POST",
+               summary="Start or reuse your workspace for the project; returns a one-time sign-in link",
+               tag="workspaces", permission=Permission.VIEW_PROJECTS, response=WorkspaceOut, errors=(503,))
+def open_workspace(project_id: int) -> WorkspaceOut:
+    from flask import current_app
+
+    from gateway.web.context import end_transaction
+    from gateway.workspaces import service
+
+    user_id = require_user().id
+    lifecycle.get_project(db(), require_user(), project_id)  # 404 / 403 before any work
+    end_transaction()
+    return WorkspaceOut(login_url=service.open_workspace(current_app.extensions["sde_sessionmaker"], settings(),
+                                                         user_id, project_id))
+
+
+class AcceptIn(Strict):
+    version: int = Field(ge=1)
+
+
+@api.operation("/agreement/accept", "POST", summary="Accept the current data access agreement", tag="applications",
+               permission=Permission.USE_ACCOUNT, body=AcceptIn, response=AgreementOut)
+def accept_agreement(body: AcceptIn) -> AgreementOut:
+    run(agreements.accept, require_user(), body.version)
+    return get_agreement()

@@ -94,7 +94,8 @@ class ApiRegistry:
             view = public(view) if permission is None else requires(permission)(view)
             endpoint = f"{fn.__name__}"
             self.blueprint.add_url_rule(rule, endpoint, view, methods=[op.method])
-            return view
+            # Hand back the plain function: other operations may call it and get its model, not a response.
+            return fn
 
         return decorate
 

@@ -218,10 +218,6 @@ def reset_second_factor(user_id: int) -> UserOut:
 @api.operation("/security/totp-policy", "GET", summary="Roles that must use a second factor", tag="security",
                permission=Permission.MANAGE_SECURITY_POLICY, response=TotpPolicy)
 def get_totp_policy() -> TotpPolicy:
-    return _totp_policy()
-
-
-def _totp_policy() -> TotpPolicy:
     return TotpPolicy(totp_required=sorted(r for r, req in accounts.role_policies(db()).items() if req))
 
 
@@ -230,7 +226,7 @@ def _totp_policy() -> TotpPolicy:
                response=TotpPolicy)
 def put_totp_policy(body: TotpPolicy) -> TotpPolicy:
     run(accounts.set_totp_required, require_user(), set(body.totp_required))
-    return _totp_policy()
+    return get_totp_policy()
 
 
 @api.operation("/audit/events", "GET", summary="Audit events, newest first, filtered", tag="audit",

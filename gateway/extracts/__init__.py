@@ -13,7 +13,7 @@ from gateway.extracts.catalogue import (
     load_catalogue,
 )
 from gateway.extracts.pipeline import Manifest, ReleaseStatus, SourceError, build_extract, count_source_rows
-from gateway.extracts.pseudonym import key_fingerprint, new_project_key, pseudonym
+from gateway.extracts.pseudonym import key_fingerprint, new_project_key, pseudonymise
 from gateway.extracts.risk import RiskReport, assess
 from gateway.extracts.spec import ExtractSpec, SpecError, load_spec, make_spec
 from gateway.extracts.storage import (
@@ -53,7 +53,7 @@ __all__ = [
     "load_spec",
     "make_spec",
     "new_project_key",
-    "pseudonym",
+    "pseudonymise",
     "read_manifest",
     "set_current",
     "verify_version",

@@ -149,7 +149,8 @@ class _Plan:
     dataset: Dataset
     path: Path
     read: list[str]
-    outputs: list[_Output]
+    outputs: list[_Output]  # the pseudonym first; it is added when a row group is written
+    dictionary_columns: list[str]
 
     @property
     def schema(self) -> pa.Schema:
@@ -168,6 +169,25 @@ def _age_on(dob: pa.Array, on: date) -> np.ndarray:
     d = pc.day(filled).to_numpy()
     before_birthday = (m > on.month) | ((m == on.month) & (d > on.day))
     return on.year - y - before_birthday.astype(np.int64)
+
+
+_DICTIONARY_STRING = pa.dictionary(pa.int32(), pa.string())
+
+
+def _postcode_area(values: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(values, r"[0-9].*$", "")
+
+
+def _map_strings(values: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """Apply a string function to plain or dictionary-encoded values (to the dictionary only)."""
+    if isinstance(values, pa.DictionaryArray):
+        return pa.DictionaryArray.from_arrays(values.indices, fn(values.dictionary))
+    return fn(values)
+
+
+def _logical(typ: pa.DataType) -> pa.DataType:
+    """The type a reader sees: dictionary encoding is a storage detail of the Parquet file."""
+    return typ.value_type if pa.types.is_dictionary(typ) else typ
 
 
 def _age_band_labels(width: int) -> list[str]:
@@ -190,11 +210,11 @@ def _plan_outputs(
     outputs = [
         _Output(
             PSEUDONYM_COLUMN,
-            pa.string(),
+            pa.string() if dataset.population else _DICTIONARY_STRING,  # one row per patient: nothing repeats
             dataset.patient_key,
             Sensitivity.DERIVED,
             "project pseudonym: HMAC-SHA-256 of the NHS number with the project key",
-            lambda b, idx: lookup.pseudonyms.take(pa.array(idx)),
+            lambda b, idx: pa.nulls(0),  # never called: built per row group, see _with_pseudonyms
         )
     ]
     emitted = {PSEUDONYM_COLUMN}
@@ -246,11 +266,11 @@ def _plan_outputs(
                     col = b.column(s)
                     lows = np.minimum(np.clip(_age_on(col, ref), 0, AGE_TOP_CODE) // w, len(labels) - 1)
                     indices = pa.array(lows.astype(np.int32), mask=col.is_null().to_numpy(zero_copy_only=False))
-                    return pa.DictionaryArray.from_arrays(indices, labels).dictionary_decode()
+                    return pa.DictionaryArray.from_arrays(indices, labels)
 
                 add(
                     "age_band",
-                    pa.string(),
+                    _DICTIONARY_STRING,
                     var,
                     f"{width}-year age band on {ref.isoformat()}, top-coded at 90",
                     band,
@@ -259,7 +279,7 @@ def _plan_outputs(
             assert borough_var is not None  # checked by ExtractSpec.check_against
             add(
                 "borough",
-                pa.string(),
+                source_schema.field(borough_var.name).type,
                 borough_var,
                 "borough of the LSOA",
                 lambda b, idx, s=borough_var.name: b.column(s),
@@ -267,10 +287,10 @@ def _plan_outputs(
         elif var.role is Role.AREA_CODE and g.area_code is AreaCodeTreatment.POSTCODE_AREA:
             add(
                 "postcode_area",
-                pa.string(),
+                source_schema.field(src).type,
                 var,
                 "postcode area (letters of the district)",
-                lambda b, idx, s=src: pc.replace_substring_regex(b.column(s), r"[0-9].*$", ""),
+                lambda b, idx, s=src: _map_strings(b.column(s), _postcode_area),
             )
         elif var.role is Role.IMD_DECILE and g.imd_decile is ImdTreatment.QUINTILE:
             add(
@@ -325,6 +345,12 @@ def _open_source(source_dir: Path, dataset: Dataset) -> pq.ParquetFile:
     return pq.ParquetFile(path)
 
 
+def _string_columns(source: pq.ParquetFile) -> list[str]:
+    """Columns to read dictionary-encoded: filtering and writing then move small integers,
+    not strings, and the key is looked up once per distinct value."""
+    return [f.name for f in source.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
 def count_source_rows(spec: ExtractSpec, source_dir: Path | str, catalogue: Catalogue | None = None) -> int:
     """Rows the build will read from the approved datasets: the ``total`` its progress reports."""
     source_dir = Path(source_dir)
@@ -332,8 +358,11 @@ def count_source_rows(spec: ExtractSpec, source_dir: Path | str, catalogue: Cata
     return sum(_open_source(source_dir, d).metadata.num_rows for d in catalogue.datasets if d.name in spec.datasets)
 
 
-def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    return pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+def _batches(
+    path: Path, columns: list[str], batch_size: int, dictionary_columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    source = pq.ParquetFile(path, read_dictionary=dictionary_columns)
+    return source.iter_batches(batch_size=batch_size, columns=columns)
 
 
 def _patients_with_conditions(spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int) -> pa.Array:
@@ -403,6 +432,65 @@ def _select_cohort(
 # the build
 
 
+class _Background:
+    """Runs one function in a thread and hands back its result (or its exception) on join."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._result = fn()
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="extract-risk", daemon=True)
+        self._thread.start()
+
+    def join(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and each value's position among them, using runs of equal values.
+
+    Event tables are usually grouped by patient, so there are far fewer runs than rows; the
+    result is right for any order, only faster for grouped data.
+    """
+    if len(values) == 0:
+        return values, np.empty(0, dtype=np.int32)
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    distinct, run_codes = np.unique(values[starts], return_inverse=True)
+    lengths = np.diff(np.append(starts, len(values)))
+    return distinct, np.repeat(run_codes.astype(np.int32), lengths)
+
+
+def _with_pseudonyms(
+    batches: list[pa.RecordBatch],
+    rows: list[np.ndarray],
+    schema: pa.Schema,
+    lookup: PatientLookup,
+    pseudonym_type: pa.DataType,
+) -> pa.Table:
+    """One row group: the transformed batches with the pseudonym column in front.
+
+    The pseudonyms of a row group are written as one dictionary of the patients it contains,
+    which is what the Parquet writer stores anyway, so no string is hashed or copied per row.
+    """
+    if pa.types.is_dictionary(pseudonym_type):
+        patients, codes = _factorize(np.concatenate(rows))
+        pseudonyms = pa.DictionaryArray.from_arrays(pa.array(codes), lookup.pseudonyms.take(pa.array(patients)))
+    else:
+        pseudonyms = lookup.pseudonyms.take(pa.array(np.concatenate(rows)))
+    if not len(schema):  # only the pseudonym was approved
+        return pa.table({PSEUDONYM_COLUMN: pseudonyms})
+    return pa.Table.from_batches(batches, schema=schema).add_column(0, PSEUDONYM_COLUMN, pseudonyms)
+
+
 class _BackgroundWriter:
     """Writes Parquet row groups in a second thread while the caller reads and transforms.
 
@@ -411,8 +499,16 @@ class _BackgroundWriter:
     few row groups in memory.
     """
 
-    def __init__(self, sink: storage.HashingWriter, schema: pa.Schema) -> None:
-        self._writer = pq.ParquetWriter(sink, schema, compression=OUTPUT_COMPRESSION)
+    def __init__(self, sink: storage.HashingWriter, schema: pa.Schema, unique: set[str]) -> None:
+        # store_schema=False: dictionary-encoded columns read back as plain strings.
+        # Columns whose values never repeat gain nothing from Parquet dictionary pages.
+        self._writer = pq.ParquetWriter(
+            sink,
+            schema,
+            compression=OUTPUT_COMPRESSION,
+            store_schema=False,
+            use_dictionary=[name for name in schema.names if name not in unique],
+        )
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="extract-writer", daemon=True)
@@ -492,9 +588,11 @@ def _build_into(
     datasets = [d for d in catalogue.datasets if d.name in spec.datasets]
     plans = []
     for dataset in datasets:
-        source = _open_source(source_dir, dataset)
-        read, outputs = _plan_outputs(spec, dataset, source.schema_arrow, lookup)
-        plans.append(_Plan(dataset, source_dir / dataset.file, read, outputs))
+        path = _open_source(source_dir, dataset)
+        dictionary_columns = _string_columns(path)
+        schema = pq.ParquetFile(source_dir / dataset.file, read_dictionary=dictionary_columns).schema_arrow
+        read, outputs = _plan_outputs(spec, dataset, schema, lookup)
+        plans.append(_Plan(dataset, source_dir / dataset.file, read, outputs, dictionary_columns))
     source_rows = {p.dataset.name: pq.ParquetFile(p.path).metadata.num_rows for p in plans}
     total = sum(source_rows.values())
     done = 0
@@ -503,14 +601,20 @@ def _build_into(
     files: dict[str, str] = {}
     population_qi: list[pa.RecordBatch] = []
     risk_columns: list[str] = []
+    risk: _Background | None = None
     for plan in plans:
         out_file = f"{plan.dataset.name}.parquet"
         sink = storage.HashingWriter(staging / out_file)
         rows = 0
+        if plan.dataset.population:
+            risk_columns = plan.quasi_identifiers
+        body_schema = pa.schema(list(plan.schema)[1:])
         pending: list[pa.RecordBatch] = []
+        pending_idx: list[np.ndarray] = []
         pending_rows = 0
-        with _BackgroundWriter(sink, plan.schema) as writer:
-            for batch in _batches(plan.path, plan.read, batch_size):
+        unique = {PSEUDONYM_COLUMN} if plan.dataset.population else set()
+        with _BackgroundWriter(sink, plan.schema, unique) as writer:
+            for batch in _batches(plan.path, plan.read, batch_size, plan.dictionary_columns):
                 done += batch.num_rows
                 idx = lookup.find(batch.column(plan.dataset.patient_key))
                 keep = idx >= 0
@@ -522,20 +626,20 @@ def _build_into(
                     batch = batch.filter(pa.array(keep))
                     idx = idx[keep]
                 if batch.num_rows:
-                    out = pa.record_batch([o.make(batch, idx) for o in plan.outputs], schema=plan.schema)
+                    out = pa.record_batch([o.make(batch, idx) for o in plan.outputs[1:]], schema=body_schema)
                     pending.append(out)
-                    pending_rows += out.num_rows
-                    rows += out.num_rows
+                    pending_idx.append(idx)
+                    pending_rows += batch.num_rows  # out has no rows when it has no columns
+                    rows += batch.num_rows
                     if plan.dataset.population:
-                        risk_columns = plan.quasi_identifiers
                         population_qi.append(out.select(risk_columns))
                     if pending_rows >= batch_size:
-                        writer.write(pa.Table.from_batches(pending))
-                        pending, pending_rows = [], 0
+                        writer.write(_with_pseudonyms(pending, pending_idx, body_schema, lookup, plan.schema[0].type))
+                        pending, pending_idx, pending_rows = [], [], 0
                 if progress is not None:
                     progress(done, total)
             if pending:
-                writer.write(pa.Table.from_batches(pending))
+                writer.write(_with_pseudonyms(pending, pending_idx, body_schema, lookup, plan.schema[0].type))
         sink.close()
         if storage.sha256_file(sink.path) != sink.sha256:
             raise OSError(f"{out_file} changed on disk while being written")
@@ -550,7 +654,7 @@ def _build_into(
                 columns=[
                     ColumnEntry(
                         name=o.name,
-                        type=str(o.type),
+                        type=str(_logical(o.type)),
                         source=o.source,
                         sensitivity=o.sensitivity.value,
                         treatment=o.treatment,
@@ -561,15 +665,21 @@ def _build_into(
                 sha256=sink.sha256,
             )
         )
+        if plan.dataset.population:  # assess risk while the event tables stream
+            qi_schema = pa.schema([plan.schema.field(c) for c in risk_columns])
+            qi_table = pa.Table.from_batches(population_qi, schema=qi_schema)
+            qi_table = pa.table(
+                {c: pc.cast(qi_table.column(c), _logical(qi_schema.field(c).type)) for c in risk_columns}
+            )
+            risk = _Background(lambda t=qi_table, c=list(risk_columns): assess(t, c, spec.k))
+            population_qi = []
     if progress is not None:
         progress(total, total)
 
-    if population_qi:
-        qi_table = pa.Table.from_batches(population_qi)
+    if risk is not None:
+        report: RiskReport = risk.join()
     else:  # no population table released: assess the released patients with no quasi-identifiers
-        qi_table = pa.table({"_": pa.array(np.zeros(lookup.size, dtype=np.int8))})
-        risk_columns = []
-    report: RiskReport = assess(qi_table, risk_columns, spec.k)
+        report = assess(pa.table({"_": pa.array(np.zeros(lookup.size, dtype=np.int8))}), [], spec.k)
     files[RISK_REPORT] = storage.write_file(
         staging / RISK_REPORT, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8")
     )

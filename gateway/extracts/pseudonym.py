@@ -23,6 +23,7 @@ MAX_SHIFT_DAYS = 182
 _FINGERPRINT_CONTEXT = b"londonsde/key-fingerprint/v1"
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _PSEUDONYM_BYTES = PSEUDONYM_HEX_CHARS // 2
+_LOOKUP_CHUNK = 32_768
 
 
 def new_project_key() -> bytes:
@@ -66,21 +67,30 @@ def _digests(key: bytes, values: Iterable[bytes]) -> np.ndarray:
     return np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
 
 
-def _hex_array(raw: np.ndarray) -> pa.Array:
-    """Lower-case hex of each row of a byte matrix, built directly as an Arrow string array."""
+def _hex_chars(raw: np.ndarray) -> np.ndarray:
+    """Lower-case hex digits of each row of a byte matrix, as an (n, 2 * width) byte matrix."""
     n, width = raw.shape
     chars = np.empty((n, 2 * width), dtype=np.uint8)
     chars[:, 0::2] = _HEX[raw >> 4]
     chars[:, 1::2] = _HEX[raw & 0x0F]
-    offsets = np.arange(0, (n + 1) * 2 * width, 2 * width, dtype=np.int64)
-    return pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)]).cast(
-        pa.string()
-    )
+    return chars
+
+
+def _string_array(chars: np.ndarray) -> pa.Array:
+    """An Arrow string array over the rows of a byte matrix, without Python objects."""
+    n, width = chars.shape
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    if offsets[-1] < 2**31:
+        return pa.Array.from_buffers(
+            pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(chars)]
+        )
+    large = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])
+    return large.cast(pa.string())
 
 
 def _pseudonyms(raw: np.ndarray) -> pa.Array:
     # The pseudonym is the first 128 bits of the HMAC.
-    return _hex_array(np.ascontiguousarray(raw[:, :_PSEUDONYM_BYTES]))
+    return _string_array(_hex_chars(raw[:, :_PSEUDONYM_BYTES]))
 
 
 def _shifts(raw: np.ndarray) -> np.ndarray:
@@ -135,10 +145,14 @@ def _fixed_width(values: pa.Array) -> tuple[np.ndarray, bool]:
 def _as_digits(fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integer value of fixed-width ASCII digit strings, and which rows were all digits."""
     width = fixed.dtype.itemsize
-    digits = fixed.view(np.uint8).reshape(len(fixed), width) - np.uint8(48)
-    valid = (digits <= 9).all(axis=1)
-    powers = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
-    return digits.astype(np.int64) @ powers, valid
+    chars = fixed.view(np.uint8).reshape(len(fixed), width)
+    value = np.zeros(len(fixed), dtype=np.int64)
+    valid = np.ones(len(fixed), dtype=bool)
+    for j in range(width):  # column by column: no (n, width) int64 temporary
+        digit = chars[:, j] - np.uint8(48)
+        valid &= digit <= 9
+        value = value * 10 + digit
+    return value, valid
 
 
 class PatientLookup:
@@ -170,30 +184,68 @@ class PatientLookup:
         else:
             self._sorted = np.unique(fixed)  # sorted bytes; for UTF-8 the same order as code points
         self.size = len(self._sorted)
-        raw = _digests(key, self._sorted.tolist())
-        self.pseudonyms = _pseudonyms(raw)
-        self.shifts = _shifts(raw)
-        if len(np.unique(raw[:, :_PSEUDONYM_BYTES].copy().view(f"S{_PSEUDONYM_BYTES}"))) != self.size:
+        # In chunks, so the transient Python objects stay few whatever the cohort size.
+        chars = np.empty((self.size, PSEUDONYM_HEX_CHARS), dtype=np.uint8)
+        self.shifts = np.empty(self.size, dtype=np.int32)
+        heads = np.empty(self.size, dtype=np.uint64)  # first 64 bits of each pseudonym
+        for start in range(0, self.size, _LOOKUP_CHUNK):
+            raw = _digests(key, self._sorted[start : start + _LOOKUP_CHUNK].tolist())
+            chars[start : start + len(raw)] = _hex_chars(raw[:, :_PSEUDONYM_BYTES])
+            self.shifts[start : start + len(raw)] = _shifts(raw)
+            heads[start : start + len(raw)] = np.ascontiguousarray(raw[:, :8]).view(np.uint64).ravel()
+        if self._collides(heads, chars):
             raise RuntimeError("pseudonym collision; refusing to build an extract with merged patients")
+        self.pseudonyms = _string_array(chars)
+        self._cache: tuple[pa.Array, np.ndarray] | None = None
+
+    def _collides(self, heads: np.ndarray, chars: np.ndarray) -> bool:
+        """Whether two patients share a pseudonym (checked on 64 bits first, which is fast)."""
+        head = np.sort(heads)
+        if not (head[1:] == head[:-1]).any():
+            return False
+        full = np.ascontiguousarray(chars).view(f"S{PSEUDONYM_HEX_CHARS}").ravel()
+        return len(np.unique(full)) != self.size
 
     def find(self, values: pa.Array) -> np.ndarray:
-        """Row in the lookup for each value, -1 where the patient is not in the cohort."""
+        """Row in the lookup for each value, -1 where the patient is not in the cohort.
+
+        Dictionary-encoded input (as Parquet gives when asked) is looked up once per dictionary
+        entry; otherwise the values are dictionary-encoded first.
+        """
         if len(values) == 0 or self.size == 0:
             return np.full(len(values), -1, dtype=np.int64)
-        encoded = pc.dictionary_encode(values)
-        unique, uniform = _fixed_width(encoded.dictionary)
-        if self._ints is not None and uniform and unique.dtype.itemsize == self._width:
-            probe, digits = _as_digits(unique)
-            pos = np.minimum(np.searchsorted(self._ints, probe), self.size - 1)
-            hit = digits & (self._ints[pos] == probe)
-        else:
-            pos = np.minimum(np.searchsorted(self._sorted, unique), self.size - 1)
-            hit = self._sorted[pos] == unique
-        if pc.any(pc.match_substring(encoded.dictionary, "\0")).as_py():  # NumPy bytes drop trailing NULs
-            hit &= ~pc.match_substring(encoded.dictionary, "\0").to_numpy(zero_copy_only=False)
-        unique_rows = np.where(hit, pos, -1)
+        encoded = values if isinstance(values, pa.DictionaryArray) else pc.dictionary_encode(values)
+        unique_rows = self._rows_of_dictionary(encoded.dictionary)
         indices = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
         rows = unique_rows[indices.astype(np.int64, copy=False)]
         if values.null_count:
             rows = np.where(values.is_null().to_numpy(zero_copy_only=False), -1, rows)
         return rows
+
+    def _rows_of_dictionary(self, dictionary: pa.Array) -> np.ndarray:
+        # Parquet hands every batch of a row group its own copy of the row group's dictionary:
+        # compare contents (a memcmp) and look each dictionary up only once.
+        if self._cache is not None and self._cache[0].equals(dictionary):
+            return self._cache[1]
+        rows = self._lookup_unique(dictionary)
+        self._cache = (dictionary, rows)
+        return rows
+
+    def _lookup_unique(self, unique_values: pa.Array) -> np.ndarray:
+        unique, uniform = _fixed_width(unique_values)
+        if len(unique) == 0:
+            return np.empty(0, dtype=np.int64)
+        if self._ints is not None and uniform and unique.dtype.itemsize == self._width:
+            probe, digits = _as_digits(unique)
+            order = np.argsort(probe)  # sorted needles walk the table in order: far fewer cache misses
+            pos = np.empty(len(probe), dtype=np.int64)
+            pos[order] = np.searchsorted(self._ints, probe[order])
+            pos = np.minimum(pos, self.size - 1)
+            hit = digits & (self._ints[pos] == probe)
+        else:
+            pos = np.minimum(np.searchsorted(self._sorted, unique), self.size - 1)
+            hit = self._sorted[pos] == unique
+        nul = pc.match_substring(unique_values.cast(pa.string()), "\0")
+        if pc.any(nul).as_py():  # NumPy bytes drop trailing NULs, so such values never match
+            hit &= ~pc.fill_null(nul, False).to_numpy(zero_copy_only=False)
+        return np.where(hit, pos, -1).astype(np.int64)

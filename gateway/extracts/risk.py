@@ -96,7 +96,7 @@ def _sizes_from_codes(codes: list[tuple[np.ndarray, int]], records: int) -> np.n
             space = int(key.max()) + 1 if records else 1
         key = key * cardinality + column_codes
         space *= cardinality
-    return pc.value_counts(pa.array(key)).field("counts").to_numpy().astype(np.int64)
+    return np.unique(key, return_counts=True)[1].astype(np.int64)
 
 
 def class_sizes(table: pa.Table, columns: list[str]) -> np.ndarray:

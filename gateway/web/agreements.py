@@ -10,7 +10,7 @@ from gateway.errors import ValidationError
 from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db, require_user, run
-from gateway.web.forms import AgreementForm
+from gateway.web.forms import AcceptAgreementForm, AgreementForm
 from gateway.web.forms_errors import apply_errors
 from projects import agreements
 
@@ -20,7 +20,27 @@ bp = Blueprint("agreements", __name__, url_prefix="/agreement")
 @bp.get("/")
 @requires(Permission.USE_ACCOUNT)
 def current() -> Any:
-    return render_template("agreements/current.html", agreement=agreements.current(db()))
+    from gateway.workspaces.entitlement import has_accepted_current_agreement
+
+    return render_template("agreements/current.html", agreement=agreements.current(db()),
+                           accepted=has_accepted_current_agreement(db(), require_user()),
+                           form=AcceptAgreementForm())
+
+
+@bp.post("/accept")
+@requires(Permission.USE_ACCOUNT)
+def accept() -> Any:
+    form = AcceptAgreementForm()
+    if form.validate_on_submit() and form.accept.data:
+        try:
+            run(agreements.accept, require_user(), form.version.data or 0)
+        except ValidationError as exc:
+            flash(" ".join(m for ms in exc.field_errors.values() for m in ms), "error")
+        else:
+            flash("Thank you: you have accepted the data access agreement.", "success")
+    else:
+        flash("Tick the box to accept the agreement.", "error")
+    return redirect(url_for("agreements.current"))
 
 
 @bp.route("/publish", methods=["GET", "POST"])

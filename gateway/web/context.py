@@ -63,6 +63,12 @@ def run(command: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return result
 
 
+def end_transaction() -> None:
+    """Finish the request's read before slow work (a hub call) that runs its own short transactions."""
+    if "db_session" in g:
+        g.db_session.rollback()
+
+
 def close_db(_exc: BaseException | None = None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:

@@ -187,3 +187,8 @@ class ReasonForm(FlaskForm):
 class AgreementForm(FlaskForm):
     text = TextAreaField("Agreement text", validators=[DataRequired("Enter the agreement text"),
                                                        Length(max=20000)])
+
+
+class AcceptAgreementForm(FlaskForm):
+    accept = BooleanField("I have read and accept the data access agreement")
+    version = IntegerField(validators=[DataRequired()])

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 
 from gateway.errors import Conflict, InvalidTransition, ValidationError
 from gateway.permissions import Permission
 from gateway.web.access import requires
-from gateway.web.context import db, require_user, run
+from gateway.web.context import db, end_transaction, require_user, run, settings
 from gateway.web.forms import EmptyForm, ReasonForm
-from projects import applications, lifecycle
+from gateway.workspaces import service
+from gateway.workspaces.entitlement import entitlement
+from gateway.workspaces.service import open_sessions
+from projects import agreements, applications, lifecycle
+from projects.lifecycle import is_member
 from projects.models import Application, Project
 from projects.workflow import PROJECT_OWNERS, ProjectState
 
@@ -38,7 +42,10 @@ def view(project_id: int) -> Any:
     project = _load(project_id)
     amendments = db().query(Application).filter(Application.project_id == project.id) \
         .order_by(Application.id.desc()).all()
-    return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS,
+    decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
+    sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
+    return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,
+                           workspace_open=bool(sessions), agreement=agreements.current(db()),
                            actions=lifecycle.available_actions(user, project),
                            amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),
                            can_amend=user.id == project.lead_id and project.state in {ProjectState.ACTIVE,
@@ -61,6 +68,23 @@ def change_state(project_id: int, action: str) -> Any:
         else:
             flash(f"Project {project.reference} is now {project.state}.", "success")
     return redirect(url_for("projects.view", project_id=project.id))
+
+
+@bp.post("/<int:project_id>/workspace")
+@requires(Permission.VIEW_PROJECTS)  # the derived entitlement decides
+def open_workspace(project_id: int) -> Any:
+    """Start or reuse this researcher's workspace for the project and hand the browser to it."""
+    project = _load(project_id)
+    if not EmptyForm().validate_on_submit():
+        return redirect(url_for("projects.view", project_id=project.id))
+    user_id, project_id = require_user().id, project.id
+    end_transaction()
+    try:
+        login_url = service.open_workspace(current_app.extensions["sde_sessionmaker"], settings(), user_id, project_id)
+    except (service.NotEntitled, service.WorkspaceUnavailable) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("projects.view", project_id=project_id))
+    return redirect(login_url)
 
 
 @bp.post("/<int:project_id>/amendments")

@@ -157,7 +157,15 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("api.get_agreement", "GET"): ALL,
     ("api.publish_agreement", "POST"): frozenset({Role.ADMIN}),
     ("api.get_register", "GET"): PUBLIC,
+    ("agreements.accept", "POST"): ALL,
+    ("api.accept_agreement", "POST"): ALL,
+    # workspaces: the route admits every signed-in user; the derived entitlement refuses all but the team
+    ("projects.open_workspace", "POST"): ALL,
+    ("api.open_workspace", "POST"): ALL,
 }
+
+# API routes where an admitted role may still be refused by the derived entitlement (403 not_entitled).
+ENTITLEMENT_DEPENDENT = {"api.open_workspace"}
 
 # API routes whose sample object is in a state that refuses the command (409) for an allowed role: the walk
 # checks access here; the state rules have their own tests.
@@ -190,6 +198,7 @@ JSON_BODIES: dict[str, Any] = {
     "api.revoke_project": {"reason": "walk"},
     "api.close_project": {"reason": "walk"},
     "api.publish_agreement": {"text": "A newer agreement for the route walk, long enough."},
+    "api.accept_agreement": {"version": 1},
 }
 
 
@@ -377,6 +386,8 @@ def test_route_access_for_every_role_and_anonymous(route: tuple[str, str], walke
             assert response.status_code not in (401, 403), where
         elif expected == MID_SIGN_IN:
             assert _redirects_to_login(response), where  # only for people part-way through signing in
+        elif role in expected and endpoint in ENTITLEMENT_DEPENDENT and response.status_code == 403:
+            assert response.json["error"] == "not_entitled", where
         elif role in expected:
             assert response.status_code not in (401, 403, 404, 405, 500), where
             if is_api:

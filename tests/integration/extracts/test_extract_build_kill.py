@@ -1,8 +1,4 @@
-"""A build killed with SIGKILL half-way through writing must not damage what readers see.
-
-(No __init__.py in this folder on purpose: without tests/unit/__init__.py and
-tests/integration/__init__.py, two packages called ``extracts`` would collide.)
-"""
+"""A build killed with SIGKILL half-way through writing must not damage what readers see."""
 
 from __future__ import annotations
 

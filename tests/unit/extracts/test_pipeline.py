@@ -406,3 +406,14 @@ def test_progress_counts_every_source_row_once(small_source, small_tables, tmp_p
     assert {t for _, t in seen} == {total}
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1] == (total, total) and len(seen) > 3
+
+
+@given(st.lists(st.integers(0, 6), max_size=60))
+def test_factorize_reconstructs_any_sequence(values: list[int]) -> None:
+    import numpy as np
+
+    from gateway.extracts.pipeline import _factorize
+
+    distinct, codes = _factorize(np.array(values, dtype=np.int64))
+    assert distinct.tolist() == sorted(set(values))
+    assert distinct[codes].tolist() == values

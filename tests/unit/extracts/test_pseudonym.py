@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -111,3 +112,21 @@ def test_empty_or_nul_keys_are_refused() -> None:
         PatientLookup(b"k" * 32, ["9990000018", ""])
     with pytest.raises(ValueError, match="NUL"):
         PatientLookup(b"k" * 32, ["abc\0"])
+
+
+def test_a_pseudonym_collision_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merging two patients silently would be worse than failing the build."""
+    import gateway.extracts.pseudonym as module
+
+    real = module._digests
+
+    def colliding(key: bytes, values: list[bytes]) -> np.ndarray:
+        raw = real(key, values).copy()
+        raw[:] = raw[0]  # every patient gets the first patient's HMAC
+        return raw
+
+    monkeypatch.setattr(module, "_digests", colliding)
+    with pytest.raises(RuntimeError, match="collision"):
+        PatientLookup(b"k" * 32, ["9990000018", "9990000026"])
+    monkeypatch.setattr(module, "_digests", real)
+    assert PatientLookup(b"k" * 32, ["9990000018", "9990000026"]).size == 2

@@ -1,0 +1,162 @@
+"""Opening and stopping workspaces: the gateway decides, the hub obeys.
+
+Opening checks the derived entitlement, starts (or reuses) the researcher's named server for the project
+through the hub's REST API, records the session, and returns a one-time sign-in link to the hub. Stopping is
+queued in the outbox in the same transaction as the decision that ends entitlement, and the worker's sweep
+stops any session whose entitlement has ended for another reason (lapsed accreditation, removal from the team).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import requests
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import audit, outbox
+from gateway.config import Settings
+from gateway.db import unit_of_work, utcnow
+from gateway.errors import DomainError, PermissionDenied
+from gateway.models import User
+from gateway.workspaces.entitlement import current_extract, entitlement, workspace_id
+from gateway.workspaces.hub import HubClient, HubError
+from gateway.workspaces.models import WorkspaceSession
+from gateway.workspaces.spec import USERNAME_RE, WorkspaceSpec, tier_named
+from gateway.workspaces.tickets import load_secret, mint_ticket
+from projects.accreditation_rules import valid_accreditation
+from projects.lifecycle import is_member
+from projects.models import Project
+from projects.workflow import ProjectState
+
+log = logging.getLogger(__name__)
+
+
+class NotEntitled(PermissionDenied):
+    error = "not_entitled"
+
+
+class WorkspaceUnavailable(DomainError):
+    status_code = 503
+    error = "workspace_unavailable"
+
+
+def hub_username(user: User) -> str:
+    """The hub account for a gateway user: the username when the hub accepts it, else a stable stand-in."""
+    return user.username if USERNAME_RE.match(user.username) else f"user-{user.id}"
+
+
+def hub_client(settings: Settings) -> HubClient:
+    token_file = settings.hub_state_dir / "gateway-token"
+    try:
+        token = token_file.read_text().strip()
+    except OSError as exc:
+        raise WorkspaceUnavailable("The workspace service is not set up on this server yet.") from exc
+    return HubClient(settings.workspaces.hub_url, token)
+
+
+def open_sessions(session: Session, project: Project | None = None) -> list[WorkspaceSession]:
+    query = select(WorkspaceSession).where(WorkspaceSession.stopped_at.is_(None))
+    if project is not None:
+        query = query.where(WorkspaceSession.project_id == project.id)
+    return list(session.scalars(query))
+
+
+def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: int, project_id: int) -> str:
+    """Start or reuse the workspace; returns the one-time URL that signs the browser in to it."""
+    with factory() as session:
+        user, project = session.get(User, user_id), session.get(Project, project_id)
+        assert user is not None and project is not None
+        decision = entitlement(session, user, project, settings.extracts_root)
+        if not decision.ok:
+            raise NotEntitled("You cannot open a workspace for this project: " + " ".join(decision.reasons))
+        extract = current_extract(settings.extracts_root, project)
+        assert extract is not None
+        spec = WorkspaceSpec(project_id=workspace_id(project), extract=str(extract),
+                             tier=tier_named(project.workspace_size))
+        username = hub_username(user)
+    client = hub_client(settings)
+    try:
+        client.ensure_user(username)
+        client.start_server(username, spec)
+        client.wait_until_ready(username, spec.project_id, timeout=settings.workspaces.start_timeout)
+    except (HubError, OSError, requests.RequestException) as exc:
+        log.warning("workspace start failed for %s/%s: %s", username, spec.project_id, exc)
+        raise WorkspaceUnavailable("The workspace could not be started just now. Nothing has changed; "
+                                   "try again in a minute, or contact the service desk.") from exc
+    with unit_of_work(factory) as session:
+        existing = session.scalar(select(WorkspaceSession).where(
+            WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
+            WorkspaceSession.stopped_at.is_(None)))
+        if existing is None:
+            ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=spec.project_id,
+                                  tier=spec.tier.name, extract_path=spec.extract)
+            session.add(ws)
+            session.flush()
+            audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
+                         {"server": spec.project_id, "tier": spec.tier.name, "extract": extract.name})
+    ticket = mint_ticket(load_secret(settings.hub_state_dir / "ticket-secret"), username, spec.project_id,
+                         ttl_seconds=settings.workspaces.ticket_ttl_seconds)
+    return client.login_url(ticket)
+
+
+def stop_session(session: Session, ws: WorkspaceSession, reason: str, actor: User | str = "system") -> None:
+    """Close the session now and queue the server's stop; the two commit (or not) together."""
+    if ws.stopped_at is not None:
+        return
+    ws.stopped_at = utcnow()
+    ws.stop_reason = reason[:200]
+    outbox.enqueue(session, "workspace.stop", {"username": hub_username(ws.user), "server": ws.server_name},
+                   dedupe_key=f"workspace-stop:{ws.id}")
+    audit.record(session, actor, "workspace.stopped", "project", ws.project_id,
+                 {"user": ws.user.username, "server": ws.server_name, "reason": reason})
+
+
+def stop_project_workspaces(session: Session, project: Project, reason: str) -> None:
+    for ws in open_sessions(session, project):
+        stop_session(session, ws, reason)
+
+
+def sweep(session: Session, today: dt.date) -> list[int]:
+    """Stop every open session whose entitlement has ended; returns the session ids stopped."""
+    stopped = []
+    for ws in open_sessions(session):
+        project = session.get(Project, ws.project_id)
+        assert project is not None
+        reason = None
+        if project.state != ProjectState.ACTIVE:
+            reason = f"project {project.state}"
+        elif not is_member(ws.user, project):
+            reason = "removed from the project team"
+        elif valid_accreditation(session, ws.user, today) is None:
+            reason = "accreditation lapsed"
+        if reason:
+            stop_session(session, ws, reason)
+            stopped.append(ws.id)
+    return stopped
+
+
+def reconcile(factory: sessionmaker[Session], settings: Settings) -> int:
+    """Close sessions whose server the hub no longer runs (idle-culled, crashed); returns how many."""
+    try:
+        running = {(s.username, s.server_name) for s in hub_client(settings).list_servers() if s.running}
+    except (WorkspaceUnavailable, HubError, OSError, requests.RequestException) as exc:  # hub down: next pass
+        log.info("hub not reachable for reconciliation: %s", exc)
+        return 0
+    closed = 0
+    with unit_of_work(factory) as session:
+        for ws in open_sessions(session):
+            if (hub_username(ws.user), ws.server_name) not in running:
+                ws.stopped_at = utcnow()
+                ws.stop_reason = "stopped by the hub (idle or ended)"
+                audit.record(session, "system", "workspace.ended", "project", ws.project_id,
+                             {"user": ws.user.username, "server": ws.server_name})
+                closed += 1
+    return closed
+
+
+@outbox.handler("workspace.stop")
+def deliver_stop(ctx: outbox.WorkerContext, payload: dict[str, Any]) -> None:
+    hub_client(ctx.settings).stop_server(payload["username"], payload["server"])
