@@ -5,11 +5,13 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from pathlib import Path
 
 import click
 from sqlalchemy import inspect
 
 from gateway import audit
+from gateway.charging import cli as charging_cli
 from gateway.cli_people import accreditation
 from gateway.config import REPO_ROOT, load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
@@ -78,6 +80,9 @@ def demo(seed_only: bool, host: str, port: int) -> None:
     except DomainError as exc:
         _fail(exc.message)
     click.echo(f"Demo data created: {', '.join(created) if created else 'none (already there)'}")
+    prepared = demo_data.prepare_data(settings, factory)
+    if prepared:
+        click.echo("Prepared: " + "; ".join(prepared))
     click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
     if seed_only:
         return
@@ -176,6 +181,60 @@ def worker(once: bool, interval: float) -> None:
     run_forever(settings, factory, interval)
 
 
+@main.command("synth")
+@click.option("--patients", default=None, type=int, help="How many synthetic patients (default from settings).")
+@click.option("--seed", default=None, type=int, help="Random seed (same seed, same files).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the Parquet tables and catalogue (default: the configured source folder).")
+def synth(patients: int | None, seed: int | None, out_dir: Path | None) -> None:
+    """Generate the deterministic synthetic London population used as source data."""
+    from gateway.extracts.synth import generate
+
+    settings = load_settings()
+    target = out_dir or settings.source_dir
+    with click.progressbar(length=100, label="Generating") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.update(int(100 * done / max(total, 1)) - bar.pos)
+        result = generate(patients or settings.extracts.demo_patients, seed if seed is not None
+                          else settings.extracts.demo_seed, target, progress=progress)
+    click.echo(f"Wrote {result.rows} patients and {result.event_rows} event rows to {target}")
+
+
+@main.group("extract")
+def extract_group() -> None:
+    """Project extracts."""
+
+
+@extract_group.command("build")
+@click.argument("reference")
+def extract_build(reference: str) -> None:
+    """Build (or refresh) the extract of the project REFERENCE now, with a progress bar."""
+    from sqlalchemy import select
+
+    from gateway.extracts import service
+    from projects.models import Project
+
+    settings, factory = _factory()
+    with unit_of_work(factory) as session:
+        project = session.scalar(select(Project).where(Project.reference == reference.upper()))
+        if project is None:
+            _fail(f"no project {reference}")
+            return
+        build_id = service.request_build(session, project, "built from the command line", _cli_actor()).id
+    with click.progressbar(length=100, label=f"Building {reference}") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.update(int(100 * done / max(total, 1)) - bar.pos)
+        version = service.run_build(settings, factory, build_id, progress=progress)
+    if version is None:
+        with factory() as session:
+            from gateway.extracts.models import ExtractBuild
+            build = session.get(ExtractBuild, build_id)
+            _fail(f"the build failed: {build.error if build else 'unknown'}")
+        return
+    click.echo(f"Version {version.version}: {version.rows} rows, {version.columns} columns, "
+               f"{version.opt_outs_removed} opted-out patients removed, status {version.status}")
+
+
 @main.group("docs")
 def docs_group() -> None:
     """Generated parts of the documentation."""
@@ -217,6 +276,8 @@ def audit_verify() -> None:
 
 
 main.add_command(accreditation)
+main.add_command(charging_cli.tariff_group)
+main.add_command(charging_cli.invoices_group)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,26 @@ class ChargingSettings(BaseModel):
     invoice_due_days: int = Field(30, ge=0, le=365)
 
 
+class ExtractSettings(BaseModel):
+    """Where the source data is and how cautious extracts are."""
+
+    source_dir: Path | None = None  # None: <instance_dir>/source (the synthetic population in the demo)
+    k: int = Field(5, ge=2, le=1000)
+    demo_patients: int = Field(20_000, ge=100, le=900_000)
+    demo_seed: int = 20261121
+
+
+class OutputSettings(BaseModel):
+    """What an output request may contain (files are read from the workspace's outputs/ folder)."""
+
+    allowed_extensions: list[str] = Field(
+        default_factory=lambda: ["csv", "png", "svg", "txt", "json", "md", "html"])
+    max_file_bytes: int = Field(5 * 1024 * 1024, ge=1, le=500 * 1024 * 1024)
+    max_csv_rows: int = Field(10_000, ge=1, le=10_000_000)
+    max_files_per_request: int = Field(50, ge=1, le=1000)
+    storage_dir: Path | None = None  # None: <instance_dir>/outputs
+
+
 class Settings(BaseModel):
     env: Literal["development", "production", "test"] = "development"
     instance_dir: Path = REPO_ROOT / "instance"
@@ -87,6 +107,8 @@ class Settings(BaseModel):
     dac: DacSettings = Field(default_factory=DacSettings)
     charging: ChargingSettings = Field(default_factory=ChargingSettings)
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    outputs: OutputSettings = Field(default_factory=OutputSettings)
+    extracts: ExtractSettings = Field(default_factory=ExtractSettings)
     catalogue_path: Path = REPO_ROOT / "gateway" / "extracts" / "default_catalogue.yaml"
 
     @field_validator("instance_dir", "assets_dir", "catalogue_path")
@@ -109,8 +131,20 @@ class Settings(BaseModel):
         return (self.workspaces.extracts_root or self.instance_dir / "extracts").resolve()
 
     @property
+    def source_dir(self) -> Path:
+        return (self.extracts.source_dir or self.instance_dir / "source").resolve()
+
+    @property
+    def keys_dir(self) -> Path:
+        return (self.instance_dir / "keys").resolve()
+
+    @property
     def homes_root(self) -> Path:
         return (self.workspaces.homes_root or self.instance_dir / "homes").resolve()
+
+    @property
+    def outputs_dir(self) -> Path:
+        return (self.outputs.storage_dir or self.instance_dir / "outputs").resolve()
 
     def resolved_secret_key(self) -> str:
         """Use the configured key, or one kept in the instance folder so sessions survive restarts."""

@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
 from gateway.errors import Conflict
@@ -68,6 +68,21 @@ def seed(session: Session, settings: Settings, today: dt.date | None = None) -> 
     created += seed_people(session, DemoCertificateStore(settings.instance_dir / "certificates"), day)
     created += seed_projects(session, catalogue_at(settings.catalogue_path), settings.dac, day)
     return created
+
+
+def prepare_data(settings: Settings, factory: sessionmaker[Session]) -> list[str]:
+    """Synthetic source data (once), then any queued extract builds, so demo workspaces open at once."""
+    from gateway.extracts import service
+    from gateway.extracts.synth import generate
+
+    done = []
+    if not (settings.source_dir / "catalogue.yaml").exists():
+        result = generate(settings.extracts.demo_patients, settings.extracts.demo_seed, settings.source_dir)
+        done.append(f"synthetic population of {result.rows['patients']} patients, {result.event_rows} event rows")
+    for version in service.run_queued_builds(settings, factory):
+        held = " (held: the custodian must review its risk report)" if version.status != "released" else ""
+        done.append(f"extract v{version.version} of project {version.project_id}{held}")
+    return done
 
 
 def seed_users(session: Session, env: str) -> list[str]:

@@ -52,6 +52,7 @@ class Permission(StrEnum):
     MANAGE_ORGANISATIONS = "manage_organisations"
     MANAGE_AGREEMENTS = "manage_agreements"
     MANAGE_PROJECTS = "manage_projects"  # suspend, reinstate, revoke
+    RELEASE_EXTRACTS = "release_extracts"  # the data custodian's part: build, refresh, release held extracts
     # oversight
     VIEW_AUDIT_LOG = "view_audit_log"
     # safe people
@@ -62,22 +63,27 @@ class Permission(StrEnum):
     APPLY = "apply"
     REVIEW_APPLICATIONS = "review_applications"
     CHAIR_DAC = "chair_dac"
+    # safe outputs
+    REQUEST_OUTPUTS = "request_outputs"  # on projects they belong to (decided per object)
+    REVIEW_OUTPUTS = "review_outputs"  # never their own request or their own projects' (decided per object)
+    # charging
+    MANAGE_CHARGES = "manage_charges"  # invoices, payments, credit notes, budgets, the finance dashboard
 
 
 _EVERYONE: frozenset[Permission] = frozenset({Permission.USE_ACCOUNT, Permission.VIEW_PROJECTS})
 _DAC = _EVERYONE | {Permission.REVIEW_APPLICATIONS}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.RESEARCHER: _EVERYONE | {Permission.RECORD_ACCREDITATION, Permission.APPLY},
+    Role.RESEARCHER: _EVERYONE | {Permission.RECORD_ACCREDITATION, Permission.APPLY, Permission.REQUEST_OUTPUTS},
     Role.ACCREDITATION_OFFICER: _EVERYONE | {Permission.VERIFY_ACCREDITATION},
     Role.DAC_MEMBER: _DAC,
     Role.DAC_CHAIR: _DAC | {Permission.CHAIR_DAC},
     Role.LAY_MEMBER: _DAC,
-    Role.OUTPUT_CHECKER: _EVERYONE,
-    Role.FINANCE: _EVERYONE,
+    Role.OUTPUT_CHECKER: _EVERYONE | {Permission.REVIEW_OUTPUTS},
+    Role.FINANCE: _EVERYONE | {Permission.MANAGE_CHARGES},
     Role.ADMIN: _EVERYONE | {Permission.MANAGE_USERS, Permission.MANAGE_SECURITY_POLICY,
                              Permission.MANAGE_ORGANISATIONS, Permission.MANAGE_AGREEMENTS,
-                             Permission.MANAGE_PROJECTS},
+                             Permission.MANAGE_PROJECTS, Permission.RELEASE_EXTRACTS},
     Role.AUDITOR: _EVERYONE | {Permission.VIEW_AUDIT_LOG},
 }
 

@@ -12,6 +12,7 @@ import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import gateway.extracts.service
 import gateway.workspaces.service  # noqa: F401 - registers the outbox handler that stops servers
 from gateway import outbox
 from gateway.config import Settings

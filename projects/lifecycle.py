@@ -72,6 +72,9 @@ def create_project(session: Session, actor: User, application: Application, deci
     audit.record(session, actor, "project.created", "project", project.id,
                  {"reference": project.reference, "application": application.reference,
                   "end_date": project.end_date, "members": sorted(m.user.username for m in project.members)})
+    from gateway.extracts.service import request_build
+
+    request_build(session, project, "project approved", actor)
     return project
 
 
@@ -100,6 +103,10 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     audit.record(session, actor, "project.amended", "project", project.id,
                  {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
                   "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date})
+    if project.state == ProjectState.ACTIVE:
+        from gateway.extracts.service import request_build
+
+        request_build(session, project, f"amendment {amendment.reference} approved", actor)
     return project
 
 
@@ -115,6 +122,10 @@ def _move(session: Session, actor: User | str, project: Project, target: Project
         from gateway.workspaces.service import stop_project_workspaces
 
         stop_project_workspaces(session, project, f"project {target.value}: {reason}")
+    if target in (ProjectState.CLOSED, ProjectState.REVOKED):
+        # Closing destroys the pseudonym key (by the worker, which holds the key files).
+        outbox.enqueue(session, "extract.destroy_key", {"project_id": project.id},
+                       dedupe_key=f"destroy-key:{project.id}")
     for member in project.members:
         outbox.send_email(session, member.user.email, f"Project {project.reference} is now {target.value}",
                           f"{project.title}\n\n{reason}",

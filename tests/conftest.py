@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.app import create_app
-from gateway.config import LdapSettings, SecuritySettings, Settings
+from gateway.config import ExtractSettings, LdapSettings, SecuritySettings, Settings
 from gateway.db import unit_of_work
 from gateway.models import User
 from tests.support import databases
@@ -56,10 +56,21 @@ def database_url(backend: str, sqlite_template: databases.SqliteTemplate,
     return _database_url(backend, sqlite_template, postgres_db, tmp_path)
 
 
+@pytest.fixture(scope="session")
+def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic population, made once: real extract builds in tests take a fraction of a second."""
+    from gateway.extracts.synth import generate
+
+    target = tmp_path_factory.mktemp("source")
+    generate(400, 7, target)
+    return target
+
+
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, tmp_path: Path, synthetic_source: Path) -> Settings:
     return Settings(env="test", instance_dir=tmp_path / "instance", database_url=database_url,
-                    secret_key="test-secret-key", security=SecuritySettings(max_failed_logins=3))
+                    secret_key="test-secret-key", security=SecuritySettings(max_failed_logins=3),
+                    extracts=ExtractSettings(source_dir=synthetic_source))
 
 
 @pytest.fixture

@@ -485,3 +485,65 @@ class AcceptIn(Strict):
 def accept_agreement(body: AcceptIn) -> AgreementOut:
     run(agreements.accept, require_user(), body.version)
     return get_agreement()
+
+
+class ExtractVersionOut(BaseModel):
+    version: int
+    status: str
+    live: bool
+    rows: int
+    columns: int
+    opt_outs_removed: int
+    share_below_k: float
+    built_at: dt.datetime
+    released_at: dt.datetime | None
+    manifest: dict[str, Any]
+
+
+class ExtractsOut(BaseModel):
+    live_version: int | None
+    build_state: str | None
+    build_progress: float | None = Field(description="0 to 1 while a build runs")
+    versions: list[ExtractVersionOut]
+
+
+def _extracts_out(project: Project) -> ExtractsOut:
+    from gateway.extracts import service as extracts
+
+    live = extracts.live_version(settings(), project)
+    build = extracts.latest_build(db(), project)
+    return ExtractsOut(
+        live_version=live, build_state=build.state if build else None,
+        build_progress=(build.rows_done / build.rows_total) if build and build.rows_total else None,
+        versions=[ExtractVersionOut(version=v.version, status=v.status, live=v.version == live, rows=v.rows,
+                                    columns=v.columns, opt_outs_removed=v.opt_outs_removed,
+                                    share_below_k=v.share_below_k, built_at=v.built_at, released_at=v.released_at,
+                                    manifest=v.manifest) for v in extracts.versions(db(), project)])
+
+
+@api.operation("/projects/<int:project_id>/extracts", "GET", summary="The project's extract versions and build",
+               tag="extracts", permission=Permission.VIEW_PROJECTS, response=ExtractsOut)
+def list_extracts(project_id: int) -> ExtractsOut:
+    return _extracts_out(lifecycle.get_project(db(), require_user(), project_id))
+
+
+@api.operation("/projects/<int:project_id>/extracts", "POST", summary="Build a new extract version (custodian)",
+               tag="extracts", permission=Permission.RELEASE_EXTRACTS, response=ExtractsOut, status=202,
+               errors=(409,))
+def refresh_extract(project_id: int) -> ExtractsOut:
+    from gateway.extracts import service as extracts
+
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    run(extracts.refresh, require_user(), project)
+    return _extracts_out(project)
+
+
+@api.operation("/projects/<int:project_id>/extracts/<int:version>/release", "POST",
+               summary="Release a version held for the custodian (it becomes live)", tag="extracts",
+               permission=Permission.RELEASE_EXTRACTS, response=ExtractsOut, errors=(409,))
+def release_extract(project_id: int, version: int) -> ExtractsOut:
+    from gateway.extracts import service as extracts
+
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    run(extracts.release_held, settings(), require_user(), project, version)
+    return _extracts_out(project)

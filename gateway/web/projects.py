@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
 
 from gateway.errors import Conflict, InvalidTransition, ValidationError
+from gateway.extracts import service as extracts
 from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db, end_transaction, require_user, run, settings
@@ -45,6 +46,9 @@ def view(project_id: int) -> Any:
     decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
     sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
     return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,
+                           extract_versions=extracts.versions(db(), project),
+                           live_version=extracts.live_version(settings(), project),
+                           build=extracts.latest_build(db(), project),
                            workspace_open=bool(sessions), agreement=agreements.current(db()),
                            actions=lifecycle.available_actions(user, project),
                            amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),
@@ -85,6 +89,44 @@ def open_workspace(project_id: int) -> Any:
         flash(exc.message, "error")
         return redirect(url_for("projects.view", project_id=project_id))
     return redirect(login_url)
+
+
+@bp.post("/<int:project_id>/extracts")
+@requires(Permission.RELEASE_EXTRACTS)
+def refresh_extract(project_id: int) -> Any:
+    project = _load(project_id)
+    if EmptyForm().validate_on_submit():
+        try:
+            run(extracts.refresh, require_user(), project)
+        except Conflict as exc:
+            flash(exc.message, "error")
+        else:
+            flash("A new extract version is being built.", "success")
+    return redirect(url_for("projects.view", project_id=project.id))
+
+
+@bp.post("/<int:project_id>/extracts/<int:version>/release")
+@requires(Permission.RELEASE_EXTRACTS)
+def release_extract(project_id: int, version: int) -> Any:
+    project = _load(project_id)
+    if EmptyForm().validate_on_submit():
+        try:
+            run(extracts.release_held, settings(), require_user(), project, version)
+        except Conflict as exc:
+            flash(exc.message, "error")
+        else:
+            flash(f"Version {version} released: it is now the project's live extract.", "success")
+    return redirect(url_for("projects.view", project_id=project.id))
+
+
+@bp.get("/<int:project_id>/extracts/<int:version>/manifest.json")
+@requires(Permission.VIEW_PROJECTS)
+def extract_manifest(project_id: int, version: int) -> Any:
+    project = _load(project_id)
+    row = next((v for v in extracts.versions(db(), project) if v.version == version), None)
+    if row is None:
+        abort(404)
+    return jsonify(row.manifest)
 
 
 @bp.post("/<int:project_id>/amendments")

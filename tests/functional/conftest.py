@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app import create_app
-from gateway.config import LdapSettings, SecuritySettings, Settings
+from gateway.config import ExtractSettings, LdapSettings, SecuritySettings, Settings
 from tests.support.browser import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +26,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def live_settings(database_url: str, tmp_path: Path, ldap_settings: LdapSettings) -> Settings:
+def live_settings(database_url: str, tmp_path: Path, ldap_settings: LdapSettings, synthetic_source: Path) -> Settings:
     return Settings(env="test", instance_dir=tmp_path / "instance", database_url=database_url,
                     secret_key="browser-test-key", ldap=ldap_settings,
-                    security=SecuritySettings(max_failed_logins=3))
+                    security=SecuritySettings(max_failed_logins=3),
+                    extracts=ExtractSettings(source_dir=synthetic_source))
 
 
 @pytest.fixture

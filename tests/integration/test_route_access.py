@@ -162,6 +162,13 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     # workspaces: the route admits every signed-in user; the derived entitlement refuses all but the team
     ("projects.open_workspace", "POST"): ALL,
     ("api.open_workspace", "POST"): ALL,
+    # extracts: everyone who can see the project sees its versions; the custodian (admin) builds and releases
+    ("projects.refresh_extract", "POST"): frozenset({Role.ADMIN}),
+    ("projects.release_extract", "POST"): frozenset({Role.ADMIN}),
+    ("projects.extract_manifest", "GET"): ALL,
+    ("api.list_extracts", "GET"): ALL,
+    ("api.refresh_extract", "POST"): frozenset({Role.ADMIN}),
+    ("api.release_extract", "POST"): frozenset({Role.ADMIN}),
 }
 
 # API routes where an admitted role may still be refused by the derived entitlement (403 not_entitled).
@@ -171,7 +178,7 @@ ENTITLEMENT_DEPENDENT = {"api.open_workspace"}
 # checks access here; the state rules have their own tests.
 STATE_DEPENDENT = {
     "api.patch_application", "api.put_variables", "api.add_member", "api.remove_member", "api.submit_application",
-    "api.post_review", "api.post_decision", "api.reinstate_project", "api.close_project",
+    "api.post_review", "api.post_decision", "api.reinstate_project", "api.close_project", "api.release_extract",
 }
 
 # Valid bodies, so that an allowed role gets a real success rather than a 422.
@@ -303,7 +310,10 @@ class Walker:
         from tests.support import factories as f
 
         if not hasattr(self, "_project_id"):
+            from gateway.extracts.service import run_queued_builds
+
             self._project_id = f.approved_project(self.factory, title="Walk project")
+            run_queued_builds(self.app.extensions["sde_settings"], self.factory)  # version 1 exists
         return self._project_id
 
     def url(self, endpoint: str, username: str | None) -> str:
@@ -322,6 +332,8 @@ class Walker:
                 values[arg] = self.sample_application_id()
             elif arg == "project_id":
                 values[arg] = self.sample_project_id()
+            elif arg == "version":
+                values[arg] = 1
             elif arg == "action":
                 values[arg] = "suspend"
             elif arg == "name":

@@ -1,0 +1,126 @@
+"""Extracts inside the gateway: approval queues a build, the worker builds it, custodians release held
+versions, a failed build changes nothing, and closing a project destroys its key."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import audit
+from gateway.config import Settings
+from gateway.db import unit_of_work
+from gateway.errors import Conflict, PermissionDenied
+from gateway.extracts import service
+from gateway.extracts.models import ExtractBuild, ExtractVersion, ProjectKey
+from gateway.worker import run_once
+from gateway.workspaces.entitlement import current_extract, workspace_id
+from projects import lifecycle
+from projects.models import Project
+from tests.support import factories as f
+
+
+@pytest.fixture
+def project_id(session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> int:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    return f.approved_project(session_factory)
+
+
+def test_approval_queues_a_build_that_the_worker_runs(settings: Settings, session_factory: sessionmaker[Session],
+                                                      project_id: int) -> None:
+    with session_factory() as s:
+        build = s.scalar(select(ExtractBuild).where(ExtractBuild.project_id == project_id))
+        assert build is not None and build.state == "queued" and build.reason == "project approved"
+    run_once(settings, session_factory)
+    with session_factory() as s:
+        build = s.scalar(select(ExtractBuild).where(ExtractBuild.project_id == project_id))
+        version = s.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project_id))
+        project = s.get(Project, project_id)
+        assert build.state == "done" and build.rows_done == build.rows_total > 0
+        assert version is not None and version.version == 1 and version.rows > 0
+        manifest = version.manifest
+        assert manifest["project_id"] == workspace_id(project)
+        # only the approved variables, with the patient identifier replaced by the project pseudonym
+        patients = manifest["tables"][0] if manifest["tables"][0]["dataset"] == "patients" else next(
+            t for t in manifest["tables"] if t["dataset"] == "patients")
+        assert {c["name"] for c in patients["columns"]} == {"pseudo_id", "sex", "imd_decile"}
+        key = s.get(ProjectKey, project_id)
+        assert key is not None and key.fingerprint == manifest["key_fingerprint"]
+        assert {e.action for e in audit.search(s, audit.AuditFilter(object_type="project"))} >= {
+            "extract.build_requested", "extract.key_created", "extract.built"}
+        assert audit.verify(s).ok
+
+
+def test_custodian_releases_a_held_version_and_others_cannot(settings: Settings,
+                                                             session_factory: sessionmaker[Session],
+                                                             project_id: int) -> None:
+    settings.extracts.k = 1000  # every class is smaller: the version is held
+    service.run_queued_builds(settings, session_factory)
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        version = s.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project_id))
+        assert version.status == "held_for_custodian"
+        assert current_extract(settings.extracts_root, project) is None  # not live: workspaces cannot open
+        with pytest.raises(PermissionDenied):
+            service.release_held(s, settings, f.user(s, "researcher"), project, 1)
+        service.release_held(s, settings, f.user(s, "admin"), project, 1)
+    with session_factory() as s:
+        project = s.get(Project, project_id)
+        assert current_extract(settings.extracts_root, project).name == "v1"
+        with pytest.raises(Conflict):
+            service.release_held(s, settings, f.user(s, "admin"), project, 1)
+
+
+def test_a_failed_refresh_leaves_the_live_version(settings: Settings, session_factory: sessionmaker[Session],
+                                                  project_id: int, tmp_path) -> None:
+    service.run_queued_builds(settings, session_factory)
+    with unit_of_work(session_factory) as s:
+        project, admin = s.get(Project, project_id), f.user(s, "admin")
+        if current_extract(settings.extracts_root, project) is None:  # held on this small population
+            service.release_held(s, settings, admin, project, 1)
+        service.refresh(s, admin, project)
+    settings.extracts.source_dir = tmp_path / "missing"
+    assert service.run_queued_builds(settings, session_factory) == []
+    with session_factory() as s:
+        project = s.get(Project, project_id)
+        latest = service.latest_build(s, project)
+        assert latest.state == "failed" and latest.error
+        assert current_extract(settings.extracts_root, project).name == "v1"
+        assert [v.version for v in service.versions(s, project)] == [1]
+
+
+def test_closing_destroys_the_key_and_no_build_can_follow(settings: Settings,
+                                                          session_factory: sessionmaker[Session],
+                                                          project_id: int) -> None:
+    service.run_queued_builds(settings, session_factory)
+    with session_factory() as s:
+        key_file = service.key_path(settings, s.get(Project, project_id))
+    assert key_file.exists() and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    with unit_of_work(session_factory) as s:
+        lifecycle.close(s, f.user(s, "researcher"), s.get(Project, project_id), "Study finished")
+    run_once(settings, session_factory)
+    assert not key_file.exists()
+    with unit_of_work(session_factory) as s:
+        assert s.get(ProjectKey, project_id).destroyed_at is not None
+        with pytest.raises(Conflict, match="destroyed"):
+            service.project_key(s, settings, s.get(Project, project_id))
+
+
+def test_extract_files_are_read_only_and_carry_no_nhs_number(settings: Settings,
+                                                             session_factory: sessionmaker[Session],
+                                                             project_id: int) -> None:
+    service.run_queued_builds(settings, session_factory)
+    with session_factory() as s:
+        live = service.versions(s, s.get(Project, project_id))[0]
+        folder = settings.extracts_root / live.manifest["project_id"] / f"v{live.version}"
+    source_numbers = set(pq.read_table(settings.source_dir / "patients.parquet", columns=["nhs_number"])
+                         .column("nhs_number").to_pylist())
+    for path in folder.glob("*.parquet"):
+        assert path.stat().st_mode & 0o222 == 0
+        table = pq.read_table(path)
+        assert "nhs_number" not in table.column_names
+        for column in table.column_names:
+            values = {str(v) for v in table.column(column).to_pylist()}
+            assert not values & source_numbers
