@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -138,14 +139,19 @@ def current_app_view(endpoint: str) -> Any:
     return current_app.view_functions.get(endpoint)
 
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-       "base-uri 'none'; object-src 'none'")
+def content_security_policy(hub_url: str) -> str:
+    """No inline script or style anywhere; forms may post here, or hand over (redirect) to the workspace hub."""
+    parts = urlsplit(hub_url)
+    hub_origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+            f"connect-src 'self'; frame-ancestors 'none'; form-action 'self' {hub_origin}".rstrip()
+            + "; base-uri 'none'; object-src 'none'")
 
 
 def _security_headers(response: Response) -> Response:
     from flask import current_app
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Content-Security-Policy", content_security_policy(
+        current_app.extensions["sde_settings"].workspaces.hub_url))
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"
@@ -207,12 +213,15 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Applications", "applications.index", Permission.VIEW_PROJECTS),
     ("Projects", "projects.index", Permission.VIEW_PROJECTS),
     ("Data catalogue", "catalogue.index", Permission.USE_ACCOUNT),
+    ("Outputs", "outputs.index", Permission.REQUEST_OUTPUTS),
+    ("Output checking", "outputs.queue", Permission.REVIEW_OUTPUTS),
     ("Users", "admin.users", Permission.MANAGE_USERS),
     ("Organisations", "organisations.index", Permission.MANAGE_ORGANISATIONS),
     ("Accreditation", "accreditation.index", Permission.RECORD_ACCREDITATION),
     ("Accreditation queue", "accreditation.queue", Permission.VERIFY_ACCREDITATION),
     ("Security policy", "admin.security_policy", Permission.MANAGE_SECURITY_POLICY),
     ("Audit log", "audit.events", Permission.VIEW_AUDIT_LOG),
+    ("Finance", "charging.dashboard", Permission.MANAGE_CHARGES),
     ("Your account", "account.index", Permission.USE_ACCOUNT),
 ]
 
