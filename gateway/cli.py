@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from sqlalchemy import inspect
 from gateway import audit
 from gateway.charging import cli as charging_cli
 from gateway.cli_people import accreditation
-from gateway.config import REPO_ROOT, load_settings
+from gateway.config import REPO_ROOT, Settings, load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.errors import DomainError
 
@@ -86,8 +88,55 @@ def demo(seed_only: bool, host: str, port: int) -> None:
     click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
     if seed_only:
         return
+    children = _start_demo_services(settings)
     click.echo(f"Serving on http://{host}:{port}")
-    _serve(host, port)
+    try:
+        _serve(host, port)
+    finally:
+        for child in children:
+            _stop_child(child)
+
+
+def _start_demo_services(settings: Settings) -> list[subprocess.Popen[bytes]]:
+    """The hub (when this machine can run workspaces) and the worker, as children of the demo."""
+    from gateway.workspaces import hub_process
+
+    children = []
+    problems = hub_process.missing()
+    if problems:
+        click.echo("Workspaces are off in this demo: " + "; ".join(problems) + ".", err=True)
+    else:
+        children.append(hub_process.start(settings))
+        click.echo(f"Workspace hub starting at {settings.workspaces.hub_url} "
+                   f"(log: {settings.hub_state_dir / 'hub.log'})")
+    log = (settings.instance_dir / "worker.log").open("ab")
+    children.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker", "--interval", "10"],
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    click.echo(f"Worker running (log: {settings.instance_dir / 'worker.log'})")
+    return children
+
+
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+@main.command("hub")
+def hub_command() -> None:
+    """Run the workspace JupyterHub in the foreground, configured from the gateway's settings."""
+    from gateway.workspaces import hub_process
+
+    settings = load_settings()
+    problems = hub_process.missing()
+    if problems:
+        _fail("the hub cannot run here: " + "; ".join(problems))
+    hub_process.prepare_folders(settings)
+    os.chdir(settings.hub_state_dir)
+    os.execvpe(hub_process.hub_command()[0], hub_process.hub_command(), hub_process.hub_environment(settings))  # noqa: S606 - fixed argv, no shell
 
 
 def _serve(host: str, port: int) -> None:
