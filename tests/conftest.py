@@ -194,3 +194,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"STRICT: {len(skipped)} tests were skipped; a missing install step? "
                                 + " | ".join(reasons), red=True)
         session.exitstatus = 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop on the main thread while the browser is
+    open, which would break later tests that run their own (kernel clients, KubeSpawner)."""
+    items.sort(key=lambda item: "tests/functional/" in str(item.path).replace("\\", "/"))

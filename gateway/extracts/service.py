@@ -52,9 +52,12 @@ def project_key(session: Session, settings: Settings, project: Project) -> bytes
         return path.read_bytes()
     key = new_project_key()
     settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # A file without a record is an orphan (from a database that was replaced): never reuse it.
+    temporary = path.with_suffix(".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(key)
+    os.replace(temporary, path)
     session.add(ProjectKey(project_id=project.id, fingerprint=key_fingerprint(key)))
     session.flush()
     audit.record(session, "system", "extract.key_created", "project", project.id,

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.app import create_app
 from gateway.config import ExtractSettings, LdapSettings, SecuritySettings, Settings
@@ -40,6 +41,20 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
     yield server
     server.stop()
     app.extensions["sde_engine"].dispose()
+
+
+@pytest.fixture
+def seeded(live_settings: Settings) -> sessionmaker[Session]:
+    """The demo accounts and the default data access agreement, made through the real services."""
+    from gateway import demo
+    from gateway.db import unit_of_work
+    from projects import agreements
+
+    factory = create_app(live_settings).extensions["sde_sessionmaker"]
+    with unit_of_work(factory) as s:
+        demo.seed_users(s, "test")
+        agreements.ensure_default(s, "test")
+    return factory
 
 
 def screenshot(page, name: str) -> None:

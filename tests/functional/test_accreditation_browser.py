@@ -9,10 +9,6 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import demo
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.db import unit_of_work
 from projects.accreditation import long_date
 from projects.accreditation_rules import today
 from projects.demo_people import demo_certificate_pdf
@@ -21,15 +17,6 @@ from tests.functional.test_sign_in_browser import sign_in
 from tests.support.browser import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
-
-
-@pytest.fixture
-def seeded(live_settings: Settings) -> sessionmaker[Session]:
-    app = create_app(live_settings)
-    factory = app.extensions["sde_sessionmaker"]
-    with unit_of_work(factory) as s:
-        demo.seed_users(s, "test")
-    return factory
 
 
 def sign_out(page: Page) -> None:

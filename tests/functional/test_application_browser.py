@@ -10,11 +10,6 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import demo
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.db import unit_of_work
-from projects import agreements
 from projects.accreditation_rules import today
 from projects.demo_people import demo_certificate_pdf
 from tests.functional.conftest import screenshot
@@ -23,15 +18,6 @@ from tests.functional.test_sign_in_browser import sign_in
 from tests.support.browser import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
-
-
-@pytest.fixture
-def seeded(live_settings: Settings) -> sessionmaker[Session]:
-    factory = create_app(live_settings).extensions["sde_sessionmaker"]
-    with unit_of_work(factory) as s:
-        demo.seed_users(s, "test")
-        agreements.ensure_default(s, "test")
-    return factory
 
 
 def as_user(page: Page, server: LiveServer, username: str) -> None:

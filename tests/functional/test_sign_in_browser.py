@@ -9,23 +9,10 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import demo
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.db import unit_of_work
 from tests.functional.conftest import screenshot
 from tests.support.browser import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
-
-
-@pytest.fixture
-def seeded(live_settings: Settings) -> sessionmaker[Session]:
-    app = create_app(live_settings)
-    factory = app.extensions["sde_sessionmaker"]
-    with unit_of_work(factory) as s:
-        demo.seed_users(s, "test")
-    return factory
 
 
 def sign_in(page: Page, server: LiveServer, username: str, password: str) -> None:

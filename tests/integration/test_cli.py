@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 
@@ -9,7 +12,10 @@ from gateway.cli import main
 
 
 def run(url: str, *args: str, env: dict[str, str] | None = None, input: str | None = None):
-    return CliRunner().invoke(main, list(args), env={"SDE_DATABASE_URL": url, **(env or {})}, input=input)
+    """Invoke `sde` against this database, with an instance folder of the test's own (keys, source data)."""
+    instance = Path(tempfile.mkdtemp(prefix="sde-cli-"))
+    return CliRunner().invoke(main, list(args), input=input, env={
+        "SDE_DATABASE_URL": url, "SDE_INSTANCE_DIR": str(instance), **(env or {})})
 
 
 def test_init_creates_every_table_and_is_idempotent(tmp_path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from gateway.migrate import upgrade
 
@@ -53,7 +54,8 @@ class PostgresDatabase:
         admin.dispose()
         self.url = make_url(server_url).set(database=self.name).render_as_string(hide_password=False)
         upgrade(self.url)
-        self.engine = create_engine(self.url)
+        # No pool: reset() ends every other connection to this database, idle pooled ones included.
+        self.engine = create_engine(self.url, poolclass=NullPool)
 
     def reset(self) -> str:
         with self.engine.begin() as conn:
