@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gateway.charging.models
+import gateway.extracts.models
 import gateway.models
 import gateway.outbox
+import gateway.outputs.models
 import gateway.workspaces.models  # noqa: F401
 import projects.models  # noqa: F401
 from gateway.db import Base

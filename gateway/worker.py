@@ -13,6 +13,8 @@ import time
 from sqlalchemy.orm import Session, sessionmaker
 
 import gateway.extracts.service
+import gateway.outputs.checks  # registers the automatic output checks
+import gateway.outputs.release  # registers the release of approved outputs
 import gateway.workspaces.service  # noqa: F401 - registers the outbox handler that stops servers
 from gateway import outbox
 from gateway.config import Settings

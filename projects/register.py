@@ -10,7 +10,8 @@ from projects.models import Application, Decision, Organisation, Project
 
 COLUMNS = ["Project ID", "Project Title", "Organisation Name", "Organisation Sector", "Lay Summary",
            "Public Benefit Statement", "Dataset Name(s)", "Legal Basis", "National Data Opt-Out Applied",
-           "Project Start Date", "Project End Date", "Latest Approval Date", "Status", "Commercial", "Charges"]
+           "Project Start Date", "Project End Date", "Latest Approval Date", "Status", "Commercial", "Charges",
+           "Released Outputs"]
 
 SECTORS = {"nhs": "NHS", "academic": "Academic", "charity": "Charity / non-profit",
            "public_sector": "Public sector", "commercial": "Commercial"}
@@ -28,6 +29,14 @@ def rows(session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
             .where(Decision.outcome == "approved", Application.project_id.is_not(None))
             .group_by(Application.project_id)):
         amendment_latest[project_id] = decided
+    from gateway.charging.invoices import charged_by_project
+    from gateway.charging.money import format_money
+
+    charges = charged_by_project(session)
+    from gateway.outputs.models import OutputRequest
+
+    released = dict(session.execute(select(OutputRequest.project_id, func.count(OutputRequest.id))
+                                    .where(OutputRequest.state == "released").group_by(OutputRequest.project_id)).all())
     out = []
     for project in session.scalars(select(Project).order_by(Project.reference)):
         organisation: Organisation | None = project.organisation
@@ -48,6 +57,7 @@ def rows(session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
             "Latest Approval Date": max(approvals).date().isoformat() if approvals else "",  # type: ignore[attr-defined]
             "Status": project.state.capitalize(),
             "Commercial": "Yes" if project.commercial_involvement else "No",
-            "Charges": "",  # filled in by charging
+            "Charges": format_money(charges.get(project.id, 0)),  # issued invoices minus credit notes
+            "Released Outputs": str(released.get(project.id, 0)),
         })
     return out

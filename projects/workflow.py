@@ -111,4 +111,9 @@ def workflows_markdown() -> str:
     parts += ["", "## Projects", "", "```mermaid", mermaid(PROJECT_TRANSITIONS, ProjectState.ACTIVE), "```", "",
               "| State | Who acts |", "| --- | --- |"]
     parts += [f"| {state.value} | {owner} |" for state, owner in PROJECT_OWNERS.items()]
+    from gateway.outputs.workflow import OUTPUT_OWNERS, OUTPUT_TRANSITIONS, OutputState
+
+    parts += ["", "## Output requests", "", "```mermaid", mermaid(OUTPUT_TRANSITIONS, OutputState.PENDING), "```",
+              "", "| State | Who acts |", "| --- | --- |"]
+    parts += [f"| {state.value} | {owner} |" for state, owner in OUTPUT_OWNERS.items()]
     return "\n".join(parts) + "\n"

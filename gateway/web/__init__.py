@@ -21,6 +21,8 @@ PAGE_MODULES = (
     "gateway.web.register",
     "gateway.web.catalogue",
     "gateway.web.agreements",
+    "gateway.web.outputs",
+    "gateway.web.charging",
 )
 
 

@@ -157,11 +157,75 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("api.get_agreement", "GET"): ALL,
     ("api.publish_agreement", "POST"): frozenset({Role.ADMIN}),
     ("api.get_register", "GET"): PUBLIC,
+    # charging. The sample invoice is the sample project's, issued; finance does everything, the project's
+    # team (its lead is `researcher`) sees what was issued to it.
+    ("charging.tariff", "GET"): PUBLIC,
+    ("charging.dashboard", "GET"): frozenset({Role.FINANCE}),
+    ("charging.run_invoices", "POST"): frozenset({Role.FINANCE}),
+    ("charging.invoice_list", "GET"): frozenset({Role.FINANCE}),
+    ("charging.invoice", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("charging.invoice_as_pdf", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("charging.invoice_as_csv", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("charging.issue", "POST"): frozenset({Role.FINANCE}),
+    ("charging.pay", "POST"): frozenset({Role.FINANCE}),
+    ("charging.void", "POST"): frozenset({Role.FINANCE}),
+    ("charging.credit", "POST"): frozenset({Role.FINANCE}),
+    ("charging.add_line", "POST"): frozenset({Role.FINANCE}),
+    ("charging.budgets_page", "GET"): frozenset({Role.FINANCE}),
+    ("charging.set_budget", "POST"): frozenset({Role.FINANCE}),
+    ("charging.statement", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("charging.application_quote", "GET"): DAC | {Role.RESEARCHER, Role.ADMIN},
+    ("api.get_tariff", "GET"): PUBLIC,
+    ("api.get_application_quote", "GET"): DAC | {Role.RESEARCHER, Role.ADMIN},
+    ("api.get_statement", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("api.get_budget", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("api.put_budget", "PUT"): frozenset({Role.FINANCE}),
+    ("api.list_invoices", "GET"): frozenset({Role.FINANCE}),
+    ("api.run_invoices", "POST"): frozenset({Role.FINANCE}),
+    ("api.get_invoice", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("api.get_invoice_pdf", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("api.get_invoice_csv", "GET"): frozenset({Role.RESEARCHER, Role.FINANCE}),
+    ("api.add_invoice_line", "POST"): frozenset({Role.FINANCE}),
+    ("api.issue_invoice", "POST"): frozenset({Role.FINANCE}),
+    ("api.pay_invoice", "POST"): frozenset({Role.FINANCE}),
+    ("api.void_invoice", "POST"): frozenset({Role.FINANCE}),
+    ("api.credit_invoice", "POST"): frozenset({Role.FINANCE}),
     ("agreements.accept", "POST"): ALL,
     ("api.accept_agreement", "POST"): ALL,
     # workspaces: the route admits every signed-in user; the derived entitlement refuses all but the team
     ("projects.open_workspace", "POST"): ALL,
     ("api.open_workspace", "POST"): ALL,
+    # safe outputs. The sample request is `researcher`'s (pending) on the walk project: its members and output
+    # checkers may see it; the author edits it; checkers review it (a pending request refuses votes: 409).
+    ("outputs.index", "GET"): ALL,
+    ("outputs.queue", "GET"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.new", "GET"): frozenset({Role.RESEARCHER}),
+    ("outputs.new", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.view", "GET"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
+    ("outputs.save_group", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.add_file", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.update_file", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.remove_file", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.submit", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.withdraw", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.vote", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.comment", "POST"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
+    ("outputs.submit_review", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.decide", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.preview", "GET"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.package", "GET"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
+    ("api.list_output_requests", "GET"): ALL,
+    ("api.output_queue", "GET"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.create_output_request", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.get_output_request", "GET"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
+    ("api.add_output_group", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.add_output_file", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.submit_output_request", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.withdraw_output_request", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.vote_output_file", "PUT"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.submit_output_review", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.decide_output_request", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.get_output_package", "GET"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
     # extracts: everyone who can see the project sees its versions; the custodian (admin) builds and releases
     ("projects.refresh_extract", "POST"): frozenset({Role.ADMIN}),
     ("projects.release_extract", "POST"): frozenset({Role.ADMIN}),
@@ -180,6 +244,11 @@ STATE_DEPENDENT = {
     "api.patch_application", "api.put_variables", "api.add_member", "api.remove_member", "api.submit_application",
     "api.post_review", "api.post_decision", "api.reinstate_project", "api.close_project", "api.release_extract",
 }
+
+STATE_DEPENDENT |= {"api.issue_invoice", "api.add_invoice_line"}  # the sample invoice is already issued
+# the sample output request is pending: votes, reviews, decisions and the package are refused (409)
+STATE_DEPENDENT |= {"api.vote_output_file", "api.submit_output_review", "api.decide_output_request",
+                    "api.get_output_package"}
 
 # Valid bodies, so that an allowed role gets a real success rather than a 422.
 JSON_BODIES: dict[str, Any] = {
@@ -205,7 +274,20 @@ JSON_BODIES: dict[str, Any] = {
     "api.revoke_project": {"reason": "walk"},
     "api.close_project": {"reason": "walk"},
     "api.publish_agreement": {"text": "A newer agreement for the route walk, long enough."},
+    "api.put_budget": {"cap_pence": 5000000, "reason": "walk"},
+    "api.run_invoices": lambda w: {"month": w.last_month()},
+    "api.add_invoice_line": {"description": "walk", "quantity": 1, "unit_pence": 100},
+    "api.pay_invoice": {"reference": "walk"},
+    "api.void_invoice": {"reason": "walk"},
+    "api.credit_invoice": {"net_pence": 100, "reason": "walk"},
     "api.accept_agreement": {"version": 1},
+}
+JSON_BODIES |= {
+    "api.create_output_request": {"title": "Walk outputs {n}"},
+    "api.add_output_group": {"name": "Walk group {n}", "context": "what", "controls": "how"},
+    "api.add_output_file": lambda w: {"path": "second.csv", "group_id": w.sample_output()[2]},
+    "api.vote_output_file": {"vote": "approve"},
+    "api.decide_output_request": {"outcome": "approve"},
 }
 
 
@@ -316,6 +398,46 @@ class Walker:
             run_queued_builds(self.app.extensions["sde_settings"], self.factory)  # version 1 exists
         return self._project_id
 
+    def last_month(self) -> str:
+        import datetime as dt
+
+        from gateway.charging.invoices import previous_month
+
+        return previous_month(dt.datetime.now(dt.UTC).date())
+
+    def sample_invoice_id(self) -> int:
+        """The sample project's invoice for this month's fees, issued by finance."""
+        if not hasattr(self, "_invoice_id"):
+            import datetime as dt
+
+            from gateway.charging import invoices
+            from gateway.charging.metering import period_of
+            from tests.support import factories as f
+
+            self.sample_project_id()
+            now = dt.datetime.now(dt.UTC).date()
+            with unit_of_work(self.factory) as s:
+                finance = f.user(s, "finance")
+                result = invoices.run_month(s, finance, period_of(now), now.replace(day=1) + dt.timedelta(days=32))
+                invoices.issue(s, finance, result.created[0], now)
+                self._invoice_id = result.created[0].id
+        return self._invoice_id
+
+    def sample_output(self) -> tuple[int, int, int]:
+        """`researcher`'s pending output request on the walk project: (request, its file, its group)."""
+        if not hasattr(self, "_output"):
+            from tests.integration.test_outputs import sample_request
+
+            request_id, file_id = sample_request(self.factory, self.app.extensions["sde_settings"],
+                                                 self.sample_project_id())
+            with self.factory() as s:
+                from gateway.outputs.models import OutputRequest
+
+                request = s.get(OutputRequest, request_id)
+                assert request is not None
+                self._output = (request_id, file_id, request.groups[0].id)
+        return self._output
+
     def url(self, endpoint: str, username: str | None) -> str:
         rule = next(r for r in self.app.url_map.iter_rules() if r.endpoint == endpoint)
         values: dict[str, Any] = {}
@@ -332,8 +454,14 @@ class Walker:
                 values[arg] = self.sample_application_id()
             elif arg == "project_id":
                 values[arg] = self.sample_project_id()
+            elif arg == "invoice_id":
+                values[arg] = self.sample_invoice_id()
             elif arg == "version":
                 values[arg] = 1
+            elif arg == "request_id":
+                values[arg] = self.sample_output()[0]
+            elif arg == "file_id":
+                values[arg] = self.sample_output()[1]
             elif arg == "action":
                 values[arg] = "suspend"
             elif arg == "name":

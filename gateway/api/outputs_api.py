@@ -1,0 +1,190 @@
+"""API operations for output requests: the researcher's requests and the output checkers' review."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.models import User
+from gateway.outputs import service
+from gateway.outputs.models import OutputRequest
+from gateway.permissions import Permission
+from gateway.web.context import db, require_user, run, settings
+from gateway.web.outputs import package_response
+from projects import lifecycle
+
+from .base import api
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OutputFileOut(BaseModel):
+    id: int
+    path: str
+    kind: str
+    group: str
+    version: int
+    sha256: str
+    size: int
+    check_status: str
+
+
+class OutputGroupOut(BaseModel):
+    id: int
+    name: str
+    context: str
+    controls: str
+
+
+class OutputRequestOut(BaseModel):
+    id: int
+    project: str
+    author: str
+    title: str
+    state: str
+    round: int
+    submitted_at: dt.datetime | None
+    released_at: dt.datetime | None
+    package_sha256: str | None
+    groups: list[OutputGroupOut]
+    files: list[OutputFileOut]
+    submission_problems: list[str]
+
+    @classmethod
+    def of(cls, r: OutputRequest, user: User) -> OutputRequestOut:
+        return cls(id=r.id, project=r.project.reference, author=r.author.username, title=r.title, state=r.state,
+                   round=r.round, submitted_at=r.submitted_at, released_at=r.released_at,
+                   package_sha256=r.package_sha256,
+                   groups=[OutputGroupOut(id=g.id, name=g.name, context=g.context, controls=g.controls)
+                           for g in r.groups],
+                   files=[OutputFileOut(id=f.id, path=f.path, kind=f.kind, group=f.group.name, version=f.version,
+                                        sha256=f.sha256, size=f.size, check_status=f.check_status) for f in r.files],
+                   submission_problems=service.submission_problems(r) if r.author_id == user.id else [])
+
+
+class OutputRequestCreate(Strict):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class GroupIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    context: str = Field(default="", max_length=10000, description="What it shows, the population, the variables")
+    controls: str = Field(default="", max_length=10000, description="The disclosure controls applied")
+
+
+class FileIn(Strict):
+    path: str = Field(min_length=1, max_length=300, description="Path inside your workspace's outputs/ folder")
+    group_id: int
+    kind: Literal["output", "supporting"] = "output"
+
+
+class VoteIn(Strict):
+    vote: Literal["approve", "changes_requested"]
+
+
+class DecisionIn(Strict):
+    outcome: Literal["approve", "return", "reject"]
+    comment: str = Field(default="", max_length=10000, description="Public; needed to return or reject")
+
+
+def _load(request_id: int) -> OutputRequest:
+    return service.get_request(db(), require_user(), request_id)
+
+
+def _out(r: OutputRequest) -> OutputRequestOut:
+    return OutputRequestOut.of(r, require_user())
+
+
+@api.operation("/output-requests", "GET", summary="Output requests of your projects", tag="outputs",
+               permission=Permission.VIEW_PROJECTS, response=OutputRequestOut, response_is_list=True)
+def list_output_requests() -> list[OutputRequestOut]:
+    return [_out(r) for r in service.requests_for(db(), require_user())]
+
+
+@api.operation("/output-requests/queue", "GET", summary="The output checker's queue", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, response=OutputRequestOut, response_is_list=True)
+def output_queue() -> list[OutputRequestOut]:
+    return [_out(r) for r in service.queue(db(), require_user())]
+
+
+@api.operation("/projects/<int:project_id>/output-requests", "POST", summary="Start an output request",
+               tag="outputs", permission=Permission.REQUEST_OUTPUTS, body=OutputRequestCreate,
+               response=OutputRequestOut, status=201, errors=(409,))
+def create_output_request(project_id: int, body: OutputRequestCreate) -> OutputRequestOut:
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    return _out(run(service.create_request, require_user(), project, body.title))
+
+
+@api.operation("/output-requests/<int:request_id>", "GET", summary="One output request", tag="outputs",
+               permission=Permission.VIEW_PROJECTS, response=OutputRequestOut)
+def get_output_request(request_id: int) -> OutputRequestOut:
+    return _out(_load(request_id))
+
+
+@api.operation("/output-requests/<int:request_id>/groups", "POST", summary="Add a group with its context and controls",
+               tag="outputs", permission=Permission.REQUEST_OUTPUTS, body=GroupIn, response=OutputRequestOut,
+               errors=(409,))
+def add_output_group(request_id: int, body: GroupIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.save_group, require_user(), item, body.name, body.context, body.controls)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/files", "POST",
+               summary="Add a file from your outputs/ folder (a copy is taken)", tag="outputs",
+               permission=Permission.REQUEST_OUTPUTS, body=FileIn, response=OutputRequestOut, errors=(409,))
+def add_output_file(request_id: int, body: FileIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.add_file, require_user(), item, settings(), body.path, body.group_id, body.kind)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/submit", "POST", summary="Submit (or resubmit) for checking",
+               tag="outputs", permission=Permission.REQUEST_OUTPUTS, response=OutputRequestOut, errors=(409,))
+def submit_output_request(request_id: int) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.submit, require_user(), item)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/withdraw", "POST", summary="Withdraw (the author only)",
+               tag="outputs", permission=Permission.REQUEST_OUTPUTS, response=OutputRequestOut, errors=(409,))
+def withdraw_output_request(request_id: int) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.withdraw, require_user(), item)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/files/<int:file_id>/vote", "PUT",
+               summary="Your vote on one file (blinded until both reviews are in)", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, body=VoteIn, errors=(409,))
+def vote_output_file(request_id: int, file_id: int, body: VoteIn) -> None:
+    item = _load(request_id)
+    run(service.vote, require_user(), item, service.get_file(item, file_id), body.vote)
+
+
+@api.operation("/output-requests/<int:request_id>/reviews", "POST", summary="Submit your review of this round",
+               tag="outputs", permission=Permission.REVIEW_OUTPUTS, response=OutputRequestOut, errors=(409,))
+def submit_output_review(request_id: int) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.submit_review, require_user(), item)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/decision", "POST",
+               summary="Approve, return or reject after two reviews", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, body=DecisionIn, response=OutputRequestOut, errors=(409,))
+def decide_output_request(request_id: int, body: DecisionIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.decide, require_user(), item, body.outcome, body.comment)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/package", "GET", summary="Download the released package (zip)",
+               tag="outputs", permission=Permission.VIEW_PROJECTS, produces=("application/zip",), errors=(409,))
+def get_output_package(request_id: int) -> object:
+    return package_response(_load(request_id), require_user())

@@ -1,0 +1,280 @@
+"""Automatic checks, run by the worker after each submission (outbox kind ``outputs.check``).
+
+A table saved with a disclosure-control record is recomputed: the recorded query is run again on the
+project's extract with the gateway's rules and the recorded mitigation, the result is compared cell by cell
+with the submitted CSV (a difference means the file was edited by hand or made elsewhere: it fails), the
+rules are applied to every cell, and the differencing check compares it with everything already released
+for the project. Any other file gets heuristic checks (small counts, unrounded counts, minima and maxima)
+and is marked for manual review. Every verdict is kept per cell, in CSV coordinates, for the checker's view.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from disclosure_control import DEFAULT_CONFIG, Output, Record, SDCConfig, check_differencing, crosstab, pivot_table
+from gateway import audit, outbox
+from gateway.db import unit_of_work, utcnow
+from gateway.outputs import files as intake
+from gateway.outputs.models import OutputFile, OutputRequest
+from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
+
+log = logging.getLogger(__name__)
+
+ORDER = {"pass": 0, "review": 1, "fail": 2}
+RECOMPUTABLE = {"crosstab", "pivot_table"}
+EXTREME_LABEL = re.compile(r"^(min|max|minimum|maximum)$", re.IGNORECASE)
+
+
+class CannotRecompute(Exception):
+    """The record cannot be re-run here; the message says why (the file then goes to manual review)."""
+
+
+def worst(*statuses: str) -> str:
+    return max(statuses, key=lambda s: ORDER[s], default="pass")
+
+
+def csv_grid(data: bytes | str) -> list[list[str]]:
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    return list(csv.reader(io.StringIO(text)))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _same(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    x, y = _number(a), _number(b)
+    if x is None or y is None:
+        empty = {"", "nan", "NaN"}
+        return a.strip() in empty and b.strip() in empty
+    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+
+
+# --- recomputation ------------------------------------------------------------------------------------------
+
+def load_dataset(extract: Path | None, dataset: str | None) -> pd.DataFrame:
+    if extract is None:
+        raise CannotRecompute("the project has no current extract to recompute from")
+    if not dataset:
+        raise CannotRecompute("the record does not name the dataset it was computed from (pass dataset=...)")
+    manifest = json.loads((extract / "manifest.json").read_text(encoding="utf-8"))
+    table = next((t for t in manifest.get("tables", []) if t.get("dataset") == dataset), None)
+    if table is None:
+        raise CannotRecompute(f"the extract has no dataset '{dataset}'")
+    return pd.read_parquet(extract / table["file"])
+
+
+def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = DEFAULT_CONFIG) -> Output:
+    """Run the recorded query again with the gateway's rules and the recorded mitigation."""
+    kind = record.get("kind")
+    if kind not in RECOMPUTABLE:
+        raise CannotRecompute(f"a {kind} output is not recomputed automatically")
+    query = record.get("query") or {}
+    data = load_dataset(extract, query.get("dataset"))
+    common: dict[str, Any] = {"margins": bool(query.get("margins")), "margins_name": query.get("margins_name", "All"),
+                              "dataset": query.get("dataset"), "filters": query.get("filters") or None,
+                              "config": config}
+    try:
+        if kind == "crosstab":
+            values = query.get("values")
+            output = crosstab(query["index"], query["columns"], values=values,
+                              aggfunc=query["aggfunc"][0] if values else None, data=data,
+                              normalize=query.get("normalize", False), **common)
+        else:
+            output = pivot_table(data, query["values"], query["index"], query.get("columns") or None,
+                                 aggfunc=query["aggfunc"], **common)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CannotRecompute(f"the recorded query cannot be run on the extract: {exc}") from exc
+    mitigation = record.get("mitigation") or {}
+    if mitigation.get("method") == "suppression":
+        output = output.suppressed()
+    elif mitigation.get("method") == "rounding":
+        output = output.rounded(int(mitigation.get("base") or config.round_base))
+    return output
+
+
+def _layout(table: pd.DataFrame) -> tuple[int, int]:
+    """Header rows and index columns of ``table.to_csv()``, so cell (i, j) is at CSV (i + rows, j + cols)."""
+    header_rows = table.columns.nlevels
+    if table.columns.nlevels > 1 and any(n is not None for n in table.index.names):
+        header_rows += 1
+    return header_rows, table.index.nlevels
+
+
+def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, earlier: list[Record],
+                   config: SDCConfig = DEFAULT_CONFIG) -> dict[str, Any]:
+    """Recompute, compare, apply the rules and the differencing check; the result as JSON."""
+    record = sidecar["record"]
+    notes: list[str] = []
+    if not sidecar.get("sidecar_sha256_matches", False):
+        notes.append("The CSV does not match the hash saved with its disclosure-control record: it was changed "
+                     "after it was saved.")
+    recorded_rules = record.get("rules") or {}
+    if recorded_rules and recorded_rules != config.to_dict():
+        notes.append("The notebook used rule parameters different from the gateway's; the gateway's were applied.")
+    output = recompute(record, extract, config)
+    fresh = output.record()
+    expected = csv_grid(output.table.to_csv())
+    submitted = csv_grid(data)
+    header_rows, index_cols = _layout(output.table)
+    cells: dict[tuple[int, int], dict[str, Any]] = {}
+    by_key: dict[tuple[str, str], tuple[int, int]] = {}
+    n_cols = output.table.shape[1]
+    for position, cell in enumerate(fresh.cells):
+        i, j = divmod(position, n_cols)
+        where = (i + header_rows, j + index_cols)
+        cells[where] = {"status": cell.status if cell.status != "suppressed" else "pass", "rules": list(cell.rules),
+                        "count": cell.count, "suppressed": cell.status == "suppressed"}
+        by_key[cell.key()] = where
+    mismatches: list[list[int]] = []
+    if len(expected) != len(submitted) or any(len(a) != len(b) for a, b in zip(expected, submitted, strict=False)):
+        notes.append(f"The submitted table has a different shape from the recomputed one "
+                     f"({len(submitted)} rows against {len(expected)}): it was not made by the recorded query.")
+        mismatches.append([-1, -1])
+    else:
+        for r, (want_row, got_row) in enumerate(zip(expected, submitted, strict=True)):
+            for c, (want, got) in enumerate(zip(want_row, got_row, strict=True)):
+                if not _same(want, got):
+                    mismatches.append([r, c])
+                    entry = cells.setdefault((r, c), {"status": "pass", "rules": [], "count": None})
+                    entry["status"] = "fail"
+                    entry["rules"] = sorted({*entry["rules"], "mismatch"})
+                    entry["expected"] = want
+        if mismatches:
+            notes.append(f"{len(mismatches)} cell(s) differ from the recomputed table: the file was edited by hand "
+                         "or made from other data.")
+    differencing = check_differencing(fresh, earlier, config)
+    for flag in differencing.flags:
+        key = (json.dumps(list(flag.new.cell[0])), json.dumps(list(flag.new.cell[1])))
+        where = by_key.get(key)
+        if where is not None:
+            cells[where]["status"] = "fail"
+            cells[where]["rules"] = sorted({*cells[where]["rules"], "differencing"})
+    if differencing.flags:
+        notes.append(differencing.summary)
+    status = worst(output.status, "fail" if mismatches else "pass", differencing.status)
+    return {
+        "method": "recomputed",
+        "status": status,
+        "summary": output.summary,
+        "notes": notes,
+        "cells": [{"row": r, "col": c, **v} for (r, c), v in sorted(cells.items())],
+        "mismatches": mismatches,
+        "differencing": [flag.describe() for flag in differencing.flags],
+        "record": fresh.to_dict(),
+    }
+
+
+# --- heuristics ---------------------------------------------------------------------------------------------
+
+def check_heuristic(data: bytes, extension: str, config: SDCConfig = DEFAULT_CONFIG,
+                    reason: str | None = None) -> dict[str, Any]:
+    """Checks for a file without a usable record: the checkers must look at it themselves."""
+    notes = [reason] if reason else []
+    if extension != "csv":
+        notes.append(f"No automatic check applies to a .{extension} file: check it by eye.")
+        return {"method": "manual", "status": "review", "summary": "Manual review needed.", "notes": notes,
+                "cells": [], "mismatches": [], "differencing": []}
+    grid = csv_grid(data)
+    header = grid[0] if grid else []
+    cells: list[dict[str, Any]] = []
+    for r, row in enumerate(grid[1:], start=1):
+        label_extreme = bool(row) and bool(EXTREME_LABEL.match(row[0].strip()))
+        for c, text in enumerate(row):
+            if c == 0:
+                continue  # row labels
+            value = _number(text)
+            if value is None:
+                continue
+            rules: list[str] = []
+            status = "pass"
+            if value.is_integer():
+                if 0 < abs(value) < config.threshold:
+                    rules.append("small_count")
+                    status = "fail"
+                elif value and value % config.round_base:
+                    rules.append("unrounded")
+                    status = worst(status, "review")
+            column_extreme = c < len(header) and bool(EXTREME_LABEL.match(header[c].strip()))
+            if label_extreme or column_extreme:
+                rules.append("single_person")
+                status = worst(status, "review")
+            if rules:
+                cells.append({"row": r, "col": c, "status": status, "rules": rules, "count": None})
+    counts = {rule: sum(rule in cell["rules"] for cell in cells) for rule in ("small_count", "unrounded",
+                                                                           "single_person")}
+    lines = [f"{n} cell(s): {rule.replace('_', ' ')}" for rule, n in counts.items() if n]
+    notes.append("No disclosure-control record: heuristic checks only, so a checker must review every cell.")
+    status = worst("review", *(cell["status"] for cell in cells))
+    return {"method": "heuristic", "status": status,
+            "summary": "; ".join(lines) or "No small or unrounded counts found.", "notes": notes, "cells": cells,
+            "mismatches": [], "differencing": []}
+
+
+# --- the worker's job ---------------------------------------------------------------------------------------
+
+def released_records(session: Session, request: OutputRequest) -> list[Record]:
+    """The checked records of every output already released for the request's project."""
+    from sqlalchemy import select
+
+    rows = session.scalars(select(OutputFile).join(OutputRequest, OutputFile.request_id == OutputRequest.id).where(
+        OutputRequest.project_id == request.project_id, OutputRequest.state == OutputState.RELEASED,
+        OutputFile.kind == "output"))
+    return [Record.from_dict(f.check_result["record"]) for f in rows if f.check_result and
+            f.check_result.get("record")]
+
+
+def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: list[Record]) -> dict[str, Any]:
+    if item.sdc_record is not None:
+        try:
+            return check_recorded(data, item.sdc_record, extract, earlier)
+        except CannotRecompute as exc:
+            return check_heuristic(data, item.extension, reason=f"Not recomputed: {exc}.")
+    return check_heuristic(data, item.extension)
+
+
+def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
+    """Check every file of the request not yet checked; returns how many were checked."""
+    from gateway.outputs.service import extract_dir
+
+    extract = extract_dir(settings, request.project)
+    earlier = released_records(session, request)
+    done = 0
+    for item in request.files:
+        if item.check_status != "pending":
+            continue
+        data = intake.read_stored(settings.outputs_dir, item.stored_name, item.sha256)
+        result = check_file(item, data, extract, earlier)
+        item.check_result, item.check_status, item.checked_at = result, result["status"], utcnow()
+        done += 1
+        audit.record(session, "system", "output_request.file_checked", "output_request", request.id,
+                     {"path": item.path, "version": item.version, "method": result["method"],
+                      "status": result["status"]})
+    session.flush()
+    return done
+
+
+@outbox.handler("outputs.check")
+def deliver_checks(ctx: outbox.WorkerContext, payload: dict[str, Any]) -> None:
+    with unit_of_work(ctx.factory) as session:
+        request = session.get(OutputRequest, payload["request_id"])
+        if request is None or request.state not in {*REVIEWABLE_STATES, OutputState.REVIEWED}:
+            return  # withdrawn or decided meanwhile: nothing to check
+        run_checks(session, ctx.settings, request)

@@ -1,0 +1,500 @@
+"""Output request commands. Each takes the session and the acting user, checks the rules, changes state
+through the transition table and records the audit event in the same transaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import audit, outbox
+from gateway.config import Settings
+from gateway.db import utcnow
+from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from gateway.models import User
+from gateway.outputs import files as intake
+from gateway.outputs.models import OutputComment, OutputFile, OutputGroup, OutputRequest, OutputReview, OutputVote
+from gateway.outputs.workflow import (
+    EDITABLE_STATES,
+    REVIEWABLE_STATES,
+    WITHDRAWABLE_STATES,
+    OutputState,
+    check_output_move,
+    label,
+)
+from gateway.permissions import Permission, has_permission
+from projects.accreditation_rules import check_accredited
+from projects.lifecycle import is_member
+from projects.models import Project
+from projects.workflow import ProjectState
+
+REVIEWS_NEEDED = 2
+VOTES = ("approve", "changes_requested")
+KINDS = ("output", "supporting")
+
+
+# --- adapters to the other parts ------------------------------------------------------------------------------
+
+def check_budget(session: Session, project: Project) -> None:
+    """Refuse a new output check when the project's budget is used up (charging raises a 409)."""
+    from gateway.charging.budget import check_budget as charging_check_budget
+
+    charging_check_budget(session, project, "output_check")
+
+
+def meter_check(session: Session, request: OutputRequest, actor: User) -> None:
+    """One output request checked in one round: a meter reading for charging (recorded once per round)."""
+    from gateway.charging.metering import record_meter_event
+
+    record_meter_event(session, request.project, "output_check", 1, f"output_check:{request.id}:{request.round}",
+                       user=request.author, description=f"Output request {request.id}, round {request.round}",
+                       actor=actor)
+
+
+def outputs_folder(settings: Settings, user: User, project: Project) -> Path:
+    from gateway.workspaces.entitlement import workspace_id
+    from gateway.workspaces.service import hub_username
+    from gateway.workspaces.spec import workspace_outputs
+
+    return workspace_outputs(settings.homes_root, hub_username(user), workspace_id(project))
+
+
+def extract_dir(settings: Settings, project: Project) -> Path | None:
+    from gateway.workspaces.entitlement import current_extract
+
+    return current_extract(settings.extracts_root, project)
+
+
+def project_pseudonyms(folder: Path | None) -> frozenset[str]:
+    """Every pseudonym in the project's current extract (the extract's pseudonym column, in every table)."""
+    if folder is None or not (folder / "manifest.json").is_file():
+        return frozenset()
+    import pyarrow.parquet as pq
+
+    from gateway.extracts.pipeline import PSEUDONYM_COLUMN
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for table in manifest.get("tables", []):
+        if PSEUDONYM_COLUMN not in {c.get("name") for c in table.get("columns", [])}:
+            continue
+        column = pq.read_table(folder / table["file"], columns=[PSEUDONYM_COLUMN]).column(0)
+        found.update(str(v) for v in column.to_pylist() if v is not None)
+    return frozenset(found)
+
+
+# --- who may do what ---------------------------------------------------------------------------------------
+
+def can_view(user: User, request: OutputRequest) -> bool:
+    return is_member(user, request.project) or has_permission(user, Permission.REVIEW_OUTPUTS)
+
+
+def check_can_view(user: User, request: OutputRequest) -> None:
+    if not can_view(user, request):
+        raise PermissionDenied("You cannot see this output request.")
+
+
+def review_conflict(user: User, request: OutputRequest) -> str | None:
+    if request.author_id == user.id:
+        return "you wrote this request"
+    if is_member(user, request.project):
+        return "you are on this project's team"
+    return None
+
+
+def can_review(user: User, request: OutputRequest) -> bool:
+    return has_permission(user, Permission.REVIEW_OUTPUTS) and review_conflict(user, request) is None
+
+
+def check_can_review(user: User, request: OutputRequest) -> None:
+    if not has_permission(user, Permission.REVIEW_OUTPUTS):
+        raise PermissionDenied("Only output checkers can review output requests.")
+    reason = review_conflict(user, request)
+    if reason:
+        raise PermissionDenied(f"You cannot check this request: {reason}.")
+
+
+def check_can_request(session: Session, user: User, project: Project) -> None:
+    """A member of an active project, accredited today, with budget left."""
+    if not has_permission(user, Permission.REQUEST_OUTPUTS) or not is_member(user, project):
+        raise PermissionDenied("Only members of the project can request outputs from it.")
+    if project.state != ProjectState.ACTIVE:
+        raise Conflict(f"Project {project.reference} is {project.state}: outputs cannot be requested.")
+    check_accredited(session, user, "request outputs")
+    check_budget(session, project)
+
+
+def check_author(user: User, request: OutputRequest) -> None:
+    if request.author_id != user.id:
+        raise PermissionDenied("Only the author of the request can change it.")
+
+
+def _check_editable(request: OutputRequest) -> None:
+    if request.state not in EDITABLE_STATES:
+        raise Conflict(f"The request is {label(request.state)}; files and groups can change only while it is "
+                       "pending or returned.")
+
+
+def _move(session: Session, actor: User | str, request: OutputRequest, target: OutputState,
+          details: dict[str, Any] | None = None) -> None:
+    check_output_move(request.state, target)
+    previous = request.state
+    request.state = target
+    session.flush()
+    audit.record(session, actor, f"output_request.{target.value}", "output_request", request.id,
+                 {"from": previous, "round": request.round, **(details or {})})
+
+
+# --- reading ----------------------------------------------------------------------------------------------
+
+def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
+    request = session.get(OutputRequest, request_id)
+    if request is None:
+        raise NotFound("No such output request.")
+    check_can_view(user, request)
+    return request
+
+
+def get_file(request: OutputRequest, file_id: int) -> OutputFile:
+    found = next((f for f in request.files if f.id == file_id), None)
+    if found is None:
+        raise NotFound("No such file in this request.")
+    return found
+
+
+def requests_for(session: Session, user: User) -> list[OutputRequest]:
+    """The requests of the projects this person belongs to, newest first."""
+    rows = session.scalars(select(OutputRequest).order_by(OutputRequest.id.desc()))
+    return [r for r in rows if is_member(user, r.project)]
+
+
+def queue(session: Session, user: User) -> list[OutputRequest]:
+    """The checker's queue: requests awaiting review or a decision that this checker may check, oldest first."""
+    waiting = {OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED}
+    rows = session.scalars(select(OutputRequest).where(OutputRequest.state.in_([s.value for s in waiting]))
+                           .order_by(OutputRequest.submitted_at, OutputRequest.id))
+    return [r for r in rows if can_review(user, r)]
+
+
+def released_for_project(session: Session, project: Project) -> list[OutputRequest]:
+    return list(session.scalars(select(OutputRequest).where(
+        OutputRequest.project_id == project.id, OutputRequest.state == OutputState.RELEASED)
+        .order_by(OutputRequest.released_at)))
+
+
+def workspace_files(settings: Settings, user: User, project: Project) -> list[intake.WorkspaceFile]:
+    return intake.list_workspace_files(outputs_folder(settings, user, project), settings.outputs)
+
+
+# --- the author's commands ------------------------------------------------------------------------------------
+
+def create_request(session: Session, actor: User, project: Project, title: str) -> OutputRequest:
+    check_can_request(session, actor, project)
+    title = title.strip()
+    if not title:
+        raise ValidationError("The request could not be created.", field_errors={"title": ["Give the request a title."]})  # noqa: E501
+    request = OutputRequest(project_id=project.id, author_id=actor.id, title=title[:200], state=OutputState.PENDING)
+    session.add(request)
+    session.flush()
+    audit.record(session, actor, "output_request.created", "output_request", request.id,
+                 {"project": project.reference, "title": request.title})
+    return request
+
+
+def save_group(session: Session, actor: User, request: OutputRequest, name: str, context: str, controls: str,
+               group_id: int | None = None) -> OutputGroup:
+    check_author(actor, request)
+    _check_editable(request)
+    name = name.strip()
+    errors: dict[str, list[str]] = {}
+    if not name:
+        errors["name"] = ["Name the group, for example 'Admissions by region'."]
+    if any(g.name == name and g.id != group_id for g in request.groups):
+        errors["name"] = [f"There is already a group called '{name}'."]
+    if errors:
+        raise ValidationError("The group could not be saved.", field_errors=errors)
+    if group_id is None:
+        group = OutputGroup(name=name[:100], context=context.strip(), controls=controls.strip())
+        request.groups.append(group)
+    else:
+        group = next((g for g in request.groups if g.id == group_id), None)  # type: ignore[assignment]
+        if group is None:
+            raise NotFound("No such group in this request.")
+        group.name, group.context, group.controls = name[:100], context.strip(), controls.strip()
+    session.flush()
+    audit.record(session, actor, "output_request.group_saved", "output_request", request.id,
+                 {"group": group.name, "has_context": bool(group.context), "has_controls": bool(group.controls)})
+    return group
+
+
+def _intake(session: Session, settings: Settings, actor: User, request: OutputRequest, path: str) -> intake.Intake:
+    folder = outputs_folder(settings, actor, request.project)
+    return intake.take(folder, path, settings.outputs, project_pseudonyms(extract_dir(settings, request.project)))
+
+
+def add_file(session: Session, actor: User, request: OutputRequest, settings: Settings, path: str, group_id: int,
+             kind: str) -> OutputFile:
+    """Copy a file from the author's outputs/ folder into the request (the copy is what is checked)."""
+    check_author(actor, request)
+    _check_editable(request)
+    check_can_request(session, actor, request.project)
+    group = next((g for g in request.groups if g.id == group_id), None)
+    errors: dict[str, list[str]] = {}
+    if group is None:
+        errors["group_id"] = ["Choose the group the file belongs to (add a group first)."]
+    if kind not in KINDS:
+        errors["kind"] = ["Choose whether the file is an output to release or supporting material for the checkers."]
+    if len(request.files) >= settings.outputs.max_files_per_request:
+        errors["path"] = [f"A request holds at most {settings.outputs.max_files_per_request} files."]
+    if errors:
+        raise ValidationError("The file could not be added.", field_errors=errors)
+    taken = _intake(session, settings, actor, request, path)
+    if any(f.path == taken.path for f in request.files):
+        raise ValidationError("The file could not be added.", field_errors={
+            "path": [f"'{taken.path}' is already in this request; update it instead."]})
+    assert group is not None
+    stored = intake.store_copy(settings.outputs_dir, request.id, taken)
+    item = OutputFile(group_id=group.id, path=taken.path, kind=kind, version=1, stored_name=stored, sha256=taken.sha256,
+                      size=len(taken.data), content_type=taken.content_type, sdc_record=taken.sdc_record,
+                      check_status="pending")
+    request.files.append(item)
+    session.flush()
+    audit.record(session, actor, "output_request.file_added", "output_request", request.id,
+                 {"path": item.path, "kind": kind, "group": group.name, "sha256": item.sha256, "size": item.size,
+                  "has_sdc_record": item.sdc_record is not None})
+    return item
+
+
+def update_file(session: Session, actor: User, request: OutputRequest, settings: Settings,
+                item: OutputFile) -> OutputFile:
+    """Take the file's current content from the workspace again: a new version, whose votes start afresh."""
+    check_author(actor, request)
+    _check_editable(request)
+    check_can_request(session, actor, request.project)
+    taken = _intake(session, settings, actor, request, item.path)
+    if taken.sha256 == item.sha256 and taken.sdc_record == item.sdc_record:
+        raise Conflict(f"'{item.path}' has not changed in your outputs folder since it was added.")
+    item.stored_name = intake.store_copy(settings.outputs_dir, request.id, taken)
+    item.version += 1
+    item.sha256, item.size, item.content_type, item.sdc_record = (taken.sha256, len(taken.data), taken.content_type,
+                                                                 taken.sdc_record)
+    item.check_status, item.check_result, item.checked_at = "pending", None, None
+    session.flush()
+    audit.record(session, actor, "output_request.file_updated", "output_request", request.id,
+                 {"path": item.path, "version": item.version, "sha256": item.sha256})
+    return item
+
+
+def remove_file(session: Session, actor: User, request: OutputRequest, item: OutputFile) -> None:
+    check_author(actor, request)
+    _check_editable(request)
+    request.files.remove(item)
+    session.flush()
+    audit.record(session, actor, "output_request.file_removed", "output_request", request.id, {"path": item.path})
+
+
+def submission_problems(request: OutputRequest) -> list[str]:
+    problems: list[str] = []
+    if not any(f.kind == "output" for f in request.files):
+        problems.append("Add at least one output file.")
+    used = {f.group_id for f in request.files}
+    for group in request.groups:
+        if group.id not in used:
+            problems.append(f"Group '{group.name}' has no files: add some or it will not be checked.")
+            continue
+        if not group.context.strip():
+            problems.append(f"Describe the context of group '{group.name}': what it shows, the population and the "
+                            "variables.")
+        if not group.controls.strip():
+            problems.append(f"Describe the disclosure controls applied in group '{group.name}'.")
+    return problems
+
+
+def submit(session: Session, actor: User, request: OutputRequest) -> None:
+    """Send the request to the checkers (a returned request starts a new round); the automatic checks follow."""
+    check_author(actor, request)
+    check_output_move(request.state, OutputState.SUBMITTED)
+    check_can_request(session, actor, request.project)
+    problems = submission_problems(request)
+    if problems:
+        raise ValidationError("The request cannot be submitted yet.", field_errors={"request": problems})
+    resubmission = request.state == OutputState.RETURNED
+    if resubmission:
+        request.round += 1
+    request.submitted_at = utcnow()
+    request.decided_by_id, request.decided_at = None, None
+    _move(session, actor, request, OutputState.SUBMITTED,
+          {"files": {f.path: f.sha256 for f in request.files}, "resubmission": resubmission})
+    outbox.enqueue(session, "outputs.check", {"request_id": request.id, "round": request.round},
+                   dedupe_key=f"outputs.check:{request.id}:{request.round}")
+
+
+def withdraw(session: Session, actor: User, request: OutputRequest) -> None:
+    if request.author_id != actor.id:
+        raise PermissionDenied("Only the author can withdraw an output request.")
+    if request.state not in WITHDRAWABLE_STATES:
+        raise Conflict(f"A request that is {label(request.state)} cannot be withdrawn.")
+    _move(session, actor, request, OutputState.WITHDRAWN)
+
+
+# --- the checkers' commands -----------------------------------------------------------------------------------
+
+def own_review(user: User, request: OutputRequest) -> OutputReview | None:
+    return next((r for r in request.reviews if r.reviewer_id == user.id and r.round == request.round), None)
+
+
+def round_reviews(request: OutputRequest) -> list[OutputReview]:
+    return [r for r in request.reviews if r.round == request.round]
+
+
+def current_votes(item: OutputFile) -> list[OutputVote]:
+    return [v for v in item.votes if v.file_version == item.version]
+
+
+def vote(session: Session, actor: User, request: OutputRequest, item: OutputFile, choice: str) -> OutputVote:
+    check_can_review(actor, request)
+    if request.state not in REVIEWABLE_STATES:
+        raise Conflict(f"Votes can be cast only while the request awaits review; it is {label(request.state)}.")
+    if own_review(actor, request) is not None:
+        raise Conflict("You have already submitted your review of this round.")
+    if len(round_reviews(request)) >= REVIEWS_NEEDED:
+        raise Conflict("This round already has its two reviews.")
+    if choice not in VOTES:
+        raise ValidationError("Your vote could not be saved.", field_errors={"vote": ["Choose approve or request "
+                                                                                      "changes."]})
+    existing = next((v for v in current_votes(item) if v.reviewer_id == actor.id), None)
+    if existing is None:
+        existing = OutputVote(reviewer_id=actor.id, file_version=item.version, vote=choice)
+        item.votes.append(existing)
+    else:
+        existing.vote, existing.voted_at = choice, utcnow()
+    session.flush()
+    audit.record(session, actor, "output_request.vote", "output_request", request.id,
+                 {"path": item.path, "version": item.version, "vote": choice})
+    return existing
+
+
+def add_comment(session: Session, actor: User, request: OutputRequest, text: str, visibility: str,
+                item: OutputFile | None = None) -> OutputComment:
+    text = text.strip()
+    if not text:
+        raise ValidationError("The comment could not be saved.", field_errors={"text": ["Write a comment."]})
+    if visibility not in {"private", "public"}:
+        raise ValidationError("The comment could not be saved.", field_errors={"visibility": ["Choose who sees it."]})
+    if can_review(actor, request):
+        if own_review(actor, request) is not None and request.state in REVIEWABLE_STATES:
+            raise Conflict("You have already submitted your review of this round.")
+    elif is_member(actor, request.project):
+        if visibility != "public":
+            raise PermissionDenied("Only output checkers can write private comments.")
+    else:
+        raise PermissionDenied("You cannot comment on this request.")
+    if request.state in {OutputState.RELEASED, OutputState.REJECTED, OutputState.WITHDRAWN}:
+        raise Conflict(f"The request is {label(request.state)}; it takes no more comments.")
+    comment = OutputComment(file_id=item.id if item else None, author_id=actor.id, round=request.round,
+                            visibility=visibility, text=text)
+    request.comments.append(comment)
+    session.flush()
+    audit.record(session, actor, "output_request.comment", "output_request", request.id,
+                 {"visibility": visibility, "path": item.path if item else None})
+    return comment
+
+
+def submit_review(session: Session, actor: User, request: OutputRequest) -> OutputReview:
+    """Submit this checker's votes for the round; the second review unblinds both."""
+    check_can_review(actor, request)
+    if request.state not in REVIEWABLE_STATES:
+        raise Conflict(f"The request is {label(request.state)}; it is not awaiting review.")
+    if own_review(actor, request) is not None:
+        raise Conflict("You have already submitted your review of this round.")
+    outputs = [f for f in request.files if f.kind == "output"]
+    mine = {f.id: next((v.vote for v in current_votes(f) if v.reviewer_id == actor.id), None) for f in outputs}
+    missing = [f.path for f in outputs if mine[f.id] is None]
+    if missing:
+        raise ValidationError("Your review could not be submitted.",
+                              field_errors={"votes": [f"Vote on '{p}' first." for p in missing]})
+    outcome = "approve" if all(v == "approve" for v in mine.values()) else "changes_requested"
+    review = OutputReview(reviewer_id=actor.id, round=request.round, outcome=outcome)
+    request.reviews.append(review)
+    session.flush()
+    target = OutputState.PARTIALLY_REVIEWED if len(round_reviews(request)) == 1 else OutputState.REVIEWED
+    _move(session, actor, request, target, {"review_outcome": outcome})
+    return review
+
+
+def approval_problems(request: OutputRequest) -> list[str]:
+    problems: list[str] = []
+    reviews = round_reviews(request)
+    if len(reviews) < REVIEWS_NEEDED:
+        problems.append(f"Two independent reviews are needed; {len(reviews)} submitted.")
+    reviewers = {r.reviewer_id for r in reviews}
+    for item in request.files:
+        if item.kind != "output":
+            continue
+        votes = {v.reviewer_id: v.vote for v in current_votes(item) if v.reviewer_id in reviewers}
+        if len(votes) < REVIEWS_NEEDED or any(v != "approve" for v in votes.values()):
+            problems.append(f"'{item.path}' is not approved by both checkers.")
+    return problems
+
+
+def decide(session: Session, actor: User, request: OutputRequest, outcome: str, comment: str) -> None:
+    """After two reviews: approve (both approved every output), return with a public comment, or reject."""
+    check_can_review(actor, request)
+    if request.state != OutputState.REVIEWED:
+        raise Conflict(f"A decision needs two submitted reviews; the request is {label(request.state)}.")
+    targets = {"approve": OutputState.APPROVED, "return": OutputState.RETURNED, "reject": OutputState.REJECTED}
+    if outcome not in targets:
+        raise ValidationError("Choose approve, return or reject.", field_errors={"outcome": ["Choose an outcome."]})
+    if outcome == "approve":
+        problems = approval_problems(request)
+        if problems:
+            raise Conflict(" ".join(problems))
+    elif not comment.strip():
+        raise ValidationError("Explain your decision.", field_errors={
+            "comment": ["Write a public comment telling the researcher what to change, or why it is rejected."]})
+    if comment.strip():
+        add_comment(session, actor, request, comment, "public")
+    request.decided_by_id, request.decided_at = actor.id, utcnow()
+    meter_check(session, request, actor)
+    _move(session, actor, request, targets[outcome], {"outcome": outcome})
+    if outcome == "approve":
+        outbox.enqueue(session, "outputs.release", {"request_id": request.id},
+                       dedupe_key=f"outputs.release:{request.id}")
+    outbox.send_email(session, request.author.email, f"Output request {request.id}: {label(targets[outcome])}",
+                      f"Your output request '{request.title}' for {request.project.reference} is "
+                      f"{label(targets[outcome])}." + (f"\n\n{comment.strip()}" if comment.strip() else ""),
+                      dedupe_key=f"output-decision:{request.id}:{request.round}")
+
+
+# --- what each person may see ---------------------------------------------------------------------------------
+
+def unblinded(user: User, request: OutputRequest) -> bool:
+    """Checkers see each other's votes and comments of the current round only once both reviews are in."""
+    return request.state not in REVIEWABLE_STATES
+
+
+def visible_votes(user: User, request: OutputRequest, item: OutputFile) -> list[OutputVote]:
+    if not has_permission(user, Permission.REVIEW_OUTPUTS) or not can_review(user, request):
+        return []
+    open_to_all = unblinded(user, request)
+    return [v for v in current_votes(item) if open_to_all or v.reviewer_id == user.id]
+
+
+def visible_comments(user: User, request: OutputRequest) -> list[OutputComment]:
+    checker = can_review(user, request)
+    shown: list[OutputComment] = []
+    for c in request.comments:
+        if c.author_id == user.id:
+            shown.append(c)
+            continue
+        current_blind = c.round == request.round and not unblinded(user, request)
+        by_checker = c.author.id != request.author_id and not is_member(c.author, request.project)
+        if checker:
+            if not (current_blind and by_checker):
+                shown.append(c)
+        elif c.visibility == "public" and not (current_blind and by_checker):
+            shown.append(c)
+    return shown
