@@ -180,6 +180,14 @@ def record_version(session: Session, project_id: int, manifest: Manifest) -> Ext
         "version": manifest.version, "status": manifest.status.value, "rows": manifest.rows,
         "columns": manifest.columns, "opt_outs_removed": manifest.cohort.opt_outs_removed,
         "share_below_k": version.share_below_k, "files": manifest.files})
+    if manifest.version > 1:  # the first version is covered by the data provision fee in the approved quote
+        from gateway.charging.metering import record_meter_event
+
+        project = session.get(Project, project_id)
+        assert project is not None
+        record_meter_event(session, project, "extract_refresh", len(manifest.tables),
+                           key=f"extract-refresh:{project_id}:v{manifest.version}",
+                           description=f"extract v{manifest.version}")
     if manifest.status.value == "held_for_custodian":
         from gateway.identity.accounts import users_with_roles
 

@@ -83,12 +83,29 @@ def test_a_failed_refresh_leaves_the_live_version(settings: Settings, session_fa
         service.refresh(s, admin, project)
     settings.extracts.source_dir = tmp_path / "missing"
     assert service.run_queued_builds(settings, session_factory) == []
+    with session_factory() as s:  # a failed refresh is not charged
+        from gateway.charging.models import MeterEvent
+        assert s.scalars(select(MeterEvent).where(MeterEvent.kind == "extract_refresh")).all() == []
     with session_factory() as s:
         project = s.get(Project, project_id)
         latest = service.latest_build(s, project)
         assert latest.state == "failed" and latest.error
         assert current_extract(settings.extracts_root, project).name == "v1"
         assert [v.version for v in service.versions(s, project)] == [1]
+
+
+def test_a_refresh_is_metered_once_per_version(settings: Settings, session_factory: sessionmaker[Session],
+                                               project_id: int) -> None:
+    from gateway.charging.models import MeterEvent
+
+    service.run_queued_builds(settings, session_factory)  # v1: part of the approved quote, not metered
+    with unit_of_work(session_factory) as s:
+        service.refresh(s, f.user(s, "admin"), s.get(Project, project_id))
+    service.run_queued_builds(settings, session_factory)
+    service.run_queued_builds(settings, session_factory)  # nothing queued: nothing more recorded
+    with session_factory() as s:
+        events = s.scalars(select(MeterEvent).where(MeterEvent.kind == "extract_refresh")).all()
+        assert [(e.event_key, e.quantity) for e in events] == [(f"extract-refresh:{project_id}:v2", 2)]
 
 
 def test_closing_destroys_the_key_and_no_build_can_follow(settings: Settings,
