@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import Settings
 from tests.functional.conftest import screenshot
 from tests.functional.test_accreditation_browser import sign_out
-from tests.functional.test_application_browser import as_user, seeded  # noqa: F401 - fixture
+from tests.functional.test_application_browser import as_user
 from tests.integration.test_outputs import load_extract, notebook_crosstab, outputs_of, ready_project, work
 from tests.support.browser import LiveServer
 
@@ -49,7 +49,7 @@ def decide(page: Page, outcome: str, comment: str = "") -> None:
 
 
 def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
-        page: Page, live_server: LiveServer, seeded: sessionmaker[Session],  # noqa: F811 - fixture
+        page: Page, live_server: LiveServer, seeded: sessionmaker[Session],
         live_settings: Settings, tmp_path: Path) -> None:
     factory, settings = seeded, live_settings
     project_id = ready_project(factory, settings)
