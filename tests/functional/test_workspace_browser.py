@@ -7,7 +7,6 @@ single-user server and kernel, the live gateway, the worker pass, and Chromium.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,8 @@ from gateway.app import create_app
 from gateway.config import Settings, WorkspaceSettings
 from gateway.db import unit_of_work
 from gateway.extracts import service as extracts
+from gateway.outputs import service as output_service
+from gateway.outputs.models import OutputFile
 from gateway.worker import run_once
 from gateway.workspaces.entitlement import current_extract
 from gateway.workspaces.hub import HubClient
@@ -103,10 +104,46 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
             "print(json.dumps({'project': manifest['project_id'], 'files': sorted(os.listdir('/data')),"
             " 'writable': writable}))")).json()
 
+    def notebook(suppress: bool) -> dict[str, object]:
+        """What the researcher's notebook does, run in this server's real kernel: a checked crosstab, saved."""
+        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, "researcher", server_name))
+        workspace = Workspace(hub.url, session, "researcher", server_name)
+        return workspace.execute(workspace.start_kernel(), (
+            "import json, pandas as pd, disclosure_control as dc\n"
+            "from outputs_helper import save_output\n"
+            "data = pd.read_parquet('/data/patients.parquet')\n"
+            "out = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients')\n"
+            f"out = out.suppressed() if {suppress} else out\n"
+            "path = save_output(out, 'deprivation_by_sex', allow_fail=True)\n"
+            "print(json.dumps({'status': str(out.status), 'path': str(path)}))")).json()
+
     with ThreadPoolExecutor(1) as pool:  # the kernel client runs its own event loop; Playwright's owns this thread
         found = pool.submit(probe).result(timeout=120)
+        saved = pool.submit(notebook, False).result(timeout=120)
     assert found["project"] == server_name and found["writable"] is False
     assert any(name.endswith(".parquet") for name in found["files"])
+
+    # the gateway finds the notebook's output in the workspace and its automatic check recomputes it from the
+    # same extract: unsuppressed small cells fail, and nothing is flagged as edited by hand
+    assert saved["status"] == "fail"
+    with unit_of_work(factory) as s:
+        researcher, project = f.user(s, "researcher"), s.get(Project, project_id)
+        names = [w.path for w in output_service.workspace_files(workspace_settings, researcher, project)]
+        assert "deprivation_by_sex.csv" in names
+        request = output_service.create_request(s, researcher, project, "Deprivation by sex")
+        group = output_service.save_group(s, researcher, request, "Deprivation", "Patients by IMD decile and sex.",
+                                          "Checked with disclosure_control in the workspace.")
+        item = output_service.add_file(s, researcher, request, workspace_settings, "deprivation_by_sex.csv",
+                                       group.id, "output")
+        output_service.submit(s, researcher, request)
+        item_id = item.id
+    run_once(workspace_settings, factory)
+    with factory() as s:
+        checked = s.get(OutputFile, item_id)
+        assert checked.check_status == "fail"
+        result = checked.check_result
+        assert result["method"] == "recomputed" and result["mismatches"] == []
+        assert any(cell["status"] == "fail" and "threshold" in cell["rules"] for cell in result["cells"])
 
     # the administrator suspends the project: the session ends and the worker stops the server
     with unit_of_work(factory) as s:
@@ -125,4 +162,3 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     assert response.status == 302
     page.goto(f"{gateway.url}/projects/{project_id}")
     assert client.server_status("researcher", server_name) is None
-    assert json.dumps(found)
