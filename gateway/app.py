@@ -7,7 +7,19 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
@@ -112,7 +124,7 @@ def _identify_and_enforce() -> Response | None:
         g.stage = stage
     if endpoint == "static":
         return None
-    access = access_of(current_app_view(endpoint))
+    access = access_of(current_app.view_functions.get(endpoint))
     if access is None:
         log.error("route %s has no access declaration; refusing", endpoint)
         abort(403)
@@ -134,11 +146,6 @@ def _identify_and_enforce() -> Response | None:
     return None
 
 
-def current_app_view(endpoint: str) -> Any:
-    from flask import current_app
-    return current_app.view_functions.get(endpoint)
-
-
 def content_security_policy(hub_url: str) -> str:
     """No inline script or style anywhere; forms may post here, or hand over (redirect) to the workspace hub."""
     parts = urlsplit(hub_url)
@@ -149,7 +156,6 @@ def content_security_policy(hub_url: str) -> str:
 
 
 def _security_headers(response: Response) -> Response:
-    from flask import current_app
     response.headers.setdefault("Content-Security-Policy", content_security_policy(
         current_app.extensions["sde_settings"].workspaces.hub_url))
     response.headers["X-Content-Type-Options"] = "nosniff"

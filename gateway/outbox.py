@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,4 +146,4 @@ def deliver_email(ctx: WorkerContext, payload: dict[str, Any]) -> None:
     message["Subject"] = payload["subject"]
     message.set_content(payload["body"])
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-    (mail_dir / f"{stamp}-{abs(hash(payload['subject'])) % 10**8}.eml").write_bytes(bytes(message))
+    (mail_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.eml").write_bytes(bytes(message))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -130,12 +131,8 @@ def edit(application_id: int) -> Any:
         422 if form.errors or extra else 200
 
 
-class _Obj:
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
-
-
-def _form_data(application: Application) -> _Obj:
+def _form_data(application: Application) -> SimpleNamespace:
+    """The application's values as the edit form shows them (yes/no, ISO dates)."""
     data: dict[str, Any] = {}
     for name in EDITABLE_FIELDS:
         value = getattr(application, name)
@@ -144,7 +141,7 @@ def _form_data(application: Application) -> _Obj:
         elif value is not None and name in {"date_from", "date_to", "requested_end_date"}:
             value = value.isoformat()
         data[name] = value
-    return _Obj(**data)
+    return SimpleNamespace(**data)
 
 
 @bp.route("/<int:application_id>/variables", methods=["GET", "POST"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from gateway import audit
@@ -64,7 +64,6 @@ def login() -> Any:
 @bp.route("/login/code", methods=["GET", "POST"])
 @mid_sign_in
 def second_factor() -> Any:
-    from flask import g
     user: User = g.pending_user
     if session.get("stage") != "totp":
         return redirect(url_for("auth.enrol"))
@@ -104,7 +103,6 @@ def enrolment_page(user: User, template_next: str) -> Any:
 @bp.route("/login/enrol", methods=["GET", "POST"])
 @mid_sign_in
 def enrol() -> Any:
-    from flask import g
     user: User = g.pending_user
     if session.get("stage") != "enrol":
         return redirect(url_for("auth.second_factor"))
@@ -115,7 +113,6 @@ def enrol() -> Any:
 @mid_sign_in
 def enrolled() -> Any:
     """After the recovery codes were shown: the code that confirmed enrolment completes sign-in."""
-    from flask import g
     user: User = g.pending_user
     if not user.totp_enabled:
         return redirect(url_for("auth.enrol"))
