@@ -435,7 +435,7 @@ def start_amendment(project_id: int) -> ApplicationOut:
 
 
 @api.operation("/agreement", "GET", summary="The current data access agreement", tag="applications",
-               permission=Permission.USE_ACCOUNT, response=AgreementOut)
+               permission=Permission.USE_ACCOUNT, response=AgreementOut, errors=(404,))
 def get_agreement() -> AgreementOut:
     agreement = agreements.current(db())
     if agreement is None:

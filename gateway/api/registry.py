@@ -18,11 +18,12 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
-from gateway.errors import ValidationError
+from gateway.errors import NotFound, ValidationError
 from gateway.permissions import Permission
 from gateway.web.access import public, requires
 
 _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
+_MAX_ID = 2**31 - 1  # the largest key an INTEGER column holds; a bigger path id would overflow the driver (a 500)
 
 
 @dataclass
@@ -70,6 +71,8 @@ class ApiRegistry:
         def decorate(fn: Callable[..., Any]) -> Any:
             @wraps(fn)
             def view(**path_args: Any) -> Any:
+                if any(isinstance(v, int) and v > _MAX_ID for v in path_args.values()):
+                    raise NotFound("There is no such object.")
                 kwargs: dict[str, Any] = dict(path_args)
                 if body is not None:
                     payload = request.get_json(silent=True)

@@ -93,7 +93,7 @@ class AuditQuery(Strict):
     since: dt.date | None = None
     until: dt.date | None = Field(default=None, description="inclusive")
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 class AuditEventOut(BaseModel):
