@@ -136,10 +136,14 @@ class ApiRegistry:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
             if op.form is not None:
-                file_parts = {"type": "object", "required": list(op.files),
-                              "properties": {name: {"type": "string", "format": "binary"} for name in op.files}}
-                entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
-                    "allOf": [{"$ref": f"#/components/schemas/{op.form.__name__}"}, file_parts]}}}}
+                # One object: the form's fields and the file parts together (an allOf of a closed form schema
+                # and the files could never be satisfied).
+                form_schema = op.form.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(form_schema.pop("$defs", {}))
+                form_schema["properties"] = {**form_schema.get("properties", {}),
+                                             **{name: {"type": "string", "format": "binary"} for name in op.files}}
+                form_schema["required"] = [*form_schema.get("required", []), *op.files]
+                entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form_schema}}}
             if op.response is not None:
                 ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
                 schema = {"type": "array", "items": ref} if op.response_is_list else ref

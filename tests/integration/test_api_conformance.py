@@ -46,19 +46,9 @@ def _auth(session_factory: sessionmaker[Session], username: str) -> dict[str, st
 
 
 def _load_schema(app: Flask) -> Any:
-    """The app's document, with one known defect worked around (see below), bound to the app for WSGI calls."""
+    """The app's own document, bound to the app for WSGI calls."""
     doc = app.test_client().get("/api/v1/openapi.json").json
     assert doc is not None
-    for ops in doc["paths"].values():
-        for op in ops.values():
-            upload = op.get("requestBody", {}).get("content", {}).get("multipart/form-data")
-            if upload is not None:
-                # KNOWN DEFECT: the upload schema is allOf[$ref Form (additionalProperties: false), {file parts}],
-                # which no body satisfies (the file part is an "additional" property of the form). Merge the two.
-                form_ref, files = upload["schema"]["allOf"]
-                form = doc["components"]["schemas"][form_ref["$ref"].rsplit("/", 1)[-1]]
-                upload["schema"] = {**form, "properties": {**form["properties"], **files["properties"]},
-                                    "required": [*form.get("required", []), *files["required"]]}
     schema = schemathesis.openapi.from_dict(doc)
     schema.app = app
     return schema
