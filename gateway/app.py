@@ -31,6 +31,7 @@ from gateway.identity import tokens
 from gateway.identity.ldap_directory import LdapDirectory
 from gateway.models import User
 from gateway.permissions import ROLE_LABELS, Permission, has_permission
+from gateway.ratelimit import init_rate_limits
 from gateway.web.access import access_of
 from gateway.web.context import close_db, current_user, db
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.exempt(api_bp)  # bearer tokens only, no cookies: not exposed to cross-site requests
     app.register_blueprint(api_bp)
 
+    init_rate_limits(app, settings.security)  # its check runs before _identify_and_enforce: no DB work when refused
     app.before_request(_identify_and_enforce)
     app.after_request(_security_headers)
     app.teardown_appcontext(close_db)

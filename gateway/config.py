@@ -43,6 +43,19 @@ class SecuritySettings(BaseModel):
     totp_issuer: str = "London SDE"
     recovery_codes: int = Field(10, ge=4, le=20)
     https: bool = False
+    # Rate limits ("N per minute", "N/hour", "10/minute;100/day"); see docs/operators.md "Rate limits".
+    sign_in_limit_per_ip: str = "10/minute"
+    sign_in_limit_per_username: str = "5/minute"
+    token_limit: str = "600/minute"  # noqa: S105 - a rate, not a secret
+    rate_limit_storage_uri: str = "memory://"  # per process; e.g. redis://host:6379 to share between workers
+
+    @field_validator("sign_in_limit_per_ip", "sign_in_limit_per_username", "token_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # ValueError names a malformed limit
+        return value
 
 
 class DacSettings(BaseModel):
