@@ -6,7 +6,9 @@ the table. The Mermaid diagrams in docs/ are generated from these tables (`sde d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from gateway.errors import InvalidTransition
 
@@ -78,16 +80,19 @@ FINAL_APPLICATION_STATES = frozenset(s for s, owner in APPLICATION_OWNERS.items(
 FINAL_PROJECT_STATES = frozenset(s for s, owner in PROJECT_OWNERS.items() if owner == "final")
 
 
+def check_move(transitions: Mapping[tuple[Any, Any], str], current: str, target: StrEnum, what: str) -> None:
+    """Refuse any move that is not in the workflow's table (the caller then changes nothing)."""
+    if (type(target)(current), target) not in transitions:
+        raise InvalidTransition(f"{what} that is {current.replace('_', ' ')} cannot be moved to "
+                                f"{target.value.replace('_', ' ')}.")
+
+
 def check_application_move(current: str, target: AppState) -> None:
-    if (AppState(current), target) not in APPLICATION_TRANSITIONS:
-        raise InvalidTransition(
-            f"An application that is {AppState(current).value.replace('_', ' ')} cannot be moved to "
-            f"{target.value.replace('_', ' ')}.")
+    check_move(APPLICATION_TRANSITIONS, current, target, "An application")
 
 
 def check_project_move(current: str, target: ProjectState) -> None:
-    if (ProjectState(current), target) not in PROJECT_TRANSITIONS:
-        raise InvalidTransition(f"A project that is {current} cannot become {target.value}.")
+    check_move(PROJECT_TRANSITIONS, current, target, "A project")
 
 
 def mermaid(transitions: dict[tuple[StrEnum, StrEnum], str], initial: StrEnum) -> str:

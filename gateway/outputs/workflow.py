@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from gateway.errors import InvalidTransition
+from projects.workflow import check_move
 
 
 class OutputState(StrEnum):
@@ -58,5 +58,4 @@ def label(state: str) -> str:
 
 
 def check_output_move(current: str, target: OutputState) -> None:
-    if (OutputState(current), target) not in OUTPUT_TRANSITIONS:
-        raise InvalidTransition(f"An output request that is {label(current)} cannot be moved to {label(target)}.")
+    check_move(OUTPUT_TRANSITIONS, current, target, "An output request")
