@@ -143,7 +143,12 @@ def _identify_and_enforce() -> Response | None:
             return redirect(url_for("auth.second_factor" if g.stage == "totp" else "auth.enrol"))
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
     assert access.permission is not None
+    if g.user.token_read_only and request.method not in {"GET", "HEAD", "OPTIONS"}:
+        return _api_error(403, "read_only_token", "This token is read-only: it can read but not change anything.")
     if not has_permission(g.user, access.permission):
+        if g.user.token_scopes is not None and access.permission.value not in g.user.token_scopes:
+            return _api_error(403, "insufficient_scope",
+                              f"This token does not have the '{access.permission.value}' scope.")
         abort(403)
     return None
 

@@ -194,7 +194,10 @@ def token() -> None:
 @click.argument("username")
 @click.option("--name", default="command line", show_default=True)
 @click.option("--days", default=90, show_default=True, type=int, help="Days until it expires")
-def token_create(username: str, name: str, days: int) -> None:
+@click.option("--scope", "scopes", multiple=True,
+              help="A permission the token may use (repeat for several; default: every one the user holds)")
+@click.option("--read-only", is_flag=True, help="The token may only read (GET)")
+def token_create(username: str, name: str, days: int, scopes: tuple[str, ...], read_only: bool) -> None:
     """Create a token for USERNAME and print it (it is shown only once)."""
     from gateway.identity.accounts import find_user
     from gateway.identity.tokens import create_token
@@ -206,11 +209,54 @@ def token_create(username: str, name: str, days: int) -> None:
             if owner is None or not owner.is_active:
                 _fail(f"no active user {username!r}")
                 return
-            _, plain = create_token(session, _cli_actor(), owner, name, days)
+            _, plain = create_token(session, _cli_actor(), owner, name, days, list(scopes) or None, read_only)
     except DomainError as exc:
-        _fail(exc.message)
+        details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
+        _fail(f"{exc.message} {details}".strip())
         return
     click.echo(plain)
+
+
+@token.command("list")
+@click.argument("username")
+def token_list(username: str) -> None:
+    """List USERNAME's tokens (never their secrets)."""
+    from gateway.identity.accounts import find_user
+    from gateway.identity.tokens import list_tokens
+
+    _, factory = _factory()
+    with unit_of_work(factory) as session:
+        owner = find_user(session, username)
+        if owner is None:
+            _fail(f"no user {username!r}")
+            return
+        for t in list_tokens(session, owner):
+            status = "revoked" if t.revoked_at else f"expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "no expiry"
+            access = "read only; " if t.read_only else ""
+            click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{status}\t{access}{', '.join(t.scopes)}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.option("--by", "by_username", required=True,
+              help="Who is revoking it: the token's owner or an administrator (recorded as the revoker)")
+def token_revoke(token_id: int, by_username: str) -> None:
+    """Revoke token TOKEN_ID at once (for a leaked token; the owner can also revoke it on their account page)."""
+    from gateway.identity.accounts import find_user
+    from gateway.identity.tokens import get_token, revoke_token
+
+    _, factory = _factory()
+    try:
+        with unit_of_work(factory) as session:
+            actor = find_user(session, by_username)
+            if actor is None or not actor.is_active:
+                _fail(f"no active user {by_username!r}")
+                return
+            token = get_token(session, actor, token_id)
+            revoke_token(session, actor, token)
+            click.echo(f"Revoked token {token.id} ({token.prefix}…, {token.name}) of user {token.user.username}")
+    except DomainError as exc:
+        _fail(exc.message)
 
 
 @main.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -46,6 +46,11 @@ class User(Base):
         back_populates="user", cascade="all, delete-orphan", lazy="selectin",
         foreign_keys="UserRole.user_id",
     )
+
+    # Not stored: set for one request made with an API token, whose scopes narrow what the roles grant
+    # (gateway.permissions.permissions_of intersects the two). None means a browser session: roles only.
+    token_scopes: ClassVar[frozenset[str] | None] = None
+    token_read_only: ClassVar[bool] = False
 
     @property
     def roles(self) -> frozenset[str]:
@@ -96,6 +101,10 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The permissions (by name) this token may exercise, a subset of its owner's at creation; the owner's
+    # current roles still apply at each use. A read-only token may only read (GET), whatever its scopes.
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
 

@@ -70,6 +70,27 @@ class Permission(StrEnum):
     MANAGE_CHARGES = "manage_charges"  # invoices, payments, credit notes, budgets, the finance dashboard
 
 
+# What each permission lets a person do, in words; also the scopes an API token can be given.
+PERMISSION_LABELS: dict[Permission, str] = {
+    Permission.USE_ACCOUNT: "Your account: see it and manage your API tokens",
+    Permission.MANAGE_USERS: "Manage users and their roles",
+    Permission.MANAGE_SECURITY_POLICY: "Set the security policy (second factor per role)",
+    Permission.MANAGE_ORGANISATIONS: "Manage organisations",
+    Permission.MANAGE_AGREEMENTS: "Publish data access agreements",
+    Permission.MANAGE_PROJECTS: "Suspend, reinstate and revoke projects",
+    Permission.RELEASE_EXTRACTS: "Build, refresh and release extracts",
+    Permission.VIEW_AUDIT_LOG: "Read and export the audit log",
+    Permission.RECORD_ACCREDITATION: "Record your accreditation",
+    Permission.VERIFY_ACCREDITATION: "Verify or reject accreditations",
+    Permission.VIEW_PROJECTS: "See the projects and applications you may see",
+    Permission.APPLY: "Write, submit and amend applications",
+    Permission.REVIEW_APPLICATIONS: "Review applications and vote",
+    Permission.CHAIR_DAC: "Chair the committee: assign reviewers and decide",
+    Permission.REQUEST_OUTPUTS: "Make output requests",
+    Permission.REVIEW_OUTPUTS: "Check output requests",
+    Permission.MANAGE_CHARGES: "Invoices, payments, credit notes and budgets",
+}
+
 _EVERYONE: frozenset[Permission] = frozenset({Permission.USE_ACCOUNT, Permission.VIEW_PROJECTS})
 _DAC = _EVERYONE | {Permission.REVIEW_APPLICATIONS}
 
@@ -100,6 +121,7 @@ def parse_roles(names: Iterable[str]) -> set[Role]:
 
 
 def permissions_of(user: User | None) -> frozenset[Permission]:
+    """What the user's roles grant, narrowed to the token's scopes when the request came with an API token."""
     if user is None or not user.is_active:
         return frozenset()
     granted: set[Permission] = set()
@@ -108,6 +130,8 @@ def permissions_of(user: User | None) -> frozenset[Permission]:
             granted |= ROLE_PERMISSIONS[Role(name)]
         except ValueError:
             continue  # a role removed from the code grants nothing
+    if user.token_scopes is not None:
+        granted = {p for p in granted if p.value in user.token_scopes}
     return frozenset(granted)
 
 

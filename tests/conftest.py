@@ -51,6 +51,13 @@ def _database_url(backend: str, sqlite_template: databases.SqliteTemplate,
 
 
 @pytest.fixture
+def scratch_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the test's own (not migrated), for migration tests."""
+    with databases.scratch_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
 def database_url(backend: str, sqlite_template: databases.SqliteTemplate,
                  postgres_db: databases.PostgresDatabase | None, tmp_path: Path) -> str:
     return _database_url(backend, sqlite_template, postgres_db, tmp_path)

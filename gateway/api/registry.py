@@ -106,7 +106,9 @@ class ApiRegistry:
         models: set[type[BaseModel]] = {ErrorBody}
         for op in self.operations:
             models.update(m for m in (op.body, op.response, op.form) if m is not None)
-        _, top = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        # Two models may share a class name (each module has its DecisionIn): pydantic names them apart, so
+        # every reference uses the name pydantic gave, never __name__.
+        refs, top = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
                                     ref_template="#/components/schemas/{model}")
         schemas = top.get("$defs", {})
         paths: dict[str, dict[str, Any]] = {}
@@ -122,7 +124,11 @@ class ApiRegistry:
             if op.permission is None:
                 entry["security"] = []
             else:
-                entry["description"] = f"Requires the `{op.permission.value}` permission."
+                scope = op.permission.value
+                entry["description"] = (f"Requires the `{scope}` permission: the caller's roles must grant it and the "
+                                        f"token must carry the `{scope}` scope."
+                                        + ("" if op.method == "GET" else " A read-only token is refused."))
+                entry["security"] = [{"bearer": [scope]}]  # OpenAPI 3.1: role names for a non-OAuth scheme
             for name, kind in op.path_params():
                 entry["parameters"].append({"name": name, "in": "path", "required": True,
                                             "schema": {"type": "integer" if kind == "int" else "string"}})
@@ -134,7 +140,7 @@ class ApiRegistry:
                                                 "schema": _openapi_schema(prop)})
             if op.body is not None:
                 entry["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+                    "schema": {"$ref": refs[(op.body, "validation")]["$ref"]}}}}
             if op.form is not None:
                 # One object: the form's fields and the file parts together (an allOf of a closed form schema
                 # and the files could never be satisfied).
@@ -145,7 +151,7 @@ class ApiRegistry:
                 form_schema["required"] = [*form_schema.get("required", []), *op.files]
                 entry["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form_schema}}}
             if op.response is not None:
-                ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+                ref = {"$ref": refs[(op.response, "validation")]["$ref"]}
                 schema = {"type": "array", "items": ref} if op.response_is_list else ref
                 entry["responses"][str(op.status)] = {"description": "OK",
                                                       "content": {"application/json": {"schema": schema}}}
@@ -171,7 +177,10 @@ class ApiRegistry:
             "servers": [{"url": "/api/v1"}],
             "paths": paths,
             "components": {"schemas": schemas,
-                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+                           "securitySchemes": {"bearer": {
+                               "type": "http", "scheme": "bearer",
+                               "description": "A personal access token (sde_...). Its scopes are permission names; "
+                                              "each operation names the one it needs. Read-only ones may only GET."}}},
             "security": [{"bearer": []}],
         }
 

@@ -64,6 +64,10 @@ class ActiveIn(Strict):
 class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     days: int | None = Field(default=90, ge=1, le=366)
+    scopes: list[Permission] | None = Field(
+        default=None, max_length=len(Permission),
+        description="The permissions the token may use; each must be one you hold. Omit for all you hold.")
+    read_only: bool = Field(default=False, description="Refuse every request except GET")
 
 
 class TokenOut(BaseModel):
@@ -74,11 +78,14 @@ class TokenOut(BaseModel):
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None
     revoked_at: dt.datetime | None
+    scopes: list[str]
+    read_only: bool
 
     @classmethod
     def of(cls, token: ApiToken) -> TokenOut:
         return cls(id=token.id, name=token.name, prefix=token.prefix, created_at=token.created_at,
-                   expires_at=token.expires_at, last_used_at=token.last_used_at, revoked_at=token.revoked_at)
+                   expires_at=token.expires_at, last_used_at=token.last_used_at, revoked_at=token.revoked_at,
+                   scopes=list(token.scopes), read_only=token.read_only)
 
 
 class TokenCreated(TokenOut):
@@ -152,7 +159,8 @@ def list_tokens() -> list[TokenOut]:
                permission=Permission.USE_ACCOUNT, body=TokenCreate, response=TokenCreated, status=201)
 def create_token(body: TokenCreate) -> TokenCreated:
     user = require_user()
-    token, plain = run(tokens.create_token, user, user, body.name, body.days)
+    scopes = None if body.scopes is None else [p.value for p in body.scopes]
+    token, plain = run(tokens.create_token, user, user, body.name, body.days, scopes, body.read_only)
     return TokenCreated(**TokenOut.of(token).model_dump(), token=plain)
 
 

@@ -14,7 +14,7 @@ from gateway.audit import Actor
 from gateway.db import utcnow
 from gateway.errors import NotFound, ValidationError
 from gateway.models import ApiToken, User
-from gateway.permissions import check_can_revoke_token
+from gateway.permissions import Permission, can_revoke_token, check_can_revoke_token, permissions_of
 
 TOKEN_PREFIX = "sde_"  # noqa: S105 - a public marker, not a secret
 MAX_DAYS = 366
@@ -24,23 +24,44 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, actor: Actor, owner: User, name: str,
-                 days: int | None = 90) -> tuple[ApiToken, str]:
+def grantable_scopes(owner: User) -> list[Permission]:
+    """The scopes a new token of this owner may carry: what their roles grant now, and, when the request
+    itself came with a token, no more than that token's scopes (a token cannot mint a wider one)."""
+    held = permissions_of(owner)
+    return [p for p in Permission if p in held]
+
+
+def create_token(session: Session, actor: Actor, owner: User, name: str, days: int | None = 90,
+                 scopes: list[str] | None = None, read_only: bool = False) -> tuple[ApiToken, str]:
+    """``scopes`` None means every scope the owner may grant; an explicit list must be a non-empty subset."""
+    errors: dict[str, list[str]] = {}
     name = name.strip()
     if not name or len(name) > 100:
-        raise ValidationError("The token could not be created.",
-                              field_errors={"name": ["Give the token a name of up to 100 characters."]})
+        errors["name"] = ["Give the token a name of up to 100 characters."]
     if days is not None and not 1 <= days <= MAX_DAYS:
-        raise ValidationError("The token could not be created.",
-                              field_errors={"days": [f"Choose between 1 and {MAX_DAYS} days."]})
+        errors["days"] = [f"Choose between 1 and {MAX_DAYS} days."]
+    allowed = grantable_scopes(owner)
+    chosen = [p.value for p in allowed] if scopes is None else list(dict.fromkeys(scopes))
+    unknown = [s for s in chosen if s not in {p.value for p in Permission}]
+    not_held = [s for s in chosen if s not in unknown and s not in {p.value for p in allowed}]
+    if unknown:
+        errors["scopes"] = [f"There is no scope called {', '.join(repr(s) for s in unknown)}."]
+    elif not_held:
+        errors["scopes"] = [f"You cannot give a token a scope you do not hold: {', '.join(not_held)}."]
+    elif not chosen:
+        errors["scopes"] = ["Choose at least one scope."]
+    if errors:
+        raise ValidationError("The token could not be created.", field_errors=errors)
     secret = secrets.token_urlsafe(32)
     plain = f"{TOKEN_PREFIX}{secret}"
     token = ApiToken(user_id=owner.id, name=name, prefix=plain[:10], token_hash=_hash(plain),
-                     expires_at=utcnow() + dt.timedelta(days=days) if days else None)
+                     expires_at=utcnow() + dt.timedelta(days=days) if days else None,
+                     scopes=sorted(chosen), read_only=read_only)
     session.add(token)
     session.flush()
     audit.record(session, actor, "token.created", "api_token", token.id,
-                 {"owner": owner.username, "name": name, "expires_at": token.expires_at})
+                 {"owner": owner.username, "name": name, "expires_at": token.expires_at,
+                  "scopes": token.scopes, "read_only": read_only})
     return token, plain
 
 
@@ -51,9 +72,8 @@ def list_tokens(session: Session, owner: User) -> list[ApiToken]:
 
 def get_token(session: Session, actor: User, token_id: int) -> ApiToken:
     token = session.get(ApiToken, token_id)
-    if token is None:
-        raise NotFound("No such token.")
-    check_can_revoke_token(actor, token)
+    if token is None or not can_revoke_token(actor, token):
+        raise NotFound("No such token.")  # someone else's token answers exactly like a missing one
     return token
 
 
@@ -67,7 +87,8 @@ def revoke_token(session: Session, actor: User, token: ApiToken) -> None:
 
 
 def user_for_token(session: Session, plain: str) -> User | None:
-    """The active owner of a valid, unexpired, unrevoked token, else None."""
+    """The active owner of a valid, unexpired, unrevoked token, else None. The owner comes back narrowed
+    to the token's scopes (and marked read-only if it is) for the rest of the request."""
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(plain)))
@@ -76,6 +97,8 @@ def user_for_token(session: Session, plain: str) -> User | None:
         return None
     if not token.user.is_active:
         return None
+    token.user.token_scopes = frozenset(token.scopes)
+    token.user.token_read_only = token.read_only
     # Access bookkeeping, not a change of anything a user decided: not audited, written at most hourly.
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
         token.last_used_at = now

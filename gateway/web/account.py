@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, session, url_for
+from wtforms.fields.choices import SelectChoice
 
 from gateway.errors import ValidationError
 from gateway.identity import accounts, tokens
-from gateway.permissions import Permission
+from gateway.models import User
+from gateway.permissions import PERMISSION_LABELS, Permission
 from gateway.web.access import requires
 from gateway.web.auth import enrolment_page
 from gateway.web.context import db, require_user, run
@@ -17,12 +19,22 @@ from gateway.web.forms import EmptyForm, TokenForm
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
+def _token_form(user: User) -> TokenForm:
+    form = TokenForm()
+    grantable = tokens.grantable_scopes(user)
+    form.scopes.choices = [SelectChoice(p.value, PERMISSION_LABELS[p]) for p in grantable]
+    if not form.is_submitted():
+        form.scopes.data = [p.value for p in grantable]  # all ticked: untick what the script does not need
+    return form
+
+
 @bp.get("/")
 @requires(Permission.USE_ACCOUNT)
 def index() -> Any:
     user = require_user()
     return render_template("account/index.html", user=user, tokens=tokens.list_tokens(db(), user),
-                           token_form=TokenForm(), revoke_form=EmptyForm(), new_token=None)
+                           token_form=_token_form(user), revoke_form=EmptyForm(), new_token=None,
+                           scope_labels=PERMISSION_LABELS)
 
 
 @bp.route("/second-factor", methods=["GET", "POST"])
@@ -40,12 +52,13 @@ def second_factor() -> Any:
 @requires(Permission.USE_ACCOUNT)
 def create_token() -> Any:
     user = require_user()
-    form = TokenForm()
+    form = _token_form(user)
     new_token = None
     status = 200
     if form.validate_on_submit():
         try:
-            _token, new_token = run(tokens.create_token, user, user, form.name.data or "", form.days.data)
+            _token, new_token = run(tokens.create_token, user, user, form.name.data or "", form.days.data,
+                                    list(form.scopes.data or []), bool(form.read_only.data))
         except ValidationError as exc:
             for field, messages in exc.field_errors.items():
                 getattr(form, field).errors = list(messages)
@@ -53,7 +66,8 @@ def create_token() -> Any:
     else:
         status = 422
     return render_template("account/index.html", user=user, tokens=tokens.list_tokens(db(), user),
-                           token_form=form, revoke_form=EmptyForm(), new_token=new_token), status
+                           token_form=form, revoke_form=EmptyForm(), new_token=new_token,
+                           scope_labels=PERMISSION_LABELS), status
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

@@ -67,6 +67,9 @@ class TokenForm(FlaskForm):
     days = IntegerField("Expires after (days)", default=90,
                         validators=[DataRequired("Enter a number of days"),
                                     NumberRange(1, 366, "Choose between 1 and 366 days")])
+    # The choices are the scopes this person may grant (set by the view from their roles).
+    scopes = MultiCheckboxField("What the token may do", choices=[])
+    read_only = BooleanField("Read only: the token can look but not change anything")
 
 
 class AuditFilterForm(FlaskForm):

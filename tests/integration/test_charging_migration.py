@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect, select
 
 from gateway.charging import invoices, metering
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.migrate import alembic_config, upgrade
 from projects.models import Project
-from tests.support import databases
 from tests.support import factories as f
-
-
-@pytest.fixture
-def scratch_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'populated.sqlite3'}"
-        return
-    server = databases.postgres_server_url()
-    assert server is not None
-    name = f"sde_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_0004_upgrades_a_populated_database(scratch_url: str) -> None:

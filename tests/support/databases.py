@@ -85,3 +85,23 @@ def postgres_database(server_url: str) -> Iterator[PostgresDatabase]:
         yield database
     finally:
         database.drop()
+
+
+@contextmanager
+def scratch_database(backend: str, directory: Path) -> Iterator[str]:
+    """An empty, unmigrated database of its own, for tests that move migrations up and down."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'scratch.sqlite3'}"
+        return
+    server = postgres_server_url()
+    assert server is not None
+    name = f"sde_scratch_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
