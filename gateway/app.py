@@ -23,6 +23,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.config import Settings, load_settings
 from gateway.db import make_engine, make_session_factory
@@ -64,6 +65,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["sde_directory"] = LdapDirectory(settings.ldap) if settings.ldap else None
     csrf.init_app(app)
     app.jinja_env.add_extension("jinja2.ext.do")
+    if settings.security.trusted_proxies:
+        hops = settings.security.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from gateway.api import load_operations
     from gateway.api.base import bp as api_bp
@@ -201,10 +205,13 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
+        allow = {k: v for k, v in exc.get_headers() if k == "Allow"}  # a 405 names the methods that are allowed
         if _is_api():
             detail = "You do not have permission to do this." if status == 403 else exc.description
-            return _api_error(status, (exc.name or "error").lower().replace(" ", "_"), detail)
-        return render_template("error.html", status=status, message=None), status
+            response = _api_error(status, (exc.name or "error").lower().replace(" ", "_"), detail)
+            response.headers.update(allow)
+            return response
+        return render_template("error.html", status=status, message=None), status, allow
 
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError) -> Any:

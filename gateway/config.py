@@ -48,6 +48,9 @@ class SecuritySettings(BaseModel):
     sign_in_limit_per_username: str = "5/minute"
     token_limit: str = "600/minute"  # noqa: S105 - a rate, not a secret
     rate_limit_storage_uri: str = "memory://"  # per process; e.g. redis://host:6379 to share between workers
+    # How many reverse proxies stand in front of the gateway. Only then are X-Forwarded-For and -Proto believed
+    # (the client address for rate limits and logs, and https in links); 0 ignores them, so nobody can spoof them.
+    trusted_proxies: int = Field(0, ge=0, le=5)
 
     @field_validator("sign_in_limit_per_ip", "sign_in_limit_per_username", "token_limit")
     @classmethod

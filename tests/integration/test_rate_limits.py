@@ -84,3 +84,23 @@ def test_a_token_over_its_limit_gets_429_json(limited_app, demo_users) -> None:
 def test_malformed_limits_are_refused_in_settings() -> None:
     with pytest.raises(ValueError, match="sign_in_limit_per_ip"):
         SecuritySettings(sign_in_limit_per_ip="lots")
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_forwarded_addresses_count_only_behind_a_trusted_proxy(settings: Settings, demo_users, proxies: int) -> None:
+    """Behind one trusted proxy each user's own address is limited; with none, a forged header changes nothing."""
+    configured = settings.model_copy(update={"security": SecuritySettings(
+        max_failed_logins=50, sign_in_limit_per_ip="2/minute", sign_in_limit_per_username="50/minute",
+        trusted_proxies=proxies)})
+    application = create_app(configured)
+    client = application.test_client()
+
+    def from_client(address: str) -> int:
+        token = csrf_from(client.get("/login").get_data(as_text=True))
+        return client.post("/login", data={"csrf_token": token, "username": "researcher", "password": "wrong"},
+                           environ_base={"REMOTE_ADDR": "192.0.2.1"},  # the proxy
+                           headers={"X-Forwarded-For": address}).status_code
+
+    assert [from_client("10.1.1.1"), from_client("10.1.1.1")] == [401, 401]
+    assert from_client("10.1.1.2") == (401 if proxies else 429)
+    application.extensions["sde_engine"].dispose()
