@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit, outbox
 from gateway.config import Settings
-from gateway.db import unit_of_work, utcnow
+from gateway.db import on_commit, unit_of_work, utcnow
 from gateway.errors import Conflict, NotFound
 from gateway.extracts import storage
 from gateway.extracts.models import ExtractBuild, ExtractVersion, ProjectKey
@@ -212,7 +212,19 @@ def release_held(session: Session, settings: Settings, actor: User, project: Pro
     audit.record(session, actor, "extract.released", "project", project.id,
                  {"version": version, "share_below_k": row.share_below_k})
     session.flush()
-    storage.set_current(settings.extracts_root, workspace_id(project), version)  # last: the DB change commits after
+    # The pointer follows the database: moved only once the release has committed, and by the worker if the
+    # process dies in between (the handler is idempotent and checks the release is recorded).
+    outbox.enqueue(session, "extract.make_live", {"project_id": project.id, "version": version},
+                   dedupe_key=f"extract.make_live:{project.id}:{version}")
+    root, workspace = settings.extracts_root, workspace_id(project)
+    on_commit(session, lambda: _move_pointer_forward(root, workspace, version))
+
+
+def _move_pointer_forward(root: Path, workspace: str, version: int) -> None:
+    """Point ``current`` at ``version`` unless it already points at it or at a later version."""
+    current = storage.current_version(root, workspace)
+    if current is None or current < version:
+        storage.set_current(root, workspace, version)
 
 
 def run_queued_builds(settings: Settings, factory: sessionmaker[Session]) -> list[ExtractVersion]:
@@ -244,6 +256,18 @@ def live_version(settings: Settings, project: Project) -> int | None:
 @outbox.handler("extract.build")
 def deliver_build(ctx: outbox.WorkerContext, payload: dict[str, Any]) -> None:
     run_build(ctx.settings, ctx.factory, int(payload["build_id"]))
+
+
+@outbox.handler("extract.make_live")
+def deliver_make_live(ctx: outbox.WorkerContext, payload: dict[str, Any]) -> None:
+    with ctx.factory() as session:
+        project = session.get(Project, int(payload["project_id"]))
+        row = session.scalar(select(ExtractVersion).where(ExtractVersion.project_id == int(payload["project_id"]),
+                                                          ExtractVersion.version == int(payload["version"])))
+        if project is None or row is None or row.released_at is None:
+            return  # nothing recorded as released: the pointer must not move
+        workspace = workspace_id(project)
+    _move_pointer_forward(ctx.settings.extracts_root, workspace, int(payload["version"]))
 
 
 @outbox.handler("extract.destroy_key")

@@ -73,6 +73,35 @@ def test_custodian_releases_a_held_version_and_others_cannot(settings: Settings,
             service.release_held(s, settings, f.user(s, "admin"), project, 1)
 
 
+def test_a_release_that_does_not_commit_leaves_the_extract_unreleased(
+        settings: Settings, session_factory: sessionmaker[Session], project_id: int) -> None:
+    settings.extracts.k = 1000
+    service.run_queued_builds(settings, session_factory)
+    with session_factory() as s:
+        project = s.get(Project, project_id)
+        service.release_held(s, settings, f.user(s, "admin"), project, 1)
+        s.rollback()  # e.g. the commit failed: no record, so the extract must not go live
+        assert current_extract(settings.extracts_root, project) is None
+    with session_factory() as s:
+        assert s.scalar(select(ExtractVersion.released_at).where(ExtractVersion.project_id == project_id)) is None
+
+
+def test_the_worker_makes_a_committed_release_live_if_the_process_died_before_it_could(
+        settings: Settings, session_factory: sessionmaker[Session], project_id: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.extracts.k = 1000
+    service.run_queued_builds(settings, session_factory)
+    with monkeypatch.context() as m:  # the process "dies" between the commit and the pointer move
+        m.setattr(service, "_move_pointer_forward", lambda *a: None)
+        with unit_of_work(session_factory) as s:
+            service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1)
+    with session_factory() as s:
+        assert current_extract(settings.extracts_root, s.get(Project, project_id)) is None
+    run_once(settings, session_factory)  # the queued extract.make_live message repairs it
+    with session_factory() as s:
+        assert current_extract(settings.extracts_root, s.get(Project, project_id)).name == "v1"
+
+
 def test_a_failed_refresh_leaves_the_live_version(settings: Settings, session_factory: sessionmaker[Session],
                                                   project_id: int, tmp_path) -> None:
     service.run_queued_builds(settings, session_factory)
