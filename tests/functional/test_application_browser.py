@@ -127,19 +127,30 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     page.get_by_role("button", name="Save declaration").click()
     expect(page.get_by_test_id("recused")).to_contain_text("You are recused")
     expect(page.get_by_test_id("review-form")).to_have_count(0)
+    screenshot(page, "dac-recused")
     sign_out(page)
 
     # 5. blinded votes: a reviewer sees the others' votes only after casting their own
     for username, vote in (("dac1", "#vote-0"), ("laymember", "#vote-1")):
         as_user(page, live_server, username)
         open_application(page, live_server, title)
+        expect(page.get_by_test_id("conflict-form")).to_be_visible()
+        if username == "laymember":
+            expect(page.get_by_test_id("quorum")).to_contain_text("including 0 of 1 from a lay member")
+            screenshot(page, "dac-lay-member-declare")
         page.locator("#conflict-0").check()
         page.get_by_role("button", name="Save declaration").click()
         expect(page.get_by_test_id("reviews")).to_have_count(0)  # nothing visible before voting
         page.locator(vote).check()
         page.get_by_label("Comments for the applicant").fill("Clear and well justified.")
+        if username == "laymember":
+            expect(page.get_by_text("Other reviewers' votes are hidden until you submit your own.")).to_be_visible()
+            screenshot(page, "dac-lay-member-vote")
         page.get_by_role("button", name="Submit vote").click()
         expect(page.get_by_test_id("reviews")).to_be_visible()
+        if username == "laymember":
+            expect(page.get_by_test_id("reviews")).to_contain_text("Dr Kwame Mensah")  # unblinded after voting
+            screenshot(page, "dac-lay-member-after-vote")
         sign_out(page)
 
     # 6. two votes are not a quorum; the chair adds themself, votes, and approves with conditions

@@ -78,6 +78,17 @@ def test_quote_on_a_draft_then_finance_invoices_and_the_register_shows_charges(
     page.get_by_role("link", name="Finance").first.click()
     expect(page.get_by_test_id("chart-by-type").locator("svg rect").first).to_be_visible()
     screenshot(page, "charging-finance-dashboard")
+
+    # finance caps the project's budget: what is already charged counts, so the cap is near its warning level
+    page.get_by_role("link", name="Budgets").click()
+    card = page.get_by_test_id(f"budget-{reference}")
+    card.get_by_label("Cap in pounds, including VAT").fill("4000")
+    card.get_by_label("Reason").fill("Agreed with the funder for year one.")
+    card.get_by_role("button", name="Set budget").click()
+    expect(page.get_by_text(f"Budget for {reference} set to £4,000.00.")).to_be_visible()
+    expect(card).to_contain_text("£3,409.20 of £4,000.00 used")
+    expect(card).to_contain_text("Warning")
+    screenshot(page, "charging-budgets")
     sign_out(page)
 
     # anyone sees what the project has been charged on the public register

@@ -77,10 +77,15 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
     work(factory, settings)  # the worker runs the automatic checks
     page.reload()
     expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("fail")
+    screenshot(page, "outputs-request-submitted")
     sign_out(page)
 
     # both checkers see the failing cell beside the table, request changes; one returns it
     as_user(page, live_server, "checker1")
+    page.get_by_role("link", name="Output checking").first.click()
+    expect(page.get_by_test_id("output-queue")).to_contain_text("Admissions by region")
+    expect(page.get_by_test_id("output-queue")).to_contain_text("0 of 2")
+    screenshot(page, "outputs-checker-queue")
     page.goto(request_url)
     small = page.get_by_test_id("preview-by_region.csv").locator("td[data-verdict='fail']")
     expect(small).to_have_count(1)

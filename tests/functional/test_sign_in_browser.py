@@ -85,10 +85,16 @@ def test_lockout_after_repeated_failures_refuses_the_right_password(
 def test_admin_makes_totp_mandatory_and_the_role_must_enrol(
         page: Page, live_server: LiveServer, seeded: sessionmaker[Session]) -> None:
     sign_in(page, live_server, "admin", "demo-password")
+    page.get_by_role("link", name="Users").first.click()
+    page.get_by_role("link", name="researcher2", exact=True).click()
+    expect(page.get_by_test_id("user-status")).to_have_text("Active")
+    expect(page.get_by_role("button", name="Save roles")).to_be_visible()
+    screenshot(page, "admin-user-account")
     page.get_by_role("link", name="Security policy").first.click()
     page.get_by_label("Auditor").check()
     page.get_by_role("button", name="Save policy").click()
     expect(page.get_by_text("Security policy saved.")).to_be_visible()
+    screenshot(page, "admin-security-policy")
     page.get_by_role("button", name="Sign out", exact=True).click()
 
     sign_in(page, live_server, "auditor", "demo-password")
@@ -104,3 +110,6 @@ def test_admin_makes_totp_mandatory_and_the_role_must_enrol(
     expect(page.get_by_test_id("audit-table")).to_contain_text("security.totp_policy_changed")
     expect(page.get_by_test_id("audit-table")).to_contain_text("auth.totp_enrolled")
     screenshot(page, "audit-log")
+    page.get_by_role("link", name="Verify the chain").click()
+    expect(page.get_by_test_id("verify-result")).to_contain_text("The chain is intact")
+    screenshot(page, "audit-verify")

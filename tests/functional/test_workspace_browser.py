@@ -87,6 +87,7 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     sign_in(page, gateway, "researcher", "demo-password")
     page.goto(f"{gateway.url}/projects/{project_id}")
     expect(page.get_by_test_id("workspace-card")).to_contain_text("read-only")
+    screenshot(page, "workspace-open")
     page.get_by_role("button", name="Open workspace").click()
     page.wait_for_url(f"{hub.url}/user/researcher/{server_name}/**", timeout=90_000)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)  # JupyterLab's main area
@@ -155,6 +156,7 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     page.goto(f"{gateway.url}/projects/{project_id}")
     expect(page.get_by_test_id("workspace-reasons")).to_contain_text("The project is suspended.")
     expect(page.get_by_role("button", name="Open workspace")).to_have_count(0)
+    screenshot(page, "workspace-refused")
     # and a forged form post is refused too
     response = page.request.post(f"{gateway.url}/projects/{project_id}/workspace",
                                  form={"csrf_token": page.locator("input[name=csrf_token]").first.input_value()},
