@@ -180,7 +180,9 @@ def render_z2jh_values(settings: KubernetesSettings) -> dict[str, Any]:
             "namedServerLimitPerUser": 0,
             "config": {
                 "JupyterHub": {"authenticator_class": "ticket_authenticator.TicketAuthenticator"},
-                "TicketAuthenticator": {"secret_file": "/etc/londonsde/ticket-secret/secret"},
+                "TicketAuthenticator": {"secret_file": "/etc/londonsde/ticket-secret/secret",
+                                        # on the hub's own volume, so used tickets survive a hub restart
+                                        "spent_tickets_file": "/srv/jupyterhub/spent_tickets.sqlite"},
                 "KubeSpawner": kubespawner,
             },
             "loadRoles": {

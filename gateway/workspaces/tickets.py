@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -140,18 +141,39 @@ def verify_ticket(secret: bytes, ticket: str, now: float | None = None) -> Ticke
 class NonceRegistry:
     """Remembers nonces until their ticket expires, so each ticket is accepted once.
 
-    In memory: tickets live at most a minute, so a hub restart (which takes longer to come back
-    than most tickets live) is the only window; see docs/workspaces.md.
+    With a ``path`` the spent nonces are kept in a small SQLite file (the hub's state folder), so a
+    ticket used just before a hub restart cannot be replayed after it, and several hub processes
+    sharing the folder agree. Without one they are kept in memory (tests, a throwaway hub).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._path = path
+        if path is not None:
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS spent (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)")
+            os.chmod(path, 0o600)
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self._path is not None
+        return sqlite3.connect(self._path, timeout=5, isolation_level=None)  # autocommit: one statement each
 
     def consume(self, claims: TicketClaims, now: float | None = None) -> None:
         current = time.time() if now is None else now
+        horizon = current - CLOCK_SKEW_SECONDS
+        if self._path is not None:
+            db = self._connect()
+            try:
+                db.execute("DELETE FROM spent WHERE expires_at <= ?", (horizon,))
+                try:
+                    db.execute("INSERT INTO spent (nonce, expires_at) VALUES (?, ?)", (claims.nonce, claims.expires_at))
+                except sqlite3.IntegrityError:
+                    raise TicketError("ticket already used") from None
+            finally:
+                db.close()
+            return
         with self._lock:
-            horizon = current - CLOCK_SKEW_SECONDS
             for nonce in [n for n, exp in self._seen.items() if exp <= horizon]:
                 del self._seen[nonce]
             if claims.nonce in self._seen:
@@ -159,16 +181,22 @@ class NonceRegistry:
             self._seen[claims.nonce] = claims.expires_at
 
     def __len__(self) -> int:
+        if self._path is not None:
+            db = self._connect()
+            try:
+                return int(db.execute("SELECT count(*) FROM spent").fetchone()[0])
+            finally:
+                db.close()
         return len(self._seen)
 
 
 class TicketVerifier:
     """Verify-and-consume in one call: what the hub uses."""
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, spent_nonces_file: Path | None = None) -> None:
         _check_secret(secret)
         self._secret = secret
-        self.nonces = NonceRegistry()
+        self.nonces = NonceRegistry(spent_nonces_file)
 
     def verify(self, ticket: str, now: float | None = None) -> TicketClaims:
         claims = verify_ticket(self._secret, ticket, now=now)

@@ -51,6 +51,7 @@ c.JupyterHub.cleanup_proxy = settings.cleanup_servers
 # -- sign-in: gateway-minted tickets only ------------------------------------------------------
 c.JupyterHub.authenticator_class = TicketAuthenticator
 c.TicketAuthenticator.secret_file = str(settings.ticket_secret_path)
+c.TicketAuthenticator.spent_tickets_file = str(settings.state_dir / "spent_tickets.sqlite")
 read_or_create_secret(settings.ticket_secret_path)
 
 # -- roles: only the gateway spawns ------------------------------------------------------------

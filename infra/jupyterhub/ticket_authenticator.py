@@ -9,6 +9,7 @@ to try. The ticket format lives in `gateway.workspaces.tickets` (imported, not c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
@@ -59,11 +60,16 @@ class TicketAuthenticator(Authenticator):
         # correctly signed, fresh, unused ticket is the proof that it was made.
         return True
 
+    spent_tickets_file = Unicode(
+        "", help="SQLite file remembering used tickets across hub restarts (empty: in memory only)."
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not self.secret_file:
             raise ValueError("TicketAuthenticator.secret_file must be set")
-        self._verifier = TicketVerifier(load_secret(self.secret_file))
+        spent = Path(self.spent_tickets_file) if self.spent_tickets_file else None
+        self._verifier = TicketVerifier(load_secret(self.secret_file), spent)
 
     def get_handlers(self, app: Any) -> list[tuple[str, type]]:
         return [("/login", TicketLoginHandler)]

@@ -93,6 +93,18 @@ def test_verifier_forgets_nonces_once_their_tickets_expired() -> None:
     assert len(verifier.nonces) == 1
 
 
+def test_a_ticket_used_before_a_hub_restart_is_refused_after_it(tmp_path: Path) -> None:
+    ticket = mint_ticket(SECRET, "alice", "p1", now=NOW)
+    before_restart = TicketVerifier(SECRET, tmp_path / "spent.sqlite")
+    assert before_restart.verify(ticket, now=NOW).username == "alice"
+    after_restart = TicketVerifier(SECRET, tmp_path / "spent.sqlite")  # a new process, the same state folder
+    with pytest.raises(TicketError, match="already used"):
+        after_restart.verify(ticket, now=NOW + 1)
+    assert (tmp_path / "spent.sqlite").stat().st_mode & 0o777 == 0o600
+    after_restart.verify(mint_ticket(SECRET, "bob", "p2", ttl_seconds=5, now=NOW + 100), now=NOW + 100)
+    assert len(after_restart.nonces) == 1  # alice's expired nonce was forgotten
+
+
 def test_short_secrets_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         mint_ticket(b"short", "alice", "p1")
