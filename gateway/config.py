@@ -159,6 +159,10 @@ class Settings(BaseModel):
         return (self.workspaces.homes_root or self.instance_dir / "homes").resolve()
 
     @property
+    def certificates_dir(self) -> Path:
+        return (self.instance_dir / "certificates").resolve()
+
+    @property
     def outputs_dir(self) -> Path:
         return (self.outputs.storage_dir or self.instance_dir / "outputs").resolve()
 

@@ -102,9 +102,10 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-# --- work that must happen only once the transaction has committed -------------------------------------------
+# --- work that must follow the transaction's outcome ----------------------------------------------------------
 
 _AFTER_COMMIT = "sde_after_commit"
+_AFTER_ROLLBACK = "sde_after_rollback"
 
 
 def on_commit(session: Session, action: Callable[[], None]) -> None:
@@ -117,15 +118,26 @@ def on_commit(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
-@event.listens_for(Session, "after_commit")
-def _run_after_commit(session: Session) -> None:
-    for action in session.info.pop(_AFTER_COMMIT, []):
+def on_rollback(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` if the session's transaction rolls back (undo a file written for a row never saved)."""
+    session.info.setdefault(_AFTER_ROLLBACK, []).append(action)
+
+
+def _run(actions: list[Callable[[], None]]) -> None:
+    for action in actions:
         try:
             action()
-        except Exception:  # the commit stands; the paired outbox message (if any) retries the action
-            log.exception("an after-commit action failed")
+        except Exception:  # the transaction's outcome stands; a paired outbox message or sweep repairs it
+            log.exception("an after-transaction action failed")
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_ROLLBACK, None)
+    _run(session.info.pop(_AFTER_COMMIT, []))
 
 
 @event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
+def _after_rollback(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
+    _run(session.info.pop(_AFTER_ROLLBACK, []))

@@ -38,6 +38,26 @@ def run_daily_jobs(factory: sessionmaker[Session], today: dt.date) -> list[str]:
     return failed
 
 
+def sweep_certificates(settings: Settings, factory: sessionmaker[Session]) -> list[str]:
+    """Hourly: delete certificate files left without a record by a crash between the upload and its commit."""
+    from sqlalchemy import select
+
+    from projects.certificates import CertificateStore
+    from projects.models import Accreditation
+
+    try:
+        with factory() as session:
+            referenced = set(session.scalars(select(Accreditation.certificate_file)
+                                             .where(Accreditation.certificate_file.is_not(None))))
+        removed = CertificateStore(settings.certificates_dir).sweep_orphans(referenced, dt.timedelta(hours=1))
+    except Exception:
+        log.exception("certificate sweep failed")
+        return []
+    if removed:
+        log.warning("removed %d certificate files that no accreditation refers to", len(removed))
+    return removed
+
+
 def sweep_workspaces(settings: Settings, factory: sessionmaker[Session], today: dt.date) -> None:
     """Every pass: stop workspaces whose entitlement ended, close those the hub no longer runs."""
     from gateway.workspaces import service
@@ -53,6 +73,7 @@ def sweep_workspaces(settings: Settings, factory: sessionmaker[Session], today: 
 def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date | None = None) -> tuple[int, list[str]]:
     day = today or dt.datetime.now(dt.UTC).date()
     failed = run_daily_jobs(factory, day)
+    sweep_certificates(settings, factory)
     sweep_workspaces(settings, factory, day)
     delivered = outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
     return delivered, failed
@@ -66,6 +87,7 @@ def run_forever(settings: Settings, factory: sessionmaker[Session], interval: fl
         today = dt.datetime.now(dt.UTC).date()
         if now - last_jobs > 3600:
             run_daily_jobs(factory, today)
+            sweep_certificates(settings, factory)
             last_jobs = now
         sweep_workspaces(settings, factory, today)
         outbox.process(outbox.WorkerContext(settings=settings, factory=factory))

@@ -8,9 +8,11 @@ name chosen here, so nothing the uploader sends reaches the file system path.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -126,3 +128,23 @@ class CertificateStore:
     def read(self, stored_name: str) -> bytes | None:
         path = self.path_of(stored_name)
         return path.read_bytes() if path is not None else None
+
+    def discard(self, stored_name: str) -> None:
+        """Remove a file whose record was never saved (its transaction rolled back)."""
+        path = self.path_of(stored_name)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def sweep_orphans(self, referenced: set[str], older_than: dt.timedelta) -> list[str]:
+        """Delete stored files no record refers to, left by a crash between saving a file and committing its
+        record. Only files older than ``older_than`` go, so an upload still in its transaction is safe."""
+        if not self.directory.is_dir():
+            return []
+        cutoff = time.time() - older_than.total_seconds()
+        removed = []
+        for path in sorted(self.directory.iterdir()):
+            if (_STORED_NAME.match(path.name) and path.name not in referenced and path.is_file()
+                    and path.stat().st_mtime < cutoff):
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed

@@ -49,7 +49,7 @@ class RejectForm(FlaskForm):
 
 def certificate_store() -> CertificateStore:
     """Certificates live outside the web root, in the instance folder."""
-    return CertificateStore(settings().instance_dir / "certificates")
+    return CertificateStore(settings().certificates_dir)
 
 
 def parse_date(value: str | None) -> tuple[dt.date | None, str | None]:
