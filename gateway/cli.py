@@ -404,6 +404,54 @@ def restore_command(src: Path, force: bool) -> None:
         sys.exit(1)
 
 
+@main.group("db")
+def db_group() -> None:
+    """Move the gateway's data to another database."""
+
+
+@db_group.command("copy")
+@click.option("--to", "target_url", required=True, metavar="TARGET_URL",
+              help="The empty database to fill, e.g. postgresql+psycopg://sde:PASSWORD@HOST:5432/londonsde")
+def db_copy_command(target_url: str) -> None:
+    """Copy every table of the configured database into the empty database TARGET_URL, then verify the copy.
+
+    Stop the gateway, worker and hub first. The target's tables are created if it has none; a target that
+    holds data is refused. A failed copy leaves the target with no data; the configured database is only read.
+    """
+    from gateway import db_copy
+
+    settings = load_settings()
+    try:
+        result = db_copy.copy_database(settings.resolved_database_url, target_url, _cli_actor())
+    except db_copy.CopyError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"Copied {result.source} to {result.target} (schema revision {result.revision}"
+               f"{'; tables created first' if result.target_was_migrated else ''}).\n")
+    width = max(len(name) for name in result.rows)
+    click.echo(f"  {'table'.ljust(width)}  {'rows':>9}")
+    for name, count in sorted(result.rows.items()):
+        click.echo(f"  {name.ljust(width)}  {count:>9,}")
+    click.echo(f"  {'total'.ljust(width)}  {sum(result.rows.values()):>9,}\n")
+    click.echo(f"Verified on the target: every table holds the source's number of rows; audit chain intact: "
+               f"{result.events} events, ending with the source's last event (#{result.head_seq}, "
+               f"{result.head_hash[:16]}…).")
+    if result.sequences_reset:
+        click.echo(f"Reset {result.sequences_reset} id sequences past the copied rows.")
+    click.echo(f"Recorded the copy on the target as audit event #{result.copied_event_seq} (database.copied). "
+               "The configured database was only read.")
+    click.echo(f"Files (extracts, keys, certificates, outputs) stay in the instance folder {settings.instance_dir}: "
+               "they do not depend on the database and need no copying.\n")
+    click.echo("Next steps:\n"
+               "  1. Keep the gateway, worker and hub stopped: what the old database gets now is not copied.\n"
+               f"  2. Set database_url to the target for every process: SDE_DATABASE_URL={result.target}\n"
+               f"     {'(the password in place of ***) ' if '***' in result.target else ''}"
+               "or database_url in the SDE_CONFIG file.\n"
+               "  3. Start the gateway, the worker and the hub again.\n"
+               f"  4. Run `sde audit verify`: it should report {result.copied_event_seq} events or more.\n"
+               "Keep the old database and your backup until you have checked the new one.")
+
+
 main.add_command(accreditation)
 main.add_command(charging_cli.tariff_group)
 main.add_command(charging_cli.invoices_group)
