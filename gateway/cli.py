@@ -360,6 +360,8 @@ def audit_group() -> None:
 def audit_verify() -> None:
     """Check the hash chain; exit 0 if intact, 1 naming the first bad event."""
     _, factory = _factory()
+    if not inspect(factory.kw["bind"]).has_table("audit_events"):
+        _fail("the database has no tables yet: run `sde init` first")
     session = factory()
     try:
         result = audit.verify(session)

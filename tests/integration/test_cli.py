@@ -69,3 +69,9 @@ def test_audit_verify_reports_intact_chain(database_url: str) -> None:
     result = run(database_url, "audit", "verify")
     assert result.exit_code == 0 and "audit chain intact" in result.output
     assert int(result.output.split(": ")[1].split()[0]) > 50  # the demo's users, people and applications
+
+
+def test_audit_verify_on_an_empty_database_says_what_to_do(tmp_path) -> None:
+    result = run(f"sqlite:///{tmp_path / 'empty.sqlite3'}", "audit", "verify")
+    assert result.exit_code == 1
+    assert "run `sde init` first" in result.output and "Traceback" not in result.output
