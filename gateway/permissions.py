@@ -120,8 +120,8 @@ def parse_roles(names: Iterable[str]) -> set[Role]:
     return roles
 
 
-def permissions_of(user: User | None) -> frozenset[Permission]:
-    """What the user's roles grant, narrowed to the token's scopes when the request came with an API token."""
+def role_permissions_of(user: User | None) -> frozenset[Permission]:
+    """What the user's roles grant, whatever token the request came with."""
     if user is None or not user.is_active:
         return frozenset()
     granted: set[Permission] = set()
@@ -130,9 +130,15 @@ def permissions_of(user: User | None) -> frozenset[Permission]:
             granted |= ROLE_PERMISSIONS[Role(name)]
         except ValueError:
             continue  # a role removed from the code grants nothing
-    if user.token_scopes is not None:
-        granted = {p for p in granted if p.value in user.token_scopes}
     return frozenset(granted)
+
+
+def permissions_of(user: User | None) -> frozenset[Permission]:
+    """What the user's roles grant, narrowed to the token's scopes when the request came with an API token."""
+    granted = role_permissions_of(user)
+    if user is not None and user.token_scopes is not None:
+        granted = frozenset(p for p in granted if p.value in user.token_scopes)
+    return granted
 
 
 def has_permission(user: User | None, permission: Permission) -> bool:

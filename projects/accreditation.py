@@ -13,13 +13,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit
-from gateway.db import utcnow
+from gateway.db import on_rollback, utcnow
 from gateway.errors import InvalidTransition, NotFound, ValidationError
 from gateway.models import User, UserRole
 from gateway.outbox import send_email
 from gateway.permissions import (
     Permission,
     Role,
+    can_view_accreditation,
     check_can_decide_accreditation,
     check_can_view_accreditation,
     check_permission,
@@ -100,11 +101,10 @@ def status_text(accreditation: Accreditation, on: dt.date | None = None) -> str:
 # --- queries -------------------------------------------------------------------------------------
 
 def get_accreditation(session: Session, actor: User, accreditation_id: int) -> Accreditation:
-    """The record, if it exists (404) and the actor may see it (403)."""
+    """The record, if it exists and the actor may see it; someone else's answers exactly like a missing one."""
     accreditation = session.get(Accreditation, accreditation_id)
-    if accreditation is None:
+    if accreditation is None or not can_view_accreditation(actor, accreditation):
         raise NotFound("No such accreditation.")
-    check_can_view_accreditation(actor, accreditation)
     return accreditation
 
 
@@ -190,6 +190,7 @@ def record_accreditation(session: Session, actor: User, store: CertificateStore,
         raise ValidationError("The accreditation could not be recorded.", field_errors=errors)
     assert scheme is not None and data.training_date and data.expiry_date and not isinstance(checked, str)
     stored = store.save(checked)
+    on_rollback(session, lambda: store.discard(stored))  # no record, no file
     accreditation = Accreditation(
         user_id=actor.id, scheme=scheme, level=data.level, number=number, training_date=data.training_date,
         expiry_date=data.expiry_date, supervisor_id=supervisor.id if supervisor else None,

@@ -152,9 +152,8 @@ def _move(session: Session, actor: User | str, request: OutputRequest, target: O
 
 def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
     request = session.get(OutputRequest, request_id)
-    if request is None:
-        raise NotFound("No such output request.")
-    check_can_view(user, request)
+    if request is None or not can_view(user, request):
+        raise NotFound("No such output request.")  # not yours answers exactly like not there
     return request
 
 

@@ -199,3 +199,9 @@ def test_migration_0007_keeps_existing_tokens_working(scratch_url: str) -> None:
         token = s.scalars(select(ApiToken).where(ApiToken.prefix == "sde_old")).one()
         assert "manage_users" in token.scopes and "use_account" in token.scopes and token.read_only is False
     engine.dispose()
+
+
+def test_a_refusal_by_role_is_forbidden_not_a_scope_problem(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    refused = client.get("/api/v1/users", headers=auth(_token(session_factory, "researcher")))
+    assert refused.status_code == 403 and refused.json["error"] == "forbidden"
