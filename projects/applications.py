@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit, outbox
@@ -22,7 +22,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from gateway.workspaces.spec import TIERS
-from projects import agreements
+from projects import agreements, cohort
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project
@@ -48,7 +48,7 @@ TEXT_FIELDS = ("title", "lay_summary", "technical_summary", "public_benefit", "f
                "cohort_description", "legal_basis_article6", "legal_basis_article9", "common_law_basis",
                "ethics_reference", "opt_out_reason", "workspace_size", "intended_outputs", "amendment_summary")
 OTHER_FIELDS = ("commercial_involvement", "date_from", "date_to", "opt_out_applies", "requested_end_date")
-EDITABLE_FIELDS = TEXT_FIELDS + OTHER_FIELDS
+EDITABLE_FIELDS = TEXT_FIELDS + OTHER_FIELDS + cohort.COHORT_FIELDS
 
 LIMITS = {"title": 300, "funder": 300, "ethics_reference": 100}
 
@@ -93,15 +93,24 @@ def check_can_edit_application(user: User, application: Application) -> None:
 
 def get_application(session: Session, user: User, application_id: int) -> Application:
     application = session.get(Application, application_id)
-    if application is None:
-        raise NotFound("No such application.")
-    check_can_view_application(user, application)
+    if application is None or not can_view_application(user, application):
+        raise NotFound("No such application.")  # not yours answers exactly like not there: ids cannot be probed
     return application
+
+
+def amendments_of(session: Session, user: User, project: Project) -> list[Application]:
+    """The project's amendments this person may open, newest first (a draft stays its team's own business)."""
+    query = select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
+    return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 
 def list_applications(session: Session, user: User) -> list[Application]:
     """What this person may see: their team's applications, and for the DAC every submitted one."""
     query = select(Application).order_by(Application.id.desc())
+    if not (has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)):
+        # the same rule narrowed in the database: without those permissions only the team's own are visible
+        query = query.where(or_(Application.applicant_id == user.id,
+                                Application.members.any(ApplicationMember.user_id == user.id)))
     return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 
@@ -162,15 +171,22 @@ def _coerce(field: str, value: Any, errors: dict[str, list[str]]) -> Any:
     raise ValidationError(f"Unknown field {field}.")
 
 
-def update_draft(session: Session, actor: User, application: Application, changes: dict[str, Any]) -> list[str]:
-    """Save whatever is given (partial is fine); only the format of each value is checked here."""
+def update_draft(session: Session, actor: User, application: Application, changes: dict[str, Any],
+                 catalogue: Catalogue | None = None) -> list[str]:
+    """Save whatever is given (partial is fine); only the format of each value is checked here, and the cohort
+    criteria against the catalogue (which must then be given), so nothing unselectable is ever stored."""
     check_can_edit_application(actor, application)
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError("The application could not be saved.",
                               field_errors={f: ["This field cannot be changed."] for f in sorted(unknown)})
     errors: dict[str, list[str]] = {}
-    values = {field: _coerce(field, value, errors) for field, value in changes.items()}
+    values = {field: _coerce(field, value, errors) for field, value in changes.items()
+              if field not in cohort.COHORT_FIELDS}
+    if any(field in changes for field in cohort.COHORT_FIELDS):
+        if catalogue is None:
+            raise TypeError("update_draft needs the catalogue to check cohort criteria")
+        values.update(cohort.clean(changes, application, catalogue, errors))
     if errors:
         raise ValidationError("The application could not be saved.", field_errors=errors)
     changed = [f for f, v in values.items() if getattr(application, f) != v]
@@ -313,6 +329,9 @@ def submission_problems(session: Session, application: Application, catalogue: C
             need("variables", f"{row.dataset}.{row.variable} is no longer in the catalogue.")
         elif needs_justification(found[1]) and not row.justification:
             need("variables", f"Justify why you need {row.dataset}.{row.variable}: it can help identify people.")
+    for field, messages in cohort.stale(a, catalogue).items():
+        for message in messages:
+            need(field, message)
     for member in a.members:
         if valid_accreditation(session, member.user, today) is None:
             need("members", f"{member.user.display_name} does not hold a valid accreditation.")
@@ -389,7 +408,8 @@ def start_amendment(session: Session, actor: User, project: Project) -> Applicat
         legal_basis_article6=original.legal_basis_article6, legal_basis_article9=original.legal_basis_article9,
         common_law_basis=original.common_law_basis, ethics_reference=original.ethics_reference,
         opt_out_applies=project.opt_out_applies, opt_out_reason=original.opt_out_reason,
-        workspace_size=project.workspace_size, intended_outputs=original.intended_outputs)
+        workspace_size=project.workspace_size, intended_outputs=original.intended_outputs,
+        **cohort.copied(project))
     amendment.members = [ApplicationMember(user_id=m.user_id, project_role=m.project_role) for m in project.members]
     justifications = {(v.dataset, v.variable): v.justification for v in original.variables}
     amendment.variables = [ApplicationVariable(dataset=v.dataset, variable=v.variable,

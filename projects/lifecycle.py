@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from gateway import audit, outbox
 from gateway.db import utcnow
 from gateway.errors import NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
+from projects import cohort
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
 from projects.workflow import PROJECT_TRANSITIONS, ProjectState, check_project_move
@@ -42,8 +43,13 @@ def check_can_view_project(user: User, project: Project) -> None:
         raise PermissionDenied("You cannot see this project.")
 
 
+# The team's accounts without their role grants (loaded only if asked for), and the organisation in the same query.
+_PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
+                 joinedload(Project.organisation))
+
+
 def get_project(session: Session, user: User, project_id: int) -> Project:
-    project = session.get(Project, project_id)
+    project = session.get(Project, project_id, options=_PROJECT_PAGE)
     if project is None:
         raise NotFound("No such project.")
     check_can_view_project(user, project)
@@ -51,7 +57,13 @@ def get_project(session: Session, user: User, project_id: int) -> Project:
 
 
 def list_projects(session: Session, user: User) -> list[Project]:
-    return [p for p in session.scalars(select(Project).order_by(Project.id.desc())) if can_view_project(user, p)]
+    """The projects this person can see. The database narrows the rows by the same rule (staff see every project,
+    anyone else the ones they are a member of), so a researcher's list does not load the whole table;
+    can_view_project still decides each row."""
+    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_PAGE)
+    if not any(role.value in user.roles for role in STAFF_ROLES):
+        query = query.where(Project.members.any(ProjectMember.user_id == user.id))
+    return [p for p in session.scalars(query) if can_view_project(user, p)]
 
 
 def create_project(session: Session, actor: User, application: Application, decision: Decision,
@@ -64,14 +76,16 @@ def create_project(session: Session, actor: User, application: Application, deci
         legal_basis=legal_basis_text(application), opt_out_applies=bool(application.opt_out_applies),
         commercial_involvement=application.commercial_involvement, workspace_size=application.workspace_size,
         date_from=application.date_from, date_to=application.date_to, conditions=decision.conditions,
-        start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow())
+        start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow(),
+        **cohort.copied(application))
     project.members = [ProjectMember(user_id=m.user_id, project_role=m.project_role) for m in application.members]
     project.variables = [ProjectVariable(dataset=v.dataset, variable=v.variable) for v in application.variables]
     session.add(project)
     session.flush()
     audit.record(session, actor, "project.created", "project", project.id,
                  {"reference": project.reference, "application": application.reference,
-                  "end_date": project.end_date, "members": sorted(m.user.username for m in project.members)})
+                  "end_date": project.end_date, "members": sorted(m.user.username for m in project.members),
+                  "cohort": cohort.copied(project)})
     from gateway.extracts.service import request_build
 
     request_build(session, project, "project approved", actor)
@@ -94,6 +108,8 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     project.variables.extend(ProjectVariable(dataset=d, variable=v) for d, v in sorted(wanted_vars - have))
     if amendment.requested_end_date:
         project.end_date = amendment.requested_end_date
+    for field, value in cohort.copied(amendment).items():  # pre-filled from the project, so unchanged unless edited
+        setattr(project, field, value)
     if decision.conditions:
         project.conditions = (project.conditions + "\n" + decision.conditions).strip()
     project.approved_at = decision.decided_at or utcnow()
@@ -102,7 +118,8 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     session.flush()
     audit.record(session, actor, "project.amended", "project", project.id,
                  {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
-                  "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date})
+                  "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date,
+                  "cohort": cohort.copied(project)})
     if project.state == ProjectState.ACTIVE:
         from gateway.extracts.service import request_build
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     Date,
@@ -22,6 +23,18 @@ from gateway.models import User
 
 def _decided_pair(prefix: str) -> CheckConstraint:
     return CheckConstraint(f"({prefix}_by_id IS NULL) = ({prefix}_at IS NULL)", name=f"{prefix}_pair")
+
+
+def _cohort_ages() -> tuple[CheckConstraint, ...]:
+    """Whole years from 0 to 130 (as the extract specification allows), the minimum not above the maximum."""
+    return (
+        CheckConstraint("cohort_age_min IS NULL OR (cohort_age_min >= 0 AND cohort_age_min <= 130)",
+                        name="cohort_age_min_range"),
+        CheckConstraint("cohort_age_max IS NULL OR (cohort_age_max >= 0 AND cohort_age_max <= 130)",
+                        name="cohort_age_max_range"),
+        CheckConstraint("cohort_age_min IS NULL OR cohort_age_max IS NULL OR cohort_age_min <= cohort_age_max",
+                        name="cohort_age_order"),
+    )
 
 
 # --- safe people ---------------------------------------------------------------------------------
@@ -97,6 +110,7 @@ class Application(Base):
         CheckConstraint("(kind = 'amendment') = (project_id IS NOT NULL)", name="amendment_has_project"),
         CheckConstraint("(agreement_version IS NULL) = (agreement_accepted_at IS NULL)", name="agreement_pair"),
         CheckConstraint("date_from IS NULL OR date_to IS NULL OR date_from <= date_to", name="date_range_order"),
+        *_cohort_ages(),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -125,6 +139,11 @@ class Application(Base):
     ethics_reference: Mapped[str] = mapped_column(String(100), default="")
     opt_out_applies: Mapped[bool | None] = mapped_column(Boolean)
     opt_out_reason: Mapped[str] = mapped_column(Text, default="")
+    # structured cohort criteria (projects/cohort.py); empty selects everyone in the date range
+    cohort_boroughs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cohort_age_min: Mapped[int | None] = mapped_column(Integer)
+    cohort_age_max: Mapped[int | None] = mapped_column(Integer)
+    cohort_conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
     # safe settings and outputs
     workspace_size: Mapped[str] = mapped_column(String(20), default="small")
     intended_outputs: Mapped[str] = mapped_column(Text, default="")
@@ -248,6 +267,7 @@ class Project(Base):
     __table_args__ = (
         CheckConstraint("state IN ('active', 'suspended', 'closed', 'expired', 'revoked')", name="known_state"),
         CheckConstraint("start_date <= end_date", name="dates_in_order"),
+        *_cohort_ages(),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -265,7 +285,12 @@ class Project(Base):
     workspace_size: Mapped[str] = mapped_column(String(20))
     date_from: Mapped[dt.date | None] = mapped_column(Date)
     date_to: Mapped[dt.date | None] = mapped_column(Date)
-    conditions: Mapped[str] = mapped_column(Text, default="")
+    # the approved cohort criteria, copied from the application and changed only by an approved amendment
+    cohort_boroughs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cohort_age_min: Mapped[int | None] = mapped_column(Integer)
+    cohort_age_max: Mapped[int | None] = mapped_column(Integer)
+    cohort_conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    conditions: Mapped[str] = mapped_column(Text, default="")  # the DAC's conditions of approval
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
     approved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

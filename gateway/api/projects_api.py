@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,8 +11,9 @@ from gateway.errors import NotFound
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission
 from gateway.web.context import catalogue, db, require_user, run, settings, today
-from projects import agreements, applications, dac, lifecycle, register
+from projects import agreements, applications, cohort, dac, lifecycle, register
 from projects.applications import EDITABLE_FIELDS, VariableChoice
+from projects.cohort import MAX_AGE
 from projects.models import Application, Project, Review
 
 from .base import api
@@ -82,6 +83,11 @@ class ApplicationOut(BaseModel):
     ethics_reference: str
     opt_out_applies: bool | None
     opt_out_reason: str
+    cohort_boroughs: list[str] = Field(description="Only patients living in these boroughs; empty: every borough")
+    cohort_age_min: int | None = Field(description="Youngest age (whole years on the last day of the date range)")
+    cohort_age_max: int | None = Field(description="Oldest age (whole years on the last day of the date range)")
+    cohort_conditions: list[str] = Field(
+        description="Only patients with at least one of these conditions by the end of the date range; empty: any")
     workspace_size: str
     intended_outputs: str
     amendment_summary: str
@@ -129,6 +135,13 @@ class ApplicationPatch(Strict):
     ethics_reference: str | None = Field(default=None, max_length=100)
     opt_out_applies: bool | None = None
     opt_out_reason: str | None = Field(default=None, max_length=5000)
+    # The catalogue's values are checked by the service (422 naming any unknown one); null or [] selects everyone.
+    cohort_boroughs: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        default=None, max_length=100, description="Boroughs from the catalogue's borough variable")
+    cohort_age_min: int | None = Field(default=None, ge=0, le=MAX_AGE, description="Whole years; null for no limit")
+    cohort_age_max: int | None = Field(default=None, ge=0, le=MAX_AGE, description="Whole years; null for no limit")
+    cohort_conditions: list[Annotated[str, Field(max_length=100)]] | None = Field(
+        default=None, max_length=100, description="Conditions from the catalogue's condition variable")
     workspace_size: str | None = Field(default=None, max_length=20)
     intended_outputs: str | None = Field(default=None, max_length=5000)
     amendment_summary: str | None = Field(default=None, max_length=5000)
@@ -204,6 +217,12 @@ class ProjectOut(BaseModel):
     legal_basis: str
     opt_out_applies: bool
     workspace_size: str
+    date_from: dt.date | None
+    date_to: dt.date | None
+    cohort_boroughs: list[str]
+    cohort_age_min: int | None
+    cohort_age_max: int | None
+    cohort_conditions: list[str]
     members: list[MemberOut]
     variables: list[str]
 
@@ -211,7 +230,8 @@ class ProjectOut(BaseModel):
     def of(cls, p: Project) -> ProjectOut:
         return cls(id=p.id, reference=p.reference, state=p.state, title=p.title, lead=p.lead.username,
                    start_date=p.start_date, end_date=p.end_date, conditions=p.conditions, legal_basis=p.legal_basis,
-                   opt_out_applies=p.opt_out_applies, workspace_size=p.workspace_size,
+                   opt_out_applies=p.opt_out_applies, workspace_size=p.workspace_size, date_from=p.date_from,
+                   date_to=p.date_to, **cohort.copied(p),
                    members=[MemberOut(user_id=m.user_id, username=m.user.username, display_name=m.user.display_name,
                                       project_role=m.project_role) for m in p.members],
                    variables=[f"{v.dataset}.{v.variable}" for v in p.variables])
@@ -280,7 +300,7 @@ def get_application(application_id: int) -> ApplicationOut:
                errors=(409,))
 def patch_application(application_id: int, body: ApplicationPatch) -> ApplicationOut:
     application = _application(application_id)
-    run(applications.update_draft, require_user(), application, body.model_dump(exclude_unset=True))
+    run(applications.update_draft, require_user(), application, body.model_dump(exclude_unset=True), catalogue())
     return _application_out(application)
 
 

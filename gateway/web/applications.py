@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from wtforms.fields.choices import SelectChoice
 
 from gateway.errors import Conflict, InvalidTransition, NotFound, ValidationError
 from gateway.identity.accounts import find_user, get_user
@@ -25,7 +26,7 @@ from gateway.web.forms import (
     SubmitForm,
 )
 from gateway.web.forms_errors import apply_errors
-from projects import agreements, applications, dac
+from projects import agreements, applications, cohort, dac
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.catalogue import needs_justification, requestable
 from projects.models import Application
@@ -114,6 +115,8 @@ def edit(application_id: int) -> Any:
     application = _load(application_id)
     applications.check_can_edit_application(user, application)
     form = ApplicationForm(obj=None if request.method == "POST" else _form_data(application))
+    form.cohort_boroughs.choices = [SelectChoice(b, b) for b in cohort.borough_choices(catalogue())]
+    form.cohort_conditions.choices = [SelectChoice(c, c) for c in cohort.condition_choices(catalogue())]
     extra: list[str] = []
     if form.validate_on_submit():
         changes = {name: getattr(form, name).data for name in EDITABLE_FIELDS if hasattr(form, name)}
@@ -121,7 +124,7 @@ def edit(application_id: int) -> Any:
             changes.pop("amendment_summary", None)
             changes.pop("requested_end_date", None)
         try:
-            run(applications.update_draft, user, application, changes)
+            run(applications.update_draft, user, application, changes, catalogue())
         except ValidationError as exc:
             extra = apply_errors(form, exc)
         else:

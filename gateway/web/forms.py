@@ -120,6 +120,12 @@ class ApplicationForm(FlaskForm):
     cohort_description = TextAreaField("Cohort", validators=[Optional(), Length(max=5000)])
     date_from = StringField("Data from (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
     date_to = StringField("Data to (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+    # The cohort criteria: choices come from the catalogue (set by the view); the service checks every value,
+    # and the ages are text so whatever was typed comes back with its message.
+    cohort_boroughs = MultiCheckboxField("Boroughs", choices=[], validate_choice=False)
+    cohort_age_min = StringField("Minimum age", validators=[Optional()])
+    cohort_age_max = StringField("Maximum age", validators=[Optional()])
+    cohort_conditions = MultiCheckboxField("Conditions", choices=[], validate_choice=False)
     legal_basis_article6 = SelectField("UK GDPR Article 6 lawful basis",
                                        choices=_choices(ARTICLE6, blank="Choose"),
                                        validators=[Optional()])

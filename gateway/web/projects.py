@@ -17,7 +17,7 @@ from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
 from projects import agreements, applications, lifecycle
 from projects.lifecycle import is_member
-from projects.models import Application, Project
+from projects.models import Project
 from projects.workflow import PROJECT_OWNERS, ProjectState
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
@@ -41,8 +41,7 @@ def index() -> Any:
 def view(project_id: int) -> Any:
     user = require_user()
     project = _load(project_id)
-    amendments = db().query(Application).filter(Application.project_id == project.id) \
-        .order_by(Application.id.desc()).all()
+    amendments = applications.amendments_of(db(), user, project)
     decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
     sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
     return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,

@@ -101,7 +101,8 @@ def test_application_edit_refusals_write_nothing(app: Flask, session_factory: se
     fields = ("title", "lay_summary", "technical_summary", "public_benefit", "funder", "commercial_involvement",
               "commercial_details", "cohort_description", "date_from", "date_to", "legal_basis_article6",
               "legal_basis_article9", "common_law_basis", "ethics_reference", "opt_out_applies", "opt_out_reason",
-              "workspace_size", "intended_outputs")
+              "workspace_size", "intended_outputs", "cohort_boroughs", "cohort_age_min", "cohort_age_max",
+              "cohort_conditions")
 
     def snapshot() -> tuple[int, dict[str, Any]]:
         events = _count(session_factory, AuditEvent)

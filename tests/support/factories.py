@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,13 +72,17 @@ VARIABLES = [VariableChoice("patients", "sex", "asthma incidence differs by sex"
 
 
 def draft(factory: sessionmaker[Session], applicant: str = "researcher", title: str = "Asthma and deprivation",
-          complete: bool = True) -> int:
+          complete: bool = True, cohort: dict[str, Any] | None = None,
+          variables: list[VariableChoice] | None = None) -> int:
+    """A draft; ``cohort`` holds cohort criteria as the form or API sends them (e.g. {"cohort_age_min": 18})."""
     with unit_of_work(factory) as s:
         actor = user(s, applicant)
         app = applications.create_draft(s, actor, title)
         if complete:
             applications.update_draft(s, actor, app, COMPLETE)
-            applications.set_variables(s, actor, app, catalogue(), VARIABLES)
+            applications.set_variables(s, actor, app, catalogue(), VARIABLES if variables is None else variables)
+        if cohort:
+            applications.update_draft(s, actor, app, cohort, catalogue())
         return app.id
 
 
@@ -107,8 +112,9 @@ def review_round(factory: sessionmaker[Session], app_id: int, votes: dict[str, s
 
 
 def approved_project(factory: sessionmaker[Session], applicant: str = "researcher",
-                     title: str = "Asthma and deprivation") -> int:
-    app_id = draft(factory, applicant, title)
+                     title: str = "Asthma and deprivation", cohort: dict[str, Any] | None = None,
+                     variables: list[VariableChoice] | None = None) -> int:
+    app_id = draft(factory, applicant, title, cohort=cohort, variables=variables)
     submit(factory, app_id, applicant)
     review_round(factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
     with unit_of_work(factory) as s:
