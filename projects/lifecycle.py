@@ -110,6 +110,16 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
         project.end_date = amendment.requested_end_date
     for field, value in cohort.copied(amendment).items():  # pre-filled from the project, so unchanged unless edited
         setattr(project, field, value)
+    # The rest of what the committee approved, as amended (pre-filled too): what the register and the extract show.
+    approved = {"title": amendment.title, "lay_summary": amendment.lay_summary,
+                "public_benefit": amendment.public_benefit, "legal_basis": legal_basis_text(amendment),
+                "opt_out_applies": bool(amendment.opt_out_applies), "date_from": amendment.date_from,
+                "date_to": amendment.date_to, "workspace_size": amendment.workspace_size,
+                "commercial_involvement": amendment.commercial_involvement}
+    changed = {field: [getattr(project, field), value] for field, value in approved.items()
+               if getattr(project, field) != value}
+    for field, (_, value) in changed.items():
+        setattr(project, field, value)
     if decision.conditions:
         project.conditions = (project.conditions + "\n" + decision.conditions).strip()
     project.approved_at = decision.decided_at or utcnow()
@@ -119,7 +129,7 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     audit.record(session, actor, "project.amended", "project", project.id,
                  {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
                   "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date,
-                  "cohort": cohort.copied(project)})
+                  "cohort": cohort.copied(project), "changed": changed})
     if project.state == ProjectState.ACTIVE:
         from gateway.extracts.service import request_build
 

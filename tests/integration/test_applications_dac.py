@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import audit
 from gateway.db import unit_of_work
 from gateway.errors import Conflict, DomainError, InvalidTransition, PermissionDenied, ValidationError
+from gateway.models import AuditEvent
 from projects import applications, dac, lifecycle, register
 from projects.accreditation_rules import AccreditationRequired
 from projects.models import Application, Project
@@ -276,10 +277,13 @@ def test_project_lifecycle_suspend_reinstate_expire_and_amend(world: sessionmake
         project = s.get(Project, project_id)
         amendment = applications.start_amendment(s, f.user(s, "researcher"), project)
         applications.add_member(s, f.user(s, "researcher"), amendment, f.user(s, "researcher2"), "analyst")
+        assert amendment.date_to == project.date_to and amendment.lay_summary == project.lay_summary  # pre-filled
         applications.update_draft(s, f.user(s, "researcher"), amendment, {
-            "amendment_summary": "Add a second analyst and extend.",
-            "requested_end_date": (f.TODAY + dt.timedelta(days=800)).isoformat()})
-        amendment_id = amendment.id
+            "amendment_summary": "Add a second analyst, extend, and a year more of data.",
+            "requested_end_date": (f.TODAY + dt.timedelta(days=800)).isoformat(),
+            "date_to": (project.date_to + dt.timedelta(days=365)).isoformat(),
+            "lay_summary": project.lay_summary + " Now also one more year."})
+        amendment_id, old_date_to, old_summary = amendment.id, project.date_to, project.lay_summary
     f.submit(world, amendment_id)
     f.review_round(world, amendment_id, {"dac1": "approve"})  # amendments: shorter review (quorum 1)
     with unit_of_work(world) as s:
@@ -290,6 +294,11 @@ def test_project_lifecycle_suspend_reinstate_expire_and_amend(world: sessionmake
         assert project.state == "active"
         assert {m.user.username for m in project.members} == {"researcher", "researcher2"}
         assert project.end_date == f.TODAY + dt.timedelta(days=800)
+        # what the committee approved in the amendment is now the project's (register, extract spec)
+        assert project.date_to == old_date_to + dt.timedelta(days=365)
+        assert project.lay_summary == old_summary + " Now also one more year."
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "project.amended")).one()
+        assert set(event.details["changed"]) == {"date_to", "lay_summary"}
 
 
 def test_rejected_applications_never_reach_the_register(world: sessionmaker[Session]) -> None:
