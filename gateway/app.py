@@ -21,7 +21,8 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -31,7 +32,7 @@ from gateway.errors import DomainError
 from gateway.identity import tokens
 from gateway.identity.ldap_directory import LdapDirectory
 from gateway.models import User
-from gateway.permissions import ROLE_LABELS, Permission, has_permission
+from gateway.permissions import ROLE_LABELS, Permission, has_permission, role_permissions_of
 from gateway.ratelimit import init_rate_limits
 from gateway.web.access import access_of
 from gateway.web.context import close_db, current_user, db
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(api_bp)
 
     init_rate_limits(app, settings.security)  # its check runs before _identify_and_enforce: no DB work when refused
+    app.before_request(_refuse_nul_characters)
     app.before_request(_identify_and_enforce)
     app.after_request(_security_headers)
     app.teardown_appcontext(close_db)
@@ -92,11 +94,23 @@ def _is_api() -> bool:
     return request.path.startswith(API_PREFIX)
 
 
+def _refuse_nul_characters() -> Any:
+    """A NUL character in a form field or query parameter could never be stored (PostgreSQL refuses it in text):
+    refuse the page request up front. The API refuses it per declared field, with its 422 (gateway/api/registry.py)."""
+    if _is_api():
+        return None
+    if any("\x00" in key or "\x00" in value for source in (request.args, request.form)
+           for key, value in source.items(multi=True)):
+        message = "The form contained a character that cannot be used (NUL). Go back, remove it and try again."
+        return render_template("error.html", status=422, message=message), 422
+    return None
+
+
 def _session_user() -> tuple[User | None, str | None]:
     uid, version, stage = session.get("uid"), session.get("sv"), session.get("stage")
     if uid is None or stage not in SESSION_STAGES:
         return None, None
-    user = db().get(User, uid)
+    user = db().get(User, uid, options=[joinedload(User.role_grants)])  # one query, not two: runs on every request
     if user is None or not user.is_active or user.session_version != version:
         session.clear()
         return None, None
@@ -150,7 +164,7 @@ def _identify_and_enforce() -> Response | None:
     if g.user.token_read_only and request.method not in {"GET", "HEAD", "OPTIONS"}:
         return _api_error(403, "read_only_token", "This token is read-only: it can read but not change anything.")
     if not has_permission(g.user, access.permission):
-        if g.user.token_scopes is not None and access.permission.value not in g.user.token_scopes:
+        if g.user.token_scopes is not None and access.permission in role_permissions_of(g.user):
             return _api_error(403, "insufficient_scope",
                               f"This token does not have the '{access.permission.value}' scope.")
         abort(403)
@@ -214,11 +228,17 @@ def _register_error_handlers(app: Flask) -> None:
         return render_template("error.html", status=status, message=None), status, allow
 
     @app.errorhandler(OperationalError)
-    def database_down(exc: OperationalError) -> Any:
+    @app.errorhandler(InterfaceError)
+    def database_down(exc: OperationalError | InterfaceError) -> Any:
+        # Never the exception's text: it can hold the server's address or the failed SQL.
         log.error("database unavailable: %s", exc.__class__.__name__)
+        retry = {"Retry-After": "30"}
         if _is_api():
-            return _api_error(503, "service_unavailable", "The database is unavailable; try again shortly.")
-        return render_template("error.html", status=503, message=None), 503
+            response = _api_error(503, "service_unavailable", "The database is unavailable; try again shortly.")
+            response.headers.update(retry)
+            return response
+        message = "The service cannot reach its database at the moment. Wait a minute, then reload the page."
+        return render_template("error.html", status=503, message=message), 503, retry
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:

@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import time
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 import gateway.extracts.service
@@ -83,12 +84,17 @@ def run_forever(settings: Settings, factory: sessionmaker[Session], interval: fl
     """Deliver the outbox every ``interval`` seconds; the daily jobs run at start and then hourly (idempotent)."""
     last_jobs = 0.0
     while True:
-        now = time.monotonic()
-        today = dt.datetime.now(dt.UTC).date()
-        if now - last_jobs > 3600:
-            run_daily_jobs(factory, today)
-            sweep_certificates(settings, factory)
-            last_jobs = now
-        sweep_workspaces(settings, factory, today)
-        outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
+        try:
+            now = time.monotonic()
+            today = dt.datetime.now(dt.UTC).date()
+            if now - last_jobs > 3600:
+                run_daily_jobs(factory, today)
+                sweep_certificates(settings, factory)
+                last_jobs = now
+            sweep_workspaces(settings, factory, today)
+            outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
+        except (OperationalError, InterfaceError) as exc:
+            # The database went away (a restart, a failover, the network): keep running and try again next pass.
+            # A message cut off mid-delivery keeps its claim and is retried when that lease runs out.
+            log.error("database unavailable (%s); trying again in %.0f s", type(exc).__name__, interval)
         time.sleep(interval)

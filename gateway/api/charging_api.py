@@ -13,6 +13,7 @@ from gateway.charging import invoices, quotes
 from gateway.charging.documents import invoice_csv, invoice_pdf
 from gateway.charging.metering import meter_compute_sessions
 from gateway.charging.models import FrozenQuote, Invoice
+from gateway.charging.money import MAX_PENCE
 from gateway.charging.tariff import Tariff, tariff_in_force
 from gateway.errors import PermissionDenied
 from gateway.permissions import Permission, has_permission
@@ -134,7 +135,7 @@ class StatementOut(BaseModel):
 
 
 class BudgetIn(Strict):
-    cap_pence: int = Field(ge=1, le=10**11, description="The cap in pence, including VAT")
+    cap_pence: int = Field(ge=1, le=MAX_PENCE, description="The cap in pence, including VAT")
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -164,7 +165,7 @@ class CreditIn(Strict):
 class LineIn(Strict):
     description: str = Field(min_length=1, max_length=300)
     quantity: int = Field(ge=1, le=100000)
-    unit_pence: int = Field(ge=1, le=10**9)
+    unit_pence: int = Field(ge=1, le=MAX_PENCE)
 
 
 class InvoiceQuery(Strict):

@@ -7,14 +7,16 @@ makes the OpenAPI document complete by construction: an operation cannot exist w
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -78,7 +80,7 @@ class ApiRegistry:
                     payload = request.get_json(silent=True)
                     if not isinstance(payload, dict):
                         raise ValidationError("The request body must be a JSON object.")
-                    kwargs["body"] = _parse(body, payload)
+                    kwargs["body"] = _parse(body, payload, json_body=True)
                 if form is not None:
                     kwargs["body"] = _parse(form, request.form.to_dict())
                 if query is not None:
@@ -160,9 +162,9 @@ class ApiRegistry:
                     media: {"schema": {"type": "string", "format": "binary"}} for media in op.produces}}
             else:
                 entry["responses"][str(op.status)] = {"description": "Done; no content"}
-            error_codes = set(op.errors)
+            error_codes = set(op.errors) | {503}  # the database may be unavailable for a moment
             if op.permission is not None:
-                error_codes |= {401, 403}
+                error_codes |= {401, 403, 429}  # 429: the per-token rate limit
             if op.body is not None or op.query is not None or op.form is not None:
                 error_codes.add(422)
             if op.path_params():
@@ -186,7 +188,9 @@ class ApiRegistry:
 
 
 _ERROR_TEXT = {401: "Missing, invalid, expired or revoked token", 403: "Not allowed",
-               404: "Not found", 409: "Conflicts with the current state", 422: "Invalid input"}
+               404: "Not found", 409: "Conflicts with the current state", 422: "Invalid input",
+               429: "Too many requests with this token; the Retry-After header says when to try again",
+               503: "Temporarily unavailable (the database cannot be reached); try again shortly"}
 
 
 class ErrorBody(BaseModel):
@@ -198,8 +202,16 @@ def _openapi_schema(prop: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in prop.items() if k not in {"title"}}
 
 
-def _parse(model: type[BaseModel], payload: dict[str, Any]) -> BaseModel:
+def _parse(model: type[BaseModel], payload: dict[str, Any], json_body: bool = False) -> BaseModel:
+    """A JSON body is validated strictly as JSON (0 is not false, a number is not a date); form fields and
+    query parameters arrive as text and are converted."""
+    nul = sorted(_fields_with_nul(payload))
+    if nul:  # PostgreSQL cannot store a NUL character in text: refuse it here, not with a database error
+        raise ValidationError("The request is not valid.",
+                              field_errors={name: [NUL_MESSAGE] for name in nul})
     try:
+        if json_body:
+            return model.model_validate_json(json.dumps(payload), strict=True)
         return model.model_validate(payload)
     except PydanticValidationError as exc:
         fields: dict[str, list[str]] = {}
@@ -207,3 +219,34 @@ def _parse(model: type[BaseModel], payload: dict[str, Any]) -> BaseModel:
             key = ".".join(str(part) for part in err["loc"]) or "body"
             fields.setdefault(key, []).append(err["msg"])
         raise ValidationError("The request is not valid.", field_errors=fields) from None
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("Enter a date like 2026-11-30.") from None
+    return value
+
+
+# A date in a query string: only ISO text (a bare number would otherwise be read as a Unix time).
+QueryDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+
+
+NUL_MESSAGE = "Remove the NUL character (\\0): text cannot contain it."
+
+
+def _fields_with_nul(value: Any, name: str = "body") -> set[str]:
+    """The names of the fields whose text (at any depth) contains a NUL character."""
+    if isinstance(value, str):
+        return {name} if "\x00" in value else set()
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, item in value.items():
+            found |= {name} if "\x00" in str(key) else _fields_with_nul(item, str(key) if name == "body" else
+                                                                         f"{name}.{key}")
+        return found
+    if isinstance(value, list):
+        return set().union(*(_fields_with_nul(item, name) for item in value)) if value else set()
+    return set()

@@ -17,6 +17,7 @@ from gateway.web.access import public
 from gateway.web.context import db, require_user, run
 
 from .base import VERSION, api, bp
+from .registry import QueryDate
 
 
 class Strict(BaseModel):
@@ -97,8 +98,8 @@ class AuditQuery(Strict):
     action: str | None = Field(default=None, max_length=100)
     object_type: str | None = Field(default=None, max_length=50)
     object_id: str | None = Field(default=None, max_length=100)
-    since: dt.date | None = None
-    until: dt.date | None = Field(default=None, description="inclusive")
+    since: QueryDate | None = None
+    until: QueryDate | None = Field(default=None, description="inclusive")
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=2**31 - 1)
 

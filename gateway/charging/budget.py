@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from gateway import audit, outbox
 from gateway.charging.models import Invoice, MeterEvent, ProjectBudget
-from gateway.charging.money import format_money, vat_on
+from gateway.charging.money import MAX_PENCE, format_money, vat_on
 from gateway.charging.pricing import basis_for, priced_lines
 from gateway.db import utcnow
 from gateway.errors import Conflict, ValidationError
@@ -96,8 +96,30 @@ def spent_pence(session: Session, project: Project) -> int:
 
 
 def budget_status(session: Session, project: Project) -> BudgetStatus:
+    """Remembered for the rest of the transaction until anything is written (a project page asks twice: for the
+    workspace entitlement and for the charges panel; each answer costs five queries)."""
+    memo: dict[int, BudgetStatus] = session.info.setdefault(_MEMO, {})
+    if project.id in memo and not (session.new or session.dirty or session.deleted):
+        return memo[project.id]
     budget = budget_of(session, project)
-    return BudgetStatus(budget.cap_pence if budget else None, spent_pence(session, project), _warning_percent())
+    status = BudgetStatus(budget.cap_pence if budget else None, spent_pence(session, project), _warning_percent())
+    memo[project.id] = status
+    return status
+
+
+_MEMO = "sde_budget_status"
+
+
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_transaction_end")
+def _forget_statuses(session: Session, *_: object) -> None:
+    session.info.pop(_MEMO, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_after_write(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info.pop(_MEMO, None)
 
 
 def check_budget(session: Session, project: Project, what: str) -> None:
@@ -114,6 +136,8 @@ def set_budget(session: Session, actor: User, project: Project, cap_pence: int, 
     errors: dict[str, list[str]] = {}
     if cap_pence < 1:
         errors["cap"] = ["Enter a cap of at least £0.01."]
+    elif cap_pence > MAX_PENCE:
+        errors["cap"] = [f"Enter a cap of at most {format_money(MAX_PENCE)}."]
     if not reason.strip():
         errors["reason"] = ["Give a reason (for example the purchase order)."]
     if errors:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from gateway import audit, outbox
 from gateway.audit import Actor
 from gateway.charging.models import Invoice, InvoiceLine, MeterEvent
-from gateway.charging.money import format_money, vat_on
+from gateway.charging.money import MAX_PENCE, format_money, vat_on
 from gateway.charging.pricing import basis_for, priced_lines
 from gateway.charging.tariff import record_version
 from gateway.db import utcnow
@@ -46,8 +46,12 @@ def parse_month(month: str) -> tuple[dt.date, dt.date]:
         message = "Enter the month like 2026-11."
         raise ValidationError(message, field_errors={"month": [message]})
     year, number = int(match.group(1)), int(match.group(2))
-    start = dt.date(year, number, 1)
-    end = dt.date(year + number // 12, number % 12 + 1, 1)
+    try:
+        start = dt.date(year, number, 1)
+        end = dt.date(year + number // 12, number % 12 + 1, 1)
+    except ValueError:  # year 0000, or 9999-12 (whose next month has no date)
+        message = "Enter a month between 0001-01 and 9999-11."
+        raise ValidationError(message, field_errors={"month": [message]}) from None
     return start, end
 
 
@@ -80,11 +84,9 @@ def check_can_view_invoice(user: User, invoice: Invoice, project: Project) -> No
 
 def get_invoice(session: Session, user: User, invoice_id: int) -> Invoice:
     invoice = session.get(Invoice, invoice_id)
-    if invoice is None:
-        raise NotFound("No such invoice.")
-    project = session.get(Project, invoice.project_id)
-    assert project is not None
-    check_can_view_invoice(user, invoice, project)
+    project = session.get(Project, invoice.project_id) if invoice is not None else None
+    if invoice is None or project is None or not can_view_invoice(user, invoice, project):
+        raise NotFound("No such invoice.")  # not yours (or a draft you may not see) answers like not there
     return invoice
 
 
@@ -208,6 +210,8 @@ def add_line(session: Session, actor: User, invoice: Invoice, description: str, 
         errors["quantity"] = ["Enter a quantity of 1 or more."]
     if unit_pence < 1:
         errors["unit_pence"] = ["Enter a price of at least 1 penny."]
+    if not errors and invoice.net_pence + quantity * unit_pence > MAX_PENCE:
+        errors["unit_pence"] = [f"The invoice's net total would exceed {format_money(MAX_PENCE)}."]
     if errors:
         raise ValidationError("The line could not be added.", field_errors=errors)
     line = InvoiceLine(invoice_id=invoice.id, position=len(invoice.lines) + 1, code="manual",

@@ -7,6 +7,9 @@ each unit price after an organisation multiplier, and to VAT once on an invoice'
 from __future__ import annotations
 
 BASIS_POINTS = 10_000  # 100% = 10,000 basis points
+# Amounts live in INTEGER columns (at most 2,147,483,647 pence). A budget cap, a manual line and a draft's net total
+# are kept to £10m, so that a total with VAT still fits; larger input is refused as invalid, never a database error.
+MAX_PENCE = 1_000_000_000
 
 SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 

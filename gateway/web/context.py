@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
@@ -14,6 +16,7 @@ from gateway.extracts.catalogue import Catalogue
 from gateway.models import User
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def settings() -> Settings:
@@ -71,6 +74,13 @@ def end_transaction() -> None:
 
 def close_db(_exc: BaseException | None = None) -> None:
     session: Session | None = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.rollback()
-        session.close()
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away after the view ran (a restart, a failover): the transaction died with the
+        # connection, which is invalidated and left out of the pool. The answer already made must still reach
+        # the person, not turn into a server error.
+        log.warning("database connection lost at the end of a request: %s", type(exc).__name__)
+    session.close()
