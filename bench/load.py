@@ -1,22 +1,25 @@
 """Load benchmark: the gateway under gunicorn against a bare Flask endpoint served the same way.
 
 Creates a throwaway PostgreSQL database and instance folder, runs `sde init` and `sde demo --seed-only`
-into them, then starts two servers with the same layout (gunicorn, gthread, 2 workers x 4 threads, access
-log on): `sde serve` and a bare Flask app answering one short page (the baseline). A second process (this
+into them, then starts two servers with the same layout (gunicorn, gthread, --workers x --threads, by default
+what `sde serve` picks: one worker per CPU, at least 2, x 4 threads; SO_REUSEPORT per worker; access log on):
+`sde serve` and a bare Flask app answering one short page (the baseline). A second process (this
 script with --drive) is the client: aiohttp, one session (cookie jar, keep-alive connection) per simulated
 user, closed loop with no think time, loopback only (127.0.0.1).
 
 Phases, each --users concurrent users for --duration seconds or --max-requests requests, whichever first:
 baseline (bare endpoint); public register readers (/register); signed-in researchers (/home, /projects/,
 their first project's page); output checkers (/outputs/queue); then the three groups mixed. Users sign in
-through the real /login form (CSRF token, session cookie) before timing starts. If `wrk` is installed, it
-measures the baseline and /register too, as a cross-check that the Python client is not the limit.
+through the real /login form (CSRF token, session cookie) before timing starts; the sign-in rate limits are
+raised for the run (every user signs in from 127.0.0.1 at once), everything else is the default configuration.
+If `wrk` is installed, it measures the baseline and /register too, as a cross-check that the Python client is
+not the limit.
 
 It prints one table: requests/s, p50/p95/p99 latency, errors, and throughput as a ratio of the baseline's.
 Targets (reported, not asserted): key pages >= 50% of baseline throughput, p95 < 100 ms, zero errors.
 Everything started is stopped and the database dropped at the end, even on error.
 
-    .venv/bin/python bench/load.py [--users 50] [--duration 10] [--max-requests 20000]
+    .venv/bin/python bench/load.py [--users 50] [--duration 10] [--max-requests 20000] [--workers N] [--threads N]
 """
 
 from __future__ import annotations
@@ -28,113 +31,31 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
-SDE = [PYTHON, "-m", "gateway.cli"]
+sys.path.insert(0, str(REPO))
+
+from tests.support import sandbox as _sandbox  # noqa: E402
+from tests.support.sandbox import HOST, PYTHON, SDE, Sandbox, free_port, wait_http  # noqa: E402
+
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-HOST = "127.0.0.1"
 PASSWORD = "demo-password"  # the documented demo password (gateway/demo.py)
 TARGET_RATIO, TARGET_P95_MS = 0.5, 100.0
 
 
-# --- a throwaway database, instance folder and child processes (shared with bench/faults.py) ---------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Sandbox:
-    """A fresh database and instance folder; every child started through it is killed on close."""
-
-    name: str
-    workdir: Path
-    env: dict[str, str]
-    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*SDE, *args], env=self.env, cwd=REPO, capture_output=True, text=True)
-        if check and result.returncode != 0:
-            raise RuntimeError(f"sde {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
-        return result
-
-    def start(self, argv: list[str], log_name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = (self.workdir / log_name).open("ab")
-        child = subprocess.Popen(argv, env={**self.env, **(extra_env or {})}, cwd=REPO, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-        self.children.append(child)
-        return child
-
-    def kill(self, child: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-        if child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, sig)
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-
-    @property
-    def database_url(self) -> str:
-        return self.env["SDE_DATABASE_URL"]
-
-
-def _admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
-
+# --- a throwaway database, instance folder and child processes (tests/support/sandbox.py; also bench/faults.py) -
 
 @contextlib.contextmanager
 def sandbox(prefix: str, config: dict[str, Any] | None = None) -> Iterator[Sandbox]:
-    name = f"{prefix}_{os.getpid()}_{int(time.time())}"
-    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
-    base = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    env = {**os.environ, "SDE_ENV": "development", "SDE_INSTANCE_DIR": str(workdir / "instance"),
-           "SDE_DATABASE_URL": f"{base}/{name}", "PYTHONPATH": str(REPO)}
-    if config:
-        (workdir / "config.json").write_text(json.dumps(config))  # JSON is YAML
-        env["SDE_CONFIG"] = str(workdir / "config.json")
-    _admin(f'CREATE DATABASE "{name}"')
-    box = Sandbox(name, workdir, env)
-    try:
+    with _sandbox.sandbox(prefix, ADMIN_URL, config) as box:
         yield box
-    finally:
-        for child in reversed(box.children):
-            box.kill(child)
-        try:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
-def wait_http(url: str, child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with {child.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - loopback URL built here
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 # --- the baseline server: a bare Flask app under the gateway's own gunicorn settings -----------------------
@@ -153,9 +74,9 @@ def bare_app() -> Any:
 
 def serve_baseline(port: int) -> None:
     sys.path.insert(0, str(REPO))
-    from gateway.serve import serve
+    from gateway.serve import default_threads, default_workers, serve
 
-    serve(bare_app, HOST, port, workers=int(os.environ.get("SDE_WORKERS", "2")))
+    serve(bare_app, HOST, port, workers=default_workers(), threads=default_threads())  # SDE_WORKERS, SDE_THREADS
 
 
 # --- the client (runs in its own process) ------------------------------------------------------------------
@@ -325,8 +246,10 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def print_table(rows: list[Row], baseline: Row, wrk_baseline: Row | None, users: int) -> None:
-    print(f"\n{users} concurrent users, {os.cpu_count()} CPUs shared by client and servers; latency in ms")
+def print_table(rows: list[Row], baseline: Row, wrk_baseline: Row | None, args: argparse.Namespace) -> None:
+    load = os.getloadavg()[0]
+    print(f"\n{args.users} concurrent users, {os.cpu_count()} CPUs shared by client and servers (load average "
+          f"{load:.1f} at the end), {args.workers} workers x {args.threads} threads; latency in ms")
     print(f"{'page group':<34} {'req/s':>8} {'p50':>7} {'p95':>7} {'p99':>7} {'errors':>6} {'requests':>8} "
           f"{'x base':>7} {'target':>8}")
     for row in rows:
@@ -348,6 +271,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument("--max-requests", type=int, default=20000, help="requests per phase at most")
     parser.add_argument("--patients", type=int, default=1000, help="synthetic population of the demo")
+    parser.add_argument("--workers", type=int, default=None, help="gunicorn workers, both servers")
+    parser.add_argument("--threads", type=int, default=None, help="threads per worker, both servers")
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -357,12 +282,17 @@ def main() -> None:
     if args.baseline_server:
         serve_baseline(args.baseline_server)
         return
-    with sandbox("sde_load", {"extracts": {"demo_patients": args.patients}}) as box:
+    # 50 simulated users sign in from one address within seconds: lift the sign-in rate limits for this run only
+    limits = {"sign_in_limit_per_ip": "100000/minute", "sign_in_limit_per_username": "100000/minute"}
+    with sandbox("sde_load", {"extracts": {"demo_patients": args.patients}, "security": limits}) as box:
         print(f"database {box.name}, instance {box.workdir}", file=sys.stderr)
         box.run("init")
         box.run("demo", "--seed-only")
         gw_port, base_port = free_port(), free_port()
-        workers = {"SDE_WORKERS": "2"}
+        from gateway.serve import default_threads, default_workers
+
+        args.workers, args.threads = args.workers or default_workers(), args.threads or default_threads()
+        workers = {"SDE_WORKERS": str(args.workers), "SDE_THREADS": str(args.threads)}
         gateway = box.start([*SDE, "serve", "--host", HOST, "--port", str(gw_port)], "gateway.log", workers)
         bare = box.start([PYTHON, __file__, "--baseline-server", str(base_port)], "baseline.log", workers)
         gw, bl = f"http://{HOST}:{gw_port}", f"http://{HOST}:{base_port}"
@@ -381,7 +311,7 @@ def main() -> None:
             register = wrk("public: /register (wrk)", f"{gw}/register", args)
             if register is not None:
                 rows.append(register)
-        print_table(rows, baseline, wrk_base, args.users)
+        print_table(rows, baseline, wrk_base, args)
 
 
 if __name__ == "__main__":

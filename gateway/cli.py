@@ -139,23 +139,30 @@ def hub_command() -> None:
     os.execvpe(hub_process.hub_command()[0], hub_process.hub_command(), hub_process.hub_environment(settings))  # noqa: S606 - fixed argv, no shell
 
 
-def _serve(host: str, port: int) -> None:
+def _serve(host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
     from gateway.app import create_app
-    from gateway.serve import serve
+    from gateway.serve import PortInUse, default_threads, default_workers, serve
 
-    serve(create_app, host, port, workers=int(os.environ.get("SDE_WORKERS", "2")))
+    try:
+        serve(create_app, host, port, workers=workers or default_workers(), threads=threads or default_threads())
+    except PortInUse as exc:
+        _fail(str(exc))
 
 
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def serve_command(host: str, port: int) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="gunicorn worker processes [default: SDE_WORKERS, else one per CPU, at least 2]")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="threads per worker [default: SDE_THREADS, else 4]")
+def serve_command(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the gateway with gunicorn (run `sde init` first)."""
     _settings, factory = _factory()
     engine = factory.kw["bind"]
     if not inspect(engine).has_table("audit_events"):
         _fail("the database has no tables yet: run `sde init` first")
-    _serve(host, port)
+    _serve(host, port, workers, threads)
 
 
 @main.group()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -21,8 +21,7 @@ DEFAULT_TEXT = """\
 
 
 def current(session: Session) -> DataAccessAgreement | None:
-    version = session.scalar(select(func.max(DataAccessAgreement.version)))
-    return session.get(DataAccessAgreement, version) if version is not None else None
+    return session.scalar(select(DataAccessAgreement).order_by(DataAccessAgreement.version.desc()).limit(1))
 
 
 def publish(session: Session, actor: User | str, text: str) -> DataAccessAgreement:

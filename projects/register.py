@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.extracts.catalogue import Catalogue
+from gateway.models import AuditHead
 from projects.models import Application, Decision, Organisation, Project
 
 COLUMNS = ["Project ID", "Project Title", "Organisation Name", "Organisation Sector", "Lay Summary",
@@ -61,3 +64,40 @@ def rows(session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
             "Released Outputs": str(released.get(project.id, 0)),
         })
     return out
+
+
+def version(session: Session) -> str | None:
+    """What the register's rows are a function of, read in one primary-key lookup: the audit chain's head.
+
+    Every change of state appends an audit event in its own transaction (gateway/audit.py), which rewrites the
+    head's hash; the hash covers the whole history, so it also tells apart two databases (a restore) that happen
+    to have logged as many events. None when the log has no head row yet (nothing can be cached then).
+    """
+    return session.scalar(select(AuditHead.hash).where(AuditHead.id == 1))
+
+
+class RowsCache:
+    """The last rows built in this process, reused while the register's version and catalogue titles are unchanged.
+
+    One per app (so per database). The version is read before the rows, in the same session: rows built from
+    data newer than their key only make a later reader rebuild them, never see stale ones.
+    """
+
+    def __init__(self) -> None:
+        self._entry: tuple[Hashable, tuple[dict[str, str], ...]] | None = None
+
+    def snapshot(self, session: Session, catalogue: Catalogue) -> tuple[Hashable | None, tuple[dict[str, str], ...]]:
+        """The rows and the key they were built for (None: not cacheable). Shared: read them, never change them."""
+        head = version(session)
+        key = (head, tuple((d.name, d.title) for d in catalogue.datasets))
+        entry = self._entry  # one read: another thread may replace it meanwhile (an atomic assignment)
+        if entry is None or entry[0] != key:
+            entry = (key, tuple(rows(session, catalogue)))
+            if head is None:
+                return None, entry[1]
+            self._entry = entry
+        return entry
+
+    def rows(self, session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
+        """A copy of the rows, safe to change."""
+        return [dict(row) for row in self.snapshot(session, catalogue)[1]]

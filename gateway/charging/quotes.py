@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from gateway import audit
 from gateway.charging.models import FrozenQuote, FrozenQuoteLine
@@ -210,7 +210,8 @@ def project_quotes(session: Session, project: Project) -> list[FrozenQuote]:
 def price_basis(session: Session, project: Project) -> FrozenQuote | None:
     """The quote whose tariff version and organisation rule price the project's metered usage (the latest)."""
     return session.scalar(select(FrozenQuote).where(FrozenQuote.project_id == project.id)
-                          .order_by(FrozenQuote.id.desc()).limit(1))
+                          .order_by(FrozenQuote.id.desc()).limit(1)
+                          .options(lazyload(FrozenQuote.lines)))  # the basis needs the quote's terms, not its lines
 
 
 def freeze_quote(session: Session, actor: User | str, application: Application, project: Project,

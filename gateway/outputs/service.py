@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit, outbox
 from gateway.config import Settings
@@ -174,7 +174,9 @@ def queue(session: Session, user: User) -> list[OutputRequest]:
     """The checker's queue: requests awaiting review or a decision that this checker may check, oldest first."""
     waiting = {OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED}
     rows = session.scalars(select(OutputRequest).where(OutputRequest.state.in_([s.value for s in waiting]))
-                           .order_by(OutputRequest.submitted_at, OutputRequest.id))
+                           .order_by(OutputRequest.submitted_at, OutputRequest.id)
+                           # every row's project (and its team, for the conflict rule) in one query, not one each
+                           .options(selectinload(OutputRequest.project).lazyload(Project.variables)))
     return [r for r in rows if can_review(user, r)]
 
 

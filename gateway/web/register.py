@@ -6,20 +6,35 @@ import csv
 import io
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, session
 
 from gateway.web.access import public
-from gateway.web.context import catalogue, db
+from gateway.web.context import catalogue, current_user, db
 from projects import register as register_rows
 
 bp = Blueprint("register", __name__)
 
 
+def _cache() -> register_rows.RowsCache:
+    """This app's rows, rebuilt only after a change of state (see projects.register.RowsCache)."""
+    return current_app.extensions.setdefault("sde_register_rows", register_rows.RowsCache())
+
+
 @bp.get("/register")
 @public
 def page() -> Any:
-    return render_template("register/index.html", rows=register_rows.rows(db(), catalogue()),
-                           columns=register_rows.COLUMNS)
+    key, rows = _cache().snapshot(db(), catalogue())
+    if key is None or current_user() is not None or "_flashes" in session:
+        return render_template("register/index.html", rows=rows, columns=register_rows.COLUMNS)
+    # Everyone not signed in and with no message waiting gets the same page: render it once per version of the rows.
+    pages: dict[Any, str] = current_app.extensions.setdefault("sde_register_page", {})
+    page_key = (key, request.script_root)
+    html = pages.get(page_key)
+    if html is None:
+        html = render_template("register/index.html", rows=rows, columns=register_rows.COLUMNS)
+        pages.clear()  # only the current version is worth keeping
+        pages[page_key] = html
+    return html
 
 
 @bp.get("/register.csv")
@@ -28,7 +43,7 @@ def as_csv() -> Response:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=register_rows.COLUMNS)
     writer.writeheader()
-    writer.writerows(register_rows.rows(db(), catalogue()))
+    writer.writerows(_cache().snapshot(db(), catalogue())[1])
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="londonsde-data-use-register.csv"'})
 
@@ -36,4 +51,4 @@ def as_csv() -> Response:
 @bp.get("/register.json")
 @public
 def as_json() -> Response:
-    return jsonify(register_rows.rows(db(), catalogue()))
+    return jsonify(_cache().rows(db(), catalogue()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from pathlib import Path
 
@@ -75,3 +76,14 @@ def test_audit_verify_on_an_empty_database_says_what_to_do(tmp_path) -> None:
     result = run(f"sqlite:///{tmp_path / 'empty.sqlite3'}", "audit", "verify")
     assert result.exit_code == 1
     assert "run `sde init` first" in result.output and "Traceback" not in result.output
+
+
+def test_serve_refuses_a_port_something_already_listens_on(database_url: str) -> None:
+    """The workers bind with SO_REUSEPORT, which would let them share a port with a server left running."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(database_url, "serve", "--port", str(port))
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
