@@ -74,11 +74,6 @@ def can_view_application(user: User, application: Application) -> bool:
     return has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
 
 
-def check_can_view_application(user: User, application: Application) -> None:
-    if not can_view_application(user, application):
-        raise PermissionDenied("You cannot see this application.")
-
-
 def can_edit_application(user: User, application: Application) -> bool:
     return user.id == application.applicant_id and application.state in EDITABLE_STATES
 

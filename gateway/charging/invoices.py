@@ -25,7 +25,7 @@ from gateway.charging.money import MAX_PENCE, format_money, vat_on
 from gateway.charging.pricing import basis_for, priced_lines
 from gateway.charging.tariff import record_version
 from gateway.db import utcnow
-from gateway.errors import Conflict, InvalidTransition, NotFound, PermissionDenied, ValidationError
+from gateway.errors import Conflict, InvalidTransition, NotFound, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, check_permission, has_permission
 from projects.lifecycle import is_member
@@ -75,11 +75,6 @@ def can_view_invoice(user: User, invoice: Invoice, project: Project) -> bool:
     if has_permission(user, Permission.MANAGE_CHARGES):
         return True
     return invoice.issued_at is not None and is_member(user, project)
-
-
-def check_can_view_invoice(user: User, invoice: Invoice, project: Project) -> None:
-    if not can_view_invoice(user, invoice, project):
-        raise PermissionDenied("You cannot see this invoice.")
 
 
 def get_invoice(session: Session, user: User, invoice_id: int) -> Invoice:

@@ -92,11 +92,6 @@ def can_view(user: User, request: OutputRequest) -> bool:
     return is_member(user, request.project) or has_permission(user, Permission.REVIEW_OUTPUTS)
 
 
-def check_can_view(user: User, request: OutputRequest) -> None:
-    if not can_view(user, request):
-        raise PermissionDenied("You cannot see this output request.")
-
-
 def review_conflict(user: User, request: OutputRequest) -> str | None:
     if request.author_id == user.id:
         return "you wrote this request"
