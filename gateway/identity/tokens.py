@@ -42,8 +42,9 @@ def create_token(session: Session, actor: Actor, owner: User, name: str, days: i
         errors["days"] = [f"Choose between 1 and {MAX_DAYS} days."]
     allowed = grantable_scopes(owner)
     chosen = [p.value for p in allowed] if scopes is None else list(dict.fromkeys(scopes))
-    unknown = [s for s in chosen if s not in {p.value for p in Permission}]
-    not_held = [s for s in chosen if s not in unknown and s not in {p.value for p in allowed}]
+    known, held = {p.value for p in Permission}, {p.value for p in allowed}
+    unknown = [s for s in chosen if s not in known]
+    not_held = [s for s in chosen if s in known and s not in held]
     if unknown:
         errors["scopes"] = [f"There is no scope called {', '.join(repr(s) for s in unknown)}."]
     elif not_held:
