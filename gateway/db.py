@@ -84,6 +84,13 @@ READ_MOSTLY = "sde_read_mostly"
 
 
 def make_session_factory(engine: Engine, read_mostly: bool = False) -> sessionmaker[Session]:
+    """Sessions for every entry point (app, CLI, worker, hub tools).
+
+    Every model module is imported first: a mapper whose foreign keys name a table in a module
+    nobody imported (a CLI command that needs only `User`, say) cannot be configured.
+    """
+    import gateway.model_registry  # noqa: F401 (registers every table; imported late: it imports this module)
+
     bind = engine.execution_options(**{READ_MOSTLY: True}) if read_mostly else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
 

@@ -87,3 +87,22 @@ def test_serve_refuses_a_port_something_already_listens_on(database_url: str) ->
         result = run(database_url, "serve", "--port", str(port))
     assert result.exit_code == 1, result.output
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_first_user_on_a_fresh_database_as_a_subprocess(tmp_path) -> None:
+    """The README's production path in a fresh process: `sde init`, then `sde user create` with the password
+    typed at the prompt. In-process CliRunner tests had every model imported already and missed a crash here."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SDE_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}",
+           "SDE_INSTANCE_DIR": str(tmp_path / "instance"), "SDE_ENV": "development"}
+    sde = [sys.executable, "-m", "gateway.cli"]
+    init = subprocess.run([*sde, "init"], env=env, capture_output=True, text=True, timeout=120)
+    assert init.returncode == 0, init.stderr
+    created = subprocess.run([*sde, "user", "create", "alice", "--name", "Alice Smith", "--role", "researcher"],
+                             env=env, input="a-long-real-password\na-long-real-password\n",
+                             capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0, created.stderr
+    assert "Created alice with roles: researcher" in created.stdout
