@@ -16,7 +16,7 @@ from gateway.workspaces.service import (
     session_hub_user,
 )
 
-PASSWORD = "a long enough password 1"  # noqa: S105
+PASSWORD = "a long enough password 1"
 
 
 def _account(session: Session, username: str):
