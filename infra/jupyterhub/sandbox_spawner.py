@@ -39,6 +39,7 @@ from subprocess import Popen
 from typing import Any
 
 from jupyterhub.spawner import LocalProcessSpawner
+from sandbox_seccomp import filter_fd
 from traitlets import Integer, Unicode
 
 from gateway.workspaces.spec import (
@@ -422,7 +423,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         for name in ("passwd", "group"):
             os.chmod(runtime_dir / name, 0o644)
 
-    def sandbox_command(self, state: SandboxState, extract: Path, home: Path, home_inside: str) -> list[str]:
+    def sandbox_command(self, state: SandboxState, extract: Path, home: Path, home_inside: str,
+                        seccomp_fd: int) -> list[str]:
         venv = str(Path(self.singleuser_prefix).resolve())
         runtime = state.runtime_dir
         bwrap = [
@@ -430,6 +432,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--die-with-parent",
             "--new-session",
             "--unshare-user",
+            "--disable-userns",  # no nested user namespace, so no namespace in which the uid is root
+            "--seccomp", str(seccomp_fd),  # the deny list of sandbox_seccomp, loaded just before exec
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
@@ -494,7 +498,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
 
         self.ip, self.port = address, SERVER_PORT
         env = self.workspace_env(home_inside)
-        cmd = self.sandbox_command(state, extract, home, home_inside)
+        seccomp_fd = filter_fd()
+        cmd = self.sandbox_command(state, extract, home, home_inside, seccomp_fd)
         self.log.info("Spawning sandbox %s: %s", netns, " ".join(shlex.quote(part) for part in cmd))
         cgroup_procs = [str(path / "cgroup.procs") for path in cgroup_dirs(state.cgroup)]
 
@@ -504,7 +509,10 @@ class SandboxSpawner(WorkspaceSpawnerBase):
                 with open(procs, "w") as fh:
                     fh.write(pid)
 
-        self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True)
+        try:
+            self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True, pass_fds=(seccomp_fd,))
+        finally:
+            os.close(seccomp_fd)
         self.pid = self.proc.pid
         await self.wait_until_listening(address, SERVER_PORT, timeout=self.start_timeout)
         return (address, SERVER_PORT)
