@@ -18,6 +18,7 @@ from gateway.cli_people import accreditation
 from gateway.config import REPO_ROOT, Settings, load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.errors import DomainError
+from gateway.host_permissions import private_umask, secure_instance
 
 
 def _cli_actor() -> str:
@@ -41,6 +42,7 @@ def _fail(message: str, code: int = 1) -> None:
 @click.group()
 def main() -> None:
     """londonsde gateway: administration commands."""
+    private_umask()  # what any command writes (database, keys, extracts, backups) is the service's alone
 
 
 @main.command()
@@ -51,6 +53,7 @@ def init() -> None:
     settings = load_settings()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    secure_instance(settings)
     click.echo(f"Database ready at {_display_url(settings.resolved_database_url)}")
 
 
@@ -83,6 +86,7 @@ def demo(seed_only: bool, host: str, port: int) -> None:
         _fail(exc.message)
     click.echo(f"Demo data created: {', '.join(created) if created else 'none (already there)'}")
     prepared = demo_data.prepare_data(settings, factory)
+    secure_instance(settings)
     if prepared:
         click.echo("Prepared: " + "; ".join(prepared))
     click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
@@ -158,10 +162,11 @@ def _serve(host: str, port: int, workers: int | None = None, threads: int | None
               help="threads per worker [default: SDE_THREADS, else 4]")
 def serve_command(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the gateway with gunicorn (run `sde init` first)."""
-    _settings, factory = _factory()
+    settings, factory = _factory()
     engine = factory.kw["bind"]
     if not inspect(engine).has_table("audit_events"):
         _fail("the database has no tables yet: run `sde init` first")
+    secure_instance(settings)
     _serve(host, port, workers, threads)
 
 
@@ -400,11 +405,13 @@ def restore_command(src: Path, force: bool) -> None:
     """Check the backup SRC against its manifest, restore it, then verify the audit chain."""
     from gateway import backup
 
+    settings = load_settings()
     try:
-        result = backup.restore(load_settings(), src, force=force)
+        result = backup.restore(settings, src, force=force)
     except backup.BackupError as exc:
         _fail(str(exc))
         return
+    secure_instance(settings)  # a backup made by an older release may carry open modes
     click.echo(f"Restored {result.files} files and the database (revision {result.revision}).")
     if result.revision != result.head:
         click.echo(f"The schema is at {result.revision}, this release expects {result.head}: run `sde init`.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.config import REPO_ROOT, Settings
+from gateway.host_permissions import secure_instance
 
 CONFIG = REPO_ROOT / "infra" / "jupyterhub" / "jupyterhub_config.py"
 SINGLEUSER = Path(os.environ.get("LONDONSDE_HUB_SINGLEUSER_PREFIX", "/opt/londonsde/singleuser"))
@@ -52,11 +53,10 @@ def missing() -> list[str]:
 
 
 def prepare_folders(settings: Settings) -> None:
-    """Workspace users must traverse to their home and read the extracts; nothing else of the instance."""
-    for path in (settings.instance_dir, settings.extracts_root, settings.homes_root):
-        path.mkdir(parents=True, exist_ok=True)
-        path.chmod(0o755)
-    settings.hub_state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Every folder private to root: the hub binds each sandbox's extract and home into it (no traversal)."""
+    for path in (settings.instance_dir, settings.extracts_root, settings.homes_root, settings.hub_state_dir):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secure_instance(settings)
 
 
 def hub_command() -> list[str]:

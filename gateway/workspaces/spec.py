@@ -25,15 +25,16 @@ class SizeTier:
     memory_bytes: int
     cpus: float
     max_pids: int
+    disk_bytes: int  # the home's quota (sandbox: an ext4 image of this size; Kubernetes: the volume request)
     description: str
 
 
 GIB = 1024**3
 
 TIERS: dict[str, SizeTier] = {
-    "small": SizeTier("small", 2 * GIB, 1.0, 512, "2 GiB memory, 1 CPU"),
-    "medium": SizeTier("medium", 8 * GIB, 2.0, 1024, "8 GiB memory, 2 CPUs"),
-    "large": SizeTier("large", 32 * GIB, 4.0, 2048, "32 GiB memory, 4 CPUs"),
+    "small": SizeTier("small", 2 * GIB, 1.0, 512, 10 * GIB, "2 GiB memory, 1 CPU, 10 GiB disk"),
+    "medium": SizeTier("medium", 8 * GIB, 2.0, 1024, 50 * GIB, "8 GiB memory, 2 CPUs, 50 GiB disk"),
+    "large": SizeTier("large", 32 * GIB, 4.0, 2048, 200 * GIB, "32 GiB memory, 4 CPUs, 200 GiB disk"),
 }
 DEFAULT_TIER = "small"
 

@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+import home_quota  # noqa: E402
 from sandbox_spawner import (  # noqa: E402
     CGROUP_CONTROLLERS,
     CGROUP_ROOT,
@@ -99,16 +100,21 @@ class DevHub:
     ) -> None:
         self.spawner = spawner
         self._own_root = root is None
-        # World-traversable (0755): the workspace uid must reach its home and the extracts.
         self.root = Path(tempfile.mkdtemp(prefix="londonsde-hub-")) if root is None else root
-        os.chmod(self.root, 0o755)  # noqa: S103 (the workspace uid must traverse it)
+        # The sandbox needs no way in (root binds the extract and home for it): private, as in production. The
+        # plain baseline spawner runs the server straight as the workspace uid, which must traverse to its home.
+        folder_mode = 0o700 if spawner == "sandbox" else 0o755
+        root_mode = 0o711 if spawner == "sandbox" else 0o755  # traversable to run/, like /run/londonsde
         self.state_dir = self.root / "state"
         self.extracts_root = self.root / "extracts"
         self.homes_root = self.root / "homes"
         self.runtime_root = self.root / "run"
-        for path in (self.extracts_root, self.homes_root, self.runtime_root):
+        os.chmod(self.root, root_mode)
+        for path in (self.extracts_root, self.homes_root):
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o755)  # noqa: S103
+            os.chmod(path, folder_mode)
+        self.runtime_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.runtime_root, 0o755)  # noqa: S103 (the workspace uid reads its passwd file there)
         self.public_port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
@@ -171,14 +177,14 @@ class DevHub:
         return dict(response.json())
 
     def make_extract(self, project_id: str, files: dict[str, str]) -> Path:
-        """An extract directory as the gateway's builder would leave it (world-readable)."""
+        """An extract directory as the gateway's builder leaves it (read-only, inside a private folder)."""
         extract = self.extracts_root / project_id / "current"
         extract.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (extract / name).write_text(text)
-            os.chmod(extract / name, 0o644)
-        for path in (extract.parent, extract):
-            os.chmod(path, 0o755)  # noqa: S103 (readable by the workspace uid)
+            os.chmod(extract / name, 0o444)
+        os.chmod(extract.parent, 0o700 if self.spawner == "sandbox" else 0o755)
+        os.chmod(extract, 0o555)  # noqa: S103 (as gateway.extracts.storage.make_read_only)
         return extract
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -252,6 +258,7 @@ class DevHub:
 
     def cleanup_host(self) -> None:
         """Remove whatever of this hub's sandboxes the kernel still holds. Safe to repeat."""
+        home_quota.unmount_all(self.homes_root)
         parent = f"londonsde-{self.bridge}"
         for controller in CGROUP_CONTROLLERS:
             base = CGROUP_ROOT / controller / parent

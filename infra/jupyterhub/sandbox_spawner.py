@@ -38,6 +38,7 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
+import home_quota
 from jupyterhub.spawner import LocalProcessSpawner
 from sandbox_seccomp import filter_fd
 from traitlets import Integer, Unicode
@@ -54,6 +55,9 @@ from gateway.workspaces.spec import (
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("memory", "cpu", "pids")
+STAGE_DATA, STAGE_HOME = "data", "home"  # mount points in the sandbox's runtime folder
+# Run by root in the sandbox's private mount namespace: bind the extract and the home, then exec the rest.
+STAGE_SCRIPT = 'set -e; mount --bind -o ro "$1" "$2"; mount --bind "$3" "$4"; shift 4; exec "$@"'
 SERVER_PORT = 8888  # inside the namespace every server may use the same port
 CFS_PERIOD_US = 100_000
 
@@ -187,6 +191,23 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return
+
+
+def give_to(home: Path, uid: int) -> None:
+    """Make everything in the home belong to `uid`, never following a link (run only while no sandbox runs).
+
+    Skipped when the home's root already belongs to it: only a new, moved or renamed home needs the walk.
+    """
+    if home.stat().st_uid == uid:
+        for child in home.iterdir():
+            if child.lstat().st_uid != uid:
+                break
+        else:
+            return
+    os.lchown(home, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(home, followlinks=False):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), uid, uid)
 
 
 def _drop_privileges(uid: int, home: str | None) -> Callable[[], None]:
@@ -381,6 +402,24 @@ class SandboxSpawner(WorkspaceSpawnerBase):
 
     # -- set-up -----------------------------------------------------------------------------
 
+    def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
+        """The home as its own ext4 of the tier's size (home_quota), in folders only root may enter."""
+        home = workspace_home(self.homes_root, self.user.name, spec.project_id)
+        for folder in (Path(self.homes_root), home.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+        fresh = home_quota.ensure_mounted(self.homes_root, self.user.name, spec.project_id, home,
+                                          spec.tier.disk_bytes, uid)
+        template = Path(self.notebooks_template) if self.notebooks_template else None
+        if fresh and template is not None and template.is_dir():
+            shutil.copytree(template, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        outputs = home / "outputs"
+        if not outputs.exists() and not outputs.is_symlink():
+            outputs.mkdir()
+        give_to(home, uid)
+        os.chmod(home, 0o700)
+        return home
+
     @property
     def cgroup_parent(self) -> str:
         return f"londonsde-{self.bridge}"
@@ -454,15 +493,21 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--proc", "/proc",
             "--dev", "/dev",
             "--ro-bind", venv, venv,
-            "--ro-bind", str(extract), "/data",
-            "--bind", str(home), home_inside,
+            "--ro-bind", f"{runtime}/{STAGE_DATA}", "/data",
+            "--bind", f"{runtime}/{STAGE_HOME}", home_inside,
             "--chdir", home_inside,
             "--",
             f"{venv}/bin/jupyterhub-singleuser",
             *self.get_args(),
         ]  # fmt: skip
+        # The extract and the home lie in folders no other account may enter (the instance folder is 0700): root
+        # binds them onto the sandbox's own staging points in a private mount namespace, which only this
+        # sandbox sees, and bubblewrap (as the workspace uid) binds them on from there.
         return [
             "nsenter", f"--net={NETNS_DIR / state.netns}", "--",
+            "unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-c", STAGE_SCRIPT, "stage", str(extract), f"{runtime}/{STAGE_DATA}", str(home),
+            f"{runtime}/{STAGE_HOME}",
             "setpriv", f"--reuid={state.uid}", f"--regid={state.uid}", "--clear-groups", "--no-new-privs",
             "--",
             *bwrap,
@@ -482,6 +527,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             self.sandbox = None
         runtime_dir.mkdir(exist_ok=True)
         os.chmod(runtime_dir, 0o711)  # noqa: S103
+        for stage in (STAGE_DATA, STAGE_HOME):
+            (runtime_dir / stage).mkdir(mode=0o700, exist_ok=True)
         netns, address = self._allocate_netns()
         state = SandboxState(
             netns=netns,
