@@ -189,7 +189,7 @@ class DevHub:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> DevHub:
+    def start(self, timeout: float = 90.0) -> DevHub:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LONDONSDE_HUB_")}
         env.update(self.settings_env())
         env["PYTHONPATH"] = str(REPO_ROOT)

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -225,3 +226,59 @@ def test_a_terminal_still_works(workspace: Workspace) -> None:
 def test_unshare_binary_is_what_the_probe_uses() -> None:
     """The probe's `unshare -Urn` must exist in the workspace (it binds the host's /usr)."""
     assert shutil.which("unshare") is not None
+
+
+# --- finding 5: no disk limit ------------------------------------------------------------------------------------
+
+FILL = r"""
+import json, os, subprocess
+home = os.path.expanduser("~")
+big = subprocess.run(["fallocate", "-l", "{too_big}", home + "/fill.bin"], capture_output=True, text=True)
+if os.path.exists(home + "/fill.bin"):  # a refused fallocate may keep what it got
+    os.remove(home + "/fill.bin")
+st = os.statvfs(home)
+free = st.f_bavail * st.f_frsize
+subprocess.run(["fallocate", "-l", str(free - 32 * 1024 * 1024), home + "/almost.bin"], check=True)
+dd = subprocess.run(["dd", "if=/dev/zero", "of=" + home + "/more.bin", "bs=1M", "count=128"],
+                    capture_output=True, text=True)
+try:
+    with open(home + "/outputs/table.csv", "w") as fh:
+        fh.write("x" * (64 * 1024 * 1024))
+    python_write = "ok"
+except OSError as exc:
+    python_write = exc.strerror
+report = {{"size": st.f_blocks * st.f_frsize, "fallocate": big.stderr.strip(), "dd": dd.stderr.strip().splitlines()[0],
+           "python": python_write}}
+for name in ("fill.bin", "almost.bin", "more.bin", "outputs/table.csv"):
+    if os.path.exists(home + "/" + name):
+        os.remove(home + "/" + name)
+st = os.statvfs(home)
+report["free_after"] = st.f_bavail * st.f_frsize
+print(json.dumps(report))
+"""
+
+
+def test_writing_past_the_quota_fails_inside_and_leaves_the_host_disk_alone(
+        hub: DevHub, workspace: Workspace, kernel: str) -> None:
+    quota = TIERS["small"].disk_bytes
+    host = os.statvfs(hub.homes_root)
+    host_free = host.f_bavail * host.f_frsize
+    report = run(workspace, kernel, FILL.format(too_big=quota + 1024**3), timeout=180)
+    assert isinstance(report, dict)
+    assert "No space left on device" in report["fallocate"], report
+    assert "No space left on device" in report["dd"], report
+    assert report["python"] == "No space left on device"
+    assert quota * 0.95 <= report["size"] <= quota
+    assert report["free_after"] > quota * 0.9  # deleting frees the home again
+    host = os.statvfs(hub.homes_root)
+    # Other work on this machine moves the host's free space a little; a filled home would have taken 10 GiB.
+    assert host.f_bavail * host.f_frsize > host_free - 1024**3
+
+
+def test_the_home_image_is_private_and_mounted_with_nosuid(hub: DevHub, workspace: Workspace) -> None:
+    image = hub.homes_root / ".images" / PROJECT / f"{USER}.ext4"
+    assert stat.S_IMODE(image.stat().st_mode) == 0o600 and stat.S_IMODE(image.parent.stat().st_mode) == 0o700
+    home = hub.homes_root / PROJECT / USER
+    options = subprocess.run(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint", str(home)], capture_output=True,
+                             text=True, check=True).stdout
+    assert {"nosuid", "nodev"} <= set(options.strip().split(","))
