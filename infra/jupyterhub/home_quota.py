@@ -29,9 +29,9 @@ class QuotaError(RuntimeError):
     """A home could not be given its quota (the message is for the operator's log)."""
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+def _run(*argv: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    if result.returncode not in ok:
         raise QuotaError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
     return result
 
@@ -77,13 +77,19 @@ def unmount(home: Path) -> None:
 
 
 def grow(image: Path, home: Path, size: int) -> None:
-    """Grow a mounted home to `size` (a bigger tier); a smaller tier never shrinks one (that could lose work)."""
+    """Grow a home to `size` (a bigger tier) while no sandbox uses it; a smaller tier never shrinks one.
+
+    Offline (unmount, check, resize, mount): the kernel refuses an online resize of these small-journal images.
+    """
     if image.stat().st_size >= size:
         return
-    device = _run("findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(home)).stdout.strip()
+    was_mounted = is_mounted(home)
+    unmount(home)
     os.truncate(image, size)
-    _run("losetup", "-c", device)
-    _run("resize2fs", device)
+    _run("e2fsck", "-f", "-p", str(image), ok=(0, 1))  # 1: fixed something small (it puts lost+found back)
+    _run("resize2fs", str(image))
+    if was_mounted:
+        mount(image, home)
 
 
 def move_into_image(home: Path, image: Path) -> None:
@@ -124,9 +130,9 @@ def ensure_mounted(homes_root: str | Path, username: str, project_id: str, home:
         if not is_mounted(home) and any(home.iterdir()):
             move_into_image(home, image)
             fresh = False
+    grow(image, home, size)
     if not is_mounted(home):
         mount(image, home)
-    grow(image, home, size)
     return fresh
 
 
