@@ -92,32 +92,36 @@ def demo(seed_only: bool, host: str, port: int) -> None:
     click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
     if seed_only:
         return
-    children = _start_demo_services(settings)
+    from gateway.workspaces import hub_process
+
+    hub, worker = _start_demo_services(settings)
     click.echo(f"Serving on http://{host}:{port}")
     try:
         _serve(host, port)
-    finally:
-        for child in children:
-            _stop_child(child)
+    finally:  # Ctrl+C, SIGTERM or an error: leave no process, sandbox, firewall table or bridge behind
+        _stop_child(worker)
+        if hub is not None:
+            click.echo("Stopping the workspace hub and its workspaces...")
+            hub_process.stop(settings, hub)
 
 
-def _start_demo_services(settings: Settings) -> list[subprocess.Popen[bytes]]:
+def _start_demo_services(settings: Settings) -> tuple[subprocess.Popen[bytes] | None, subprocess.Popen[bytes]]:
     """The hub (when this machine can run workspaces) and the worker, as children of the demo."""
     from gateway.workspaces import hub_process
 
-    children = []
-    problems = hub_process.missing()
+    hub = None
+    problems = hub_process.missing(settings)
     if problems:
         click.echo("Workspaces are off in this demo: " + "; ".join(problems) + ".", err=True)
     else:
-        children.append(hub_process.start(settings))
+        hub = hub_process.start(settings)
         click.echo(f"Workspace hub starting at {settings.workspaces.hub_url} "
                    f"(log: {settings.hub_state_dir / 'hub.log'})")
     log = (settings.instance_dir / "worker.log").open("ab")
-    children.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker", "--interval", "10"],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker", "--interval", "10"],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     click.echo(f"Worker running (log: {settings.instance_dir / 'worker.log'})")
-    return children
+    return hub, worker
 
 
 def _stop_child(child: subprocess.Popen[bytes]) -> None:
@@ -135,7 +139,7 @@ def hub_command() -> None:
     from gateway.workspaces import hub_process
 
     settings = load_settings()
-    problems = hub_process.missing()
+    problems = hub_process.missing(settings)
     if problems:
         _fail("the hub cannot run here: " + "; ".join(problems))
     hub_process.prepare_folders(settings)

@@ -9,6 +9,7 @@ cgroups, nftables table and bridge that carry this hub's bridge name.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -28,14 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import home_quota  # noqa: E402
-from sandbox_spawner import (  # noqa: E402
-    CGROUP_CONTROLLERS,
-    CGROUP_ROOT,
-    NETNS_DIR,
-    kill_cgroup,
-    remove_bridge,
-)
+from sandbox_spawner import CGROUP_CONTROLLERS, CGROUP_ROOT, cleanup_instance  # noqa: E402
 
 REPO_ROOT = HERE.parents[1]
 CONFIG = HERE / "jupyterhub_config.py"
@@ -120,7 +114,11 @@ class DevHub:
         self.proxy_api_port = free_port()
         tag = secrets.token_hex(3)
         self.bridge = f"sdet{tag}"
-        self.subnet = f"10.213.{secrets.randbelow(200) + 20}.0/24"
+        # A /26 of 10.213.1.0-10.213.255.255 and a uid range of 1000 far above the default's, both at random,
+        # so hubs of tests running side by side (and the host registry's check) do not collide.
+        self.subnet = f"10.213.{secrets.randbelow(255) + 1}.{64 * secrets.randbelow(4)}/26"
+        self.uid_base = 100_000 + 1000 * secrets.randbelow(100_000)
+        self.uid_count = 1000
         self.singleuser_prefix = singleuser_prefix or default_singleuser_prefix()
         self.cull_idle_seconds = cull_idle_seconds
         self.extra_env = extra_env or {}
@@ -135,7 +133,7 @@ class DevHub:
 
     @property
     def bridge_ip(self) -> str:
-        return self.subnet.rsplit(".", 1)[0] + ".1"
+        return str(next(ipaddress.IPv4Network(self.subnet).hosts()))
 
     def settings_env(self) -> dict[str, str]:
         return {
@@ -150,6 +148,8 @@ class DevHub:
             "LONDONSDE_HUB_SINGLEUSER_PREFIX": str(self.singleuser_prefix),
             "LONDONSDE_HUB_BRIDGE": self.bridge,
             "LONDONSDE_HUB_SUBNET": self.subnet,
+            "LONDONSDE_HUB_UID_BASE": str(self.uid_base),
+            "LONDONSDE_HUB_UID_COUNT": str(self.uid_count),
             "LONDONSDE_HUB_CULL_IDLE_SECONDS": str(self.cull_idle_seconds),
             "LONDONSDE_HUB_LOG_LEVEL": "INFO",
             **self.extra_env,
@@ -258,22 +258,7 @@ class DevHub:
 
     def cleanup_host(self) -> None:
         """Remove whatever of this hub's sandboxes the kernel still holds. Safe to repeat."""
-        home_quota.unmount_all(self.homes_root)
-        parent = f"londonsde-{self.bridge}"
-        for controller in CGROUP_CONTROLLERS:
-            base = CGROUP_ROOT / controller / parent
-            if not base.exists():
-                continue
-            for child in base.iterdir():
-                if child.is_dir():
-                    kill_cgroup(f"{parent}/{child.name}")
-                    child.rmdir()
-            base.rmdir()
-        if NETNS_DIR.exists():
-            for netns in NETNS_DIR.iterdir():
-                if netns.name.startswith(f"{self.bridge}-"):
-                    subprocess.run(["ip", "netns", "del", netns.name], check=False, capture_output=True)
-        remove_bridge(self.bridge)
+        cleanup_instance(self.bridge, self.homes_root)
 
     def __enter__(self) -> DevHub:
         return self.start()

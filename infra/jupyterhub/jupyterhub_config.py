@@ -22,7 +22,7 @@ for entry in (str(HERE), str(HERE.parents[1])):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from hub_settings import load_settings, read_or_create_secret  # noqa: E402
+from hub_settings import claim_host_resources, load_settings, read_or_create_secret  # noqa: E402
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
 from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
@@ -31,6 +31,8 @@ os.umask(0o077)  # whatever the hub writes (its database, secrets, logs) is the 
 settings = load_settings()
 settings.state_dir.mkdir(parents=True, exist_ok=True)
 os.chmod(settings.state_dir, 0o700)
+if settings.spawner != "kubernetes":  # uids, bridge, subnet and ports of this host: refuse another's
+    claim_host_resources(settings)
 
 # -- where the hub keeps things (never the current directory) ---------------------------------
 c.JupyterHub.db_url = settings.database_url

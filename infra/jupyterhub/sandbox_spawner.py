@@ -298,6 +298,29 @@ def remove_bridge(bridge: str) -> None:
     _run("ip", "link", "del", "dev", bridge, check=False)
 
 
+def cleanup_instance(bridge: str, homes_root: str | Path) -> None:
+    """Remove whatever one hub's sandboxes left in the kernel: processes, cgroups, namespaces, the firewall
+    table, the bridge and the home mounts. For after the hub has stopped (`sde demo`, tests). Safe to repeat."""
+    parent = f"londonsde-{bridge}"
+    for controller in CGROUP_CONTROLLERS:
+        base = CGROUP_ROOT / controller / parent
+        if not base.exists():
+            continue
+        for child in base.iterdir():
+            if child.is_dir():
+                kill_cgroup(f"{parent}/{child.name}")
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+    if NETNS_DIR.exists():
+        for netns in NETNS_DIR.iterdir():
+            if netns.name.startswith(f"{bridge}-"):
+                _run("ip", "netns", "del", netns.name, check=False)
+    remove_bridge(bridge)
+    home_quota.unmount_all(homes_root)
+
+
 @dataclass
 class SandboxState:
     """Everything needed to tear a sandbox down, even from a restarted hub."""
