@@ -96,13 +96,15 @@ def demo(seed_only: bool, host: str, port: int) -> None:
 
     hub, worker = _start_demo_services(settings)
     click.echo(f"Serving on http://{host}:{port}")
+    demo_pid = os.getpid()
     try:
         _serve(host, port)
     finally:  # Ctrl+C, SIGTERM or an error: leave no process, sandbox, firewall table or bridge behind
-        _stop_child(worker)
-        if hub is not None:
-            click.echo("Stopping the workspace hub and its workspaces...")
-            hub_process.stop(settings, hub)
+        if os.getpid() == demo_pid:  # not in a gunicorn worker (a fork of this process) unwinding
+            _stop_child(worker)
+            if hub is not None:
+                click.echo("Stopping the workspace hub and its workspaces...")
+                hub_process.stop(settings, hub)
 
 
 def _start_demo_services(settings: Settings) -> tuple[subprocess.Popen[bytes] | None, subprocess.Popen[bytes]]:

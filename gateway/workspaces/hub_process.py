@@ -109,9 +109,22 @@ def stop(settings: Settings, hub: subprocess.Popen[bytes]) -> None:
             hub.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(hub.pid, signal.SIGKILL)  # a service that outlived its hub
+    _kill_proxy(settings.hub_state_dir / "proxy.pid")  # the proxy has a session of its own
     if settings.workspaces.spawner == "sandbox":
         sandbox_host = _infra_module("sandbox_spawner")
         sandbox_host.cleanup_instance(settings.workspaces.bridge, settings.homes_root)
+
+
+def _kill_proxy(pid_file: Path) -> None:
+    """The hub stops its proxy when it shuts down cleanly; after a kill, the proxy is still there."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"configurable-http-proxy" in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _infra_module(name: str) -> Any:

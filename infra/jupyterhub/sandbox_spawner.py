@@ -193,6 +193,16 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
             return
 
 
+def make_traversable(folder: Path) -> None:
+    """Let any uid pass through `folder` and the root-owned folders above it (pass, not list: 0711)."""
+    for path in (folder, *folder.parents):
+        info = path.stat()
+        if path == Path("/") or info.st_uid != 0:
+            return
+        if info.st_mode & 0o011 != 0o011:
+            os.chmod(path, (info.st_mode & 0o7777) | 0o711)  # noqa: S103 (pass through, not list)
+
+
 def give_to(home: Path, uid: int) -> None:
     """Make everything in the home belong to `uid`, never following a link (run only while no sandbox runs).
 
@@ -543,7 +553,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         home_inside = f"/home/{self.user.name}"
         runtime_root = Path(self.runtime_root) / self.bridge
         runtime_root.mkdir(parents=True, exist_ok=True)
-        os.chmod(runtime_root, 0o711)  # noqa: S103 (the uid reads its passwd file)
+        make_traversable(runtime_root)  # the uid reads its passwd file there (the hub's umask is 077)
         runtime_dir = runtime_root / f"{self.user.name}--{spec.project_id}"
         if self.sandbox is not None:  # leftovers of an earlier run that was never cleared
             teardown(self.sandbox)
