@@ -27,7 +27,7 @@ from gateway.models import User
 from gateway.workspaces.entitlement import current_extract, entitlement, workspace_id
 from gateway.workspaces.hub import HubClient, HubError
 from gateway.workspaces.models import WorkspaceSession
-from gateway.workspaces.spec import USERNAME_RE, WorkspaceSpec, tier_named, workspace_home
+from gateway.workspaces.spec import LEGACY_USERNAME_RE, WorkspaceSpec, tier_named, workspace_home
 from gateway.workspaces.tickets import load_secret, mint_ticket
 from projects.accreditation_rules import valid_accreditation
 from projects.lifecycle import is_member
@@ -47,13 +47,16 @@ class WorkspaceUnavailable(DomainError):
 
 
 def hub_username(user: User) -> str:
-    """The hub account for a gateway user, from its id alone: no account can choose a name that is another's."""
-    return f"u{user.id}"
+    """The hub account for a gateway user, from its id alone: no account can choose a name that is another's.
+
+    `_u<id>`: no name of the earlier scheme starts with '_', so none can be a new one (see spec.HUB_USER_RE).
+    """
+    return f"_u{user.id}"
 
 
 def legacy_hub_username(user: User) -> str:
     """The name releases before 0014 used (the username, or `user-<id>`, which another account could hold)."""
-    return user.username if USERNAME_RE.match(user.username) else f"user-{user.id}"
+    return user.username if LEGACY_USERNAME_RE.match(user.username) else f"user-{user.id}"
 
 
 def session_hub_user(ws: WorkspaceSession) -> str:

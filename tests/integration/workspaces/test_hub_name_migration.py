@@ -67,4 +67,19 @@ def test_sessions_opened_under_the_old_name_are_stopped_under_it(session: Sessio
     new = WorkspaceSession(project_id=1, user_id=dave.id, server_name="p1", tier="small", hub_user=None)
     new.user = dave
     assert session_hub_user(old) == "dave"
-    assert session_hub_user(new) == f"u{dave.id}"
+    assert session_hub_user(new) == f"_u{dave.id}"
+
+
+def test_an_account_named_like_a_new_hub_name_keeps_its_old_home_apart(session: Session, tmp_path: Path) -> None:
+    """Before 0014 an account called "u7" had hub user, uid and homes under "u7": account id 7 must not inherit
+    them. New names start with '_', which no old name could."""
+    squatter = _account(session, "u-placeholder")
+    seven_name = f"u{squatter.id + 1}"
+    victim_home = tmp_path / "p1" / seven_name
+    victim_home.mkdir(parents=True)
+    (victim_home / "secret.ipynb").write_text("{}")
+    named = _account(session, seven_name)  # an account whose chosen name is another's id-like name
+    other = _account(session, "someone")
+    for account in (named, other):
+        assert hub_username(account) != seven_name
+        assert (tmp_path / "p1" / hub_username(account)) != victim_home

@@ -40,7 +40,7 @@ pytestmark = [
     pytest.mark.skipif(bool(MISSING), reason="sandbox needs: " + "; ".join(MISSING)),
 ]
 
-USER, PROJECT = "u1", "p1"
+USER, PROJECT = "_u1", "p1"  # the id-derived form the gateway uses
 ADMISSIONS = "age_band,sex,los_days\n" + "".join(
     f"{age},{sex},{(i * 7) % 15}\n"
     for i, (age, sex) in enumerate((a, s) for a in ("20-39", "40-59", "60+") for s in ("F", "M") for _ in range(40)))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.models import User
 from gateway.workspaces.service import hub_username, legacy_hub_username
-from gateway.workspaces.spec import USERNAME_RE, workspace_home
+from gateway.workspaces.spec import LEGACY_USERNAME_RE, USERNAME_RE, workspace_home
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "infra" / "jupyterhub"))
 from sandbox_spawner import UidMap
@@ -32,8 +32,16 @@ def test_an_account_named_like_another_accounts_stand_in_gets_its_own_hub_user()
 
 
 def test_hub_names_are_u_and_the_id() -> None:
-    assert hub_username(User(id=13, username="alice")) == "u13"
-    assert hub_username(User(id=13, username="someone-else")) == "u13"
+    assert hub_username(User(id=13, username="alice")) == "_u13"
+    assert hub_username(User(id=13, username="someone-else")) == "_u13"
+
+
+def test_no_new_name_can_be_an_old_one() -> None:
+    """Homes, uids and servers made before 0014 are keyed by old names: a new name never equals one."""
+    assert legacy_hub_username(User(id=12, username="u7")) == "u7"
+    assert hub_username(User(id=7, username="x7")) == "_u7" != "u7"
+    for uid in (1, 7, 13, 10**9):
+        assert not LEGACY_USERNAME_RE.match(hub_username(User(id=uid, username="a1")))
 
 
 @settings(max_examples=300, deadline=None)
@@ -45,6 +53,8 @@ def test_no_two_accounts_share_a_hub_user_server_uid_or_home(tmp_path_factory, n
     accounts = [User(id=i, username=n) for i, n in zip(ids, names, strict=False)]
     hub_names = [hub_username(a) for a in accounts]
     assert all(USERNAME_RE.match(n) for n in hub_names)
+    legacy = {legacy_hub_username(a) for a in accounts}
+    assert not legacy & set(hub_names)  # nobody's new name is anybody's old one
     assert len(set(hub_names)) == len(accounts)
     # The server is /user/<hub name>/<project>: distinct hub names give distinct servers.
     assert len({f"/user/{n}/p1" for n in hub_names}) == len(accounts)
