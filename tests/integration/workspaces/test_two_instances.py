@@ -132,6 +132,7 @@ def instances() -> Iterator[list[Instance]]:
                 from sandbox_spawner import cleanup_instance
 
                 cleanup_instance(str(instance.workspaces["bridge"]), instance.settings.homes_root)
+            subprocess.run(["rm", "-rf", str(instance.workspaces["runtime_root"])], check=False)
             if not os.environ.get("LONDONSDE_KEEP_HUB_DIR"):
                 subprocess.run(["rm", "-rf", str(instance.folder)], check=False)
 
