@@ -18,6 +18,7 @@ from gateway.cli_people import accreditation
 from gateway.config import REPO_ROOT, Settings, load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.errors import DomainError
+from gateway.host_permissions import private_umask, secure_instance
 
 
 def _cli_actor() -> str:
@@ -41,6 +42,7 @@ def _fail(message: str, code: int = 1) -> None:
 @click.group()
 def main() -> None:
     """londonsde gateway: administration commands."""
+    private_umask()  # what any command writes (database, keys, extracts, backups) is the service's alone
 
 
 @main.command()
@@ -51,6 +53,7 @@ def init() -> None:
     settings = load_settings()
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    secure_instance(settings)
     click.echo(f"Database ready at {_display_url(settings.resolved_database_url)}")
 
 
@@ -83,37 +86,44 @@ def demo(seed_only: bool, host: str, port: int) -> None:
         _fail(exc.message)
     click.echo(f"Demo data created: {', '.join(created) if created else 'none (already there)'}")
     prepared = demo_data.prepare_data(settings, factory)
+    secure_instance(settings)
     if prepared:
         click.echo("Prepared: " + "; ".join(prepared))
     click.echo(f"Every demo account's password is '{demo_data.DEMO_PASSWORD}'.")
     if seed_only:
         return
-    children = _start_demo_services(settings)
+    from gateway.workspaces import hub_process
+
+    hub, worker = _start_demo_services(settings)
     click.echo(f"Serving on http://{host}:{port}")
+    demo_pid = os.getpid()
     try:
         _serve(host, port)
-    finally:
-        for child in children:
-            _stop_child(child)
+    finally:  # Ctrl+C, SIGTERM or an error: leave no process, sandbox, firewall table or bridge behind
+        if os.getpid() == demo_pid:  # not in a gunicorn worker (a fork of this process) unwinding
+            _stop_child(worker)
+            if hub is not None:
+                click.echo("Stopping the workspace hub and its workspaces...")
+                hub_process.stop(settings, hub)
 
 
-def _start_demo_services(settings: Settings) -> list[subprocess.Popen[bytes]]:
+def _start_demo_services(settings: Settings) -> tuple[subprocess.Popen[bytes] | None, subprocess.Popen[bytes]]:
     """The hub (when this machine can run workspaces) and the worker, as children of the demo."""
     from gateway.workspaces import hub_process
 
-    children = []
-    problems = hub_process.missing()
+    hub = None
+    problems = hub_process.missing(settings)
     if problems:
         click.echo("Workspaces are off in this demo: " + "; ".join(problems) + ".", err=True)
     else:
-        children.append(hub_process.start(settings))
+        hub = hub_process.start(settings)
         click.echo(f"Workspace hub starting at {settings.workspaces.hub_url} "
                    f"(log: {settings.hub_state_dir / 'hub.log'})")
     log = (settings.instance_dir / "worker.log").open("ab")
-    children.append(subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker", "--interval", "10"],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    worker = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker", "--interval", "10"],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     click.echo(f"Worker running (log: {settings.instance_dir / 'worker.log'})")
-    return children
+    return hub, worker
 
 
 def _stop_child(child: subprocess.Popen[bytes]) -> None:
@@ -131,7 +141,7 @@ def hub_command() -> None:
     from gateway.workspaces import hub_process
 
     settings = load_settings()
-    problems = hub_process.missing()
+    problems = hub_process.missing(settings)
     if problems:
         _fail("the hub cannot run here: " + "; ".join(problems))
     hub_process.prepare_folders(settings)
@@ -158,10 +168,11 @@ def _serve(host: str, port: int, workers: int | None = None, threads: int | None
               help="threads per worker [default: SDE_THREADS, else 4]")
 def serve_command(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the gateway with gunicorn (run `sde init` first)."""
-    _settings, factory = _factory()
+    settings, factory = _factory()
     engine = factory.kw["bind"]
     if not inspect(engine).has_table("audit_events"):
         _fail("the database has no tables yet: run `sde init` first")
+    secure_instance(settings)
     _serve(host, port, workers, threads)
 
 
@@ -400,11 +411,13 @@ def restore_command(src: Path, force: bool) -> None:
     """Check the backup SRC against its manifest, restore it, then verify the audit chain."""
     from gateway import backup
 
+    settings = load_settings()
     try:
-        result = backup.restore(load_settings(), src, force=force)
+        result = backup.restore(settings, src, force=force)
     except backup.BackupError as exc:
         _fail(str(exc))
         return
+    secure_instance(settings)  # a backup made by an older release may carry open modes
     click.echo(f"Restored {result.files} files and the database (revision {result.revision}).")
     if result.revision != result.head:
         click.echo(f"The schema is at {result.revision}, this release expects {result.head}: run `sde init`.")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,9 +72,13 @@ class DacSettings(BaseModel):
 
 
 class WorkspaceSettings(BaseModel):
-    """Where the JupyterHub is, and the folders the gateway shares with it."""
+    """Where the JupyterHub is, the folders the gateway shares with it, and every setting `sde hub` gives it.
 
-    hub_url: str = "http://127.0.0.1:8000"
+    Two gateways on one host need different ports, bridge, subnet and uid range (the hub checks the last three
+    against every other instance on the host when it starts; see docs/operators.md "Two instances on one host").
+    """
+
+    hub_url: str = "http://127.0.0.1:8000"  # the public (proxy) address: its host and port are where it listens
     # None: <instance_dir>/hub, <instance_dir>/extracts, <instance_dir>/homes
     hub_state_dir: Path | None = None
     extracts_root: Path | None = None
@@ -82,6 +86,35 @@ class WorkspaceSettings(BaseModel):
     spawner: Literal["local", "sandbox", "kubernetes"] = "sandbox"
     start_timeout: float = Field(90.0, ge=5, le=600)
     ticket_ttl_seconds: int = Field(30, ge=5, le=60)
+    proxy_api_port: int = Field(8001, ge=1, le=65535)
+    hub_api_port: int = Field(8081, ge=1, le=65535)
+    bridge: str = Field("sdebr0", pattern=r"^[a-z][a-z0-9]{0,11}$")
+    subnet: str = "10.213.0.0/24"
+    uid_base: int = Field(20000, ge=1000, le=2**31 - 2**20)
+    uid_count: int = Field(10000, ge=1, le=2**20)
+    singleuser_prefix: Path = Path("/opt/londonsde/singleuser")
+    runtime_root: Path = Path("/run/londonsde/sandboxes")
+    cull_idle_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
+    cull_every_seconds: int = Field(300, ge=10, le=24 * 3600)
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        import ipaddress
+
+        network = ipaddress.IPv4Network(value)  # ValueError names a malformed subnet
+        if network.num_addresses < 8:
+            raise ValueError("subnet too small: at least 8 addresses (a /29)")
+        return str(network)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> WorkspaceSettings:
+        from urllib.parse import urlsplit
+
+        public = urlsplit(self.hub_url).port or 8000
+        if len({public, self.proxy_api_port, self.hub_api_port}) != 3:
+            raise ValueError("the hub's public port, proxy API port and hub API port must differ")
+        return self
 
 
 class ChargingSettings(BaseModel):

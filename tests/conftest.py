@@ -22,6 +22,15 @@ from tests.support.ldap_server import GROUP_ROLES, GROUPS, PEOPLE, SERVICE_DN, S
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+@pytest.fixture(autouse=True)
+def _keep_umask() -> Iterator[None]:
+    """`sde` commands set umask 077 for their process; one run in-process (CliRunner) must not leak it on."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield
+    os.umask(umask)
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> databases.SqliteTemplate:
     return databases.SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))

@@ -30,6 +30,7 @@ import yaml
 
 from gateway.workspaces.hub import GATEWAY_SCOPES
 from gateway.workspaces.spec import (
+    GIB,
     TIERS,
     SpecError,
     WorkspaceSpec,
@@ -95,6 +96,9 @@ def kubespawner_overrides(spec: WorkspaceSpec, username: str, settings: Kubernet
         "cpu_guarantee": tier.cpus / 2,
         "mem_limit": tier.memory_bytes,
         "mem_guarantee": tier.memory_bytes // 2,
+        # The home volume's size is the tier's disk quota (the claim is made on the first start; a bigger tier
+        # later needs a storage class that allows expansion).
+        "storage_capacity": f"{tier.disk_bytes // GIB}Gi",
         "volumes": [
             {
                 "name": "extract",

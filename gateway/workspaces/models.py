@@ -22,6 +22,8 @@ class WorkspaceSession(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     server_name: Mapped[str] = mapped_column(String(100))
+    # The hub user the server ran as: `_u<id>` from 0014 on; older rows keep the name they were opened under.
+    hub_user: Mapped[str | None] = mapped_column(String(64))
     tier: Mapped[str] = mapped_column(String(20))
     extract_path: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

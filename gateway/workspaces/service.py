@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+import stat
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -24,7 +27,7 @@ from gateway.models import User
 from gateway.workspaces.entitlement import current_extract, entitlement, workspace_id
 from gateway.workspaces.hub import HubClient, HubError
 from gateway.workspaces.models import WorkspaceSession
-from gateway.workspaces.spec import USERNAME_RE, WorkspaceSpec, tier_named
+from gateway.workspaces.spec import LEGACY_USERNAME_RE, WorkspaceSpec, tier_named, workspace_home
 from gateway.workspaces.tickets import load_secret, mint_ticket
 from projects.accreditation_rules import valid_accreditation
 from projects.lifecycle import is_member
@@ -44,8 +47,60 @@ class WorkspaceUnavailable(DomainError):
 
 
 def hub_username(user: User) -> str:
-    """The hub account for a gateway user: the username when the hub accepts it, else a stable stand-in."""
-    return user.username if USERNAME_RE.match(user.username) else f"user-{user.id}"
+    """The hub account for a gateway user, from its id alone: no account can choose a name that is another's.
+
+    `_u<id>`: no name of the earlier scheme starts with '_', so none can be a new one (see spec.HUB_USER_RE).
+    """
+    return f"_u{user.id}"
+
+
+def legacy_hub_username(user: User) -> str:
+    """The name releases before 0014 used (the username, or `user-<id>`, which another account could hold)."""
+    return user.username if LEGACY_USERNAME_RE.match(user.username) else f"user-{user.id}"
+
+
+def session_hub_user(ws: WorkspaceSession) -> str:
+    """The hub user a session's server runs as (sessions opened before 0014 keep their old name)."""
+    return ws.hub_user or hub_username(ws.user)
+
+
+def legacy_name_is_shared(session: Session, user: User) -> bool:
+    """Whether another account had the same pre-0014 hub name (then nobody may inherit that home)."""
+    legacy = legacy_hub_username(user)
+    same_name = session.scalars(select(User).where(User.username == legacy))
+    candidates = [other for other in same_name if other.id != user.id]
+    match = re.fullmatch(r"user-([0-9]+)", legacy)
+    if match:
+        other = session.get(User, int(match.group(1)))
+        if other is not None and other.id != user.id:
+            candidates.append(other)
+    return any(legacy_hub_username(other) == legacy for other in candidates)
+
+
+def adopt_legacy_home(homes_root: Path, legacy: str, username: str, project_id: str, shared: bool) -> bool:
+    """Move a home made under the pre-0014 name to the id-based name, once; True if moved.
+
+    A home whose old name two accounts shared is left where it is for an operator to sort out (logged): it cannot
+    be told whose work it holds. The sandbox spawner gives the moved home to the new uid when it next starts.
+    """
+    if legacy == username:
+        return False
+    old, new = workspace_home(homes_root, legacy, project_id), workspace_home(homes_root, username, project_id)
+    try:
+        if not stat.S_ISDIR(old.lstat().st_mode) or new.exists() or new.is_symlink():
+            return False
+    except FileNotFoundError:
+        return False
+    if shared:
+        log.warning("not moving home %s to %s: two accounts had the hub name %r", old, new, legacy)
+        return False
+    try:
+        old.rename(new)
+    except OSError as exc:
+        log.warning("could not move home %s to %s: %s", old, new, exc)
+        return False
+    log.info("moved home %s to %s", old, new)
+    return True
 
 
 def hub_client(settings: Settings) -> HubClient:
@@ -77,8 +132,19 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         spec = WorkspaceSpec(project_id=workspace_id(project), extract=str(extract),
                              tier=tier_named(project.workspace_size))
         username = hub_username(user)
+        legacy = legacy_hub_username(user)
+        legacy_open = [ws for ws in open_sessions(session, project)
+                       if ws.user_id == user_id and session_hub_user(ws) != username]
+        legacy_shared = legacy_name_is_shared(session, user)
     client = hub_client(settings)
     try:
+        if legacy_open:  # a server started under the old name: stop it before its home moves
+            client.stop_server(legacy, spec.project_id)
+            with unit_of_work(factory) as session:
+                for ws in legacy_open:
+                    stop_session(session, session.get(WorkspaceSession, ws.id), "renamed to the id-based hub name",
+                                 queue_stop=False)
+        adopt_legacy_home(settings.homes_root, legacy, username, spec.project_id, shared=legacy_shared)
         client.ensure_user(username)
         client.start_server(username, spec)
         client.wait_until_ready(username, spec.project_id, timeout=settings.workspaces.start_timeout)
@@ -92,7 +158,7 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
             WorkspaceSession.stopped_at.is_(None)))
         if existing is None:
             ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=spec.project_id,
-                                  tier=spec.tier.name, extract_path=spec.extract)
+                                  hub_user=username, tier=spec.tier.name, extract_path=spec.extract)
             session.add(ws)
             session.flush()
             audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
@@ -102,14 +168,16 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
     return client.login_url(ticket)
 
 
-def stop_session(session: Session, ws: WorkspaceSession, reason: str, actor: User | str = "system") -> None:
+def stop_session(session: Session, ws: WorkspaceSession, reason: str, actor: User | str = "system",
+                 queue_stop: bool = True) -> None:
     """Close the session now and queue the server's stop; the two commit (or not) together."""
     if ws.stopped_at is not None:
         return
     ws.stopped_at = utcnow()
     ws.stop_reason = reason[:200]
-    outbox.enqueue(session, "workspace.stop", {"username": hub_username(ws.user), "server": ws.server_name},
-                   dedupe_key=f"workspace-stop:{ws.id}")
+    if queue_stop:
+            outbox.enqueue(session, "workspace.stop", {"username": session_hub_user(ws), "server": ws.server_name},
+                       dedupe_key=f"workspace-stop:{ws.id}")
     audit.record(session, actor, "workspace.stopped", "project", ws.project_id,
                  {"user": ws.user.username, "server": ws.server_name, "reason": reason})
 
@@ -148,7 +216,7 @@ def reconcile(factory: sessionmaker[Session], settings: Settings) -> int:
     closed = 0
     with unit_of_work(factory) as session:
         for ws in open_sessions(session):
-            if (hub_username(ws.user), ws.server_name) not in running:
+            if (session_hub_user(ws), ws.server_name) not in running:
                 ws.stopped_at = utcnow()
                 ws.stop_reason = "stopped by the hub (idle or ended)"
                 audit.record(session, "system", "workspace.ended", "project", ws.project_id,

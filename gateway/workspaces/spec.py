@@ -15,8 +15,14 @@ from typing import Any
 # A project id doubles as the JupyterHub server name and as part of Kubernetes object names,
 # so keep it DNS-label-like and short.
 PROJECT_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-# Hub usernames as the gateway creates them (lower-case, no path or shell metacharacters).
-USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+# Hub usernames as the gateway creates them from release 0014 on: `_u<gateway user id>`. The leading '_' is what no
+# earlier hub name could have (LEGACY_USERNAME_RE), so an id-derived name never meets a home, uid or server that an
+# account called, say, "u7" made before the upgrade.
+HUB_USER_RE = re.compile(r"^_u[1-9][0-9]{0,14}$")
+# Hub names before 0014 (the username when it fitted, else user-<id>); servers and homes made then keep them.
+LEGACY_USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
+# What the hub and the spawners accept: either form, and never a path or shell metacharacter.
+USERNAME_RE = re.compile(rf"{HUB_USER_RE.pattern}|{LEGACY_USERNAME_RE.pattern}")
 
 
 @dataclass(frozen=True)
@@ -25,15 +31,16 @@ class SizeTier:
     memory_bytes: int
     cpus: float
     max_pids: int
+    disk_bytes: int  # the home's quota (sandbox: an ext4 image of this size; Kubernetes: the volume request)
     description: str
 
 
 GIB = 1024**3
 
 TIERS: dict[str, SizeTier] = {
-    "small": SizeTier("small", 2 * GIB, 1.0, 512, "2 GiB memory, 1 CPU"),
-    "medium": SizeTier("medium", 8 * GIB, 2.0, 1024, "8 GiB memory, 2 CPUs"),
-    "large": SizeTier("large", 32 * GIB, 4.0, 2048, "32 GiB memory, 4 CPUs"),
+    "small": SizeTier("small", 2 * GIB, 1.0, 512, 10 * GIB, "2 GiB memory, 1 CPU, 10 GiB disk"),
+    "medium": SizeTier("medium", 8 * GIB, 2.0, 1024, 50 * GIB, "8 GiB memory, 2 CPUs, 50 GiB disk"),
+    "large": SizeTier("large", 32 * GIB, 4.0, 2048, 200 * GIB, "32 GiB memory, 4 CPUs, 200 GiB disk"),
 }
 DEFAULT_TIER = "small"
 
@@ -63,7 +70,7 @@ def check_project_id(project_id: object) -> str:
 
 def check_username(username: object) -> str:
     if not isinstance(username, str) or not USERNAME_RE.match(username):
-        raise SpecError("username must be lower-case letters, digits, '.', '_' or '-'")
+        raise SpecError("username must be _u<id>, or lower-case letters, digits, '.', '_' or '-'")
     return username
 
 

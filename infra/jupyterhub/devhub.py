@@ -9,6 +9,7 @@ cgroups, nftables table and bridge that carry this hub's bridge name.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -28,13 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from sandbox_spawner import (  # noqa: E402
-    CGROUP_CONTROLLERS,
-    CGROUP_ROOT,
-    NETNS_DIR,
-    kill_cgroup,
-    remove_bridge,
-)
+from sandbox_spawner import CGROUP_CONTROLLERS, CGROUP_ROOT, cleanup_instance  # noqa: E402
 
 REPO_ROOT = HERE.parents[1]
 CONFIG = HERE / "jupyterhub_config.py"
@@ -99,22 +94,31 @@ class DevHub:
     ) -> None:
         self.spawner = spawner
         self._own_root = root is None
-        # World-traversable (0755): the workspace uid must reach its home and the extracts.
         self.root = Path(tempfile.mkdtemp(prefix="londonsde-hub-")) if root is None else root
-        os.chmod(self.root, 0o755)  # noqa: S103 (the workspace uid must traverse it)
+        # The sandbox needs no way in (root binds the extract and home for it): private, as in production. The
+        # plain baseline spawner runs the server straight as the workspace uid, which must traverse to its home.
+        folder_mode = 0o700 if spawner == "sandbox" else 0o755
+        root_mode = 0o711 if spawner == "sandbox" else 0o755  # traversable to run/, like /run/londonsde
         self.state_dir = self.root / "state"
         self.extracts_root = self.root / "extracts"
         self.homes_root = self.root / "homes"
         self.runtime_root = self.root / "run"
-        for path in (self.extracts_root, self.homes_root, self.runtime_root):
+        os.chmod(self.root, root_mode)
+        for path in (self.extracts_root, self.homes_root):
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o755)  # noqa: S103
+            os.chmod(path, folder_mode)
+        self.runtime_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.runtime_root, 0o755)  # noqa: S103 (the workspace uid reads its passwd file there)
         self.public_port = free_port()
         self.hub_port = free_port()
         self.proxy_api_port = free_port()
         tag = secrets.token_hex(3)
         self.bridge = f"sdet{tag}"
-        self.subnet = f"10.213.{secrets.randbelow(200) + 20}.0/24"
+        # A /26 of 10.213.1.0-10.213.255.255 and a uid range of 1000 far above the default's, both at random,
+        # so hubs of tests running side by side (and the host registry's check) do not collide.
+        self.subnet = f"10.213.{secrets.randbelow(255) + 1}.{64 * secrets.randbelow(4)}/26"
+        self.uid_base = 100_000 + 1000 * secrets.randbelow(100_000)
+        self.uid_count = 1000
         self.singleuser_prefix = singleuser_prefix or default_singleuser_prefix()
         self.cull_idle_seconds = cull_idle_seconds
         self.extra_env = extra_env or {}
@@ -129,7 +133,7 @@ class DevHub:
 
     @property
     def bridge_ip(self) -> str:
-        return self.subnet.rsplit(".", 1)[0] + ".1"
+        return str(next(ipaddress.IPv4Network(self.subnet).hosts()))
 
     def settings_env(self) -> dict[str, str]:
         return {
@@ -144,6 +148,8 @@ class DevHub:
             "LONDONSDE_HUB_SINGLEUSER_PREFIX": str(self.singleuser_prefix),
             "LONDONSDE_HUB_BRIDGE": self.bridge,
             "LONDONSDE_HUB_SUBNET": self.subnet,
+            "LONDONSDE_HUB_UID_BASE": str(self.uid_base),
+            "LONDONSDE_HUB_UID_COUNT": str(self.uid_count),
             "LONDONSDE_HUB_CULL_IDLE_SECONDS": str(self.cull_idle_seconds),
             "LONDONSDE_HUB_LOG_LEVEL": "INFO",
             **self.extra_env,
@@ -171,19 +177,19 @@ class DevHub:
         return dict(response.json())
 
     def make_extract(self, project_id: str, files: dict[str, str]) -> Path:
-        """An extract directory as the gateway's builder would leave it (world-readable)."""
+        """An extract directory as the gateway's builder leaves it (read-only, inside a private folder)."""
         extract = self.extracts_root / project_id / "current"
         extract.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (extract / name).write_text(text)
-            os.chmod(extract / name, 0o644)
-        for path in (extract.parent, extract):
-            os.chmod(path, 0o755)  # noqa: S103 (readable by the workspace uid)
+            os.chmod(extract / name, 0o444)
+        os.chmod(extract.parent, 0o700 if self.spawner == "sandbox" else 0o755)
+        os.chmod(extract, 0o555)  # noqa: S103 (as gateway.extracts.storage.make_read_only)
         return extract
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> DevHub:
+    def start(self, timeout: float = 90.0) -> DevHub:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LONDONSDE_HUB_")}
         env.update(self.settings_env())
         env["PYTHONPATH"] = str(REPO_ROOT)
@@ -252,21 +258,7 @@ class DevHub:
 
     def cleanup_host(self) -> None:
         """Remove whatever of this hub's sandboxes the kernel still holds. Safe to repeat."""
-        parent = f"londonsde-{self.bridge}"
-        for controller in CGROUP_CONTROLLERS:
-            base = CGROUP_ROOT / controller / parent
-            if not base.exists():
-                continue
-            for child in base.iterdir():
-                if child.is_dir():
-                    kill_cgroup(f"{parent}/{child.name}")
-                    child.rmdir()
-            base.rmdir()
-        if NETNS_DIR.exists():
-            for netns in NETNS_DIR.iterdir():
-                if netns.name.startswith(f"{self.bridge}-"):
-                    subprocess.run(["ip", "netns", "del", netns.name], check=False, capture_output=True)
-        remove_bridge(self.bridge)
+        cleanup_instance(self.bridge, self.homes_root)
 
     def __enter__(self) -> DevHub:
         return self.start()

@@ -7,6 +7,7 @@ variables win over the file, and the file over the defaults below. See docs/work
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import json
 import os
@@ -56,6 +57,9 @@ class HubSettings:
     # When the hub stops, stop every workspace (and clean its namespaces) too.
     cleanup_servers: bool = True
     log_level: str = "INFO"
+    # Every instance on this host records its uid range, bridge, subnet and ports here, so a second one cannot
+    # take the first one's (see claim_host_resources).
+    host_registry: Path = Path("/var/lib/londonsde/instances.json")
 
     @property
     def database_url(self) -> str:
@@ -95,7 +99,60 @@ class HubSettings:
             raise ValueError("subnet too small")
         if not self.base_url.startswith("/"):
             raise ValueError("base_url must start with '/'")
+        if len({self.public_port, self.hub_port, self.proxy_api_port}) != 3:
+            raise ValueError("public_port, hub_port and proxy_api_port must differ")
+        if self.uid_base < 1000 or self.uid_count < 1 or self.uid_base + self.uid_count > 2**31:
+            raise ValueError("uid range must lie between 1000 and 2^31")
         return self
+
+    def host_claim(self) -> dict[str, Any]:
+        """What this instance holds on the host, as recorded in the host registry."""
+        return {"uids": [self.uid_base, self.uid_base + self.uid_count], "bridge": self.bridge,
+                "subnet": self.subnet, "ports": sorted({self.public_port, self.hub_port, self.proxy_api_port})}
+
+
+class HostConflict(ValueError):
+    """Another instance on this host holds a resource this one is configured to use."""
+
+
+def conflicts(mine: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    found = []
+    (a0, a1), (b0, b1) = mine["uids"], other["uids"]
+    if a0 < b1 and b0 < a1:
+        found.append(f"uids {a0}-{a1 - 1} overlap {b0}-{b1 - 1}")
+    if mine["bridge"] == other["bridge"]:
+        found.append(f"bridge {mine['bridge']}")
+    if ipaddress.IPv4Network(mine["subnet"]).overlaps(ipaddress.IPv4Network(other["subnet"])):
+        found.append(f"subnet {mine['subnet']} overlaps {other['subnet']}")
+    shared_ports = sorted(set(mine["ports"]) & set(other["ports"]))
+    if shared_ports:
+        found.append(f"ports {shared_ports}")
+    return found
+
+
+def claim_host_resources(settings: HubSettings) -> None:
+    """Record this instance's uid range, bridge, subnet and ports, refusing any another instance holds.
+
+    Instances are keyed by their state folder; one whose state folder is gone is forgotten. The uid range stays
+    claimed while the instance exists, stopped or not: its homes belong to those uids.
+    """
+    registry = settings.host_registry
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    me = str(settings.state_dir.resolve())
+    with open(registry.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table: dict[str, dict[str, Any]] = json.loads(registry.read_text()) if registry.exists() else {}
+        table = {state: claim for state, claim in table.items() if Path(state).is_dir()}
+        mine = settings.host_claim()
+        problems = [f"{what} (instance {state})" for state, claim in table.items() if state != me
+                    for what in conflicts(mine, claim)]
+        if problems:
+            raise HostConflict("another londonsde instance on this host uses: " + "; ".join(problems)
+                               + ". Give this one its own uid_base, bridge, subnet and ports.")
+        table[me] = mine
+        temporary = registry.with_suffix(".tmp")
+        temporary.write_text(json.dumps(table, indent=1, sort_keys=True))
+        temporary.replace(registry)
 
 
 def _coerce(kind: Any, raw: Any) -> Any:

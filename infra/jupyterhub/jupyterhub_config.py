@@ -22,14 +22,17 @@ for entry in (str(HERE), str(HERE.parents[1])):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
-from hub_settings import load_settings, read_or_create_secret  # noqa: E402
+from hub_settings import claim_host_resources, load_settings, read_or_create_secret  # noqa: E402
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
 from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
 
+os.umask(0o077)  # whatever the hub writes (its database, secrets, logs) is the hub's alone
 settings = load_settings()
 settings.state_dir.mkdir(parents=True, exist_ok=True)
 os.chmod(settings.state_dir, 0o700)
+if settings.spawner != "kubernetes":  # uids, bridge, subnet and ports of this host: refuse another's
+    claim_host_resources(settings)
 
 # -- where the hub keeps things (never the current directory) ---------------------------------
 c.JupyterHub.db_url = settings.database_url
@@ -112,7 +115,12 @@ for trait, value in workspace_traits.items():
     setattr(c.WorkspaceSpawnerBase, trait, value)
 
 if settings.spawner == "sandbox":
+    import home_quota
     from sandbox_spawner import SandboxSpawner, ensure_bridge
+
+    # Homes keep their files in loop-mounted images; after a reboot, mount them again so the gateway finds
+    # outputs saved before it.
+    home_quota.mount_all(settings.homes_root)
 
     # The hub API listens on the bridge so sandboxes (with no other route) can report to it.
     bridge_ip = ensure_bridge(settings.bridge, settings.subnet, settings.hub_port)

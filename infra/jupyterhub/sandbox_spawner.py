@@ -38,7 +38,9 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
+import home_quota
 from jupyterhub.spawner import LocalProcessSpawner
+from sandbox_seccomp import filter_fd
 from traitlets import Integer, Unicode
 
 from gateway.workspaces.spec import (
@@ -53,6 +55,9 @@ from gateway.workspaces.spec import (
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("memory", "cpu", "pids")
+STAGE_DATA, STAGE_HOME = "data", "home"  # mount points in the sandbox's runtime folder
+# Run by root in the sandbox's private mount namespace: bind the extract and the home, then exec the rest.
+STAGE_SCRIPT = 'set -e; mount --bind -o ro "$1" "$2"; mount --bind "$3" "$4"; shift 4; exec "$@"'
 SERVER_PORT = 8888  # inside the namespace every server may use the same port
 CFS_PERIOD_US = 100_000
 
@@ -188,6 +193,33 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
             return
 
 
+def make_traversable(folder: Path) -> None:
+    """Let any uid pass through `folder` and the root-owned folders above it (pass, not list: 0711)."""
+    for path in (folder, *folder.parents):
+        info = path.stat()
+        if path == Path("/") or info.st_uid != 0:
+            return
+        if info.st_mode & 0o011 != 0o011:
+            os.chmod(path, (info.st_mode & 0o7777) | 0o711)  # noqa: S103 (pass through, not list)
+
+
+def give_to(home: Path, uid: int) -> None:
+    """Make everything in the home belong to `uid`, never following a link (run only while no sandbox runs).
+
+    Skipped when the home's root already belongs to it: only a new, moved or renamed home needs the walk.
+    """
+    if home.stat().st_uid == uid:
+        for child in home.iterdir():
+            if child.lstat().st_uid != uid:
+                break
+        else:
+            return
+    os.lchown(home, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(home, followlinks=False):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
 def _drop_privileges(uid: int, home: str | None) -> Callable[[], None]:
     def preexec() -> None:
         os.setgroups([])
@@ -274,6 +306,29 @@ def remove_bridge(bridge: str) -> None:
     """Undo `ensure_bridge` (tests, uninstall). Namespaces on it must be gone first."""
     _run("nft", "delete", "table", "inet", nft_table_name(bridge), check=False)
     _run("ip", "link", "del", "dev", bridge, check=False)
+
+
+def cleanup_instance(bridge: str, homes_root: str | Path) -> None:
+    """Remove whatever one hub's sandboxes left in the kernel: processes, cgroups, namespaces, the firewall
+    table, the bridge and the home mounts. For after the hub has stopped (`sde demo`, tests). Safe to repeat."""
+    parent = f"londonsde-{bridge}"
+    for controller in CGROUP_CONTROLLERS:
+        base = CGROUP_ROOT / controller / parent
+        if not base.exists():
+            continue
+        for child in base.iterdir():
+            if child.is_dir():
+                kill_cgroup(f"{parent}/{child.name}")
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            base.rmdir()
+    if NETNS_DIR.exists():
+        for netns in NETNS_DIR.iterdir():
+            if netns.name.startswith(f"{bridge}-"):
+                _run("ip", "netns", "del", netns.name, check=False)
+    remove_bridge(bridge)
+    home_quota.unmount_all(homes_root)
 
 
 @dataclass
@@ -380,6 +435,24 @@ class SandboxSpawner(WorkspaceSpawnerBase):
 
     # -- set-up -----------------------------------------------------------------------------
 
+    def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
+        """The home as its own ext4 of the tier's size (home_quota), in folders only root may enter."""
+        home = workspace_home(self.homes_root, self.user.name, spec.project_id)
+        for folder in (Path(self.homes_root), home.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o700)
+        fresh = home_quota.ensure_mounted(self.homes_root, self.user.name, spec.project_id, home,
+                                          spec.tier.disk_bytes, uid)
+        template = Path(self.notebooks_template) if self.notebooks_template else None
+        if fresh and template is not None and template.is_dir():
+            shutil.copytree(template, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        outputs = home / "outputs"
+        if not outputs.exists() and not outputs.is_symlink():
+            outputs.mkdir()
+        give_to(home, uid)
+        os.chmod(home, 0o700)
+        return home
+
     @property
     def cgroup_parent(self) -> str:
         return f"londonsde-{self.bridge}"
@@ -422,7 +495,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         for name in ("passwd", "group"):
             os.chmod(runtime_dir / name, 0o644)
 
-    def sandbox_command(self, state: SandboxState, extract: Path, home: Path, home_inside: str) -> list[str]:
+    def sandbox_command(self, state: SandboxState, extract: Path, home: Path, home_inside: str,
+                        seccomp_fd: int) -> list[str]:
         venv = str(Path(self.singleuser_prefix).resolve())
         runtime = state.runtime_dir
         bwrap = [
@@ -430,6 +504,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--die-with-parent",
             "--new-session",
             "--unshare-user",
+            "--disable-userns",  # no nested user namespace, so no namespace in which the uid is root
+            "--seccomp", str(seccomp_fd),  # the deny list of sandbox_seccomp, loaded just before exec
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
@@ -450,15 +526,21 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--proc", "/proc",
             "--dev", "/dev",
             "--ro-bind", venv, venv,
-            "--ro-bind", str(extract), "/data",
-            "--bind", str(home), home_inside,
+            "--ro-bind", f"{runtime}/{STAGE_DATA}", "/data",
+            "--bind", f"{runtime}/{STAGE_HOME}", home_inside,
             "--chdir", home_inside,
             "--",
             f"{venv}/bin/jupyterhub-singleuser",
             *self.get_args(),
         ]  # fmt: skip
+        # The extract and the home lie in folders no other account may enter (the instance folder is 0700): root
+        # binds them onto the sandbox's own staging points in a private mount namespace, which only this
+        # sandbox sees, and bubblewrap (as the workspace uid) binds them on from there.
         return [
             "nsenter", f"--net={NETNS_DIR / state.netns}", "--",
+            "unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-c", STAGE_SCRIPT, "stage", str(extract), f"{runtime}/{STAGE_DATA}", str(home),
+            f"{runtime}/{STAGE_HOME}",
             "setpriv", f"--reuid={state.uid}", f"--regid={state.uid}", "--clear-groups", "--no-new-privs",
             "--",
             *bwrap,
@@ -471,13 +553,15 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         home_inside = f"/home/{self.user.name}"
         runtime_root = Path(self.runtime_root) / self.bridge
         runtime_root.mkdir(parents=True, exist_ok=True)
-        os.chmod(runtime_root, 0o711)  # noqa: S103 (the uid reads its passwd file)
+        make_traversable(runtime_root)  # the uid reads its passwd file there (the hub's umask is 077)
         runtime_dir = runtime_root / f"{self.user.name}--{spec.project_id}"
         if self.sandbox is not None:  # leftovers of an earlier run that was never cleared
             teardown(self.sandbox)
             self.sandbox = None
         runtime_dir.mkdir(exist_ok=True)
         os.chmod(runtime_dir, 0o711)  # noqa: S103
+        for stage in (STAGE_DATA, STAGE_HOME):
+            (runtime_dir / stage).mkdir(mode=0o700, exist_ok=True)
         netns, address = self._allocate_netns()
         state = SandboxState(
             netns=netns,
@@ -494,7 +578,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
 
         self.ip, self.port = address, SERVER_PORT
         env = self.workspace_env(home_inside)
-        cmd = self.sandbox_command(state, extract, home, home_inside)
+        seccomp_fd = filter_fd()
+        cmd = self.sandbox_command(state, extract, home, home_inside, seccomp_fd)
         self.log.info("Spawning sandbox %s: %s", netns, " ".join(shlex.quote(part) for part in cmd))
         cgroup_procs = [str(path / "cgroup.procs") for path in cgroup_dirs(state.cgroup)]
 
@@ -504,7 +589,10 @@ class SandboxSpawner(WorkspaceSpawnerBase):
                 with open(procs, "w") as fh:
                     fh.write(pid)
 
-        self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True)
+        try:
+            self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True, pass_fds=(seccomp_fd,))
+        finally:
+            os.close(seccomp_fd)
         self.pid = self.proc.pid
         await self.wait_until_listening(address, SERVER_PORT, timeout=self.start_timeout)
         return (address, SERVER_PORT)

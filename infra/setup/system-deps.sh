@@ -4,7 +4,7 @@
 set -euo pipefail
 mode=${1:-demo}
 
-demo_packages=(python3-venv bubblewrap nftables cgroup-tools iproute2 util-linux)
+demo_packages=(python3-venv bubblewrap nftables cgroup-tools iproute2 util-linux mount e2fsprogs libseccomp2)
 test_packages=(slapd ldap-utils chromium)
 
 missing=()

@@ -26,6 +26,7 @@ from gateway.outputs.models import OutputFile
 from gateway.worker import run_once
 from gateway.workspaces.entitlement import current_extract
 from gateway.workspaces.hub import HubClient
+from gateway.workspaces.service import hub_username
 from gateway.workspaces.tickets import mint_ticket
 from projects import lifecycle
 from projects.models import Project
@@ -83,21 +84,22 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     project_id = approved_project_with_extract(workspace_settings, factory)
     with factory() as s:
         server_name = s.get(Project, project_id).reference.lower()
+        hub_user = hub_username(f.user(s, "researcher"))
 
     sign_in(page, gateway, "researcher", "demo-password")
     page.goto(f"{gateway.url}/projects/{project_id}")
     expect(page.get_by_test_id("workspace-card")).to_contain_text("read-only")
     screenshot(page, "workspace-open")
     page.get_by_role("button", name="Open workspace").click()
-    page.wait_for_url(f"{hub.url}/user/researcher/{server_name}/**", timeout=90_000)
+    page.wait_for_url(f"{hub.url}/user/{hub_user}/{server_name}/**", timeout=90_000)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)  # JupyterLab's main area
     expect(page.locator(".jp-DirListing-content").get_by_text("welcome.ipynb")).to_be_visible(timeout=30_000)
     screenshot(page, "workspace-jupyterlab")
 
     # /data holds the project's extract, read-only: asked from inside a real kernel of this server
     def probe() -> dict[str, object]:
-        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, "researcher", server_name))
-        workspace = Workspace(hub.url, session, "researcher", server_name)
+        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, hub_user, server_name))
+        workspace = Workspace(hub.url, session, hub_user, server_name)
         return workspace.execute(workspace.start_kernel(), (
             "import json, os\n"
             "manifest = json.load(open('/data/manifest.json'))\n"
@@ -107,8 +109,8 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
 
     def notebook(suppress: bool) -> dict[str, object]:
         """What the researcher's notebook does, run in this server's real kernel: a checked crosstab, saved."""
-        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, "researcher", server_name))
-        workspace = Workspace(hub.url, session, "researcher", server_name)
+        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, hub_user, server_name))
+        workspace = Workspace(hub.url, session, hub_user, server_name)
         return workspace.execute(workspace.start_kernel(), (
             "import json, pandas as pd, disclosure_control as dc\n"
             "from outputs_helper import save_output\n"
@@ -151,7 +153,7 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
         lifecycle.suspend(s, f.user(s, "admin"), s.get(Project, project_id), "Investigation")
     run_once(workspace_settings, factory)
     client = HubClient(hub.url, hub.gateway_token)
-    assert client.server_status("researcher", server_name) is None
+    assert client.server_status(hub_user, server_name) is None
 
     page.goto(f"{gateway.url}/projects/{project_id}")
     expect(page.get_by_test_id("workspace-reasons")).to_contain_text("The project is suspended.")
@@ -163,4 +165,4 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
                                  max_redirects=0)
     assert response.status == 302
     page.goto(f"{gateway.url}/projects/{project_id}")
-    assert client.server_status("researcher", server_name) is None
+    assert client.server_status(hub_user, server_name) is None

@@ -93,6 +93,8 @@ def test_backup_then_restore_into_a_fresh_instance(seeded: Settings, empty_targe
 
     keys = list((new_instance / "keys").iterdir())
     assert keys and all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+    for private in (new_instance, new_instance / "keys", new_instance / "extracts", new_instance / "source"):
+        assert not private.exists() or stat.S_IMODE(private.stat().st_mode) & 0o077 == 0, private
     for folder in ("extracts", "certificates", "outputs/releases"):
         before = sorted(p.relative_to(seeded.instance_dir / folder) for p in (seeded.instance_dir / folder).rglob("*"))
         after = sorted(p.relative_to(new_instance / folder) for p in (new_instance / folder).rglob("*"))

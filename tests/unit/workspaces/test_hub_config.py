@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,13 @@ def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spawner: str) -> Confi
     monkeypatch.setenv("LONDONSDE_HUB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("LONDONSDE_HUB_SPAWNER", spawner)
     monkeypatch.setenv("LONDONSDE_HUB_CULL_IDLE_SECONDS", "1800")
-    return PyFileConfigLoader(CONFIG.name, path=str(CONFIG.parent)).load_config()
+    monkeypatch.setenv("LONDONSDE_HUB_HOST_REGISTRY", str(tmp_path / "instances.json"))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    try:
+        return PyFileConfigLoader(CONFIG.name, path=str(CONFIG.parent)).load_config()
+    finally:
+        os.umask(umask)  # the config sets the hub's umask (077); keep this test process's own
 
 
 @pytest.mark.parametrize("spawner", ["local", "kubernetes"])

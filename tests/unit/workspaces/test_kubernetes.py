@@ -58,6 +58,7 @@ def test_workspace_mounts_its_extract_read_only() -> None:
     assert overrides["cpu_limit"] == TIERS["medium"].cpus
     (home,) = [v for v in overrides["volumes"] if v["name"] == "home"]
     assert home["persistentVolumeClaim"]["claimName"] == "{pvc_name}"
+    assert overrides["storage_capacity"] == "50Gi"  # the medium tier's disk quota is the home volume's size
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,161 @@
+"""A disk quota for each workspace home: the home is an ext4 filesystem in a file of the tier's size, loop-mounted.
+
+Why an image and not project quotas: the host's filesystem here (ext4 on the root device) was made without the
+`quota`/`project` features, and turning them on needs it unmounted; an image works on any filesystem, and a full
+home fails with "No space left on device" inside the workspace while the host's disk is untouched.
+
+Layout: the image of <homes_root>/<project>/<user> is <homes_root>/.images/<project>/<user>.ext4 (root only,
+0600). Images are sparse, so a home takes on the host only what the researcher wrote. Homes stay mounted while
+the gateway may read their outputs/ (also when the server is stopped); `mount_all` mounts them again after a
+reboot and `unmount_all` takes them down (uninstall, tests, the end of `sde demo`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from gateway.workspaces.spec import check_project_id, check_username
+
+IMAGES = ".images"
+MOUNT_OPTIONS = "loop,nosuid,nodev,noatime"
+
+
+class QuotaError(RuntimeError):
+    """A home could not be given its quota (the message is for the operator's log)."""
+
+
+def _run(*argv: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if result.returncode not in ok:
+        raise QuotaError(f"{' '.join(argv)}: {result.stderr.strip() or result.returncode}")
+    return result
+
+
+def image_path(homes_root: str | Path, username: str, project_id: str) -> Path:
+    return Path(homes_root) / IMAGES / check_project_id(project_id) / f"{check_username(username)}.ext4"
+
+
+def is_mounted(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def create_image(image: Path, size: int, uid: int) -> None:
+    """A sparse file of `size` bytes holding an empty ext4 whose root belongs to `uid` (no reserved blocks)."""
+    image.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(image.parent.parent, 0o700)
+    os.chmod(image.parent, 0o700)
+    fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    try:
+        _run("mkfs.ext4", "-q", "-F", "-m", "0", "-L", "sde-home",
+             "-E", f"root_owner={uid}:{uid},lazy_itable_init=1,lazy_journal_init=1", str(image))
+    except QuotaError:
+        image.unlink(missing_ok=True)
+        raise
+
+
+def mount(image: Path, home: Path) -> None:
+    _run("mount", "-o", MOUNT_OPTIONS, str(image), str(home))
+    with contextlib.suppress(OSError):
+        (home / "lost+found").rmdir()  # empty on a fresh filesystem; nothing a researcher needs to see
+
+
+def unmount(home: Path) -> None:
+    """Unmount a home (lazily if something still holds it; the loop device goes once it is free)."""
+    if not is_mounted(home):
+        return
+    if subprocess.run(["umount", str(home)], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(home)], capture_output=True, check=False)
+
+
+def grow(image: Path, home: Path, size: int) -> None:
+    """Grow a home to `size` (a bigger tier) while no sandbox uses it; a smaller tier never shrinks one.
+
+    Offline (unmount, check, resize, mount): the kernel refuses an online resize of these small-journal images.
+    """
+    if image.stat().st_size >= size:
+        return
+    was_mounted = is_mounted(home)
+    unmount(home)
+    os.truncate(image, size)
+    _run("e2fsck", "-f", "-p", str(image), ok=(0, 1))  # 1: fixed something small (it puts lost+found back)
+    _run("resize2fs", str(image))
+    if was_mounted:
+        mount(image, home)
+
+
+def move_into_image(home: Path, image: Path) -> None:
+    """A home from before quotas: copy its files into the fresh image, then remove the old folder's contents.
+
+    If they do not fit, the image is removed and the home is left exactly as it was.
+    """
+    staging = Path(tempfile.mkdtemp(prefix="sde-home-", dir=image.parent))
+    try:
+        mount(image, staging)
+        try:
+            copied = subprocess.run(["cp", "-a", "--", f"{home}/.", f"{staging}/"], capture_output=True, text=True,
+                                    check=False)
+        finally:
+            unmount(staging)
+        if copied.returncode != 0:
+            image.unlink(missing_ok=True)
+            raise QuotaError(f"the home {home} does not fit its quota: {copied.stderr.strip()[-300:]}")
+    finally:
+        staging.rmdir()
+    for entry in list(home.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def ensure_mounted(homes_root: str | Path, username: str, project_id: str, home: Path, size: int, uid: int) -> bool:
+    """Give the home its quota: create, fill from an older home, mount and grow its image. True if it is new."""
+    image = image_path(homes_root, username, project_id)
+    if home.is_symlink():
+        raise QuotaError(f"{home} is a symbolic link")
+    home.mkdir(mode=0o700, exist_ok=True)
+    fresh = False
+    if not image.exists():
+        create_image(image, size, uid)
+        fresh = True
+        if not is_mounted(home) and any(home.iterdir()):
+            move_into_image(home, image)
+            fresh = False
+    grow(image, home, size)
+    if not is_mounted(home):
+        mount(image, home)
+    return fresh
+
+
+def _homes(homes_root: Path) -> list[tuple[Path, Path]]:
+    found = []
+    images = homes_root / IMAGES
+    if images.is_dir():
+        for project in sorted(images.iterdir()):
+            for image in sorted(project.glob("*.ext4")):
+                found.append((image, homes_root / project.name / image.name.removesuffix(".ext4")))
+    return found
+
+
+def mount_all(homes_root: str | Path) -> int:
+    """Mount every home that has an image and is not mounted (after a reboot); returns how many."""
+    mounted = 0
+    for image, home in _homes(Path(homes_root)):
+        if home.is_dir() and not home.is_symlink() and not is_mounted(home):
+            mount(image, home)
+            mounted += 1
+    return mounted
+
+
+def unmount_all(homes_root: str | Path) -> None:
+    for _image, home in _homes(Path(homes_root)):
+        unmount(home)
