@@ -200,7 +200,8 @@ def token() -> None:
 @token.command("create")
 @click.argument("username")
 @click.option("--name", default="command line", show_default=True)
-@click.option("--days", default=90, show_default=True, type=int, help="Days until it expires")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 366),
+              help="Days until it expires (1-366: every token expires)")
 @click.option("--scope", "scopes", multiple=True,
               help="A permission the token may use (repeat for several; default: every one the user holds)")
 @click.option("--read-only", is_flag=True, help="The token may only read (GET)")
@@ -238,7 +239,7 @@ def token_list(username: str) -> None:
             _fail(f"no user {username!r}")
             return
         for t in list_tokens(session, owner):
-            status = "revoked" if t.revoked_at else f"expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "no expiry"
+            status = "revoked" if t.revoked_at else f"expires {t.expires_at:%Y-%m-%d}"
             access = "read only; " if t.read_only else ""
             click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{status}\t{access}{', '.join(t.scopes)}")
 
