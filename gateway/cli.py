@@ -175,7 +175,7 @@ def user() -> None:
 @click.option("--name", "display_name", required=True, help="Full name")
 @click.option("--email", default=None)
 @click.option("--role", "roles", multiple=True, help="A role to grant (repeat for several)")
-@click.password_option(help="Initial password (prompted if not given)")
+@click.password_option(help="Initial password (prompted if not given); the person must replace it at first sign-in")
 def user_create(username: str, display_name: str, email: str | None, roles: tuple[str, ...],
                 password: str) -> None:
     """Create a local account."""
@@ -187,6 +187,7 @@ def user_create(username: str, display_name: str, email: str | None, roles: tupl
             created = create_local_user(session, _cli_actor(), username=username, display_name=display_name,
                                         password=password, email=email, roles=list(roles))
             click.echo(f"Created {created.username} with roles: {', '.join(sorted(created.roles)) or 'none'}")
+            click.echo("They will be asked to choose their own password when they first sign in.")
     except DomainError as exc:
         details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
         _fail(f"{exc.message} {details}".strip())

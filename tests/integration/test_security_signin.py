@@ -459,6 +459,50 @@ def test_finding5_the_service_refuses_no_expiry_for_every_caller(session_factory
             assert "days" in refused.value.field_errors
 
 
+def test_migration_0009_dates_old_never_expiring_tokens_and_drops_reasonless_relaxations(scratch_url: str) -> None:
+    """Tokens made without an expiry get one (366 days from creation, at least 30 days from the upgrade);
+    policy rows that said "no second factor" without any reason go, so production's default applies."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+    from alembic import command
+    from sqlalchemy import text
+
+    from gateway.db import UTCDateTime, make_engine, utcnow
+    from gateway.migrate import alembic_config, upgrade
+    from gateway.models import RolePolicy
+
+    upgrade(scratch_url)
+    command.downgrade(alembic_config(scratch_url), "0008")
+    engine = make_engine(scratch_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (username, display_name, source, password_hash, is_active, is_demo, "
+                          "failed_logins, session_version, created_at) VALUES ('old', 'Old', 'local', 'x', "
+                          "true, false, 0, 1, CURRENT_TIMESTAMP)"))
+        uid = conn.scalar(text("SELECT id FROM users WHERE username = 'old'"))
+        old_tokens = sa.table("api_tokens", *(sa.column(c) for c in ("user_id", "name", "prefix", "token_hash",
+                                                                       "scopes", "read_only")),
+                              sa.column("created_at", UTCDateTime()))
+        for prefix, created in (("sde_new", utcnow()), ("sde_ancient", dt.datetime(2020, 1, 1, tzinfo=dt.UTC))):
+            conn.execute(sa.insert(old_tokens).values(user_id=uid, name=prefix, prefix=prefix, scopes="[]",
+                                                      token_hash=prefix.ljust(64, "0"), created_at=created,
+                                                      read_only=False))
+        conn.execute(text("INSERT INTO role_policies (role, totp_required) VALUES ('researcher', false), "
+                          "('auditor', true)"))
+    engine.dispose()
+    upgrade(scratch_url)
+    engine = make_engine(scratch_url)
+    now = utcnow()
+    with Session(engine) as s:
+        expiry = {t.prefix: t.expires_at for t in s.scalars(select(ApiToken))}
+        assert now + dt.timedelta(days=360) < expiry["sde_new"] <= now + dt.timedelta(days=367)
+        assert now + dt.timedelta(days=29) < expiry["sde_ancient"] <= now + dt.timedelta(days=31)
+        assert {(p.role, p.totp_required) for p in s.scalars(select(RolePolicy))} == {("auditor", True)}
+        old = accounts.find_user(s, "old")
+        assert old is not None and old.must_change_password is False  # nobody is forced by the upgrade itself
+    engine.dispose()
+
+
 # --- finding 6: a second factor by default in production; relaxing it needs a reason --------------------------
 
 @pytest.fixture
