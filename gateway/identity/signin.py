@@ -64,7 +64,10 @@ def _locked_message(user: User) -> str:
 
 
 def register_failure(session: Session, user: User, security: SecuritySettings, stage: str) -> Outcome:
-    """Count one wrong secret; at the limit, lock the account and end all its sessions (half-done ones too)."""
+    """Count one wrong secret; at the limit, lock the account and end all its sessions (half-done ones too).
+
+    The user's row is locked and re-read first, so guesses sent in parallel each count (no lost update)."""
+    session.refresh(user, with_for_update=True)
     user.failed_logins += 1
     audit.record(session, user, "auth.failed", "user", user.id,
                  {"stage": stage, "consecutive_failures": user.failed_logins})

@@ -691,3 +691,46 @@ def test_new_accounts_are_checked_against_common_passwords(app: Flask, session_f
     assert "common" in refused.get_data(as_text=True)
     with session_factory() as s:
         assert accounts.find_user(s, "weakling") is None
+
+
+def test_wrong_codes_sent_in_parallel_each_count(settings: Settings, session_factory: sessionmaker[Session],
+                                                 demo_users: dict[str, int], backend: str) -> None:
+    """A burst of simultaneous guesses (several workers, several connections) must not lose any increment.
+
+    On PostgreSQL every guess first reads the count, then all write at once (a barrier): without the row lock
+    the increments are lost. SQLite takes its write lock when a transaction begins, so there they queue."""
+    import threading
+
+    from gateway.identity import signin
+    from gateway.identity.sessions import S, open_session
+
+    security = settings.security.model_copy(update={"max_failed_logins": 100})
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "checker2")
+        assert user is not None
+        user.totp_secret, user.totp_confirmed_at = pyotp.random_base32(), user.created_at
+        keys = [open_session(s, user, S.CODE, security)[0].id for _ in range(6)]
+    barrier = threading.Barrier(len(keys)) if backend == "postgresql" else None
+    errors: list[BaseException] = []
+
+    def guess(ws_id: int) -> None:
+        try:
+            with unit_of_work(session_factory) as s:
+                from gateway.models import WebSession
+
+                ws = s.get(WebSession, ws_id)
+                assert ws is not None
+                _ = ws.user.failed_logins  # read before the others write, as a real request would
+                if barrier is not None:
+                    barrier.wait(timeout=30)
+                assert signin.verify_second_factor(s, security, ws, "000000").state is None
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guess, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert user_row(session_factory, "checker2").failed_logins == len(keys)
