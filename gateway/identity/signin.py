@@ -67,7 +67,8 @@ def register_failure(session: Session, user: User, security: SecuritySettings, s
     """Count one wrong secret; at the limit, lock the account and end all its sessions (half-done ones too).
 
     The user's row is locked and re-read first, so guesses sent in parallel each count (no lost update)."""
-    session.refresh(user, with_for_update=True)
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    session.refresh(user, attribute_names=["failed_logins", "locked_until", "session_version"])
     user.failed_logins += 1
     audit.record(session, user, "auth.failed", "user", user.id,
                  {"stage": stage, "consecutive_failures": user.failed_logins})
