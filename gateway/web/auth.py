@@ -133,7 +133,8 @@ def enrolment_form(ws: WebSession, form: CodeForm) -> tuple[str, int]:
     secret = ws.pending_totp_secret or run(signin.enrolment_secret, ws)
     uri = totp.provisioning_uri(secret, ws.user.username, settings().security.totp_issuer)
     status = 422 if form.errors else 200
-    return render_template("auth/enrol.html", form=form, qr_svg=totp.qr_svg(uri), secret=secret), status
+    return render_template("auth/enrol.html", form=form, qr_svg=totp.qr_svg(uri), secret=secret,
+                           during_sign_in=ws.state != SignInState.SIGNED_IN), status
 
 
 WRONG_ENROLMENT_CODE = "That code is not right. Check the time on your phone and enter the newest code."

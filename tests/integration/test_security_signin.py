@@ -734,3 +734,14 @@ def test_wrong_codes_sent_in_parallel_each_count(settings: Settings, session_fac
         t.join(timeout=60)
     assert not errors, errors
     assert user_row(session_factory, "checker2").failed_logins == len(keys)
+
+
+def test_a_half_done_sign_in_can_be_cancelled(app: Flask, client: FlaskClient, totp_user: str,
+                                              session_factory: sessionmaker[Session]) -> None:
+    password_step(client, "checker1")
+    half_done = cookie_of(client)
+    page = client.get("/login/code").get_data(as_text=True)
+    assert "Cancel and sign out" in page
+    assert location(client.post("/logout", data={"csrf_token": csrf_from(page)})).endswith("/login")
+    assert location(code_step(client_with(app, half_done), pyotp.TOTP(totp_user).now())).endswith("/login")
+    assert events(session_factory, "auth.signed_out")[-1].details["from"] == "code"
