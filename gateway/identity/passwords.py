@@ -45,7 +45,7 @@ def needs_rehash(password_hash: str) -> bool:
 def password_problems(password: str, username: str, other_words: tuple[str, ...] = ()) -> list[str]:
     """Plain-English reasons a new password is refused; empty when it is acceptable.
 
-    ``other_words`` (the person's name, email): any part of four letters or more may not appear in it.
+    ``other_words`` (the person's name, email): any part of five letters or more may not appear in it.
     """
     problems = []
     if len(password) < MIN_LENGTH:
@@ -54,7 +54,7 @@ def password_problems(password: str, username: str, other_words: tuple[str, ...]
         problems.append(f"Password must be at most {MAX_LENGTH} characters.")
     if username and username.lower() in password.lower():
         problems.append("Password must not contain the username.")
-    names = {part for word in other_words for part in re.split(r"[^\w]+", word.lower()) if len(part) >= 4}
+    names = {part for word in other_words for part in re.split(r"[^\w]+", word.lower()) if len(part) >= 5}
     if any(name in password.lower() for name in names):
         problems.append("Password must not contain your name or email address.")
     if not problems:
