@@ -745,3 +745,30 @@ def test_a_half_done_sign_in_can_be_cancelled(app: Flask, client: FlaskClient, t
     assert location(client.post("/logout", data={"csrf_token": csrf_from(page)})).endswith("/login")
     assert location(code_step(client_with(app, half_done), pyotp.TOTP(totp_user).now())).endswith("/login")
     assert events(session_factory, "auth.signed_out")[-1].details["from"] == "code"
+
+
+def test_the_worker_forgets_sessions_long_over_and_keeps_the_rest(session_factory: sessionmaker[Session],
+                                                                  demo_users: dict[str, int]) -> None:
+    import datetime as dt
+
+    from gateway.db import utcnow
+    from gateway.identity.sessions import S, end_session, open_session
+    from gateway.models import WebSession
+    from gateway.worker import sweep_sessions
+
+    security = SecuritySettings()
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None
+        old, _ = open_session(s, user, S.SIGNED_IN, security)
+        end_session(s, old, "signed out")
+        old.ended_at = utcnow() - dt.timedelta(days=31)
+        stale, _ = open_session(s, user, S.CODE, security)
+        stale.expires_at = utcnow() - dt.timedelta(days=31)
+        recent, _ = open_session(s, user, S.SIGNED_IN, security)
+        end_session(s, recent, "signed out")
+        live, _ = open_session(s, user, S.SIGNED_IN, security)
+        keep = {recent.id, live.id}
+    assert sweep_sessions(session_factory) == 2
+    with session_factory() as s:
+        assert {ws.id for ws in s.scalars(select(WebSession))} == keep
