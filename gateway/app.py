@@ -22,7 +22,6 @@ from flask import (
 )
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -31,17 +30,18 @@ from gateway.db import make_engine, make_session_factory
 from gateway.errors import DomainError
 from gateway.identity import tokens
 from gateway.identity.ldap_directory import LdapDirectory
+from gateway.identity.sessions import STEP_STATES, SignInState, live_session
 from gateway.models import User
 from gateway.permissions import ROLE_LABELS, Permission, has_permission, role_permissions_of
 from gateway.ratelimit import init_rate_limits
 from gateway.web.access import access_of
+from gateway.web.auth import STEP_ENDPOINTS
 from gateway.web.context import close_db, current_user, db
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
 
 API_PREFIX = "/api/"
-SESSION_STAGES = {"full", "totp", "enrol"}
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -107,14 +107,16 @@ def _refuse_nul_characters() -> Any:
 
 
 def _session_user() -> tuple[User | None, str | None]:
-    uid, version, stage = session.get("uid"), session.get("sv"), session.get("stage")
-    if uid is None or stage not in SESSION_STAGES:
+    """The person and sign-in state behind the cookie's key, from the server-side session (one query)."""
+    key = session.get("sid")
+    if key is None:
         return None, None
-    user = db().get(User, uid, options=[joinedload(User.role_grants)])  # one query, not two: runs on every request
-    if user is None or not user.is_active or user.session_version != version:
+    ws = live_session(db(), key)
+    if ws is None:  # signed out, ended elsewhere, expired, or never ours: forget the cookie
         session.clear()
         return None, None
-    return user, stage
+    g.web_session = ws
+    return ws.user, ws.state
 
 
 def _bearer_user() -> User | None:
@@ -139,8 +141,8 @@ def _identify_and_enforce() -> Response | None:
             return _api_error(401, "unauthenticated", "The token is missing, malformed, expired or revoked.")
     else:
         user, stage = _session_user()
-        g.user = user if stage == "full" else None
-        g.pending_user = user if stage in {"totp", "enrol"} else None
+        g.user = user if stage == SignInState.SIGNED_IN else None
+        g.pending_user = user if stage in STEP_STATES else None
         g.stage = stage
     if endpoint == "static":
         return None
@@ -153,12 +155,14 @@ def _identify_and_enforce() -> Response | None:
     if access.kind == "mid_sign_in":
         if g.get("pending_user") is None:
             return redirect(url_for("auth.login"))
+        if g.stage != access.step:  # a step's page serves only its own state
+            return redirect(url_for(STEP_ENDPOINTS[g.stage]))
         return None
     if g.user is None:
         if _is_api():
             return _api_error(401, "unauthenticated", "Send 'Authorization: Bearer <token>'.")
         if g.get("pending_user") is not None:
-            return redirect(url_for("auth.second_factor" if g.stage == "totp" else "auth.enrol"))
+            return redirect(url_for(STEP_ENDPOINTS[g.stage]))
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
     assert access.permission is not None
     if g.user.token_read_only and request.method not in {"GET", "HEAD", "OPTIONS"}:

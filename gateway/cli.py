@@ -186,7 +186,7 @@ def user() -> None:
 @click.option("--name", "display_name", required=True, help="Full name")
 @click.option("--email", default=None)
 @click.option("--role", "roles", multiple=True, help="A role to grant (repeat for several)")
-@click.password_option(help="Initial password (prompted if not given)")
+@click.password_option(help="Initial password (prompted if not given); the person must replace it at first sign-in")
 def user_create(username: str, display_name: str, email: str | None, roles: tuple[str, ...],
                 password: str) -> None:
     """Create a local account."""
@@ -198,6 +198,7 @@ def user_create(username: str, display_name: str, email: str | None, roles: tupl
             created = create_local_user(session, _cli_actor(), username=username, display_name=display_name,
                                         password=password, email=email, roles=list(roles))
             click.echo(f"Created {created.username} with roles: {', '.join(sorted(created.roles)) or 'none'}")
+            click.echo("They will be asked to choose their own password when they first sign in.")
     except DomainError as exc:
         details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
         _fail(f"{exc.message} {details}".strip())
@@ -211,7 +212,8 @@ def token() -> None:
 @token.command("create")
 @click.argument("username")
 @click.option("--name", default="command line", show_default=True)
-@click.option("--days", default=90, show_default=True, type=int, help="Days until it expires")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 366),
+              help="Days until it expires (1-366: every token expires)")
 @click.option("--scope", "scopes", multiple=True,
               help="A permission the token may use (repeat for several; default: every one the user holds)")
 @click.option("--read-only", is_flag=True, help="The token may only read (GET)")
@@ -249,7 +251,7 @@ def token_list(username: str) -> None:
             _fail(f"no user {username!r}")
             return
         for t in list_tokens(session, owner):
-            status = "revoked" if t.revoked_at else f"expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "no expiry"
+            status = "revoked" if t.revoked_at else f"expires {t.expires_at:%Y-%m-%d}"
             access = "read only; " if t.read_only else ""
             click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{status}\t{access}{', '.join(t.scopes)}")
 

@@ -46,13 +46,21 @@ class SecuritySettings(BaseModel):
     # Rate limits ("N per minute", "N/hour", "10/minute;100/day"); see docs/operators.md "Rate limits".
     sign_in_limit_per_ip: str = "10/minute"
     sign_in_limit_per_username: str = "5/minute"
+    # Per account, on each step after the password (the code, enrolment, a new password) and on password changes.
+    second_factor_limit: str = "5/minute"
     token_limit: str = "600/minute"  # noqa: S105 - a rate, not a secret
     rate_limit_storage_uri: str = "memory://"  # per process; e.g. redis://host:6379 to share between workers
     # How many reverse proxies stand in front of the gateway. Only then are X-Forwarded-For and -Proto believed
     # (the client address for rate limits and logs, and https in links); 0 ignores them, so nobody can spoof them.
     trusted_proxies: int = Field(0, ge=0, le=5)
 
-    @field_validator("sign_in_limit_per_ip", "sign_in_limit_per_username", "token_limit")
+    # A second factor for every role unless an administrator relaxes it for a role (with a reason, audited).
+    # None means: on when SDE_ENV=production, off otherwise (the demo and tests).
+    second_factor_by_default: bool | None = None
+    # How long a half-finished sign-in (waiting for a code, an enrolment or a new password) stays open.
+    sign_in_step_minutes: int = Field(10, ge=1, le=60)
+
+    @field_validator("sign_in_limit_per_ip", "sign_in_limit_per_username", "token_limit", "second_factor_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         from limits import parse_many
@@ -164,6 +172,12 @@ class Settings(BaseModel):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def second_factor_by_default(self) -> bool:
+        """Whether a role with no policy of its own needs a second factor (on in production)."""
+        configured = self.security.second_factor_by_default
+        return self.env == "production" if configured is None else configured
 
     @property
     def resolved_database_url(self) -> str:

@@ -41,6 +41,10 @@ class User(Base):
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set when someone else chose the password (an administrator, the command line): the person must pick
+    # their own before anything else. Never set for directory (LDAP) accounts.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     role_grants: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin",
@@ -97,7 +101,7 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # every token expires (1 to 366 days)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -110,12 +114,55 @@ class ApiToken(Base):
 
 
 class RolePolicy(Base):
-    """Per-role security policy set by an administrator (for now: is a second factor mandatory)."""
+    """A role whose second-factor rule differs from the default (on in production), set by an administrator.
+
+    A role without a row follows the default; relaxing a role carries the administrator's reason.
+    """
 
     __tablename__ = "role_policies"
+    __table_args__ = (
+        CheckConstraint("(changed_by_id IS NULL) = (changed_at IS NULL)", name="changed_pair"),
+    )
 
     role: Mapped[str] = mapped_column(String(32), primary_key=True)
     totp_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    changed_by: Mapped[User | None] = relationship(foreign_keys=[changed_by_id])
+
+
+class WebSession(Base):
+    """One browser's sign-in, from the right password until it ends, kept on the server.
+
+    The cookie carries only a random key (stored here as its SHA-256), replaced at every step, so a copy of an
+    old cookie is worth nothing; signing out ends the row, and a session lives only while its ``generation``
+    equals the user's ``session_version`` (which sign-out-everywhere, lockout, role and password changes raise).
+    """
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (
+        CheckConstraint("(state = 'ended') = (ended_at IS NOT NULL)", name="ended_pair"),
+        CheckConstraint("(state <> 'signed_in' OR signed_in_at IS NOT NULL) "
+                        "AND (state IN ('signed_in', 'ended') OR signed_in_at IS NULL)", name="signed_in_pair"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str | None] = mapped_column(String(40))  # how the person proved who they are
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signed_in_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+    # An authenticator secret being set up, until a code from it is shown (never in the cookie).
+    pending_totp_secret: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
 
 
 class AuditEvent(Base):

@@ -1,4 +1,5 @@
-"""Rate limits on password sign-in (per client address and per username) and on API token use (per token).
+"""Rate limits on password sign-in (per client address and per username), on each later sign-in step and on
+password changes (per account, and per address), and on API token use (per token).
 
 Flask-Limiter does the counting (fixed windows; in memory per process by default, or any storage the
 ``limits`` library supports, e.g. ``redis://``, so several gunicorn workers share one count). A request
@@ -11,18 +12,28 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request, session
 from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
 from gateway.config import SecuritySettings
 
 LOGIN_ENDPOINT = "auth.login"
+# The steps after the password, and the account page's password change: limited per account, so starting the
+# sign-in again (a new cookie) buys no more guesses at a code.
+ACCOUNT_LIMITED_ENDPOINTS = ("auth.second_factor", "auth.enrol", "auth.new_password", "account.change_password")
+SIGN_IN_ENDPOINTS = (LOGIN_ENDPOINT, *ACCOUNT_LIMITED_ENDPOINTS[:3])
 API_BLUEPRINT = "api"
 
 
 def _username() -> str:
     return "user:" + (request.form.get("username") or "").strip().lower()
+
+
+def _account() -> str:
+    # The signed cookie's user id (written by the server when the password was accepted); the server-side
+    # session, checked after this, decides whether the request is allowed at all.
+    return f"account:{session.get('uid', 'none')}"
 
 
 def _bearer() -> str | None:
@@ -43,7 +54,7 @@ def _too_many(exc: RateLimitExceeded) -> Any:
         response.status_code = 429
         return response
     message = ("Too many sign-in attempts. For your account's safety, wait a minute and try again."
-               if request.endpoint == LOGIN_ENDPOINT else "Too many requests. Wait a minute and try again.")
+               if request.endpoint in SIGN_IN_ENDPOINTS else "Too many requests. Wait a minute and try again.")
     return render_template("error.html", status=429, message=message), 429
 
 
@@ -57,6 +68,13 @@ def init_rate_limits(app: Flask, security: SecuritySettings) -> Limiter:
     login = limiter.limit(security.sign_in_limit_per_username, key_func=_username, methods=["POST"],
                           scope="sign-in-user")(login)
     app.view_functions[LOGIN_ENDPOINT] = login
+    for endpoint in ACCOUNT_LIMITED_ENDPOINTS:
+        view = app.view_functions[endpoint]
+        view = limiter.limit(security.second_factor_limit, key_func=_account, methods=["POST"],
+                             scope=f"{endpoint}-account")(view)
+        view = limiter.limit(security.sign_in_limit_per_ip, key_func=get_remote_address, methods=["POST"],
+                             scope=f"{endpoint}-ip")(view)
+        app.view_functions[endpoint] = view
     limiter.shared_limit(security.token_limit, scope="api-token", key_func=_token_key,
                          exempt_when=lambda: _bearer() is None)(app.blueprints[API_BLUEPRINT])
     app.register_error_handler(RateLimitExceeded, _too_many)

@@ -59,6 +59,18 @@ def sweep_certificates(settings: Settings, factory: sessionmaker[Session]) -> li
     return removed
 
 
+def sweep_sessions(factory: sessionmaker[Session]) -> int:
+    """Hourly: forget browser sessions that ended or expired over 30 days ago (the audit log keeps the sign-ins)."""
+    from gateway.identity.sessions import purge_old_sessions
+
+    try:
+        with unit_of_work(factory) as session:
+            return purge_old_sessions(session)
+    except Exception:
+        log.exception("session sweep failed")
+        return 0
+
+
 def sweep_workspaces(settings: Settings, factory: sessionmaker[Session], today: dt.date) -> None:
     """Every pass: stop workspaces whose entitlement ended, close those the hub no longer runs."""
     from gateway.workspaces import service
@@ -75,6 +87,7 @@ def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date 
     day = today or dt.datetime.now(dt.UTC).date()
     failed = run_daily_jobs(factory, day)
     sweep_certificates(settings, factory)
+    sweep_sessions(factory)
     sweep_workspaces(settings, factory, day)
     delivered = outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
     return delivered, failed
@@ -90,6 +103,7 @@ def run_forever(settings: Settings, factory: sessionmaker[Session], interval: fl
             if now - last_jobs > 3600:
                 run_daily_jobs(factory, today)
                 sweep_certificates(settings, factory)
+                sweep_sessions(factory)
                 last_jobs = now
             sweep_workspaces(settings, factory, today)
             outbox.process(outbox.WorkerContext(settings=settings, factory=factory))

@@ -121,4 +121,12 @@ def workflows_markdown() -> str:
     parts += ["", "## Output requests", "", "```mermaid", mermaid(OUTPUT_TRANSITIONS, OutputState.PENDING), "```",
               "", "| State | Who acts |", "| --- | --- |"]
     parts += [f"| {state.value} | {owner} |" for state, owner in OUTPUT_OWNERS.items()]
+    from gateway.identity.sessions import SIGN_IN_OWNERS, SIGN_IN_TRANSITIONS, SignInState
+
+    parts += ["", "## Signing in", "",
+              "Each browser's sign-in is kept on the server and moves only along these arrows; every page serves one "
+              "state, and the cookie's key is replaced at each move. See [Signing in](signing-in.md).", "",
+              "```mermaid", mermaid(SIGN_IN_TRANSITIONS, SignInState.PASSWORD), "```",
+              "", "| State | Who acts |", "| --- | --- |"]
+    parts += [f"| {state.value} | {owner} |" for state, owner in SIGN_IN_OWNERS.items()]
     return "\n".join(parts) + "\n"

@@ -128,17 +128,19 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def sign_in_session(client: FlaskClient, session_factory: sessionmaker[Session], username: str) -> None:
-    """Put a fully signed-in session in the client's cookie without the cost of a password hash."""
-    s = session_factory()
-    try:
+def sign_in_session(client: FlaskClient, session_factory: sessionmaker[Session], username: str,
+                    state: str = "signed_in") -> None:
+    """Open a server-side session (signed in, or at one sign-in step) and put its key in the client's cookie,
+    without the cost of a password hash. The sign-in pages themselves are tested in test_security_signin."""
+    from gateway.identity.sessions import SignInState, open_session
+
+    with unit_of_work(session_factory) as s:
         user = s.query(User).filter_by(username=username).one()
-        uid, version = user.id, user.session_version
-    finally:
-        s.close()
+        _ws, key = open_session(s, user, SignInState(state), SecuritySettings(), method="test")
+        uid = user.id
     with client.session_transaction() as sess:
         sess.clear()
-        sess["uid"], sess["sv"], sess["stage"] = uid, version, "full"
+        sess["sid"], sess["uid"] = key, uid
 
 
 # --- LDAP ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from gateway.identity import accounts, tokens
 from gateway.models import ApiToken, AuditEvent, User
 from gateway.permissions import Permission, permissions_of
 from gateway.web.access import public
-from gateway.web.context import db, require_user, run
+from gateway.web.context import db, require_user, run, settings
 
 from .base import VERSION, api, bp
 from .registry import QueryDate
@@ -64,7 +64,7 @@ class ActiveIn(Strict):
 
 class TokenCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
-    days: int | None = Field(default=90, ge=1, le=366)
+    days: int = Field(default=90, ge=1, le=tokens.MAX_DAYS, description="Days until the token expires (1-366)")
     scopes: list[Permission] | None = Field(
         default=None, max_length=len(Permission),
         description="The permissions the token may use; each must be one you hold. Omit for all you hold.")
@@ -76,7 +76,7 @@ class TokenOut(BaseModel):
     name: str
     prefix: str
     created_at: dt.datetime
-    expires_at: dt.datetime | None
+    expires_at: dt.datetime
     last_used_at: dt.datetime | None
     revoked_at: dt.datetime | None
     scopes: list[str]
@@ -131,6 +131,14 @@ class VerifyOut(BaseModel):
 
 class TotpPolicy(Strict):
     totp_required: list[str] = Field(max_length=20, description="Roles that must use a second factor")
+    required_by_default: bool = Field(
+        default=False, description="Whether a role with no policy of its own needs one (true in production)")
+
+
+class TotpPolicyIn(Strict):
+    totp_required: list[str] = Field(max_length=20, description="Roles that must use a second factor")
+    reason: str | None = Field(default=None, max_length=500,
+                               description="Why: required when any role that needs a second factor now would not")
 
 
 def _day(value: dt.date | None) -> dt.datetime | None:
@@ -227,14 +235,18 @@ def reset_second_factor(user_id: int) -> UserOut:
 @api.operation("/security/totp-policy", "GET", summary="Roles that must use a second factor", tag="security",
                permission=Permission.MANAGE_SECURITY_POLICY, response=TotpPolicy)
 def get_totp_policy() -> TotpPolicy:
-    return TotpPolicy(totp_required=sorted(r for r, req in accounts.role_policies(db()).items() if req))
+    default = settings().second_factor_by_default
+    return TotpPolicy(totp_required=sorted(r for r, req in accounts.role_policies(db(), default).items() if req),
+                      required_by_default=default)
 
 
 @api.operation("/security/totp-policy", "PUT", summary="Set the roles that must use a second factor",
-               tag="security", permission=Permission.MANAGE_SECURITY_POLICY, body=TotpPolicy,
+               tag="security", permission=Permission.MANAGE_SECURITY_POLICY, body=TotpPolicyIn,
                response=TotpPolicy)
-def put_totp_policy(body: TotpPolicy) -> TotpPolicy:
-    run(accounts.set_totp_required, require_user(), set(body.totp_required))
+def put_totp_policy(body: TotpPolicyIn) -> TotpPolicy:
+    """Relaxing a role (it needs a second factor now and would not after) needs a ``reason``; 422 without."""
+    run(accounts.set_totp_required, require_user(), set(body.totp_required), settings().second_factor_by_default,
+        body.reason or "")
     return get_totp_policy()
 
 

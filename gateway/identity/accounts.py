@@ -12,6 +12,7 @@ from gateway.audit import Actor
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.identity.passwords import hash_password, password_problems
+from gateway.identity.sessions import end_sessions
 from gateway.models import RecoveryCode, RolePolicy, User, UserRole
 from gateway.permissions import Permission, Role, check_can_change_roles, check_permission, parse_roles
 
@@ -34,7 +35,8 @@ def list_users(session: Session, actor: User) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 
-def _validate_new_user(session: Session, username: str, display_name: str, password: str) -> None:
+def _validate_new_user(session: Session, username: str, display_name: str, password: str,
+                       email: str | None = None, check_strength: bool = True) -> None:
     errors: dict[str, list[str]] = {}
     if not USERNAME_RE.match(username):
         errors["username"] = ["Use 2 to 64 lower-case letters, digits, dots, hyphens or underscores, "
@@ -43,8 +45,8 @@ def _validate_new_user(session: Session, username: str, display_name: str, passw
         errors["username"] = ["That username is already taken."]
     if not display_name.strip():
         errors["display_name"] = ["Enter the person's full name."]
-    problems = password_problems(password, username)
-    if problems:
+    problems = password_problems(password, username, (display_name, (email or "").split("@")[0]))
+    if problems and check_strength:
         errors["password"] = problems
     if errors:
         raise ValidationError("The account could not be created.", field_errors=errors)
@@ -55,21 +57,25 @@ def create_local_user(session: Session, actor: Actor, *, username: str, display_
                       is_demo: bool = False, password_hash: str | None = None) -> User:
     """Create a local (password) account. ``actor`` is an admin user, or a label for the CLI.
 
-    ``password_hash`` lets demo seeding reuse one hash of the public demo password.
+    Someone else chose the password, so the person must choose their own at first sign-in. Demo accounts
+    (``is_demo``) share the public demo password, are exempt from both rules, and exist only outside
+    production; ``password_hash`` lets demo seeding reuse one hash of it.
     """
     if isinstance(actor, User):
         check_permission(actor, Permission.MANAGE_USERS)
     username = username.strip().lower()
-    _validate_new_user(session, username, display_name, password)
+    _validate_new_user(session, username, display_name, password, email, check_strength=not is_demo)
     wanted = parse_roles(roles)
     user = User(username=username, display_name=display_name.strip(), email=(email or None), source="local",
-                password_hash=password_hash or hash_password(password), is_demo=is_demo)
+                password_hash=password_hash or hash_password(password), is_demo=is_demo,
+                must_change_password=not is_demo)
     user.role_grants = [UserRole(role=r.value, granted_by_id=actor.id if isinstance(actor, User) else None)
                         for r in sorted(wanted)]
     session.add(user)
     session.flush()
     audit.record(session, actor, "user.created", "user", user.id,
-                 {"username": username, "source": "local", "roles": sorted(r.value for r in wanted)})
+                 {"username": username, "source": "local", "roles": sorted(r.value for r in wanted),
+                  "must_change_password": user.must_change_password})
     return user
 
 
@@ -131,28 +137,69 @@ def reset_second_factor(session: Session, actor: User, target: User) -> None:
     audit.record(session, actor, "user.second_factor_reset", "user", target.id)
 
 
-def role_policies(session: Session) -> dict[str, bool]:
+def role_policies(session: Session, default: bool) -> dict[str, bool]:
+    """Whether each role needs a second factor: its own policy row, else ``default`` (on in production)."""
     stored = {p.role: p.totp_required for p in session.scalars(select(RolePolicy))}
-    return {role.value: stored.get(role.value, False) for role in Role}
+    return {role.value: stored.get(role.value, default) for role in Role}
 
 
-def set_totp_required(session: Session, actor: User, required_roles: set[str]) -> None:
+def relaxations(session: Session, default: bool) -> list[RolePolicy]:
+    """The roles excused from a default second factor, with who excused them, when and why."""
+    if not default:
+        return []
+    return list(session.scalars(select(RolePolicy).where(RolePolicy.totp_required.is_(False))
+                                .order_by(RolePolicy.role)))
+
+
+def relaxed_by(session: Session, required_roles: set[str], default: bool) -> list[str]:
+    """The roles that need a second factor now and would not under ``required_roles``."""
+    before = role_policies(session, default)
+    return sorted(role for role, required in before.items() if required and role not in required_roles)
+
+
+def set_totp_required(session: Session, actor: User, required_roles: set[str], default: bool = False,
+                      reason: str = "") -> None:
+    """Set which roles need a second factor. Relaxing any role (on for it now, off after) needs a reason,
+    kept with the policy and in the audit event; tightening needs none."""
     check_permission(actor, Permission.MANAGE_SECURITY_POLICY)
     parse_roles(required_roles)
-    before = role_policies(session)
-    for role in Role:
-        policy = session.get(RolePolicy, role.value) or RolePolicy(role=role.value)
-        policy.totp_required = role.value in required_roles
-        session.add(policy)
+    reason = reason.strip()
+    before = role_policies(session, default)
     after = {role.value: role.value in required_roles for role in Role}
-    if before != after:
-        audit.record(session, actor, "security.totp_policy_changed", "role_policy", None,
-                     {"totp_required": sorted(required_roles)})
+    relaxed = sorted(r for r in after if before[r] and not after[r])
+    tightened = sorted(r for r in after if after[r] and not before[r])
+    if relaxed and not reason:
+        raise ValidationError("Say why these roles may sign in without a second factor.",
+                              field_errors={"reason": ["Give the reason for relaxing the policy "
+                                                       f"({', '.join(relaxed)}); it is kept in the audit log."]})
+    if len(reason) > 500:
+        raise ValidationError("The reason is too long.", field_errors={"reason": ["Use at most 500 characters."]})
+    if not relaxed and not tightened:
+        return
+    now = utcnow()
+    for role in Role:
+        policy = session.get(RolePolicy, role.value)
+        if after[role.value] == default:  # back to the default: nothing to keep
+            if policy is not None:
+                session.delete(policy)
+            continue
+        if policy is None or policy.totp_required != after[role.value]:
+            policy = policy or RolePolicy(role=role.value)
+            policy.totp_required = after[role.value]
+            policy.reason = reason if role.value in relaxed else None
+            policy.changed_by_id, policy.changed_at = actor.id, now
+            session.add(policy)
+    session.flush()
+    audit.record(session, actor, "security.totp_policy_changed", "role_policy", None,
+                 {"totp_required": sorted(r for r, req in after.items() if req), "relaxed": relaxed,
+                  "tightened": tightened, "reason": reason or None, "default": default})
 
 
-def totp_required_for(session: Session, user: User) -> bool:
-    policies = role_policies(session)
-    return any(policies.get(role, False) for role in user.roles)
+def totp_required_for(session: Session, user: User, default: bool = False) -> bool:
+    policies = role_policies(session, default)
+    if not user.roles:
+        return default  # an account with no role yet follows the default too
+    return any(policies.get(role, default) for role in user.roles)
 
 
 def record_login_time(user: User) -> None:
@@ -160,8 +207,8 @@ def record_login_time(user: User) -> None:
 
 
 def sign_out_everywhere(session: Session, user: User) -> None:
-    user.session_version += 1
-    audit.record(session, user, "auth.signed_out_everywhere", "user", user.id)
+    ended = end_sessions(session, user, "signed out everywhere")
+    audit.record(session, user, "auth.signed_out_everywhere", "user", user.id, {"sessions_ended": ended})
 
 
 def users_with_roles(session: Session, roles: list[str]) -> list[User]:

@@ -1,14 +1,16 @@
-"""The sign-in flow: password (local or LDAP), lockout, then the second factor.
+"""The sign-in flow: password (local or LDAP), then the code or enrolment, then a forced new password when due.
 
-Functions return an outcome rather than raising on a wrong password, because the failure itself
-(the counter, the lock, the audit event) must be committed.
+Each step is one function that takes the server-side session (gateway/identity/sessions.py) it acts on and
+refuses a session in any other state. One failure count covers wrong passwords and wrong codes (and a wrong
+current password when changing it): only a complete sign-in resets it, so re-entering the right password buys
+no further code guesses. Functions return an outcome rather than raising on a wrong secret, because the
+failure itself (the counter, the lock, the audit event) must be committed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,31 +18,43 @@ from sqlalchemy.orm import Session
 from gateway import audit
 from gateway.config import SecuritySettings
 from gateway.db import utcnow
+from gateway.errors import Conflict, ValidationError
 from gateway.identity import totp
 from gateway.identity.accounts import find_user, record_login_time, sync_directory_roles, totp_required_for
 from gateway.identity.ldap_directory import DirectoryUnavailable, LdapDirectory
-from gateway.identity.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
-from gateway.models import RecoveryCode, User
+from gateway.identity.passwords import DUMMY_HASH, hash_password, needs_rehash, password_problems, verify_password
+from gateway.identity.sessions import S, SignInState, check_state, end_session, end_sessions, move, open_session
+from gateway.models import RecoveryCode, User, WebSession
 
 GENERIC_FAILURE = "The username or password is not right."
-
-
-class Next(StrEnum):
-    DONE = "done"              # fully signed in
-    SECOND_FACTOR = "totp"     # ask for the authenticator code
-    ENROL = "enrol"            # the role requires a second factor the user has not set up
-    FAILED = "failed"
+WRONG_CODE = "That code is not right. Check your authenticator app and try again."
 
 
 @dataclass(frozen=True)
 class Outcome:
-    next: Next
+    """Where a step led: ``state`` is the next step (None when refused); ``key`` the new cookie key."""
+
+    state: SignInState | None
     user: User | None = None
     message: str | None = None
+    key: str | None = None
+    session: WebSession | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state is not None
+
+    @property
+    def locked(self) -> bool:
+        return self.user is not None and _is_locked(self.user, utcnow())
 
 
 def _is_locked(user: User, now: dt.datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
+
+
+def is_locked(user: User) -> bool:
+    return _is_locked(user, utcnow())
 
 
 def _locked_message(user: User) -> str:
@@ -50,47 +64,77 @@ def _locked_message(user: User) -> str:
 
 
 def register_failure(session: Session, user: User, security: SecuritySettings, stage: str) -> Outcome:
+    """Count one wrong secret; at the limit, lock the account and end all its sessions (half-done ones too).
+
+    The user's row is locked and re-read first, so guesses sent in parallel each count (no lost update)."""
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    session.refresh(user, attribute_names=["failed_logins", "locked_until", "session_version"])
     user.failed_logins += 1
     audit.record(session, user, "auth.failed", "user", user.id,
                  {"stage": stage, "consecutive_failures": user.failed_logins})
     if user.failed_logins >= security.max_failed_logins:
         user.locked_until = utcnow() + dt.timedelta(minutes=security.lockout_minutes)
-        user.session_version += 1
+        end_sessions(session, user, "locked")
         audit.record(session, user, "auth.locked", "user", user.id,
                      {"until": user.locked_until.isoformat(), "after_failures": user.failed_logins})
-        return Outcome(Next.FAILED, user, _locked_message(user))
-    return Outcome(Next.FAILED, user, GENERIC_FAILURE if stage == "password" else
-                   "That code is not right. Check your authenticator app and try again.")
+        return Outcome(None, user, _locked_message(user))
+    return Outcome(None, user, GENERIC_FAILURE if stage == "password" else WRONG_CODE)
 
 
-def _after_password(session: Session, user: User) -> Outcome:
+def _after_authentication(user: User) -> SignInState:
+    """Once both factors are proven: a password someone else chose must be replaced first."""
+    return S.NEW_PASSWORD if user.must_change_password and user.source == "local" else S.SIGNED_IN
+
+
+def _complete(session: Session, user: User, ws: WebSession, method: str) -> None:
     user.failed_logins = 0
     user.locked_until = None
-    if user.totp_enabled:
-        return Outcome(Next.SECOND_FACTOR, user)
-    if totp_required_for(session, user):
-        return Outcome(Next.ENROL, user)
-    return complete(session, user, method="password")
-
-
-def complete(session: Session, user: User, method: str) -> Outcome:
     record_login_time(user)
-    audit.record(session, user, "auth.signed_in", "user", user.id, {"method": method, "source": user.source})
-    return Outcome(Next.DONE, user)
+    audit.record(session, user, "auth.signed_in", "user", user.id,
+                 {"method": method, "source": user.source, "session": ws.id})
+
+
+def _advance(session: Session, security: SecuritySettings, ws: WebSession, target: SignInState,
+             method: str) -> Outcome:
+    key = move(session, ws, target, security, method)
+    if target is S.SIGNED_IN:
+        _complete(session, ws.user, ws, method)
+    return Outcome(target, ws.user, key=key, session=ws)
+
+
+def _after_password(session: Session, security: SecuritySettings, user: User, totp_by_default: bool,
+                    replaces: WebSession | None) -> Outcome:
+    if replaces is not None:
+        end_session(session, replaces, "replaced by a new sign-in")
+    if user.totp_enabled:
+        state = S.CODE
+    elif totp_required_for(session, user, totp_by_default):
+        state = S.ENROL
+    else:
+        state = _after_authentication(user)
+    ws, key = open_session(session, user, state, security, method="password")
+    if state is S.SIGNED_IN:
+        _complete(session, user, ws, "password")
+    else:
+        audit.record(session, user, "auth.password_accepted", "user", user.id,
+                     {"next": state.value, "session": ws.id, "source": user.source})
+    return Outcome(state, user, key=key, session=ws)
 
 
 def sign_in_with_password(session: Session, security: SecuritySettings, directory: LdapDirectory | None,
-                          username: str, password: str) -> Outcome:
+                          username: str, password: str, *, totp_by_default: bool = False,
+                          replaces: WebSession | None = None) -> Outcome:
+    """The first step. ``replaces`` is a half-done sign-in in the same browser, ended when this one opens."""
     username = username.strip().lower()
     now = utcnow()
     user = find_user(session, username)
     if user is not None and _is_locked(user, now):
         audit.record(session, user, "auth.refused_locked", "user", user.id)
-        return Outcome(Next.FAILED, user, _locked_message(user))
+        return Outcome(None, user, _locked_message(user))
     if user is not None and not user.is_active:
         verify_password(DUMMY_HASH, password)
         audit.record(session, user, "auth.refused_inactive", "user", user.id)
-        return Outcome(Next.FAILED, None, GENERIC_FAILURE)
+        return Outcome(None, None, GENERIC_FAILURE)
 
     if user is not None and user.source == "local":
         assert user.password_hash is not None
@@ -98,20 +142,20 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
             return register_failure(session, user, security, "password")
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
-        return _after_password(session, user)
+        return _after_password(session, security, user, totp_by_default, replaces)
 
     if directory is None:
         verify_password(DUMMY_HASH, password)
-        return Outcome(Next.FAILED, None, GENERIC_FAILURE)
+        return Outcome(None, None, GENERIC_FAILURE)
     try:
         found = directory.authenticate(username, password)
     except DirectoryUnavailable:
-        return Outcome(Next.FAILED, user, "The organisation directory cannot be reached just now. "
-                                          "Try again in a few minutes.")
+        return Outcome(None, user, "The organisation directory cannot be reached just now. "
+                                   "Try again in a few minutes.")
     if found is None:
         if user is not None:
             return register_failure(session, user, security, "password")
-        return Outcome(Next.FAILED, None, GENERIC_FAILURE)
+        return Outcome(None, None, GENERIC_FAILURE)
     if user is None:
         user = User(username=found.username, display_name=found.display_name, email=found.email,
                     source="ldap", password_hash=None)
@@ -123,13 +167,15 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
         user.display_name = found.display_name
         user.email = found.email
     sync_directory_roles(session, user, directory.roles_for(found))
-    return _after_password(session, user)
+    return _after_password(session, security, user, totp_by_default, replaces)
 
 
-def verify_second_factor(session: Session, security: SecuritySettings, user: User, code: str) -> Outcome:
-    """Accept a fresh authenticator code, or an unused recovery code (which is then spent)."""
+def verify_second_factor(session: Session, security: SecuritySettings, ws: WebSession, code: str) -> Outcome:
+    """The code step: a fresh authenticator code, or an unused recovery code (which is then spent)."""
+    check_state(ws, S.CODE)
+    user = ws.user
     if _is_locked(user, utcnow()):
-        return Outcome(Next.FAILED, user, _locked_message(user))
+        return Outcome(None, user, _locked_message(user))
     assert user.totp_secret is not None
     step = totp.matching_step(user.totp_secret, code)
     if step is not None:
@@ -137,39 +183,123 @@ def verify_second_factor(session: Session, security: SecuritySettings, user: Use
             audit.record(session, user, "auth.totp_replay_refused", "user", user.id)
             return register_failure(session, user, security, "second_factor")
         user.totp_last_step = step
-        user.failed_logins = 0
-        return complete(session, user, method="password+totp")
+        return _advance(session, security, ws, _after_authentication(user), "password+totp")
     recovery = session.scalar(select(RecoveryCode).where(
         RecoveryCode.user_id == user.id, RecoveryCode.code_hash == totp.hash_recovery_code(code),
         RecoveryCode.used_at.is_(None)))
     if recovery is not None:
         recovery.used_at = utcnow()
-        user.failed_logins = 0
         audit.record(session, user, "auth.recovery_code_used", "user", user.id)
-        return complete(session, user, method="password+recovery_code")
+        return _advance(session, security, ws, _after_authentication(user), "password+recovery_code")
     return register_failure(session, user, security, "second_factor")
 
 
-def start_enrolment(user: User) -> str:
-    """A new secret, held in the caller's session until the user proves their app has it."""
-    del user
-    return totp.new_secret()
+def enrolment_secret(session: Session, ws: WebSession) -> str:
+    """The secret being set up in this session (kept on the server until a code from it is shown)."""
+    if not ws.pending_totp_secret:
+        ws.pending_totp_secret = totp.new_secret()
+        session.flush()
+    return ws.pending_totp_secret
 
 
-def confirm_enrolment(session: Session, security: SecuritySettings, user: User, secret: str,
-                      code: str) -> list[str] | None:
-    """Store the secret once a code from it is shown; returns fresh recovery codes (shown once)."""
+def confirm_enrolment(session: Session, security: SecuritySettings, ws: WebSession, code: str) -> list[str] | None:
+    """Store this session's pending secret once a code from it is shown; returns fresh recovery codes (shown
+    once), or None for a wrong code. Refused when an authenticator is already set up: replacing one takes an
+    administrator's reset, never a second enrolment page left open in another tab."""
+    user = ws.user
+    if user.totp_enabled:
+        raise Conflict("An authenticator app is already set up for this account. Ask an administrator to reset "
+                       "it if you lost it.")
+    secret = ws.pending_totp_secret
+    if not secret:
+        return None
     step = totp.matching_step(secret, code)
     if step is None:
         return None
     user.totp_secret = secret
     user.totp_confirmed_at = utcnow()
     user.totp_last_step = step
+    ws.pending_totp_secret = None
     for old in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id)):
         session.delete(old)
     codes = totp.new_recovery_codes(security.recovery_codes)
     for plain in codes:
         session.add(RecoveryCode(user_id=user.id, code_hash=totp.hash_recovery_code(plain)))
-    user.session_version += 1
+    end_sessions(session, user, "second factor set up", keep=ws)
     audit.record(session, user, "auth.totp_enrolled", "user", user.id, {"recovery_codes": len(codes)})
     return codes
+
+
+def finish_enrolment(session: Session, security: SecuritySettings, ws: WebSession,
+                     code: str) -> tuple[Outcome, list[str] | None]:
+    """The enrolment step of a sign-in: confirming the app is the second factor, so the sign-in moves on."""
+    check_state(ws, S.ENROL)
+    codes = confirm_enrolment(session, security, ws, code)
+    if codes is None:
+        return Outcome(None, ws.user, "That code is not right. Check the time on your phone and enter the newest "
+                                      "code."), None
+    return _advance(session, security, ws, _after_authentication(ws.user), "password+totp_enrolment"), codes
+
+
+def _new_password_problems(user: User, password: str, again: str) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if password != again:
+        errors["password_again"] = ["The two new passwords do not match."]
+    problems = password_problems(password, user.username, (user.display_name, (user.email or "").split("@")[0]))
+    assert user.password_hash is not None
+    if password and verify_password(user.password_hash, password):
+        problems.insert(0, "Choose a password different from the one you have now.")
+    if problems:
+        errors["password"] = problems
+    return errors
+
+
+def _set_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password)
+    user.must_change_password = False
+    user.password_changed_at = utcnow()
+
+
+def set_first_password(session: Session, security: SecuritySettings, ws: WebSession, password: str,
+                       again: str) -> Outcome:
+    """The new-password step: the person replaces the password someone else chose, then is signed in."""
+    check_state(ws, S.NEW_PASSWORD)
+    user = ws.user
+    errors = _new_password_problems(user, password, again)
+    if errors:
+        raise ValidationError("Choose another password.", field_errors=errors)
+    _set_password(user, password)
+    end_sessions(session, user, "password changed", keep=ws)
+    audit.record(session, user, "auth.password_changed", "user", user.id, {"forced": True, "session": ws.id})
+    method = ws.method or "password"
+    return _advance(session, security, ws, S.SIGNED_IN, method)
+
+
+def change_password(session: Session, security: SecuritySettings, ws: WebSession, current: str, password: str,
+                    again: str) -> dict[str, list[str]]:
+    """The account page's change; returns the problems by field (empty when changed).
+
+    The current password comes first, and a wrong one counts towards the lockout (returned, not raised, so the
+    count is committed). Every other session of the person ends; this one goes on.
+    """
+    check_state(ws, S.SIGNED_IN)
+    user = ws.user
+    if user.source != "local" or user.password_hash is None:
+        raise Conflict("Your password belongs to your organisation's directory: change it there.")
+    if not verify_password(user.password_hash, current):
+        outcome = register_failure(session, user, security, "password_change")
+        return {"current_password": [outcome.message if outcome.locked else "Your current password is not right."]}
+    errors = _new_password_problems(user, password, again)
+    if errors:
+        return errors
+    _set_password(user, password)
+    ended = end_sessions(session, user, "password changed", keep=ws)
+    audit.record(session, user, "auth.password_changed", "user", user.id,
+                 {"forced": False, "session": ws.id, "other_sessions_ended": ended})
+    return {}
+
+
+def sign_out(session: Session, ws: WebSession) -> None:
+    was = ws.state
+    end_session(session, ws, "signed out")
+    audit.record(session, ws.user, "auth.signed_out", "user", ws.user_id, {"session": ws.id, "from": was})

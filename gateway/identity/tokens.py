@@ -17,7 +17,7 @@ from gateway.models import ApiToken, User
 from gateway.permissions import Permission, can_revoke_token, check_can_revoke_token, permissions_of
 
 TOKEN_PREFIX = "sde_"  # noqa: S105 - a public marker, not a secret
-MAX_DAYS = 366
+MAX_DAYS = 366  # every token expires: a leaked one stops working within a year at most
 
 
 def _hash(token: str) -> str:
@@ -31,15 +31,15 @@ def grantable_scopes(owner: User) -> list[Permission]:
     return [p for p in Permission if p in held]
 
 
-def create_token(session: Session, actor: Actor, owner: User, name: str, days: int | None = 90,
+def create_token(session: Session, actor: Actor, owner: User, name: str, days: int = 90,
                  scopes: list[str] | None = None, read_only: bool = False) -> tuple[ApiToken, str]:
     """``scopes`` None means every scope the owner may grant; an explicit list must be a non-empty subset."""
     errors: dict[str, list[str]] = {}
     name = name.strip()
     if not name or len(name) > 100:
         errors["name"] = ["Give the token a name of up to 100 characters."]
-    if days is not None and not 1 <= days <= MAX_DAYS:
-        errors["days"] = [f"Choose between 1 and {MAX_DAYS} days."]
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS:
+        errors["days"] = [f"Choose between 1 and {MAX_DAYS} days: every token expires."]
     allowed = grantable_scopes(owner)
     chosen = [p.value for p in allowed] if scopes is None else list(dict.fromkeys(scopes))
     known, held = {p.value for p in Permission}, {p.value for p in allowed}
@@ -56,7 +56,7 @@ def create_token(session: Session, actor: Actor, owner: User, name: str, days: i
     secret = secrets.token_urlsafe(32)
     plain = f"{TOKEN_PREFIX}{secret}"
     token = ApiToken(user_id=owner.id, name=name, prefix=plain[:10], token_hash=_hash(plain),
-                     expires_at=utcnow() + dt.timedelta(days=days) if days else None,
+                     expires_at=utcnow() + dt.timedelta(days=days),
                      scopes=sorted(chosen), read_only=read_only)
     session.add(token)
     session.flush()
@@ -94,7 +94,8 @@ def user_for_token(session: Session, plain: str) -> User | None:
         return None
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(plain)))
     now = utcnow()
-    if token is None or token.revoked_at is not None or (token.expires_at and token.expires_at <= now):
+    # A token with no expiry is refused too: none can be made any more, and migration 0009 dated the old ones.
+    if token is None or token.revoked_at is not None or token.expires_at is None or token.expires_at <= now:
         return None
     if not token.user.is_active:
         return None

@@ -1,7 +1,8 @@
 """Route access, declared on each view and enforced in one before-request hook.
 
-Every view carries exactly one declaration: ``@public`` (anyone, signed in or not), ``@mid_sign_in``
-(a person part-way through signing in) or ``@requires(Permission.X)``. An undeclared view is
+Every view carries exactly one declaration: ``@public`` (anyone, signed in or not),
+``@sign_in_step("code")`` (a person part-way through signing in, at exactly that step) or
+``@requires(Permission.X)``. An undeclared view is
 refused, so a forgotten decorator fails closed; the route-by-role test lists every endpoint.
 """
 
@@ -22,6 +23,7 @@ ACCESS_ATTR = "_sde_access"
 class Access:
     kind: str  # "public" | "mid_sign_in" | "permission"
     permission: Permission | None = None
+    step: str | None = None  # for "mid_sign_in": the one sign-in state the view serves
 
 
 def public(view: F) -> F:
@@ -29,9 +31,12 @@ def public(view: F) -> F:
     return view
 
 
-def mid_sign_in(view: F) -> F:
-    setattr(view, ACCESS_ATTR, Access("mid_sign_in"))
-    return view
+def sign_in_step(step: str) -> Callable[[F], F]:
+    """A page of one sign-in step; a session in any other state is sent to its own step's page."""
+    def decorate(view: F) -> F:
+        setattr(view, ACCESS_ATTR, Access("mid_sign_in", step=step))
+        return view
+    return decorate
 
 
 def requires(permission: Permission) -> Callable[[F], F]:

@@ -1,20 +1,21 @@
-"""A person's own account: roles, second factor, API tokens."""
+"""A person's own account: roles, password, second factor, API tokens, sessions."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask import Blueprint, flash, g, redirect, render_template, session, url_for
 from wtforms.fields.choices import SelectChoice
 
 from gateway.errors import ValidationError
-from gateway.identity import accounts, tokens
-from gateway.models import User
+from gateway.identity import accounts, signin, tokens
+from gateway.identity.sessions import METHOD_LABELS, open_sessions
+from gateway.models import User, WebSession
 from gateway.permissions import PERMISSION_LABELS, Permission
 from gateway.web.access import requires
-from gateway.web.auth import enrolment_page
-from gateway.web.context import db, require_user, run
-from gateway.web.forms import EmptyForm, TokenForm
+from gateway.web.auth import WRONG_ENROLMENT_CODE, enrolment_form
+from gateway.web.context import db, require_user, run, settings
+from gateway.web.forms import ChangePasswordForm, CodeForm, EmptyForm, TokenForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -28,13 +29,24 @@ def _token_form(user: User) -> TokenForm:
     return form
 
 
+def _this_session() -> WebSession:
+    ws: WebSession | None = g.get("web_session")
+    if ws is None:  # account pages are for browser sessions; a token has no session to act on
+        raise RuntimeError("no browser session")
+    return ws
+
+
+def _page(user: User, token_form: TokenForm | None = None, new_token: str | None = None) -> str:
+    return render_template("account/index.html", user=user, tokens=tokens.list_tokens(db(), user),
+                           token_form=token_form or _token_form(user), revoke_form=EmptyForm(), new_token=new_token,
+                           scope_labels=PERMISSION_LABELS, sessions=open_sessions(db(), user),
+                           this_session=g.get("web_session"), method_labels=METHOD_LABELS)
+
+
 @bp.get("/")
 @requires(Permission.USE_ACCOUNT)
 def index() -> Any:
-    user = require_user()
-    return render_template("account/index.html", user=user, tokens=tokens.list_tokens(db(), user),
-                           token_form=_token_form(user), revoke_form=EmptyForm(), new_token=None,
-                           scope_labels=PERMISSION_LABELS)
+    return _page(require_user())
 
 
 @bp.route("/second-factor", methods=["GET", "POST"])
@@ -45,7 +57,38 @@ def second_factor() -> Any:
         flash("Your authenticator app is already set up. Ask an administrator to reset it if you lost it.",
               "info")
         return redirect(url_for("account.index"))
-    return enrolment_page(user, url_for("account.index"))
+    ws = _this_session()
+    form = CodeForm()
+    if form.validate_on_submit():
+        codes = run(signin.confirm_enrolment, settings().security, ws, form.code.data or "")
+        if codes is not None:
+            return render_template("auth/recovery_codes.html", codes=codes, next_url=url_for("account.index"),
+                                   user=user)
+        form.code.errors = [WRONG_ENROLMENT_CODE]
+    return enrolment_form(ws, form)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@requires(Permission.USE_ACCOUNT)
+def change_password() -> Any:
+    user = require_user()
+    if user.source != "local":
+        flash("Your password belongs to your organisation's directory: change it there.", "info")
+        return redirect(url_for("account.index"))
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        errors = run(signin.change_password, settings().security, _this_session(), form.current_password.data or "",
+                     form.password.data or "", form.password_again.data or "")
+        if not errors:
+            flash("Your password has been changed. You have been signed out everywhere else.", "success")
+            return redirect(url_for("account.index"))
+        if signin.is_locked(user):  # that wrong password was the last allowed: every session ended
+            session.clear()
+            flash(errors["current_password"][0], "error")
+            return redirect(url_for("auth.login"))
+        for field, messages in errors.items():
+            getattr(form, field).errors = list(messages)
+    return render_template("account/password.html", form=form), 422 if form.errors else 200
 
 
 @bp.post("/tokens")
@@ -65,9 +108,7 @@ def create_token() -> Any:
             status = 422
     else:
         status = 422
-    return render_template("account/index.html", user=user, tokens=tokens.list_tokens(db(), user),
-                           token_form=form, revoke_form=EmptyForm(), new_token=new_token,
-                           scope_labels=PERMISSION_LABELS), status
+    return _page(user, form, new_token), status
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

@@ -8,10 +8,10 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 
 from gateway.errors import ValidationError
 from gateway.identity import accounts
-from gateway.permissions import Permission, can_change_roles
+from gateway.permissions import ROLE_LABELS, Permission, Role, can_change_roles
 from gateway.web.access import requires
-from gateway.web.context import db, require_user, run
-from gateway.web.forms import CreateUserForm, EmptyForm, RolesForm, SecurityPolicyForm
+from gateway.web.context import db, require_user, run, settings
+from gateway.web.forms import CreateUserForm, EmptyForm, RolesForm, SecurityPolicyConfirmForm, SecurityPolicyForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -92,13 +92,50 @@ def activate(user_id: int) -> Any:
     return _user_action(user_id, accounts.set_active, "Account activated.", True)
 
 
+def _policy_page(form: SecurityPolicyForm) -> str:
+    default = settings().second_factor_by_default
+    return render_template("admin/security.html", form=form, default=default,
+                           relaxations=accounts.relaxations(db(), default))
+
+
+def _confirm_page(form: SecurityPolicyConfirmForm, relaxed: list[str]) -> str:
+    return render_template("admin/security_confirm.html", form=form,
+                           relaxed=[ROLE_LABELS[Role(r)] for r in relaxed])
+
+
 @bp.route("/security", methods=["GET", "POST"])
 @requires(Permission.MANAGE_SECURITY_POLICY)
 def security_policy() -> Any:
-    policies = accounts.role_policies(db())
+    """Tightening is saved at once; relaxing any role goes through a confirmation page that asks why."""
+    default = settings().second_factor_by_default
+    policies = accounts.role_policies(db(), default)
     form = SecurityPolicyForm(data={"totp_required": [r for r, req in policies.items() if req]})
     if form.validate_on_submit():
-        run(accounts.set_totp_required, require_user(), set(form.totp_required.data or []))
+        chosen = set(form.totp_required.data or [])
+        relaxed = accounts.relaxed_by(db(), chosen, default)
+        if relaxed:
+            confirm = SecurityPolicyConfirmForm(formdata=None, data={"totp_required": sorted(chosen)})
+            return _confirm_page(confirm, relaxed)
+        run(accounts.set_totp_required, require_user(), chosen, default)
         flash("Security policy saved.", "success")
         return redirect(url_for("admin.security_policy"))
-    return render_template("admin/security.html", form=form), 422 if form.errors else 200
+    return _policy_page(form), 422 if form.errors else 200
+
+
+@bp.post("/security/confirm")
+@requires(Permission.MANAGE_SECURITY_POLICY)
+def confirm_security_policy() -> Any:
+    default = settings().second_factor_by_default
+    form = SecurityPolicyConfirmForm()
+    chosen = set(form.totp_required.data or [])
+    if form.validate_on_submit():
+        try:
+            run(accounts.set_totp_required, require_user(), chosen, default, form.reason.data or "")
+        except ValidationError as exc:
+            for field, messages in exc.field_errors.items():
+                getattr(form, field).errors = list(messages)
+        else:
+            flash("Security policy saved.", "success")
+            return redirect(url_for("admin.security_policy"))
+    relaxed = accounts.relaxed_by(db(), {r for r in chosen if r in {x.value for x in Role}}, default)
+    return _confirm_page(form, relaxed), 422

@@ -1,130 +1,182 @@
-"""Sign-in pages: password, second factor, enrolment when a role requires it, sign-out."""
+"""Sign-in pages: password, then the code or enrolment, then a forced new password when due; sign-out.
+
+Each step's page is declared with the one sign-in state it serves (``@sign_in_step``); the access hook sends
+any other state to its own page, and the service behind each page checks the state again. The cookie holds
+only the key of the server-side session, replaced at every step.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from gateway import audit
+from gateway.errors import ValidationError
 from gateway.identity import signin, totp
-from gateway.identity.signin import Next, Outcome
-from gateway.models import User
-from gateway.web.access import mid_sign_in, public
+from gateway.identity.sessions import S, SignInState
+from gateway.models import WebSession
+from gateway.web.access import public, sign_in_step
 from gateway.web.context import current_user, run, settings
-from gateway.web.forms import CodeForm, LoginForm
+from gateway.web.forms import CodeForm, LoginForm, NewPasswordForm
 
 bp = Blueprint("auth", __name__)
 
+# The page of each half-way state (the access hook sends a person there from anywhere else).
+STEP_ENDPOINTS: dict[str, str] = {S.CODE.value: "auth.second_factor", S.ENROL.value: "auth.enrol",
+                                  S.NEW_PASSWORD.value: "auth.new_password"}
 
-def safe_next(target: str | None) -> str:
-    """Only same-site paths, so the sign-in page cannot be used to bounce people elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("home.index")
+_MAX_NEXT = 2000
+# Characters kept as they are when a path or query is re-encoded; everything else is percent-encoded.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
-def _start_session(outcome: Outcome) -> Response:
-    user = outcome.user
-    assert user is not None
+def safe_next(target: str | None) -> str | None:
+    """``target`` as a path on this site, or None.
+
+    Accepts only an absolute path: no scheme or host, no backslash (browsers read it as a slash), no control
+    character (browsers drop tabs and newlines, which turned ``/<TAB>/evil.example`` into ``//evil.example``;
+    a newline in a header was a 500). What is accepted is re-encoded to plain ASCII (spaces and other
+    characters percent-encoded), so the Location header says exactly what was checked.
+    """
+    if not target or len(target) > _MAX_NEXT or not target.startswith("/"):
+        return None
+    if any(c == "\\" or ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    path = quote(parts.path, safe=_PATH_SAFE)
+    result = path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
+    if not result.startswith("/") or result.startswith("//") or not result.isascii():
+        return None
+    return result
+
+
+def _next_or_home(target: str | None) -> str:
+    return safe_next(target) or url_for("home.index")
+
+
+def _web_session() -> WebSession:
+    ws: WebSession | None = g.get("web_session")
+    if ws is None:  # the access hook guarantees one on a sign-in step's page
+        raise RuntimeError("no sign-in session on a sign-in step")
+    return ws
+
+
+def _store(outcome: signin.Outcome) -> str:
+    """Put the session's new key in the cookie; return the page to go to next."""
+    assert outcome.state is not None and outcome.key is not None and outcome.user is not None
     next_url = session.get("next")
-    session.clear()
+    session.clear()  # nothing from before this step survives (the CSRF token included)
     session.permanent = True
-    session["uid"] = user.id
-    session["sv"] = user.session_version
-    if outcome.next is Next.DONE:
-        session["stage"] = "full"
-        flash(f"Signed in as {user.display_name}.", "success")
-        return redirect(safe_next(next_url))
+    session["sid"] = outcome.key
+    session["uid"] = outcome.user.id  # a rate-limit key only: the server-side session says who this is
+    if outcome.state is S.SIGNED_IN:
+        flash(f"Signed in as {outcome.user.display_name}.", "success")
+        return _next_or_home(next_url)
     session["next"] = next_url
-    session["stage"] = "totp" if outcome.next is Next.SECOND_FACTOR else "enrol"
-    return redirect(url_for("auth.second_factor" if outcome.next is Next.SECOND_FACTOR else "auth.enrol"))
+    return url_for(STEP_ENDPOINTS[outcome.state.value])
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login() -> Any:
     if current_user() is not None:
-        return redirect(url_for("home.index"))
+        return redirect(_next_or_home(request.args.get("next")))
     form = LoginForm()
     if request.method == "GET" and request.args.get("next"):
-        session["next"] = request.args["next"]
+        session["next"] = request.args["next"][:_MAX_NEXT]
     if form.validate_on_submit():
         outcome = run(signin.sign_in_with_password, settings().security,
-                      current_app.extensions["sde_directory"], form.username.data or "", form.password.data or "")
-        if outcome.next is not Next.FAILED:
-            return _start_session(outcome)
+                      current_app.extensions["sde_directory"], form.username.data or "", form.password.data or "",
+                      totp_by_default=settings().second_factor_by_default, replaces=g.get("web_session"))
+        if outcome.ok:
+            return redirect(_store(outcome))
         form.password.errors = [outcome.message or signin.GENERIC_FAILURE]
-        return render_template("auth/login.html", form=form), 401
-    status = 422 if form.errors else 200
-    return render_template("auth/login.html", form=form), status
+        return _login_page(form), 401
+    return _login_page(form), 422 if form.errors else 200
+
+
+def _login_page(form: LoginForm) -> str:
+    return render_template("auth/login.html", form=form,
+                           without_second_factor=not settings().second_factor_by_default,
+                           demo=settings().env != "production")
+
+
+def _refused_locked(outcome: signin.Outcome) -> Response:
+    session.clear()
+    flash(outcome.message or "This account is locked.", "error")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/login/code", methods=["GET", "POST"])
-@mid_sign_in
+@sign_in_step(SignInState.CODE.value)
 def second_factor() -> Any:
-    user: User = g.pending_user
-    if session.get("stage") != "totp":
-        return redirect(url_for("auth.enrol"))
+    ws = _web_session()
     form = CodeForm()
     if form.validate_on_submit():
-        outcome = run(signin.verify_second_factor, settings().security, user, form.code.data or "")
-        if outcome.next is Next.DONE:
-            return _start_session(outcome)
-        if outcome.user is not None and outcome.user.locked_until is not None:
-            session.clear()
-            flash(outcome.message or "Locked.", "error")
-            return redirect(url_for("auth.login"))
-        form.code.errors = [outcome.message or "That code is not right."]
+        outcome = run(signin.verify_second_factor, settings().security, ws, form.code.data or "")
+        if outcome.ok:
+            return redirect(_store(outcome))
+        if outcome.locked:
+            return _refused_locked(outcome)
+        form.code.errors = [outcome.message or signin.WRONG_CODE]
         return render_template("auth/code.html", form=form), 401
     return render_template("auth/code.html", form=form), 422 if form.errors else 200
 
 
-def enrolment_page(user: User, template_next: str) -> Any:
-    """Shared by the sign-in enrolment step and the account page: show QR, confirm a code."""
-    secret = session.get("totp_pending_secret")
-    if not secret:
-        secret = signin.start_enrolment(user)
-        session["totp_pending_secret"] = secret
-    form = CodeForm()
-    if form.validate_on_submit():
-        codes = run(signin.confirm_enrolment, settings().security, user, secret, form.code.data or "")
-        if codes is not None:
-            session.pop("totp_pending_secret", None)
-            session["sv"] = user.session_version  # enrolment ends other sessions, not this one
-            return render_template("auth/recovery_codes.html", codes=codes, next_url=template_next, user=user)
-        form.code.errors = ["That code is not right. Check the time on your phone and enter the newest code."]
-    uri = totp.provisioning_uri(secret, user.username, settings().security.totp_issuer)
+def enrolment_form(ws: WebSession, form: CodeForm) -> tuple[str, int]:
+    """The QR code and key of the secret this session is setting up (shared with the account page)."""
+    secret = ws.pending_totp_secret or run(signin.enrolment_secret, ws)
+    uri = totp.provisioning_uri(secret, ws.user.username, settings().security.totp_issuer)
     status = 422 if form.errors else 200
-    return render_template("auth/enrol.html", form=form, qr_svg=totp.qr_svg(uri), secret=secret), status
+    return render_template("auth/enrol.html", form=form, qr_svg=totp.qr_svg(uri), secret=secret,
+                           during_sign_in=ws.state != SignInState.SIGNED_IN), status
+
+
+WRONG_ENROLMENT_CODE = "That code is not right. Check the time on your phone and enter the newest code."
 
 
 @bp.route("/login/enrol", methods=["GET", "POST"])
-@mid_sign_in
+@sign_in_step(SignInState.ENROL.value)
 def enrol() -> Any:
-    user: User = g.pending_user
-    if session.get("stage") != "enrol":
-        return redirect(url_for("auth.second_factor"))
-    return enrolment_page(user, url_for("auth.enrolled"))
+    ws = _web_session()
+    form = CodeForm()
+    if form.validate_on_submit():
+        outcome, codes = run(signin.finish_enrolment, settings().security, ws, form.code.data or "")
+        if outcome.ok and codes is not None:
+            next_url = _store(outcome)
+            return render_template("auth/recovery_codes.html", codes=codes, next_url=next_url, user=outcome.user)
+        form.code.errors = [outcome.message or WRONG_ENROLMENT_CODE]
+    return enrolment_form(ws, form)
 
 
-@bp.get("/login/enrolled")
-@mid_sign_in
-def enrolled() -> Any:
-    """After the recovery codes were shown: the code that confirmed enrolment completes sign-in."""
-    user: User = g.pending_user
-    if not user.totp_enabled:
-        return redirect(url_for("auth.enrol"))
-    return _start_session(run(signin.complete, user, method="password+totp_enrolment"))
+@bp.route("/login/new-password", methods=["GET", "POST"])
+@sign_in_step(SignInState.NEW_PASSWORD.value)
+def new_password() -> Any:
+    ws = _web_session()
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            outcome = run(signin.set_first_password, settings().security, ws, form.password.data or "",
+                          form.password_again.data or "")
+        except ValidationError as exc:
+            for field, messages in exc.field_errors.items():
+                getattr(form, field).errors = list(messages)
+        else:
+            return redirect(_store(outcome))
+    return render_template("auth/new_password.html", form=form), 422 if form.errors else 200
 
 
 @bp.post("/logout")
 @public
 def logout() -> Any:
-    user = current_user()
-    if user is not None:
-        run(audit.record, user, "auth.signed_out", "user", user.id)
+    ws: WebSession | None = g.get("web_session")
+    if ws is not None:
+        run(signin.sign_out, ws)
     session.clear()
     flash("You have signed out.", "success")
     return redirect(url_for("auth.login"))

@@ -40,6 +40,17 @@ class CodeForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired("Enter the code"), Length(max=32)])
 
 
+class NewPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired("Enter a new password"), Length(max=1024)])
+    password_again = PasswordField("New password again",
+                                   validators=[DataRequired("Enter the new password again"), Length(max=1024)])
+
+
+class ChangePasswordForm(NewPasswordForm):
+    current_password = PasswordField("Current password",
+                                     validators=[DataRequired("Enter your current password"), Length(max=1024)])
+
+
 class CreateUserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired("Enter a username"), Length(max=64)])
     display_name = StringField("Full name", validators=[DataRequired("Enter the person's full name"),
@@ -60,6 +71,13 @@ class EmptyForm(FlaskForm):
 
 class SecurityPolicyForm(FlaskForm):
     totp_required = MultiCheckboxField("Roles that must use a second factor", choices=role_choices())
+
+
+class SecurityPolicyConfirmForm(SecurityPolicyForm):
+    """The second page of relaxing the policy: the same choice again, and why."""
+
+    reason = TextAreaField("Why may these roles sign in without a second factor?",
+                           validators=[DataRequired("Give the reason for relaxing the policy"), Length(max=500)])
 
 
 class TokenForm(FlaskForm):

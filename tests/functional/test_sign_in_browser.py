@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pyotp
 import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.app import create_app
+from gateway.config import Settings
 from tests.functional.conftest import screenshot
 from tests.support.browser import LiveServer
 
@@ -113,3 +116,119 @@ def test_admin_makes_totp_mandatory_and_the_role_must_enrol(
     page.get_by_role("link", name="Verify the chain").click()
     expect(page.get_by_test_id("verify-result")).to_contain_text("The chain is intact")
     screenshot(page, "audit-verify")
+
+
+# --- production settings: a second factor for every role, and passwords people choose themselves --------------
+
+@pytest.fixture
+def production_server(live_settings: Settings) -> Iterator[LiveServer]:
+    app = create_app(live_settings.model_copy(update={"env": "production"}))
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+    app.extensions["sde_engine"].dispose()
+
+
+def set_up_authenticator(page: Page) -> str:
+    """On the enrolment page: read the key, confirm a code, keep the recovery codes, continue."""
+    expect(page.get_by_role("heading", name="Set up your authenticator app")).to_be_visible()
+    secret = page.get_by_test_id("totp-secret").inner_text().strip()
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_test_id("recovery-codes").locator("li")).to_have_count(10)
+    page.get_by_role("link", name="I have saved my codes").click()
+    return secret
+
+
+def test_production_asks_every_role_for_a_second_factor_then_for_the_code(
+        page: Page, production_server: LiveServer, seeded: sessionmaker[Session]) -> None:
+    page.goto(f"{production_server.url}/login")
+    expect(page.get_by_test_id("no-second-factor")).to_have_count(0)  # no "runs without" notice in production
+    sign_in(page, production_server, "researcher", "demo-password")
+    page.goto(f"{production_server.url}/projects/")  # nothing else is reachable before the app is set up
+    expect(page).to_have_url(f"{production_server.url}/login/enrol")
+    screenshot(page, "sign-in-enrol-production")
+    secret = set_up_authenticator(page)
+    expect(page.get_by_role("heading", name="Welcome, Dr Amara Okafor (researcher)")).to_be_visible()
+    page.get_by_role("button", name="Sign out", exact=True).click()
+
+    sign_in(page, production_server, "researcher", "demo-password")
+    expect(page.get_by_role("heading", name="Enter your security code")).to_be_visible()
+    page.goto(f"{production_server.url}/login/enrolled")  # the old way round the code is gone
+    page.goto(f"{production_server.url}/home")
+    expect(page).to_have_url(f"{production_server.url}/login/code")
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).at(time.time() + 30))
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", name="Welcome, Dr Amara Okafor (researcher)")).to_be_visible()
+
+
+def test_admin_made_account_chooses_its_own_password_and_relaxing_the_policy_asks_why(
+        page: Page, production_server: LiveServer, seeded: sessionmaker[Session]) -> None:
+    sign_in(page, production_server, "admin", "demo-password")
+    set_up_authenticator(page)
+    page.get_by_role("link", name="Users").first.click()
+    page.get_by_role("link", name="Create a local account").click()
+    page.get_by_label("Username").fill("newstarter")
+    page.get_by_label("Full name").fill("Nia Starter")
+    page.get_by_label("Initial password").fill("password12345")
+    page.get_by_label("Researcher").check()
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("alert")).to_contain_text("too easy to guess")
+    page.get_by_label("Initial password").fill("desk-given-walnut-42")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_text("Account 'newstarter' created.")).to_be_visible()
+
+    page.get_by_role("link", name="Security policy").first.click()
+    page.get_by_label("Researcher").uncheck()
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.get_by_role("heading", name="Confirm: relax the second-factor policy")).to_be_visible()
+    expect(page.get_by_test_id("relaxed-roles")).to_have_text("Researcher")
+    page.get_by_role("button", name="Confirm and relax the policy").click()
+    expect(page.get_by_role("alert")).to_contain_text("Give the reason")
+    page.get_by_label("Why may these roles sign in without a second factor?").fill(
+        "Pilot group without work phones, agreed with the SIRO until 1 March")
+    screenshot(page, "admin-relax-second-factor")
+    page.get_by_role("button", name="Confirm and relax the policy").click()
+    expect(page.get_by_text("Security policy saved.")).to_be_visible()
+    expect(page.get_by_test_id("relaxations")).to_contain_text("agreed with the SIRO")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+
+    sign_in(page, production_server, "newstarter", "desk-given-walnut-42")
+    expect(page.get_by_role("heading", name="Choose your own password")).to_be_visible()
+    page.goto(f"{production_server.url}/projects/")
+    expect(page).to_have_url(f"{production_server.url}/login/new-password")
+    page.get_by_label("New password", exact=True).fill("desk-given-walnut-42")
+    page.get_by_label("New password again").fill("desk-given-walnut-42")
+    page.get_by_role("button", name="Save password and continue").click()
+    expect(page.get_by_role("alert")).to_contain_text("different from the one you have now")
+    page.get_by_label("New password", exact=True).fill("copper-meadow-violin-17")
+    page.get_by_label("New password again").fill("copper-meadow-violin-17")
+    screenshot(page, "first-password-change")
+    page.get_by_role("button", name="Save password and continue").click()
+    expect(page.get_by_role("heading", name="Welcome, Nia Starter")).to_be_visible()
+
+
+def test_password_change_on_the_account_page(page: Page, live_server: LiveServer,
+                                             seeded: sessionmaker[Session]) -> None:
+    page.goto(f"{live_server.url}/login")
+    expect(page.get_by_test_id("no-second-factor")).to_contain_text("runs without a second factor")
+    sign_in(page, live_server, "researcher2", "demo-password")
+    page.get_by_role("link", name="Your account").first.click()
+    page.get_by_role("link", name="Change your password").click()
+    page.get_by_label("Current password").fill("not-my-password")
+    page.get_by_label("New password", exact=True).fill("lantern-harbour-violet-8")
+    page.get_by_label("New password again").fill("lantern-harbour-violet-8")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("alert")).to_contain_text("Your current password is not right")
+    page.get_by_label("Current password").fill("demo-password")
+    page.get_by_label("New password", exact=True).fill("lantern-harbour-violet-8")
+    page.get_by_label("New password again").fill("lantern-harbour-violet-8")
+    screenshot(page, "change-password")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Your password has been changed.")).to_be_visible()
+    expect(page.get_by_test_id("sessions")).to_contain_text("This browser")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    sign_in(page, live_server, "researcher2", "demo-password")
+    expect(page.get_by_role("alert")).to_contain_text("The username or password is not right.")
+    sign_in(page, live_server, "researcher2", "lantern-harbour-violet-8")
+    expect(page.get_by_role("heading", name="Welcome, Dr Tom Brennan (researcher)")).to_be_visible()

@@ -31,6 +31,7 @@ from gateway.cli import main
 from gateway.config import ExtractSettings, SecuritySettings, Settings
 from gateway.db import make_engine, make_session_factory, unit_of_work, utcnow
 from gateway.identity import accounts, signin, tokens
+from gateway.identity.sessions import SignInState, open_session
 from gateway.migrate import alembic_config, head_revision, upgrade
 from gateway.model_registry import metadata
 from gateway.models import AuditEvent, User
@@ -98,8 +99,9 @@ def seed_everything(settings: Settings) -> dict[str, int]:
         tokens.create_token(s, "test", researcher, "notebook", 30, None, False)
         revoked, _ = tokens.create_token(s, researcher, researcher, "old laptop", 7, ["view_projects"], True)
         tokens.revoke_token(s, researcher, revoked)
-        secret = pyotp.random_base32()
-        assert signin.confirm_enrolment(s, SecuritySettings(), admin, secret, pyotp.TOTP(secret).now())
+        web_session, _key = open_session(s, admin, SignInState.SIGNED_IN, SecuritySettings())
+        secret = signin.enrolment_secret(s, web_session)
+        assert signin.confirm_enrolment(s, SecuritySettings(), web_session, pyotp.TOTP(secret).now())
         accounts.set_totp_required(s, admin, {"admin"})
         started = utcnow() - dt.timedelta(hours=2)
         s.add_all([WorkspaceSession(project_id=project_id, user_id=researcher.id, server_name="p", tier="small",

@@ -37,10 +37,13 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("auth.second_factor", "POST"): MID_SIGN_IN,
     ("auth.enrol", "GET"): MID_SIGN_IN,
     ("auth.enrol", "POST"): MID_SIGN_IN,
-    ("auth.enrolled", "GET"): MID_SIGN_IN,
+    ("auth.new_password", "GET"): MID_SIGN_IN,
+    ("auth.new_password", "POST"): MID_SIGN_IN,
     ("account.index", "GET"): ALL,
     ("account.second_factor", "GET"): ALL,
     ("account.second_factor", "POST"): ALL,
+    ("account.change_password", "GET"): ALL,
+    ("account.change_password", "POST"): ALL,
     ("account.create_token", "POST"): ALL,
     ("account.revoke_token", "POST"): ALL,
     ("account.sign_out_everywhere", "POST"): ALL,
@@ -55,6 +58,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("admin.activate", "POST"): frozenset({Role.ADMIN}),
     ("admin.security_policy", "GET"): frozenset({Role.ADMIN}),
     ("admin.security_policy", "POST"): frozenset({Role.ADMIN}),
+    ("admin.confirm_security_policy", "POST"): frozenset({Role.ADMIN}),
     ("audit.events", "GET"): frozenset({Role.AUDITOR}),
     ("audit.export_csv", "GET"): frozenset({Role.AUDITOR}),
     ("audit.verify", "GET"): frozenset({Role.AUDITOR}),
@@ -561,15 +565,13 @@ def test_route_access_for_every_role_and_anonymous(route: tuple[str, str], walke
                 assert response.json["error"] == ("not_found" if hidden else "forbidden")
 
 
-def test_mid_sign_in_pages_serve_a_person_part_way_through(walker: Walker) -> None:
+@pytest.mark.parametrize(("state", "page"), [("enrol", "/login/enrol"), ("code", "/login/code"),
+                                             ("new_password", "/login/new-password")])
+def test_mid_sign_in_pages_serve_a_person_part_way_through(walker: Walker, state: str, page: str) -> None:
     client = walker.app.test_client()
-    with walker.factory() as s:
-        user = accounts.find_user(s, "researcher")
-        assert user is not None
-        uid, version = user.id, user.session_version
-    with client.session_transaction() as sess:
-        sess["uid"], sess["sv"], sess["stage"] = uid, version, "enrol"
-    assert client.get("/login/enrol").status_code == 200
-    # but not the rest of the service
-    assert _redirects_to_login(client.get("/home")) or client.get("/home").status_code == 302
-    assert "/login/enrol" in client.get("/home").headers["Location"]
+    sign_in_session(client, walker.factory, "finance" if state == "code" else "researcher", state)
+    assert client.get(page).status_code == 200
+    # but not the rest of the service, nor another step's page
+    assert client.get("/home").headers["Location"].endswith(page)
+    for other in {"/login/enrol", "/login/code", "/login/new-password"} - {page}:
+        assert client.get(other).headers["Location"].endswith(page)

@@ -14,7 +14,7 @@ from gateway.config import LdapSettings, SecuritySettings
 from gateway.db import unit_of_work
 from gateway.identity import accounts, signin
 from gateway.identity.ldap_directory import LdapDirectory
-from gateway.identity.signin import Next
+from gateway.identity.sessions import S, open_session
 from gateway.models import AuditEvent, User
 
 SECURITY = SecuritySettings(max_failed_logins=3, lockout_minutes=15)
@@ -31,36 +31,44 @@ def actions(factory: sessionmaker[Session]) -> list[str]:
         return [e.action for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
 
 
-def enrol(factory: sessionmaker[Session], username: str) -> str:
+def enrol_codes(factory: sessionmaker[Session], username: str) -> tuple[str, list[str]]:
+    """Set up an authenticator from a signed-in session, as the account page does."""
     with unit_of_work(factory) as s:
         user = accounts.find_user(s, username)
         assert user is not None
-        secret = signin.start_enrolment(user)
-        codes = signin.confirm_enrolment(s, SECURITY, user, secret, pyotp.TOTP(secret).now())
+        ws, _key = open_session(s, user, S.SIGNED_IN, SECURITY)
+        secret = signin.enrolment_secret(s, ws)
+        codes = signin.confirm_enrolment(s, SECURITY, ws, pyotp.TOTP(secret).now())
         assert codes is not None
-    return secret
+    return secret, codes
+
+
+def enrol(factory: sessionmaker[Session], username: str) -> str:
+    return enrol_codes(factory, username)[0]
 
 
 def second(factory: sessionmaker[Session], username: str, code: str) -> signin.Outcome:
+    """The code step of a sign-in that has passed the password."""
     with unit_of_work(factory) as s:
         user = accounts.find_user(s, username)
         assert user is not None
-        return signin.verify_second_factor(s, SECURITY, user, code)
+        ws, _key = open_session(s, user, S.CODE, SECURITY)
+        return signin.verify_second_factor(s, SECURITY, ws, code)
 
 
 def test_right_password_signs_in_and_is_audited(session_factory: sessionmaker[Session],
                                                 demo_users: dict[str, int]) -> None:
     outcome = attempt(session_factory, "Researcher ", "demo-password")
-    assert outcome.next is Next.DONE
+    assert outcome.state is S.SIGNED_IN
     assert actions(session_factory)[-1] == "auth.signed_in"
 
 
 def test_lockout_after_repeated_failures_refuses_even_the_right_password(
         session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
     for _ in range(3):
-        assert attempt(session_factory, "researcher", "wrong-password").next is Next.FAILED
+        assert attempt(session_factory, "researcher", "wrong-password").state is None
     outcome = attempt(session_factory, "researcher", "demo-password")
-    assert outcome.next is Next.FAILED
+    assert outcome.state is None
     assert outcome.message and "locked" in outcome.message
     assert "auth.locked" in actions(session_factory)
     with unit_of_work(session_factory) as s:
@@ -68,7 +76,7 @@ def test_lockout_after_repeated_failures_refuses_even_the_right_password(
         target = accounts.find_user(s, "researcher")
         assert admin and target
         accounts.unlock(s, admin, target)
-    assert attempt(session_factory, "researcher", "demo-password").next is Next.DONE
+    assert attempt(session_factory, "researcher", "demo-password").state is S.SIGNED_IN
 
 
 def test_unknown_user_fails_with_the_same_message(session_factory: sessionmaker[Session],
@@ -84,32 +92,27 @@ def test_deactivated_user_cannot_sign_in(session_factory: sessionmaker[Session],
         admin, target = accounts.find_user(s, "admin"), accounts.find_user(s, "researcher2")
         assert admin and target
         accounts.set_active(s, admin, target, False)
-    assert attempt(session_factory, "researcher2", "demo-password").next is Next.FAILED
+    assert attempt(session_factory, "researcher2", "demo-password").state is None
 
 
 def test_second_factor_required_once_enrolled_and_codes_are_not_replayable(
         session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
     secret = enrol(session_factory, "checker1")
-    assert attempt(session_factory, "checker1", "demo-password").next is Next.SECOND_FACTOR
-    assert second(session_factory, "checker1", "000000").next is Next.FAILED
+    assert attempt(session_factory, "checker1", "demo-password").state is S.CODE
+    assert second(session_factory, "checker1", "000000").state is None
     # enrolment used the current step; the next step's code (inside the drift window) is fresh
     fresh = pyotp.TOTP(secret).at(time.time() + 30)
-    assert second(session_factory, "checker1", fresh).next is Next.DONE
+    assert second(session_factory, "checker1", fresh).state is S.SIGNED_IN
     replay = second(session_factory, "checker1", fresh)
-    assert replay.next is Next.FAILED
+    assert replay.state is None
     assert "auth.totp_replay_refused" in actions(session_factory)
 
 
 def test_recovery_code_works_once(session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
-    with unit_of_work(session_factory) as s:
-        user = accounts.find_user(s, "checker2")
-        assert user
-        secret = signin.start_enrolment(user)
-        codes = signin.confirm_enrolment(s, SECURITY, user, secret, pyotp.TOTP(secret).now())
-    assert codes
-    assert second(session_factory, "checker2", codes[0].lower()).next is Next.DONE
-    assert second(session_factory, "checker2", codes[0]).next is Next.FAILED
-    assert second(session_factory, "checker2", codes[1]).next is Next.DONE
+    _secret, codes = enrol_codes(session_factory, "checker2")
+    assert second(session_factory, "checker2", codes[0].lower()).state is S.SIGNED_IN
+    assert second(session_factory, "checker2", codes[0]).state is None
+    assert second(session_factory, "checker2", codes[1]).state is S.SIGNED_IN
 
 
 def test_wrong_codes_count_towards_lockout(session_factory: sessionmaker[Session],
@@ -127,8 +130,8 @@ def test_role_policy_forces_enrolment(session_factory: sessionmaker[Session], de
         admin = accounts.find_user(s, "admin")
         assert admin
         accounts.set_totp_required(s, admin, {"auditor"})
-    assert attempt(session_factory, "auditor", "demo-password").next is Next.ENROL
-    assert attempt(session_factory, "researcher", "demo-password").next is Next.DONE
+    assert attempt(session_factory, "auditor", "demo-password").state is S.ENROL
+    assert attempt(session_factory, "researcher", "demo-password").state is S.SIGNED_IN
     assert "security.totp_policy_changed" in actions(session_factory)
 
 
@@ -137,7 +140,7 @@ def test_ldap_user_signs_in_and_gets_roles_from_groups(session_factory: sessionm
                                                        ldap_settings: LdapSettings) -> None:
     directory = LdapDirectory(ldap_settings)
     outcome = attempt(session_factory, "bob", "bob-ldap-password", directory)
-    assert outcome.next is Next.DONE
+    assert outcome.state is S.SIGNED_IN
     with session_factory() as s:
         bob = s.scalars(select(User).where(User.username == "bob")).one()
         assert bob.source == "ldap" and bob.password_hash is None
@@ -150,23 +153,23 @@ def test_ldap_user_signs_in_and_gets_roles_from_groups(session_factory: sessionm
 def test_ldap_wrong_password_and_filter_injection_are_refused(session_factory: sessionmaker[Session],
                                                               ldap_settings: LdapSettings) -> None:
     directory = LdapDirectory(ldap_settings)
-    assert attempt(session_factory, "alice", "wrong", directory).next is Next.FAILED
-    assert attempt(session_factory, "alice", "", directory).next is Next.FAILED
+    assert attempt(session_factory, "alice", "wrong", directory).state is None
+    assert attempt(session_factory, "alice", "", directory).state is None
     for trick in ("*", "a*", "*)(uid=*", "alice)(|(uid=*"):
-        assert attempt(session_factory, trick, "alice-ldap-password", directory).next is Next.FAILED
+        assert attempt(session_factory, trick, "alice-ldap-password", directory).state is None
     # a real uid containing '*' matches only itself
-    assert attempt(session_factory, "star*user", "star-ldap-password", directory).next is Next.DONE
+    assert attempt(session_factory, "star*user", "star-ldap-password", directory).state is S.SIGNED_IN
 
 
 @pytest.mark.ldap
 def test_ldap_failures_lock_the_local_record(session_factory: sessionmaker[Session],
                                              ldap_settings: LdapSettings) -> None:
     directory = LdapDirectory(ldap_settings)
-    assert attempt(session_factory, "alice", "alice-ldap-password", directory).next is Next.DONE
+    assert attempt(session_factory, "alice", "alice-ldap-password", directory).state is S.SIGNED_IN
     for _ in range(3):
         attempt(session_factory, "alice", "nope", directory)
     locked = attempt(session_factory, "alice", "alice-ldap-password", directory)
-    assert locked.next is Next.FAILED and locked.message and "locked" in locked.message
+    assert locked.state is None and locked.message and "locked" in locked.message
 
 
 @pytest.mark.ldap
@@ -189,7 +192,7 @@ def test_unreachable_directory_gives_a_clear_message(session_factory: sessionmak
     directory = LdapDirectory(LdapSettings(url=f"ldap://127.0.0.1:{free_port()}", user_base="ou=people,dc=x",
                                            connect_timeout=1))
     outcome = attempt(session_factory, "alice", "whatever", directory)
-    assert outcome.next is Next.FAILED and outcome.message and "directory" in outcome.message
+    assert outcome.state is None and outcome.message and "directory" in outcome.message
 
 
 def test_chain_stays_intact_through_sign_in_activity(session_factory: sessionmaker[Session],
