@@ -1,10 +1,13 @@
 """``ols``, ``logit``, ``probit``: statsmodels formula models, fitted and checked.
 
 Rules: residual degrees of freedom (a model with too few is close to a lookup table of the
-data); every 0/1 column of the design (dummies of a categorical, binary covariates) needs at
-least ``threshold`` members and non-members, and for binary models its members must not all
-share one outcome (the coefficient would then reveal it); each class of a binary outcome needs
-at least ``threshold`` members.
+data); each class of a binary outcome needs at least ``threshold`` members; and the model is
+checked cell by cell as the tables it summarises (``model_tables``): every category, or
+combination of an interaction's categories, against the outcome classes of a binary model, or
+its size and outcome values for a continuous outcome, with the table rules. Binary models are
+checked for separation, with statsmodels' own warnings and exceptions as well as direct checks.
+A failing cell flags the coefficients of the terms behind it and the summary names the term, the
+category and what to do.
 """
 
 from __future__ import annotations
@@ -15,13 +18,86 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
 
 from . import filters as filters_mod
-from . import rules
+from . import model_tables, rules
 from .config import DEFAULT_CONFIG, SDCConfig
 from .output import Output
+from .record import json_label
 
-_INTERCEPTS = {"Intercept", "const"}
+MODEL_RULES = ("model_threshold", "model_zeros", "model_all_same", "model_dominance", "separation")
+MAX_LINES = 20  # problems listed one by one in the summary; the rest are counted
+_SUMMARY_COLUMNS = {
+    "ols": ["Coef.", "Std.Err.", "t", "P>|t|", "[0.025", "0.975]"],
+    "logit": ["Coef.", "Std.Err.", "z", "P>|z|", "[0.025", "0.975]"],
+    "probit": ["Coef.", "Std.Err.", "z", "P>|z|", "[0.025", "0.975]"],
+}
+_PREDICTED_EXACTLY = 1e-4  # statsmodels' own separation diagnostic: predicted within this of the outcome
+_PREDICTED_SHARE = 0.1  # ... for more than this share of people
+
+
+def _fit_options(fit_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The fit options as recorded: plain values as they are, anything else marked as not recordable."""
+    return {
+        key: json_label(value) if value is None or isinstance(value, str | int | float | bool) else "<not recorded>"
+        for key, value in sorted(fit_kwargs.items())
+    }
+
+
+def _run_fit(model: Any, kind: str, fit_kwargs: dict[str, Any]) -> tuple[Any, Exception | None, list[type]]:
+    """Fit, keeping statsmodels' warnings (they are evidence) and its separation/singularity exceptions."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = model.fit(**fit_kwargs) if kind == "ols" else model.fit(disp=0, **fit_kwargs)
+        except (PerfectSeparationError, np.linalg.LinAlgError) as exc:
+            return None, exc, [w.category for w in caught]
+    return result, None, [w.category for w in caught]
+
+
+def _statsmodels_signals(
+    result: Any, error: Exception | None, categories: list[type], endog: np.ndarray, findings: model_tables.Findings
+) -> None:
+    """statsmodels' own word on separation: its warning and exception, and its summary's diagnostic."""
+    if error is not None:
+        if isinstance(error, PerfectSeparationError) or "separation" in findings.flagged_terms:
+            findings.whole.add("separation")
+            findings.lines.append(f"statsmodels could not fit the model ({type(error).__name__}: "
+                                  f"{str(error).splitlines()[0]})")
+        return
+    if any(issubclass(c, PerfectSeparationWarning) for c in categories):
+        findings.whole.add("separation")
+        findings.lines.append("statsmodels reports perfect separation: the model predicts every outcome exactly; "
+                              "drop or merge the terms that predict it")
+        return
+    with np.errstate(over="ignore", under="ignore"):
+        predicted = np.asarray(result.predict(), dtype=float)
+    close = np.abs(endog - predicted) < _PREDICTED_EXACTLY
+    if len(close) and close.all():
+        findings.whole.add("separation")
+        findings.lines.append("every outcome is predicted exactly (complete separation); drop or merge the terms "
+                              "that predict it")
+        return
+    converged = bool((getattr(result, "mle_retvals", None) or {}).get("converged", True))
+    converged = converged and not any(issubclass(c, ConvergenceWarning) for c in categories)
+    many_exact = len(close) > 0 and close.mean() > _PREDICTED_SHARE
+    if "separation" in findings.flagged_terms or findings.exact_separation_checked:
+        if not converged:
+            findings.notes.append("the fit did not converge")
+        return
+    if many_exact or not converged:
+        why = (f"{close.mean():.0%} of people are predicted within {_PREDICTED_EXACTLY:g} of their outcome"
+               if many_exact else "the fit did not converge")
+        findings.whole.add("possible_separation")
+        findings.lines.append(f"possible separation: {why}; check the coefficients and standard errors, and "
+                              f"merge categories or drop a term if one runs away")
+
+
+def _mask(table: pd.DataFrame, positions: set[int]) -> pd.DataFrame:
+    flagged = np.zeros(table.shape, dtype=bool)
+    flagged[sorted(positions), :] = True
+    return pd.DataFrame(flagged, index=table.index, columns=table.columns)
 
 
 def _fit(
@@ -37,60 +113,69 @@ def _fit(
         data = filters_mod.apply(data, filters)
     builder = {"ols": smf.ols, "logit": smf.logit, "probit": smf.probit}[kind]
     model = builder(formula, data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = model.fit(**fit_kwargs) if kind == "ols" else model.fit(disp=0, **fit_kwargs)
-    table = result.summary2().tables[1]
-    exog = pd.DataFrame(model.exog, columns=model.exog_names)
     endog = np.asarray(model.endog, dtype=float)
     n_used = len(endog)
+    binary = kind != "ols"
 
-    flagged = np.zeros(len(table), dtype=bool)
-    details: list[str] = []
-    for name in model.exog_names:
-        if name in _INTERCEPTS:
-            continue
-        column = exog[name].to_numpy()
-        if not np.isin(column, (0.0, 1.0)).all():
-            continue
-        members = int(column.sum())
-        small = min(members, n_used - members) < config.threshold
-        same_outcome = kind != "ols" and members > 0 and np.unique(endog[column == 1]).size == 1
-        if small or same_outcome:
-            flagged[list(table.index).index(name)] = True
-            details.append(
-                f"{name}: {members} members of {n_used}" + (", all with one outcome" if same_outcome else "")
-            )
+    info = model_tables.design_info(model, data)
+    factors = model_tables.evaluate_factors(info, data, model_tables.fitted_rows(model, len(data)))
+    findings = model_tables.check(info, factors, endog, np.asarray(model.exog, dtype=float), binary, config)
 
-    checks = {"dof": bool(rules.dof(result.df_resid, config))}
-    if kind != "ols":
+    result, error, caught = _run_fit(model, kind, fit_kwargs)
+    if binary:
+        _statsmodels_signals(result, error, caught, endog, findings)
+    if error is not None and "separation" not in findings.whole:
+        raise error  # not separation: the model itself is wrong (e.g. collinear terms)
+
+    if result is not None:
+        table = result.summary2().tables[1]
+        dof_resid = float(result.df_resid)
+    else:
+        table = pd.DataFrame(np.nan, index=pd.Index(model.exog_names), columns=_SUMMARY_COLUMNS[kind])
+        dof_resid = float(n_used - np.linalg.matrix_rank(model.exog))
+
+    slices = info.term_name_slices
+    masks: dict[str, pd.DataFrame] = {}
+    for rule in (*MODEL_RULES, *findings.flagged_terms):
+        positions = {i for term in findings.flagged_terms.get(rule, set()) for i in range(slices[term].start,
+                                                                                           slices[term].stop)}
+        masks[rule] = _mask(table, positions)
+
+    checks = {"dof": bool(rules.dof(dof_resid, config))}
+    if binary:
         positives = int((endog == 1).sum())
         checks["outcome_class"] = min(positives, n_used - positives) < config.threshold
+        checks["separation"] = "separation" in findings.whole
+        checks["possible_separation"] = "possible_separation" in findings.whole
     n_dropped = len(data) - n_used
     checks["missing"] = bool(n_dropped > 0 and config.check_missing_values)
 
-    mask = pd.DataFrame(np.repeat(flagged[:, None], table.shape[1], axis=1), index=table.index, columns=table.columns)
-    notes = [f"residual degrees of freedom {result.df_resid:g}"]
-    notes.extend(f"small category {d}" for d in details)
+    notes = findings.lines[:MAX_LINES]
+    if len(findings.lines) > MAX_LINES:
+        notes.append(f"... and {len(findings.lines) - MAX_LINES} more problems of the same kinds")
+    notes.append(f"residual degrees of freedom {dof_resid:g}")
+    notes.extend(findings.notes)
     if n_dropped:
         notes.append(f"{n_dropped} rows with missing values were dropped by the model")
     return Output(
         kind=kind,
         table=table,
-        masks={"category_size": mask},
+        masks=masks,
         query={
             "function": kind,
             "dataset": dataset,
             "formula": formula,
             "filters": filters_mod.normalise(filters),
+            "fit": _fit_options(fit_kwargs),
             "n_obs": n_used,
-            "dof": float(result.df_resid),
+            "dof": dof_resid,
             "description": f"{kind} {formula}",
         },
         config=config,
         checks=checks,
         notes=notes,
         model=result,
+        implied=findings.recorded_cells(),
     )
 
 

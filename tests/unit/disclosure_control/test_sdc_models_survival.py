@@ -43,8 +43,8 @@ def test_ols_matches_statsmodels_and_flags_small_category() -> None:
     df.loc[df.index[395:], "group"] = "b"  # 5 people in group b
     small = dc.ols("bp ~ age + C(group)", df)
     assert small.status == "fail"
-    assert small.masks["category_size"].loc["C(group)[T.b]"].all()
-    assert "small category" in small.summary
+    assert small.masks["model_threshold"].loc["C(group)[T.b]"].all()
+    assert "C(group) = b: 5 people" in small.summary
 
 
 def test_model_review_for_missing_values() -> None:
@@ -74,7 +74,8 @@ def test_logit_flags_a_category_whose_members_share_one_outcome() -> None:
     df.loc[df.group == "c", "event"] = 1  # everyone in c had the event: the coefficient reveals it
     out = dc.logit("event ~ age + C(group)", df)
     assert out.status == "fail"
-    assert out.masks["category_size"].loc["C(group)[T.c]"].all()
+    assert out.masks["separation"].loc["C(group)[T.c]"].all()
+    assert "C(group) = c: all" in out.summary
 
 
 # ---------------------------------------------------------------- survival

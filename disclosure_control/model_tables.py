@@ -1,0 +1,370 @@
+"""The tables a regression summarises, rebuilt from the rows it was fitted on and checked as tables.
+
+A model on categorical predictors is a summary of a table: with one categorical predictor and a
+binary outcome, intercept plus coefficient give back each category's share of events exactly. So
+for every term of the model the table the term implies is rebuilt from the fitted rows (each
+category, or each combination of an interaction's categories, against the outcome classes for a
+binary model; each category's size and outcome values for a continuous outcome) and the table
+rules are applied to it. A failing cell flags the coefficients of the terms that imply the table.
+
+Binary models are also checked for separation (a term that predicts some people's outcome
+exactly): a category with everyone in one class, a numeric predictor that splits the classes
+(overall or within a category of its interaction), and, for designs of categories only, an exact
+linear-programming check for any separating direction. statsmodels' own signals are collected by
+``models.py``.
+
+Factors are read through patsy (statsmodels' formula engine): numeric 0/1 predictors count as
+two-category factors, as they are dummies in all but name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+import patsy
+from patsy.categorical import categorical_to_int
+
+from . import rules
+from .cellstats import cell_stats
+from .config import SDCConfig
+from .record import json_label
+
+MAX_CELLS = 1_000_000  # a term implying more combinations than this fails without being enumerated
+MAX_LP_SIZE = 300_000  # distinct rows x columns above which the exact separation check is skipped
+MAX_RECORDED = 2_000  # implied cells kept in the record (flagged cells first)
+_LP_TOL = 1e-6
+
+
+@dataclass
+class Factor:
+    """One factor of the design, evaluated on the fitted rows."""
+
+    name: str
+    kind: str  # "categorical" (including numeric 0/1) or "numeric"
+    levels: list[Any] = field(default_factory=list)
+    codes: np.ndarray | None = None  # categorical: index into levels per fitted row
+    values: np.ndarray | None = None  # numeric (one column): the value per fitted row
+
+
+@dataclass
+class ImpliedCell:
+    """One cell of a table a model implies; ``outcome`` is the class (binary models) or None."""
+
+    table: str
+    category: list[Any]
+    outcome: Any
+    count: int
+    rules: list[str]
+
+    @property
+    def status(self) -> str:
+        verdicts = [rules.RULES[r].verdict for r in self.rules]
+        return max(verdicts, key=lambda v: rules.VERDICT_ORDER[v], default="pass")
+
+    def where(self) -> str:
+        shown = self.category[0] if len(self.category) == 1 else "(" + ", ".join(map(str, self.category)) + ")"
+        outcome = "" if self.outcome is None else f" with outcome {self.outcome}"
+        return f"{self.table} = {shown}{outcome}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "category": [json_label(v) for v in self.category],
+            "outcome": json_label(self.outcome),
+            "count": int(self.count),
+            "status": self.status,
+            "rules": sorted(self.rules),
+        }
+
+
+@dataclass
+class Findings:
+    """What the model checks found: implied cells, which terms each rule flags, and plain-English lines."""
+
+    cells: list[ImpliedCell] = field(default_factory=list)
+    flagged_terms: dict[str, set[str]] = field(default_factory=dict)  # rule -> term names
+    whole: set[str] = field(default_factory=set)  # rules about the whole model (no one term)
+    lines: list[str] = field(default_factory=list)  # problems, naming term and category, with the fix
+    notes: list[str] = field(default_factory=list)
+    exact_separation_checked: bool = False
+
+    def flag(self, rule: str, terms: list[str], line: str | None = None) -> None:
+        self.flagged_terms.setdefault(rule, set()).update(terms)
+        if line:
+            self.lines.append(line)
+
+    def recorded_cells(self) -> list[dict[str, Any]]:
+        ordered = sorted(self.cells, key=lambda c: rules.VERDICT_ORDER[c.status], reverse=True)
+        return [c.to_dict() for c in ordered[:MAX_RECORDED]]
+
+
+# --------------------------------------------------------------------------- reading the design
+
+def design_info(model: Any, data: Any) -> patsy.DesignInfo:
+    """The patsy design of the right-hand side: statsmodels' own, or rebuilt with patsy when it used formulaic."""
+    spec = getattr(model.data, "model_spec", None)
+    if isinstance(spec, patsy.DesignInfo):
+        return spec
+    description = patsy.ModelDesc.from_formula(model.formula)
+    environment = patsy.EvalEnvironment([{"np": np}])
+    built: patsy.DesignInfo = patsy.design_matrix_builders(
+        [description.rhs_termlist], lambda: iter([data]), environment, NA_action="drop"
+    )[0]
+    if list(built.column_names) != list(model.exog_names):
+        raise ValueError("the model's terms could not be read back with patsy; use statsmodels' default formula engine")
+    return built
+
+
+def fitted_rows(model: Any, n_rows: int) -> np.ndarray:
+    """Positions (in the data given to the model) of the rows the model was fitted on."""
+    dropped = getattr(model.data, "missing_row_idx", None)
+    keep = np.ones(n_rows, dtype=bool)
+    if dropped is not None and len(dropped):
+        keep[np.asarray(dropped, dtype=np.intp)] = False
+    if int(keep.sum()) != len(model.endog):
+        raise ValueError("could not tell which rows the model was fitted on")
+    return np.flatnonzero(keep)
+
+
+def evaluate_factors(info: patsy.DesignInfo, data: Any, rows: np.ndarray) -> dict[Any, Factor]:
+    """Every factor of the design on the fitted rows; numeric 0/1 factors become two-category factors."""
+    factors: dict[Any, Factor] = {}
+    na_action = patsy.NAAction()
+    for factor, finfo in info.factor_infos.items():
+        value = factor.eval(finfo.state, data)
+        name = factor.name()
+        if finfo.type == "categorical":
+            codes = np.asarray(categorical_to_int(value, finfo.categories, na_action), dtype=np.int64)[rows]
+            factors[factor] = Factor(name, "categorical", list(finfo.categories), codes=codes)
+            continue
+        array = np.asarray(value, dtype=float)
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        array = array[rows] if array.ndim == 1 else array[rows, ...]
+        if array.ndim == 1 and len(array) and np.isin(array, (0.0, 1.0)).all():
+            factors[factor] = Factor(name, "categorical", [0, 1], codes=array.astype(np.int64))
+        else:
+            factors[factor] = Factor(name, "numeric", values=array if array.ndim == 1 else None)
+    return factors
+
+
+def _term_groups(info: patsy.DesignInfo, factors: dict[Any, Factor]) -> dict[tuple[Any, ...], list[str]]:
+    """Categorical factor sets (in formula order) -> names of the terms built on exactly that set."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for term in info.terms:
+        cats = tuple(f for f in term.factors if factors[f].kind == "categorical")
+        if cats:
+            groups.setdefault(cats, []).append(term.name())
+    return groups
+
+
+def _combination_ids(parts: list[Factor]) -> tuple[np.ndarray, int]:
+    ids = np.zeros(len(parts[0].codes) if parts[0].codes is not None else 0, dtype=np.int64)
+    size = 1
+    for part in parts:
+        assert part.codes is not None
+        ids *= len(part.levels)
+        ids += part.codes
+        size *= len(part.levels)
+    return ids, size
+
+
+def _categories(parts: list[Factor]) -> list[list[Any]]:
+    return [list(combo) for combo in product(*(p.levels for p in parts))]
+
+
+# --------------------------------------------------------------------------- the checks
+
+def check(
+    info: patsy.DesignInfo,
+    factors: dict[Any, Factor],
+    endog: np.ndarray,
+    exog: np.ndarray,
+    binary_model: bool,
+    config: SDCConfig,
+) -> Findings:
+    """Every implied table and, for binary models, the separation checks."""
+    findings = Findings()
+    binary = binary_model and bool(np.isin(endog, (0.0, 1.0)).all())
+    if binary_model and not binary:
+        findings.notes.append("the outcome is not 0/1, so categories were checked as for a continuous outcome")
+    if not binary and (endog < 0).any():
+        findings.notes.append("the outcome has negative values, so the dominance rules do not apply to it")
+    for parts_key, terms in _term_groups(info, factors).items():
+        parts = [factors[f] for f in parts_key]
+        name = ":".join(p.name for p in parts)
+        size = int(np.prod([len(p.levels) for p in parts], dtype=float))
+        if size > MAX_CELLS:
+            findings.flag("model_threshold", terms,
+                          f"{name}: {size:,} combinations of categories, too many to check; merge categories "
+                          f"or drop the term")
+            continue
+        ids, size = _combination_ids(parts)
+        if binary:
+            _binary_table(findings, name, terms, parts, ids, size, endog, config)
+        else:
+            _continuous_table(findings, name, terms, parts, ids, size, endog, config)
+    if binary:
+        _numeric_separation(findings, info, factors, endog)
+        _exact_separation(findings, info, factors, endog, exog)
+    return findings
+
+
+def _binary_table(findings: Findings, name: str, terms: list[str], parts: list[Factor], ids: np.ndarray,
+                  size: int, endog: np.ndarray, config: SDCConfig) -> None:
+    outcome = endog.astype(np.int64)
+    counts = np.bincount(ids * 2 + outcome, minlength=2 * size).reshape(size, 2)
+    small = rules.threshold(counts, config)
+    totals = counts.sum(axis=1)
+    empty = np.repeat((totals == 0)[:, None], 2, axis=1) & config.zeros_are_disclosive
+    one_class = (counts == 0) & (totals > 0)[:, None]
+    categories = _categories(parts)
+    checks = (("model_threshold", small), ("model_zeros", empty), ("separation", one_class))
+    for k in range(size):
+        for j in (0, 1):
+            flagged = [r for r, m in checks if m[k, j]]
+            findings.cells.append(ImpliedCell(name, categories[k], j, int(counts[k, j]), flagged))
+    where = lambda k: categories[k][0] if len(parts) == 1 else tuple(categories[k])  # noqa: E731
+    for k in np.flatnonzero(one_class.any(axis=1)):
+        shared = 1 if counts[k, 1] else 0
+        findings.flag("separation", terms,
+                      f"{name} = {where(k)}: all {int(totals[k])} people have outcome {shared} (quasi-complete "
+                      f"separation); merge this category with another or drop the term")
+    for k, j in zip(*np.nonzero(small), strict=True):
+        findings.flag("model_threshold", terms,
+                      f"{name} = {where(k)} with outcome {j}: {int(counts[k, j])} people (fewer than "
+                      f"{config.threshold}); merge small categories or drop the term")
+    for k in np.flatnonzero(empty[:, 0]):
+        findings.flag("model_zeros", terms,
+                      f"{name} = {where(k)}: nobody in the rows the model used; merge or drop this category")
+
+
+def _continuous_table(findings: Findings, name: str, terms: list[str], parts: list[Factor], ids: np.ndarray,
+                      size: int, endog: np.ndarray, config: SDCConfig) -> None:
+    stats = cell_stats(ids, endog.astype(float), size, config.nk_n)
+    n = stats.n_values
+    small = rules.threshold(n, config)
+    empty = rules.zeros(n, config)
+    same = rules.all_same(n, stats.minimum, stats.maximum)
+    dominated = np.zeros(size, dtype=bool)
+    if not (endog < 0).any():
+        dominated = rules.nk_dominance(stats.top_n_sum, stats.total, stats.n_negative, config) | rules.p_percent(
+            stats.maximum, stats.second, stats.total, stats.n_negative, config
+        )
+    categories = _categories(parts)
+    checks = (("model_threshold", small), ("model_zeros", empty), ("model_all_same", same),
+              ("model_dominance", dominated))
+    for k in range(size):
+        flagged = [r for r, m in checks if m[k]]
+        findings.cells.append(ImpliedCell(name, categories[k], None, int(n[k]), flagged))
+        if not flagged:
+            continue
+        shown = categories[k][0] if len(parts) == 1 else tuple(categories[k])
+        reasons = {
+            "model_threshold": f"{int(n[k])} people (fewer than {config.threshold})",
+            "model_zeros": "nobody in the rows the model used",
+            "model_all_same": f"all {int(n[k])} people have the same outcome value",
+            "model_dominance": "a few people make up most of the outcome's total",
+        }
+        findings.flag(flagged[0], terms,
+                      f"{name} = {shown}: " + "; ".join(reasons[r] for r in flagged)
+                      + "; merge this category with another or drop the term")
+        for rule in flagged[1:]:
+            findings.flag(rule, terms)
+
+
+def _numeric_separation(findings: Findings, info: patsy.DesignInfo, factors: dict[Any, Factor],
+                        endog: np.ndarray) -> None:
+    """A numeric predictor whose values split the two outcome classes, overall or within a category."""
+    seen: set[tuple[Any, ...]] = set()
+    for term in info.terms:
+        numeric = [f for f in term.factors if factors[f].kind == "numeric"]
+        if len(numeric) != 1 or factors[numeric[0]].values is None:
+            continue  # products of numeric variables are left to statsmodels' own signals
+        cats = tuple(f for f in term.factors if factors[f].kind == "categorical")
+        key = (numeric[0], *cats)
+        if key in seen:
+            continue
+        seen.add(key)
+        x = factors[numeric[0]].values
+        assert x is not None
+        parts = [factors[f] for f in cats]
+        ids, size = _combination_ids(parts) if parts else (np.zeros(len(x), dtype=np.int64), 1)
+        cls = endog.astype(np.int64)
+        lo = np.full((size, 2), np.inf)
+        hi = np.full((size, 2), -np.inf)
+        np.minimum.at(lo, (ids, cls), x)
+        np.maximum.at(hi, (ids, cls), x)
+        both = np.isfinite(lo).all(axis=1)
+        varies = np.minimum(lo[:, 0], lo[:, 1]) < np.maximum(hi[:, 0], hi[:, 1])
+        split = both & varies & ((hi[:, 0] <= lo[:, 1]) | (hi[:, 1] <= lo[:, 0]))
+        categories = _categories(parts) if parts else [[]]
+        for k in np.flatnonzero(split):
+            within = "" if not parts else " within " + ", ".join(
+                f"{p.name} = {v}" for p, v in zip(parts, categories[k], strict=True))
+            findings.flag("separation", [term.name()],
+                          f"{factors[numeric[0]].name}{within} splits the outcome classes (every value with one "
+                          f"outcome is at or beyond every value with the other): drop the term, or band "
+                          f"{factors[numeric[0]].name} and merge bands")
+
+
+def _exact_separation(findings: Findings, info: patsy.DesignInfo, factors: dict[Any, Factor],
+                      endog: np.ndarray, exog: np.ndarray) -> None:
+    """Is there a direction b != 0 with s_i x_i b >= 0 for everyone (s_i = +1 for outcome 1, -1 for 0)?
+
+    That is the definition of (quasi-)complete separation (Albert and Anderson 1984); a linear program
+    over the distinct rows of the design decides it exactly (Konis 2007). A design of categories has
+    few distinct rows; one with a continuous predictor has about as many as people, so the program
+    runs only while rows x columns stay under ``MAX_LP_SIZE`` and the other checks cover larger ones.
+    """
+    cls = endog.astype(np.int64)
+    if all(f.kind == "categorical" for f in factors.values()):
+        ids = cls.copy()
+        for part in factors.values():
+            assert part.codes is not None
+            ids = ids * len(part.levels) + part.codes
+            if ids.max(initial=0) > 2**40:
+                ids = np.unique(ids, return_inverse=True)[1].astype(np.int64)  # keep the ids small
+        _, first = np.unique(ids, return_index=True)
+    elif len(cls) * exog.shape[1] <= MAX_LP_SIZE:
+        _, first, ids = np.unique(np.column_stack([exog, cls]), axis=0, return_index=True, return_inverse=True)
+        ids = ids.ravel()
+    else:
+        findings.notes.append("the exact separation check was skipped (too many distinct rows for it); the "
+                              "table, single-variable and statsmodels checks ran")
+        return
+    if len(first) * exog.shape[1] > MAX_LP_SIZE:
+        findings.notes.append("the exact separation check was skipped (too many distinct combinations of "
+                              "categories); the table and statsmodels checks ran")
+        return
+    from scipy.optimize import linprog
+
+    signs = np.where(cls[first] == 1, 1.0, -1.0)
+    a = exog[first] * signs[:, None]
+    scale = np.abs(a).max(axis=0)
+    scale[scale == 0] = 1.0
+    a = a / scale
+    result = linprog(-a.sum(axis=0), A_ub=-a, b_ub=np.zeros(len(a)), bounds=[(-1, 1)] * a.shape[1],
+                     method="highs")
+    findings.exact_separation_checked = result.status == 0
+    if result.status != 0:
+        findings.notes.append(f"the exact separation check did not finish ({result.message})")
+        return
+    margins = a @ result.x
+    if margins.max(initial=0.0) <= _LP_TOL or margins.min(initial=0.0) < -_LP_TOL:
+        return  # no separating direction (or only one within the solver's tolerance)
+    separated = margins > _LP_TOL
+    columns = np.flatnonzero(np.abs(result.x) > _LP_TOL)
+    terms = sorted({name for name, cols in info.term_name_slices.items()
+                    if name != "Intercept" and set(range(cols.start, cols.stop)) & set(columns)})
+    people = int(np.isin(ids, ids[first][separated]).sum())
+    known = findings.flagged_terms.get("separation", set())
+    line = None if known & set(terms) else (
+        f"{', '.join(terms) or 'the intercept'} together predict the outcome of {people} people exactly "
+        f"(quasi-complete separation); merge categories or drop one of these terms")
+    findings.flag("separation", terms, line)
+    if not terms:
+        findings.whole.add("separation")
