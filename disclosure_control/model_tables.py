@@ -65,9 +65,8 @@ class ImpliedCell:
         return max(verdicts, key=lambda v: rules.VERDICT_ORDER[v], default="pass")
 
     def where(self) -> str:
-        shown = self.category[0] if len(self.category) == 1 else "(" + ", ".join(map(str, self.category)) + ")"
         outcome = "" if self.outcome is None else f" with outcome {self.outcome}"
-        return f"{self.table} = {shown}{outcome}"
+        return f"{self.table} = {shown(self.category)}{outcome}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +77,11 @@ class ImpliedCell:
             "status": self.status,
             "rules": sorted(self.rules),
         }
+
+
+def shown(category: list[Any]) -> str:
+    """A category as people read it: ``c``, or ``(a, x)`` for a combination."""
+    return str(category[0]) if len(category) == 1 else "(" + ", ".join(map(str, category)) + ")"
 
 
 @dataclass
@@ -227,19 +231,19 @@ def _binary_table(findings: Findings, name: str, terms: list[str], parts: list[F
         for j in (0, 1):
             flagged = [r for r, m in checks if m[k, j]]
             findings.cells.append(ImpliedCell(name, categories[k], j, int(counts[k, j]), flagged))
-    where = lambda k: categories[k][0] if len(parts) == 1 else tuple(categories[k])  # noqa: E731
     for k in np.flatnonzero(one_class.any(axis=1)):
         shared = 1 if counts[k, 1] else 0
         findings.flag("separation", terms,
-                      f"{name} = {where(k)}: all {int(totals[k])} people have outcome {shared} (quasi-complete "
-                      f"separation); merge this category with another or drop the term")
+                      f"{name} = {shown(categories[k])}: all {int(totals[k])} people have outcome {shared} "
+                      f"(quasi-complete separation); merge this category with another or drop the term")
     for k, j in zip(*np.nonzero(small), strict=True):
         findings.flag("model_threshold", terms,
-                      f"{name} = {where(k)} with outcome {j}: {int(counts[k, j])} people (fewer than "
+                      f"{name} = {shown(categories[k])} with outcome {j}: {int(counts[k, j])} people (fewer than "
                       f"{config.threshold}); merge small categories or drop the term")
     for k in np.flatnonzero(empty[:, 0]):
         findings.flag("model_zeros", terms,
-                      f"{name} = {where(k)}: nobody in the rows the model used; merge or drop this category")
+                      f"{name} = {shown(categories[k])}: nobody in the rows the model used; merge or drop this "
+                      f"category")
 
 
 def _continuous_table(findings: Findings, name: str, terms: list[str], parts: list[Factor], ids: np.ndarray,
@@ -262,7 +266,6 @@ def _continuous_table(findings: Findings, name: str, terms: list[str], parts: li
         findings.cells.append(ImpliedCell(name, categories[k], None, int(n[k]), flagged))
         if not flagged:
             continue
-        shown = categories[k][0] if len(parts) == 1 else tuple(categories[k])
         reasons = {
             "model_threshold": f"{int(n[k])} people (fewer than {config.threshold})",
             "model_zeros": "nobody in the rows the model used",
@@ -270,7 +273,7 @@ def _continuous_table(findings: Findings, name: str, terms: list[str], parts: li
             "model_dominance": "a few people make up most of the outcome's total",
         }
         findings.flag(flagged[0], terms,
-                      f"{name} = {shown}: " + "; ".join(reasons[r] for r in flagged)
+                      f"{name} = {shown(categories[k])}: " + "; ".join(reasons[r] for r in flagged)
                       + "; merge this category with another or drop the term")
         for rule in flagged[1:]:
             findings.flag(rule, terms)
@@ -321,6 +324,8 @@ def _exact_separation(findings: Findings, info: patsy.DesignInfo, factors: dict[
     runs only while rows x columns stay under ``MAX_LP_SIZE`` and the other checks cover larger ones.
     """
     cls = endog.astype(np.int64)
+    if len(cls) == 0 or cls.min() == cls.max():
+        return  # one outcome class only: the outcome_class rule already fails the model
     if all(f.kind == "categorical" for f in factors.values()):
         ids = cls.copy()
         for part in factors.values():
@@ -357,7 +362,7 @@ def _exact_separation(findings: Findings, info: patsy.DesignInfo, factors: dict[
     if margins.max(initial=0.0) <= _LP_TOL or margins.min(initial=0.0) < -_LP_TOL:
         return  # no separating direction (or only one within the solver's tolerance)
     separated = margins > _LP_TOL
-    columns = np.flatnonzero(np.abs(result.x) > _LP_TOL)
+    columns = np.flatnonzero((np.abs(result.x) > _LP_TOL) & (np.abs(a).max(axis=0) > 0))  # not empty columns
     terms = sorted({name for name, cols in info.term_name_slices.items()
                     if name != "Intercept" and set(range(cols.start, cols.stop)) & set(columns)})
     people = int(np.isin(ids, ids[first][separated]).sum())

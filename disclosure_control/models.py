@@ -12,11 +12,14 @@ category and what to do.
 
 from __future__ import annotations
 
+import ast
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import patsy
 import statsmodels.formula.api as smf
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
 
@@ -35,6 +38,129 @@ _SUMMARY_COLUMNS = {
 }
 _PREDICTED_EXACTLY = 1e-4  # statsmodels' own separation diagnostic: predicted within this of the outcome
 _PREDICTED_SHARE = 0.1  # ... for more than this share of people
+
+
+# --------------------------------------------------------------------------- formulas from elsewhere
+
+MAX_FORMULA_LENGTH = 2_000
+MAX_COLUMNS = 500  # design columns a formula from a record may ask for
+_FUNCTIONS = {"C", "I", "Q", "center", "standardize", "scale"}
+_CONTRASTS = {"Treatment", "Sum", "Helmert", "Diff", "Poly"}
+_NUMPY = {"log", "log1p", "log2", "log10", "exp", "sqrt", "abs", "square"}
+_ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+_COMPARISONS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE, ast.Eq, ast.NotEq)
+
+
+def _check_factor(node: ast.AST, columns: set[str], where: str) -> None:
+    """Allow a column, a number, a whitelisted function of allowed things; refuse everything else."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"formula term {where!r}: {what} is not allowed in a formula checked at the gateway")
+
+    if isinstance(node, ast.Name):
+        if node.id not in columns:
+            raise bad(f"the name {node.id!r} (not a column of the dataset)")
+    elif isinstance(node, ast.Constant):
+        if not isinstance(node.value, int | float) or isinstance(node.value, bool):
+            raise bad(f"the constant {node.value!r} here")
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        _check_factor(node.operand, columns, where)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
+        _check_factor(node.left, columns, where)
+        _check_factor(node.right, columns, where)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        if not any(isinstance(n, ast.Name) for n in ast.walk(node.left)):
+            raise bad("a power of a number (only a power of a column is allowed)")
+        _check_factor(node.left, columns, where)
+        exponent = node.right
+        if not (isinstance(exponent, ast.Constant) and isinstance(exponent.value, int | float)
+                and not isinstance(exponent.value, bool) and abs(exponent.value) <= 10):
+            raise bad("a power other than a number from -10 to 10")
+    elif isinstance(node, ast.Compare) and all(isinstance(op, _COMPARISONS) for op in node.ops):
+        for operand in [node.left, *node.comparators]:
+            if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+                continue
+            _check_factor(operand, columns, where)
+    elif isinstance(node, ast.Call):
+        _check_call(node, columns, where, bad)
+    else:
+        raise bad(f"the expression {ast.unparse(node)!r}")
+
+
+def _check_call(node: ast.Call, columns: set[str], where: str, bad: Any) -> None:
+    func = node.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "np":
+        if func.attr not in _NUMPY or node.keywords or len(node.args) != 1:
+            raise bad(f"np.{func.attr}(...)")
+        _check_factor(node.args[0], columns, where)
+        return
+    if not isinstance(func, ast.Name) or func.id not in _FUNCTIONS:
+        raise bad(f"the call {ast.unparse(node)!r}")
+    if func.id == "Q":
+        if (len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.Constant)
+                or node.args[0].value not in columns):
+            raise bad("Q() of anything but a column name")
+        return
+    if func.id != "C":
+        if len(node.args) != 1 or node.keywords:
+            raise bad(f"{func.id}() with more than one argument")
+        _check_factor(node.args[0], columns, where)
+        return
+    if not node.args or len(node.args) > 2:
+        raise bad("C() without one column")
+    _check_factor(node.args[0], columns, where)
+    contrasts = node.args[1:] + [k.value for k in node.keywords if k.arg == "contrast"]
+    levels = [k.value for k in node.keywords if k.arg == "levels"]
+    if any(k.arg not in {"contrast", "levels"} for k in node.keywords):
+        raise bad("a C() option other than contrast or levels")
+    for contrast in contrasts:
+        name = contrast.func if isinstance(contrast, ast.Call) else contrast
+        if not isinstance(name, ast.Name) or name.id not in _CONTRASTS:
+            raise bad(f"the contrast {ast.unparse(contrast)!r}")
+        if isinstance(contrast, ast.Call):
+            literals = list(contrast.args) + [k.value for k in contrast.keywords]
+            if any(k.arg not in {"reference"} for k in contrast.keywords) or not all(
+                    isinstance(v, ast.Constant) for v in literals):
+                raise bad(f"the contrast {ast.unparse(contrast)!r}")
+    for value in levels:
+        if not isinstance(value, ast.List | ast.Tuple) or not all(isinstance(v, ast.Constant) for v in value.elts):
+            raise bad("levels= other than a list of constants")
+
+
+def check_formula(formula: str, data: pd.DataFrame, max_columns: int = MAX_COLUMNS) -> None:
+    """Refuse a formula that does more than name columns and apply the usual transforms; ValueError says why.
+
+    patsy evaluates every term of a formula as Python, so a formula read from a record (written in a
+    workspace) must be checked before the gateway fits it: only columns of ``data``, numbers, ``C()``
+    with a contrast, ``I()`` arithmetic and comparisons, ``Q("column")``, ``center``/``standardize``/
+    ``scale`` and a few numpy functions pass. The design must also stay under ``max_columns`` columns,
+    so a record cannot make the gateway build a matrix with one column per person.
+    """
+    if not isinstance(formula, str) or len(formula) > MAX_FORMULA_LENGTH:
+        raise ValueError(f"the formula must be text of at most {MAX_FORMULA_LENGTH} characters")
+    columns = {str(c) for c in data.columns}
+    try:
+        description = patsy.ModelDesc.from_formula(formula)
+    except (patsy.PatsyError, RecursionError) as exc:
+        raise ValueError(f"the formula cannot be read: {exc}") from exc
+    terms: Iterable[Any] = [*description.lhs_termlist, *description.rhs_termlist]
+    for term in terms:
+        for factor in term.factors:
+            code = getattr(factor, "code", None)
+            if not isinstance(code, str):
+                raise ValueError(f"formula term {term.name()!r} is not a plain expression")
+            try:
+                tree = ast.parse(code, mode="eval")
+            except (SyntaxError, RecursionError) as exc:
+                raise ValueError(f"formula term {code!r} cannot be read") from exc
+            _check_factor(tree.body, columns, code)
+    environment = patsy.EvalEnvironment([{"np": np}])
+    try:
+        design = patsy.design_matrix_builders([description.rhs_termlist], lambda: iter([data]), environment)[0]
+    except patsy.PatsyError as exc:
+        raise ValueError(f"the formula cannot be evaluated on the data: {exc}") from exc
+    if len(design.column_names) > max_columns:
+        raise ValueError(f"the formula asks for {len(design.column_names)} model columns; at most {max_columns} "
+                         f"are refitted at the gateway")
 
 
 def _fit_options(fit_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -61,10 +187,8 @@ def _statsmodels_signals(
 ) -> None:
     """statsmodels' own word on separation: its warning and exception, and its summary's diagnostic."""
     if error is not None:
-        if isinstance(error, PerfectSeparationError) or "separation" in findings.flagged_terms:
+        if isinstance(error, PerfectSeparationError):
             findings.whole.add("separation")
-            findings.lines.append(f"statsmodels could not fit the model ({type(error).__name__}: "
-                                  f"{str(error).splitlines()[0]})")
         return
     if any(issubclass(c, PerfectSeparationWarning) for c in categories):
         findings.whole.add("separation")
@@ -124,8 +248,11 @@ def _fit(
     result, error, caught = _run_fit(model, kind, fit_kwargs)
     if binary:
         _statsmodels_signals(result, error, caught, endog, findings)
-    if error is not None and "separation" not in findings.whole:
-        raise error  # not separation: the model itself is wrong (e.g. collinear terms)
+    if error is not None:
+        if not (findings.whole or findings.flagged_terms):
+            raise error  # nothing we found explains it: the model itself is wrong (e.g. collinear terms)
+        findings.lines.append(f"statsmodels could not fit the model ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0]}); fix the problems named here first")
 
     if result is not None:
         table = result.summary2().tables[1]
