@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import product
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ import disclosure_control as dc
 from disclosure_control import model_tables
 from disclosure_control.config import SDCConfig
 from disclosure_control.record import Record
+from disclosure_control.rules import RULES
 from tests.unit.disclosure_control._sdc_reference import cell_rules
 
 BINARY = [dc.logit, dc.probit]
@@ -365,3 +367,10 @@ def test_one_numeric_predictor_separates_exactly_when_a_threshold_splits_the_cla
     split = bool(zeros and ones and varies and (max(zeros) <= min(ones) or max(ones) <= min(zeros)))
     assert ("x" in found.flagged_terms.get("separation", set())) == split
     assert "separation" not in found.whole  # one class only is the outcome_class rule's to fail
+
+
+def test_every_rule_has_a_row_in_the_documented_rules_table() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "disclosure-control.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip() for line in doc.splitlines()
+            if line.startswith("| `")}
+    assert {name: rows.get(name) for name in RULES} == {name: rule.verdict for name, rule in RULES.items()}
