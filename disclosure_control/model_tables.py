@@ -13,17 +13,20 @@ exactly): a category with everyone in one class, a numeric predictor that splits
 linear-programming check for any separating direction. statsmodels' own signals are collected by
 ``models.py``.
 
-Factors are read through patsy (statsmodels' formula engine): numeric 0/1 predictors count as
-two-category factors, as they are dummies in all but name.
+Factors are read through patsy (statsmodels' formula engine). Numeric predictors that are categories
+in disguise (two values, or a variable with as few values as the model has terms in it) are checked
+as categories.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import patsy
 from patsy.categorical import categorical_to_int
 
@@ -133,10 +136,37 @@ def fitted_rows(model: Any, n_rows: int) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def _variables(factor: Any, columns: set[str]) -> set[str]:
+    """The data columns a factor's expression reads (bare names and ``Q("name")``)."""
+    try:
+        tree = ast.parse(str(getattr(factor, "code", "")), mode="eval")
+    except (SyntaxError, RecursionError):
+        return set()
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return names & columns
+
+
+def _as_categories(name: str, values: np.ndarray) -> Factor:
+    codes, levels = pd.factorize(values, sort=True, use_na_sentinel=False)
+    labels = [json_label(v) for v in levels]
+    labels = [int(v) if isinstance(v, float) and v.is_integer() else v for v in labels]  # 1, not 1.0
+    return Factor(name, "categorical", labels, codes=np.asarray(codes, dtype=np.int64))
+
+
 def evaluate_factors(info: patsy.DesignInfo, data: Any, rows: np.ndarray) -> dict[Any, Factor]:
-    """Every factor of the design on the fitted rows; numeric 0/1 factors become two-category factors."""
+    """Every factor of the design on the fitted rows, with numeric factors that are categories in disguise
+    turned into categories.
+
+    A numeric factor with two values is a dummy whatever the values (``I((region == 7) * 2)``); and a
+    variable with k values entering the model through at least k - 1 numeric terms (``x + I(x**2)`` with
+    three values of x) gets each value's own mean, exactly as ``C(x)`` would. Both are checked as the
+    table of the variable's values.
+    """
     factors: dict[Any, Factor] = {}
     na_action = patsy.NAAction()
+    columns = {str(c) for c in getattr(data, "columns", [])}
+    numeric: dict[Any, np.ndarray] = {}
     for factor, finfo in info.factor_infos.items():
         value = factor.eval(finfo.state, data)
         name = factor.name()
@@ -148,21 +178,43 @@ def evaluate_factors(info: patsy.DesignInfo, data: Any, rows: np.ndarray) -> dic
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         array = array[rows] if array.ndim == 1 else array[rows, ...]
-        if array.ndim == 1 and len(array) and np.isin(array, (0.0, 1.0)).all():
-            factors[factor] = Factor(name, "categorical", [0, 1], codes=array.astype(np.int64))
-        else:
-            factors[factor] = Factor(name, "numeric", values=array if array.ndim == 1 else None)
+        factors[factor] = Factor(name, "numeric", values=array if array.ndim == 1 else None)
+        if array.ndim == 1:
+            numeric[factor] = array
+    by_variable: dict[str, list[Any]] = {}
+    for factor in numeric:
+        variables = _variables(factor, columns)
+        if len(variables) == 1:
+            by_variable.setdefault(variables.pop(), []).append(factor)
+    for variable, group in by_variable.items():
+        values = np.asarray(data[variable])[rows]
+        if len(pd.unique(values)) <= max(2, len(group) + 1):
+            for factor in group:
+                factors[factor] = _as_categories(variable, values)
+                del numeric[factor]
+    for factor, array in numeric.items():
+        if len(array) and len(np.unique(array)) <= 2:
+            factors[factor] = _as_categories(factors[factor].name, array)
     return factors
 
 
-def _term_groups(info: patsy.DesignInfo, factors: dict[Any, Factor]) -> dict[tuple[Any, ...], list[str]]:
-    """Categorical factor sets (in formula order) -> names of the terms built on exactly that set."""
-    groups: dict[tuple[Any, ...], list[str]] = {}
+def _term_groups(info: patsy.DesignInfo, factors: dict[Any, Factor]) -> dict[tuple[str, ...], tuple[list[Factor],
+                                                                                                     list[str]]]:
+    """Categorical factor sets (by name, in formula order) -> the factors and the terms built on exactly that set."""
+    groups: dict[tuple[str, ...], tuple[list[Factor], list[str]]] = {}
     for term in info.terms:
-        cats = tuple(f for f in term.factors if factors[f].kind == "categorical")
-        if cats:
-            groups.setdefault(cats, []).append(term.name())
+        parts = _categorical_parts(term, factors)
+        if parts:
+            groups.setdefault(tuple(p.name for p in parts), (parts, []))[1].append(term.name())
     return groups
+
+
+def _categorical_parts(term: Any, factors: dict[Any, Factor]) -> list[Factor]:
+    parts: dict[str, Factor] = {}
+    for factor in term.factors:
+        if factors[factor].kind == "categorical":
+            parts.setdefault(factors[factor].name, factors[factor])
+    return list(parts.values())
 
 
 def _combination_ids(parts: list[Factor]) -> tuple[np.ndarray, int]:
@@ -192,13 +244,12 @@ def check(
 ) -> Findings:
     """Every implied table and, for binary models, the separation checks."""
     findings = Findings()
-    binary = binary_model and bool(np.isin(endog, (0.0, 1.0)).all())
+    binary = len(endog) > 0 and bool(np.isin(endog, (0.0, 1.0)).all())  # a linear probability model too
     if binary_model and not binary:
         findings.notes.append("the outcome is not 0/1, so categories were checked as for a continuous outcome")
     if not binary and (endog < 0).any():
         findings.notes.append("the outcome has negative values, so the dominance rules do not apply to it")
-    for parts_key, terms in _term_groups(info, factors).items():
-        parts = [factors[f] for f in parts_key]
+    for parts, terms in _term_groups(info, factors).values():
         name = ":".join(p.name for p in parts)
         size = int(np.prod([len(p.levels) for p in parts], dtype=float))
         if size > MAX_CELLS:
@@ -208,17 +259,20 @@ def check(
             continue
         ids, size = _combination_ids(parts)
         if binary:
-            _binary_table(findings, name, terms, parts, ids, size, endog, config)
+            _binary_table(findings, name, terms, parts, ids, size, endog, config, binary_model)
         else:
             _continuous_table(findings, name, terms, parts, ids, size, endog, config)
-    if binary:
+    if binary and binary_model:
         _numeric_separation(findings, info, factors, endog)
         _exact_separation(findings, info, factors, endog, exog)
     return findings
 
 
 def _binary_table(findings: Findings, name: str, terms: list[str], parts: list[Factor], ids: np.ndarray,
-                  size: int, endog: np.ndarray, config: SDCConfig) -> None:
+                  size: int, endog: np.ndarray, config: SDCConfig, binary_model: bool) -> None:
+    """Category x outcome class. A category all in one class is separation in a logit or probit, and in a
+    linear model of a 0/1 outcome the same class disclosure (everyone shares one outcome value)."""
+    one_class_rule = "separation" if binary_model else "model_all_same"
     outcome = endog.astype(np.int64)
     counts = np.bincount(ids * 2 + outcome, minlength=2 * size).reshape(size, 2)
     small = rules.threshold(counts, config)
@@ -226,16 +280,17 @@ def _binary_table(findings: Findings, name: str, terms: list[str], parts: list[F
     empty = np.repeat((totals == 0)[:, None], 2, axis=1) & config.zeros_are_disclosive
     one_class = (counts == 0) & (totals > 0)[:, None]
     categories = _categories(parts)
-    checks = (("model_threshold", small), ("model_zeros", empty), ("separation", one_class))
+    checks = (("model_threshold", small), ("model_zeros", empty), (one_class_rule, one_class))
     for k in range(size):
         for j in (0, 1):
             flagged = [r for r, m in checks if m[k, j]]
             findings.cells.append(ImpliedCell(name, categories[k], j, int(counts[k, j]), flagged))
     for k in np.flatnonzero(one_class.any(axis=1)):
         shared = 1 if counts[k, 1] else 0
-        findings.flag("separation", terms,
-                      f"{name} = {shown(categories[k])}: all {int(totals[k])} people have outcome {shared} "
-                      f"(quasi-complete separation); merge this category with another or drop the term")
+        what = " (quasi-complete separation)" if binary_model else ""
+        findings.flag(one_class_rule, terms,
+                      f"{name} = {shown(categories[k])}: all {int(totals[k])} people have outcome {shared}{what}; "
+                      f"merge this category with another or drop the term")
     for k, j in zip(*np.nonzero(small), strict=True):
         findings.flag("model_threshold", terms,
                       f"{name} = {shown(categories[k])} with outcome {j}: {int(counts[k, j])} people (fewer than "
@@ -287,14 +342,13 @@ def _numeric_separation(findings: Findings, info: patsy.DesignInfo, factors: dic
         numeric = [f for f in term.factors if factors[f].kind == "numeric"]
         if len(numeric) != 1 or factors[numeric[0]].values is None:
             continue  # products of numeric variables are left to statsmodels' own signals
-        cats = tuple(f for f in term.factors if factors[f].kind == "categorical")
-        key = (numeric[0], *cats)
+        parts = _categorical_parts(term, factors)
+        key = (numeric[0], *(p.name for p in parts))
         if key in seen:
             continue
         seen.add(key)
         x = factors[numeric[0]].values
         assert x is not None
-        parts = [factors[f] for f in cats]
         ids, size = _combination_ids(parts) if parts else (np.zeros(len(x), dtype=np.int64), 1)
         cls = endog.astype(np.int64)
         lo = np.full((size, 2), np.inf)
