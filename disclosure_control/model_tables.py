@@ -262,10 +262,42 @@ def check(
             _binary_table(findings, name, terms, parts, ids, size, endog, config, binary_model)
         else:
             _continuous_table(findings, name, terms, parts, ids, size, endog, config)
+    if not binary_model:
+        _whole_outcome(findings, endog, binary, config)
     if binary and binary_model:
         _numeric_separation(findings, info, factors, endog)
         _exact_separation(findings, info, factors, endog, exog)
     return findings
+
+
+def _whole_outcome(findings: Findings, endog: np.ndarray, binary: bool, config: SDCConfig) -> None:
+    """A linear model speaks for everyone it was fitted on too (the margin of its tables): an outcome that is
+    the same for everyone, a 0/1 outcome with a small class, or a total a few people dominate fails it.
+    (Binary models have the outcome_class rule for this.)"""
+    if binary:
+        counts = np.bincount(endog.astype(np.int64), minlength=2)
+        for j in (0, 1):
+            findings.cells.append(ImpliedCell("(everyone)", [], j, int(counts[j]), []))
+        if (counts == 0).any():
+            findings.whole.add("model_all_same")
+            findings.lines.append(f"everyone has outcome {int(np.argmax(counts))}: the model reveals it for each "
+                                  f"person")
+        elif rules.threshold(counts, config).any():
+            findings.whole.add("model_threshold")
+            findings.lines.append(f"outcome {int(np.argmin(counts))}: {int(counts.min())} people (fewer than "
+                                  f"{config.threshold})")
+        return
+    stats = cell_stats(np.zeros(len(endog), dtype=np.int64), endog.astype(float), 1, config.nk_n)
+    findings.cells.append(ImpliedCell("(everyone)", [], None, int(stats.n_values[0]), []))
+    if rules.all_same(stats.n_values, stats.minimum, stats.maximum)[0]:
+        findings.whole.add("model_all_same")
+        findings.lines.append("everyone has the same outcome value: the model reveals it for each person")
+    if not (endog < 0).any() and (
+        rules.nk_dominance(stats.top_n_sum, stats.total, stats.n_negative, config)
+        | rules.p_percent(stats.maximum, stats.second, stats.total, stats.n_negative, config)
+    )[0]:
+        findings.whole.add("model_dominance")
+        findings.lines.append("a few people make up most of the outcome's total over everyone the model used")
 
 
 def _binary_table(findings: Findings, name: str, terms: list[str], parts: list[Factor], ids: np.ndarray,

@@ -255,7 +255,9 @@ def _fit(
                               f"{str(error).splitlines()[0]}); fix the problems named here first")
 
     if result is not None:
-        table = result.summary2().tables[1]
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # summary statistics of a degenerate fit warn; the rules speak here
+            table = result.summary2().tables[1]
         dof_resid = float(result.df_resid)
     else:
         table = pd.DataFrame(np.nan, index=pd.Index(model.exog_names), columns=_SUMMARY_COLUMNS[kind])
@@ -269,6 +271,9 @@ def _fit(
         masks[rule] = _mask(table, positions)
 
     checks = {"dof": bool(rules.dof(dof_resid, config))}
+    if not binary:
+        checks.update({rule: rule in findings.whole for rule in ("model_threshold", "model_all_same",
+                                                                 "model_dominance")})
     if binary:
         positives = int((endog == 1).sum())
         checks["outcome_class"] = min(positives, n_used - positives) < config.threshold

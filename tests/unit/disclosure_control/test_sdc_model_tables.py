@@ -158,6 +158,20 @@ def test_a_category_sharing_one_outcome_value_fails() -> None:
     assert review.status == "review" and not flagged(review, "model_all_same")
 
 
+def test_a_linear_model_of_an_outcome_everyone_shares_fails() -> None:
+    """The margin of a linear model's tables is everyone it was fitted on: an outcome that is the same for all
+    (or a 0/1 outcome with a small class) fails, as an "All" cell of a table would."""
+    frame = continuous({"a": 40, "b": 40})
+    assert dc.ols("cost ~ age", frame).status == "pass"
+    same = dc.ols("cost ~ age", frame.assign(cost=7.0))
+    assert same.status == "fail" and same.checks["model_all_same"]
+    assert "everyone has the same outcome value" in same.summary
+    few = frame.assign(cost=0.0)
+    few.loc[few.index[:4], "cost"] = 1.0
+    out = dc.ols("cost ~ age", few)
+    assert out.status == "fail" and out.checks["model_threshold"] and "outcome 1: 4 people" in out.summary
+
+
 # ---------------------------------------------------------------- model_dominance
 @pytest.mark.parametrize(("top", "status"), [([45.0, 45.0], "pass"), ([46.0, 45.0], "fail")])
 def test_dominance_boundary_in_a_category(top: list[float], status: str) -> None:
@@ -313,7 +327,8 @@ def test_binary_implied_tables_match_counts_by_hand(rows: list[tuple[str | None,
     config = SDCConfig(threshold=threshold, zeros_are_disclosive=zeros)
     one_class = "separation" if kind == "logit" else "model_all_same"
     found = _findings(kind, "y ~ C(g) * C(h)", frame, config)
-    got = {(c.table, tuple(c.category), c.outcome): (c.count, sorted(c.rules)) for c in found.cells}
+    got = {(c.table, tuple(c.category), c.outcome): (c.count, sorted(c.rules)) for c in found.cells
+           if c.table != "(everyone)"}
     g_levels = sorted({r[0] for r in complete})
     h_levels = sorted({r[1] for r in rows})
     tables = {"C(g)": [(g,) for g in g_levels], "C(h)": [(h,) for h in h_levels],
@@ -334,6 +349,13 @@ def test_binary_implied_tables_match_counts_by_hand(rows: list[tuple[str | None,
                     fired.append(one_class)
                 expected[(name, combo, outcome)] = (n, sorted(fired))
     assert got == expected
+    classes = [sum(1 for r in complete if r[2] == outcome) for outcome in (0, 1)]
+    whole = set()
+    if kind == "ols" and 0 in classes:
+        whole.add("model_all_same")
+    elif kind == "ols" and 0 < min(classes) < threshold:
+        whole.add("model_threshold")
+    assert found.whole == whole
 
 
 @settings(max_examples=60, deadline=None)
@@ -352,6 +374,11 @@ def test_continuous_implied_tables_match_the_reference_rules(rows: list[tuple[st
     rename = {"threshold": "model_threshold", "zeros": "model_zeros", "all_same": "model_all_same",
               "nk_dominance": "model_dominance", "p_percent": "model_dominance"}
     for cell in found.cells:
+        if cell.table == "(everyone)":
+            everyone = {rename[r] for r in cell_rules([v for _, v in rows], "mean", config) if r in rename}
+            everyone -= {"model_threshold"} | ({"model_dominance"} if any_negative else set())
+            assert found.whole == everyone
+            continue
         values = [v for g, v in rows if g == cell.category[0]]
         reference = {rename[r] for r in cell_rules(values, "mean", config) if r in rename}
         if any_negative:
