@@ -239,14 +239,14 @@ def _fit(
     model = builder(formula, data)
     endog = np.asarray(model.endog, dtype=float)
     n_used = len(endog)
-    binary = kind != "ols"
+    binary_model = kind != "ols"
 
     info = model_tables.design_info(model, data)
     factors = model_tables.evaluate_factors(info, data, model_tables.fitted_rows(model, len(data)))
-    findings = model_tables.check(info, factors, endog, np.asarray(model.exog, dtype=float), binary, config)
+    findings = model_tables.check(info, factors, endog, np.asarray(model.exog, dtype=float), binary_model, config)
 
     result, error, caught = _run_fit(model, kind, fit_kwargs)
-    if binary:
+    if binary_model:
         _statsmodels_signals(result, error, caught, endog, findings)
     if error is not None:
         if not (findings.whole or findings.flagged_terms):
@@ -271,10 +271,10 @@ def _fit(
         masks[rule] = _mask(table, positions)
 
     checks = {"dof": bool(rules.dof(dof_resid, config))}
-    if not binary:
+    if not binary_model:
         checks.update({rule: rule in findings.whole for rule in ("model_threshold", "model_all_same",
                                                                  "model_dominance")})
-    if binary:
+    else:
         positives = int((endog == 1).sum())
         checks["outcome_class"] = min(positives, n_used - positives) < config.threshold
         checks["separation"] = "separation" in findings.whole
