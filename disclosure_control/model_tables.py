@@ -21,8 +21,8 @@ as categories.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import product
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from .record import json_label
 MAX_CELLS = 1_000_000  # a term implying more combinations than this fails without being enumerated
 MAX_LP_SIZE = 300_000  # distinct rows x columns above which the exact separation check is skipped
 MAX_RECORDED = 2_000  # implied cells kept in the record (flagged cells first)
+MAX_LINES = 20  # problems named one by one in the summary; the rest are counted
 _LP_TOL = 1e-6
 
 
@@ -95,13 +96,20 @@ class Findings:
     flagged_terms: dict[str, set[str]] = field(default_factory=dict)  # rule -> term names
     whole: set[str] = field(default_factory=set)  # rules about the whole model (no one term)
     lines: list[str] = field(default_factory=list)  # problems, naming term and category, with the fix
+    more_lines: int = 0  # problems beyond MAX_LINES, counted only
     notes: list[str] = field(default_factory=list)
     exact_separation_checked: bool = False
 
-    def flag(self, rule: str, terms: list[str], line: str | None = None) -> None:
+    def flag(self, rule: str, terms: list[str], line: str | Callable[[], str] | None = None) -> None:
+        """Flag ``terms`` under ``rule``; ``line`` (text, or a function making it, called only while the summary
+        still lists problems one by one) names the term, the category and the fix."""
         self.flagged_terms.setdefault(rule, set()).update(terms)
-        if line:
-            self.lines.append(line)
+        if line is None:
+            return
+        if len(self.lines) < MAX_LINES:
+            self.lines.append(line() if callable(line) else line)
+        else:
+            self.more_lines += 1
 
     def recorded_cells(self) -> list[dict[str, Any]]:
         ordered = sorted(self.cells, key=lambda c: rules.VERDICT_ORDER[c.status], reverse=True)
@@ -228,8 +236,17 @@ def _combination_ids(parts: list[Factor]) -> tuple[np.ndarray, int]:
     return ids, size
 
 
-def _categories(parts: list[Factor]) -> list[list[Any]]:
-    return [list(combo) for combo in product(*(p.levels for p in parts))]
+def _category(parts: list[Factor], k: int) -> list[Any]:
+    """The levels of combination ``k`` (the ids are mixed-radix, first factor most significant)."""
+    if not parts:
+        return []
+    positions = np.unravel_index(int(k), [len(p.levels) for p in parts])
+    return [p.levels[int(i)] for p, i in zip(parts, positions, strict=True)]
+
+
+def _listed(flagged: np.ndarray, size: int) -> list[int]:
+    """Combinations whose cells go into the record: flagged ones first, then the rest, up to MAX_RECORDED each."""
+    return sorted({*np.flatnonzero(flagged)[:MAX_RECORDED].tolist(), *range(min(size, MAX_RECORDED))})
 
 
 # --------------------------------------------------------------------------- the checks
@@ -311,26 +328,26 @@ def _binary_table(findings: Findings, name: str, terms: list[str], parts: list[F
     totals = counts.sum(axis=1)
     empty = np.repeat((totals == 0)[:, None], 2, axis=1) & config.zeros_are_disclosive
     one_class = (counts == 0) & (totals > 0)[:, None]
-    categories = _categories(parts)
     checks = (("model_threshold", small), ("model_zeros", empty), (one_class_rule, one_class))
-    for k in range(size):
+    for k in _listed((small | empty | one_class).any(axis=1), size):
         for j in (0, 1):
             flagged = [r for r, m in checks if m[k, j]]
-            findings.cells.append(ImpliedCell(name, categories[k], j, int(counts[k, j]), flagged))
+            findings.cells.append(ImpliedCell(name, _category(parts, k), j, int(counts[k, j]), flagged))
     for k in np.flatnonzero(one_class.any(axis=1)):
         shared = 1 if counts[k, 1] else 0
         what = " (quasi-complete separation)" if binary_model else ""
         findings.flag(one_class_rule, terms,
-                      f"{name} = {shown(categories[k])}: all {int(totals[k])} people have outcome {shared}{what}; "
-                      f"merge this category with another or drop the term")
+                      lambda k=k, shared=shared, what=what: f"{name} = {shown(_category(parts, k))}: all "
+                      f"{int(totals[k])} people have outcome {shared}{what}; merge this category with another or "
+                      f"drop the term")
     for k, j in zip(*np.nonzero(small), strict=True):
         findings.flag("model_threshold", terms,
-                      f"{name} = {shown(categories[k])} with outcome {j}: {int(counts[k, j])} people (fewer than "
-                      f"{config.threshold}); merge small categories or drop the term")
+                      lambda k=k, j=j: f"{name} = {shown(_category(parts, k))} with outcome {j}: {int(counts[k, j])} "
+                      f"people (fewer than {config.threshold}); merge small categories or drop the term")
     for k in np.flatnonzero(empty[:, 0]):
         findings.flag("model_zeros", terms,
-                      f"{name} = {shown(categories[k])}: nobody in the rows the model used; merge or drop this "
-                      f"category")
+                      lambda k=k: f"{name} = {shown(_category(parts, k))}: nobody in the rows the model used; merge "
+                      f"or drop this category")
 
 
 def _continuous_table(findings: Findings, name: str, terms: list[str], parts: list[Factor], ids: np.ndarray,
@@ -345,25 +362,26 @@ def _continuous_table(findings: Findings, name: str, terms: list[str], parts: li
         dominated = rules.nk_dominance(stats.top_n_sum, stats.total, stats.n_negative, config) | rules.p_percent(
             stats.maximum, stats.second, stats.total, stats.n_negative, config
         )
-    categories = _categories(parts)
     checks = (("model_threshold", small), ("model_zeros", empty), ("model_all_same", same),
               ("model_dominance", dominated))
-    for k in range(size):
-        flagged = [r for r, m in checks if m[k]]
-        findings.cells.append(ImpliedCell(name, categories[k], None, int(n[k]), flagged))
-        if not flagged:
-            continue
-        reasons = {
-            "model_threshold": f"{int(n[k])} people (fewer than {config.threshold})",
-            "model_zeros": "nobody in the rows the model used",
-            "model_all_same": f"all {int(n[k])} people have the same outcome value",
-            "model_dominance": "a few people make up most of the outcome's total",
-        }
-        findings.flag(flagged[0], terms,
-                      f"{name} = {shown(categories[k])}: " + "; ".join(reasons[r] for r in flagged)
-                      + "; merge this category with another or drop the term")
-        for rule in flagged[1:]:
+    flagged_any = small | empty | same | dominated
+    for k in _listed(flagged_any, size):
+        fired = [r for r, m in checks if m[k]]
+        findings.cells.append(ImpliedCell(name, _category(parts, k), None, int(n[k]), fired))
+    for rule, mask in checks:
+        if mask.any():
             findings.flag(rule, terms)
+    reasons = {
+        "model_threshold": lambda k: f"{int(n[k])} people (fewer than {config.threshold})",
+        "model_zeros": lambda k: "nobody in the rows the model used",
+        "model_all_same": lambda k: f"all {int(n[k])} people have the same outcome value",
+        "model_dominance": lambda k: "a few people make up most of the outcome's total",
+    }
+    for k in np.flatnonzero(flagged_any):
+        findings.flag(next(r for r, m in checks if m[k]), terms,
+                      lambda k=k: f"{name} = {shown(_category(parts, k))}: "
+                      + "; ".join(reasons[r](k) for r, m in checks if m[k])
+                      + "; merge this category with another or drop the term")
 
 
 def _numeric_separation(findings: Findings, info: patsy.DesignInfo, factors: dict[Any, Factor],
@@ -390,10 +408,9 @@ def _numeric_separation(findings: Findings, info: patsy.DesignInfo, factors: dic
         both = np.isfinite(lo).all(axis=1)
         varies = np.minimum(lo[:, 0], lo[:, 1]) < np.maximum(hi[:, 0], hi[:, 1])
         split = both & varies & ((hi[:, 0] <= lo[:, 1]) | (hi[:, 1] <= lo[:, 0]))
-        categories = _categories(parts) if parts else [[]]
         for k in np.flatnonzero(split):
             within = "" if not parts else " within " + ", ".join(
-                f"{p.name} = {v}" for p, v in zip(parts, categories[k], strict=True))
+                f"{p.name} = {v}" for p, v in zip(parts, _category(parts, k), strict=True))
             findings.flag("separation", [term.name()],
                           f"{factors[numeric[0]].name}{within} splits the outcome classes (every value with one "
                           f"outcome is at or beyond every value with the other): drop the term, or band "

@@ -30,7 +30,6 @@ from .output import Output
 from .record import json_label
 
 MODEL_RULES = ("model_threshold", "model_zeros", "model_all_same", "model_dominance", "separation")
-MAX_LINES = 20  # problems listed one by one in the summary; the rest are counted
 _SUMMARY_COLUMNS = {
     "ols": ["Coef.", "Std.Err.", "t", "P>|t|", "[0.025", "0.975]"],
     "logit": ["Coef.", "Std.Err.", "z", "P>|z|", "[0.025", "0.975]"],
@@ -282,9 +281,9 @@ def _fit(
     n_dropped = len(data) - n_used
     checks["missing"] = bool(n_dropped > 0 and config.check_missing_values)
 
-    notes = findings.lines[:MAX_LINES]
-    if len(findings.lines) > MAX_LINES:
-        notes.append(f"... and {len(findings.lines) - MAX_LINES} more problems of the same kinds")
+    notes = list(findings.lines)
+    if findings.more_lines:
+        notes.append(f"... and {findings.more_lines} more problems of the same kinds")
     notes.append(f"residual degrees of freedom {dof_resid:g}")
     notes.extend(findings.notes)
     if n_dropped:

@@ -425,3 +425,16 @@ def test_every_rule_has_a_row_in_the_documented_rules_table() -> None:
     rows = {line.split("|")[1].strip().strip("`"): line.split("|")[2].strip() for line in doc.splitlines()
             if line.startswith("| `")}
     assert {name: rows.get(name) for name in RULES} == {name: rule.verdict for name, rule in RULES.items()}
+
+
+def test_a_term_with_many_failing_combinations_is_summarised_not_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_tables, "MAX_RECORDED", 50)
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a": rng.integers(0, 12, 400).astype(str), "b": rng.integers(0, 12, 400).astype(str)})
+    frame["cost"] = rng.uniform(100, 200, len(frame))
+    out = dc.ols("cost ~ C(a):C(b)", frame)
+    assert out.status == "fail"
+    assert sum(line.startswith("- note: C(a):C(b) = ") for line in out.summary.splitlines()) == 20
+    assert "more problems of the same kinds" in out.summary
+    implied = out.record().implied
+    assert len(implied) == 50 and all(c["status"] == "fail" for c in implied)
