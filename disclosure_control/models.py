@@ -175,7 +175,8 @@ def _run_fit(model: Any, kind: str, fit_kwargs: dict[str, Any]) -> tuple[Any, Ex
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = model.fit(**fit_kwargs) if kind == "ols" else model.fit(disp=0, **fit_kwargs)
+            options = {"disp": 0, **fit_kwargs} if kind != "ols" else fit_kwargs
+            result = model.fit(**options)
         except (PerfectSeparationError, np.linalg.LinAlgError) as exc:
             return None, exc, [w.category for w in caught]
     return result, None, [w.category for w in caught]

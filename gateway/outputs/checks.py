@@ -131,11 +131,17 @@ def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = 
 def _refit(kind: str, query: dict[str, Any], data: pd.DataFrame, config: SDCConfig) -> Output:
     """Fit the recorded model again, after checking that its formula only names columns (patsy runs it as code)."""
     formula = query.get("formula")
-    options = query.get("fit") or {}
-    for key, value in options.items():
+    recorded = query.get("fit") or {}
+    if not isinstance(recorded, dict):
+        raise CannotRecompute("the recorded fit options are not a mapping")
+    options = {}
+    for key, value in recorded.items():
+        if key == "disp" and isinstance(value, bool):
+            continue  # whether statsmodels prints its progress: the gateway fits quietly either way
         if key not in FIT_OPTIONS or isinstance(value, bool) or not isinstance(value, str | int) \
                 or value not in FIT_OPTIONS[key]:
             raise CannotRecompute(f"the fit option {key}={value!r} is not refitted at the gateway")
+        options[key] = value
     try:
         check_formula(formula, data)
         return getattr(dc, kind)(formula, data, dataset=query.get("dataset"), filters=query.get("filters") or None,

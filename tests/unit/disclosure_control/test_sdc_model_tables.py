@@ -290,6 +290,13 @@ def test_rows_the_model_drops_filters_and_duplicate_labels_are_respected() -> No
     assert out.status == "pass"
 
 
+def test_fit_options_are_passed_on_and_recorded() -> None:
+    frame = binary({"a": (40, 40), "b": (40, 30), "c": (30, 10)})
+    out = dc.logit("event ~ age + C(group)", frame, disp=False, maxiter=50, cov_type="HC0")
+    assert out.status == "pass" and out.model.cov_type == "HC0"
+    assert out.record().query["fit"] == {"cov_type": "HC0", "disp": False, "maxiter": 50}
+
+
 def test_the_formulaic_engine_gives_the_same_tables() -> None:
     frame = binary({"a": (40, 40), "b": (40, 30), "c": (30, 3)})
     default = dc.logit("event ~ age + C(group)", frame)

@@ -31,7 +31,7 @@ def refit(extract: Path, kind: str, **query: Any) -> Any:
 
 
 def test_a_recorded_model_and_curve_are_refitted(extract: Path) -> None:
-    assert refit(extract, "logit", formula="y ~ x + C(g)", fit={"cov_type": "HC1"}).status == "pass"
+    assert refit(extract, "logit", formula="y ~ x + C(g)", fit={"cov_type": "HC1", "disp": True}).status == "pass"
     assert refit(extract, "survival", columns=["months", "died"], group=["g"]).kind == "survival"
 
 
@@ -44,6 +44,7 @@ def test_a_recorded_model_and_curve_are_refitted(extract: Path) -> None:
     ("ols", {"formula": "zz ~ x"}, "not a column"),
     ("ols", {"formula": "c ~ x", "fit": {"callback": "print"}}, "is not refitted"),
     ("ols", {"formula": "c ~ x", "fit": {"cov_type": ["HC0"]}}, "is not refitted"),
+    ("ols", {"formula": "c ~ x", "fit": ["cov_type"]}, "not a mapping"),
     ("logit", {"formula": "y ~ x", "filters": {"g": {"in": ["zz"]}}}, "cannot be fitted"),  # no rows
     ("logit", {"formula": "c ~ x"}, "cannot be fitted"),  # outcome outside 0..1
     ("logit", {"formula": "y ~ x", "fit": {"maxiter": 0}}, "is not refitted"),
