@@ -1,10 +1,8 @@
 """Automatic checks, run by the worker after each submission (outbox kind ``outputs.check``).
 
-A table, model or survival curve saved with a disclosure-control record is recomputed: the recorded query is
-run again on the project's extract with the gateway's rules and the recorded mitigation (a model is refitted,
-so the model rules, among them the tables it implies, are applied by the gateway; its formula is first checked
-to name only columns and the usual transforms, since patsy runs a formula as Python), the result is compared
-cell by cell with the submitted CSV (a difference means the file was edited by hand or made elsewhere: it fails), the
+A table saved with a disclosure-control record is recomputed: the recorded query is run again on the
+project's extract with the gateway's rules and the recorded mitigation, the result is compared cell by cell
+with the submitted CSV (a difference means the file was edited by hand or made elsewhere: it fails), the
 rules are applied to every cell, and the differencing check compares it with everything already released
 for the project. Any other file gets heuristic checks (small counts, unrounded counts, minima and maxima)
 and is marked for manual review. Every verdict is kept per cell, in CSV coordinates, for the checker's view.
@@ -94,7 +92,11 @@ def load_dataset(extract: Path | None, dataset: str | None) -> pd.DataFrame:
 
 
 def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = DEFAULT_CONFIG) -> Output:
-    """Run the recorded query again with the gateway's rules and the recorded mitigation."""
+    """Run the recorded query again with the gateway's rules and the recorded mitigation.
+
+    Tables, survival curves (grouped or not) and models: a model is refitted, so the model rules (the tables
+    it implies, separation) are the gateway's whatever the notebook ran.
+    """
     kind = record.get("kind")
     if kind not in RECOMPUTABLE:
         raise CannotRecompute(f"a {kind} output is not recomputed automatically")
