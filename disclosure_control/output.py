@@ -14,6 +14,7 @@ from .config import SDCConfig
 from .record import CellVerdict, Record, json_label
 
 SUPPRESSED = "suppressed"
+MODEL_KINDS = frozenset({"ols", "logit", "probit"})
 
 
 def _labels(index: pd.Index, position: int) -> list[Any]:
@@ -56,6 +57,7 @@ class Output:
     epsilon: float | None = None
     denominators: pd.DataFrame | None = None  # for normalised tables: the count each cell was divided by
     suppressor: Callable[[Output], Output] | None = None  # kind-specific suppression (survival)
+    implied: list[dict[str, Any]] | None = None  # models: cells of the tables the model summarises
 
     # ----------------------------------------------------------------- verdicts
     @property
@@ -98,9 +100,14 @@ class Output:
         what = self.query.get("description") or self.kind
         n_cells = int(self.table.size)
         lines = [f"{self.status.upper()}: {what} ({n_cells} cells checked)."]
+        model = self.kind in MODEL_KINDS
         for name, n in sorted(self.flagged_counts().items()):
             rule = rules.RULES[name]
-            cells = "cell" if n == 1 else "cells"
+            if model:  # a flagged coefficient is a whole row of the coefficient table
+                n //= max(self.table.shape[1], 1)
+                cells = "coefficient" if n == 1 else "coefficients"
+            else:
+                cells = "cell" if n == 1 else "cells"
             lines.append(f"- {n} {cells} {rule.verdict}: {rule.description} ({rule.boundary})")
         for name, flagged in self.checks.items():
             if flagged:
@@ -111,6 +118,8 @@ class Output:
             lines.append(f"- mitigation applied: {self.mitigation}")
         if self.status == "fail" and self.kind in {"crosstab", "pivot_table", "hist", "describe"}:
             lines.append("Suggested: call .suppressed() or merge small categories and run it again.")
+        elif self.status == "fail" and model:
+            lines.append("Suggested: merge the categories or drop the terms named above, and fit the model again.")
         elif self.status == "pass":
             lines.append("All rules passed; the output can go to the output checker as it is.")
         return "\n".join(lines)
@@ -121,7 +130,7 @@ class Output:
     # ----------------------------------------------------------------- mitigations
     def suppressed(self) -> Output:
         """Hide failing cells, plus the cells or totals that would let anyone recompute them."""
-        if self.kind in {"ols", "logit", "probit"}:
+        if self.kind in MODEL_KINDS:
             raise ValueError("a model cannot be suppressed cell by cell: change the model instead")
         if self.suppressor is not None:
             return self.suppressor(self)
@@ -202,4 +211,5 @@ class Output:
             checks={name: rules.RULES[name].verdict if flagged else "pass" for name, flagged in self.checks.items()},
             mitigation=self.mitigation,
             epsilon=self.epsilon,
+            implied=list(self.implied or []),
         )

@@ -65,6 +65,9 @@ class Record:
     checks: dict[str, str] = field(default_factory=dict)
     mitigation: dict[str, Any] | None = None
     epsilon: float | None = None
+    # models: every cell of the tables the model summarises (term, category, outcome class, count, verdict,
+    # rules); checker-only evidence, like the counts of the cells above
+    implied: list[dict[str, Any]] = field(default_factory=list)
     library: dict[str, str] = field(default_factory=lambda: {"name": LIBRARY_NAME, "version": __version__})
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())

@@ -109,10 +109,50 @@ RULES: dict[str, Rule] = {
             "fails when 0 < events < survival_threshold",
         ),
         Rule(
-            "category_size",
+            "model_threshold",
             "fail",
-            "A category (dummy variable) in a model has too few members.",
-            "fails when members (or non-members) < threshold",
+            "A cell of a table the model summarises has too few people: a category (or combination of an "
+            "interaction's categories) by outcome class in a binary model, a category's size for a continuous "
+            "outcome.",
+            "fails when 0 < n < threshold; n == threshold passes",
+        ),
+        Rule(
+            "model_zeros",
+            "fail",
+            "A category (or combination of an interaction's categories) in the model has nobody in the rows the "
+            "model used (class disclosure).",
+            "fails when n == 0 and zeros_are_disclosive",
+        ),
+        Rule(
+            "model_all_same",
+            "fail",
+            "Everyone in a category of the model has the same value of the continuous outcome, so the model "
+            "reveals each member's value.",
+            "fails when n >= 1 and min == max of the outcome in the category",
+        ),
+        Rule(
+            "model_dominance",
+            "fail",
+            "In a category of the model, a few people make up most of the (non-negative) outcome's total.",
+            "fails when the nk_n largest outcomes are more than nk_k of the category total, or the rest is less "
+            "than p_ratio of the largest; exactly the limit passes; not applied when any outcome is negative",
+        ),
+        Rule(
+            "separation",
+            "fail",
+            "Complete or quasi-complete separation in a binary model: a term predicts some people's outcome "
+            "exactly, so its coefficient runs to infinity and reveals their outcome.",
+            "fails when a category (or combination) has everyone in one outcome class, a numeric predictor splits "
+            "the classes (overall or within a category), an exact check finds a separating direction, or "
+            "statsmodels reports perfect separation",
+        ),
+        Rule(
+            "possible_separation",
+            "review",
+            "statsmodels suspects separation (many outcomes predicted almost exactly, or the fit did not "
+            "converge) and the exact checks could not confirm or rule it out.",
+            "review when more than 10% of people are predicted within 1e-4 of their outcome or the fit did "
+            "not converge, and no separation was found",
         ),
         Rule(
             "outcome_class",

@@ -7,6 +7,10 @@ either no events or at least ``survival_threshold`` events. ``Output.suppressed(
 consecutive steps until each reported step carries enough events, and stops the curve where
 fewer than the threshold remain at risk: the survival values shown are still the exact KM
 estimates, at fewer times.
+
+With ``group=`` (a column or list of columns) there is one curve per group, each computed and
+checked on its own rows only: a pooled check would let a small group's steps hide among the
+others'. The table's index is then (group..., time); suppression merges steps within each group.
 """
 
 from __future__ import annotations
@@ -69,8 +73,24 @@ def merge_steps(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     return merged.astype({"at_risk": np.int64, "events": np.int64})
 
 
+def _merge_by_group(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
+    """``merge_steps`` applied to each group's curve on its own (the table is indexed by group..., time)."""
+    if table.index.nlevels == 1:
+        return merge_steps(table, threshold)
+    levels = list(range(table.index.nlevels - 1))
+    pieces = []
+    for key, curve in table.groupby(level=levels, sort=False):
+        merged = merge_steps(curve.droplevel(levels), threshold)
+        key = key if isinstance(key, tuple) else (key,)
+        index = pd.MultiIndex.from_tuples([(*key, t) for t in merged.index], names=table.index.names)
+        pieces.append(merged.set_axis(index, axis=0))
+    if not pieces:
+        return table.iloc[:0]
+    return pd.concat(pieces).astype({"at_risk": np.int64, "events": np.int64})
+
+
 def _suppress(output: Output) -> Output:
-    merged = merge_steps(output.table, output.config.survival_threshold)
+    merged = _merge_by_group(output.table, output.config.survival_threshold)
     return replace(
         output,
         table=merged,
@@ -81,35 +101,72 @@ def _suppress(output: Output) -> Output:
     )
 
 
+def _grouped_table(frame: pd.DataFrame, time: str, event: str, groups: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """One Kaplan-Meier curve per group, stacked under a (group..., time) index; notes on groups with no events."""
+    pieces = []
+    notes = []
+    for key, rows in frame.groupby(groups, sort=True, observed=True):
+        key = key if isinstance(key, tuple) else (key,)
+        curve = km_table(rows[time].to_numpy(dtype=float), rows[event].to_numpy(dtype=float))
+        if curve.empty:
+            notes.append(f"group {', '.join(map(str, key))}: no events, so no steps are shown")
+            continue
+        curve.index = pd.MultiIndex.from_tuples([(*key, t) for t in curve.index], names=[*groups, "time"])
+        pieces.append(curve)
+    if not pieces:
+        empty = km_table(np.array([]), np.array([]))
+        empty.index = pd.MultiIndex.from_arrays([[]] * (len(groups) + 1), names=[*groups, "time"])
+        return empty, notes
+    return pd.concat(pieces), notes
+
+
 def survival(
     data: pd.DataFrame,
     time: str,
     event: str,
     *,
+    group: str | list[str] | None = None,
     dataset: str | None = None,
     filters: filters_mod.Filters | None = None,
     config: SDCConfig = DEFAULT_CONFIG,
 ) -> Output:
-    """Kaplan-Meier table of ``time`` with ``event`` (1 = event, 0 = censored), checked per step."""
+    """Kaplan-Meier table of ``time`` with ``event`` (1 = event, 0 = censored), checked per step.
+
+    ``group``: a column (or columns) to split by; each group's curve is computed and checked alone.
+    """
     if filters:
         data = filters_mod.apply(data, filters)
-    frame = data[[time, event]]
+    groups = [group] if isinstance(group, str) else list(group or [])
+    frame = data[[time, event, *groups]]
     n_missing = int(frame.isna().any(axis=1).sum())
     frame = frame.dropna()
-    table = km_table(frame[time].to_numpy(dtype=float), frame[event].to_numpy(dtype=float))
     notes = []
+    if groups:
+        table, group_notes = _grouped_table(frame, time, event, groups)
+        notes.extend(group_notes)
+    else:
+        table = km_table(frame[time].to_numpy(dtype=float), frame[event].to_numpy(dtype=float))
     if n_missing:
-        notes.append(f"{n_missing} rows with a missing time or event were left out")
+        notes.append(f"{n_missing} rows with a missing time, event or group were left out")
+    masks = _masks(table, config)
+    if groups:
+        failing = (masks["at_risk"] | masks["events"]).any(axis=1)
+        for key, steps in failing[failing].groupby(level=list(range(len(groups))), sort=False):
+            label = ", ".join(map(str, key if isinstance(key, tuple) else (key,)))
+            notes.append(f"group {label}: {len(steps)} step(s) fail on their own; merge steps (.suppressed()) "
+                         f"or merge this group with another")
+    by = f" by {', '.join(groups)}" if groups else ""
     return Output(
         kind="survival",
         table=table,
-        masks=_masks(table, config),
+        masks=masks,
         query={
             "function": "survival",
             "dataset": dataset,
             "columns": [time, event],
+            "group": groups,
             "filters": filters_mod.normalise(filters),
-            "description": f"Kaplan-Meier of {time} by {event}",
+            "description": f"Kaplan-Meier of {time} by {event}{by}",
         },
         config=config,
         counts=table[["at_risk"]].reindex(columns=table.columns).ffill(axis=1).astype(float),

@@ -22,7 +22,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
+import disclosure_control as dc
 from disclosure_control import DEFAULT_CONFIG, Output, Record, SDCConfig, check_differencing, crosstab, pivot_table
+from disclosure_control.models import check_formula
 from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
 from gateway.outputs import files as intake
@@ -32,7 +34,15 @@ from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
 log = logging.getLogger(__name__)
 
 ORDER = {"pass": 0, "review": 1, "fail": 2}
-RECOMPUTABLE = {"crosstab", "pivot_table"}
+MODELS = {"ols", "logit", "probit"}
+RECOMPUTABLE = {"crosstab", "pivot_table", "survival", *MODELS}
+# the only fit options a record may ask the gateway to use, and their allowed values
+FIT_OPTIONS: dict[str, Any] = {
+    "cov_type": {"nonrobust", "HC0", "HC1", "HC2", "HC3"},
+    "method": {"newton", "bfgs", "lbfgs", "nm", "powell", "cg", "ncg", "pinv", "qr"},
+    "maxiter": range(1, 1001),
+}
+MODEL_REL_TOL = 1e-6  # a refitted coefficient may differ in the last digits (summation order); not a disclosure
 EXTREME_LABEL = re.compile(r"^(min|max|minimum|maximum)$", re.IGNORECASE)
 
 
@@ -57,14 +67,14 @@ def _number(text: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _same(a: str, b: str) -> bool:
+def _same(a: str, b: str, rel_tol: float = 1e-9) -> bool:
     if a == b:
         return True
     x, y = _number(a), _number(b)
     if x is None or y is None:
         empty = {"", "nan", "NaN"}
         return a.strip() in empty and b.strip() in empty
-    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+    return math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-9)
 
 
 # --- recomputation ------------------------------------------------------------------------------------------
@@ -82,7 +92,11 @@ def load_dataset(extract: Path | None, dataset: str | None) -> pd.DataFrame:
 
 
 def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = DEFAULT_CONFIG) -> Output:
-    """Run the recorded query again with the gateway's rules and the recorded mitigation."""
+    """Run the recorded query again with the gateway's rules and the recorded mitigation.
+
+    Tables, survival curves (grouped or not) and models: a model is refitted, so the model rules (the tables
+    it implies, separation) are the gateway's whatever the notebook ran.
+    """
     kind = record.get("kind")
     if kind not in RECOMPUTABLE:
         raise CannotRecompute(f"a {kind} output is not recomputed automatically")
@@ -91,8 +105,14 @@ def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = 
     common: dict[str, Any] = {"margins": bool(query.get("margins")), "margins_name": query.get("margins_name", "All"),
                               "dataset": query.get("dataset"), "filters": query.get("filters") or None,
                               "config": config}
+    if kind in MODELS:
+        return _refit(kind, query, data, config)
     try:
-        if kind == "crosstab":
+        if kind == "survival":
+            time, event = query["columns"]
+            output = dc.survival(data, time, event, group=query.get("group") or None, dataset=query.get("dataset"),
+                                 filters=query.get("filters") or None, config=config)
+        elif kind == "crosstab":
             values = query.get("values")
             output = crosstab(query["index"], query["columns"], values=values,
                               aggfunc=query["aggfunc"][0] if values else None, data=data,
@@ -103,11 +123,33 @@ def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = 
     except (KeyError, ValueError, TypeError) as exc:
         raise CannotRecompute(f"the recorded query cannot be run on the extract: {exc}") from exc
     mitigation = record.get("mitigation") or {}
-    if mitigation.get("method") == "suppression":
+    if mitigation.get("method") in {"suppression", "merged_steps"}:
         output = output.suppressed()
     elif mitigation.get("method") == "rounding":
         output = output.rounded(int(mitigation.get("base") or config.round_base))
     return output
+
+
+def _refit(kind: str, query: dict[str, Any], data: pd.DataFrame, config: SDCConfig) -> Output:
+    """Fit the recorded model again, after checking that its formula only names columns (patsy runs it as code)."""
+    formula = query.get("formula")
+    recorded = query.get("fit") or {}
+    if not isinstance(recorded, dict):
+        raise CannotRecompute("the recorded fit options are not a mapping")
+    options = {}
+    for key, value in recorded.items():
+        if key == "disp" and isinstance(value, bool):
+            continue  # whether statsmodels prints its progress: the gateway fits quietly either way
+        if key not in FIT_OPTIONS or isinstance(value, bool) or not isinstance(value, str | int) \
+                or value not in FIT_OPTIONS[key]:
+            raise CannotRecompute(f"the fit option {key}={value!r} is not refitted at the gateway")
+        options[key] = value
+    try:
+        check_formula(formula, data)
+        return getattr(dc, kind)(formula, data, dataset=query.get("dataset"), filters=query.get("filters") or None,
+                                 config=config, **options)
+    except Exception as exc:  # the record is researcher-written: any failure to refit means manual review
+        raise CannotRecompute(f"the recorded model cannot be fitted on the extract: {exc}") from exc
 
 
 def _layout(table: pd.DataFrame) -> tuple[int, int]:
@@ -144,6 +186,7 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
                         "count": cell.count, "suppressed": cell.status == "suppressed"}
         by_key[cell.key()] = where
     mismatches: list[list[int]] = []
+    rel_tol = MODEL_REL_TOL if output.kind in MODELS else 1e-9
     if len(expected) != len(submitted) or any(len(a) != len(b) for a, b in zip(expected, submitted, strict=False)):
         notes.append(f"The submitted table has a different shape from the recomputed one "
                      f"({len(submitted)} rows against {len(expected)}): it was not made by the recorded query.")
@@ -151,7 +194,7 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
     else:
         for r, (want_row, got_row) in enumerate(zip(expected, submitted, strict=True)):
             for c, (want, got) in enumerate(zip(want_row, got_row, strict=True)):
-                if not _same(want, got):
+                if not _same(want, got, rel_tol):
                     mismatches.append([r, c])
                     entry = cells.setdefault((r, c), {"status": "pass", "rules": [], "count": None})
                     entry["status"] = "fail"

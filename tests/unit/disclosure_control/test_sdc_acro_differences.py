@@ -88,3 +88,18 @@ def test_negative_values_acro_skips_dominance_for_the_whole_table() -> None:
     )
     ours = dc.pivot_table(df, "v", "g", aggfunc="sum")
     assert ours.cell_status["v"].to_dict() == {"dominated": "fail", "fine": "pass", "negative": "review"}
+
+
+def test_models_acro_checks_only_the_residual_degrees_of_freedom() -> None:
+    """ACRO 1.0.2 runs one check on a regression, MinimumDoFCheck (acro_regression.py records only
+    ``dof``, with an empty outcome frame). A logit with 180 residual dof passes it, though one category
+    has 3 people with the event: the coefficient of that category is a table cell of 3. We rebuild the
+    tables a model implies and fail it, naming the category."""
+    rows = [(g, y) for g, (n0, n1) in {"a": (40, 40), "b": (40, 30), "c": (30, 3)}.items()
+            for y, n in ((0, n0), (1, n1)) for _ in range(n)]
+    df = pd.DataFrame(rows, columns=["group", "event"])
+    df["age"] = np.random.default_rng(1).uniform(20, 80, len(df))
+    ours = dc.logit("event ~ age + C(group)", df)
+    acro_verdict = "pass" if ours.model.df_resid >= 10 else "fail"  # ACRO's whole check on a model
+    assert acro_verdict == "pass"
+    assert ours.status == "fail" and "C(group) = c with outcome 1: 3 people" in ours.summary

@@ -43,8 +43,8 @@ def test_ols_matches_statsmodels_and_flags_small_category() -> None:
     df.loc[df.index[395:], "group"] = "b"  # 5 people in group b
     small = dc.ols("bp ~ age + C(group)", df)
     assert small.status == "fail"
-    assert small.masks["category_size"].loc["C(group)[T.b]"].all()
-    assert "small category" in small.summary
+    assert small.masks["model_threshold"].loc["C(group)[T.b]"].all()
+    assert "C(group) = b: 5 people" in small.summary
 
 
 def test_model_review_for_missing_values() -> None:
@@ -74,7 +74,8 @@ def test_logit_flags_a_category_whose_members_share_one_outcome() -> None:
     df.loc[df.group == "c", "event"] = 1  # everyone in c had the event: the coefficient reveals it
     out = dc.logit("event ~ age + C(group)", df)
     assert out.status == "fail"
-    assert out.masks["category_size"].loc["C(group)[T.c]"].all()
+    assert out.masks["separation"].loc["C(group)[T.c]"].all()
+    assert "C(group) = c: all" in out.summary
 
 
 # ---------------------------------------------------------------- survival
@@ -157,3 +158,56 @@ def test_survival_step_rules_match_brute_force(rows: list[tuple[int, int]], thre
         events = sum(1 for t, e in rows if t == time and e == 1)
         assert bool(out.masks["at_risk"].loc[time].all()) == (at_risk < threshold)
         assert bool(out.masks["events"].loc[time].all()) == (0 < events < threshold)
+
+
+# ---------------------------------------------------------------- survival split by group
+def two_arms(deaths_b: int = 12) -> pd.DataFrame:
+    """Arm a: 12 deaths a month for 12 months; arm b: `deaths_b` deaths in month 3; 40 survivors each."""
+    a = cohort().assign(arm="a")
+    b = pd.DataFrame({"t": [3] * deaths_b + [13] * 40, "e": [1] * deaths_b + [0] * 40, "arm": "b"})
+    return pd.concat([a, b], ignore_index=True)
+
+
+def test_each_group_curve_is_checked_on_its_own() -> None:
+    """Pooled, month 3 has 12 + 4 = 16 deaths and passes; arm b's own step of 4 deaths must fail."""
+    pooled = dc.survival(two_arms(deaths_b=4), "t", "e")
+    assert pooled.status == "pass"
+    by_arm = dc.survival(two_arms(deaths_b=4), "t", "e", group="arm")
+    assert by_arm.status == "fail"
+    assert by_arm.masks["events"].loc[("b", 3.0)].all() and not by_arm.masks["events"].loc["a"].to_numpy().any()
+    assert "group b: 1 step(s) fail on their own" in by_arm.summary
+    assert by_arm.record().query["group"] == ["arm"]
+    assert dc.survival(two_arms(deaths_b=10), "t", "e", group="arm").status == "pass"
+    gap = two_arms(deaths_b=10)
+    gap.loc[0, "arm"] = None
+    review = dc.survival(gap, "t", "e", group="arm", config=SDCConfig(check_missing_values=True))
+    assert review.status == "review" and "1 rows with a missing time, event or group" in review.summary
+
+
+def test_grouped_suppression_merges_steps_within_each_group() -> None:
+    out = dc.survival(two_arms(deaths_b=4), "t", "e", group="arm")
+    merged = out.suppressed()
+    assert merged.status == "pass"
+    assert set(merged.table.index.get_level_values("arm")) == {"a"}  # arm b never reaches 10 events
+    full_a = km_table(cohort()["t"].to_numpy(dtype=float), cohort()["e"].to_numpy(dtype=float))
+    for (_, time), row in merged.table.iterrows():
+        assert row["survival"] == full_a.loc[time, "survival"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10), st.integers(0, 1), st.sampled_from(["x", "y", "z"])), min_size=1,
+                max_size=80), st.integers(1, 8))
+def test_grouped_curves_match_brute_force(rows: list[tuple[int, int, str]], threshold: int) -> None:
+    df = pd.DataFrame(rows, columns=["t", "e", "g"])
+    out = dc.survival(df, "t", "e", group="g", config=SDCConfig(survival_threshold=threshold))
+    expected = sorted({(g, float(t)) for t, e, g in rows if e == 1})
+    assert list(out.table.index) == expected
+    for g, time in expected:
+        mine = [(t, e) for t, e, gg in rows if gg == g]
+        at_risk = sum(1 for t, _ in mine if t >= time)
+        events = sum(1 for t, e in mine if t == time and e == 1)
+        assert out.table.loc[(g, time), "at_risk"] == at_risk and out.table.loc[(g, time), "events"] == events
+        assert bool(out.masks["at_risk"].loc[(g, time)].all()) == (at_risk < threshold)
+        assert bool(out.masks["events"].loc[(g, time)].all()) == (0 < events < threshold)
+    merged = out.suppressed().table
+    assert (merged["events"] >= threshold).all() and (merged["at_risk"] >= threshold).all()
