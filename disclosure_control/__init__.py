@@ -11,7 +11,7 @@ from .differencing import DifferencingReport, check_differencing
 from .dp import BudgetExceeded, DPResult, PrivacyBudget, dp_count, dp_histogram, dp_mean, dp_sum
 from .models import logit, ols, probit
 from .output import Output
-from .record import Record
+from .record import PublicRecord, Record
 from .rules import RULES
 from .summaries import describe, hist
 from .survival import survival
@@ -26,6 +26,7 @@ __all__ = [
     "DifferencingReport",
     "Output",
     "PrivacyBudget",
+    "PublicRecord",
     "Record",
     "SDCConfig",
     "__version__",

@@ -11,14 +11,15 @@ import is lossless; a folder written by ACRO itself is imported from its own fie
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .config import DEFAULT_CONFIG, SDCConfig
-from .output import Output
-from .record import LIBRARY_NAME, CellVerdict, Record
+from .output import Output, whole_numbers
+from .record import LIBRARY_NAME, CellVerdict, PublicRecord, Record
 from .version import __version__
 
 ACRO_LAYOUT_VERSION = "1.0.2"
@@ -117,7 +118,7 @@ def write_acro_results(items: list[Output | Record], folder: str | Path, config:
         record = item.record() if isinstance(item, Output) else item
         table = item.table if isinstance(item, Output) else _table_of(record)
         filename = f"{uid}_0.csv"
-        table.to_csv(path / filename)
+        whole_numbers(table).to_csv(path / filename)
         results[uid] = _entry(uid, record, [filename])
     document = {
         "version": ACRO_LAYOUT_VERSION,
@@ -184,3 +185,87 @@ def read_acro_results(location: str | Path) -> list[Record]:
             }
             records.append(record)
     return records
+
+
+# --- the released form: SACRO-Viewer's results.json from public records only ----------------------------------
+
+@dataclass
+class PublicEntry:
+    """One released file for ``sacro_results``: its path in the package and the public form of its record."""
+
+    path: str
+    record: PublicRecord | None  # None: a file checked by people only (an image, a text)
+    status: str
+    approved: bool = True
+    comments: list[str] = field(default_factory=list)
+    exception: str = ""
+
+
+def _public_outcome(record: PublicRecord) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    rows: list[str] = []
+    cols: list[str] = []
+    verdicts: dict[tuple[str, str], list[str]] = {}
+    for cell in record.cells:
+        row, col = json.dumps(cell.row), json.dumps(cell.column)
+        if row not in rows:
+            rows.append(row)
+        if col not in cols:
+            cols.append(col)
+        names = [TO_ACRO.get(r, r) for r in cell.rules]
+        if cell.status == "suppressed":
+            names = [*names, "suppressed"]
+        verdicts[(row, col)] = names
+    outcome: dict[str, dict[str, str]] = {}
+    sdc: dict[str, Any] = {"summary": {}, "cells": {}}
+    for j, col in enumerate(cols):
+        column = outcome.setdefault(_label(col), {})
+        for i, row in enumerate(rows):
+            names = verdicts.get((row, col), [])
+            column[_label(row)] = "".join(f"{n}; " for n in names) or "ok"
+            for name in names:
+                sdc["cells"].setdefault(name, []).append([i, j])
+    sdc["summary"] = {name: len(positions) for name, positions in sdc["cells"].items()}
+    for name, verdict in record.checks.items():
+        sdc["summary"].setdefault(TO_ACRO.get(name, name), 0 if verdict == "pass" else 1)
+    return outcome, sdc
+
+
+def sacro_results(entries: list[PublicEntry]) -> dict[str, Any]:
+    """A results.json document SACRO-Viewer can open, holding nothing but public records.
+
+    Each file's entry carries its verdict, the rules that flagged which cells (by position), the summary
+    sentence of its public record, the checkers' comments and any exception; never a value or a count.
+    """
+    results: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
+        uid = f"output_{i}"
+        record = entry.record
+        if record is not None:
+            outcome, sdc = _public_outcome(record)
+            properties: dict[str, Any] = {"method": record.kind, "londonsde_public": record.to_dict()}
+            kind, command, summary, timestamp = (_TYPES.get(record.kind, "table"),
+                                                 json.dumps(record.query, sort_keys=True, default=str),
+                                                 record.summary, record.created_at)
+        else:
+            outcome, sdc = {}, {"summary": {}, "cells": {}}
+            properties = {"method": "custom"}
+            kind, command, summary, timestamp = "custom", "", "Checked by people only: no automatic record.", ""
+        results[uid] = {
+            "uid": uid,
+            "status": entry.status,
+            "type": kind,
+            "properties": properties,
+            "files": [{"name": entry.path, "sdc": sdc}],
+            "outcome": outcome,
+            "command": command,
+            "summary": summary,
+            "timestamp": timestamp,
+            "comments": list(entry.comments),
+            "exception": entry.exception,
+            "released": entry.approved,
+        }
+    return {
+        "version": ACRO_LAYOUT_VERSION,
+        "tool": {"@type": "SoftwareApplication", "name": LIBRARY_NAME, "version": __version__},
+        "results": results,
+    }

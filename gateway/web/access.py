@@ -20,7 +20,7 @@ ACCESS_ATTR = "_sde_access"
 
 @dataclass(frozen=True)
 class Access:
-    kind: str  # "public" | "mid_sign_in" | "permission"
+    kind: str  # "public" | "mid_sign_in" | "hub" | "permission"
     permission: Permission | None = None
 
 
@@ -31,6 +31,12 @@ def public(view: F) -> F:
 
 def mid_sign_in(view: F) -> F:
     setattr(view, ACCESS_ATTR, Access("mid_sign_in"))
+    return view
+
+
+def hub_only(view: F) -> F:
+    """Called by the workspace hub only: the hub<->gateway secret is checked before the view runs."""
+    setattr(view, ACCESS_ATTR, Access("hub"))
     return view
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -64,8 +65,32 @@ def open_sessions(session: Session, project: Project | None = None) -> list[Work
     return list(session.scalars(query))
 
 
+def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, server: str, tier: str,
+                 extract: Path) -> int:
+    """The open workspace session of this person on this project, opened (and audited) when there is none."""
+    with unit_of_work(factory) as session:
+        existing = session.scalar(select(WorkspaceSession).where(
+            WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
+            WorkspaceSession.stopped_at.is_(None)))
+        if existing is not None:
+            return existing.id
+        ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=server, tier=tier,
+                              extract_path=str(extract))
+        session.add(ws)
+        session.flush()
+        audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
+                     {"server": server, "tier": tier, "extract": extract.name})
+        return ws.id
+
+
 def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: int, project_id: int) -> str:
-    """Start or reuse the workspace; returns the one-time URL that signs the browser in to it."""
+    """Start or reuse the workspace; returns the one-time URL that signs the browser in to it.
+
+    The session is recorded first, so the server can be started with a hand-over credential bound to it
+    (gateway/outputs/handover.py); if the start fails, that session is closed again.
+    """
+    from gateway.outputs.handover import mint_credential
+
     with factory() as session:
         user, project = session.get(User, user_id), session.get(Project, project_id)
         assert user is not None and project is not None
@@ -74,9 +99,12 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
             raise NotEntitled("You cannot open a workspace for this project: " + " ".join(decision.reasons))
         extract = current_extract(settings.extracts_root, project)
         assert extract is not None
-        spec = WorkspaceSpec(project_id=workspace_id(project), extract=str(extract),
-                             tier=tier_named(project.workspace_size))
+        server, tier = workspace_id(project), tier_named(project.workspace_size)
         username = hub_username(user)
+    ws_id = _session_for(factory, user_id, project_id, server, tier.name, extract)
+    credential = mint_credential(settings, ws_id, user_id, project_id,
+                                 ttl_seconds=settings.workspaces.handover_ttl_hours * 3600)
+    spec = WorkspaceSpec(project_id=server, extract=str(extract), tier=tier, handover_credential=credential)
     client = hub_client(settings)
     try:
         client.ensure_user(username)
@@ -84,19 +112,14 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         client.wait_until_ready(username, spec.project_id, timeout=settings.workspaces.start_timeout)
     except (HubError, OSError, requests.RequestException) as exc:
         log.warning("workspace start failed for %s/%s: %s", username, spec.project_id, exc)
+        with unit_of_work(factory) as session:
+            ws = session.get(WorkspaceSession, ws_id)
+            if ws is not None and ws.stopped_at is None:
+                ws.stopped_at, ws.stop_reason = utcnow(), "the workspace could not be started"
+                audit.record(session, "system", "workspace.ended", "project", project_id,
+                             {"user": ws.user.username, "server": server, "reason": "start failed"})
         raise WorkspaceUnavailable("The workspace could not be started just now. Nothing has changed; "
                                    "try again in a minute, or contact the service desk.") from exc
-    with unit_of_work(factory) as session:
-        existing = session.scalar(select(WorkspaceSession).where(
-            WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
-            WorkspaceSession.stopped_at.is_(None)))
-        if existing is None:
-            ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=spec.project_id,
-                                  tier=spec.tier.name, extract_path=spec.extract)
-            session.add(ws)
-            session.flush()
-            audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
-                         {"server": spec.project_id, "tier": spec.tier.name, "extract": extract.name})
     ticket = mint_ticket(load_secret(settings.hub_state_dir / "ticket-secret"), username, spec.project_id,
                          ttl_seconds=settings.workspaces.ticket_ttl_seconds)
     return client.login_url(ticket)

@@ -16,6 +16,7 @@ from typing import Any
 # so keep it DNS-label-like and short.
 PROJECT_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 # Hub usernames as the gateway creates them (lower-case, no path or shell metacharacters).
+CREDENTIAL_RE = re.compile(r"^h1\.[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{20,100}$")
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
@@ -49,10 +50,19 @@ class WorkspaceSpec:
     project_id: str
     extract: str
     tier: SizeTier
+    # The workspace credential (gateway/outputs/handover.py): lets this server hand outputs over, and nothing else.
+    handover_credential: str | None = None
 
     def to_user_options(self) -> dict[str, str]:
         """The JSON body the gateway posts when starting the named server."""
-        return {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name}
+        options = {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name}
+        if self.handover_credential:
+            options["handover_credential"] = self.handover_credential
+        return options
+
+    def environment(self) -> dict[str, str]:
+        """What every spawner puts in the server's environment for the hand-over extension."""
+        return {"LONDONSDE_HANDOVER_CREDENTIAL": self.handover_credential} if self.handover_credential else {}
 
 
 def check_project_id(project_id: object) -> str:
@@ -78,14 +88,9 @@ def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Pa
     return Path(homes_root) / check_project_id(project_id) / check_username(username)
 
 
-def workspace_outputs(homes_root: str | Path, username: str, project_id: str) -> Path:
-    """Where the gateway picks up outputs the researcher saved for release."""
-    return workspace_home(homes_root, username, project_id) / "outputs"
-
-
 def spec_from_user_options(options: dict[str, Any], server_name: str) -> WorkspaceSpec:
     """Parse `user_options` as sent by the gateway. The server name must equal the project id."""
-    unknown = set(options) - {"project_id", "extract_path", "tier"}
+    unknown = set(options) - {"project_id", "extract_path", "tier", "handover_credential"}
     if unknown:
         raise SpecError(f"unknown options: {sorted(unknown)}")
     project_id = check_project_id(options.get("project_id"))
@@ -94,4 +99,8 @@ def spec_from_user_options(options: dict[str, Any], server_name: str) -> Workspa
     extract = options.get("extract_path")
     if not isinstance(extract, str) or not extract:
         raise SpecError("extract_path is required")
-    return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)))
+    credential = options.get("handover_credential")
+    if credential is not None and (not isinstance(credential, str) or not CREDENTIAL_RE.match(credential)):
+        raise SpecError("handover_credential is malformed")
+    return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)),
+                         handover_credential=credential)

@@ -144,7 +144,7 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
         os.chmod(home, 0o700)
         return home
 
-    def workspace_env(self, home_inside: str) -> dict[str, str]:
+    def workspace_env(self, home_inside: str, spec: WorkspaceSpec | None = None) -> dict[str, str]:
         env = self.get_env()
         for key in ("PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV"):
             env.pop(key, None)
@@ -155,6 +155,7 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
                 "SHELL": "/bin/bash",
                 "LANG": "C.UTF-8",
                 "PATH": f"{self.singleuser_prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+                **(spec.environment() if spec is not None else {}),
             }
         )
         return env
@@ -207,6 +208,7 @@ class PlainLocalSpawner(WorkspaceSpawnerBase):
         uid = self.workspace_uid()
         home = self.prepare_home(spec, uid)
         self._preexec_uid, self._preexec_home = uid, str(home)
+        self._handover_env = spec.environment()
         self.cmd = [f"{self.singleuser_prefix}/bin/jupyterhub-singleuser"]
         ip, port = await super().start()
         await self.wait_until_listening(ip, port, timeout=self.start_timeout)
@@ -219,6 +221,7 @@ class PlainLocalSpawner(WorkspaceSpawnerBase):
             env["HOME"] = home
             env["PATH"] = f"{self.singleuser_prefix}/bin:/usr/bin:/bin"
             env.pop("VIRTUAL_ENV", None)
+        env.update(getattr(self, "_handover_env", {}))
         return env
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
@@ -493,7 +496,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         self._write_identity(runtime_dir, uid, home_inside)
 
         self.ip, self.port = address, SERVER_PORT
-        env = self.workspace_env(home_inside)
+        env = self.workspace_env(home_inside, spec)
         cmd = self.sandbox_command(state, extract, home, home_inside)
         self.log.info("Spawning sandbox %s: %s", netns, " ".join(shlex.quote(part) for part in cmd))
         cgroup_procs = [str(path / "cgroup.procs") for path in cgroup_dirs(state.cgroup)]

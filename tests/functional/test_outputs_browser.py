@@ -138,7 +138,7 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
         assert [f["path"] for f in manifest["files"]] == ["outputs/by_region.csv"]
         for entry in manifest["files"]:
             assert hashlib.sha256(archive.read(entry["path"])).hexdigest() == entry["sha256"]
-            assert entry["automatic_check"]["status"] == "pass"
+            assert entry["verdict"]["automatic"] == "pass"
         assert archive.read("outputs/by_region.csv") == (folder / "by_region.csv").read_bytes()
     assert sorted(r["checker"] for r in manifest["reviews"]) == ["checker1", "checker2"]
     page.goto(f"{live_server.url}/projects/{project_id}")
