@@ -5,7 +5,7 @@ researchers' notebooks import the same functions, so a pre-check in a notebook a
 the rules the checker will.
 """
 
-from .acro_format import read_acro_results, write_acro_results
+from .acro_format import AcroResult, read_acro_document, read_acro_results, write_acro_results
 from .config import DEFAULT_CONFIG, SDCConfig
 from .differencing import DifferencingReport, check_differencing
 from .dp import BudgetExceeded, DPResult, PrivacyBudget, dp_count, dp_histogram, dp_mean, dp_sum
@@ -21,6 +21,7 @@ from .version import __version__
 __all__ = [
     "DEFAULT_CONFIG",
     "RULES",
+    "AcroResult",
     "BudgetExceeded",
     "DPResult",
     "DifferencingReport",
@@ -42,6 +43,7 @@ __all__ = [
     "ols",
     "pivot_table",
     "probit",
+    "read_acro_document",
     "read_acro_results",
     "survival",
     "write_acro_results",

@@ -159,6 +159,63 @@ def _from_acro_entry(uid: str, entry: dict[str, Any], rules: dict[str, Any]) -> 
     )
 
 
+@dataclass
+class AcroResult:
+    """One output of an ACRO results.json as ACRO judged it: its verdict, files, exception and comments."""
+
+    uid: str
+    status: str
+    kind: str
+    method: str
+    files: list[str]
+    checks: dict[str, int]  # check name -> how many cells it flagged (ACRO's own names)
+    summary: str
+    command: str
+    comments: list[str]
+    exception: str
+    record: Record
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uid": self.uid, "status": self.status, "kind": self.kind, "method": self.method, "files": self.files,
+                "checks": self.checks, "summary": self.summary, "command": self.command, "comments": self.comments,
+                "exception": self.exception}
+
+
+def _text(value: Any, limit: int = 5000) -> str:
+    return str(value if value is not None else "")[:limit]
+
+
+def read_acro_document(document: Any, rules: dict[str, Any] | None = None) -> list[AcroResult]:
+    """Every output of a parsed results.json (ACRO's or ours), with ACRO's verdict, exception and comments.
+
+    Raises ValueError when the document is not a results.json at all.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("results"), dict):
+        raise ValueError("not an ACRO results.json: no 'results' object")
+    found: list[AcroResult] = []
+    tool = document.get("tool") if isinstance(document.get("tool"), dict) else {}
+    for uid, entry in document["results"].items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"not an ACRO results.json: result {uid!r} is not an object")
+        record = _from_acro_entry(str(uid), entry, rules or {})
+        record.library = {"name": str(tool.get("name", "acro")), "version": str(document.get("version", ""))}
+        files = [str(f.get("name")) for f in entry.get("files") or [] if isinstance(f, dict) and f.get("name")]
+        checks: dict[str, int] = {}
+        for item in entry.get("files") or []:
+            summary = ((item.get("sdc") or {}).get("summary") or {}) if isinstance(item, dict) else {}
+            for name, n in summary.items():
+                if isinstance(n, int | float) and not isinstance(n, bool):
+                    checks[str(name)] = checks.get(str(name), 0) + int(n)
+        comments = entry.get("comments") or []
+        found.append(AcroResult(
+            uid=str(uid), status=_text(entry.get("status"), 20) or "review", kind=_text(entry.get("type"), 40),
+            method=_text((entry.get("properties") or {}).get("method"), 60), files=files, checks=checks,
+            summary=_text(entry.get("summary")), command=_text(entry.get("command")),
+            comments=[_text(c, 2000) for c in (comments if isinstance(comments, list) else [comments])],
+            exception=_text(entry.get("exception"), 5000), record=record))
+    return found
+
+
 def read_acro_results(location: str | Path) -> list[Record]:
     """Records from a ``results.json`` (or the folder holding it), ours or ACRO's."""
     path = Path(location)

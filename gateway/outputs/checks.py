@@ -22,7 +22,16 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from disclosure_control import DEFAULT_CONFIG, Output, Record, SDCConfig, check_differencing, crosstab, pivot_table
+from disclosure_control import (
+    DEFAULT_CONFIG,
+    Output,
+    Record,
+    SDCConfig,
+    check_differencing,
+    crosstab,
+    pivot_table,
+    read_acro_document,
+)
 from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
 from gateway.outputs import content
@@ -296,6 +305,30 @@ def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: lis
     return check_heuristic(data, item.extension, pseudonyms=pseudonyms, max_rows=max_rows)
 
 
+ACRO_RESULTS = "results.json"
+
+
+def acro_verdicts(request: OutputRequest, storage_dir: Path) -> dict[str, dict[str, Any]]:
+    """ACRO's own verdicts, from any ACRO results.json handed over in the request, by the path of the file judged.
+
+    A researcher who worked with ACRO sends its results.json (as supporting material) beside the files ACRO wrote;
+    the checkers then see ACRO's status, exception request and comments beside the gateway's recomputed verdict.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for item in request.files:
+        if item.name != ACRO_RESULTS:
+            continue
+        try:
+            results = read_acro_document(json.loads(intake.read_stored(storage_dir, item.stored_name, item.sha256)))
+        except (OSError, ValueError):
+            continue
+        folder = item.path.rsplit("/", 1)[0] + "/" if "/" in item.path else ""
+        for result in results:
+            for name in result.files:
+                found[folder + name] = {**result.to_dict(), "from": item.path}
+    return found
+
+
 def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     """Check every file of the request not yet checked; returns how many were checked."""
     from gateway.outputs.service import extract_dir
@@ -303,12 +336,18 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     extract = extract_dir(settings, request.project)
     pseudonyms = content.matcher_for_extract(extract)
     earlier = released_records(session, request)
+    acro = acro_verdicts(request, settings.outputs_dir)
     done = 0
     for item in request.files:
         if item.check_status != "pending":
+            if item.check_result is not None and item.check_result.get("acro") != acro.get(item.path):
+                item.check_result = {**item.check_result, "acro": acro.get(item.path)}
             continue
         data = intake.read_stored(settings.outputs_dir, item.stored_name, item.sha256)
         result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows)
+        if item.name == ACRO_RESULTS and any(v["from"] == item.path for v in acro.values()):
+            result["notes"].append("ACRO's results.json: its verdicts are shown beside the files it judged.")
+        result["acro"] = acro.get(item.path)
         item.check_result, item.check_status, item.checked_at = result, result["status"], utcnow()
         done += 1
         audit.record(session, "system", "output_request.file_checked", "output_request", request.id,

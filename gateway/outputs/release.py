@@ -137,10 +137,12 @@ def results_for(request: OutputRequest) -> dict[str, Any]:
         if item.kind != "output":
             continue
         result = item.check_result or {}
+        acro = result.get("acro") or {}
         entries.append(PublicEntry(path=f"outputs/{item.path}", record=public_record(item),
                                    status=str(result.get("status") or "review"), approved=True,
-                                   comments=[f"Released by the output checkers of {request.project.reference}."],
-                                   exception=""))
+                                   comments=[*[str(c) for c in acro.get("comments") or []],
+                                             f"Released by the output checkers of {request.project.reference}."],
+                                   exception=str(acro.get("exception") or "")))
     return sacro_results(entries)
 
 
