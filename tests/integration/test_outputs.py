@@ -516,3 +516,55 @@ def test_a_worker_killed_during_release_leaves_a_complete_release_or_none(sessio
     request = get(session_factory, request_id)
     assert request.state == OutputState.RELEASED
     assert hashlib.sha256(_published(settings)[0].read_bytes()).hexdigest() == request.package_sha256
+
+
+# --- what leaves: the release package (finding 1) ---------------------------------------------------------------
+
+def test_a_released_package_holds_no_suppressed_count_and_whole_counts_as_integers(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """On main, manifest.json held {"row": ["South"], "column": ["M"], "count": 3, "status": "suppressed"}."""
+    from tests.support.package_scan import scan_package
+
+    request_id = released_request(session_factory, settings, project_id, "by_region")
+    request = get(session_factory, request_id)
+    package = release_mod.package_path(request, settings.outputs_dir)
+    assert scan_package(package, request) == []
+    with zipfile.ZipFile(package) as archive:
+        manifest, results = json.loads(archive.read("manifest.json")), json.loads(archive.read("results.json"))
+        table = archive.read("outputs/by_region.csv").decode()
+    assert table.splitlines() == ["region,F,M", "North,40,35", "South,30,"]  # integers; the 3 is gone
+    [entry] = manifest["files"]
+    assert entry["record"]["format"] == "londonsde.public_record/1" and entry["exceptions"] == []
+    cell = next(c for c in entry["record"]["cells"] if c["row"] == ["South"] and c["column"] == ["M"])
+    assert cell == {"row": ["South"], "column": ["M"], "status": "suppressed", "rules": ["threshold"]}
+    assert not {"notes", "count", "counts", "value", "differencing", "expected"} & keys_of(manifest)
+    [acro] = results["results"].values()
+    assert acro["outcome"]["M"]["South"] == "MinimumThresholdCheck; suppressed; "
+    assert acro["files"][0]["name"] == "outputs/by_region.csv"
+
+
+def test_the_package_scan_finds_mains_leak(tmp_path: Path) -> None:
+    """The scanner that runs on every package the suite publishes can fail: main's manifest trips it."""
+    from types import SimpleNamespace
+
+    from tests.support.package_scan import scan_package
+
+    leaked = {"row": ["South"], "column": ["M"], "count": 3, "status": "suppressed", "value": None, "rules": []}
+    item = SimpleNamespace(path="by_region.csv", kind="output", check_result={"record": {"cells": [leaked]}},
+                           sdc_record=None)
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"files": [{"disclosure_control_record": {"cells": [leaked]}}]}))
+        archive.writestr("outputs/by_region.csv", "region,F,M\nNorth,40,35\nSouth,30,3\n")
+    problems = scan_package(package, SimpleNamespace(files=[item]))
+    assert any("carries" in p for p in problems) and any("shows its count" in p for p in problems)
+    assert any("shows '3'" in p for p in problems)
+
+
+def keys_of(node: Any) -> set[str]:
+    """Every key anywhere in a JSON document."""
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in keys_of(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in keys_of(v)}
+    return set()
