@@ -127,16 +127,16 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
                                   "Checked with disclosure_control in the workspace; small cells suppressed.")
         request_id = request.id
     page.get_by_text("Python 3 (ipykernel)").first.click()  # a new notebook from the launcher
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
     cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    expect(cell).to_be_visible(timeout=60_000)
     cell.click()
-    page.keyboard.insert_text(
-        "import pandas as pd, disclosure_control as dc\n"
-        "from outputs_helper import save_output, submit_output\n"
-        "data = pd.read_parquet('/data/patients.parquet')\n"
-        "out = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients').suppressed()\n"
-        "save_output(out, 'deprivation_by_sex')\n"
-        f"submit_output('deprivation_by_sex.csv', request={request_id}, group='Deprivation')\n")
+    page.keyboard.type(
+        "import pandas as pd, disclosure_control as dc; from outputs_helper import save_output, submit_output; "
+        "data = pd.read_parquet('/data/patients.parquet'); "
+        "out = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients').suppressed(); "
+        "save_output(out, 'deprivation_by_sex'); "
+        f"submit_output('deprivation_by_sex.csv', request={request_id}, group='Deprivation')")
+    expect(cell).to_contain_text("submit_output(")
     page.keyboard.press("Shift+Enter")
     expect(page.locator(".jp-OutputArea-output").first).to_contain_text(f"is in request {request_id}",
                                                                           timeout=120_000)
