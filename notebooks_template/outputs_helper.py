@@ -79,12 +79,13 @@ def list_requests() -> list[dict[str, Any]]:
     return found
 
 
-def submit_output(name: str, request: int, group: int | str | None = None, kind: str = "output") -> dict[str, Any]:
+def submit_output(name: str, request: int, group: int | str | None = None, kind: str | None = None) -> dict[str, Any]:
     """Send ``outputs/<name>`` (with its record, for a table) to output request ``request`` for checking.
 
     ``group`` is the group's name or id (needed for a new file; a file already in the request keeps its
-    group unless you give another). ``kind="supporting"`` marks material for the checkers that is never
-    released. Sending a name already in the request replaces it with a new version.
+    group unless you give another). A new file is an output to release unless ``kind="supporting"`` (material
+    for the checkers that is never released). Sending a name already in the request replaces it with a new
+    version, keeping its kind unless you give one.
     """
     import londonsde_handover
 

@@ -206,8 +206,9 @@ def add_file_bytes(session: Session, actor: User, request: OutputRequest, settin
                    source: str = "workspace") -> OutputFile:
     """Store bytes handed over from the author's workspace in the request: the one way a file enters a request.
 
-    A name not yet in the request is added to the chosen group; a name already there becomes its next version
-    (its votes start afresh), unless the bytes and record are unchanged. The stored copy is what is checked.
+    A name not yet in the request is added to the chosen group (as an output unless ``kind`` says supporting); a
+    name already there becomes its next version (its votes start afresh; its group and kind stay unless given),
+    unless the bytes and record are unchanged. The stored copy is what is checked.
     """
     check_author(actor, request)
     _check_editable(request)
@@ -217,6 +218,7 @@ def add_file_bytes(session: Session, actor: User, request: OutputRequest, settin
     errors: dict[str, list[str]] = {}
     group = next((g for g in request.groups if g.id == group_id), None) if group_id is not None else None
     if existing is None:
+        kind = "output" if kind is None else kind
         if group is None:
             errors["group_id"] = ["Choose the group the file belongs to (add a group first)."]
         if kind not in KINDS:
