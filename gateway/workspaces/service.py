@@ -101,11 +101,11 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         assert extract is not None
         server, tier = workspace_id(project), tier_named(project.workspace_size)
         username = hub_username(user)
+    client = hub_client(settings)  # before the session: no hub set up means nothing is recorded
     ws_id = _session_for(factory, user_id, project_id, server, tier.name, extract)
     credential = mint_credential(settings, ws_id, user_id, project_id,
                                  ttl_seconds=settings.workspaces.handover_ttl_hours * 3600)
     spec = WorkspaceSpec(project_id=server, extract=str(extract), tier=tier, handover_credential=credential)
-    client = hub_client(settings)
     try:
         client.ensure_user(username)
         client.start_server(username, spec)

@@ -172,3 +172,26 @@ def test_every_other_way_in_is_refused(client: Any, world: dict[str, Any], setti
 @pytest.fixture
 def client(app: Flask) -> Iterator[Any]:
     yield app.test_client()
+
+
+def test_a_workspace_that_fails_to_start_leaves_no_open_session_and_so_no_live_credential(
+        session_factory: sessionmaker[Session], settings: Settings, demo_users: dict[str, int]) -> None:
+    from gateway.config import WorkspaceSettings
+    from tests.support.browser import free_port
+
+    project_id = ready_project(session_factory, settings)
+    unreachable = settings.model_copy(update={"workspaces": WorkspaceSettings(
+        hub_url=f"http://127.0.0.1:{free_port()}", hub_state_dir=settings.hub_state_dir,
+        extracts_root=settings.extracts_root, homes_root=settings.homes_root, start_timeout=5)})
+    unreachable.hub_state_dir.mkdir(parents=True, exist_ok=True)
+    (unreachable.hub_state_dir / "gateway-token").write_text("t" * 32)
+    with session_factory() as s:
+        uid = f.user(s, "researcher").id
+    with pytest.raises(workspaces.WorkspaceUnavailable):
+        workspaces.open_workspace(session_factory, unreachable, uid, project_id)
+    with session_factory() as s:
+        [ws] = s.scalars(select(WorkspaceSession)).all()
+        assert ws.stopped_at is not None and ws.stop_reason == "the workspace could not be started"
+        credential = handover.mint_credential(settings, ws.id, uid, project_id)
+        with pytest.raises(handover.CredentialError, match="ended"):
+            handover.context_for(s, settings, credential, "researcher", ws.server_name)
