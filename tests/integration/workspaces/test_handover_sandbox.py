@@ -172,6 +172,12 @@ def test_swap_loop_and_special_files_against_the_real_hand_over(running: dict[st
         assert response.status_code == 422 and message in response.json()["message"], (name, response.text)
         assert time.monotonic() - began < 10, name
 
+    # what the workspace offers: its regular files (no links, FIFOs, sockets) and the researcher's draft requests
+    offered = ws.api("GET", "/londonsde/outputs").json()
+    assert {f["name"] for f in offered["files"]} >= {"d/k.txt"} and offered["problem"] is None
+    assert not {f["name"] for f in offered["files"]} & {"fifo.txt", "sock.txt", "zero.txt", "link.txt", "dswap"}
+    assert [r["id"] for r in offered["requests"]] == [request_id]
+
     # the hub's forwarder takes a server's own token only, never a person's browser session
     hub = running["hub"]
     xsrf = ws.session.cookies.get("_xsrf", path="/hub/") or ""
