@@ -254,9 +254,10 @@ def _blocks(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
 
 
 def _split(line: str, delimiter: str) -> list[str]:
-    if delimiter == "spaces":
-        parts = re.split(r"\s{2,}", line.strip())
-        return parts if len(parts) > 1 else line.split()
+    if delimiter == "spaces":  # aligned columns, as pandas' to_string prints them
+        return re.split(r"\s{2,}", line.strip())
+    if delimiter == "space":
+        return line.split()
     if delimiter == "|":
         return [p.strip() for p in line.strip().strip("|").split("|")]
     return next(csv.reader([line], delimiter=delimiter))
@@ -265,7 +266,8 @@ def _split(line: str, delimiter: str) -> list[str]:
 def _delimited(block: list[str], first_line: int, label: str) -> Table | None:
     """The block as a table, with the delimiter that gives the most consistent columns (2 or more)."""
     best: tuple[int, list[list[str]]] | None = None
-    for delimiter in ("\t", ",", ";", "|", "spaces"):
+    # single spaces only in longer blocks, so two short lines of prose are not taken for a table
+    for delimiter in ("\t", ",", ";", "|", "spaces", *(["space"] if len(block) >= 5 else [])):
         try:
             rows = [_split(line, delimiter) for line in block]
         except csv.Error:
