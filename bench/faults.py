@@ -214,7 +214,7 @@ def release_scenario(box: Sandbox, factory: Any, settings: Any, megabytes: int,
     from gateway.outputs.workflow import OutputState
     from gateway.workspaces.entitlement import workspace_id
     from gateway.workspaces.service import hub_username
-    from gateway.workspaces.spec import workspace_outputs
+    from gateway.workspaces.spec import workspace_home
     from projects.models import Project
 
     def user(session: Any, name: str) -> User:
@@ -231,8 +231,8 @@ def release_scenario(box: Sandbox, factory: Any, settings: Any, megabytes: int,
         with factory() as session:
             project = session.get(Project, project_id)
             assert project is not None
-            folder = workspace_outputs(settings.homes_root, hub_username(user(session, "researcher")),
-                                       workspace_id(project))
+            folder = workspace_home(settings.homes_root, hub_username(user(session, "researcher")),
+                                    workspace_id(project)) / "outputs"
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:  # random hex: text that deflates to about half, so building the zip takes a while
             (folder / name).write_text(os.urandom(megabytes * 2**20 // count // 2).hex())
@@ -242,8 +242,9 @@ def release_scenario(box: Sandbox, factory: Any, settings: Any, megabytes: int,
                 request = service.create_request(session, researcher, project, "Fault script release")
                 group = service.save_group(session, researcher, request, "Random text", "Made by bench/faults.py.",
                                            "None needed: no data about people.")
-                for name in names:
-                    service.add_file(session, researcher, request, settings, name, group.id, "output")
+                for name in names:  # as the workspace hands them over (the gateway never reads the folder)
+                    service.add_file_bytes(session, researcher, request, settings, name, (folder / name).read_bytes(),
+                                           None, group.id, "output")
                 service.submit(session, researcher, request)
                 request_id = request.id
             break

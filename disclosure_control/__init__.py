@@ -5,13 +5,13 @@ researchers' notebooks import the same functions, so a pre-check in a notebook a
 the rules the checker will.
 """
 
-from .acro_format import read_acro_results, write_acro_results
+from .acro_format import AcroResult, read_acro_document, read_acro_results, write_acro_results
 from .config import DEFAULT_CONFIG, SDCConfig
 from .differencing import DifferencingReport, check_differencing
 from .dp import BudgetExceeded, DPResult, PrivacyBudget, dp_count, dp_histogram, dp_mean, dp_sum
 from .models import logit, ols, probit
 from .output import Output
-from .record import Record
+from .record import PublicRecord, Record
 from .rules import RULES
 from .summaries import describe, hist
 from .survival import survival
@@ -21,11 +21,13 @@ from .version import __version__
 __all__ = [
     "DEFAULT_CONFIG",
     "RULES",
+    "AcroResult",
     "BudgetExceeded",
     "DPResult",
     "DifferencingReport",
     "Output",
     "PrivacyBudget",
+    "PublicRecord",
     "Record",
     "SDCConfig",
     "__version__",
@@ -41,6 +43,7 @@ __all__ = [
     "ols",
     "pivot_table",
     "probit",
+    "read_acro_document",
     "read_acro_results",
     "survival",
     "write_acro_results",

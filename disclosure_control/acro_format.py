@@ -11,14 +11,15 @@ import is lossless; a folder written by ACRO itself is imported from its own fie
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .config import DEFAULT_CONFIG, SDCConfig
-from .output import Output
-from .record import LIBRARY_NAME, CellVerdict, Record
+from .output import Output, whole_numbers
+from .record import LIBRARY_NAME, CellVerdict, PublicRecord, Record
 from .version import __version__
 
 ACRO_LAYOUT_VERSION = "1.0.2"
@@ -117,7 +118,7 @@ def write_acro_results(items: list[Output | Record], folder: str | Path, config:
         record = item.record() if isinstance(item, Output) else item
         table = item.table if isinstance(item, Output) else _table_of(record)
         filename = f"{uid}_0.csv"
-        table.to_csv(path / filename)
+        whole_numbers(table).to_csv(path / filename)
         results[uid] = _entry(uid, record, [filename])
     document = {
         "version": ACRO_LAYOUT_VERSION,
@@ -158,6 +159,63 @@ def _from_acro_entry(uid: str, entry: dict[str, Any], rules: dict[str, Any]) -> 
     )
 
 
+@dataclass
+class AcroResult:
+    """One output of an ACRO results.json as ACRO judged it: its verdict, files, exception and comments."""
+
+    uid: str
+    status: str
+    kind: str
+    method: str
+    files: list[str]
+    checks: dict[str, int]  # check name -> how many cells it flagged (ACRO's own names)
+    summary: str
+    command: str
+    comments: list[str]
+    exception: str
+    record: Record
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uid": self.uid, "status": self.status, "kind": self.kind, "method": self.method, "files": self.files,
+                "checks": self.checks, "summary": self.summary, "command": self.command, "comments": self.comments,
+                "exception": self.exception}
+
+
+def _text(value: Any, limit: int = 5000) -> str:
+    return str(value if value is not None else "")[:limit]
+
+
+def read_acro_document(document: Any, rules: dict[str, Any] | None = None) -> list[AcroResult]:
+    """Every output of a parsed results.json (ACRO's or ours), with ACRO's verdict, exception and comments.
+
+    Raises ValueError when the document is not a results.json at all.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("results"), dict):
+        raise ValueError("not an ACRO results.json: no 'results' object")
+    found: list[AcroResult] = []
+    tool = document.get("tool") if isinstance(document.get("tool"), dict) else {}
+    for uid, entry in document["results"].items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"not an ACRO results.json: result {uid!r} is not an object")
+        record = _from_acro_entry(str(uid), entry, rules or {})
+        record.library = {"name": str(tool.get("name", "acro")), "version": str(document.get("version", ""))}
+        files = [str(f.get("name")) for f in entry.get("files") or [] if isinstance(f, dict) and f.get("name")]
+        checks: dict[str, int] = {}
+        for item in entry.get("files") or []:
+            summary = ((item.get("sdc") or {}).get("summary") or {}) if isinstance(item, dict) else {}
+            for name, n in summary.items():
+                if isinstance(n, int | float) and not isinstance(n, bool):
+                    checks[str(name)] = checks.get(str(name), 0) + int(n)
+        comments = entry.get("comments") or []
+        found.append(AcroResult(
+            uid=str(uid), status=_text(entry.get("status"), 20) or "review", kind=_text(entry.get("type"), 40),
+            method=_text((entry.get("properties") or {}).get("method"), 60), files=files, checks=checks,
+            summary=_text(entry.get("summary")), command=_text(entry.get("command")),
+            comments=[_text(c, 2000) for c in (comments if isinstance(comments, list) else [comments])],
+            exception=_text(entry.get("exception"), 5000), record=record))
+    return found
+
+
 def read_acro_results(location: str | Path) -> list[Record]:
     """Records from a ``results.json`` (or the folder holding it), ours or ACRO's."""
     path = Path(location)
@@ -184,3 +242,87 @@ def read_acro_results(location: str | Path) -> list[Record]:
             }
             records.append(record)
     return records
+
+
+# --- the released form: SACRO-Viewer's results.json from public records only ----------------------------------
+
+@dataclass
+class PublicEntry:
+    """One released file for ``sacro_results``: its path in the package and the public form of its record."""
+
+    path: str
+    record: PublicRecord | None  # None: a file checked by people only (an image, a text)
+    status: str
+    approved: bool = True
+    comments: list[str] = field(default_factory=list)
+    exception: str = ""
+
+
+def _public_outcome(record: PublicRecord) -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    rows: list[str] = []
+    cols: list[str] = []
+    verdicts: dict[tuple[str, str], list[str]] = {}
+    for cell in record.cells:
+        row, col = json.dumps(cell.row), json.dumps(cell.column)
+        if row not in rows:
+            rows.append(row)
+        if col not in cols:
+            cols.append(col)
+        names = [TO_ACRO.get(r, r) for r in cell.rules]
+        if cell.status == "suppressed":
+            names = [*names, "suppressed"]
+        verdicts[(row, col)] = names
+    outcome: dict[str, dict[str, str]] = {}
+    sdc: dict[str, Any] = {"summary": {}, "cells": {}}
+    for j, col in enumerate(cols):
+        column = outcome.setdefault(_label(col), {})
+        for i, row in enumerate(rows):
+            names = verdicts.get((row, col), [])
+            column[_label(row)] = "".join(f"{n}; " for n in names) or "ok"
+            for name in names:
+                sdc["cells"].setdefault(name, []).append([i, j])
+    sdc["summary"] = {name: len(positions) for name, positions in sdc["cells"].items()}
+    for name, verdict in record.checks.items():
+        sdc["summary"].setdefault(TO_ACRO.get(name, name), 0 if verdict == "pass" else 1)
+    return outcome, sdc
+
+
+def sacro_results(entries: list[PublicEntry]) -> dict[str, Any]:
+    """A results.json document SACRO-Viewer can open, holding nothing but public records.
+
+    Each file's entry carries its verdict, the rules that flagged which cells (by position), the summary
+    sentence of its public record, the checkers' comments and any exception; never a value or a count.
+    """
+    results: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
+        uid = f"output_{i}"
+        record = entry.record
+        if record is not None:
+            outcome, sdc = _public_outcome(record)
+            properties: dict[str, Any] = {"method": record.kind, "londonsde_public": record.to_dict()}
+            kind, command, summary, timestamp = (_TYPES.get(record.kind, "table"),
+                                                 json.dumps(record.query, sort_keys=True, default=str),
+                                                 record.summary, record.created_at)
+        else:
+            outcome, sdc = {}, {"summary": {}, "cells": {}}
+            properties = {"method": "custom"}
+            kind, command, summary, timestamp = "custom", "", "Checked by people only: no automatic record.", ""
+        results[uid] = {
+            "uid": uid,
+            "status": entry.status,
+            "type": kind,
+            "properties": properties,
+            "files": [{"name": entry.path, "sdc": sdc}],
+            "outcome": outcome,
+            "command": command,
+            "summary": summary,
+            "timestamp": timestamp,
+            "comments": list(entry.comments),
+            "exception": entry.exception,
+            "released": entry.approved,
+        }
+    return {
+        "version": ACRO_LAYOUT_VERSION,
+        "tool": {"@type": "SoftwareApplication", "name": LIBRARY_NAME, "version": __version__},
+        "results": results,
+    }

@@ -30,6 +30,23 @@ def _count(counts: np.ndarray | None, i: int, j: int) -> int | None:
     return int(counts[i, j])
 
 
+def whole_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with every column of whole numbers as integers, so a CSV says 253, not 253.0.
+
+    A column that holds any fraction stays as it is; empty (suppressed) cells stay empty.
+    """
+    shown = table.copy()
+    for position in range(shown.shape[1]):
+        column = shown.iloc[:, position]
+        if not pd.api.types.is_float_dtype(column.dtype):
+            continue
+        present = column.dropna().to_numpy(dtype=float)
+        if present.size and np.all(np.isfinite(present)) and np.all(present == np.round(present)) \
+                and np.all(np.abs(present) < 2**53):
+            shown.isetitem(position, column.astype("Int64"))
+    return shown
+
+
 @dataclass
 class Output:
     """What a checked function returns.
@@ -180,6 +197,10 @@ class Output:
             values = np.round(values / base) * base
         table = pd.DataFrame(values, index=self.table.index, columns=self.table.columns)
         return replace(self, table=table, mitigation={"method": "rounding", "base": base}, notes=[*self.notes])
+
+    def to_csv(self, path_or_buf: Any = None) -> str | None:
+        """The table as CSV with whole counts written as integers (what save_output and the checker use)."""
+        return whole_numbers(self.table).to_csv(path_or_buf)
 
     # ----------------------------------------------------------------- record
     def record(self) -> Record:

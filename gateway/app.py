@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     load_operations()
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    from gateway.web.handover import bp as handover_bp
+
+    csrf.exempt(handover_bp)  # the hub's secret header, never cookies
     csrf.exempt(api_bp)  # bearer tokens only, no cookies: not exposed to cross-site requests
     app.register_blueprint(api_bp)
 
@@ -151,6 +154,13 @@ def _identify_and_enforce() -> Response | None:
         log.error("route %s has no access declaration; refusing", endpoint)
         abort(403)
     if access.kind == "public":
+        return None
+    if access.kind == "hub":  # the workspace hub's calls (gateway/outputs/handover.py): its secret, never a person
+        from gateway.outputs.handover import HUB_SECRET_HEADER, hub_secret_ok
+
+        if g.user is not None or not hub_secret_ok(current_app.extensions["sde_settings"],
+                                                   request.headers.get(HUB_SECRET_HEADER)):
+            return _api_error(401, "unauthenticated", "Only the workspace hub may call this.")
         return None
     if access.kind == "mid_sign_in":
         if g.get("pending_user") is None:

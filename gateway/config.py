@@ -123,6 +123,10 @@ class WorkspaceSettings(BaseModel):
         if len({public, self.proxy_api_port, self.hub_api_port}) != 3:
             raise ValueError("the hub's public port, proxy API port and hub API port must differ")
         return self
+    # How long a workspace's output hand-over credential lives (it also ends when the session is stopped).
+    handover_ttl_hours: int = Field(12, ge=1, le=72)
+    # How the hub reaches the gateway, to forward outputs a workspace hands over.
+    gateway_internal_url: str = "http://127.0.0.1:5000"
 
 
 class ChargingSettings(BaseModel):
@@ -143,12 +147,12 @@ class ExtractSettings(BaseModel):
 
 
 class OutputSettings(BaseModel):
-    """What an output request may contain (files are read from the workspace's outputs/ folder)."""
+    """What an output request may contain (files handed over from the workspace's outputs/ folder)."""
 
     allowed_extensions: list[str] = Field(
         default_factory=lambda: ["csv", "png", "svg", "txt", "json", "md", "html"])
     max_file_bytes: int = Field(5 * 1024 * 1024, ge=1, le=500 * 1024 * 1024)
-    max_csv_rows: int = Field(10_000, ge=1, le=10_000_000)
+    max_csv_rows: int = Field(10_000, ge=1, le=10_000_000)  # rows of any table in any file type
     max_files_per_request: int = Field(50, ge=1, le=1000)
     storage_dir: Path | None = None  # None: <instance_dir>/outputs
 

@@ -199,9 +199,32 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 os.environ.setdefault("SDE_ENV", "test")
 
+PACKAGES_SCANNED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _scan_every_release_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every release package any test publishes is decoded and searched for suppressed or per-cell values."""
+    from gateway.outputs import release
+    from tests.support.package_scan import scan_package
+
+    original = release.publish
+
+    def publish_and_scan(request: Any, storage_dir: Path, *args: Any, **kwargs: Any) -> Any:
+        final, digest = original(request, storage_dir, *args, **kwargs)
+        problems = scan_package(final, request)
+        PACKAGES_SCANNED.append(final.name)
+        assert not problems, f"release package {final.name} leaks: {problems}"
+        return final, digest
+
+    monkeypatch.setattr(release, "publish", publish_and_scan)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under `make test` (SDE_STRICT_TESTS=1) a skipped test is a failure: every real component must run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter and PACKAGES_SCANNED:
+        reporter.write_line(f"release packages decoded and scanned for suppressed values: {len(PACKAGES_SCANNED)}")
     if not os.environ.get("SDE_STRICT_TESTS"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -11,7 +11,7 @@ from gateway.models import User
 from gateway.outputs import service
 from gateway.outputs.models import OutputRequest
 from gateway.permissions import Permission
-from gateway.web.context import db, require_user, run, settings
+from gateway.web.context import db, require_user, run
 from gateway.web.outputs import package_response
 from projects import lifecycle
 
@@ -76,12 +76,6 @@ class GroupIn(Strict):
     controls: str = Field(default="", max_length=10000, description="The disclosure controls applied")
 
 
-class FileIn(Strict):
-    path: str = Field(min_length=1, max_length=300, description="Path inside your workspace's outputs/ folder")
-    group_id: int
-    kind: Literal["output", "supporting"] = "output"
-
-
 class VoteIn(Strict):
     vote: Literal["approve", "changes_requested"]
 
@@ -131,15 +125,6 @@ def get_output_request(request_id: int) -> OutputRequestOut:
 def add_output_group(request_id: int, body: GroupIn) -> OutputRequestOut:
     item = _load(request_id)
     run(service.save_group, require_user(), item, body.name, body.context, body.controls)
-    return _out(item)
-
-
-@api.operation("/output-requests/<int:request_id>/files", "POST",
-               summary="Add a file from your outputs/ folder (a copy is taken)", tag="outputs",
-               permission=Permission.REQUEST_OUTPUTS, body=FileIn, response=OutputRequestOut, errors=(409,))
-def add_output_file(request_id: int, body: FileIn) -> OutputRequestOut:
-    item = _load(request_id)
-    run(service.add_file, require_user(), item, settings(), body.path, body.group_id, body.kind)
     return _out(item)
 
 

@@ -23,10 +23,20 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 import disclosure_control as dc
-from disclosure_control import DEFAULT_CONFIG, Output, Record, SDCConfig, check_differencing, crosstab, pivot_table
+from disclosure_control import (
+    DEFAULT_CONFIG,
+    Output,
+    Record,
+    SDCConfig,
+    check_differencing,
+    crosstab,
+    pivot_table,
+    read_acro_document,
+)
 from disclosure_control.models import check_formula
 from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
+from gateway.outputs import content
 from gateway.outputs import files as intake
 from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
@@ -173,7 +183,7 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         notes.append("The notebook used rule parameters different from the gateway's; the gateway's were applied.")
     output = recompute(record, extract, config)
     fresh = output.record()
-    expected = csv_grid(output.table.to_csv())
+    expected = csv_grid(output.to_csv() or "")
     submitted = csv_grid(data)
     header_rows, index_cols = _layout(output.table)
     cells: dict[tuple[int, int], dict[str, Any]] = {}
@@ -227,23 +237,16 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
 
 # --- heuristics ---------------------------------------------------------------------------------------------
 
-def check_heuristic(data: bytes, extension: str, config: SDCConfig = DEFAULT_CONFIG,
-                    reason: str | None = None) -> dict[str, Any]:
-    """Checks for a file without a usable record: the checkers must look at it themselves."""
-    notes = [reason] if reason else []
-    if extension != "csv":
-        notes.append(f"No automatic check applies to a .{extension} file: check it by eye.")
-        return {"method": "manual", "status": "review", "summary": "Manual review needed.", "notes": notes,
-                "cells": [], "mismatches": [], "differencing": []}
-    grid = csv_grid(data)
-    header = grid[0] if grid else []
+def _table_cells(table: content.Table, config: SDCConfig) -> list[dict[str, Any]]:
+    """Small counts, unrounded counts and single-person extremes in one table (row 0 is its header)."""
+    header = table.header
     cells: list[dict[str, Any]] = []
-    for r, row in enumerate(grid[1:], start=1):
+    for r, row in enumerate(table.rows, start=1):
         label_extreme = bool(row) and bool(EXTREME_LABEL.match(row[0].strip()))
         for c, text in enumerate(row):
             if c == 0:
                 continue  # row labels
-            value = _number(text)
+            value = _number(text.strip())
             if value is None:
                 continue
             rules: list[str] = []
@@ -261,14 +264,60 @@ def check_heuristic(data: bytes, extension: str, config: SDCConfig = DEFAULT_CON
                 status = worst(status, "review")
             if rules:
                 cells.append({"row": r, "col": c, "status": status, "rules": rules, "count": None})
-    counts = {rule: sum(rule in cell["rules"] for cell in cells) for rule in ("small_count", "unrounded",
-                                                                           "single_person")}
-    lines = [f"{n} cell(s): {rule.replace('_', ' ')}" for rule, n in counts.items() if n]
-    notes.append("No disclosure-control record: heuristic checks only, so a checker must review every cell.")
-    status = worst("review", *(cell["status"] for cell in cells))
-    return {"method": "heuristic", "status": status,
-            "summary": "; ".join(lines) or "No small or unrounded counts found.", "notes": notes, "cells": cells,
-            "mismatches": [], "differencing": []}
+    return cells
+
+
+def check_heuristic(data: bytes, extension: str, config: SDCConfig = DEFAULT_CONFIG, reason: str | None = None,
+                    pseudonyms: content.PseudonymMatcher | None = None, max_rows: int | None = None) -> dict[str, Any]:
+    """Checks for a file without a usable record, of any type: the checkers must look at it themselves.
+
+    Never "pass": a file the gateway cannot recompute is at best "review", and record-level data is "fail".
+    """
+    notes = [reason] if reason else []
+    found = content.read_contents(data, extension)
+    status = "review"
+    record_level: list[str] = []
+    if pseudonyms and pseudonyms.count(content.search_texts(data, extension)):
+        record_level.append("It holds one of this project's patient pseudonyms (or a part of one).")
+    if found.kind != "text":
+        notes.append("An image or other non-text file: no automatic check can read it, so a person must look at "
+                     "every part of it." if found.kind == "image" else
+                     f"A .{extension} file is not read by any automatic check: a person must review all of it.")
+        notes += record_level
+        return {"method": "manual", "status": "fail" if record_level else "review",
+                "summary": "Record-level data found." if record_level else "Review: a person must look.",
+                "notes": notes, "cells": [], "mismatches": [], "differencing": [], "tables": 0}
+    cells: list[dict[str, Any]] = []
+    lines: list[str] = []
+    for number, table in enumerate(found.tables, start=1):
+        flagged = _table_cells(table, config)
+        if extension == "csv" and number == 1:
+            cells = flagged  # CSV coordinates, for the checker's preview
+        for column, why in content.identifier_columns(table):
+            record_level.append(f"In {table.where}, column {column} looks like an identifier: {why}.")
+        if max_rows is not None and len(table.rows) > max_rows:
+            record_level.append(f"{table.where.capitalize()} has more rows than an output may have.")
+        counts = {rule: sum(rule in cell["rules"] for cell in flagged)
+                  for rule in ("small_count", "unrounded", "single_person")}
+        found_rules = [f"{n} {'cell' if n == 1 else 'cells'} {rule.replace('_', ' ')}" for rule, n in counts.items()
+                       if n]
+        if found_rules:
+            lines.append(f"{table.where.capitalize()}: " + ", ".join(found_rules) + ".")
+        status = worst(status, *(cell["status"] for cell in flagged))
+    if not found.tables:
+        notes.append("No table was found in it: a person must read all of it (the automatic checks cannot tell "
+                     "what it discloses).")
+    else:
+        notes.append(f"No disclosure-control record: heuristic checks of {len(found.tables)} "
+                     f"{'table' if len(found.tables) == 1 else 'tables'} only, so a checker must review every "
+                     "cell.")
+    if record_level:
+        status = "fail"
+        notes += record_level
+    summary = " ".join(lines) or ("No small or unrounded counts found." if found.tables else
+                                  "Review: no table found.")
+    return {"method": "heuristic", "status": status, "summary": summary, "notes": notes, "cells": cells,
+            "mismatches": [], "differencing": [], "tables": len(found.tables)}
 
 
 # --- the worker's job ---------------------------------------------------------------------------------------
@@ -284,13 +333,43 @@ def released_records(session: Session, request: OutputRequest) -> list[Record]:
             f.check_result.get("record")]
 
 
-def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: list[Record]) -> dict[str, Any]:
+def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: list[Record],
+               pseudonyms: content.PseudonymMatcher | None = None, max_rows: int | None = None) -> dict[str, Any]:
     if item.sdc_record is not None:
         try:
-            return check_recorded(data, item.sdc_record, extract, earlier)
+            result = check_recorded(data, item.sdc_record, extract, earlier)
         except CannotRecompute as exc:
-            return check_heuristic(data, item.extension, reason=f"Not recomputed: {exc}.")
-    return check_heuristic(data, item.extension)
+            return check_heuristic(data, item.extension, reason=f"Not recomputed: {exc}.", pseudonyms=pseudonyms,
+                                   max_rows=max_rows)
+        if pseudonyms and pseudonyms.count(content.search_texts(data, item.extension)):
+            result["status"] = "fail"
+            result["notes"].append("It holds one of this project's patient pseudonyms (or a part of one).")
+        return result
+    return check_heuristic(data, item.extension, pseudonyms=pseudonyms, max_rows=max_rows)
+
+
+ACRO_RESULTS = "results.json"
+
+
+def acro_verdicts(request: OutputRequest, storage_dir: Path) -> dict[str, dict[str, Any]]:
+    """ACRO's own verdicts, from any ACRO results.json handed over in the request, by the path of the file judged.
+
+    A researcher who worked with ACRO sends its results.json (as supporting material) beside the files ACRO wrote;
+    the checkers then see ACRO's status, exception request and comments beside the gateway's recomputed verdict.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for item in request.files:
+        if item.name != ACRO_RESULTS:
+            continue
+        try:
+            results = read_acro_document(json.loads(intake.read_stored(storage_dir, item.stored_name, item.sha256)))
+        except (OSError, ValueError):
+            continue
+        folder = item.path.rsplit("/", 1)[0] + "/" if "/" in item.path else ""
+        for result in results:
+            for name in result.files:
+                found[folder + name] = {**result.to_dict(), "from": item.path}
+    return found
 
 
 def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
@@ -298,13 +377,20 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     from gateway.outputs.service import extract_dir
 
     extract = extract_dir(settings, request.project)
+    pseudonyms = content.matcher_for_extract(extract)
     earlier = released_records(session, request)
+    acro = acro_verdicts(request, settings.outputs_dir)
     done = 0
     for item in request.files:
         if item.check_status != "pending":
+            if item.check_result is not None and item.check_result.get("acro") != acro.get(item.path):
+                item.check_result = {**item.check_result, "acro": acro.get(item.path)}
             continue
         data = intake.read_stored(settings.outputs_dir, item.stored_name, item.sha256)
-        result = check_file(item, data, extract, earlier)
+        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows)
+        if item.name == ACRO_RESULTS and any(v["from"] == item.path for v in acro.values()):
+            result["notes"].append("ACRO's results.json: its verdicts are shown beside the files it judged.")
+        result["acro"] = acro.get(item.path)
         item.check_result, item.check_status, item.checked_at = result, result["status"], utcnow()
         done += 1
         audit.record(session, "system", "output_request.file_checked", "output_request", request.id,

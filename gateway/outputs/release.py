@@ -1,5 +1,12 @@
 """The release package: a zip of the approved output files with a manifest, built and published atomically.
 
+Everything in the package leaves the secure environment, so everything in it is output: the approved files
+as submitted, ``manifest.json`` (hashes, the groups' descriptions, the rules applied and each file's verdict,
+the checkers' votes) and ``results.json`` in the layout SACRO-Viewer and ACRO read. Both JSON files are made
+only from the public form of each record (``disclosure_control.PublicRecord``): labels, verdicts and rule
+names, never a cell's value or count, never a free-text note (notes and differencing findings can carry
+numbers about small groups). Checker-only evidence stays in the gateway's database.
+
 Steps (outbox kind ``outputs.release``, run by the worker):
 
 1. build the zip in a temporary file in the releases folder (never under its final name), fsync it;
@@ -24,15 +31,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from disclosure_control import PublicRecord, Record
+from disclosure_control.acro_format import PublicEntry, sacro_results
 from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
 from gateway.outputs import files as intake
-from gateway.outputs.models import OutputRequest
+from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.outputs.service import current_votes, round_reviews
 from gateway.outputs.workflow import OutputState, check_output_move
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+RESULTS = "results.json"  # SACRO-Viewer / ACRO layout
+FORMAT = 2  # 2: no per-cell records; public records, verdicts, rules and results.json
+# what the heuristic checks look for in a file the gateway could not recompute
+HEURISTIC_RULES = {"heuristic": ["small_count", "unrounded", "single_person", "identifier_column", "pseudonym"]}
 Step = Callable[[str], None]
 
 
@@ -48,8 +60,31 @@ def package_name(request: OutputRequest) -> str:
     return f"{request.project.reference.lower()}-output-{request.id}.zip"
 
 
+def public_record(item: OutputFile) -> PublicRecord | None:
+    """The public form of the record the gateway recomputed for this file (None for files it did not recompute).
+
+    Only a recomputed record is used: a sidecar's own record is the researcher's claim, never released as is.
+    """
+    result = item.check_result or {}
+    if result.get("method") != "recomputed" or not isinstance(result.get("record"), dict):
+        return None
+    return Record.from_dict(result["record"]).public()
+
+
+def rules_flagged(item: OutputFile) -> dict[str, int]:
+    """How many cells each rule flagged (names and numbers of cells, never their values)."""
+    counts: dict[str, int] = {}
+    for cell in (item.check_result or {}).get("cells", []):
+        for rule in cell.get("rules", []):
+            counts[rule] = counts.get(rule, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def manifest_for(request: OutputRequest, contents: dict[str, bytes]) -> dict[str, Any]:
-    """Everything a reader needs to trust the package: files with hashes, records, checks and decisions."""
+    """Everything a reader needs to trust the package: files with hashes, descriptions, rules, verdicts, decisions.
+
+    No per-cell value or count of any kind (see the module docstring).
+    """
     reviews = round_reviews(request)
     reviewers = {r.reviewer_id for r in reviews}
     files = []
@@ -57,16 +92,24 @@ def manifest_for(request: OutputRequest, contents: dict[str, bytes]) -> dict[str
         if item.kind != "output":
             continue
         result = item.check_result or {}
+        public = public_record(item)
         files.append({
             "path": f"outputs/{item.path}",
             "sha256": hashlib.sha256(contents[item.path]).hexdigest(),
             "size": len(contents[item.path]),
+            "content_type": item.content_type,
             "group": item.group.name,
+            "description": item.group.context,
             "version": item.version,
-            "disclosure_control_record": item.sdc_record.get("record") if item.sdc_record else None,
-            "automatic_check": {"method": result.get("method"), "status": result.get("status"),
-                                "notes": result.get("notes", []), "differencing": result.get("differencing", []),
-                                "rules_applied": (result.get("record") or {}).get("rules")},
+            "verdict": {
+                "automatic": result.get("status"),
+                "method": result.get("method"),
+                "rules_flagged": rules_flagged(item),
+                "checkers": "approved",
+            },
+            "rules_applied": public.rules if public else HEURISTIC_RULES,
+            "record": public.to_dict() if public else None,
+            "exceptions": [],  # approved exceptions for a failing file, once the exception workflow records them
             "votes": [{"checker": v.reviewer.username, "vote": v.vote, "at": v.voted_at.isoformat()}
                       for v in current_votes(item) if v.reviewer_id in reviewers],
         })
@@ -83,7 +126,24 @@ def manifest_for(request: OutputRequest, contents: dict[str, bytes]) -> dict[str
                     for r in reviews],
         "decision": {"by": request.decided_by.username if request.decided_by else None,
                      "at": request.decided_at.isoformat() if request.decided_at else None, "outcome": "approved"},
+        "results": RESULTS,
     }
+
+
+def results_for(request: OutputRequest) -> dict[str, Any]:
+    """results.json for SACRO-Viewer: one entry per released file, from public records only."""
+    entries = []
+    for item in request.files:
+        if item.kind != "output":
+            continue
+        result = item.check_result or {}
+        acro = result.get("acro") or {}
+        entries.append(PublicEntry(path=f"outputs/{item.path}", record=public_record(item),
+                                   status=str(result.get("status") or "review"), approved=True,
+                                   comments=[*[str(c) for c in acro.get("comments") or []],
+                                             f"Released by the output checkers of {request.project.reference}."],
+                                   exception=str(acro.get("exception") or "")))
+    return sacro_results(entries)
 
 
 def build(request: OutputRequest, storage_dir: Path) -> bytes:
@@ -97,6 +157,8 @@ def build(request: OutputRequest, storage_dir: Path) -> bytes:
             archive.writestr(zipfile.ZipInfo(f"outputs/{path}", date_time=(2000, 1, 1, 0, 0, 0)), contents[path])
         archive.writestr(zipfile.ZipInfo(MANIFEST, date_time=(2000, 1, 1, 0, 0, 0)),
                          json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        archive.writestr(zipfile.ZipInfo(RESULTS, date_time=(2000, 1, 1, 0, 0, 0)),
+                         json.dumps(results_for(request), indent=2, sort_keys=True) + "\n")
     return buffer.getvalue()
 
 
@@ -109,7 +171,7 @@ def verify_package(path: Path) -> list[str]:
             if bad is not None:
                 return [f"{bad} is corrupt"]
             manifest = json.loads(archive.read(MANIFEST))
-            names = set(archive.namelist()) - {MANIFEST}
+            names = set(archive.namelist()) - {MANIFEST, RESULTS}
             listed = {f["path"] for f in manifest["files"]}
             problems += [f"{n} is not in the manifest" for n in sorted(names - listed)]
             problems += [f"{n} is missing" for n in sorted(listed - names)]

@@ -3,7 +3,6 @@ through the transition table and records the audit event in the same transaction
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.outputs import files as intake
+from gateway.outputs.content import PseudonymMatcher, matcher_for_extract
 from gateway.outputs.models import OutputComment, OutputFile, OutputGroup, OutputRequest, OutputReview, OutputVote
 from gateway.outputs.workflow import (
     EDITABLE_STATES,
@@ -54,36 +54,15 @@ def meter_check(session: Session, request: OutputRequest, actor: User) -> None:
                        actor=actor)
 
 
-def outputs_folder(settings: Settings, user: User, project: Project) -> Path:
-    from gateway.workspaces.entitlement import workspace_id
-    from gateway.workspaces.service import hub_username
-    from gateway.workspaces.spec import workspace_outputs
-
-    return workspace_outputs(settings.homes_root, hub_username(user), workspace_id(project))
-
-
 def extract_dir(settings: Settings, project: Project) -> Path | None:
     from gateway.workspaces.entitlement import current_extract
 
     return current_extract(settings.extracts_root, project)
 
 
-def project_pseudonyms(folder: Path | None) -> frozenset[str]:
-    """Every pseudonym in the project's current extract (the extract's pseudonym column, in every table)."""
-    if folder is None or not (folder / "manifest.json").is_file():
-        return frozenset()
-    import pyarrow.parquet as pq
-
-    from gateway.extracts.pipeline import PSEUDONYM_COLUMN
-
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    found: set[str] = set()
-    for table in manifest.get("tables", []):
-        if PSEUDONYM_COLUMN not in {c.get("name") for c in table.get("columns", [])}:
-            continue
-        column = pq.read_table(folder / table["file"], columns=[PSEUDONYM_COLUMN]).column(0)
-        found.update(str(v) for v in column.to_pylist() if v is not None)
-    return frozenset(found)
+def project_pseudonyms(settings: Settings, project: Project) -> PseudonymMatcher:
+    """Every pseudonym in the project's current extract, ready to search any output for."""
+    return matcher_for_extract(extract_dir(settings, project))
 
 
 # --- who may do what ---------------------------------------------------------------------------------------
@@ -181,10 +160,6 @@ def released_for_project(session: Session, project: Project) -> list[OutputReque
         .order_by(OutputRequest.released_at)))
 
 
-def workspace_files(settings: Settings, user: User, project: Project) -> list[intake.WorkspaceFile]:
-    return intake.list_workspace_files(outputs_folder(settings, user, project), settings.outputs)
-
-
 # --- the author's commands ------------------------------------------------------------------------------------
 
 def create_request(session: Session, actor: User, project: Project, title: str) -> OutputRequest:
@@ -226,32 +201,56 @@ def save_group(session: Session, actor: User, request: OutputRequest, name: str,
     return group
 
 
-def _intake(session: Session, settings: Settings, actor: User, request: OutputRequest, path: str) -> intake.Intake:
-    folder = outputs_folder(settings, actor, request.project)
-    return intake.take(folder, path, settings.outputs, project_pseudonyms(extract_dir(settings, request.project)))
+def add_file_bytes(session: Session, actor: User, request: OutputRequest, settings: Settings, name: str,
+                   data: bytes, sidecar: bytes | None = None, group_id: int | None = None, kind: str | None = None,
+                   source: str = "workspace") -> OutputFile:
+    """Store bytes handed over from the author's workspace in the request: the one way a file enters a request.
 
-
-def add_file(session: Session, actor: User, request: OutputRequest, settings: Settings, path: str, group_id: int,
-             kind: str) -> OutputFile:
-    """Copy a file from the author's outputs/ folder into the request (the copy is what is checked)."""
+    A name not yet in the request is added to the chosen group (as an output unless ``kind`` says supporting); a
+    name already there becomes its next version (its votes start afresh; its group and kind stay unless given),
+    unless the bytes and record are unchanged. The stored copy is what is checked.
+    """
     check_author(actor, request)
     _check_editable(request)
     check_can_request(session, actor, request.project)
-    group = next((g for g in request.groups if g.id == group_id), None)
+    name = intake.check_name(name)
+    existing = next((f for f in request.files if f.path == name), None)
     errors: dict[str, list[str]] = {}
-    if group is None:
-        errors["group_id"] = ["Choose the group the file belongs to (add a group first)."]
-    if kind not in KINDS:
-        errors["kind"] = ["Choose whether the file is an output to release or supporting material for the checkers."]
-    if len(request.files) >= settings.outputs.max_files_per_request:
-        errors["path"] = [f"A request holds at most {settings.outputs.max_files_per_request} files."]
+    group = next((g for g in request.groups if g.id == group_id), None) if group_id is not None else None
+    if existing is None:
+        kind = "output" if kind is None else kind
+        if group is None:
+            errors["group_id"] = ["Choose the group the file belongs to (add a group first)."]
+        if kind not in KINDS:
+            errors["kind"] = ["Choose whether the file is an output to release or supporting material for the "
+                              "checkers."]
+        if len(request.files) >= settings.outputs.max_files_per_request:
+            errors["path"] = [f"A request holds at most {settings.outputs.max_files_per_request} files."]
+    elif group_id is not None and group is None:
+        errors["group_id"] = ["No such group in this request."]
+    elif kind is not None and kind not in KINDS:
+        errors["kind"] = ["Choose output or supporting."]
     if errors:
         raise ValidationError("The file could not be added.", field_errors=errors)
-    taken = _intake(session, settings, actor, request, path)
-    if any(f.path == taken.path for f in request.files):
-        raise ValidationError("The file could not be added.", field_errors={
-            "path": [f"'{taken.path}' is already in this request; update it instead."]})
-    assert group is not None
+    taken = intake.take_bytes(name, data, sidecar, settings.outputs, project_pseudonyms(settings, request.project))
+    if existing is not None:
+        if taken.sha256 == existing.sha256 and taken.sdc_record == existing.sdc_record:
+            raise Conflict(f"'{existing.path}' is already in this request with exactly this content.")
+        existing.stored_name = intake.store_copy(settings.outputs_dir, request.id, taken)
+        existing.version += 1
+        existing.sha256, existing.size, existing.content_type, existing.sdc_record = (
+            taken.sha256, len(taken.data), taken.content_type, taken.sdc_record)
+        if group is not None:
+            existing.group_id = group.id
+        if kind is not None:
+            existing.kind = kind
+        existing.check_status, existing.check_result, existing.checked_at = "pending", None, None
+        session.flush()
+        audit.record(session, actor, "output_request.file_updated", "output_request", request.id,
+                     {"path": existing.path, "version": existing.version, "sha256": existing.sha256,
+                      "size": existing.size, "source": source})
+        return existing
+    assert group is not None and kind is not None
     stored = intake.store_copy(settings.outputs_dir, request.id, taken)
     item = OutputFile(group_id=group.id, path=taken.path, kind=kind, version=1, stored_name=stored, sha256=taken.sha256,
                       size=len(taken.data), content_type=taken.content_type, sdc_record=taken.sdc_record,
@@ -260,28 +259,15 @@ def add_file(session: Session, actor: User, request: OutputRequest, settings: Se
     session.flush()
     audit.record(session, actor, "output_request.file_added", "output_request", request.id,
                  {"path": item.path, "kind": kind, "group": group.name, "sha256": item.sha256, "size": item.size,
-                  "has_sdc_record": item.sdc_record is not None})
+                  "has_sdc_record": item.sdc_record is not None, "source": source})
     return item
 
 
-def update_file(session: Session, actor: User, request: OutputRequest, settings: Settings,
-                item: OutputFile) -> OutputFile:
-    """Take the file's current content from the workspace again: a new version, whose votes start afresh."""
-    check_author(actor, request)
-    _check_editable(request)
-    check_can_request(session, actor, request.project)
-    taken = _intake(session, settings, actor, request, item.path)
-    if taken.sha256 == item.sha256 and taken.sdc_record == item.sdc_record:
-        raise Conflict(f"'{item.path}' has not changed in your outputs folder since it was added.")
-    item.stored_name = intake.store_copy(settings.outputs_dir, request.id, taken)
-    item.version += 1
-    item.sha256, item.size, item.content_type, item.sdc_record = (taken.sha256, len(taken.data), taken.content_type,
-                                                                 taken.sdc_record)
-    item.check_status, item.check_result, item.checked_at = "pending", None, None
-    session.flush()
-    audit.record(session, actor, "output_request.file_updated", "output_request", request.id,
-                 {"path": item.path, "version": item.version, "sha256": item.sha256})
-    return item
+def drafts_for(session: Session, user: User, project: Project) -> list[OutputRequest]:
+    """The author's requests on a project that can still take files (what a workspace may hand files to)."""
+    return list(session.scalars(select(OutputRequest).where(
+        OutputRequest.project_id == project.id, OutputRequest.author_id == user.id,
+        OutputRequest.state.in_([s.value for s in EDITABLE_STATES])).order_by(OutputRequest.id)))
 
 
 def remove_file(session: Session, actor: User, request: OutputRequest, item: OutputFile) -> None:

@@ -21,7 +21,7 @@ ACCESS_ATTR = "_sde_access"
 
 @dataclass(frozen=True)
 class Access:
-    kind: str  # "public" | "mid_sign_in" | "permission"
+    kind: str  # "public" | "mid_sign_in" | "hub" | "permission"
     permission: Permission | None = None
     step: str | None = None  # for "mid_sign_in": the one sign-in state the view serves
 
@@ -37,6 +37,12 @@ def sign_in_step(step: str) -> Callable[[F], F]:
         setattr(view, ACCESS_ATTR, Access("mid_sign_in", step=step))
         return view
     return decorate
+
+
+def hub_only(view: F) -> F:
+    """Called by the workspace hub only: the hub<->gateway secret is checked before the view runs."""
+    setattr(view, ACCESS_ATTR, Access("hub"))
+    return view
 
 
 def requires(permission: Permission) -> Callable[[F], F]:

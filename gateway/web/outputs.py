@@ -108,7 +108,7 @@ def new(project_id: int) -> Any:
         except Conflict as exc:
             extra = [exc.message]
         else:
-            flash("Request started. Add a group, then the files from your outputs folder.", "success")
+            flash("Request started. Add a group, then send the files from your workspace.", "success")
             return _to(created)
     return render_template("outputs/new.html", form=form, project=project, extra=extra), \
         422 if form.errors or extra else 200
@@ -122,12 +122,11 @@ def view(request_id: int) -> Any:
     author = item.author_id == user.id
     checker = service.can_review(user, item)
     editable = author and item.state in EDITABLE_STATES
-    workspace = service.workspace_files(settings(), user, item.project) if editable else []
     previews = {f.id: _csv_preview(f) for f in item.files if checker and f.extension == "csv"}
     return render_template(
         "outputs/view.html", item=item, user=user, owners=OUTPUT_OWNERS, author=author, checker=checker,
         conflict=service.review_conflict(user, item) if has_permission(user, Permission.REVIEW_OUTPUTS) else None,
-        editable=editable, workspace=workspace, problems=service.submission_problems(item) if editable else [],
+        editable=editable, problems=service.submission_problems(item) if editable else [],
         previews=previews, votes={f.id: service.visible_votes(user, item, f) for f in item.files},
         my_votes={f.id: next((v.vote for v in service.current_votes(f) if v.reviewer_id == user.id), None)
                   for f in item.files},
@@ -157,23 +156,6 @@ def save_group(request_id: int) -> Any:
     group_id = request.form.get("group_id", type=int)
     return _attempt(item, "Group saved.", service.save_group, require_user(), item, request.form.get("name", ""),
                     request.form.get("context", ""), request.form.get("controls", ""), group_id)
-
-
-@bp.post("/<int:request_id>/files")
-@requires(Permission.REQUEST_OUTPUTS)
-def add_file(request_id: int) -> Any:
-    item = _load(request_id)
-    return _attempt(item, "File added: a copy was taken for the checkers.", service.add_file, require_user(), item,
-                    settings(), request.form.get("path", ""), request.form.get("group_id", type=int) or 0,
-                    request.form.get("kind", ""))
-
-
-@bp.post("/<int:request_id>/files/<int:file_id>/update")
-@requires(Permission.REQUEST_OUTPUTS)
-def update_file(request_id: int, file_id: int) -> Any:
-    item = _load(request_id)
-    return _attempt(item, "File updated from your outputs folder; its votes start afresh.", service.update_file,
-                    require_user(), item, settings(), service.get_file(item, file_id))
 
 
 @bp.post("/<int:request_id>/files/<int:file_id>/remove")

@@ -54,6 +54,7 @@ def hub_environment(settings: Settings) -> dict[str, str]:
         "LONDONSDE_HUB_EXTRACTS_ROOT": str(settings.extracts_root),
         "LONDONSDE_HUB_HOMES_ROOT": str(settings.homes_root),
         "LONDONSDE_HUB_SINGLEUSER_PREFIX": str(singleuser_prefix(settings)),
+        "LONDONSDE_HUB_GATEWAY_URL": settings.workspaces.gateway_internal_url,
         "PYTHONPATH": str(REPO_ROOT),
     })
     return env

@@ -117,7 +117,8 @@ def kubespawner_overrides(spec: WorkspaceSpec, username: str, settings: Kubernet
             {"name": "home", "mountPath": HOME_MOUNT},
         ],
         "extra_labels": {"londonsde.org/project": spec.project_id, "londonsde.org/tier": tier.name},
-        "environment": {"LONDONSDE_PROJECT_ID": spec.project_id, "LONDONSDE_TIER": tier.name},
+        "environment": {"LONDONSDE_PROJECT_ID": spec.project_id, "LONDONSDE_TIER": tier.name,
+                        **spec.environment()},
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from gateway.models import User
 from gateway.workspaces.entitlement import current_extract, entitlement, workspace_id
 from gateway.workspaces.hub import HubClient, HubError
 from gateway.workspaces.models import WorkspaceSession
-from gateway.workspaces.spec import LEGACY_USERNAME_RE, WorkspaceSpec, tier_named, workspace_home
+from gateway.workspaces.spec import LEGACY_USERNAME_RE, WorkspaceSpec, tier_named
 from gateway.workspaces.tickets import load_secret, mint_ticket
 from projects.accreditation_rules import valid_accreditation
 from projects.lifecycle import is_member
@@ -77,32 +76,6 @@ def legacy_name_is_shared(session: Session, user: User) -> bool:
     return any(legacy_hub_username(other) == legacy for other in candidates)
 
 
-def adopt_legacy_home(homes_root: Path, legacy: str, username: str, project_id: str, shared: bool) -> bool:
-    """Move a home made under the pre-0014 name to the id-based name, once; True if moved.
-
-    A home whose old name two accounts shared is left where it is for an operator to sort out (logged): it cannot
-    be told whose work it holds. The sandbox spawner gives the moved home to the new uid when it next starts.
-    """
-    if legacy == username:
-        return False
-    old, new = workspace_home(homes_root, legacy, project_id), workspace_home(homes_root, username, project_id)
-    try:
-        if not stat.S_ISDIR(old.lstat().st_mode) or new.exists() or new.is_symlink():
-            return False
-    except FileNotFoundError:
-        return False
-    if shared:
-        log.warning("not moving home %s to %s: two accounts had the hub name %r", old, new, legacy)
-        return False
-    try:
-        old.rename(new)
-    except OSError as exc:
-        log.warning("could not move home %s to %s: %s", old, new, exc)
-        return False
-    log.info("moved home %s to %s", old, new)
-    return True
-
-
 def hub_client(settings: Settings) -> HubClient:
     token_file = settings.hub_state_dir / "gateway-token"
     try:
@@ -119,8 +92,32 @@ def open_sessions(session: Session, project: Project | None = None) -> list[Work
     return list(session.scalars(query))
 
 
+def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, server: str, hub_user: str,
+                 tier: str, extract: Path) -> int:
+    """The open workspace session of this person on this project, opened (and audited) when there is none."""
+    with unit_of_work(factory) as session:
+        existing = session.scalar(select(WorkspaceSession).where(
+            WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
+            WorkspaceSession.stopped_at.is_(None)))
+        if existing is not None:
+            return existing.id
+        ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=server, hub_user=hub_user,
+                              tier=tier, extract_path=str(extract))
+        session.add(ws)
+        session.flush()
+        audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
+                     {"server": server, "tier": tier, "extract": extract.name})
+        return ws.id
+
+
 def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: int, project_id: int) -> str:
-    """Start or reuse the workspace; returns the one-time URL that signs the browser in to it."""
+    """Start or reuse the workspace; returns the one-time URL that signs the browser in to it.
+
+    The session is recorded first, so the server can be started with a hand-over credential bound to it
+    (gateway/outputs/handover.py); if the start fails, that session is closed again.
+    """
+    from gateway.outputs.handover import mint_credential
+
     with factory() as session:
         user, project = session.get(User, user_id), session.get(Project, project_id)
         assert user is not None and project is not None
@@ -129,41 +126,45 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
             raise NotEntitled("You cannot open a workspace for this project: " + " ".join(decision.reasons))
         extract = current_extract(settings.extracts_root, project)
         assert extract is not None
-        spec = WorkspaceSpec(project_id=workspace_id(project), extract=str(extract),
-                             tier=tier_named(project.workspace_size))
+        server, tier = workspace_id(project), tier_named(project.workspace_size)
         username = hub_username(user)
         legacy = legacy_hub_username(user)
         legacy_open = [ws for ws in open_sessions(session, project)
                        if ws.user_id == user_id and session_hub_user(ws) != username]
         legacy_shared = legacy_name_is_shared(session, user)
-    client = hub_client(settings)
+    client = hub_client(settings)  # before the session: no hub set up means nothing is recorded
+    ws_id: int | None = None
     try:
         if legacy_open:  # a server started under the old name: stop it before its home moves
-            client.stop_server(legacy, spec.project_id)
+            client.stop_server(legacy, server)
             with unit_of_work(factory) as session:
                 for ws in legacy_open:
                     stop_session(session, session.get(WorkspaceSession, ws.id), "renamed to the id-based hub name",
                                  queue_stop=False)
-        adopt_legacy_home(settings.homes_root, legacy, username, spec.project_id, shared=legacy_shared)
+        if legacy_shared:
+            log.warning("not moving the %s home of %r: two accounts had that hub name", server, legacy)
+        # Recorded before the start, so the server gets a hand-over credential bound to this session.
+        ws_id = _session_for(factory, user_id, project_id, server, username, tier.name, extract)
+        credential = mint_credential(settings, ws_id, user_id, project_id,
+                                     ttl_seconds=settings.workspaces.handover_ttl_hours * 3600)
+        # The spawner (as root, on the host) moves a home made under the old name; the gateway never touches homes.
+        spec = WorkspaceSpec(project_id=server, extract=str(extract), tier=tier, handover_credential=credential,
+                             legacy_home=None if legacy_shared or legacy == username else legacy)
         client.ensure_user(username)
         client.start_server(username, spec)
-        client.wait_until_ready(username, spec.project_id, timeout=settings.workspaces.start_timeout)
+        client.wait_until_ready(username, server, timeout=settings.workspaces.start_timeout)
     except (HubError, OSError, requests.RequestException) as exc:
-        log.warning("workspace start failed for %s/%s: %s", username, spec.project_id, exc)
+        log.warning("workspace start failed for %s/%s: %s", username, server, exc)
+        if ws_id is not None:
+            with unit_of_work(factory) as session:
+                ws = session.get(WorkspaceSession, ws_id)
+                if ws is not None and ws.stopped_at is None:
+                    ws.stopped_at, ws.stop_reason = utcnow(), "the workspace could not be started"
+                    audit.record(session, "system", "workspace.ended", "project", project_id,
+                                 {"user": ws.user.username, "server": server, "reason": "start failed"})
         raise WorkspaceUnavailable("The workspace could not be started just now. Nothing has changed; "
                                    "try again in a minute, or contact the service desk.") from exc
-    with unit_of_work(factory) as session:
-        existing = session.scalar(select(WorkspaceSession).where(
-            WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
-            WorkspaceSession.stopped_at.is_(None)))
-        if existing is None:
-            ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=spec.project_id,
-                                  hub_user=username, tier=spec.tier.name, extract_path=spec.extract)
-            session.add(ws)
-            session.flush()
-            audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
-                         {"server": spec.project_id, "tier": spec.tier.name, "extract": extract.name})
-    ticket = mint_ticket(load_secret(settings.hub_state_dir / "ticket-secret"), username, spec.project_id,
+    ticket = mint_ticket(load_secret(settings.hub_state_dir / "ticket-secret"), username, server,
                          ttl_seconds=settings.workspaces.ticket_ttl_seconds)
     return client.login_url(ticket)
 

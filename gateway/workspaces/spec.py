@@ -7,7 +7,9 @@ tiers are defined once.
 
 from __future__ import annotations
 
+import logging
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ HUB_USER_RE = re.compile(r"^_u[1-9][0-9]{0,14}$")
 LEGACY_USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 # What the hub and the spawners accept: either form, and never a path or shell metacharacter.
 USERNAME_RE = re.compile(rf"{HUB_USER_RE.pattern}|{LEGACY_USERNAME_RE.pattern}")
+# The workspace's output hand-over credential (gateway/outputs/handover.py), as the spawners accept it.
+CREDENTIAL_RE = re.compile(r"^h1\.[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{20,100}$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ TIERS: dict[str, SizeTier] = {
 DEFAULT_TIER = "small"
 
 
+log = logging.getLogger(__name__)
+
+
 class SpecError(ValueError):
     """The spawn options are not acceptable; the message is safe to show to an operator."""
 
@@ -56,10 +63,23 @@ class WorkspaceSpec:
     project_id: str
     extract: str
     tier: SizeTier
+    # The workspace credential (gateway/outputs/handover.py): lets this server hand outputs over, and nothing else.
+    handover_credential: str | None = None
+    # A hub name of this person from before 0014 whose home for this project the spawner should adopt, if any.
+    legacy_home: str | None = None
 
     def to_user_options(self) -> dict[str, str]:
         """The JSON body the gateway posts when starting the named server."""
-        return {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name}
+        options = {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name}
+        if self.handover_credential:
+            options["handover_credential"] = self.handover_credential
+        if self.legacy_home:
+            options["legacy_home"] = self.legacy_home
+        return options
+
+    def environment(self) -> dict[str, str]:
+        """What every spawner puts in the server's environment for the hand-over extension."""
+        return {"LONDONSDE_HANDOVER_CREDENTIAL": self.handover_credential} if self.handover_credential else {}
 
 
 def check_project_id(project_id: object) -> str:
@@ -85,14 +105,9 @@ def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Pa
     return Path(homes_root) / check_project_id(project_id) / check_username(username)
 
 
-def workspace_outputs(homes_root: str | Path, username: str, project_id: str) -> Path:
-    """Where the gateway picks up outputs the researcher saved for release."""
-    return workspace_home(homes_root, username, project_id) / "outputs"
-
-
 def spec_from_user_options(options: dict[str, Any], server_name: str) -> WorkspaceSpec:
     """Parse `user_options` as sent by the gateway. The server name must equal the project id."""
-    unknown = set(options) - {"project_id", "extract_path", "tier"}
+    unknown = set(options) - {"project_id", "extract_path", "tier", "handover_credential", "legacy_home"}
     if unknown:
         raise SpecError(f"unknown options: {sorted(unknown)}")
     project_id = check_project_id(options.get("project_id"))
@@ -101,4 +116,39 @@ def spec_from_user_options(options: dict[str, Any], server_name: str) -> Workspa
     extract = options.get("extract_path")
     if not isinstance(extract, str) or not extract:
         raise SpecError("extract_path is required")
-    return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)))
+    credential = options.get("handover_credential")
+    if credential is not None and (not isinstance(credential, str) or not CREDENTIAL_RE.match(credential)):
+        raise SpecError("handover_credential is malformed")
+    legacy = options.get("legacy_home")
+    if legacy is not None and (not isinstance(legacy, str) or not LEGACY_USERNAME_RE.match(legacy)):
+        raise SpecError("legacy_home must be a hub name of the earlier scheme")
+    return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)),
+                         handover_credential=credential, legacy_home=legacy)
+
+
+def adopt_legacy_home(homes_root: Path, legacy: str, username: str, project_id: str, shared: bool) -> bool:
+    """Move a home made under the pre-0014 name to the id-based name, once; True if moved.
+
+    Run by the spawner as root on the host (the gateway never touches homes): the gateway names the old hub name
+    in `legacy_home` only when no other account had it. A home whose old name two accounts shared is left where
+    it is for an operator to sort out (logged): it cannot be told whose work it holds. The spawner then gives the
+    moved home to the new uid. The rename moves the folder entry itself and follows no link.
+    """
+    if legacy == username:
+        return False
+    old, new = workspace_home(homes_root, legacy, project_id), workspace_home(homes_root, username, project_id)
+    try:
+        if not stat.S_ISDIR(old.lstat().st_mode) or new.exists() or new.is_symlink():
+            return False
+    except FileNotFoundError:
+        return False
+    if shared:
+        log.warning("not moving home %s to %s: two accounts had the hub name %r", old, new, legacy)
+        return False
+    try:
+        old.rename(new)
+    except OSError as exc:
+        log.warning("could not move home %s to %s: %s", old, new, exc)
+        return False
+    log.info("moved home %s to %s", old, new)
+    return True

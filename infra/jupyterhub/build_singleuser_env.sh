@@ -47,8 +47,10 @@ rm -rf "$site/disclosure_control"
 cp -r "$repo/disclosure_control" "$site/disclosure_control"
 find "$site/disclosure_control" -name __pycache__ -prune -exec rm -rf {} +
 
-# The server extension refusing /files/ and /nbconvert/ (see singleuser/londonsde_lockdown.py).
+# The server extension refusing /files/ and /nbconvert/ (see singleuser/londonsde_lockdown.py), and the one
+# handing outputs over to the gateway through the hub (singleuser/londonsde_handover.py; kernels import it too).
 cp "$here/singleuser/londonsde_lockdown.py" "$site/londonsde_lockdown.py"
+cp "$here/singleuser/londonsde_handover.py" "$site/londonsde_handover.py"
 
 # Server and JupyterLab settings that lock down downloads/export, found by jupyter via the
 # venv's sys.prefix (etc/jupyter and share/jupyter/lab/settings).
@@ -57,6 +59,7 @@ cp "$here/singleuser/jupyter_server_config.py" "$prefix/etc/jupyter/jupyter_serv
 cp "$here/singleuser/overrides.json" "$prefix/share/jupyter/lab/settings/overrides.json"
 mkdir -p "$prefix/etc/jupyter/labconfig"
 cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
-"$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" >/dev/null
+"$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" \
+    "$site/londonsde_handover.py" >/dev/null
 chmod -R a+rX "$prefix"
 echo "ok: $prefix"

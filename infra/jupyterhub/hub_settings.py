@@ -38,6 +38,9 @@ class HubSettings:
     # Secrets shared with the gateway; created (mode 0600) when missing.
     gateway_token_file: Path | None = None
     ticket_secret_file: Path | None = None
+    handover_secret_file: Path | None = None
+    # Where the hub forwards outputs a workspace hands over (the gateway, as the hub reaches it).
+    gateway_url: str = "http://127.0.0.1:5000"
     # Workspace environment and data.
     singleuser_prefix: Path = Path("/opt/londonsde/singleuser")
     extracts_root: Path = Path("/srv/londonsde/extracts")
@@ -80,6 +83,10 @@ class HubSettings:
     @property
     def ticket_secret_path(self) -> Path:
         return self.ticket_secret_file or self.state_dir / "ticket-secret"
+
+    @property
+    def handover_secret_path(self) -> Path:
+        return self.handover_secret_file or self.state_dir / "handover-secret"
 
     @property
     def network(self) -> ipaddress.IPv4Network:

@@ -22,6 +22,7 @@ for entry in (str(HERE), str(HERE.parents[1])):
     if entry not in sys.path:
         sys.path.insert(0, entry)
 
+from handover_handler import handlers as handover_handlers  # noqa: E402
 from hub_settings import claim_host_resources, load_settings, read_or_create_secret  # noqa: E402
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
@@ -71,6 +72,10 @@ c.JupyterHub.load_roles = [
     {"name": "londonsde-gateway", "services": ["gateway"], "scopes": list(GATEWAY_SCOPES)},
 ]
 c.JupyterHub.services = [{"name": "gateway", "api_token": read_or_create_secret(settings.gateway_token_path)}]
+
+# -- outputs: a workspace hands files over through the hub to the gateway (handover_handler.py) ------------
+c.JupyterHub.extra_handlers = handover_handlers(settings.gateway_url,
+                                                read_or_create_secret(settings.handover_secret_path))
 
 if settings.cull_idle_seconds > 0:
     c.JupyterHub.services.append(

@@ -47,6 +47,7 @@ from gateway.workspaces.spec import (
     SizeTier,
     SpecError,
     WorkspaceSpec,
+    adopt_legacy_home,
     check_username,
     spec_from_user_options,
     workspace_home,
@@ -129,6 +130,8 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
     def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
         """Create the private home (and outputs/); seed it from the template the first time."""
         home = workspace_home(self.homes_root, self.user.name, spec.project_id)
+        if spec.legacy_home:
+            adopt_legacy_home(Path(self.homes_root), spec.legacy_home, self.user.name, spec.project_id, shared=False)
         project_dir = home.parent
         project_dir.mkdir(parents=True, exist_ok=True)
         # Traversable, not listable: a uid reaches only the home it is told about (its own, 0700).
@@ -149,7 +152,7 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
         os.chmod(home, 0o700)
         return home
 
-    def workspace_env(self, home_inside: str) -> dict[str, str]:
+    def workspace_env(self, home_inside: str, spec: WorkspaceSpec | None = None) -> dict[str, str]:
         env = self.get_env()
         for key in ("PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV"):
             env.pop(key, None)
@@ -160,6 +163,7 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
                 "SHELL": "/bin/bash",
                 "LANG": "C.UTF-8",
                 "PATH": f"{self.singleuser_prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+                **(spec.environment() if spec is not None else {}),
             }
         )
         return env
@@ -239,6 +243,7 @@ class PlainLocalSpawner(WorkspaceSpawnerBase):
         uid = self.workspace_uid()
         home = self.prepare_home(spec, uid)
         self._preexec_uid, self._preexec_home = uid, str(home)
+        self._handover_env = spec.environment()
         self.cmd = [f"{self.singleuser_prefix}/bin/jupyterhub-singleuser"]
         ip, port = await super().start()
         await self.wait_until_listening(ip, port, timeout=self.start_timeout)
@@ -251,6 +256,7 @@ class PlainLocalSpawner(WorkspaceSpawnerBase):
             env["HOME"] = home
             env["PATH"] = f"{self.singleuser_prefix}/bin:/usr/bin:/bin"
             env.pop("VIRTUAL_ENV", None)
+        env.update(getattr(self, "_handover_env", {}))
         return env
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
@@ -438,6 +444,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
     def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
         """The home as its own ext4 of the tier's size (home_quota), in folders only root may enter."""
         home = workspace_home(self.homes_root, self.user.name, spec.project_id)
+        if spec.legacy_home:  # a home made under the hub name of before 0014 moves, once, before it is mounted
+            adopt_legacy_home(Path(self.homes_root), spec.legacy_home, self.user.name, spec.project_id, shared=False)
         for folder in (Path(self.homes_root), home.parent):
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o700)
@@ -577,7 +585,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         self._write_identity(runtime_dir, uid, home_inside)
 
         self.ip, self.port = address, SERVER_PORT
-        env = self.workspace_env(home_inside)
+        env = self.workspace_env(home_inside, spec)
         seccomp_fd = filter_fd()
         cmd = self.sandbox_command(state, extract, home, home_inside, seccomp_fd)
         self.log.info("Spawning sandbox %s: %s", netns, " ".join(shlex.quote(part) for part in cmd))

@@ -1,9 +1,10 @@
 """Safe outputs in Chromium: a notebook's crosstab fails its automatic check, passes after suppression, two
 checkers approve it independently and the researcher downloads a package whose manifest hashes match.
 
-The notebook is simulated: the test process runs the workspace's own ``outputs_helper.save_output`` with the
-``disclosure_control`` library, writing into the researcher's workspace ``outputs/`` folder exactly where a
-notebook in the workspace would; the worker is one pass of the real outbox delivery.
+The notebook and the workspace are simulated: the test process runs the workspace's own
+``outputs_helper.save_output`` with the ``disclosure_control`` library, and hands the file over with the
+workspace extension's own reader (tests/support/handover.py); the worker is one pass of the real outbox
+delivery. The real hand-over from JupyterLab is driven in tests/functional/test_workspace_browser.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.functional.test_accreditation_browser import sign_out
 from tests.functional.test_application_browser import as_user
 from tests.integration.test_outputs import load_extract, notebook_crosstab, outputs_of, ready_project, work
 from tests.support.browser import LiveServer
+from tests.support.handover import hand_over
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
 
@@ -68,9 +70,11 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
     form.get_by_label("Context").fill("Patients by region and sex, whole extract, 2019-2024.")
     form.get_by_label("Disclosure controls").fill("Checked with disclosure_control before saving.")
     page.get_by_role("button", name="Add group").click()
-    page.get_by_label("File", exact=True).select_option("by_region.csv")
-    page.get_by_role("button", name="Add file").click()
-    expect(page.get_by_text("File added")).to_be_visible()
+    expect(page.get_by_test_id("handover-help")).to_contain_text("submit_output(")
+    request_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    hand_over(factory, settings, request_id, folder, "by_region.csv", group_of(factory, request_id), "output")
+    page.reload()  # the workspace handed the file over (the gateway never reads the folder)
+    expect(page.get_by_test_id("file-by_region.csv")).to_be_visible()
     page.get_by_role("button", name="Submit the request").click()
     expect(page.get_by_test_id("state")).to_have_text("Submitted")
     request_url = page.url
@@ -103,8 +107,9 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
     as_user(page, live_server, "researcher")
     page.goto(request_url)
     expect(page.get_by_test_id("comments")).to_contain_text("suppress it")
-    page.get_by_role("button", name="Update by_region.csv from outputs folder").click()
-    expect(page.get_by_text("its votes start afresh")).to_be_visible()
+    hand_over(factory, settings, request_id, folder, "by_region.csv")  # sent again: version 2
+    page.reload()
+    expect(page.get_by_test_id("file-by_region.csv")).to_contain_text("version 2")
     page.get_by_role("button", name="Resubmit the request").click()
     expect(page.get_by_test_id("state")).to_have_text("Submitted")
     work(factory, settings)
@@ -138,9 +143,18 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
         assert [f["path"] for f in manifest["files"]] == ["outputs/by_region.csv"]
         for entry in manifest["files"]:
             assert hashlib.sha256(archive.read(entry["path"])).hexdigest() == entry["sha256"]
-            assert entry["automatic_check"]["status"] == "pass"
+            assert entry["verdict"]["automatic"] == "pass"
         assert archive.read("outputs/by_region.csv") == (folder / "by_region.csv").read_bytes()
     assert sorted(r["checker"] for r in manifest["reviews"]) == ["checker1", "checker2"]
     page.goto(f"{live_server.url}/projects/{project_id}")
     expect(page.get_by_test_id("released-outputs")).to_contain_text("Admissions by region")
     screenshot(page, "outputs-released-on-project")
+
+
+def group_of(factory: sessionmaker[Session], request_id: int) -> int:
+    from gateway.outputs.models import OutputRequest
+
+    with factory() as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        return request.groups[0].id

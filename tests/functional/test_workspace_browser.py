@@ -1,5 +1,7 @@
-"""A researcher opens a workspace from the project page and lands in JupyterLab with the extract at /data;
-when the project is suspended the server is stopped and the button refuses.
+"""A researcher opens a workspace from the project page and lands in JupyterLab with the extract at /data, saves a
+checked table in a notebook there and hands it over to an output request (the gateway never reads the folder);
+two checkers approve, the researcher downloads the package and no suppressed value is in it; when the project is
+suspended the server is stopped and the button refuses.
 
 Real components throughout: JupyterHub with configurable-http-proxy and the sandboxing spawner, a real
 single-user server and kernel, the live gateway, the worker pass, and Chromium.
@@ -7,13 +9,16 @@ single-user server and kernel, the live gateway, the worker pass, and Chromium.
 
 from __future__ import annotations
 
+import json
 import sys
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
@@ -22,7 +27,7 @@ from gateway.config import Settings, WorkspaceSettings
 from gateway.db import unit_of_work
 from gateway.extracts import service as extracts
 from gateway.outputs import service as output_service
-from gateway.outputs.models import OutputFile
+from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.worker import run_once
 from gateway.workspaces.entitlement import current_extract
 from gateway.workspaces.hub import HubClient
@@ -32,9 +37,11 @@ from projects import lifecycle
 from projects.models import Project
 from tests.functional.conftest import screenshot
 from tests.functional.test_sign_in_browser import sign_in
+from tests.integration.test_outputs import review_all
 from tests.integration.workspaces.workspace_client import Workspace, browser_login
 from tests.support import factories as f
-from tests.support.browser import LiveServer
+from tests.support.browser import LiveServer, free_port
+from tests.support.package_scan import scan_package
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "jupyterhub"))
 from devhub import DevHub, default_singleuser_prefix, missing_facilities
@@ -46,7 +53,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 
 @pytest.fixture
 def hub() -> Iterator[DevHub]:
-    with DevHub(spawner="sandbox") as running:
+    port = free_port()  # the gateway's, so the hub can forward outputs a workspace hands over
+    with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as running:
+        running.gateway_port = port  # type: ignore[attr-defined]
         yield running
 
 
@@ -57,9 +66,9 @@ def workspace_settings(live_settings: Settings, hub: DevHub) -> Settings:
 
 
 @pytest.fixture
-def gateway(workspace_settings: Settings) -> Iterator[LiveServer]:
+def gateway(workspace_settings: Settings, hub: DevHub) -> Iterator[LiveServer]:
     app = create_app(workspace_settings)
-    server = LiveServer(app).start()
+    server = LiveServer(app, port=hub.gateway_port).start()  # type: ignore[attr-defined]
     yield server
     server.stop()
     app.extensions["sde_engine"].dispose()
@@ -79,7 +88,7 @@ def approved_project_with_extract(settings: Settings, factory: sessionmaker[Sess
 
 
 def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_stops_it(
-        page: Page, gateway: LiveServer, hub: DevHub, workspace_settings: Settings) -> None:
+        page: Page, gateway: LiveServer, hub: DevHub, workspace_settings: Settings, tmp_path: Path) -> None:
     factory = create_app(workspace_settings).extensions["sde_sessionmaker"]
     project_id = approved_project_with_extract(workspace_settings, factory)
     with factory() as s:
@@ -107,46 +116,71 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
             "print(json.dumps({'project': manifest['project_id'], 'files': sorted(os.listdir('/data')),"
             " 'writable': writable}))")).json()
 
-    def notebook(suppress: bool) -> dict[str, object]:
-        """What the researcher's notebook does, run in this server's real kernel: a checked crosstab, saved."""
-        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, hub_user, server_name))
-        workspace = Workspace(hub.url, session, hub_user, server_name)
-        return workspace.execute(workspace.start_kernel(), (
-            "import json, pandas as pd, disclosure_control as dc\n"
-            "from outputs_helper import save_output\n"
-            "data = pd.read_parquet('/data/patients.parquet')\n"
-            "out = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients')\n"
-            f"out = out.suppressed() if {suppress} else out\n"
-            "path = save_output(out, 'deprivation_by_sex', allow_fail=True)\n"
-            "print(json.dumps({'status': str(out.status), 'path': str(path)}))")).json()
-
     with ThreadPoolExecutor(1) as pool:  # the kernel client runs its own event loop; Playwright's owns this thread
         found = pool.submit(probe).result(timeout=120)
-        saved = pool.submit(notebook, False).result(timeout=120)
     assert found["project"] == server_name and found["writable"] is False
     assert any(name.endswith(".parquet") for name in found["files"])
 
-    # the gateway finds the notebook's output in the workspace and its automatic check recomputes it from the
-    # same extract: unsuppressed small cells fail, and nothing is flagged as edited by hand
-    assert saved["status"] == "fail"
+    # the researcher starts a request on the gateway, then in JupyterLab saves a checked table and hands it over
     with unit_of_work(factory) as s:
         researcher, project = f.user(s, "researcher"), s.get(Project, project_id)
-        names = [w.path for w in output_service.workspace_files(workspace_settings, researcher, project)]
-        assert "deprivation_by_sex.csv" in names
         request = output_service.create_request(s, researcher, project, "Deprivation by sex")
-        group = output_service.save_group(s, researcher, request, "Deprivation", "Patients by IMD decile and sex.",
-                                          "Checked with disclosure_control in the workspace.")
-        item = output_service.add_file(s, researcher, request, workspace_settings, "deprivation_by_sex.csv",
-                                       group.id, "output")
-        output_service.submit(s, researcher, request)
+        output_service.save_group(s, researcher, request, "Deprivation", "Patients by IMD decile and sex.",
+                                  "Checked with disclosure_control in the workspace; small cells suppressed.")
+        request_id = request.id
+    page.get_by_text("Python 3 (ipykernel)").first.click()  # a new notebook from the launcher
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+    cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    cell.click()
+    page.keyboard.type(
+        "import pandas as pd, disclosure_control as dc; from outputs_helper import save_output, submit_output; "
+        "data = pd.read_parquet('/data/patients.parquet'); "
+        "out = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients').suppressed(); "
+        "save_output(out, 'deprivation_by_sex'); "
+        f"submit_output('deprivation_by_sex.csv', request={request_id}, group='Deprivation')")
+    expect(cell).to_contain_text("submit_output(")
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-OutputArea-output").first).to_contain_text(f"is in request {request_id}",
+                                                                          timeout=120_000)
+    screenshot(page, "outputs-handover-jupyterlab")
+
+    # the file is in the request on the gateway; the checks recompute it from the same extract
+    page.goto(f"{gateway.url}/outputs/{request_id}")
+    expect(page.get_by_test_id("file-deprivation_by_sex.csv")).to_be_visible()
+    with factory() as s:
+        item = s.scalars(select(OutputFile).where(OutputFile.request_id == request_id)).one()
         item_id = item.id
+        assert hub.homes_root.as_posix() not in json.dumps(item.sdc_record or {})
+    with unit_of_work(factory) as s:
+        output_service.submit(s, f.user(s, "researcher"), s.get(OutputRequest, request_id))
     run_once(workspace_settings, factory)
     with factory() as s:
         checked = s.get(OutputFile, item_id)
-        assert checked.check_status == "fail"
+        assert checked.check_status in {"pass", "review"}, checked.check_result
         result = checked.check_result
         assert result["method"] == "recomputed" and result["mismatches"] == []
-        assert any(cell["status"] == "fail" and "threshold" in cell["rules"] for cell in result["cells"])
+        suppressed = [c for c in result["record"]["cells"] if c["status"] == "suppressed"]
+        assert suppressed, "the extract has small cells: suppression must have hidden some"
+    for checker in ("checker1", "checker2"):
+        review_all(factory, request_id, checker, "approve")
+    with unit_of_work(factory) as s:
+        output_service.decide(s, f.user(s, "checker1"), s.get(OutputRequest, request_id), "approve", "")
+    run_once(workspace_settings, factory)
+
+    # the researcher downloads the package: no suppressed value anywhere in it
+    page.goto(f"{gateway.url}/outputs/{request_id}")
+    expect(page.get_by_test_id("state")).to_have_text("Released")
+    with page.expect_download() as info:
+        page.get_by_test_id("download-package").click()
+    package = tmp_path / "package.zip"
+    info.value.save_as(package)
+    with factory() as s:
+        problems = scan_package(package, s.get(OutputRequest, request_id))
+    assert problems == []
+    with zipfile.ZipFile(package) as archive:
+        released = archive.read("outputs/deprivation_by_sex.csv").decode()
+        assert ".0," not in released and not released.rstrip().endswith(".0")  # whole counts as integers
+        assert sorted(archive.namelist()) == ["manifest.json", "outputs/deprivation_by_sex.csv", "results.json"]
 
     # the administrator suspends the project: the session ends and the worker stops the server
     with unit_of_work(factory) as s:

@@ -56,6 +56,7 @@ from tests.integration.test_outputs import act, outputs_of, review_all, work
 from tests.integration.test_pages import csrf_from
 from tests.support import databases
 from tests.support import factories as f
+from tests.support.handover import hand_over
 
 MISSING = 987_654  # an id that no table reaches in this world
 SECRET = "kestrel"  # in every title of project B's objects: no refusal may show it
@@ -245,11 +246,6 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("outputs.view", "GET"): Case(HIDDEN),
     ("outputs.save_group", "POST"): Case(HIDDEN, ok=PAGE, fresh="pending", changes=True,
                                          body={"name": "Second group", "context": "What", "controls": "How"}),
-    ("outputs.add_file", "POST"): Case(HIDDEN, ok=PAGE, fresh="pending", changes=True,
-                                       body=lambda ids: {"path": "second.csv", "group_id": str(ids["pending_group"]),
-                                                         "kind": "output"}),
-    ("outputs.update_file", "POST"): Case(HIDDEN, ok=PAGE, fresh="pending", changes=True,
-                                          mixed=(("file_id", "B"),)),
     ("outputs.remove_file", "POST"): Case(HIDDEN, ok=PAGE, fresh="pending", changes=True,
                                           mixed=(("file_id", "B"),)),
     ("outputs.submit", "POST"): Case(HIDDEN, ok=PAGE, fresh="pending", changes=True),
@@ -270,8 +266,6 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("api.get_output_request", "GET"): Case(HIDDEN),
     ("api.add_output_group", "POST"): Case(HIDDEN, ok=API, fresh="pending", changes=True,
                                            body={"name": "Second group", "context": "What", "controls": "How"}),
-    ("api.add_output_file", "POST"): Case(HIDDEN, ok=API, fresh="pending", changes=True,
-                                          body=lambda ids: {"path": "second.csv", "group_id": ids["pending_group"]}),
     ("api.submit_output_request", "POST"): Case(HIDDEN, ok=API, fresh="pending", changes=True),
     ("api.withdraw_output_request", "POST"): Case(HIDDEN, ok=API, fresh="pending", changes=True),
     ("api.vote_output_file", "PUT"): Case(ROLE, actor="checker1", ok=API, fresh="submitted_request", changes=True,
@@ -478,8 +472,9 @@ class World:
             request = outputs.create_request(s, actor, project, title)
             group = outputs.save_group(s, actor, request, "Counts by region", "Patients by region, whole extract.",
                                        "Every cell is 10 or more.")
-            item = outputs.add_file(s, actor, request, self.settings, "counts.csv", group.id, "output")
-            ids = (request.id, item.id, group.id)
+            ids = (request.id, 0, group.id)
+        ids = (ids[0], hand_over(self.factory, self.settings, ids[0], folder, "counts.csv", ids[2], "output", author),
+               ids[2])
         if stage != "pending":
             act(self.factory, ids[0], author, outputs.submit)
             work(self.factory, self.settings)

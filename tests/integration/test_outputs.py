@@ -31,11 +31,12 @@ from gateway.outputs.models import OutputRequest
 from gateway.outputs.workflow import OutputState
 from gateway.workspaces.entitlement import workspace_id
 from gateway.workspaces.service import hub_username
-from gateway.workspaces.spec import workspace_outputs
+from gateway.workspaces.spec import workspace_home
 from notebooks_template.outputs_helper import save_output
 from projects import applications, dac
 from projects.models import Application, Project
 from tests.support import factories as f
+from tests.support.handover import hand_over
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,9 @@ def outputs_of(settings: Settings, factory: sessionmaker[Session], username: str
     with factory() as s:
         project = s.get(Project, project_id)
         assert project is not None
-        folder = workspace_outputs(settings.homes_root, hub_username(f.user(s, username)), workspace_id(project))
+        # the researcher's workspace folder, written by the test as the notebook would (the gateway never reads it)
+        home = workspace_home(settings.homes_root, hub_username(f.user(s, username)), workspace_id(project))
+    folder = home / "outputs"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -128,6 +131,7 @@ def ready_project(factory: sessionmaker[Session], settings: Settings) -> int:
 
 def new_request(factory: sessionmaker[Session], settings: Settings, project_id: int, paths: list[str],
                 author: str = "researcher", kinds: dict[str, str] | None = None) -> int:
+    """A request with one group, and the named files handed over from the author's workspace outputs/ folder."""
     with unit_of_work(factory) as s:
         project = s.get(Project, project_id)
         assert project is not None
@@ -135,9 +139,11 @@ def new_request(factory: sessionmaker[Session], settings: Settings, project_id: 
         request = service.create_request(s, actor, project, "Admissions by region")
         group = service.save_group(s, actor, request, "Region by sex", "Counts of patients by region and sex, "
                                    "whole extract.", "Cells under 10 suppressed, with secondary suppression.")
-        for path in paths:
-            service.add_file(s, actor, request, settings, path, group.id, (kinds or {}).get(path, "output"))
-        return request.id
+        request_id, group_id = request.id, group.id
+    folder = outputs_of(settings, factory, author, project_id)
+    for path in paths:
+        hand_over(factory, settings, request_id, folder, path, group_id, (kinds or {}).get(path, "output"), author)
+    return request_id
 
 
 def act(factory: sessionmaker[Session], request_id: int, username: str, command: Any, *args: Any) -> Any:
@@ -285,11 +291,12 @@ def test_blinded_until_both_reviews_then_approved_and_released(session_factory: 
     assert hashlib.sha256(package.read_bytes()).hexdigest() == request.package_sha256
     with zipfile.ZipFile(package) as archive:
         manifest = json.loads(archive.read("manifest.json"))
-        assert sorted(archive.namelist()) == ["manifest.json", "outputs/by_region.csv"]  # supporting never released
+        assert sorted(archive.namelist()) == ["manifest.json", "outputs/by_region.csv", "results.json"]  # supporting
+        # files are never released
         for entry in manifest["files"]:
             assert hashlib.sha256(archive.read(entry["path"])).hexdigest() == entry["sha256"]
     assert {r["checker"] for r in manifest["reviews"]} == {"checker1", "checker2"}
-    assert manifest["files"][0]["automatic_check"]["status"] == "pass"
+    assert manifest["files"][0]["verdict"]["automatic"] == "pass"
     with session_factory() as s:
         from gateway.charging.models import MeterEvent
 
@@ -315,11 +322,11 @@ def test_return_needs_a_public_comment_and_a_resubmitted_file_loses_its_votes(
         act(session_factory, request_id, "checker1", service.decide, "return", " ")
     act(session_factory, request_id, "checker1", service.decide, "return", "Suppress the small cell.")
     notebook_crosstab(data, folder, "by_region", suppress=True)
-    with unit_of_work(session_factory) as s:
+    hand_over(session_factory, settings, request_id, folder, "by_region.csv")  # the same name: a new version
+    with session_factory() as s:
         request = s.get(OutputRequest, request_id)
         assert request is not None
-        service.update_file(s, f.user(s, "researcher"), request, settings, request.files[0])
-        assert service.current_votes(request.files[0]) == []
+        assert request.files[0].version == 2 and service.current_votes(request.files[0]) == []
     act(session_factory, request_id, "researcher", service.submit)
     work(session_factory, settings)
     request = get(session_factory, request_id)
@@ -509,3 +516,55 @@ def test_a_worker_killed_during_release_leaves_a_complete_release_or_none(sessio
     request = get(session_factory, request_id)
     assert request.state == OutputState.RELEASED
     assert hashlib.sha256(_published(settings)[0].read_bytes()).hexdigest() == request.package_sha256
+
+
+# --- what leaves: the release package (finding 1) ---------------------------------------------------------------
+
+def test_a_released_package_holds_no_suppressed_count_and_whole_counts_as_integers(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """On main, manifest.json held {"row": ["South"], "column": ["M"], "count": 3, "status": "suppressed"}."""
+    from tests.support.package_scan import scan_package
+
+    request_id = released_request(session_factory, settings, project_id, "by_region")
+    request = get(session_factory, request_id)
+    package = release_mod.package_path(request, settings.outputs_dir)
+    assert scan_package(package, request) == []
+    with zipfile.ZipFile(package) as archive:
+        manifest, results = json.loads(archive.read("manifest.json")), json.loads(archive.read("results.json"))
+        table = archive.read("outputs/by_region.csv").decode()
+    assert table.splitlines() == ["region,F,M", "North,40,35", "South,30,"]  # integers; the 3 is gone
+    [entry] = manifest["files"]
+    assert entry["record"]["format"] == "londonsde.public_record/1" and entry["exceptions"] == []
+    cell = next(c for c in entry["record"]["cells"] if c["row"] == ["South"] and c["column"] == ["M"])
+    assert cell == {"row": ["South"], "column": ["M"], "status": "suppressed", "rules": ["threshold"]}
+    assert not {"notes", "count", "counts", "value", "differencing", "expected"} & keys_of(manifest)
+    [acro] = results["results"].values()
+    assert acro["outcome"]["M"]["South"] == "MinimumThresholdCheck; suppressed; "
+    assert acro["files"][0]["name"] == "outputs/by_region.csv"
+
+
+def test_the_package_scan_finds_mains_leak(tmp_path: Path) -> None:
+    """The scanner that runs on every package the suite publishes can fail: main's manifest trips it."""
+    from types import SimpleNamespace
+
+    from tests.support.package_scan import scan_package
+
+    leaked = {"row": ["South"], "column": ["M"], "count": 3, "status": "suppressed", "value": None, "rules": []}
+    item = SimpleNamespace(path="by_region.csv", kind="output", check_result={"record": {"cells": [leaked]}},
+                           sdc_record=None)
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"files": [{"disclosure_control_record": {"cells": [leaked]}}]}))
+        archive.writestr("outputs/by_region.csv", "region,F,M\nNorth,40,35\nSouth,30,3\n")
+    problems = scan_package(package, SimpleNamespace(files=[item]))
+    assert any("carries" in p for p in problems) and any("shows its count" in p for p in problems)
+    assert any("shows '3'" in p for p in problems)
+
+
+def keys_of(node: Any) -> set[str]:
+    """Every key anywhere in a JSON document."""
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in keys_of(v)}
+    if isinstance(node, list):
+        return {k for v in node for k in keys_of(v)}
+    return set()

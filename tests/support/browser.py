@@ -24,8 +24,8 @@ def chromium_path() -> str:
 
 
 class LiveServer:
-    def __init__(self, app: Flask) -> None:
-        self.port = free_port()
+    def __init__(self, app: Flask, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.server: BaseWSGIServer = make_server("127.0.0.1", self.port, app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -5,6 +5,8 @@
 c.ServerApp.jpserver_extensions = {
     # Refuse /files/ (raw download) and /nbconvert/ (export) server-side.
     "londonsde_lockdown": True,
+    # Hand chosen files in outputs/ over to the gateway through the hub (read safely, as this user).
+    "londonsde_handover": True,
     # Language servers: none installed, and the scan slows every start.
     "jupyter_lsp": False,
 }

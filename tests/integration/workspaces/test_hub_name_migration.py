@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 from gateway.identity import accounts
 from gateway.workspaces.models import WorkspaceSession
 from gateway.workspaces.service import (
-    adopt_legacy_home,
     hub_username,
     legacy_hub_username,
     legacy_name_is_shared,
     session_hub_user,
 )
+from gateway.workspaces.spec import WorkspaceSpec, adopt_legacy_home, spec_from_user_options, tier_named
 
 PASSWORD = "a long enough password 1"
 
@@ -83,3 +83,15 @@ def test_an_account_named_like_a_new_hub_name_keeps_its_old_home_apart(session: 
     for account in (named, other):
         assert hub_username(account) != seven_name
         assert (tmp_path / "p1" / hub_username(account)) != victim_home
+
+
+def test_the_gateway_names_the_old_home_and_the_spawner_options_carry_it() -> None:
+    """The move happens in the spawner (root, on the host): the gateway only names the old hub name."""
+    spec = WorkspaceSpec(project_id="p1", extract="/x", tier=tier_named("small"), legacy_home="alice")
+    assert spec_from_user_options(spec.to_user_options(), "p1").legacy_home == "alice"
+    for hostile in ("../alice", "_u7", "a/b", ""):
+        try:
+            spec_from_user_options({**spec.to_user_options(), "legacy_home": hostile}, "p1")
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted legacy_home {hostile!r}")

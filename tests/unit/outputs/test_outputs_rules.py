@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import base64
+import hashlib
+import json
+import struct
 
 import pytest
 
 from gateway.config import OutputSettings
 from gateway.errors import InvalidTransition, ValidationError
 from gateway.outputs import files
+from gateway.outputs.content import PseudonymMatcher
 from gateway.outputs.workflow import OUTPUT_OWNERS, OUTPUT_TRANSITIONS, OutputState, check_output_move
 
 
@@ -36,56 +40,90 @@ def test_a_rejected_request_is_final_and_release_needs_approval() -> None:
         check_output_move("reviewed", OutputState.RELEASED)
 
 
-@pytest.fixture
-def outputs(tmp_path: Path) -> Path:
-    folder = tmp_path / "outputs"
-    (folder / "tables").mkdir(parents=True)
-    (folder / "tables" / "ok.csv").write_text("region,F,M\nNorth,40,35\n")
-    (folder / ".secret.csv").write_text("a\n1\n")
-    (folder / "data.parquet").write_bytes(b"PAR1")
-    (tmp_path / "outside.csv").write_text("a\n1\n")
-    (folder / "link.csv").symlink_to(tmp_path / "outside.csv")
-    return folder
-
-
 LIMITS = OutputSettings(max_file_bytes=1000, max_csv_rows=3)
+PSEUDONYMS = PseudonymMatcher(["9f86d081884c7d659a2f3c1e5b7a9d11", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"])
+P = "9f86d081884c7d659a2f3c1e5b7a9d11"
 
 
-def test_a_plain_file_is_taken_with_its_hash(outputs: Path) -> None:
-    taken = files.take(outputs, "tables/ok.csv", LIMITS)
+def test_handed_over_bytes_are_taken_with_their_hash() -> None:
+    taken = files.take_bytes("tables/ok.csv", b"region,F,M\nNorth,40,35\n", None, LIMITS, PSEUDONYMS)
     assert (taken.path, taken.content_type, taken.sdc_record) == ("tables/ok.csv", "text/csv", None)
-    assert [w.path for w in files.list_workspace_files(outputs, LIMITS)] == ["tables/ok.csv"]
+    assert taken.sha256 == hashlib.sha256(b"region,F,M\nNorth,40,35\n").hexdigest()
 
 
-@pytest.mark.parametrize(("path", "message"), [
-    ("../outside.csv", "not a plain path"), ("tables/../../outside.csv", "not a plain path"),
-    ("link.csv", "leads outside"), ("/etc/passwd", "Give the file's path"), (".secret.csv", "hidden file"),
-    ("data.parquet", "allowed types"), ("missing.csv", "no file"),
+@pytest.mark.parametrize(("name", "message"), [
+    ("../outside.csv", "plain path"), ("tables/../../outside.csv", "plain path"), ("/etc/passwd", "Name the file"),
+    (".secret.csv", "Hidden files"), ("tables/.x/a.csv", "Hidden files"), ("data.parquet", "allowed types"),
+    ("a/b/c/d/e.csv", "at most 4 levels"), ("bad\nname.csv", "only letters"), ("-x.csv", "start with a letter"),
 ])
-def test_paths_outside_the_folder_dotfiles_and_unknown_types_are_refused(outputs: Path, path: str,
-                                                                         message: str) -> None:
+def test_names_that_are_not_plain_paths_dotfiles_and_unknown_types_are_refused(name: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        files.take(outputs, path, LIMITS)
+        files.take_bytes(name, b"a,b\n1,2\n", None, LIMITS)
 
 
-def test_large_files_and_long_csvs_are_refused(outputs: Path) -> None:
-    (outputs / "big.txt").write_text("x" * 1001)
-    (outputs / "long.csv").write_text("a\n1\n2\n3\n4\n")
+def test_large_files_and_long_tables_of_any_type_are_refused() -> None:
     with pytest.raises(ValidationError, match="the limit is 1,000 bytes"):
-        files.take(outputs, "big.txt", LIMITS)
+        files.take_bytes("big.txt", b"x" * 1001, None, LIMITS)
     with pytest.raises(ValidationError, match="4 rows; at most 3"):
-        files.take(outputs, "long.csv", LIMITS)
+        files.take_bytes("long.csv", b"a\n1\n2\n3\n4\n", None, LIMITS)
+    with pytest.raises(ValidationError, match="4 rows; at most 3"):
+        files.take_bytes("long.json", json.dumps([{"a": i, "b": i} for i in range(4)]).encode(), None, LIMITS)
+    with pytest.raises(ValidationError, match="4 rows; at most 3"):
+        files.take_bytes("long.md", b"| a | b |\n|---|---|\n" + b"| 1 | 2 |\n" * 4, None, LIMITS)
 
 
 @pytest.mark.parametrize("column", ["nhs_number", "pseudo_id", "Patient ID", "person_id", "DOB"])
-def test_a_csv_with_an_identifier_column_is_blocked(outputs: Path, column: str) -> None:
-    (outputs / "rows.csv").write_text(f"{column},n\nx,12\n")
-    with pytest.raises(ValidationError, match="looks like a patient identifier"):
-        files.take(outputs, "rows.csv", LIMITS)
+@pytest.mark.parametrize("layout", ["csv", "txt", "json", "md", "html"])
+def test_a_table_with_an_identifier_column_is_blocked_in_every_type(column: str, layout: str) -> None:
+    body = {
+        "csv": f"{column},n\nx,12\n", "txt": f"{column}\tn\nx\t12\n",
+        "json": json.dumps([{column: "x", "n": 12}]), "md": f"| {column} | n |\n|---|---|\n| x | 12 |\n",
+        "html": f"<table><tr><th>{column}</th><th>n</th></tr><tr><td>x</td><td>12</td></tr></table>",
+    }[layout]
+    with pytest.raises(ValidationError, match="named like a patient identifier"):
+        files.take_bytes(f"rows.{layout}", body.encode(), None, LIMITS)
 
 
-def test_a_csv_holding_a_project_pseudonym_is_blocked(outputs: Path) -> None:
-    (outputs / "sneaky.csv").write_text("code,n\n9f86d081884c7d659a2f,12\n")
-    files.take(outputs, "sneaky.csv", LIMITS)  # not one of this project's pseudonyms: fine
+ATTACKS = {  # finding 3 and what an attacker tries next: the pseudonym dressed up, in every type
+    "plain csv": ("rows.csv", f"code,n\n{P},12\n".encode()),
+    "renamed column with a prefix": ("rows.csv", f"ref,n\nX-{P},12\n".encode()),
+    "suffix and upper case": ("rows.csv", f"ref,n\n{P.upper()}_2024,12\n".encode()),
+    "split by dashes": ("rows.txt", "-".join(P[i:i + 4] for i in range(0, 32, 4)).encode()),
+    "split across two cells": ("rows.csv", f"a,b\n{P[:16]},{P[16:]}\n".encode()),
+    "reversed": ("rows.txt", P[::-1].encode()),
+    "truncated to its first 12": ("rows.txt", f"id {P[:12]}".encode()),
+    "json record": ("rows.json", json.dumps([{"id": P, "region": "North"}]).encode()),
+    "json nested key": ("rows.json", json.dumps({"people": {P: {"n": 1}}}).encode()),
+    "tsv text": ("rows.txt", f"who\tregion\n{P}\tNorth\n".encode()),
+    "markdown table": ("rows.md", f"| who | n |\n|---|---|\n| {P} | 1 |\n".encode()),
+    "html table": ("rows.html", f"<table><tr><td>{P}</td></tr></table>".encode()),
+    "html entities": ("rows.html", "".join(f"&#{ord(c)};" for c in P).encode()),
+    "percent-encoded": ("rows.txt", "".join(f"%{ord(c):02x}" for c in P).encode()),
+    "utf-16 with a BOM": ("rows.txt", f"id\n{P}\n".encode("utf-16")),
+    "utf-16 without a BOM": ("rows.csv", f"id\n{P}\n".encode("utf-16-le")),
+    "base64": ("rows.txt", base64.b64encode(f"id={P}".encode())),
+    "hex of the text": ("rows.txt", P.encode().hex().encode()),
+    "in an svg": ("plot.svg", f'<svg xmlns="http://www.w3.org/2000/svg"><text>{P}</text></svg>'.encode()),
+    "in a png text chunk": ("plot.png", b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 5 + 32) + b"tEXt" + b"Note\x00"
+                            + P.encode() + b"\x00\x00\x00\x00"),
+    "in the file name": (f"{P}.csv", b"a,b\n1,2\n"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_a_project_pseudonym_anywhere_in_any_form_is_blocked(attack: str) -> None:
+    name, data = ATTACKS[attack]
+    files.take_bytes("harmless.txt", b"North 40\nSouth 35\n", None, LIMITS, PSEUDONYMS)  # nothing to find: fine
     with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
-        files.take(outputs, "sneaky.csv", LIMITS, pseudonyms={"9f86d081884c7d659a2f"})
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+
+
+def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
+    data = b"region,F\nNorth,40\n"
+    sidecar = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "record": {"query": {"description": P}}})
+    with pytest.raises(ValidationError, match="pseudonyms"):
+        files.take_bytes("t.csv", data, sidecar.encode(), LIMITS, PSEUDONYMS)
+    with pytest.raises(ValidationError, match="not one that save_output writes"):
+        files.take_bytes("t.csv", data, b"[]", LIMITS, PSEUDONYMS)
+    taken = files.take_bytes("t.csv", data, json.dumps({"sha256": "x", "record": {}}).encode(), LIMITS, PSEUDONYMS)
+    assert taken.sdc_record is not None and taken.sdc_record["sidecar_sha256_matches"] is False

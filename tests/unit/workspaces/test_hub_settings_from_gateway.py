@@ -17,8 +17,8 @@ from hub_settings import HostConflict, HubSettings, claim_host_resources, load_s
 
 # Hub settings that are not the gateway's business: where the hub's own tools and secrets are, how it logs,
 # its loopback address when not sandboxing, the host-wide registry, and the template every home starts from.
-HUB_ONLY = {"chp_path", "gateway_token_file", "ticket_secret_file", "notebooks_template", "cleanup_servers",
-            "log_level", "hub_ip", "host_registry"}
+HUB_ONLY = {"chp_path", "gateway_token_file", "ticket_secret_file", "handover_secret_file", "notebooks_template",
+            "cleanup_servers", "log_level", "hub_ip", "host_registry"}
 
 SECOND = {"hub_url": "http://127.0.0.1:8100", "proxy_api_port": 8101, "hub_api_port": 8181, "bridge": "sdebr1",
           "subnet": "10.214.0.0/24", "uid_base": 40000, "uid_count": 5000,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.workspaces.spec import SpecError, workspace_outputs
+from gateway.workspaces.spec import SpecError, workspace_home
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "infra" / "jupyterhub"))
 from sandbox_spawner import UidMap, nft_ruleset
@@ -38,7 +38,7 @@ def test_firewall_admits_only_the_hub_port_from_the_bridge() -> None:
     assert 'oifname "br" counter drop' in rules  # nothing routed into them
 
 
-def test_outputs_live_in_the_project_home() -> None:
-    assert workspace_outputs("/srv/homes", "alice", "p1") == Path("/srv/homes/p1/alice/outputs")
+def test_homes_live_under_the_project() -> None:
+    assert workspace_home("/srv/homes", "alice", "p1") == Path("/srv/homes/p1/alice")
     with pytest.raises(SpecError):
-        workspace_outputs("/srv/homes", "alice", "../p1")
+        workspace_home("/srv/homes", "alice", "../p1")

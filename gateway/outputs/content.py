@@ -1,0 +1,469 @@
+"""What is inside an output file, whatever its type: the tables it holds and any record-level data.
+
+Every allowed text type is read for tables: CSV (any common delimiter), TXT (tab, pipe, comma or
+space-aligned columns), Markdown pipe tables, HTML ``<table>`` elements and JSON (arrays of records or of
+rows, column- and index-oriented objects, pandas' "split" layout), anywhere in the document. Images
+(PNG, SVG) are for a person to look at; the text they carry (SVG text, PNG text chunks) is still searched.
+
+Record-level data is looked for in three ways: too many rows, a column named or shaped like an
+identifier, and any of the project's pseudonyms anywhere in the bytes. The pseudonym search does not
+trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
+order mark), undoes HTML entities, percent-encoding, base64 and hex runs, and searches the text as it is,
+folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces and dashes do
+not hide a pseudonym) and reversed, with one Aho-Corasick automaton over all the project's pseudonyms.
+Truncated pseudonyms are found too: any run of 12 or more hex digits that is the start or the end of a
+pseudonym. Messages name positions and counts, never the content, so a refusal cannot be used to read
+data back out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import html
+import io
+import json
+import re
+import struct
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import ahocorasick
+
+TEXT_TYPES = frozenset({"csv", "txt", "json", "md", "html"})
+IMAGE_TYPES = frozenset({"png", "svg"})
+MIN_FRAGMENT = 12  # hex digits of a pseudonym's start or end that count as the pseudonym
+ENCODED_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
+NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+IDENTIFIER_COLUMN = re.compile(
+    r"^(nhs[\s_-]*(number|no|num)?|pseudo[\s_-]*id|pseudonym\w*|patient[\s_-]*(id|identifier|number)|"
+    r"person[\s_-]*id|subject[\s_-]*id|mrn|hospital[\s_-]*number|chi[\s_-]*(number|no)?|date[\s_-]*of[\s_-]*birth|"
+    r"dob|postcode|full[\s_-]*name|forename|surname|address)$", re.IGNORECASE)
+ID_TOKEN = re.compile(r"^(?=.*\d)[A-Za-z0-9_:.-]{8,}$|^[0-9a-fA-F]{12,}$")
+NHS_NUMBER = re.compile(r"^\d{3}[ -]?\d{3}[ -]?\d{4}$")
+ID_COLUMN_MIN_ROWS = 20
+
+
+@dataclass
+class Table:
+    """One table found in a file: where (for messages), its header and its rows of text."""
+
+    where: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Contents:
+    """What a file holds, as far as the checks can tell."""
+
+    kind: str  # "text", "image" or "binary"
+    structure: str  # how the tables were found, or "none"
+    tables: list[Table] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # every decoding worth searching
+
+
+# --- decoding -----------------------------------------------------------------------------------------------
+
+def decodings(data: bytes) -> list[str]:
+    """Every plausible text reading of the bytes (the first is the one used for tables)."""
+    found: list[str] = []
+    boms = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+            (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+    for bom, codec in boms:
+        if data.startswith(bom):
+            found.append(data.decode(codec, errors="replace"))
+            break
+    found.append(data.decode("utf-8", errors="replace"))
+    if b"\x00" in data:
+        for codec in ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+            usable = len(data) - len(data) % (4 if "32" in codec else 2)
+            found.append(data[:usable].decode(codec, errors="ignore"))
+            found.append(data[1:1 + usable - (4 if "32" in codec else 2)].decode(codec, errors="ignore"))
+    found.append(data.decode("latin-1"))
+    unique: list[str] = []
+    for text in found:
+        if text not in unique:
+            unique.append(text)
+    return unique
+
+
+def _decoded_runs(text: str) -> Iterator[str]:
+    """Text hidden in base64 or hex runs (one level deep)."""
+    for match in ENCODED_RUN.finditer(text):
+        run = match.group(0)
+        candidates: list[bytes] = []
+        for decoder in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                candidates.append(decoder(run + "=" * (-len(run) % 4)))
+            except (binascii.Error, ValueError):
+                continue
+        stripped = run.rstrip("=")
+        if len(stripped) % 2 == 0 and re.fullmatch(r"[0-9a-fA-F]+", stripped):
+            candidates.append(bytes.fromhex(stripped))
+        for raw in candidates:
+            yield raw.decode("latin-1")
+            if b"\x00" in raw:
+                yield raw.decode("utf-16-le", errors="ignore")
+
+
+def search_texts(data: bytes, extension: str) -> list[str]:
+    """The texts to search for pseudonyms: every decoding, unescaped, and what encoded runs hide."""
+    texts = decodings(data)
+    if extension == "png":
+        texts.extend(png_text(data))
+    extra: list[str] = []
+    for text in texts:
+        for variant in (html.unescape(text), unquote(text)):
+            if variant != text:
+                extra.append(variant)
+    texts.extend(extra)
+    hidden = [run for text in texts for run in _decoded_runs(text)]
+    return texts + hidden
+
+
+def png_text(data: bytes) -> list[str]:
+    """The text chunks of a PNG (tEXt, zTXt, iTXt), decompressed; [] when it is not a PNG."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return []
+    texts: list[str] = []
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        position += 12 + length
+        try:
+            if kind == b"tEXt":
+                texts.append(body.decode("latin-1"))
+            elif kind == b"zTXt":
+                keyword, _, rest = body.partition(b"\x00")
+                texts.append(keyword.decode("latin-1") + " " + zlib.decompress(rest[1:]).decode("latin-1"))
+            elif kind == b"iTXt":
+                keyword, _, rest = body.partition(b"\x00")
+                compressed, rest = rest[0], rest[2:]
+                _language, _, rest = rest.partition(b"\x00")
+                _translated, _, rest = rest.partition(b"\x00")
+                texts.append(keyword.decode("latin-1") + " "
+                             + (zlib.decompress(rest) if compressed else rest).decode("utf-8", errors="replace"))
+        except (zlib.error, IndexError, UnicodeDecodeError):
+            texts.append(body.decode("latin-1"))
+    return texts
+
+
+# --- pseudonyms ---------------------------------------------------------------------------------------------
+
+class PseudonymMatcher:
+    """Finds any of a set of pseudonyms in text, however it is dressed up (see the module docstring).
+
+    One automaton holds, for each pseudonym of hex digits, its first and its last ``MIN_FRAGMENT`` digits
+    (a whole pseudonym contains both), and any other pseudonym whole.
+    """
+
+    def __init__(self, pseudonyms: Iterable[str]) -> None:
+        folded = {NOT_ALNUM.sub("", p.casefold()) for p in pseudonyms if p and p.strip()}
+        folded.discard("")
+        self.size = len(folded)
+        patterns: set[str] = set()
+        for value in folded:
+            if len(value) > MIN_FRAGMENT and re.fullmatch(r"[0-9a-f]+", value):
+                patterns.update((value[:MIN_FRAGMENT], value[-MIN_FRAGMENT:]))
+            else:
+                patterns.add(value)
+        self._automaton: Any = None
+        if patterns:
+            automaton = ahocorasick.Automaton()
+            for pattern in patterns:
+                automaton.add_word(pattern, len(pattern))
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def _hits(self, text: str) -> int:
+        if self._automaton is None or not text:
+            return 0
+        return sum(1 for _ in self._automaton.iter(text))
+
+    def count(self, texts: Iterable[str]) -> int:
+        """How many pseudonym pieces the texts hold (0 means none was found); stops at the first text with any."""
+        if not self:
+            return 0
+        for text in texts:
+            folded = text.casefold()
+            squashed = NOT_ALNUM.sub("", folded)
+            hits = self._hits(folded) + self._hits(squashed) + self._hits(squashed[::-1])
+            if hits:
+                return hits
+        return 0
+
+
+_CACHE: dict[tuple[str, float], PseudonymMatcher] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def matcher_for_extract(folder: Path | None) -> PseudonymMatcher:
+    """The matcher of every pseudonym in an extract version (cached while its manifest is unchanged)."""
+    if folder is None or not (folder / "manifest.json").is_file():
+        return PseudonymMatcher(())
+    key = (str(folder), (folder / "manifest.json").stat().st_mtime)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    import pyarrow.parquet as pq
+
+    from gateway.extracts.pipeline import PSEUDONYM_COLUMN
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for table in manifest.get("tables", []):
+        if PSEUDONYM_COLUMN not in {c.get("name") for c in table.get("columns", [])}:
+            continue
+        column = pq.read_table(folder / table["file"], columns=[PSEUDONYM_COLUMN]).column(0)
+        found.update(str(v) for v in column.to_pylist() if v is not None)
+    matcher = PseudonymMatcher(found)
+    with _CACHE_LOCK:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = matcher
+    return matcher
+
+
+# --- tables -------------------------------------------------------------------------------------------------
+
+def _blocks(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """Runs of consecutive non-blank lines, with the number of the first."""
+    start, block = 0, []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            if not block:
+                start = number
+            block.append(line)
+        elif block:
+            yield start, block
+            block = []
+    if block:
+        yield start, block
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    if delimiter == "spaces":  # aligned columns, as pandas' to_string prints them
+        return re.split(r"\s{2,}", line.strip())
+    if delimiter == "space":
+        return line.split()
+    if delimiter == "|":
+        return [p.strip() for p in line.strip().strip("|").split("|")]
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _delimited(block: list[str], first_line: int, label: str) -> Table | None:
+    """The block as a table, with the delimiter that gives the most consistent columns (2 or more)."""
+    best: tuple[int, list[list[str]]] | None = None
+    # single spaces only in longer blocks, so two short lines of prose are not taken for a table
+    for delimiter in ("\t", ",", ";", "|", "spaces", *(["space"] if len(block) >= 5 else [])):
+        try:
+            rows = [_split(line, delimiter) for line in block]
+        except csv.Error:
+            continue
+        widths = [len(r) for r in rows]
+        common = max(set(widths), key=widths.count)
+        agreeing = widths.count(common)
+        if common >= 2 and agreeing >= max(2, int(0.8 * len(rows))) and (best is None or agreeing > best[0]):
+            best = (agreeing, rows)
+    if best is None:
+        return None
+    rows = [r for r in best[1] if not all(re.fullmatch(r":?-{2,}:?", c.strip() or "-") for c in r)]
+    if len(rows) < 2:
+        return None
+    return Table(f"{label} at line {first_line}", rows[0], rows[1:])
+
+
+def text_tables(text: str, label: str = "table") -> list[Table]:
+    lines = text.splitlines()
+    found = []
+    for start, block in _blocks(lines):
+        table = _delimited(block, start, label)
+        if table is not None:
+            found.append(table)
+    return found
+
+
+def csv_table(text: str) -> list[Table]:
+    """A whole CSV file as one table (delimiter sniffed among comma, semicolon, tab and pipe)."""
+    sample = text[:20000]
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|") if sample.strip() else csv.excel
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))  # blank lines kept: row i is line i, as the checker shows
+    while rows and not any(c.strip() for c in rows[-1]):
+        rows.pop()
+    if not rows:
+        return []
+    return [Table("the table", rows[0], rows[1:])]
+
+
+class _HtmlTables(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tables: list[list[list[str]]] = []
+        self._stack: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._stack.append([])
+        elif tag == "tr" and self._stack:
+            self._stack[-1].append([])
+        elif tag in {"td", "th"} and self._stack:
+            if not self._stack[-1]:
+                self._stack[-1].append([])
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"td", "th"} and self._cell is not None and self._stack:
+            self._stack[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table" and self._stack:
+            self.tables.append([r for r in self._stack.pop() if r])
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        self.text.append(data)
+
+
+def html_tables(text: str) -> tuple[list[Table], str]:
+    parser = _HtmlTables()
+    parser.feed(text)
+    parser.close()
+    tables = [Table(f"HTML table {i}", rows[0], rows[1:]) for i, rows in enumerate(parser.tables, start=1) if rows]
+    return tables, "\n".join(parser.text)
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, default=str)
+
+
+def json_tables(document: Any) -> list[Table]:
+    """Tables anywhere in a JSON document (see the module docstring for the layouts)."""
+    found: list[Table] = []
+
+    def add(where: str, header: list[str], rows: list[list[Any]]) -> None:
+        found.append(Table(where, header, [[_cell_text(v) for v in row] for row in rows]))
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, list) and node:
+            if all(isinstance(item, dict) for item in node):
+                header = list(dict.fromkeys(k for item in node for k in item))
+                add(where, header, [[item.get(k) for k in header] for item in node])
+                for item in node:
+                    for key, value in item.items():
+                        if isinstance(value, list | dict):
+                            walk(value, f"{where}.{key}")
+                return
+            if all(isinstance(item, list) for item in node) and len(node) > 1:
+                first = node[0]
+                header = [_cell_text(v) for v in first] if all(isinstance(v, str) for v in first) else []
+                add(where, header, node[1:] if header else node)
+                return
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+        elif isinstance(node, dict) and node:
+            if {"columns", "data"} <= set(node) and isinstance(node["data"], list):
+                add(where, [_cell_text(c) for c in node.get("columns") or []],
+                    [r if isinstance(r, list) else [r] for r in node["data"]])
+                return
+            values = list(node.values())
+            if all(isinstance(v, dict) for v in values) and len(values) > 1:  # index-oriented
+                header = list(dict.fromkeys(k for v in values for k in v))
+                add(where, ["", *header], [[key, *(v.get(k) for k in header)] for key, v in node.items()])
+                return
+            if all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1 and len(values) > 1:
+                add(where, list(node), [list(row) for row in zip(*values, strict=True)])  # column-oriented
+                return
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+
+    walk(document, "$")
+    return found
+
+
+def read_contents(data: bytes, extension: str) -> Contents:
+    """Find the tables in a file of any allowed type."""
+    texts = decodings(data)
+    text = texts[0]
+    if extension in IMAGE_TYPES:
+        return Contents("image", "none", [], texts)
+    if extension not in TEXT_TYPES:
+        return Contents("binary", "none", [], texts)
+    tables: list[Table] = []
+    structure = "none"
+    if extension == "csv":
+        tables = csv_table(text)
+        structure = "csv"
+    elif extension == "json":
+        try:
+            tables = json_tables(json.loads(text))
+            structure = "json"
+        except ValueError:
+            tables = text_tables(text)
+            structure = "text (not valid JSON)"
+    elif extension == "html":
+        tables, inner = html_tables(text)
+        tables += text_tables(inner, "text table")
+        structure = "html"
+    else:  # txt and md: pipe tables, delimited and space-aligned columns
+        tables = text_tables(text)
+        structure = "text"
+    return Contents("text", structure if tables else "none", tables, texts)
+
+
+# --- record-level data --------------------------------------------------------------------------------------
+
+def nhs_number_valid(text: str) -> bool:
+    digits = re.sub(r"[ -]", "", text)
+    if not NHS_NUMBER.match(text.strip()) or len(digits) != 10:
+        return False
+    total = sum(int(d) * (10 - i) for i, d in enumerate(digits[:9]))
+    check = 11 - total % 11
+    return (0 if check == 11 else check) == int(digits[9]) and check != 10
+
+
+def _column(table: Table, j: int) -> list[str]:
+    return [row[j].strip() for row in table.rows if j < len(row) and row[j].strip()]
+
+
+def identifier_columns(table: Table) -> list[tuple[int, str]]:
+    """Columns (1-based) that look like identifiers by name or by content, with the reason."""
+    width = max([len(table.header), *(len(r) for r in table.rows)], default=0)
+    flagged: list[tuple[int, str]] = []
+    for j in range(width):
+        name = table.header[j].strip().strip("\"'") if j < len(table.header) else ""
+        if name and IDENTIFIER_COLUMN.match(name):
+            flagged.append((j + 1, "its name is that of a patient identifier"))
+            continue
+        values = _column(table, j)
+        if values and sum(nhs_number_valid(v) for v in values) >= max(1, len(values) // 2):
+            flagged.append((j + 1, "its values look like NHS numbers"))
+            continue
+        if len(values) >= ID_COLUMN_MIN_ROWS and len(set(values)) >= 0.9 * len(values) \
+                and sum(bool(ID_TOKEN.match(v)) for v in values) >= 0.9 * len(values):
+            flagged.append((j + 1, "its values are distinct codes, one per row, like record identifiers"))
+    return flagged
+
+
+def named_identifier_columns(table: Table) -> list[int]:
+    return [j + 1 for j, name in enumerate(table.header) if IDENTIFIER_COLUMN.match(name.strip().strip("\"'"))]

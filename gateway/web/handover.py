@@ -1,0 +1,60 @@
+"""The hub's door into the gateway for files a workspace hands over (see gateway/outputs/handover.py).
+
+Called only by the JupyterHub, never by a browser: the route's access rule (``hub_only``) demands the
+hub<->gateway secret, and each call names the hub user and server and carries the workspace credential.
+Answers are JSON; a refused file is recorded in the audit log and nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from gateway.db import unit_of_work
+from gateway.errors import DomainError, ValidationError
+from gateway.outputs import handover
+from gateway.web.access import hub_only
+from gateway.web.context import db, run, settings
+
+bp = Blueprint("handover", __name__, url_prefix="/api/internal/workspace-handover/v1")
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _context() -> tuple[handover.HandoverContext, dict[str, Any]]:
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise ValidationError("The hand-over is too large.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("Send a JSON object.")
+    credential = body.get("credential")
+    if not isinstance(credential, str):
+        raise handover.CredentialError("The workspace credential is missing.")
+    context = handover.context_for(db(), settings(), credential, request.headers.get(handover.HUB_USER_HEADER, ""),
+                                   request.headers.get(handover.HUB_SERVER_HEADER, ""))
+    return context, body
+
+
+@bp.post("/drafts")
+@hub_only
+def drafts() -> Any:
+    context, _ = _context()
+    return jsonify({"project": context.project.reference, "requests": handover.drafts(db(), context)})
+
+
+@bp.post("/files")
+@hub_only
+def files() -> Any:
+    context, body = _context()
+    user_id, project_id = context.user.id, context.project.id
+    try:
+        item = run(handover.submit, settings(), context, body)
+    except DomainError as exc:
+        messages = [m for ms in exc.field_errors.values() for m in ms] or [exc.message]
+        with unit_of_work(current_app.extensions["sde_sessionmaker"]) as s:
+            handover.record_refusal(s, user_id, project_id, body.get("request_id"), body.get("name"),
+                                    " ".join(messages))
+        raise
+    return jsonify({"request_id": item.request_id, "name": item.path, "version": item.version, "sha256": item.sha256,
+                    "size": item.size, "kind": item.kind, "group": item.group.name}), 201
