@@ -131,7 +131,7 @@ def hub_secret_ok(settings: Settings, presented: str | None) -> bool:
 def context_for(session: Session, settings: Settings, credential: str, hub_user: str, hub_server: str,
                 now: float | None = None) -> HandoverContext:
     """The person, project and workspace session a hand-over call acts for, once everything agrees."""
-    from gateway.workspaces.service import hub_username
+    from gateway.workspaces.service import hub_username, session_hub_user
 
     claims = verify_credential(settings, credential, now)
     workspace = session.get(WorkspaceSession, claims.session_id)
@@ -143,7 +143,8 @@ def context_for(session: Session, settings: Settings, credential: str, hub_user:
     project = session.get(Project, claims.project_id)
     if user is None or project is None or not user.is_active:
         raise CredentialError("The workspace credential names nobody who can hand files over.")
-    if hub_username(user) != hub_user or workspace_id(project) != hub_server or workspace.server_name != hub_server:
+    if (hub_username(user) != hub_user or session_hub_user(workspace) != hub_user
+            or workspace_id(project) != hub_server or workspace.server_name != hub_server):
         raise CredentialError("The workspace credential belongs to another workspace.")
     service.check_can_request(session, user, project)
     return HandoverContext(user, project, workspace)

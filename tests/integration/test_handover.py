@@ -66,13 +66,13 @@ def world(session_factory: sessionmaker[Session], settings: Settings, demo_users
         server = workspace_id(project)
     for who in ("researcher", "dualrole"):
         with session_factory() as s:
-            uid = f.user(s, who).id
-        ws = workspaces._session_for(session_factory, uid, project_id, server, "small", extract)
+            uid, hub_user = f.user(s, who).id, workspaces.hub_username(f.user(s, who))
+        ws = workspaces._session_for(session_factory, uid, project_id, server, hub_user, "small", extract)
         with unit_of_work(session_factory) as s:
             actor = f.user(s, who)
             request = service.create_request(s, actor, s.get(Project, project_id), f"Draft of {who}")
             group = service.save_group(s, actor, request, "Tables", "Counts by region.", "Cells under 10 suppressed.")
-            out[who] = {"uid": uid, "ws": ws, "request": request.id, "group": group.id,
+            out[who] = {"uid": uid, "hub_user": hub_user, "ws": ws, "request": request.id, "group": group.id,
                         "credential": handover.mint_credential(settings, ws, uid, project_id)}
     out["server"] = server
     WATCH.root, WATCH.opened = str(settings.homes_root), []
@@ -81,7 +81,8 @@ def world(session_factory: sessionmaker[Session], settings: Settings, demo_users
 
 def call(client: Any, op: str, body: dict[str, Any], user: str = "researcher", server: str | None = None,
          secret: str | None = SECRET, world: dict[str, Any] | None = None, **headers: str) -> Any:
-    sent = {"X-Londonsde-Hub-User": user, "X-Londonsde-Hub-Server": server or (world or {}).get("server", "")}
+    hub_user = (world or {}).get(user, {}).get("hub_user", user)  # the account's id-based hub name
+    sent = {"X-Londonsde-Hub-User": hub_user, "X-Londonsde-Hub-Server": server or (world or {}).get("server", "")}
     if secret is not None:
         sent["X-Londonsde-Hub-Secret"] = secret
     return client.post(f"{URL}/{op}", json=body, headers={**sent, **headers})
