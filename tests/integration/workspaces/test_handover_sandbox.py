@@ -76,6 +76,7 @@ def running(settings: Settings, demo_users: dict[str, int]) -> Iterator[dict[str
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         with factory() as s:
             uid, server_name = f.user(s, "researcher").id, workspace_id(s.get(Project, project_id))
+            hub_user = workspaces.hub_username(f.user(s, "researcher"))
         login = workspaces.open_workspace(factory, live, uid, project_id)
         session, response = browser_login(hub.url, login.split("auth_ticket=")[1])
         assert response.status_code == 200, response.text[:300]
@@ -87,7 +88,7 @@ def running(settings: Settings, demo_users: dict[str, int]) -> Iterator[dict[str
             ids = {"request": request.id, "group": group.id}
         try:
             yield {"hub": hub, "settings": live, "factory": factory, "project_id": project_id,
-                   "workspace": Workspace(hub.url, session, "researcher", server_name), **ids}
+                   "workspace": Workspace(hub.url, session, hub_user, server_name), **ids}
         finally:
             server.stop()
             app.extensions["sde_engine"].dispose()
