@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request, stream_with_context
 
-from gateway import audit
+from gateway import audit, csv_safe
 from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db
@@ -77,17 +75,10 @@ def export_csv() -> Any:
     session = db()
 
     def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        for event in audit.iter_all(session, filters):
-            writer.writerow([event.seq, event.occurred_at.isoformat(), event.actor_label, event.action,
-                             event.object_type, event.object_id or "", json.dumps(event.details, sort_keys=True),
-                             event.prev_hash, event.hash])
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
+        rows = ([event.seq, event.occurred_at.isoformat(), event.actor_label, event.action, event.object_type,
+                 event.object_id or "", json.dumps(event.details, sort_keys=True), event.prev_hash, event.hash]
+                for event in audit.iter_all(session, filters))
+        yield from csv_safe.stream_rows(CSV_COLUMNS, rows)
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(stream_with_context(generate()), mimetype="text/csv",
