@@ -22,7 +22,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from gateway.workspaces.spec import TIERS
-from projects import agreements, cohort
+from projects import agreements, cohort, dates
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project
@@ -51,6 +51,13 @@ OTHER_FIELDS = ("commercial_involvement", "date_from", "date_to", "opt_out_appli
 EDITABLE_FIELDS = TEXT_FIELDS + OTHER_FIELDS + cohort.COHORT_FIELDS
 
 LIMITS = {"title": 300, "funder": 300, "ethics_reference": 100}
+
+
+def max_term_months() -> int:
+    """The tariff's maximum term: no approval or extension gives access further ahead than this."""
+    from gateway.charging.tariff import tariff_in_force
+
+    return tariff_in_force().quote_rules.max_duration_months
 
 
 def _next_reference(session: Session, prefix: str) -> str:
@@ -146,12 +153,19 @@ def _coerce(field: str, value: Any, errors: dict[str, list[str]]) -> Any:
         if value in (None, ""):
             return None
         if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            errors[field] = ["Enter a real date, for example 2024-01-31."]
+            day, problem = value, dates.outside(value)
+        else:
+            day, problem = dates.parse(str(value))
+        if problem:
+            errors[field] = [problem]
             return None
+        if field == "requested_end_date" and day is not None:
+            latest = dates.latest_access_end(utcnow().date(), max_term_months())
+            if day > latest:
+                errors[field] = [f"An extension can reach the tariff's maximum term at most: enter a date on or "
+                                 f"before {dates.long(latest)}."]
+                return None
+        return day
     if field in {"commercial_involvement", "opt_out_applies"}:
         if value in (None, ""):
             return None if field == "opt_out_applies" else False
@@ -277,6 +291,8 @@ def submission_problems(session: Session, application: Application, catalogue: C
             need("amendment_summary", "Say what the amendment changes and why.")
         if a.requested_end_date and a.requested_end_date <= today:
             need("requested_end_date", "The new end date must be in the future.")
+        elif a.requested_end_date and a.requested_end_date > dates.latest_access_end(today, max_term_months()):
+            need("requested_end_date", "The new end date is beyond the tariff's maximum term.")
     else:
         if not a.title:
             need("title", "Enter a title.")

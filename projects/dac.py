@@ -19,7 +19,9 @@ from gateway.errors import Conflict, InvalidTransition, PermissionDenied, Valida
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from projects.applications import is_team_member
+from projects import dates
+from projects.applications import is_team_member, max_term_months
+from projects.dates import latest_access_end
 from projects.models import Application, Decision, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move
 
@@ -206,10 +208,14 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
         raise Conflict(f"No quorum yet: {status.describe()}.")
     errors: dict[str, list[str]] = {}
     if target is AppState.APPROVED and application.kind == "new":
+        latest = latest_access_end(today, max_term_months())
         if access_end_date is None:
             errors["access_end_date"] = ["Enter the date access ends."]
         elif access_end_date <= today:
             errors["access_end_date"] = ["Access must end in the future."]
+        elif access_end_date > latest:
+            errors["access_end_date"] = [f"Access can be given for the tariff's maximum term at most: enter a date "
+                                         f"on or before {dates.long(latest)}."]
     if target is not AppState.APPROVED and not message.strip():
         errors["message"] = ["Tell the applicant what to change, or why the application is rejected."]
     if errors:

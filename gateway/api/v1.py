@@ -15,6 +15,7 @@ from gateway.models import ApiToken, AuditEvent, User
 from gateway.permissions import Permission, permissions_of
 from gateway.web.access import public
 from gateway.web.context import db, require_user, run
+from projects import dates
 
 from .base import VERSION, api, bp
 from .registry import QueryDate
@@ -242,6 +243,10 @@ def put_totp_policy(body: TotpPolicy) -> TotpPolicy:
                permission=Permission.VIEW_AUDIT_LOG, query=AuditQuery, response=AuditEventOut,
                response_is_list=True)
 def audit_events(query: AuditQuery) -> list[AuditEventOut]:
+    problems = {name: [message] for name, day in (("since", query.since), ("until", query.until))
+                if day is not None and (message := dates.outside(day))}
+    if problems:
+        raise ValidationError("The request is not valid.", field_errors=problems)
     if query.since and query.until and query.until < query.since:
         raise ValidationError("The request is not valid.", field_errors={"until": ["must not be before since"]})
     filters = audit.AuditFilter(actor=query.actor, action=query.action, object_type=query.object_type,

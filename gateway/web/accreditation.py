@@ -21,6 +21,7 @@ from gateway.web.access import requires
 from gateway.web.context import db, require_user, run, settings
 from gateway.web.forms import EmptyForm
 from projects import accreditation as service
+from projects import dates
 from projects.accreditation_rules import valid_accreditation
 from projects.certificates import MAX_CERTIFICATE_BYTES, CertificateStore, Upload
 from projects.models import Accreditation, Organisation
@@ -53,13 +54,7 @@ def certificate_store() -> CertificateStore:
 
 
 def parse_date(value: str | None) -> tuple[dt.date | None, str | None]:
-    text = (value or "").strip()
-    if not text:
-        return None, None
-    try:
-        return dt.date.fromisoformat(text), None
-    except ValueError:
-        return None, "Enter a real date, like 2026-03-14."
+    return dates.parse(value)
 
 
 def upload_from(storage: FileStorage | None) -> Upload | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,7 +25,7 @@ from gateway.web.forms import (
     SubmitForm,
 )
 from gateway.web.forms_errors import apply_errors
-from projects import agreements, applications, cohort, dac
+from projects import agreements, applications, cohort, dac, dates
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.catalogue import needs_justification, requestable
 from projects.models import Application
@@ -272,14 +271,10 @@ def decide(application_id: int) -> Any:
     application = _load(application_id)
     form = DecisionForm()
     if form.validate_on_submit():
-        end: dt.date | None = None
-        raw_end = (form.access_end_date.data or "").strip()
-        if raw_end:
-            try:
-                end = dt.date.fromisoformat(raw_end)
-            except ValueError:
-                flash("Enter the access end date like 2027-12-31.", "error")
-                return _to(application)
+        end, problem = dates.parse(form.access_end_date.data)
+        if problem:
+            flash(f"Access end date: {problem}", "error")
+            return _to(application)
         outcome = form.outcome.data or ""
         return _attempt(application, f"Decision recorded: {outcome.replace('_', ' ')}.", dac.decide,
                         require_user(), application, settings().dac, outcome=outcome,

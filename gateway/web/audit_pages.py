@@ -14,6 +14,7 @@ from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db
 from gateway.web.forms import AuditFilterForm
+from projects import dates
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -22,13 +23,10 @@ CSV_COLUMNS = ["seq", "occurred_at", "actor", "action", "object_type", "object_i
 
 
 def parse_day(value: str | None, field: str, errors: dict[str, list[str]]) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    except ValueError:
-        errors[field] = ["Enter a date like 2026-11-21."]
-        return None
+    day, problem = dates.parse(value)
+    if problem:
+        errors[field] = [problem]
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
 
 
 def filters_from(form: AuditFilterForm) -> tuple[audit.AuditFilter, dict[str, list[str]]]:

