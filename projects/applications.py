@@ -196,6 +196,11 @@ def update_draft(session: Session, actor: User, application: Application, change
         if catalogue is None:
             raise TypeError("update_draft needs the catalogue to check cohort criteria")
         values.update(cohort.clean(changes, application, catalogue, errors))
+    start = values["date_from"] if "date_from" in values else application.date_from
+    end = values["date_to"] if "date_to" in values else application.date_to
+    if not errors and start is not None and end is not None and start > end:  # the database refuses it too
+        errors["date_to" if "date_to" in values else "date_from"] = [
+            "The end of the date range must not be before its start."]
     if errors:
         raise ValidationError("The application could not be saved.", field_errors=errors)
     changed = [f for f, v in values.items() if getattr(application, f) != v]
