@@ -196,8 +196,8 @@ def update_draft(session: Session, actor: User, application: Application, change
         if catalogue is None:
             raise TypeError("update_draft needs the catalogue to check cohort criteria")
         values.update(cohort.clean(changes, application, catalogue, errors))
-    start = values["date_from"] if "date_from" in values else application.date_from
-    end = values["date_to"] if "date_to" in values else application.date_to
+    start = values.get("date_from", application.date_from)
+    end = values.get("date_to", application.date_to)
     if not errors and start is not None and end is not None and start > end:  # the database refuses it too
         errors["date_to" if "date_to" in values else "date_from"] = [
             "The end of the date range must not be before its start."]

@@ -147,20 +147,39 @@ def submit_review(session: Session, actor: User, application: Application, vote:
     return review
 
 
+def round_decided(application: Application) -> bool:
+    """The current round's votes are in the committee's record once the chair has decided it."""
+    return application.state not in {AppState.SUBMITTED, AppState.UNDER_REVIEW}
+
+
+def chair_follows_count(user: User, application: Application) -> bool:
+    return has_permission(user, Permission.CHAIR_DAC) and not is_recused(user, application)
+
+
 def visible_reviews(user: User, application: Application) -> list[Review]:
-    """Reviews this person may read now. Blinded: a reviewer sees others' votes only after voting."""
+    """Reviews this person may read now. Blinded: before the chair decides the round, a reviewer sees only their
+    own vote (not the others', nor how many there are); the chair sees them once they have no vote of their own
+    to cast. After the decision they are the committee's record."""
     if is_recused(user, application) or not has_permission(user, Permission.REVIEW_APPLICATIONS):
         return []
     own = assignment_of(user, application)
     voted_now = bool(own and any(r.round == application.round for r in own.reviews))
     chair_unblinded = has_permission(user, Permission.CHAIR_DAC) and (own is None or voted_now)
+    decided = round_decided(application)
     shown = []
     for assignment in application.assignments:
         for review in assignment.reviews:
             earlier_round = review.round < application.round
-            if earlier_round or voted_now or chair_unblinded or assignment is own:
+            if earlier_round or decided or chair_unblinded or assignment is own:
                 shown.append(review)
     return shown
+
+
+def count_visible(user: User, application: Application) -> bool:
+    """How many votes are in: the chair's to follow; anyone else on the committee learns it with the decision."""
+    if is_recused(user, application) or not has_permission(user, Permission.REVIEW_APPLICATIONS):
+        return False
+    return chair_follows_count(user, application) or round_decided(application)
 
 
 @dataclass(frozen=True)
@@ -177,6 +196,11 @@ class Quorum:
     def describe(self) -> str:
         return (f"{self.votes} of {self.needed} votes needed, including {self.lay_votes} of "
                 f"{self.lay_needed} from a lay member")
+
+    def describe_blinded(self) -> str:
+        """The rule without the count, for a reviewer before the decision."""
+        return (f"{self.needed} vote{'s' if self.needed != 1 else ''} needed, including {self.lay_needed} from a "
+                "lay member; how many are in is shown once the chair decides")
 
 
 def quorum(application: Application, dac: DacSettings) -> Quorum:

@@ -193,8 +193,9 @@ class ReviewOut(BaseModel):
 
 class ReviewsOut(BaseModel):
     recused: bool
-    quorum: str
-    quorum_met: bool
+    quorum: str = Field(description="The quorum rule, with the count of votes for the chair (and for everyone once "
+                                    "the round is decided)")
+    quorum_met: bool | None = Field(description="null while the count is blinded for you")
     reviews: list[ReviewOut]
 
 
@@ -369,7 +370,7 @@ def declare_conflict(application_id: int, body: ConflictIn) -> ReviewsOut:
 
 
 @api.operation("/applications/<int:application_id>/reviews", "GET",
-               summary="The votes you may see now (blinded until you vote; none if recused)", tag="dac",
+               summary="The votes you may see now (your own until the chair decides; none if recused)", tag="dac",
                permission=Permission.REVIEW_APPLICATIONS, response=ReviewsOut)
 def get_reviews(application_id: int) -> ReviewsOut:
     return get_reviews_of(_application(application_id))
@@ -378,7 +379,10 @@ def get_reviews(application_id: int) -> ReviewsOut:
 def get_reviews_of(application: Application) -> ReviewsOut:
     user = require_user()
     status = dac.quorum(application, settings().dac)
-    return ReviewsOut(recused=dac.is_recused(user, application), quorum=status.describe(), quorum_met=status.met,
+    shown = dac.count_visible(user, application)
+    return ReviewsOut(recused=dac.is_recused(user, application),
+                      quorum=status.describe() if shown else status.describe_blinded(),
+                      quorum_met=status.met if shown else None,
                       reviews=[ReviewOut.of(r) for r in dac.visible_reviews(user, application)])
 
 

@@ -101,6 +101,7 @@ def view(application_id: int) -> Any:
         assignment=assignment, recused=dac.is_recused(user, application),
         auto_conflict=dac.automatic_conflict(user, application),
         reviews=dac.visible_reviews(user, application), quorum=dac.quorum(application, settings().dac),
+        count_visible=dac.count_visible(user, application),
         reviewer_choices=reviewer_choices, member_form=MemberForm(), action_form=EmptyForm(),
         assign_form=AssignForm(), conflict_form=ConflictForm(), review_form=ReviewForm(),
         decision_form=DecisionForm(), catalogue=catalogue(), is_chair=has_permission(user, Permission.CHAIR_DAC),

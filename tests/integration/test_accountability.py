@@ -100,3 +100,48 @@ def test_audit_filters_up_to_the_last_day_of_the_calendar_are_field_errors(
     api = client.get("/api/v1/audit/events?until=9999-12-31", headers=_bearer(session_factory, "auditor"))
     assert api.status_code == 422 and "until" in api.json["detail"]["fields"]
     assert client.get(f"/audit/?until={dt.date.today().isoformat()}").status_code == 200
+
+
+# --- 10: blinded counts -----------------------------------------------------------------------------------------
+
+def _reviews(client: FlaskClient, factory: sessionmaker[Session], username: str, app_id: int) -> tuple[str, dict]:
+    sign_in_session(client, factory, username)
+    html = client.get(f"/applications/{app_id}").get_data(as_text=True)
+    api = client.get(f"/api/v1/applications/{app_id}/reviews", headers=_bearer(factory, username)).json
+    return html, api
+
+
+def test_a_reviewer_sees_neither_votes_nor_their_number_until_they_vote_and_the_decision_is_made(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    from projects import dac
+
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    app_id = f.draft(session_factory)
+    f.submit(session_factory, app_id)
+    with unit_of_work(session_factory) as s:
+        application = s.get(Application, app_id)
+        assert application is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), application,
+                             [f.user(s, n) for n in ("dac1", "dac2", "laymember")])
+    f.review_round(session_factory, app_id, {"dac1": "reject"})  # one vote cast, by dac1
+
+    html, api = _reviews(client, session_factory, "dac2", app_id)  # assigned, has not voted
+    assert "1 of 3" not in html and "3 votes needed" in html, html[html.find("Quorum"):][:200]
+    assert "1 of" not in api["quorum"] and api["quorum_met"] is None and api["reviews"] == [], api
+    html, api = _reviews(client, session_factory, "dacchair", app_id)  # the chair follows the count
+    assert "1 of 3" in html and api["quorum"].startswith("1 of 3") and api["quorum_met"] is False
+
+    f.review_round(session_factory, app_id, {"dac2": "approve", "laymember": "approve"})
+    html, api = _reviews(client, session_factory, "dac2", app_id)  # voted, but no decision yet
+    assert "of 3" not in html and "of 3" not in api["quorum"] and api["quorum_met"] is None
+    assert [r["reviewer"] for r in api["reviews"]] == ["dac2"], "only their own vote before the decision"
+    assert "reject" not in html
+
+    with unit_of_work(session_factory) as s:
+        application = s.get(Application, app_id)
+        assert application is not None
+        dac.decide(s, f.user(s, "dacchair"), application, f.DAC, outcome="changes_requested", conditions="",
+                   message="Narrow the cohort.", access_end_date=None, today=f.TODAY)
+    html, api = _reviews(client, session_factory, "dac2", app_id)  # decided: the committee's record is open
+    assert "3 of 3" in html and sorted(r["reviewer"] for r in api["reviews"]) == ["dac1", "dac2", "laymember"]
