@@ -38,11 +38,6 @@ def can_view_project(user: User, project: Project) -> bool:
     return is_member(user, project) or any(role.value in user.roles for role in STAFF_ROLES)
 
 
-def check_can_view_project(user: User, project: Project) -> None:
-    if not can_view_project(user, project):
-        raise PermissionDenied("You cannot see this project.")
-
-
 # The team's accounts without their role grants (loaded only if asked for), and the organisation in the same query.
 _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
                  joinedload(Project.organisation))
@@ -50,9 +45,10 @@ _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).la
 
 def get_project(session: Session, user: User, project_id: int) -> Project:
     project = session.get(Project, project_id, options=_PROJECT_PAGE)
-    if project is None:
+    if project is None or not can_view_project(user, project):
+        # Somebody else's project answers exactly like a missing one, as every other object does: its existence is
+        # public on the register, but by reference, and nothing is gained by confirming which ids are in use.
         raise NotFound("No such project.")
-    check_can_view_project(user, project)
     return project
 
 

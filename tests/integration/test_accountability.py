@@ -145,3 +145,21 @@ def test_a_reviewer_sees_neither_votes_nor_their_number_until_they_vote_and_the_
                    message="Narrow the cohort.", access_end_date=None, today=f.TODAY)
     html, api = _reviews(client, session_factory, "dac2", app_id)  # decided: the committee's record is open
     assert "3 of 3" in html and sorted(r["reviewer"] for r in api["reviews"]) == ["dac1", "dac2", "laymember"]
+
+
+# --- 11: ids cannot be probed ------------------------------------------------------------------------------------
+
+def test_somebody_elses_project_answers_exactly_like_a_missing_one(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    theirs = f.approved_project(session_factory, title="Not researcher2's project")
+    missing = theirs + 1000
+    sign_in_session(client, session_factory, "researcher2")
+    headers = _bearer(session_factory, "researcher2")
+    for path in ("/projects/{}", "/charging/projects/{}/statement", "/outputs/projects/{}/new"):
+        answers = [client.get(path.format(i)) for i in (theirs, missing)]
+        assert [a.status_code for a in answers] == [404, 404], path
+    for path in ("/api/v1/projects/{}", "/api/v1/projects/{}/extracts", "/api/v1/projects/{}/statement"):
+        answers = [client.get(path.format(i), headers=headers) for i in (theirs, missing)]
+        assert [a.status_code for a in answers] == [404, 404] and answers[0].json == answers[1].json, path

@@ -6,11 +6,10 @@ nowhere, with the route's own method (a valid CSRF token on pages, a plausible b
 is the rule's and not the input check's), and must be refused without any change to the database or the
 files. The same route on project A's own object must then work for who may use it, so a refusal cannot come
 from a broken test. The rule for the status: an object you may not see at all (an application, an output
-request, an invoice, an accreditation, a token) answers 404 exactly as a missing id does, so ids cannot be
-probed; a project is public on the register, so somebody else's project answers 403; a route your roles do not
-reach answers 403 before anything is looked up. Further tests cover the rules about one person and one object:
-a DAC member recused from or not assigned to an application, an output checker on the project's own team,
-finance on invoices, and a member removed from a project's team.
+request, an invoice, an accreditation, a token, a project) answers 404 exactly as a missing id does, so ids
+cannot be probed; a route your roles do not reach answers 403 before anything is looked up. Further tests cover
+the rules about one person and one object: a DAC member recused from or not assigned to an application, an output
+checker on the project's own team, finance on invoices, and a member removed from a project's team.
 
 The world is built once per backend through the real services (it takes a few seconds); the refusals change
 nothing, which each test proves, and the positive checks use fresh objects wherever they would use one up.
@@ -117,7 +116,7 @@ def _refused_by_state(response: TestResponse) -> None:
 
 PAGE = (302,)
 API = (200, 201, 202, 204)
-HIDDEN, PUBLIC, ROLE = 404, 403, 403  # not yours (answers like missing) / a public project / not your role
+HIDDEN, ROLE = 404, 403  # not yours (answers like missing) / not your role
 
 MATRIX: dict[tuple[str, str], Case] = {
     # --- tokens and accreditation records: their owner's (and the officers') only ---------------------------
@@ -206,37 +205,37 @@ MATRIX: dict[tuple[str, str], Case] = {
                                         objects={"application_id": "review"},
                                         body={"outcome": "rejected", "message": "Not this time."}),
     ("api.get_application_quote", "GET"): Case(HIDDEN),
-    # --- projects: public on the register, so somebody else's answers 403 (a missing one 404) ---------------
-    ("projects.view", "GET"): Case(PUBLIC, HIDDEN),
-    ("projects.change_state", "POST"): Case(PUBLIC, HIDDEN, ok=PAGE, fresh="project", changes=True,
+    # --- projects: somebody else's answers 404 like a missing one (finding 11; it used to be 403) ------------
+    ("projects.view", "GET"): Case(HIDDEN),
+    ("projects.change_state", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True,
                                             body={"reason": "The study is finished."}),  # action=close, the lead's
-    ("projects.amend", "POST"): Case(PUBLIC, HIDDEN, ok=PAGE, fresh="project", changes=True),
-    ("projects.open_workspace", "POST"): Case(PUBLIC, HIDDEN, ok=PAGE, check=_workspace_was_reached),
+    ("projects.amend", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True),
+    ("projects.open_workspace", "POST"): Case(HIDDEN, ok=PAGE, check=_workspace_was_reached),
     ("projects.refresh_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="idle_project", changes=True),
     ("projects.release_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, check=_refused_by_state),  # none held
-    ("projects.extract_manifest", "GET"): Case(PUBLIC, HIDDEN, mixed=(("version", "missing"),)),
-    ("outputs.new", "GET"): Case(PUBLIC, HIDDEN),
-    ("outputs.new", "POST"): Case(PUBLIC, HIDDEN, ok=PAGE, changes=True, body={"title": "New outputs"}),
-    ("charging.statement", "GET"): Case(PUBLIC, HIDDEN),
+    ("projects.extract_manifest", "GET"): Case(HIDDEN, mixed=(("version", "missing"),)),
+    ("outputs.new", "GET"): Case(HIDDEN),
+    ("outputs.new", "POST"): Case(HIDDEN, ok=PAGE, changes=True, body={"title": "New outputs"}),
+    ("charging.statement", "GET"): Case(HIDDEN),
     ("charging.set_budget", "POST"): Case(ROLE, actor="finance", ok=PAGE, fresh="project", changes=True,
                                           body={"cap": "60000", "reason": "Purchase order 7"}),
-    ("api.get_project", "GET"): Case(PUBLIC, HIDDEN),
+    ("api.get_project", "GET"): Case(HIDDEN),
     ("api.suspend_project", "POST"): Case(ROLE, actor="admin", ok=API, fresh="project", changes=True,
                                           body={"reason": "Audit finding"}),
     ("api.reinstate_project", "POST"): Case(ROLE, actor="admin", ok=API, fresh="suspended_project", changes=True,
                                             body={"reason": "Finding closed"}),
     ("api.revoke_project", "POST"): Case(ROLE, actor="admin", ok=API, fresh="project", changes=True,
                                          body={"reason": "Breach of conditions"}),
-    ("api.close_project", "POST"): Case(PUBLIC, HIDDEN, ok=API, fresh="project", changes=True,
+    ("api.close_project", "POST"): Case(HIDDEN, ok=API, fresh="project", changes=True,
                                         body={"reason": "The study is finished."}),
-    ("api.start_amendment", "POST"): Case(PUBLIC, HIDDEN, ok=API, fresh="project", changes=True),
-    ("api.list_extracts", "GET"): Case(PUBLIC, HIDDEN),
+    ("api.start_amendment", "POST"): Case(HIDDEN, ok=API, fresh="project", changes=True),
+    ("api.list_extracts", "GET"): Case(HIDDEN),
     ("api.refresh_extract", "POST"): Case(ROLE, actor="admin", ok=API, fresh="idle_project", changes=True),
     ("api.release_extract", "POST"): Case(ROLE, actor="admin", ok=(409,)),  # nothing held: refused by state
-    ("api.open_workspace", "POST"): Case(PUBLIC, HIDDEN, ok=(503,), check=_workspace_was_reached),
-    ("api.create_output_request", "POST"): Case(PUBLIC, HIDDEN, ok=API, changes=True, body={"title": "New outputs"}),
-    ("api.get_statement", "GET"): Case(PUBLIC, HIDDEN),
-    ("api.get_budget", "GET"): Case(PUBLIC, HIDDEN),
+    ("api.open_workspace", "POST"): Case(HIDDEN, ok=(503,), check=_workspace_was_reached),
+    ("api.create_output_request", "POST"): Case(HIDDEN, ok=API, changes=True, body={"title": "New outputs"}),
+    ("api.get_statement", "GET"): Case(HIDDEN),
+    ("api.get_budget", "GET"): Case(HIDDEN),
     ("api.put_budget", "PUT"): Case(ROLE, actor="finance", ok=API, fresh="project", changes=True,
                                     body={"cap_pence": 5_000_000, "reason": "Purchase order 8"}),
     # --- output requests: the project's team, and output checkers (never on their own team's) ----------------
@@ -871,14 +870,14 @@ def test_a_member_removed_from_the_team_reaches_nothing_of_the_project(world: Wo
     before = world.snapshot()
     for url in (f"/projects/{project}", f"/projects/{project}/extracts/1/manifest.json",
                 f"/charging/projects/{project}/statement", f"/outputs/projects/{project}/new"):
-        _expect_refused(world.page("exmember", "GET", url), 403)
+        _expect_refused(world.page("exmember", "GET", url), 404)
     for url in (f"/api/v1/projects/{project}", f"/api/v1/projects/{project}/extracts",
                 f"/api/v1/projects/{project}/statement"):
-        _expect_refused(world.api("exmember", "GET", url), 403)
-    _expect_refused(world.page("exmember", "POST", f"/projects/{project}/workspace"), 403)
-    _expect_refused(world.api("exmember", "POST", f"/api/v1/projects/{project}/workspace"), 403)
+        _expect_refused(world.api("exmember", "GET", url), 404)
+    _expect_refused(world.page("exmember", "POST", f"/projects/{project}/workspace"), 404)
+    _expect_refused(world.api("exmember", "POST", f"/api/v1/projects/{project}/workspace"), 404)
     _expect_refused(world.api("exmember", "POST", f"/api/v1/projects/{project}/output-requests", {"title": "Mine"}),
-                    403)
+                    404)
     for request in (own_request, b["pending"]):  # their own request too: access ended with the membership
         _expect_refused(world.page("exmember", "GET", f"/outputs/{request}"), 404)
         _expect_refused(world.api("exmember", "GET", f"/api/v1/output-requests/{request}"), 404)
