@@ -11,6 +11,7 @@ from gateway.errors import NotFound
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission
 from gateway.web.context import catalogue, db, require_user, run, settings, today
+from gateway.web.recorded import records_download
 from projects import agreements, applications, cohort, dac, lifecycle, register
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.cohort import MAX_AGE
@@ -476,6 +477,7 @@ def publish_agreement(body: AgreementIn) -> AgreementOut:
 
 @api.operation("/register", "GET", summary="The public register of approved projects (no token needed)",
                tag="register", permission=None, response=RegisterOut)
+@records_download("register")
 def get_register() -> RegisterOut:
     return RegisterOut(columns=register.COLUMNS, rows=register.rows(db(), catalogue()))
 

@@ -15,6 +15,7 @@ from gateway.models import ApiToken, AuditEvent, User
 from gateway.permissions import Permission, permissions_of
 from gateway.web.access import public
 from gateway.web.context import db, require_user, run
+from gateway.web.recorded import records_download
 from projects import dates
 
 from .base import VERSION, api, bp
@@ -242,6 +243,7 @@ def put_totp_policy(body: TotpPolicy) -> TotpPolicy:
 @api.operation("/audit/events", "GET", summary="Audit events, newest first, filtered", tag="audit",
                permission=Permission.VIEW_AUDIT_LOG, query=AuditQuery, response=AuditEventOut,
                response_is_list=True)
+@records_download("audit_log")
 def audit_events(query: AuditQuery) -> list[AuditEventOut]:
     problems = {name: [message] for name, day in (("since", query.since), ("until", query.until))
                 if day is not None and (message := dates.outside(day))}

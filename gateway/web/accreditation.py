@@ -20,6 +20,7 @@ from gateway.permissions import Permission, can_decide_accreditation
 from gateway.web.access import requires
 from gateway.web.context import db, require_user, run, settings
 from gateway.web.forms import EmptyForm
+from gateway.web.recorded import records_download
 from projects import accreditation as service
 from projects import dates
 from projects.accreditation_rules import valid_accreditation
@@ -145,6 +146,7 @@ def detail(accreditation_id: int) -> Any:
 
 
 @bp.get("/<int:accreditation_id>/certificate")
+@records_download("accreditation", "accreditation_id")
 @requires(Permission.USE_ACCOUNT)  # the owner or an accreditation officer: decided per record
 def certificate(accreditation_id: int) -> Any:
     user = require_user()

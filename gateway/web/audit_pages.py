@@ -14,6 +14,7 @@ from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db
 from gateway.web.forms import AuditFilterForm
+from gateway.web.recorded import records_download
 from projects import dates
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -62,6 +63,7 @@ def events() -> Any:
 
 @bp.get("/events.csv")
 @requires(Permission.VIEW_AUDIT_LOG)
+@records_download("audit_log")
 def export_csv() -> Any:
     form = AuditFilterForm(request.args)
     form.validate()
@@ -81,6 +83,22 @@ def export_csv() -> Any:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(stream_with_context(generate()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'})
+
+
+WINDOWS = {1: "the last hour", 24: "the last day", 168: "the last 7 days", 720: "the last 30 days"}
+
+
+@bp.get("/refusals")
+@requires(Permission.VIEW_AUDIT_LOG)
+def refusals() -> Any:
+    """Repeated refused requests per person: a simple signal of somebody trying ids that are not theirs."""
+    hours = request.args.get("hours", 24, type=int)
+    hours = hours if hours in WINDOWS else 24
+    minimum = min(max(request.args.get("minimum", 5, type=int) or 5, 1), 1000)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    rows = audit.refusals_by_actor(db(), since, minimum)
+    return render_template("audit/refusals.html", rows=rows, hours=hours, minimum=minimum, windows=WINDOWS,
+                           since=since)
 
 
 @bp.get("/verify")

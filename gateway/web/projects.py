@@ -12,6 +12,7 @@ from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db, end_transaction, require_user, run, settings
 from gateway.web.forms import EmptyForm, ReasonForm
+from gateway.web.recorded import records_download
 from gateway.workspaces import service
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
@@ -120,6 +121,7 @@ def release_extract(project_id: int, version: int) -> Any:
 
 @bp.get("/<int:project_id>/extracts/<int:version>/manifest.json")
 @requires(Permission.VIEW_PROJECTS)
+@records_download("project", "project_id")
 def extract_manifest(project_id: int, version: int) -> Any:
     project = _load(project_id)
     row = next((v for v in extracts.versions(db(), project) if v.version == version), None)

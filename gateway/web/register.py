@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from gateway import csv_safe
 from gateway.web.access import public
 from gateway.web.context import catalogue, current_user, db
+from gateway.web.recorded import records_download
 from projects import register as register_rows
 
 bp = Blueprint("register", __name__)
@@ -38,6 +39,7 @@ def page() -> Any:
 
 @bp.get("/register.csv")
 @public
+@records_download("register")
 def as_csv() -> Response:
     text = csv_safe.dicts_to_text(register_rows.COLUMNS, _cache().snapshot(db(), catalogue())[1])
     return Response(text, mimetype="text/csv",
@@ -46,5 +48,6 @@ def as_csv() -> Response:
 
 @bp.get("/register.json")
 @public
+@records_download("register")
 def as_json() -> Response:
     return jsonify(_cache().rows(db(), catalogue()))

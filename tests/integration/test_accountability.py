@@ -12,12 +12,15 @@ import csv
 import datetime as dt
 import io
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import unit_of_work
 from gateway.identity import tokens
+from gateway.models import AuditEvent
 from projects import applications
 from projects.models import Application, Project
 from tests.conftest import sign_in_session
@@ -163,3 +166,137 @@ def test_somebody_elses_project_answers_exactly_like_a_missing_one(
     for path in ("/api/v1/projects/{}", "/api/v1/projects/{}/extracts", "/api/v1/projects/{}/statement"):
         answers = [client.get(path.format(i), headers=headers) for i in (theirs, missing)]
         assert [a.status_code for a in answers] == [404, 404] and answers[0].json == answers[1].json, path
+
+
+# --- 7: every access recorded ------------------------------------------------------------------------------------
+
+def _events(factory: sessionmaker[Session], action: str, after: int = 0) -> list[AuditEvent]:
+    with factory() as s:
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action, AuditEvent.seq > after)
+                              .order_by(AuditEvent.seq)))
+
+
+def _head(factory: sessionmaker[Session]) -> int:
+    with factory() as s:
+        return int(s.scalar(select(func.max(AuditEvent.seq))) or 0)
+
+
+def _project_with_extract_and_invoice(app: Flask) -> tuple[int, int]:
+    from gateway.charging import invoices
+    from gateway.charging.metering import period_of
+    from gateway.extracts import service as extracts
+
+    factory = app.extensions["sde_sessionmaker"]
+    with unit_of_work(factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(factory)
+    extracts.run_queued_builds(app.extensions["sde_settings"], factory)
+    with unit_of_work(factory) as s:
+        finance, today = f.user(s, "finance"), dt.date.today()
+        run = invoices.run_month(s, finance, period_of(today), today.replace(day=1) + dt.timedelta(days=32))
+        for invoice in run.created:
+            invoices.issue(s, finance, invoice, today)
+        return project_id, run.created[0].id
+
+
+def test_every_download_is_recorded_with_who_what_and_how(
+        app: Flask, client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    project_id, invoice_id = _project_with_extract_and_invoice(app)
+    start = _head(session_factory)
+    assert client.get("/register.csv").status_code == 200  # anonymous: public data, nobody to record
+    assert _events(session_factory, "access.downloaded", start) == []
+
+    sign_in_session(client, session_factory, "researcher")
+    headers = _bearer(session_factory, "researcher")
+    downloads = [f"/charging/invoices/{invoice_id}.pdf", f"/charging/invoices/{invoice_id}.csv",
+                 f"/charging/projects/{project_id}/statement", f"/projects/{project_id}/extracts/1/manifest.json",
+                 "/register.csv", "/register.json"]
+    for url in downloads:
+        assert client.get(url).status_code == 200, url
+    for url in (f"/api/v1/invoices/{invoice_id}/pdf", f"/api/v1/invoices/{invoice_id}/csv",
+                f"/api/v1/projects/{project_id}/statement", "/api/v1/register"):
+        assert client.get(url, headers=headers).status_code == 200, url
+    events = _events(session_factory, "access.downloaded", start)
+    assert [e.details["path"] for e in events] == [
+        *downloads, f"/api/v1/invoices/{invoice_id}/pdf", f"/api/v1/invoices/{invoice_id}/csv",
+        f"/api/v1/projects/{project_id}/statement", "/api/v1/register"]
+    assert {e.actor_label for e in events} == {"researcher"}
+    assert [(e.object_type, e.object_id) for e in events[:3]] == [("invoice", str(invoice_id))] * 2 + [
+        ("project", str(project_id))]
+    assert events[0].details["filename"].endswith(".pdf") and events[0].details["bytes"] > 0
+    assert events[3].details["ids"] == {"project_id": project_id, "version": 1}
+    assert events[-1].details["via"] == "api"
+
+    sign_in_session(client, session_factory, "auditor")
+    before = _head(session_factory)
+    export = client.get("/audit/events.csv?action=access.")
+    assert export.status_code == 200 and "access.downloaded" in export.get_data(as_text=True)
+    [recorded] = _events(session_factory, "access.downloaded", before)
+    assert recorded.object_type == "audit_log" and recorded.details["query"] == "action=access."
+
+
+def test_a_download_that_cannot_be_recorded_is_not_served(
+        app: Flask, client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.web import recorded
+
+    _, invoice_id = _project_with_extract_and_invoice(app)
+    sign_in_session(client, session_factory, "researcher")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the audit log is unavailable")
+
+    monkeypatch.setattr(recorded.audit, "record", broken)
+    response = client.get(f"/charging/invoices/{invoice_id}.pdf")
+    assert response.status_code == 500 and b"%PDF" not in response.get_data()
+
+
+def test_refused_requests_for_objects_are_recorded_without_changing_the_answer(
+        app: Flask, client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    project_id, invoice_id = _project_with_extract_and_invoice(app)
+    missing = project_id + 1000
+    start = _head(session_factory)
+    sign_in_session(client, session_factory, "researcher2")
+    headers = _bearer(session_factory, "researcher2")
+    asked = [("GET", f"/projects/{project_id}"), ("GET", f"/projects/{missing}"),
+             ("GET", f"/charging/invoices/{invoice_id}.pdf"), ("POST", f"/projects/{project_id}/workspace")]
+    token = csrf_from(client.get("/projects/").get_data(as_text=True))
+    answers = [client.open(path, method=method, data={"csrf_token": token} if method == "POST" else None)
+               for method, path in asked]
+    api = [client.get(f"/api/v1/projects/{i}", headers=headers) for i in (project_id, missing)]
+    api.append(client.get(f"/api/v1/users/{project_id}", headers=headers))  # not a researcher's route: 403
+    assert [a.status_code for a in answers] == [404, 404, 404, 404]
+    assert [a.status_code for a in api] == [404, 404, 403] and api[0].json == api[1].json
+    refused = _events(session_factory, "access.refused", start)
+    assert [(e.details["method"], e.details["path"], e.details["status"]) for e in refused] == [
+        *[(m, p, 404) for m, p in asked], ("GET", f"/api/v1/projects/{project_id}", 404),
+        ("GET", f"/api/v1/projects/{missing}", 404), ("GET", f"/api/v1/users/{project_id}", 403)]
+    assert {e.actor_label for e in refused} == {"researcher2"}
+    assert refused[0].object_type == "project" and refused[0].object_id == str(project_id)
+    assert refused[2].object_type == "invoice" and refused[2].details["ids"] == {"invoice_id": invoice_id}
+    assert _events(session_factory, "access.downloaded", start) == []  # a refused download is not a download
+
+    # a refusal that cannot be recorded is still the same refusal, never a server error
+    from gateway.web import recorded
+
+    monkeypatch.setattr(recorded.audit, "record", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("down")))
+    assert client.get(f"/projects/{missing}").status_code == 404
+    assert client.get(f"/api/v1/projects/{missing}", headers=headers).status_code == 404
+
+
+def test_the_auditor_sees_repeated_refusals_per_person(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "researcher2")
+    for project_id in range(101, 108):  # seven ids, none theirs
+        assert client.get(f"/projects/{project_id}").status_code == 404
+    sign_in_session(client, session_factory, "researcher")
+    assert client.get("/projects/101").status_code == 404  # one mistyped link
+    sign_in_session(client, session_factory, "auditor")
+    html = client.get("/audit/refusals?hours=24&minimum=5").get_data(as_text=True)
+    table = html[html.index('data-testid="refusals"'):]
+    assert ">researcher2</a>" in table and ">7</td>" in table and ">researcher</a>" not in table
+    everyone = client.get("/audit/refusals?hours=1&minimum=1").get_data(as_text=True)
+    assert ">researcher</a>" in everyone
+    filtered = client.get("/audit/?action=access.refused&actor=researcher2").get_data(as_text=True)
+    assert filtered.count("access.refused") >= 7

@@ -36,9 +36,12 @@ def auth(token: str) -> dict[str, str]:
 
 
 def _counts(factory: sessionmaker[Session]) -> tuple[int, int, int]:
+    """Applications, audit events that record a change (a refused request is recorded as access.refused: not a
+    change), and tokens."""
     with factory() as s:
         return (s.scalar(select(func.count()).select_from(Application)) or 0,
-                s.scalar(select(func.count()).select_from(AuditEvent)) or 0,
+                s.scalar(select(func.count()).select_from(AuditEvent)
+                         .where(AuditEvent.action != "access.refused")) or 0,
                 s.scalar(select(func.count()).select_from(ApiToken)) or 0)
 
 
