@@ -523,6 +523,9 @@ class ExtractVersionOut(BaseModel):
     share_below_k: float
     built_at: dt.datetime
     released_at: dt.datetime | None
+    needs_second_person: bool = Field(description="High risk: one custodian proposes the release, another confirms")
+    release_proposed_by: str | None = Field(description="The custodian who proposed releasing this (held) version")
+    release_proposed_at: dt.datetime | None
     manifest: dict[str, Any]
 
 
@@ -544,7 +547,18 @@ def _extracts_out(project: Project) -> ExtractsOut:
         versions=[ExtractVersionOut(version=v.version, status=v.status, live=v.version == live, rows=v.rows,
                                     columns=v.columns, opt_outs_removed=v.opt_outs_removed,
                                     share_below_k=v.share_below_k, built_at=v.built_at, released_at=v.released_at,
-                                    manifest=v.manifest) for v in extracts.versions(db(), project)])
+                                    needs_second_person=v.status == "held_for_custodian"
+                                    and extracts.needs_second_person(settings(), v),
+                                    release_proposed_by=_username(v.release_proposed_by_id),
+                                    release_proposed_at=v.release_proposed_at, manifest=v.manifest)
+                  for v in extracts.versions(db(), project)])
+
+
+def _username(user_id: int | None) -> str | None:
+    from gateway.models import User
+
+    user = db().get(User, user_id) if user_id is not None else None
+    return user.username if user else None
 
 
 @api.operation("/projects/<int:project_id>/extracts", "GET", summary="The project's extract versions and build",
@@ -565,11 +579,13 @@ def refresh_extract(project_id: int) -> ExtractsOut:
 
 
 @api.operation("/projects/<int:project_id>/extracts/<int:version>/release", "POST",
-               summary="Release a version held for the custodian (it becomes live)", tag="extracts",
-               permission=Permission.RELEASE_EXTRACTS, response=ExtractsOut, errors=(409,))
-def release_extract(project_id: int, version: int) -> ExtractsOut:
+               summary="Release the newest version held for the custodian, with a reason (it becomes live). A "
+                       "high-risk version needs two custodians: the first call proposes, a different custodian's "
+                       "call confirms", tag="extracts",
+               permission=Permission.RELEASE_EXTRACTS, body=ReasonIn, response=ExtractsOut, errors=(409,))
+def release_extract(project_id: int, version: int, body: ReasonIn) -> ExtractsOut:
     from gateway.extracts import service as extracts
 
     project = lifecycle.get_project(db(), require_user(), project_id)
-    run(extracts.release_held, settings(), require_user(), project, version)
+    run(extracts.release_held, settings(), require_user(), project, version, body.reason)
     return _extracts_out(project)

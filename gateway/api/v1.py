@@ -58,6 +58,7 @@ class UserCreate(Strict):
 
 class RolesIn(Strict):
     roles: list[str] = Field(max_length=20)
+    reason: str = Field(min_length=1, max_length=2000, description="Why the roles change (kept in the audit log)")
 
 
 class ActiveIn(Strict):
@@ -194,11 +195,11 @@ def get_user(user_id: int) -> UserOut:
     return UserOut.of(accounts.get_user(db(), user_id))
 
 
-@api.operation("/users/<int:user_id>/roles", "PUT", summary="Replace a local account's roles", tag="users",
-               permission=Permission.MANAGE_USERS, body=RolesIn, response=UserOut, errors=(409,))
+@api.operation("/users/<int:user_id>/roles", "PUT", summary="Replace a local account's roles (a reason is required)",
+               tag="users", permission=Permission.MANAGE_USERS, body=RolesIn, response=UserOut, errors=(409,))
 def set_roles(user_id: int, body: RolesIn) -> UserOut:
     target = accounts.get_user(db(), user_id)
-    run(accounts.set_roles, require_user(), target, body.roles)
+    run(accounts.set_roles, require_user(), target, body.roles, body.reason)
     return UserOut.of(target)
 
 

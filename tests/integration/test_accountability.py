@@ -17,8 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from gateway.db import unit_of_work
+from gateway.extracts.models import ExtractVersion
 from gateway.identity import tokens
 from gateway.models import AuditEvent
 from projects import applications
@@ -300,3 +302,142 @@ def test_the_auditor_sees_repeated_refusals_per_person(
     assert ">researcher</a>" in everyone
     filtered = client.get("/audit/?action=access.refused&actor=researcher2").get_data(as_text=True)
     assert filtered.count("access.refused") >= 7
+
+
+# --- 12: guardrails ------------------------------------------------------------------------------------------------
+
+def _held_project(app: Flask, factory: sessionmaker[Session]) -> int:
+    """A project whose first extract is held and high risk (every record in a class smaller than k)."""
+    from gateway.extracts import service as extracts
+
+    app.extensions["sde_settings"].extracts.k = 1000
+    with unit_of_work(factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(factory)
+    extracts.run_queued_builds(app.extensions["sde_settings"], factory)
+    return project_id
+
+
+def _version(factory: sessionmaker[Session], project_id: int, version: int) -> ExtractVersion:
+    with factory() as s:
+        row = s.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project_id,
+                                                    ExtractVersion.version == version))
+        assert row is not None
+        return row
+
+
+def _post(client: FlaskClient, factory: sessionmaker[Session], username: str, url: str,
+          data: dict[str, str]) -> TestResponse:
+    sign_in_session(client, factory, username)
+    token = csrf_from(client.get("/projects/").get_data(as_text=True))
+    return client.post(url, data={"csrf_token": token, **data})
+
+
+def test_one_click_no_longer_releases_a_risky_extract(
+        app: Flask, client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    project_id = _held_project(app, session_factory)
+    url = f"/projects/{project_id}/extracts/1/release"
+    one_click = _post(client, session_factory, "admin", url, {})  # what the old "Release v1" button sent
+    assert one_click.status_code == 422 and "Give a reason" in one_click.get_data(as_text=True)
+    no_tick = _post(client, session_factory, "admin", url, {"reason": "Looks fine."})
+    assert no_tick.status_code == 422 and "Tick to confirm" in no_tick.get_data(as_text=True)
+    assert _version(session_factory, project_id, 1).release_proposed_by_id is None
+    page = client.get(url)
+    assert page.status_code == 200 and "100.0%" in page.get_data(as_text=True)
+    assert "two custodians" in page.get_data(as_text=True)
+    api = client.post(f"/api/v1/projects/{project_id}/extracts/1/release", headers=_bearer(session_factory, "admin"))
+    assert api.status_code == 422
+    blank = client.post(f"/api/v1/projects/{project_id}/extracts/1/release",
+                        headers=_bearer(session_factory, "admin"), json={"reason": "   "})
+    assert blank.status_code == 422 and "reason" in blank.json["detail"]["fields"]
+    row = _version(session_factory, project_id, 1)
+    assert row.released_at is None and row.release_proposed_by_id is None
+
+
+def test_a_high_risk_extract_needs_a_second_custodian_and_the_proposer_cannot_confirm(
+        app: Flask, client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    project_id = _held_project(app, session_factory)
+    url = f"/projects/{project_id}/extracts/1/release"
+    proposed = _post(client, session_factory, "admin", url, {"reason": "Small classes are in sex x borough.",
+                                                             "confirm": "y"})
+    assert proposed.status_code == 302
+    row = _version(session_factory, project_id, 1)
+    assert row.released_at is None and row.release_proposed_by_id == demo_users["admin"]
+    # the same person twice: on the page (no form) and by posting anyway, and through the API
+    assert 'data-testid="release-form"' not in client.get(url).get_data(as_text=True)
+    again = client.post(url, data={"csrf_token": csrf_from(client.get("/projects/").get_data(as_text=True)),
+                                   "reason": "Still fine.", "confirm": "y"})
+    assert again.status_code == 403
+    api = client.post(f"/api/v1/projects/{project_id}/extracts/1/release",
+                      headers=_bearer(session_factory, "admin"), json={"reason": "Still fine."})
+    assert api.status_code == 403 and _version(session_factory, project_id, 1).released_at is None
+    confirmed = _post(client, session_factory, "custodian", url, {"reason": "Agreed: conditions cover it.",
+                                                                  "confirm": "y"})
+    assert confirmed.status_code == 302
+    row = _version(session_factory, project_id, 1)
+    assert row.released_by_id == demo_users["custodian"] and row.release_reason == "Agreed: conditions cover it."
+    [event] = _events(session_factory, "extract.released")
+    assert event.details["proposed_by"] == "admin" and event.details["two_person"] is True
+    assert event.details["proposal_reason"] == "Small classes are in sex x borough."
+
+
+def test_a_proposal_is_for_one_version_only_and_a_rebuild_voids_it(
+        app: Flask, client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    from gateway.extracts import service as extracts
+
+    project_id = _held_project(app, session_factory)
+    admin, custodian = _bearer(session_factory, "admin"), _bearer(session_factory, "custodian")
+    base = f"/api/v1/projects/{project_id}/extracts"
+    assert client.post(f"{base}/1/release", headers=admin, json={"reason": "v1 is acceptable"}).status_code == 200
+    assert client.post(base, headers=admin).status_code == 202  # a rebuild: v2, held again
+    extracts.run_queued_builds(app.extensions["sde_settings"], session_factory)
+    stale = client.post(f"{base}/1/release", headers=custodian, json={"reason": "Confirming v1"})
+    assert stale.status_code == 409 and "Version 2 has been built" in stale.json["detail"]
+    # the custodian's call on v2 is a proposal of v2 (nobody reviewed it yet), not a release
+    fresh = client.post(f"{base}/2/release", headers=custodian, json={"reason": "v2 is acceptable"})
+    assert fresh.status_code == 200
+    versions = {v["version"]: v for v in fresh.json["versions"]}
+    assert versions[2]["release_proposed_by"] == "custodian" and versions[2]["released_at"] is None
+    assert versions[1]["released_at"] is None and fresh.json["live_version"] is None
+
+
+def test_revoking_a_project_takes_a_confirmation_page_and_a_reason(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory)
+    url = f"/projects/{project_id}/revoke"
+    skipped = _post(client, session_factory, "admin", url, {"reason": "Breach of conditions."})  # no confirmation
+    assert skipped.status_code == 422 and "Tick to confirm" in skipped.get_data(as_text=True)
+    page = client.get(url)
+    assert page.status_code == 200 and "cannot be undone" in page.get_data(as_text=True)
+    with session_factory() as s:
+        assert s.get(Project, project_id).state == "active"
+    done = _post(client, session_factory, "admin", url, {"reason": "Breach of conditions.", "confirm": "y"})
+    assert done.status_code == 302
+    [event] = _events(session_factory, "project.revoked")
+    assert event.details["reason"] == "Breach of conditions."
+
+
+def test_changing_roles_takes_a_confirmation_and_a_reason_on_the_page_and_the_api(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    target = demo_users["researcher2"]
+    url = f"/admin/users/{target}/roles"
+    first = _post(client, session_factory, "admin", url, {"roles": ["researcher", "admin"]})
+    html = first.get_data(as_text=True)
+    assert first.status_code == 200 and "Administrator" in html and "Roles added" in html  # the confirmation page
+    no_reason = _post(client, session_factory, "admin", url, {"roles": ["researcher", "admin"], "confirm": "y"})
+    assert no_reason.status_code == 422
+    with session_factory() as s:
+        assert set(f.user(s, "researcher2").roles) == {"researcher"}
+    done = _post(client, session_factory, "admin", url, {"roles": ["researcher", "admin"], "confirm": "y",
+                                                         "reason": "Cover while Sam is away (ticket 42)."})
+    assert done.status_code == 302
+    api_url = f"/api/v1/users/{target}/roles"
+    headers = _bearer(session_factory, "admin")
+    assert client.put(api_url, headers=headers, json={"roles": ["researcher"]}).status_code == 422
+    assert client.put(api_url, headers=headers, json={"roles": ["researcher"], "reason": "Cover ended."}) \
+        .status_code == 200
+    events = _events(session_factory, "user.roles_changed")
+    assert [(e.details["added"], e.details["removed"], e.details["reason"]) for e in events[-2:]] == [
+        (["admin"], [], "Cover while Sam is away (ticket 42)."), ([], ["admin"], "Cover ended.")]

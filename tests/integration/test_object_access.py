@@ -138,14 +138,15 @@ MATRIX: dict[tuple[str, str], Case] = {
     # --- people and organisations: administrators only ------------------------------------------------------
     ("admin.user", "GET"): Case(ROLE, actor="admin"),
     ("admin.set_roles", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="user", changes=True,
-                                      body={"roles": ["researcher", "auditor"]}),
+                                      body={"roles": ["researcher", "auditor"], "reason": "Audit duties",
+                                            "confirm": "y"}),
     ("admin.unlock", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="user"),
     ("admin.reset_second_factor", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="user"),
     ("admin.deactivate", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="user", changes=True),
     ("admin.activate", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="inactive_user", changes=True),
     ("api.get_user", "GET"): Case(ROLE, actor="admin"),
     ("api.set_roles", "PUT"): Case(ROLE, actor="admin", ok=API, fresh="user", changes=True,
-                                   body={"roles": ["researcher", "auditor"]}),
+                                   body={"roles": ["researcher", "auditor"], "reason": "Audit duties"}),
     ("api.set_active", "PUT"): Case(ROLE, actor="admin", ok=API, fresh="user", changes=True,
                                     body={"is_active": False}),
     ("api.set_user_organisation", "PUT"): Case(ROLE, actor="admin", ok=API, fresh="user", changes=True,
@@ -214,7 +215,11 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("projects.amend", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True),
     ("projects.open_workspace", "POST"): Case(HIDDEN, ok=PAGE, check=_workspace_was_reached),
     ("projects.refresh_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="idle_project", changes=True),
-    ("projects.release_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, check=_refused_by_state),  # none held
+    ("projects.release_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, check=_refused_by_state,  # none held
+                                               body={"reason": "Reviewed", "confirm": "y"}),
+    ("projects.confirm_release", "GET"): Case(ROLE, actor="admin"),
+    ("projects.risk_report", "GET"): Case(HIDDEN, mixed=(("version", "missing"),)),
+    ("projects.confirm_revoke", "GET"): Case(ROLE, actor="admin"),
     ("projects.extract_manifest", "GET"): Case(HIDDEN, mixed=(("version", "missing"),)),
     ("outputs.new", "GET"): Case(HIDDEN),
     ("outputs.new", "POST"): Case(HIDDEN, ok=PAGE, changes=True, body={"title": "New outputs"}),
@@ -233,7 +238,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("api.start_amendment", "POST"): Case(HIDDEN, ok=API, fresh="project", changes=True),
     ("api.list_extracts", "GET"): Case(HIDDEN),
     ("api.refresh_extract", "POST"): Case(ROLE, actor="admin", ok=API, fresh="idle_project", changes=True),
-    ("api.release_extract", "POST"): Case(ROLE, actor="admin", ok=(409,)),  # nothing held: refused by state
+    ("api.release_extract", "POST"): Case(ROLE, actor="admin", ok=(409,),  # nothing held: refused by state
+                                          body={"reason": "Reviewed"}),
     ("api.open_workspace", "POST"): Case(HIDDEN, ok=(503,), check=_workspace_was_reached),
     ("api.create_output_request", "POST"): Case(HIDDEN, ok=API, changes=True, body={"title": "New outputs"}),
     ("api.get_statement", "GET"): Case(HIDDEN),
@@ -458,12 +464,11 @@ class World:
     def _run_builds(self) -> None:
         """Build what is queued; a version held for the custodian (a small population) is released by the admin."""
         extracts.run_queued_builds(self.settings, self.factory)
-        with unit_of_work(self.factory) as s:
-            for held in s.scalars(select(ExtractVersion).where(ExtractVersion.status == "held_for_custodian",
-                                                               ExtractVersion.released_at.is_(None))):
-                project = s.get(Project, held.project_id)
-                assert project is not None
-                extracts.release_held(s, self.settings, f.user(s, "admin"), project, held.version)
+        with self.factory() as s:
+            held = [(v.project_id, v.version) for v in s.scalars(select(ExtractVersion).where(
+                ExtractVersion.status == "held_for_custodian", ExtractVersion.released_at.is_(None)))]
+        for project_id, version in held:
+            f.release_extract(self.settings, self.factory, project_id, version)
 
     def new_request(self, author: str, project_id: int, title: str, stage: str = "pending") -> tuple[int, int, int]:
         """An output request with one group and one CSV: (request, file, group), taken to `stage`."""

@@ -230,7 +230,10 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     # extracts: everyone who can see the project sees its versions; the custodian (admin) builds and releases
     ("projects.refresh_extract", "POST"): frozenset({Role.ADMIN}),
     ("projects.release_extract", "POST"): frozenset({Role.ADMIN}),
+    ("projects.confirm_release", "GET"): frozenset({Role.ADMIN}),
+    ("projects.confirm_revoke", "GET"): frozenset({Role.ADMIN}),
     ("projects.extract_manifest", "GET"): ALL,
+    ("projects.risk_report", "GET"): ALL,
     ("api.list_extracts", "GET"): ALL,
     ("api.refresh_extract", "POST"): frozenset({Role.ADMIN}),
     ("api.release_extract", "POST"): frozenset({Role.ADMIN}),
@@ -276,7 +279,7 @@ def _reaches_route(app: Flask, endpoint: str, role: Role) -> bool:
 JSON_BODIES: dict[str, Any] = {
     "api.create_token": {"name": "walk", "days": 1},
     "api.create_user": {"username": "walkuser{n}", "display_name": "Walk User", "password": "a-long-password-1"},
-    "api.set_roles": {"roles": ["researcher"]},
+    "api.set_roles": {"roles": ["researcher"], "reason": "walk"},
     "api.set_active": {"is_active": True},
     "api.put_totp_policy": {"totp_required": []},
     "api.create_organisation": {"name": "Walk Organisation {n}", "org_type": "charity"},
@@ -297,6 +300,7 @@ JSON_BODIES: dict[str, Any] = {
     "api.close_project": {"reason": "walk"},
     "api.publish_agreement": {"text": "A newer agreement for the route walk, long enough."},
     "api.put_budget": {"cap_pence": 5000000, "reason": "walk"},
+    "api.release_extract": {"reason": "walk"},
     "api.run_invoices": lambda w: {"month": w.last_month()},
     "api.add_invoice_line": {"description": "walk", "quantity": 1, "unit_pence": 100},
     "api.pay_invoice": {"reference": "walk"},
