@@ -248,6 +248,37 @@ def set_variables(session: Session, actor: User, application: Application, catal
                  {"variables": sorted(f"{d}.{v}" for d, v in wanted)})
 
 
+def apply_generalisation(session: Session, actor: User, application: Application, generalisation: dict[str, Any],
+                         drop: list[str]) -> None:
+    """The applicant takes a risk preview's suggestion in one step: coarser quasi-identifiers and, if it says so,
+    fewer variables. Checked like any edit of the draft; the audit event says what changed."""
+    from gateway.extracts.spec import Generalisation
+
+    check_can_edit_application(actor, application)
+    try:
+        chosen = Generalisation(**generalisation)
+    except (TypeError, ValueError):
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"generalisation": ["This is not a generalisation the gateway knows."]}
+                              ) from None
+    have = {f"{v.dataset}.{v.variable}": v for v in application.variables}
+    unknown = sorted(set(drop) - set(have))
+    if unknown:
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"drop": [f"{name} is not among the chosen variables." for name in unknown]})
+    if len(drop) >= len(have):
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"drop": ["At least one variable must remain."]})
+    before = application.generalisation
+    application.generalisation = chosen.model_dump(mode="json")
+    for name in sorted(set(drop)):
+        application.variables.remove(have[name])
+    application.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor, "application.generalisation_applied", "application", application.id,
+                 {"before": before, "generalisation": application.generalisation, "dropped": sorted(set(drop))})
+
+
 def add_member(session: Session, actor: User, application: Application, member: User, project_role: str) -> None:
     check_can_edit_application(actor, application)
     project_role = project_role.strip() or "analyst"
@@ -425,7 +456,7 @@ def start_amendment(session: Session, actor: User, project: Project) -> Applicat
         common_law_basis=original.common_law_basis, ethics_reference=original.ethics_reference,
         opt_out_applies=project.opt_out_applies, opt_out_reason=original.opt_out_reason,
         workspace_size=project.workspace_size, intended_outputs=original.intended_outputs,
-        **cohort.copied(project))
+        generalisation=project.generalisation, **cohort.copied(project))
     amendment.members = [ApplicationMember(user_id=m.user_id, project_role=m.project_role) for m in project.members]
     justifications = {(v.dataset, v.variable): v.justification for v in original.variables}
     amendment.variables = [ApplicationVariable(dataset=v.dataset, variable=v.variable,

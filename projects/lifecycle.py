@@ -73,7 +73,7 @@ def create_project(session: Session, actor: User, application: Application, deci
         commercial_involvement=application.commercial_involvement, workspace_size=application.workspace_size,
         date_from=application.date_from, date_to=application.date_to, conditions=decision.conditions,
         start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow(),
-        **cohort.copied(application))
+        generalisation=application.generalisation, **cohort.copied(application))
     project.members = [ProjectMember(user_id=m.user_id, project_role=m.project_role) for m in application.members]
     project.variables = [ProjectVariable(dataset=v.dataset, variable=v.variable) for v in application.variables]
     session.add(project)
@@ -111,7 +111,8 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
                 "public_benefit": amendment.public_benefit, "legal_basis": legal_basis_text(amendment),
                 "opt_out_applies": bool(amendment.opt_out_applies), "date_from": amendment.date_from,
                 "date_to": amendment.date_to, "workspace_size": amendment.workspace_size,
-                "commercial_involvement": amendment.commercial_involvement}
+                "commercial_involvement": amendment.commercial_involvement,
+                "generalisation": amendment.generalisation}
     changed = {field: [getattr(project, field), value] for field, value in approved.items()
                if getattr(project, field) != value}
     for field, (_, value) in changed.items():

@@ -93,6 +93,8 @@ class ApplicationOut(BaseModel):
     intended_outputs: str
     amendment_summary: str
     requested_end_date: dt.date | None
+    generalisation: dict[str, Any] | None = Field(description="How identifying details are coarsened; null: the "
+                                                              "defaults")
     members: list[MemberOut]
     variables: list[ChosenVariable]
     decisions: list[DecisionOut]
@@ -103,7 +105,7 @@ class ApplicationOut(BaseModel):
     def of(cls, a: Application, problems: dict[str, list[str]] | None = None) -> ApplicationOut:
         data: dict[str, Any] = {f: getattr(a, f) for f in EDITABLE_FIELDS}
         return cls(id=a.id, reference=a.reference, kind=a.kind, state=a.state, round=a.round, project_id=a.project_id,
-                   applicant=a.applicant.username, **data,
+                   applicant=a.applicant.username, generalisation=a.generalisation, **data,
                    members=[MemberOut(user_id=m.user_id, username=m.user.username, display_name=m.user.display_name,
                                       project_role=m.project_role) for m in a.members],
                    variables=[ChosenVariable(dataset=v.dataset, variable=v.variable, justification=v.justification)
@@ -402,6 +404,96 @@ def post_decision(application_id: int, body: DecisionIn) -> ApplicationOut:
     application = _application(application_id)
     run(dac.decide, require_user(), application, settings().dac, outcome=body.outcome, conditions=body.conditions,
         message=body.message, access_end_date=body.access_end_date, today=today())
+    return _application_out(application)
+
+
+class RiskReportOut(BaseModel):
+    k: int
+    quasi_identifiers: list[str]
+    share_below_k: str = Field(description="Exact for the committee; rounded for the applying team")
+    records: str
+    smallest_class: int | None = Field(description="The committee only")
+    unique_records: int | None = Field(description="The committee only")
+    main_drivers: list[str]
+
+
+class GeneralisationIn(Strict):
+    date_of_birth: Literal["month", "year", "age_band"] = "year"
+    age_band_years: Literal[5, 10] = 5
+    event_dates: Literal["month", "shift"] = "month"
+    lsoa: Literal["borough", "keep"] = "borough"
+    area_code: Literal["keep", "postcode_area"] = "keep"
+    imd_decile: Literal["keep", "quintile"] = "keep"
+
+
+class SuggestionOut(BaseModel):
+    target: str
+    changes: list[str]
+    generalisation: GeneralisationIn
+    drop: list[str]
+    report: RiskReportOut
+
+
+class RiskPreviewOut(BaseModel):
+    available: bool
+    message: str | None = None
+    exact: bool
+    patients: str | None = None
+    held: bool | None = None
+    high_risk: bool | None = None
+    generalisation: list[str] = Field(default_factory=list, description="How the identifying details are coarsened")
+    report: RiskReportOut | None = None
+    suggestions: list[SuggestionOut] = Field(default_factory=list)
+
+
+class ApplySuggestionIn(Strict):
+    generalisation: GeneralisationIn
+    drop: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50)
+
+
+def _risk_report_out(report: Any, exact: bool) -> RiskReportOut:
+    from gateway.extracts import preview
+
+    share = f"{100 * report.share_below_k:.1f}%" if exact else preview.rounded_share(report.share_below_k)
+    return RiskReportOut(k=report.k, quasi_identifiers=report.quasi_identifiers, share_below_k=share,
+                         records=str(report.records) if exact else preview.rounded_count(report.records),
+                         smallest_class=report.smallest_class if exact else None,
+                         unique_records=report.unique_records if exact else None,
+                         main_drivers=[d.column for d in report.drivers[:3]] if report.flagged else [])
+
+
+@api.operation("/applications/<int:application_id>/risk", "GET",
+               summary="The re-identification risk of what the application asks for (a dry run of the build; "
+                       "exact figures for the committee, rounded for the applying team)",
+               tag="applications", permission=Permission.VIEW_PROJECTS, response=RiskPreviewOut, errors=(409,))
+def get_risk_preview(application_id: int) -> RiskPreviewOut:
+    from gateway.errors import Conflict
+    from gateway.extracts import preview
+    from gateway.web.applications import risk_for
+
+    result, exact = risk_for(require_user(), _application(application_id))
+    if result is None:
+        raise Conflict("No risk preview is shown for this application now (decided, or not yet submitted).")
+    if isinstance(result, preview.Unavailable):
+        return RiskPreviewOut(available=False, message=result.message, exact=exact)
+    return RiskPreviewOut(
+        available=True, exact=exact, held=result.held, high_risk=result.high_risk,
+        patients=str(result.cohort.patients_released) if exact else preview.rounded_count(
+            result.cohort.patients_released),
+        generalisation=preview.describe(result.generalisation, result.dimensions),
+        report=_risk_report_out(result.report, exact),
+        suggestions=[SuggestionOut(target=s.target, changes=list(s.changes), drop=list(s.drop),
+                                   generalisation=GeneralisationIn(**s.generalisation.model_dump(mode="json")),
+                                   report=_risk_report_out(s.report, exact)) for s in result.suggestions])
+
+
+@api.operation("/applications/<int:application_id>/risk/apply", "POST",
+               summary="Apply a risk preview's suggestion to your draft (coarser details, perhaps fewer variables)",
+               tag="applications", permission=Permission.APPLY, body=ApplySuggestionIn, response=ApplicationOut,
+               errors=(409,))
+def apply_risk_suggestion(application_id: int, body: ApplySuggestionIn) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.apply_generalisation, require_user(), application, body.generalisation.model_dump(), body.drop)
     return _application_out(application)
 
 

@@ -26,7 +26,7 @@ from gateway.extracts import storage
 from gateway.extracts.models import ExtractBuild, ExtractVersion, ProjectKey
 from gateway.extracts.pipeline import Manifest, build_extract
 from gateway.extracts.pseudonym import key_fingerprint, new_project_key
-from gateway.extracts.spec import DateRange, ExtractSpec
+from gateway.extracts.spec import DateRange, ExtractSpec, Generalisation
 from gateway.models import User
 from gateway.permissions import Permission, check_permission
 from gateway.workspaces.entitlement import workspace_id
@@ -87,14 +87,16 @@ def destroy_key(session: Session, settings: Settings, project: Project) -> None:
 # --- specification -----------------------------------------------------------------------------------------
 
 def spec_for(project: Project, key: bytes, k: int) -> ExtractSpec:
-    """Exactly the approved variables, cohort and date range; the national data opt-out as approved."""
+    """Exactly the approved variables, cohort and date range; the national data opt-out and the generalisation of
+    quasi-identifiers as approved."""
     datasets: dict[str, list[str]] = defaultdict(list)
     for row in project.variables:
         datasets[row.dataset].append(row.variable)
     start = project.date_from or dt.date(1900, 1, 1)
     end = project.date_to or project.end_date
     return ExtractSpec(project_id=workspace_id(project), key=key, datasets=dict(datasets), cohort=to_spec(project),
-                       date_range=DateRange(start=start, end=end), apply_opt_out=project.opt_out_applies, k=k)
+                       date_range=DateRange(start=start, end=end), apply_opt_out=project.opt_out_applies,
+                       generalisation=Generalisation(**(project.generalisation or {})), k=k)
 
 
 # --- builds -------------------------------------------------------------------------------------------------

@@ -208,6 +208,11 @@ MATRIX: dict[tuple[str, str], Case] = {
                                         objects={"application_id": "review"},
                                         body={"outcome": "rejected", "message": "Not this time."}),
     ("api.get_application_quote", "GET"): Case(HIDDEN),
+    ("applications.apply_suggestion", "POST"): Case(HIDDEN, ok=PAGE, fresh="draft", changes=True,
+                                                    body={"date_of_birth": "year", "age_band_years": "10"}),
+    ("api.get_risk_preview", "GET"): Case(HIDDEN),
+    ("api.apply_risk_suggestion", "POST"): Case(HIDDEN, ok=API, fresh="draft", changes=True,
+                                                body={"generalisation": {"date_of_birth": "age_band"}}),
     # --- projects: somebody else's answers 404 like a missing one (finding 11; it used to be 403) ------------
     ("projects.view", "GET"): Case(HIDDEN),
     ("projects.change_state", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True,

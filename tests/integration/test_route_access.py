@@ -122,6 +122,9 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("applications.submit", "GET"): frozenset({Role.RESEARCHER}),
     ("applications.submit", "POST"): frozenset({Role.RESEARCHER}),
     ("applications.withdraw", "POST"): frozenset({Role.RESEARCHER}),
+    ("applications.apply_suggestion", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.get_risk_preview", "GET"): DAC | {Role.RESEARCHER, Role.ADMIN},
+    ("api.apply_risk_suggestion", "POST"): frozenset({Role.RESEARCHER}),
     ("applications.assign", "POST"): frozenset({Role.DAC_CHAIR}),
     ("applications.conflict", "POST"): DAC,
     ("applications.review", "POST"): DAC,
@@ -246,7 +249,8 @@ ENTITLEMENT_DEPENDENT = {"api.open_workspace"}
 # checks access here; the state rules have their own tests.
 STATE_DEPENDENT = {
     "api.patch_application", "api.put_variables", "api.add_member", "api.remove_member", "api.submit_application",
-    "api.post_review", "api.post_decision", "api.reinstate_project", "api.close_project", "api.release_extract",
+    "api.post_review", "api.post_decision", "api.apply_risk_suggestion",
+    "api.reinstate_project", "api.close_project", "api.release_extract",
 }
 
 STATE_DEPENDENT |= {"api.issue_invoice", "api.add_invoice_line"}  # the sample invoice is already issued
@@ -259,7 +263,8 @@ STATE_DEPENDENT |= {"api.vote_output_file", "api.submit_output_review", "api.dec
 # route, for a researcher of another project, is walked in test_object_access.py.)
 HIDDEN_OBJECTS = {
     "accreditation.detail", "accreditation.certificate", "api.get_accreditation", "api.get_accreditation_certificate",
-    "applications.view", "api.get_application", "charging.application_quote", "api.get_application_quote",
+    "applications.view", "api.get_application", "api.get_risk_preview", "charging.application_quote",
+    "api.get_application_quote",
     "charging.invoice", "charging.invoice_as_pdf", "charging.invoice_as_csv", "api.get_invoice",
     "api.get_invoice_pdf", "api.get_invoice_csv", "outputs.view", "outputs.comment", "outputs.package",
     "api.get_output_request", "api.get_output_package",
@@ -301,6 +306,7 @@ JSON_BODIES: dict[str, Any] = {
     "api.publish_agreement": {"text": "A newer agreement for the route walk, long enough."},
     "api.put_budget": {"cap_pence": 5000000, "reason": "walk"},
     "api.release_extract": {"reason": "walk"},
+    "api.apply_risk_suggestion": {"generalisation": {"date_of_birth": "year"}},
     "api.run_invoices": lambda w: {"month": w.last_month()},
     "api.add_invoice_line": {"description": "walk", "quantity": 1, "unit_pence": 100},
     "api.pay_invoice": {"reference": "walk"},
