@@ -261,6 +261,14 @@ def apply_generalisation(session: Session, actor: User, application: Application
         raise ValidationError("The suggestion could not be applied.",
                               field_errors={"generalisation": ["This is not a generalisation the gateway knows."]}
                               ) from None
+    from gateway.extracts.preview import LEVELS, level_of
+
+    current = Generalisation(**(application.generalisation or {}))
+    finer = [dimension for dimension in LEVELS if level_of(chosen, dimension) < level_of(current, dimension)]
+    if finer or chosen.event_dates != current.event_dates:
+        # a suggestion only ever coarsens: asking for more detail is an edit the committee must see as one
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"generalisation": ["A suggestion can only make details coarser."]})
     have = {f"{v.dataset}.{v.variable}": v for v in application.variables}
     unknown = sorted(set(drop) - set(have))
     if unknown:

@@ -127,6 +127,8 @@ def test_an_apply_refuses_what_is_not_a_suggestion_and_what_is_not_the_applicant
     sign_in_session(client, session_factory, "researcher")
     token = csrf_from(client.get(f"/applications/{app_id}").get_data(as_text=True))
     for data, message in (({"date_of_birth": "exact"}, "not a generalisation the gateway knows"),
+                          ({"lsoa": "keep"}, "can only make details coarser"),  # finer than the default
+                          ({"date_of_birth": "month"}, "can only make details coarser"),
                           ({"drop": "patients.nhs_number"}, "is not among the chosen variables"),
                           ({"drop": [f"{v.dataset}.{v.variable}" for v in IDENTIFYING]},
                            "At least one variable must remain")):
