@@ -441,3 +441,21 @@ def test_changing_roles_takes_a_confirmation_and_a_reason_on_the_page_and_the_ap
     events = _events(session_factory, "user.roles_changed")
     assert [(e.details["added"], e.details["removed"], e.details["reason"]) for e in events[-2:]] == [
         (["admin"], [], "Cover while Sam is away (ticket 42)."), ([], ["admin"], "Cover ended.")]
+
+
+def test_the_database_itself_refuses_a_release_by_its_proposer(
+        app: Flask, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """Even written around the service (a script on the server), one person cannot be both."""
+    from sqlalchemy.exc import IntegrityError
+
+    from gateway.db import utcnow
+
+    project_id = _held_project(app, session_factory)
+    with session_factory() as s:
+        row = s.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project_id))
+        assert row is not None
+        row.release_proposed_by_id = row.released_by_id = demo_users["admin"]
+        row.release_proposed_at = row.released_at = utcnow()
+        row.release_proposal_reason = row.release_reason = "Both at once."
+        with pytest.raises(IntegrityError):
+            s.flush()
