@@ -655,6 +655,7 @@ def _username(user_id: int | None) -> str | None:
 
 @api.operation("/projects/<int:project_id>/extracts", "GET", summary="The project's extract versions and build",
                tag="extracts", permission=Permission.VIEW_PROJECTS, response=ExtractsOut)
+@records_download("project", "project_id")  # it carries every version's manifest: another door to them
 def list_extracts(project_id: int) -> ExtractsOut:
     return _extracts_out(lifecycle.get_project(db(), require_user(), project_id))
 

@@ -212,16 +212,15 @@ def test_every_download_is_recorded_with_who_what_and_how(
     headers = _bearer(session_factory, "researcher")
     downloads = [f"/charging/invoices/{invoice_id}.pdf", f"/charging/invoices/{invoice_id}.csv",
                  f"/charging/projects/{project_id}/statement", f"/projects/{project_id}/extracts/1/manifest.json",
-                 "/register.csv", "/register.json"]
+                 "/register.csv", "/register.json", f"/projects/{project_id}/extracts/1/risk-report.json"]
     for url in downloads:
         assert client.get(url).status_code == 200, url
-    for url in (f"/api/v1/invoices/{invoice_id}/pdf", f"/api/v1/invoices/{invoice_id}/csv",
-                f"/api/v1/projects/{project_id}/statement", "/api/v1/register"):
+    api = [f"/api/v1/invoices/{invoice_id}/pdf", f"/api/v1/invoices/{invoice_id}/csv",
+           f"/api/v1/projects/{project_id}/statement", f"/api/v1/projects/{project_id}/extracts", "/api/v1/register"]
+    for url in api:
         assert client.get(url, headers=headers).status_code == 200, url
     events = _events(session_factory, "access.downloaded", start)
-    assert [e.details["path"] for e in events] == [
-        *downloads, f"/api/v1/invoices/{invoice_id}/pdf", f"/api/v1/invoices/{invoice_id}/csv",
-        f"/api/v1/projects/{project_id}/statement", "/api/v1/register"]
+    assert [e.details["path"] for e in events] == [*downloads, *api]
     assert {e.actor_label for e in events} == {"researcher"}
     assert [(e.object_type, e.object_id) for e in events[:3]] == [("invoice", str(invoice_id))] * 2 + [
         ("project", str(project_id))]
