@@ -3,9 +3,9 @@
 A spreadsheet opening a CSV runs a cell that starts with ``=``, ``+``, ``-`` or ``@`` (and, in some programs, one
 that starts with a tab or a carriage return) as a formula: a project title like ``=HYPERLINK(...)`` on the public
 register could then send a reader's other cells to someone else. Following the OWASP guidance, such a cell is
-written with a leading single quote, which spreadsheets show as text. Leading spaces do not hide a trigger (some
-programs trim them). A plain number (``-12.50``) cannot hold a formula and is written as it is, so credit notes
-stay numbers.
+written with a leading single quote, which spreadsheets show as text. Leading white space does not hide a trigger
+(some programs trim spaces and line breaks). A plain number (``-12.50``) cannot hold a formula and is written as it
+is, so credit notes stay numbers.
 
 Researchers' released output files are not written here: they leave byte for byte as the checkers saw them.
 """
@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
-_LEADING_SPACE = " \u00a0\u3000"  # space, no-break space, ideographic space
 
 
 def needs_quote(text: str) -> bool:
-    stripped = text.lstrip(_LEADING_SPACE)
-    return stripped.startswith(TRIGGERS) and _PLAIN_NUMBER.fullmatch(text) is None
+    """A trigger first, or after any leading white space (spaces, line breaks, no-break spaces)."""
+    return (text.startswith(TRIGGERS) or text.lstrip().startswith(TRIGGERS)) and \
+        _PLAIN_NUMBER.fullmatch(text) is None
 
 
 def neutralise(value: Any) -> str:
