@@ -37,6 +37,7 @@ from gateway.ratelimit import init_rate_limits
 from gateway.web.access import access_of
 from gateway.web.auth import STEP_ENDPOINTS
 from gateway.web.context import close_db, current_user, db
+from gateway.web.recorded import record_refusal
 
 log = logging.getLogger(__name__)
 csrf = CSRFProtect()
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.before_request(_refuse_nul_characters)
     app.before_request(_identify_and_enforce)
     app.after_request(_security_headers)
+    app.after_request(record_refusal)  # a refused request for an object is in the audit log
     app.teardown_appcontext(close_db)
     _register_error_handlers(app)
     app.context_processor(_template_globals)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from gateway.db import utcnow
@@ -174,3 +174,39 @@ def search(session: Session, filters: AuditFilter, *, limit: int | None = 200,
 def iter_all(session: Session, filters: AuditFilter) -> Iterator[AuditEvent]:
     query = filters.apply(select(AuditEvent)).order_by(AuditEvent.seq)
     yield from session.scalars(query.execution_options(yield_per=500))
+
+
+# --- signals --------------------------------------------------------------------------------------------------
+
+REFUSED = "access.refused"
+
+
+@dataclass(frozen=True)
+class RefusalCount:
+    """One person's refused requests for objects in a window: many, over many ids, is what probing looks like."""
+
+    actor: str
+    refusals: int
+    objects: int  # distinct objects asked for
+    first: dt.datetime
+    last: dt.datetime
+
+
+def refusals_by_actor(session: Session, since: dt.datetime, minimum: int = 1) -> list[RefusalCount]:
+    """People with at least ``minimum`` refused requests since ``since``, most first."""
+    target = AuditEvent.object_type + ":" + func.coalesce(AuditEvent.object_id, "")
+    count = func.count(AuditEvent.seq)
+    query = (select(AuditEvent.actor_label, count, func.count(func.distinct(target)),
+                    func.min(AuditEvent.occurred_at), func.max(AuditEvent.occurred_at))
+             .where(AuditEvent.action == REFUSED, AuditEvent.occurred_at >= since)
+             .group_by(AuditEvent.actor_label).having(count >= minimum)
+             .order_by(count.desc(), AuditEvent.actor_label))
+    return [RefusalCount(actor, int(n), int(objects), _aware(first), _aware(last))
+            for actor, n, objects, first, last in session.execute(query)]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """min()/max() come back without the column type's conversion on SQLite."""
+    if isinstance(moment, str):
+        moment = dt.datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -142,6 +142,9 @@ class ExtractSettings(BaseModel):
 
     source_dir: Path | None = None  # None: <instance_dir>/source (the synthetic population in the demo)
     k: int = Field(5, ge=2, le=1000)
+    # A held version with at least this share of its records in classes smaller than k is high risk: releasing it
+    # needs two custodians (one proposes, another confirms). 0 makes every held version need two.
+    two_person_share: float = Field(0.05, ge=0.0, le=1.0)
     demo_patients: int = Field(20_000, ge=100, le=900_000)
     demo_seed: int = 20261121
 

@@ -38,6 +38,8 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("checker2", "Grace Liu (output checker)", (Role.OUTPUT_CHECKER,)),
     DemoUser("finance", "Mark Evans (finance)", (Role.FINANCE,)),
     DemoUser("admin", "Sam Taylor (administrator)", (Role.ADMIN,)),
+    # a second administrator: releasing a high-risk extract takes two data custodians
+    DemoUser("custodian", "Olu Bankole (administrator, data custodian)", (Role.ADMIN,)),
     DemoUser("auditor", "Ruth Adebayo (auditor)", (Role.AUDITOR,)),
 )
 

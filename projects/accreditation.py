@@ -25,6 +25,7 @@ from gateway.permissions import (
     check_can_view_accreditation,
     check_permission,
 )
+from projects import dates
 from projects.accreditation_rules import is_valid, today, valid_accreditation
 from projects.certificates import CertificateStore, CheckedCertificate, Upload, check_certificate
 from projects.models import Accreditation
@@ -56,16 +57,22 @@ class AccreditationInput:
 # --- pure rules ----------------------------------------------------------------------------------
 
 def date_problems(training: dt.date | None, expiry: dt.date | None, on: dt.date) -> dict[str, list[str]]:
-    """Training happened (not in the future); expiry is after training and not already past."""
+    """Training happened (not in the future, not before 1900); expiry is after training, not already past and
+    within ten years."""
     errors: dict[str, list[str]] = {}
     if training is None:
         errors["training_date"] = ["Enter the date of your training, like 2026-03-14."]
     elif training > on:
         errors["training_date"] = ["The training date must be today or in the past."]
+    elif problem := dates.outside(training):
+        errors["training_date"] = [problem]
     if expiry is None:
         errors["expiry_date"] = ["Enter the expiry date, like 2029-03-14."]
     elif expiry < on:
         errors["expiry_date"] = ["The expiry date is in the past: record a current accreditation."]
+    elif expiry > dates.latest_accreditation_expiry(on):
+        errors["expiry_date"] = [f"An accreditation lasts {dates.ACCREDITATION_MAX_YEARS} years at most: enter a "
+                                 f"date on or before {dates.long(dates.latest_accreditation_expiry(on))}."]
     elif training is not None and expiry <= training:
         errors["expiry_date"] = ["The expiry date must be after the training date."]
     return errors

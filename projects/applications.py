@@ -22,7 +22,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from gateway.workspaces.spec import TIERS
-from projects import agreements, cohort
+from projects import agreements, cohort, dates
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project
@@ -51,6 +51,13 @@ OTHER_FIELDS = ("commercial_involvement", "date_from", "date_to", "opt_out_appli
 EDITABLE_FIELDS = TEXT_FIELDS + OTHER_FIELDS + cohort.COHORT_FIELDS
 
 LIMITS = {"title": 300, "funder": 300, "ethics_reference": 100}
+
+
+def max_term_months() -> int:
+    """The tariff's maximum term: no approval or extension gives access further ahead than this."""
+    from gateway.charging.tariff import tariff_in_force
+
+    return tariff_in_force().quote_rules.max_duration_months
 
 
 def _next_reference(session: Session, prefix: str) -> str:
@@ -146,12 +153,19 @@ def _coerce(field: str, value: Any, errors: dict[str, list[str]]) -> Any:
         if value in (None, ""):
             return None
         if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            errors[field] = ["Enter a real date, for example 2024-01-31."]
+            day, problem = value, dates.outside(value)
+        else:
+            day, problem = dates.parse(str(value))
+        if problem:
+            errors[field] = [problem]
             return None
+        if field == "requested_end_date" and day is not None:
+            latest = dates.latest_access_end(utcnow().date(), max_term_months())
+            if day > latest:
+                errors[field] = [f"An extension can reach the tariff's maximum term at most: enter a date on or "
+                                 f"before {dates.long(latest)}."]
+                return None
+        return day
     if field in {"commercial_involvement", "opt_out_applies"}:
         if value in (None, ""):
             return None if field == "opt_out_applies" else False
@@ -182,6 +196,11 @@ def update_draft(session: Session, actor: User, application: Application, change
         if catalogue is None:
             raise TypeError("update_draft needs the catalogue to check cohort criteria")
         values.update(cohort.clean(changes, application, catalogue, errors))
+    start = values.get("date_from", application.date_from)
+    end = values.get("date_to", application.date_to)
+    if not errors and start is not None and end is not None and start > end:  # the database refuses it too
+        errors["date_to" if "date_to" in values else "date_from"] = [
+            "The end of the date range must not be before its start."]
     if errors:
         raise ValidationError("The application could not be saved.", field_errors=errors)
     changed = [f for f, v in values.items() if getattr(application, f) != v]
@@ -227,6 +246,45 @@ def set_variables(session: Session, actor: User, application: Application, catal
     session.flush()
     audit.record(session, actor, "application.variables_set", "application", application.id,
                  {"variables": sorted(f"{d}.{v}" for d, v in wanted)})
+
+
+def apply_generalisation(session: Session, actor: User, application: Application, generalisation: dict[str, Any],
+                         drop: list[str]) -> None:
+    """The applicant takes a risk preview's suggestion in one step: coarser quasi-identifiers and, if it says so,
+    fewer variables. Checked like any edit of the draft; the audit event says what changed."""
+    from gateway.extracts.spec import Generalisation
+
+    check_can_edit_application(actor, application)
+    try:
+        chosen = Generalisation(**generalisation)
+    except (TypeError, ValueError):
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"generalisation": ["This is not a generalisation the gateway knows."]}
+                              ) from None
+    from gateway.extracts.preview import LEVELS, level_of
+
+    current = Generalisation(**(application.generalisation or {}))
+    finer = [dimension for dimension in LEVELS if level_of(chosen, dimension) < level_of(current, dimension)]
+    if finer or chosen.event_dates != current.event_dates:
+        # a suggestion only ever coarsens: asking for more detail is an edit the committee must see as one
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"generalisation": ["A suggestion can only make details coarser."]})
+    have = {f"{v.dataset}.{v.variable}": v for v in application.variables}
+    unknown = sorted(set(drop) - set(have))
+    if unknown:
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"drop": [f"{name} is not among the chosen variables." for name in unknown]})
+    if len(drop) >= len(have):
+        raise ValidationError("The suggestion could not be applied.",
+                              field_errors={"drop": ["At least one variable must remain."]})
+    before = application.generalisation
+    application.generalisation = chosen.model_dump(mode="json")
+    for name in sorted(set(drop)):
+        application.variables.remove(have[name])
+    application.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor, "application.generalisation_applied", "application", application.id,
+                 {"before": before, "generalisation": application.generalisation, "dropped": sorted(set(drop))})
 
 
 def add_member(session: Session, actor: User, application: Application, member: User, project_role: str) -> None:
@@ -277,6 +335,8 @@ def submission_problems(session: Session, application: Application, catalogue: C
             need("amendment_summary", "Say what the amendment changes and why.")
         if a.requested_end_date and a.requested_end_date <= today:
             need("requested_end_date", "The new end date must be in the future.")
+        elif a.requested_end_date and a.requested_end_date > dates.latest_access_end(today, max_term_months()):
+            need("requested_end_date", "The new end date is beyond the tariff's maximum term.")
     else:
         if not a.title:
             need("title", "Enter a title.")
@@ -404,7 +464,7 @@ def start_amendment(session: Session, actor: User, project: Project) -> Applicat
         common_law_basis=original.common_law_basis, ethics_reference=original.ethics_reference,
         opt_out_applies=project.opt_out_applies, opt_out_reason=original.opt_out_reason,
         workspace_size=project.workspace_size, intended_outputs=original.intended_outputs,
-        **cohort.copied(project))
+        generalisation=project.generalisation, **cohort.copied(project))
     amendment.members = [ApplicationMember(user_id=m.user_id, project_role=m.project_role) for m in project.members]
     justifications = {(v.dataset, v.variable): v.justification for v in original.variables}
     amendment.variables = [ApplicationVariable(dataset=v.dataset, variable=v.variable,

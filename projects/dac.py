@@ -19,7 +19,9 @@ from gateway.errors import Conflict, InvalidTransition, PermissionDenied, Valida
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from projects.applications import is_team_member
+from projects import dates
+from projects.applications import is_team_member, max_term_months
+from projects.dates import latest_access_end
 from projects.models import Application, Decision, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move
 
@@ -145,20 +147,39 @@ def submit_review(session: Session, actor: User, application: Application, vote:
     return review
 
 
+def round_decided(application: Application) -> bool:
+    """The current round's votes are in the committee's record once the chair has decided it."""
+    return application.state not in {AppState.SUBMITTED, AppState.UNDER_REVIEW}
+
+
+def chair_follows_count(user: User, application: Application) -> bool:
+    return has_permission(user, Permission.CHAIR_DAC) and not is_recused(user, application)
+
+
 def visible_reviews(user: User, application: Application) -> list[Review]:
-    """Reviews this person may read now. Blinded: a reviewer sees others' votes only after voting."""
+    """Reviews this person may read now. Blinded: before the chair decides the round, a reviewer sees only their
+    own vote (not the others', nor how many there are); the chair sees them once they have no vote of their own
+    to cast. After the decision they are the committee's record."""
     if is_recused(user, application) or not has_permission(user, Permission.REVIEW_APPLICATIONS):
         return []
     own = assignment_of(user, application)
     voted_now = bool(own and any(r.round == application.round for r in own.reviews))
     chair_unblinded = has_permission(user, Permission.CHAIR_DAC) and (own is None or voted_now)
+    decided = round_decided(application)
     shown = []
     for assignment in application.assignments:
         for review in assignment.reviews:
             earlier_round = review.round < application.round
-            if earlier_round or voted_now or chair_unblinded or assignment is own:
+            if earlier_round or decided or chair_unblinded or assignment is own:
                 shown.append(review)
     return shown
+
+
+def count_visible(user: User, application: Application) -> bool:
+    """How many votes are in: the chair's to follow; anyone else on the committee learns it with the decision."""
+    if is_recused(user, application) or not has_permission(user, Permission.REVIEW_APPLICATIONS):
+        return False
+    return chair_follows_count(user, application) or round_decided(application)
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,11 @@ class Quorum:
     def describe(self) -> str:
         return (f"{self.votes} of {self.needed} votes needed, including {self.lay_votes} of "
                 f"{self.lay_needed} from a lay member")
+
+    def describe_blinded(self) -> str:
+        """The rule without the count, for a reviewer before the decision."""
+        return (f"{self.needed} vote{'s' if self.needed != 1 else ''} needed, including {self.lay_needed} from a "
+                "lay member; how many are in is shown once the chair decides")
 
 
 def quorum(application: Application, dac: DacSettings) -> Quorum:
@@ -206,10 +232,14 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
         raise Conflict(f"No quorum yet: {status.describe()}.")
     errors: dict[str, list[str]] = {}
     if target is AppState.APPROVED and application.kind == "new":
+        latest = latest_access_end(today, max_term_months())
         if access_end_date is None:
             errors["access_end_date"] = ["Enter the date access ends."]
         elif access_end_date <= today:
             errors["access_end_date"] = ["Access must end in the future."]
+        elif access_end_date > latest:
+            errors["access_end_date"] = [f"Access can be given for the tariff's maximum term at most: enter a date "
+                                         f"on or before {dates.long(latest)}."]
     if target is not AppState.APPROVED and not message.strip():
         errors["message"] = ["Tell the applicant what to change, or why the application is rejected."]
     if errors:

@@ -38,11 +38,6 @@ def can_view_project(user: User, project: Project) -> bool:
     return is_member(user, project) or any(role.value in user.roles for role in STAFF_ROLES)
 
 
-def check_can_view_project(user: User, project: Project) -> None:
-    if not can_view_project(user, project):
-        raise PermissionDenied("You cannot see this project.")
-
-
 # The team's accounts without their role grants (loaded only if asked for), and the organisation in the same query.
 _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
                  joinedload(Project.organisation))
@@ -50,9 +45,10 @@ _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).la
 
 def get_project(session: Session, user: User, project_id: int) -> Project:
     project = session.get(Project, project_id, options=_PROJECT_PAGE)
-    if project is None:
+    if project is None or not can_view_project(user, project):
+        # Somebody else's project answers exactly like a missing one, as every other object does: its existence is
+        # public on the register, but by reference, and nothing is gained by confirming which ids are in use.
         raise NotFound("No such project.")
-    check_can_view_project(user, project)
     return project
 
 
@@ -77,7 +73,7 @@ def create_project(session: Session, actor: User, application: Application, deci
         commercial_involvement=application.commercial_involvement, workspace_size=application.workspace_size,
         date_from=application.date_from, date_to=application.date_to, conditions=decision.conditions,
         start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow(),
-        **cohort.copied(application))
+        generalisation=application.generalisation, **cohort.copied(application))
     project.members = [ProjectMember(user_id=m.user_id, project_role=m.project_role) for m in application.members]
     project.variables = [ProjectVariable(dataset=v.dataset, variable=v.variable) for v in application.variables]
     session.add(project)
@@ -115,7 +111,8 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
                 "public_benefit": amendment.public_benefit, "legal_basis": legal_basis_text(amendment),
                 "opt_out_applies": bool(amendment.opt_out_applies), "date_from": amendment.date_from,
                 "date_to": amendment.date_to, "workspace_size": amendment.workspace_size,
-                "commercial_involvement": amendment.commercial_involvement}
+                "commercial_involvement": amendment.commercial_involvement,
+                "generalisation": amendment.generalisation}
     changed = {field: [getattr(project, field), value] for field, value in approved.items()
                if getattr(project, field) != value}
     for field, (_, value) in changed.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -144,6 +145,8 @@ class Application(Base):
     cohort_age_min: Mapped[int | None] = mapped_column(Integer)
     cohort_age_max: Mapped[int | None] = mapped_column(Integer)
     cohort_conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # How quasi-identifiers are coarsened in the extract (gateway.extracts.spec.Generalisation); null: its defaults
+    generalisation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # safe settings and outputs
     workspace_size: Mapped[str] = mapped_column(String(20), default="small")
     intended_outputs: Mapped[str] = mapped_column(Text, default="")
@@ -290,6 +293,8 @@ class Project(Base):
     cohort_age_min: Mapped[int | None] = mapped_column(Integer)
     cohort_age_max: Mapped[int | None] = mapped_column(Integer)
     cohort_conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # How quasi-identifiers are coarsened in the extract (gateway.extracts.spec.Generalisation); null: its defaults
+    generalisation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conditions: Mapped[str] = mapped_column(Text, default="")  # the DAC's conditions of approval
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)

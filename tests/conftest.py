@@ -111,7 +111,7 @@ def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @pytest.fixture
 def demo_users(session_factory: sessionmaker[Session]) -> dict[str, int]:
-    """The twelve demo accounts, created through the real seeding service."""
+    """The thirteen demo accounts, created through the real seeding service."""
     from gateway import demo
 
     with unit_of_work(session_factory) as s:

@@ -18,6 +18,7 @@ from gateway.charging.tariff import Tariff, tariff_in_force
 from gateway.errors import PermissionDenied
 from gateway.permissions import Permission, has_permission
 from gateway.web.context import db, require_user, run, settings, today
+from gateway.web.recorded import records_download
 from projects import applications, lifecycle
 from projects.models import Project
 
@@ -208,6 +209,7 @@ def get_application_quote(application_id: int) -> QuoteOut:
 @api.operation("/projects/<int:project_id>/statement", "GET",
                summary="The project's charges: invoices, frozen quotes and budget (its team and finance)",
                tag="charging", permission=Permission.VIEW_PROJECTS, response=StatementOut)
+@records_download("project", "project_id")
 def get_statement(project_id: int) -> StatementOut:
     project = _project_for_charges(project_id)
     st = invoices.statement(db(), require_user(), project)
@@ -267,12 +269,14 @@ def _document(invoice_id: int, kind: str) -> Response:
 
 @api.operation("/invoices/<int:invoice_id>/pdf", "GET", summary="The invoice as PDF", tag="charging",
                permission=Permission.VIEW_PROJECTS, produces=("application/pdf",))
+@records_download("invoice", "invoice_id")
 def get_invoice_pdf(invoice_id: int) -> Response:
     return _document(invoice_id, "pdf")
 
 
 @api.operation("/invoices/<int:invoice_id>/csv", "GET", summary="The invoice as CSV", tag="charging",
                permission=Permission.VIEW_PROJECTS, produces=("text/csv",))
+@records_download("invoice", "invoice_id")
 def get_invoice_csv(invoice_id: int) -> Response:
     return _document(invoice_id, "csv")
 

@@ -13,6 +13,7 @@ from gateway.outputs.models import OutputRequest
 from gateway.permissions import Permission
 from gateway.web.context import db, require_user, run
 from gateway.web.outputs import package_response
+from gateway.web.recorded import records_download
 from projects import lifecycle
 
 from .base import api
@@ -171,5 +172,6 @@ def decide_output_request(request_id: int, body: DecisionIn) -> OutputRequestOut
 
 @api.operation("/output-requests/<int:request_id>/package", "GET", summary="Download the released package (zip)",
                tag="outputs", permission=Permission.VIEW_PROJECTS, produces=("application/zip",), errors=(409,))
+@records_download("output_request", "request_id")
 def get_output_package(request_id: int) -> object:
     return package_response(_load(request_id), require_user())

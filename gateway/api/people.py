@@ -13,6 +13,7 @@ from gateway.identity import accounts
 from gateway.permissions import Permission
 from gateway.web.accreditation import certificate_store, upload_from
 from gateway.web.context import db, require_user, run
+from gateway.web.recorded import records_download
 from projects import accreditation as service
 from projects import organisations
 from projects.accreditation_rules import is_valid
@@ -161,6 +162,7 @@ def get_accreditation(accreditation_id: int) -> AccreditationOut:
 @api.operation("/accreditations/<int:accreditation_id>/certificate", "GET",
                summary="Download the certificate (owner or officer)", tag="accreditation",
                permission=Permission.USE_ACCOUNT, produces=("application/pdf", "image/png"))
+@records_download("accreditation", "accreditation_id")
 def get_accreditation_certificate(accreditation_id: int) -> Any:
     user = require_user()
     accreditation = service.get_accreditation(db(), user, accreditation_id)

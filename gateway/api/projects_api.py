@@ -11,6 +11,7 @@ from gateway.errors import NotFound
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission
 from gateway.web.context import catalogue, db, require_user, run, settings, today
+from gateway.web.recorded import records_download
 from projects import agreements, applications, cohort, dac, lifecycle, register
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.cohort import MAX_AGE
@@ -92,6 +93,8 @@ class ApplicationOut(BaseModel):
     intended_outputs: str
     amendment_summary: str
     requested_end_date: dt.date | None
+    generalisation: dict[str, Any] | None = Field(description="How identifying details are coarsened; null: the "
+                                                              "defaults")
     members: list[MemberOut]
     variables: list[ChosenVariable]
     decisions: list[DecisionOut]
@@ -102,7 +105,7 @@ class ApplicationOut(BaseModel):
     def of(cls, a: Application, problems: dict[str, list[str]] | None = None) -> ApplicationOut:
         data: dict[str, Any] = {f: getattr(a, f) for f in EDITABLE_FIELDS}
         return cls(id=a.id, reference=a.reference, kind=a.kind, state=a.state, round=a.round, project_id=a.project_id,
-                   applicant=a.applicant.username, **data,
+                   applicant=a.applicant.username, generalisation=a.generalisation, **data,
                    members=[MemberOut(user_id=m.user_id, username=m.user.username, display_name=m.user.display_name,
                                       project_role=m.project_role) for m in a.members],
                    variables=[ChosenVariable(dataset=v.dataset, variable=v.variable, justification=v.justification)
@@ -193,8 +196,9 @@ class ReviewOut(BaseModel):
 
 class ReviewsOut(BaseModel):
     recused: bool
-    quorum: str
-    quorum_met: bool
+    quorum: str = Field(description="The quorum rule, with the count of votes for the chair (and for everyone once "
+                                    "the round is decided)")
+    quorum_met: bool | None = Field(description="null while the count is blinded for you")
     reviews: list[ReviewOut]
 
 
@@ -369,7 +373,7 @@ def declare_conflict(application_id: int, body: ConflictIn) -> ReviewsOut:
 
 
 @api.operation("/applications/<int:application_id>/reviews", "GET",
-               summary="The votes you may see now (blinded until you vote; none if recused)", tag="dac",
+               summary="The votes you may see now (your own until the chair decides; none if recused)", tag="dac",
                permission=Permission.REVIEW_APPLICATIONS, response=ReviewsOut)
 def get_reviews(application_id: int) -> ReviewsOut:
     return get_reviews_of(_application(application_id))
@@ -378,7 +382,10 @@ def get_reviews(application_id: int) -> ReviewsOut:
 def get_reviews_of(application: Application) -> ReviewsOut:
     user = require_user()
     status = dac.quorum(application, settings().dac)
-    return ReviewsOut(recused=dac.is_recused(user, application), quorum=status.describe(), quorum_met=status.met,
+    shown = dac.count_visible(user, application)
+    return ReviewsOut(recused=dac.is_recused(user, application),
+                      quorum=status.describe() if shown else status.describe_blinded(),
+                      quorum_met=status.met if shown else None,
                       reviews=[ReviewOut.of(r) for r in dac.visible_reviews(user, application)])
 
 
@@ -397,6 +404,96 @@ def post_decision(application_id: int, body: DecisionIn) -> ApplicationOut:
     application = _application(application_id)
     run(dac.decide, require_user(), application, settings().dac, outcome=body.outcome, conditions=body.conditions,
         message=body.message, access_end_date=body.access_end_date, today=today())
+    return _application_out(application)
+
+
+class RiskReportOut(BaseModel):
+    k: int
+    quasi_identifiers: list[str]
+    share_below_k: str = Field(description="Exact for the committee; rounded for the applying team")
+    records: str
+    smallest_class: int | None = Field(description="The committee only")
+    unique_records: int | None = Field(description="The committee only")
+    main_drivers: list[str]
+
+
+class GeneralisationIn(Strict):
+    date_of_birth: Literal["month", "year", "age_band"] = "year"
+    age_band_years: Literal[5, 10] = 5
+    event_dates: Literal["month", "shift"] = "month"
+    lsoa: Literal["borough", "keep"] = "borough"
+    area_code: Literal["keep", "postcode_area"] = "keep"
+    imd_decile: Literal["keep", "quintile"] = "keep"
+
+
+class SuggestionOut(BaseModel):
+    target: str
+    changes: list[str]
+    generalisation: GeneralisationIn
+    drop: list[str]
+    report: RiskReportOut
+
+
+class RiskPreviewOut(BaseModel):
+    available: bool
+    message: str | None = None
+    exact: bool
+    patients: str | None = None
+    held: bool | None = None
+    high_risk: bool | None = None
+    generalisation: list[str] = Field(default_factory=list, description="How the identifying details are coarsened")
+    report: RiskReportOut | None = None
+    suggestions: list[SuggestionOut] = Field(default_factory=list)
+
+
+class ApplySuggestionIn(Strict):
+    generalisation: GeneralisationIn
+    drop: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=50)
+
+
+def _risk_report_out(report: Any, exact: bool) -> RiskReportOut:
+    from gateway.extracts import preview
+
+    share = f"{100 * report.share_below_k:.1f}%" if exact else preview.rounded_share(report.share_below_k)
+    return RiskReportOut(k=report.k, quasi_identifiers=report.quasi_identifiers, share_below_k=share,
+                         records=str(report.records) if exact else preview.rounded_count(report.records),
+                         smallest_class=report.smallest_class if exact else None,
+                         unique_records=report.unique_records if exact else None,
+                         main_drivers=[d.column for d in report.drivers[:3]] if report.flagged else [])
+
+
+@api.operation("/applications/<int:application_id>/risk", "GET",
+               summary="The re-identification risk of what the application asks for (a dry run of the build; "
+                       "exact figures for the committee, rounded for the applying team)",
+               tag="applications", permission=Permission.VIEW_PROJECTS, response=RiskPreviewOut, errors=(409,))
+def get_risk_preview(application_id: int) -> RiskPreviewOut:
+    from gateway.errors import Conflict
+    from gateway.extracts import preview
+    from gateway.web.applications import risk_for
+
+    result, exact = risk_for(require_user(), _application(application_id))
+    if result is None:
+        raise Conflict("No risk preview is shown for this application now (decided, or not yet submitted).")
+    if isinstance(result, preview.Unavailable):
+        return RiskPreviewOut(available=False, message=result.message, exact=exact)
+    return RiskPreviewOut(
+        available=True, exact=exact, held=result.held, high_risk=result.high_risk,
+        patients=str(result.cohort.patients_released) if exact else preview.rounded_count(
+            result.cohort.patients_released),
+        generalisation=preview.describe(result.generalisation, result.dimensions),
+        report=_risk_report_out(result.report, exact),
+        suggestions=[SuggestionOut(target=s.target, changes=list(s.changes), drop=list(s.drop),
+                                   generalisation=GeneralisationIn(**s.generalisation.model_dump(mode="json")),
+                                   report=_risk_report_out(s.report, exact)) for s in result.suggestions])
+
+
+@api.operation("/applications/<int:application_id>/risk/apply", "POST",
+               summary="Apply a risk preview's suggestion to your draft (coarser details, perhaps fewer variables)",
+               tag="applications", permission=Permission.APPLY, body=ApplySuggestionIn, response=ApplicationOut,
+               errors=(409,))
+def apply_risk_suggestion(application_id: int, body: ApplySuggestionIn) -> ApplicationOut:
+    application = _application(application_id)
+    run(applications.apply_generalisation, require_user(), application, body.generalisation.model_dump(), body.drop)
     return _application_out(application)
 
 
@@ -472,6 +569,7 @@ def publish_agreement(body: AgreementIn) -> AgreementOut:
 
 @api.operation("/register", "GET", summary="The public register of approved projects (no token needed)",
                tag="register", permission=None, response=RegisterOut)
+@records_download("register")
 def get_register() -> RegisterOut:
     return RegisterOut(columns=register.COLUMNS, rows=register.rows(db(), catalogue()))
 
@@ -517,6 +615,9 @@ class ExtractVersionOut(BaseModel):
     share_below_k: float
     built_at: dt.datetime
     released_at: dt.datetime | None
+    needs_second_person: bool = Field(description="High risk: one custodian proposes the release, another confirms")
+    release_proposed_by: str | None = Field(description="The custodian who proposed releasing this (held) version")
+    release_proposed_at: dt.datetime | None
     manifest: dict[str, Any]
 
 
@@ -538,11 +639,23 @@ def _extracts_out(project: Project) -> ExtractsOut:
         versions=[ExtractVersionOut(version=v.version, status=v.status, live=v.version == live, rows=v.rows,
                                     columns=v.columns, opt_outs_removed=v.opt_outs_removed,
                                     share_below_k=v.share_below_k, built_at=v.built_at, released_at=v.released_at,
-                                    manifest=v.manifest) for v in extracts.versions(db(), project)])
+                                    needs_second_person=v.status == "held_for_custodian"
+                                    and extracts.needs_second_person(settings(), v),
+                                    release_proposed_by=_username(v.release_proposed_by_id),
+                                    release_proposed_at=v.release_proposed_at, manifest=v.manifest)
+                  for v in extracts.versions(db(), project)])
+
+
+def _username(user_id: int | None) -> str | None:
+    from gateway.models import User
+
+    user = db().get(User, user_id) if user_id is not None else None
+    return user.username if user else None
 
 
 @api.operation("/projects/<int:project_id>/extracts", "GET", summary="The project's extract versions and build",
                tag="extracts", permission=Permission.VIEW_PROJECTS, response=ExtractsOut)
+@records_download("project", "project_id")  # it carries every version's manifest: another door to them
 def list_extracts(project_id: int) -> ExtractsOut:
     return _extracts_out(lifecycle.get_project(db(), require_user(), project_id))
 
@@ -559,11 +672,13 @@ def refresh_extract(project_id: int) -> ExtractsOut:
 
 
 @api.operation("/projects/<int:project_id>/extracts/<int:version>/release", "POST",
-               summary="Release a version held for the custodian (it becomes live)", tag="extracts",
-               permission=Permission.RELEASE_EXTRACTS, response=ExtractsOut, errors=(409,))
-def release_extract(project_id: int, version: int) -> ExtractsOut:
+               summary="Release the newest version held for the custodian, with a reason (it becomes live). A "
+                       "high-risk version needs two custodians: the first call proposes, a different custodian's "
+                       "call confirms", tag="extracts",
+               permission=Permission.RELEASE_EXTRACTS, body=ReasonIn, response=ExtractsOut, errors=(409,))
+def release_extract(project_id: int, version: int, body: ReasonIn) -> ExtractsOut:
     from gateway.extracts import service as extracts
 
     project = lifecycle.get_project(db(), require_user(), project_id)
-    run(extracts.release_held, settings(), require_user(), project, version)
+    run(extracts.release_held, settings(), require_user(), project, version, body.reason)
     return _extracts_out(project)

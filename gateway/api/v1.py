@@ -15,6 +15,8 @@ from gateway.models import ApiToken, AuditEvent, User
 from gateway.permissions import Permission, permissions_of
 from gateway.web.access import public
 from gateway.web.context import db, require_user, run, settings
+from gateway.web.recorded import records_download
+from projects import dates
 
 from .base import VERSION, api, bp
 from .registry import QueryDate
@@ -56,6 +58,7 @@ class UserCreate(Strict):
 
 class RolesIn(Strict):
     roles: list[str] = Field(max_length=20)
+    reason: str = Field(min_length=1, max_length=2000, description="Why the roles change (kept in the audit log)")
 
 
 class ActiveIn(Strict):
@@ -200,11 +203,11 @@ def get_user(user_id: int) -> UserOut:
     return UserOut.of(accounts.get_user(db(), user_id))
 
 
-@api.operation("/users/<int:user_id>/roles", "PUT", summary="Replace a local account's roles", tag="users",
-               permission=Permission.MANAGE_USERS, body=RolesIn, response=UserOut, errors=(409,))
+@api.operation("/users/<int:user_id>/roles", "PUT", summary="Replace a local account's roles (a reason is required)",
+               tag="users", permission=Permission.MANAGE_USERS, body=RolesIn, response=UserOut, errors=(409,))
 def set_roles(user_id: int, body: RolesIn) -> UserOut:
     target = accounts.get_user(db(), user_id)
-    run(accounts.set_roles, require_user(), target, body.roles)
+    run(accounts.set_roles, require_user(), target, body.roles, body.reason)
     return UserOut.of(target)
 
 
@@ -253,7 +256,12 @@ def put_totp_policy(body: TotpPolicyIn) -> TotpPolicy:
 @api.operation("/audit/events", "GET", summary="Audit events, newest first, filtered", tag="audit",
                permission=Permission.VIEW_AUDIT_LOG, query=AuditQuery, response=AuditEventOut,
                response_is_list=True)
+@records_download("audit_log")
 def audit_events(query: AuditQuery) -> list[AuditEventOut]:
+    problems = {name: [message] for name, day in (("since", query.since), ("until", query.until))
+                if day is not None and (message := dates.outside(day))}
+    if problems:
+        raise ValidationError("The request is not valid.", field_errors=problems)
     if query.since and query.until and query.until < query.since:
         raise ValidationError("The request is not valid.", field_errors={"until": ["must not be before since"]})
     filters = audit.AuditFilter(actor=query.actor, action=query.action, object_type=query.object_type,

@@ -6,11 +6,11 @@ Helvetica covers the pound sign, so no font files are shipped.
 
 from __future__ import annotations
 
-import csv
 import io
 
 from fpdf import FPDF
 
+from gateway import csv_safe
 from gateway.charging.models import Invoice
 from gateway.charging.money import format_money, format_percent, format_plain
 from projects.models import Project
@@ -21,7 +21,7 @@ KIND_TITLE = {"invoice": "Invoice", "credit_note": "Credit note"}
 
 def invoice_csv(invoice: Invoice, project: Project) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = csv_safe.writer(out)
     writer.writerow(["Document", "Number", "Project", "Period", "State", "Currency", "Tariff version"])
     writer.writerow([KIND_TITLE[invoice.kind], invoice.number, project.reference, invoice.period, invoice.state,
                      invoice.currency, invoice.tariff_version_id or ""])

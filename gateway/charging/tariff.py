@@ -47,12 +47,17 @@ class Prices(_Strict):
 
 class QuoteRules(_Strict):
     default_duration_months: int = Field(ge=1, le=120)
+    # The furthest a project's access may end from the day it is approved or extended (older stored versions,
+    # which lack it, read as five years).
+    max_duration_months: int = Field(default=60, ge=1, le=240)
     no_organisation_type: str
 
     @model_validator(mode="after")
     def _known(self) -> QuoteRules:
         if self.no_organisation_type not in ORG_TYPES:
             raise ValueError(f"no_organisation_type must be one of {', '.join(ORG_TYPES)}")
+        if self.default_duration_months > self.max_duration_months:
+            raise ValueError("default_duration_months must not exceed max_duration_months")
         return self
 
 

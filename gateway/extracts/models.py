@@ -53,6 +53,12 @@ class ExtractVersion(Base):
         UniqueConstraint("project_id", "version"),
         CheckConstraint("status IN ('released', 'held_for_custodian')", name="known_status"),
         CheckConstraint("(released_by_id IS NULL) = (released_at IS NULL)", name="released_pair"),
+        CheckConstraint("(release_proposed_by_id IS NULL) = (release_proposed_at IS NULL) "
+                        "AND (release_proposed_by_id IS NULL) = (release_proposal_reason IS NULL)",
+                        name="proposed_pair"),
+        # the two-person rule, held by the database too: whoever proposed a release cannot be who released it
+        CheckConstraint("release_proposed_by_id IS NULL OR released_by_id IS NULL "
+                        "OR released_by_id <> release_proposed_by_id", name="second_person"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -67,3 +73,8 @@ class ExtractVersion(Base):
     built_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     released_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # a custodian releasing a held one
     released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    release_reason: Mapped[str | None] = mapped_column(Text)
+    # a high-risk version is released by two custodians: one proposes (with a reason), another confirms
+    release_proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    release_proposed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    release_proposal_reason: Mapped[str | None] = mapped_column(Text)

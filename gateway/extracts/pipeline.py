@@ -704,3 +704,67 @@ def _build_into(
         if storage.sha256_file(staging / name) != digest:
             raise OSError(f"{name} does not match the hash recorded while writing")
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# the dry run: the build's cohort and risk, nothing written
+
+
+@dataclass(frozen=True)
+class QuasiIdentifiers:
+    """The released quasi-identifier columns of the population table under one generalisation."""
+
+    table: pa.Table
+    sources: dict[str, str]  # output column -> the catalogue variable it comes from
+
+
+def dry_run(
+    spec: ExtractSpec,
+    source_dir: Path | str,
+    generalisations: list[Any],
+    *,
+    catalogue: Catalogue | None = None,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+) -> tuple[CohortCounts, list[QuasiIdentifiers]]:
+    """What a build of ``spec`` would select and assess, under each of ``generalisations`` (spec.Generalisation),
+    without writing anything: the cohort counts, and per generalisation the quasi-identifier columns the risk
+    report would be computed over (``assess(q.table, list(q.table.column_names), spec.k)`` is that report).
+
+    Reads the population table once, whatever the number of generalisations. The key only selects rows (a
+    random one will do): no pseudonym leaves this function.
+    """
+    source_dir = Path(source_dir)
+    catalogue = catalogue or load_catalogue(source_dir / "catalogue.yaml")
+    spec.check_against(catalogue)
+    patients, counts = _select_cohort(spec, catalogue, source_dir, batch_size)
+    lookup = PatientLookup(spec.secret, patients)
+    population = catalogue.population
+    if population.name not in spec.datasets:
+        empty = QuasiIdentifiers(pa.table({"_": pa.array(np.zeros(lookup.size, dtype=np.int8))}).select([]), {})
+        return counts, [empty for _ in generalisations]
+    source = _open_source(source_dir, population)
+    dictionary_columns = _string_columns(source)
+    schema = pq.ParquetFile(source_dir / population.file, read_dictionary=dictionary_columns).schema_arrow
+    plans = []
+    read: list[str] = []
+    for generalisation in generalisations:
+        columns, outputs = _plan_outputs(spec.model_copy(update={"generalisation": generalisation}), population,
+                                         schema, lookup)
+        plans.append([o for o in outputs[1:] if o.sensitivity is Sensitivity.QUASI_IDENTIFIER])
+        read.extend(c for c in columns if c not in read)
+    kept: list[tuple[pa.RecordBatch, np.ndarray]] = []
+    for batch in _batches(source_dir / population.file, read, batch_size, dictionary_columns):
+        idx = lookup.find(batch.column(population.patient_key))
+        keep = idx >= 0
+        if keep.any():
+            kept.append((batch.filter(pa.array(keep)), idx[keep]))
+    found = []
+    for outputs in plans:
+        columns_out = {}
+        for o in outputs:
+            parts = [pc.cast(o.make(b, i), _logical(o.type)) for b, i in kept]
+            columns_out[o.name] = pa.chunked_array(parts, type=_logical(o.type))
+        found.append(QuasiIdentifiers(pa.table(columns_out) if columns_out else
+                                      pa.table({"_": pa.array(np.zeros(lookup.size, dtype=np.int8))}).select([]),
+                                      {o.name: o.source or o.name for o in outputs}))
+    return counts, found

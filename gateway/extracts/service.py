@@ -15,18 +15,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit, outbox
 from gateway.config import Settings
 from gateway.db import on_commit, unit_of_work, utcnow
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.extracts import storage
 from gateway.extracts.models import ExtractBuild, ExtractVersion, ProjectKey
 from gateway.extracts.pipeline import Manifest, build_extract
 from gateway.extracts.pseudonym import key_fingerprint, new_project_key
-from gateway.extracts.spec import DateRange, ExtractSpec
+from gateway.extracts.spec import DateRange, ExtractSpec, Generalisation
 from gateway.models import User
 from gateway.permissions import Permission, check_permission
 from gateway.workspaces.entitlement import workspace_id
@@ -87,14 +87,16 @@ def destroy_key(session: Session, settings: Settings, project: Project) -> None:
 # --- specification -----------------------------------------------------------------------------------------
 
 def spec_for(project: Project, key: bytes, k: int) -> ExtractSpec:
-    """Exactly the approved variables, cohort and date range; the national data opt-out as approved."""
+    """Exactly the approved variables, cohort and date range; the national data opt-out and the generalisation of
+    quasi-identifiers as approved."""
     datasets: dict[str, list[str]] = defaultdict(list)
     for row in project.variables:
         datasets[row.dataset].append(row.variable)
     start = project.date_from or dt.date(1900, 1, 1)
     end = project.date_to or project.end_date
     return ExtractSpec(project_id=workspace_id(project), key=key, datasets=dict(datasets), cohort=to_spec(project),
-                       date_range=DateRange(start=start, end=end), apply_opt_out=project.opt_out_applies, k=k)
+                       date_range=DateRange(start=start, end=end), apply_opt_out=project.opt_out_applies,
+                       generalisation=Generalisation(**(project.generalisation or {})), k=k)
 
 
 # --- builds -------------------------------------------------------------------------------------------------
@@ -200,18 +202,53 @@ def record_version(session: Session, project_id: int, manifest: Manifest) -> Ext
     return version
 
 
-def release_held(session: Session, settings: Settings, actor: User, project: Project, version: int) -> None:
-    """The custodian accepts a held version's risk and makes it the live one."""
+def needs_second_person(settings: Settings, row: ExtractVersion) -> bool:
+    """A held version is high risk when enough of its records sit in classes smaller than k."""
+    return row.share_below_k >= settings.extracts.two_person_share
+
+
+def release_held(session: Session, settings: Settings, actor: User, project: Project, version: int,
+                 reason: str) -> str:
+    """The custodian accepts a held version's risk, with a reason, and makes it live. Returns "released", or
+    "proposed" when the version is high risk and this is the first of the two custodians it needs (the second,
+    never the proposer, confirms with a reason of their own).
+
+    Only the newest version can be released: a proposal or a review is of one version's risk report, and a
+    rebuild makes a new version that needs its own.
+    """
     check_permission(actor, Permission.RELEASE_EXTRACTS)
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("The release could not be recorded.",
+                              field_errors={"reason": ["Say why this risk is acceptable."]})
     row = session.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project.id,
-                                                      ExtractVersion.version == version))
+                                                      ExtractVersion.version == version).with_for_update())
     if row is None:
         raise NotFound("No such extract version.")
     if row.status != "held_for_custodian" or row.released_at is not None:
         raise Conflict("Only a held version that has not been released can be released.")
-    row.released_by_id, row.released_at = actor.id, utcnow()
-    audit.record(session, actor, "extract.released", "project", project.id,
-                 {"version": version, "share_below_k": row.share_below_k})
+    newest = session.scalar(select(func.max(ExtractVersion.version)).where(ExtractVersion.project_id == project.id))
+    if newest != version:
+        raise Conflict(f"Version {newest} has been built since version {version}: only the newest version can be "
+                       "released. Review its risk report.")
+    details: dict[str, Any] = {"version": version, "share_below_k": row.share_below_k, "reason": reason,
+                               "records_below_k": row.manifest.get("risk", {}).get("records_below_k"),
+                               "files": row.manifest.get("files", {})}
+    if needs_second_person(settings, row):
+        if row.release_proposed_by_id is None:
+            row.release_proposed_by_id, row.release_proposed_at = actor.id, utcnow()
+            row.release_proposal_reason = reason
+            session.flush()
+            audit.record(session, actor, "extract.release_proposed", "project", project.id, details)
+            _ask_second_custodian(session, actor, project, version)
+            return "proposed"
+        if row.release_proposed_by_id == actor.id:
+            raise PermissionDenied("You proposed this release: a different custodian must confirm it.")
+        proposer = session.get(User, row.release_proposed_by_id)
+        details |= {"two_person": True, "proposed_by": proposer.username if proposer else None,
+                    "proposal_reason": row.release_proposal_reason}
+    row.released_by_id, row.released_at, row.release_reason = actor.id, utcnow(), reason
+    audit.record(session, actor, "extract.released", "project", project.id, details)
     session.flush()
     # The pointer follows the database: moved only once the release has committed, and by the worker if the
     # process dies in between (the handler is idempotent and checks the release is recorded).
@@ -219,6 +256,28 @@ def release_held(session: Session, settings: Settings, actor: User, project: Pro
                    dedupe_key=f"extract.make_live:{project.id}:{version}")
     root, workspace = settings.extracts_root, workspace_id(project)
     on_commit(session, lambda: _move_pointer_forward(root, workspace, version))
+    return "released"
+
+
+def _ask_second_custodian(session: Session, proposer: User, project: Project, version: int) -> None:
+    from gateway.identity.accounts import users_with_roles
+
+    for other in users_with_roles(session, ["admin"]):
+        if other.id != proposer.id and other.email:
+            outbox.send_email(session, other.email, f"A second custodian is needed for {project.reference}",
+                              f"{proposer.display_name} proposes to release version {version} of the extract of "
+                              f"{project.reference}, which is high risk. Review its risk report; if you agree, "
+                              "confirm the release with your own reason.",
+                              dedupe_key=f"release-proposed:{project.id}:{version}:{other.id}")
+
+
+def risk_report(settings: Settings, project: Project, version: int) -> bytes:
+    """The full risk report of one version, as written by the build (the manifest carries its summary)."""
+    path = storage.version_dir(settings.extracts_root, workspace_id(project), version) / "risk_report.json"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound("No such extract version.") from None
 
 
 def _move_pointer_forward(root: Path, workspace: str, version: int) -> None:

@@ -79,15 +79,20 @@ def create_local_user(session: Session, actor: Actor, *, username: str, display_
     return user
 
 
-def set_roles(session: Session, actor: User, target: User, roles: list[str]) -> None:
+def set_roles(session: Session, actor: User, target: User, roles: list[str], reason: str) -> None:
+    """An administrator's change of somebody's roles, with the reason for the record (required)."""
     check_can_change_roles(actor, target)
     if target.source != "local":
         raise Conflict("This account's roles come from the directory (LDAP groups); change them there.")
     wanted = {r.value for r in parse_roles(roles)}
-    _replace_roles(session, actor, target, wanted, reason="admin")
+    if not reason.strip():
+        raise ValidationError("The roles could not be changed.",
+                              field_errors={"reason": ["Say why these roles are changing."]})
+    _replace_roles(session, actor, target, wanted, via="admin", reason=reason.strip())
 
 
-def _replace_roles(session: Session, actor: Actor, target: User, wanted: set[str], reason: str) -> None:
+def _replace_roles(session: Session, actor: Actor, target: User, wanted: set[str], via: str,
+                   reason: str | None = None) -> None:
     current = set(target.roles)
     if wanted == current:
         return
@@ -97,14 +102,16 @@ def _replace_roles(session: Session, actor: Actor, target: User, wanted: set[str
         target.role_grants.append(UserRole(role=role, granted_by_id=granted_by))
     target.session_version += 1  # roles changed: sessions must pick up the new rights
     session.flush()
-    audit.record(session, actor, "user.roles_changed", "user", target.id,
-                 {"added": sorted(wanted - current), "removed": sorted(current - wanted), "reason": reason})
+    details = {"added": sorted(wanted - current), "removed": sorted(current - wanted), "via": via}
+    if reason is not None:
+        details["reason"] = reason
+    audit.record(session, actor, "user.roles_changed", "user", target.id, details)
 
 
 def sync_directory_roles(session: Session, target: User, roles: set[str]) -> None:
     """LDAP groups are the source of truth for directory accounts."""
     known = {r.value for r in Role}
-    _replace_roles(session, "ldap", target, roles & known, reason="directory groups")
+    _replace_roles(session, "ldap", target, roles & known, via="directory groups")
 
 
 def set_active(session: Session, actor: User, target: User, active: bool) -> None:

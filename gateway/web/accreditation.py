@@ -20,7 +20,9 @@ from gateway.permissions import Permission, can_decide_accreditation
 from gateway.web.access import requires
 from gateway.web.context import db, require_user, run, settings
 from gateway.web.forms import EmptyForm
+from gateway.web.recorded import records_download
 from projects import accreditation as service
+from projects import dates
 from projects.accreditation_rules import valid_accreditation
 from projects.certificates import MAX_CERTIFICATE_BYTES, CertificateStore, Upload
 from projects.models import Accreditation, Organisation
@@ -53,13 +55,7 @@ def certificate_store() -> CertificateStore:
 
 
 def parse_date(value: str | None) -> tuple[dt.date | None, str | None]:
-    text = (value or "").strip()
-    if not text:
-        return None, None
-    try:
-        return dt.date.fromisoformat(text), None
-    except ValueError:
-        return None, "Enter a real date, like 2026-03-14."
+    return dates.parse(value)
 
 
 def upload_from(storage: FileStorage | None) -> Upload | None:
@@ -150,6 +146,7 @@ def detail(accreditation_id: int) -> Any:
 
 
 @bp.get("/<int:accreditation_id>/certificate")
+@records_download("accreditation", "accreditation_id")
 @requires(Permission.USE_ACCOUNT)  # the owner or an accreditation officer: decided per record
 def certificate(accreditation_id: int) -> Any:
     user = require_user()

@@ -8,7 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 
 from gateway.errors import ValidationError
 from gateway.identity import accounts
-from gateway.permissions import ROLE_LABELS, Permission, Role, can_change_roles
+from gateway.permissions import ROLE_LABELS, Permission, Role, can_change_roles, check_can_change_roles
 from gateway.web.access import requires
 from gateway.web.context import db, require_user, run, settings
 from gateway.web.forms import CreateUserForm, EmptyForm, RolesForm, SecurityPolicyConfirmForm, SecurityPolicyForm
@@ -52,12 +52,32 @@ def user(user_id: int) -> Any:
 @bp.post("/users/<int:user_id>/roles")
 @requires(Permission.MANAGE_USERS)
 def set_roles(user_id: int) -> Any:
+    """Two steps: the roles chosen on the account page, then a confirmation page showing what is added and
+    removed, where the administrator gives the reason. Only the second step changes anything."""
     target = accounts.get_user(db(), user_id)
+    check_can_change_roles(require_user(), target)
     form = RolesForm()
-    if form.validate_on_submit():
-        run(accounts.set_roles, require_user(), target, form.roles.data or [])
-        flash("Roles saved.", "success")
-    return redirect(url_for("admin.user", user_id=user_id))
+    if not form.validate_on_submit():
+        return redirect(url_for("admin.user", user_id=user_id))
+    wanted, current = set(form.roles.data or []), set(target.roles)
+    if wanted == current:
+        flash("The roles are unchanged.", "success")
+        return redirect(url_for("admin.user", user_id=user_id))
+    status = 200
+    if form.confirm.data or form.reason.data:  # the second step
+        if not (form.reason.data or "").strip():
+            form.reason.errors = ["Say why these roles are changing."]
+        if not form.confirm.data:
+            form.confirm.errors = ["Tick to confirm that you have checked the change."]
+        if not form.reason.errors and not form.confirm.errors:
+            run(accounts.set_roles, require_user(), target, sorted(wanted), form.reason.data or "")
+            flash("Roles saved.", "success")
+            return redirect(url_for("admin.user", user_id=user_id))
+        status = 422
+    labels = {r.value: label for r, label in ROLE_LABELS.items()}
+    return render_template("admin/confirm_roles.html", target=target, form=form, roles=sorted(wanted),
+                           added=[labels.get(r, r) for r in sorted(wanted - current)],
+                           removed=[labels.get(r, r) for r in sorted(current - wanted)]), status
 
 
 def _user_action(user_id: int, action: Any, message: str, *args: Any) -> Any:

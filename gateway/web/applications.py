@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,6 +10,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from wtforms.fields.choices import SelectChoice
 
 from gateway.errors import Conflict, InvalidTransition, NotFound, ValidationError
+from gateway.extracts import preview
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission, has_permission
 from gateway.web.access import requires
@@ -26,13 +27,14 @@ from gateway.web.forms import (
     SubmitForm,
 )
 from gateway.web.forms_errors import apply_errors
-from projects import agreements, applications, cohort, dac
+from projects import agreements, applications, cohort, dac, dates
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.catalogue import needs_justification, requestable
 from projects.models import Application
 from projects.workflow import APPLICATION_OWNERS
 
 bp = Blueprint("applications", __name__, url_prefix="/applications")
+log = logging.getLogger(__name__)
 
 
 def _load(application_id: int) -> Application:
@@ -85,6 +87,27 @@ def new() -> Any:
     return render_template("applications/new.html", form=form, extra=extra), 422 if form.errors or extra else 200
 
 
+PREVIEW_STATES = {"draft", "submitted", "under_review", "changes_requested"}
+
+
+def risk_for(user: Any, application: Application) -> tuple[Any, bool]:
+    """The risk preview this person may see now, and whether with exact figures (the committee and
+    administrators) or rounded ones (the applying team). (None, False) when none is shown."""
+    team = applications.is_team_member(user, application)
+    committee = not team and not dac.is_recused(user, application) and (
+        has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS))
+    if application.state not in PREVIEW_STATES or not (team or (committee and application.state != "draft")):
+        return None, False
+    extract_settings = settings().extracts
+    try:
+        result = preview.preview(application, settings().source_dir, catalogue(), extract_settings.k,
+                                 extract_settings.two_person_share, today())
+    except Exception:  # a preview is advice: the page must still open
+        log.exception("risk preview failed for application %s", application.id)
+        result = preview.Unavailable("The risk preview could not be computed; the error has been logged.")
+    return result, committee
+
+
 @bp.get("/<int:application_id>")
 @requires(Permission.VIEW_PROJECTS)
 def view(application_id: int) -> Any:
@@ -96,12 +119,16 @@ def view(application_id: int) -> Any:
     assignment = dac.assignment_of(user, application)
     reviewer_choices = dac.reviewers_available(session, application) \
         if has_permission(user, Permission.CHAIR_DAC) else []
+    risk, exact = risk_for(user, application)
     return render_template(
         "applications/view.html", application=application, user=user, problems=problems,
         can_edit=applications.can_edit_application(user, application), owners=APPLICATION_OWNERS,
         assignment=assignment, recused=dac.is_recused(user, application),
         auto_conflict=dac.automatic_conflict(user, application),
         reviews=dac.visible_reviews(user, application), quorum=dac.quorum(application, settings().dac),
+        count_visible=dac.count_visible(user, application), risk=risk, exact=exact,
+        rounded_count=preview.rounded_count, rounded_share=preview.rounded_share, targets=preview.TARGETS,
+        describe_generalisation=preview.describe,
         reviewer_choices=reviewer_choices, member_form=MemberForm(), action_form=EmptyForm(),
         assign_form=AssignForm(), conflict_form=ConflictForm(), review_form=ReviewForm(),
         decision_form=DecisionForm(), catalogue=catalogue(), is_chair=has_permission(user, Permission.CHAIR_DAC),
@@ -171,6 +198,25 @@ def variables(application_id: int) -> Any:
     return render_template("applications/variables.html", application=application, catalogue=catalogue(),
                            chosen=chosen, form=form, extra=extra, requestable=requestable,
                            needs_justification=needs_justification), 422 if extra else 200
+
+
+@bp.post("/<int:application_id>/risk/apply")
+@requires(Permission.APPLY)
+def apply_suggestion(application_id: int) -> Any:
+    """One click: the risk preview's suggestion (a generalisation, perhaps fewer variables) becomes the draft's."""
+    application = _load(application_id)
+    if not EmptyForm().validate_on_submit():
+        return _to(application)
+    generalisation: dict[str, Any] = {name: request.form[name] for name in GENERALISATION_FIELDS
+                                      if request.form.get(name)}
+    if str(generalisation.get("age_band_years", "")).isdigit():  # a form sends text; the setting is a number
+        generalisation["age_band_years"] = int(generalisation["age_band_years"])
+    return _attempt(application, "The suggestion is applied to your draft: the risk preview shows the result.",
+                    applications.apply_generalisation, require_user(), application, generalisation,
+                    request.form.getlist("drop"))
+
+
+GENERALISATION_FIELDS = ("date_of_birth", "age_band_years", "event_dates", "lsoa", "area_code", "imd_decile")
 
 
 @bp.post("/<int:application_id>/members")
@@ -272,14 +318,10 @@ def decide(application_id: int) -> Any:
     application = _load(application_id)
     form = DecisionForm()
     if form.validate_on_submit():
-        end: dt.date | None = None
-        raw_end = (form.access_end_date.data or "").strip()
-        if raw_end:
-            try:
-                end = dt.date.fromisoformat(raw_end)
-            except ValueError:
-                flash("Enter the access end date like 2027-12-31.", "error")
-                return _to(application)
+        end, problem = dates.parse(form.access_end_date.data)
+        if problem:
+            flash(f"Access end date: {problem}", "error")
+            return _to(application)
         outcome = form.outcome.data or ""
         return _attempt(application, f"Decision recorded: {outcome.replace('_', ' ')}.", dac.decide,
                         require_user(), application, settings().dac, outcome=outcome,

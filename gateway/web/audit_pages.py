@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request, stream_with_context
 
-from gateway import audit
+from gateway import audit, csv_safe
 from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db
 from gateway.web.forms import AuditFilterForm
+from gateway.web.recorded import records_download
+from projects import dates
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -24,13 +24,10 @@ CSV_COLUMNS = ["seq", "occurred_at", "actor", "action", "object_type", "object_i
 
 
 def parse_day(value: str | None, field: str, errors: dict[str, list[str]]) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-    except ValueError:
-        errors[field] = ["Enter a date like 2026-11-21."]
-        return None
+    day, problem = dates.parse(value)
+    if problem:
+        errors[field] = [problem]
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
 
 
 def filters_from(form: AuditFilterForm) -> tuple[audit.AuditFilter, dict[str, list[str]]]:
@@ -66,6 +63,7 @@ def events() -> Any:
 
 @bp.get("/events.csv")
 @requires(Permission.VIEW_AUDIT_LOG)
+@records_download("audit_log")
 def export_csv() -> Any:
     form = AuditFilterForm(request.args)
     form.validate()
@@ -77,21 +75,30 @@ def export_csv() -> Any:
     session = db()
 
     def generate() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        for event in audit.iter_all(session, filters):
-            writer.writerow([event.seq, event.occurred_at.isoformat(), event.actor_label, event.action,
-                             event.object_type, event.object_id or "", json.dumps(event.details, sort_keys=True),
-                             event.prev_hash, event.hash])
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-        yield buffer.getvalue()
+        rows = ([event.seq, event.occurred_at.isoformat(), event.actor_label, event.action, event.object_type,
+                 event.object_id or "", json.dumps(event.details, sort_keys=True), event.prev_hash, event.hash]
+                for event in audit.iter_all(session, filters))
+        yield from csv_safe.stream_rows(CSV_COLUMNS, rows)
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(stream_with_context(generate()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'})
+
+
+WINDOWS = {1: "the last hour", 24: "the last day", 168: "the last 7 days", 720: "the last 30 days"}
+
+
+@bp.get("/refusals")
+@requires(Permission.VIEW_AUDIT_LOG)
+def refusals() -> Any:
+    """Repeated refused requests per person: a simple signal of somebody trying ids that are not theirs."""
+    hours = request.args.get("hours", 24, type=int)
+    hours = hours if hours in WINDOWS else 24
+    minimum = min(max(request.args.get("minimum", 5, type=int) or 5, 1), 1000)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)
+    rows = audit.refusals_by_actor(db(), since, minimum)
+    return render_template("audit/refusals.html", rows=rows, hours=hours, minimum=minimum, windows=WINDOWS,
+                           since=since)
 
 
 @bp.get("/verify")

@@ -20,6 +20,7 @@ from gateway.permissions import Permission, has_permission
 from gateway.web.access import public, requires
 from gateway.web.context import current_user, db, require_user, run, settings, today
 from gateway.web.forms import EmptyForm
+from gateway.web.recorded import records_download
 from projects import applications, lifecycle
 from projects.models import Application, Project
 
@@ -163,6 +164,7 @@ def _invoice_page(invoice_id: int, errors: dict[str, list[str]] | None = None,
 
 @bp.get("/invoices/<int:invoice_id>.pdf")
 @requires(Permission.VIEW_PROJECTS)
+@records_download("invoice", "invoice_id")
 def invoice_as_pdf(invoice_id: int) -> Any:
     invoice, project = _invoice(invoice_id)
     return Response(invoice_pdf(invoice, project), mimetype="application/pdf", headers={
@@ -171,6 +173,7 @@ def invoice_as_pdf(invoice_id: int) -> Any:
 
 @bp.get("/invoices/<int:invoice_id>.csv")
 @requires(Permission.VIEW_PROJECTS)
+@records_download("invoice", "invoice_id")
 def invoice_as_csv(invoice_id: int) -> Any:
     invoice, project = _invoice(invoice_id)
     return Response(invoice_csv(invoice, project), mimetype="text/csv", headers={
@@ -279,6 +282,7 @@ def set_budget(project_id: int) -> Any:
 
 @bp.get("/projects/<int:project_id>/statement")
 @requires(Permission.VIEW_PROJECTS)  # the project's team and finance: decided per project
+@records_download("project", "project_id")
 def statement(project_id: int) -> Any:
     user = require_user()
     project = lifecycle.get_project(db(), user, project_id)

@@ -63,6 +63,9 @@ class CreateUserForm(FlaskForm):
 
 class RolesForm(FlaskForm):
     roles = MultiCheckboxField("Roles", choices=role_choices())
+    # the second step (the confirmation page) adds why, and that the change was looked at
+    reason = TextAreaField("Why are these roles changing?", validators=[Optional(), Length(max=2000)])
+    confirm = BooleanField("I have checked the roles added and removed above")
 
 
 class EmptyForm(FlaskForm):
@@ -209,6 +212,14 @@ class DecisionForm(FlaskForm):
 
 class ReasonForm(FlaskForm):
     reason = TextAreaField("Reason", validators=[DataRequired("Give a reason"), Length(max=2000)])
+
+
+class ConfirmedReasonForm(FlaskForm):
+    """A high-impact action's second step: a reason for the record, and a tick that the consequences were read."""
+
+    reason = TextAreaField("Reason (recorded in the audit log)",
+                           validators=[DataRequired("Give a reason"), Length(max=2000)])
+    confirm = BooleanField("I have read what this does", validators=[DataRequired("Tick to confirm")])
 
 
 class AgreementForm(FlaskForm):

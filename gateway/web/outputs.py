@@ -22,6 +22,7 @@ from gateway.web.access import requires
 from gateway.web.context import current_user, db, require_user, run, settings
 from gateway.web.forms import EmptyForm
 from gateway.web.forms_errors import apply_errors
+from gateway.web.recorded import records_download
 from projects import lifecycle
 from projects.lifecycle import is_member
 from projects.models import Project
@@ -247,6 +248,7 @@ def package_response(item: OutputRequest, user: User) -> Any:
 
 @bp.get("/<int:request_id>/package")
 @requires(Permission.VIEW_PROJECTS)  # the project's members (and checkers), once released
+@records_download("output_request", "request_id")
 def package(request_id: int) -> Any:
     user = require_user()
     return package_response(_load(request_id), user)

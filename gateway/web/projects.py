@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, url_for
 
 from gateway.errors import Conflict, InvalidTransition, ValidationError
 from gateway.extracts import service as extracts
+from gateway.models import User
 from gateway.permissions import Permission
 from gateway.web.access import requires
 from gateway.web.context import db, end_transaction, require_user, run, settings
-from gateway.web.forms import EmptyForm, ReasonForm
+from gateway.web.forms import ConfirmedReasonForm, EmptyForm, ReasonForm
+from gateway.web.recorded import records_download
 from gateway.workspaces import service
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
@@ -55,11 +57,24 @@ def view(project_id: int) -> Any:
                                                                                        ProjectState.EXPIRED})
 
 
+@bp.get("/<int:project_id>/revoke")
+@requires(Permission.MANAGE_PROJECTS)
+def confirm_revoke(project_id: int) -> Any:
+    """Revoking is final (workspaces stop, the pseudonym key is destroyed): a page of its own, with a reason."""
+    project = _load(project_id)
+    lifecycle.check_can_change_state(require_user(), project, "revoke")
+    return render_template("projects/confirm_revoke.html", project=project, form=ConfirmedReasonForm())
+
+
 @bp.post("/<int:project_id>/<any(suspend, reinstate, revoke, close):action>")
 @requires(Permission.VIEW_PROJECTS)  # who may do which is decided by the lifecycle rules
 def change_state(project_id: int, action: str) -> Any:
     project = _load(project_id)
     lifecycle.check_can_change_state(require_user(), project, action)
+    if action == "revoke":
+        confirmed = ConfirmedReasonForm()
+        if not confirmed.validate_on_submit():
+            return render_template("projects/confirm_revoke.html", project=project, form=confirmed), 422
     form = ReasonForm()
     if not form.validate_on_submit():
         flash("Give a reason.", "error")
@@ -104,15 +119,45 @@ def refresh_extract(project_id: int) -> Any:
     return redirect(url_for("projects.view", project_id=project.id))
 
 
+def _version(project: Project, version: int) -> Any:
+    row = next((v for v in extracts.versions(db(), project) if v.version == version), None)
+    if row is None:
+        abort(404)
+    return row
+
+
+def _release_page(project: Project, version: int, form: ConfirmedReasonForm, status: int = 200) -> Any:
+    row = _version(project, version)
+    proposer = db().get(User, row.release_proposed_by_id) if row.release_proposed_by_id else None
+    newest = max(v.version for v in extracts.versions(db(), project))
+    return render_template("projects/confirm_release.html", project=project, row=row, form=form,
+                           two_person=extracts.needs_second_person(settings(), row), proposer=proposer,
+                           newest=newest, threshold=settings().extracts.two_person_share), status
+
+
+@bp.get("/<int:project_id>/extracts/<int:version>/release")
+@requires(Permission.RELEASE_EXTRACTS)
+def confirm_release(project_id: int, version: int) -> Any:
+    """What releasing this version means (its risk, who proposed it), then a reason and a confirmation."""
+    return _release_page(_load(project_id), version, ConfirmedReasonForm())
+
+
 @bp.post("/<int:project_id>/extracts/<int:version>/release")
 @requires(Permission.RELEASE_EXTRACTS)
 def release_extract(project_id: int, version: int) -> Any:
     project = _load(project_id)
-    if EmptyForm().validate_on_submit():
-        try:
-            run(extracts.release_held, settings(), require_user(), project, version)
-        except Conflict as exc:
-            flash(exc.message, "error")
+    form = ConfirmedReasonForm()
+    if not form.validate_on_submit():
+        _version(project, version)
+        return _release_page(project, version, form, 422)
+    try:
+        outcome = run(extracts.release_held, settings(), require_user(), project, version, form.reason.data or "")
+    except Conflict as exc:
+        flash(exc.message, "error")
+    else:
+        if outcome == "proposed":
+            flash(f"Release of version {version} proposed. It is high risk: a second custodian must confirm it.",
+                  "success")
         else:
             flash(f"Version {version} released: it is now the project's live extract.", "success")
     return redirect(url_for("projects.view", project_id=project.id))
@@ -120,12 +165,20 @@ def release_extract(project_id: int, version: int) -> Any:
 
 @bp.get("/<int:project_id>/extracts/<int:version>/manifest.json")
 @requires(Permission.VIEW_PROJECTS)
+@records_download("project", "project_id")
 def extract_manifest(project_id: int, version: int) -> Any:
+    return jsonify(_version(_load(project_id), version).manifest)
+
+
+@bp.get("/<int:project_id>/extracts/<int:version>/risk-report.json")
+@requires(Permission.VIEW_PROJECTS)
+@records_download("project", "project_id")
+def risk_report(project_id: int, version: int) -> Any:
     project = _load(project_id)
-    row = next((v for v in extracts.versions(db(), project) if v.version == version), None)
-    if row is None:
-        abort(404)
-    return jsonify(row.manifest)
+    _version(project, version)
+    response = Response(extracts.risk_report(settings(), project, version), mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="{project.reference}-v{version}-risk.json"'
+    return response
 
 
 @bp.post("/<int:project_id>/amendments")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, session
 
+from gateway import csv_safe
 from gateway.web.access import public
 from gateway.web.context import catalogue, current_user, db
+from gateway.web.recorded import records_download
 from projects import register as register_rows
 
 bp = Blueprint("register", __name__)
@@ -39,16 +39,15 @@ def page() -> Any:
 
 @bp.get("/register.csv")
 @public
+@records_download("register")
 def as_csv() -> Response:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=register_rows.COLUMNS)
-    writer.writeheader()
-    writer.writerows(_cache().snapshot(db(), catalogue())[1])
-    return Response(buffer.getvalue(), mimetype="text/csv",
+    text = csv_safe.dicts_to_text(register_rows.COLUMNS, _cache().snapshot(db(), catalogue())[1])
+    return Response(text, mimetype="text/csv",
                     headers={"Content-Disposition": 'attachment; filename="londonsde-data-use-register.csv"'})
 
 
 @bp.get("/register.json")
 @public
+@records_download("register")
 def as_json() -> Response:
     return jsonify(_cache().rows(db(), catalogue()))

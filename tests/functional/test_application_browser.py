@@ -135,13 +135,14 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     screenshot(page, "dac-recused")
     sign_out(page)
 
-    # 5. blinded votes: a reviewer sees the others' votes only after casting their own
+    # 5. blinded votes: before the chair decides, a reviewer sees only their own vote, not how many are in
     for username, vote in (("dac1", "#vote-0"), ("laymember", "#vote-1")):
         as_user(page, live_server, username)
         open_application(page, live_server, title)
         expect(page.get_by_test_id("conflict-form")).to_be_visible()
+        expect(page.get_by_test_id("quorum")).to_contain_text("3 votes needed, including 1 from a lay member")
+        expect(page.get_by_test_id("quorum")).not_to_contain_text(" of 3")
         if username == "laymember":
-            expect(page.get_by_test_id("quorum")).to_contain_text("including 0 of 1 from a lay member")
             screenshot(page, "dac-lay-member-declare")
         page.locator("#conflict-0").check()
         page.get_by_role("button", name="Save declaration").click()
@@ -149,12 +150,14 @@ def test_accreditation_to_application_to_dac_decision_to_register(
         page.locator(vote).check()
         page.get_by_label("Comments for the applicant").fill("Clear and well justified.")
         if username == "laymember":
-            expect(page.get_by_text("Other reviewers' votes are hidden until you submit your own.")).to_be_visible()
+            expect(page.get_by_text("Other reviewers' votes, and how many there are, stay hidden until the chair "
+                                    "decides.")).to_be_visible()
             screenshot(page, "dac-lay-member-vote")
         page.get_by_role("button", name="Submit vote").click()
         expect(page.get_by_test_id("reviews")).to_be_visible()
         if username == "laymember":
-            expect(page.get_by_test_id("reviews")).to_contain_text("Dr Kwame Mensah")  # unblinded after voting
+            expect(page.get_by_test_id("reviews")).not_to_contain_text("Dr Kwame Mensah")  # still blinded
+            expect(page.get_by_test_id("quorum")).not_to_contain_text(" of 3")
             screenshot(page, "dac-lay-member-after-vote")
         sign_out(page)
 

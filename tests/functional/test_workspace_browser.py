@@ -80,10 +80,10 @@ def approved_project_with_extract(settings: Settings, factory: sessionmaker[Sess
         f.accredit(s, "researcher")
     project_id = f.approved_project(factory)
     extracts.run_queued_builds(settings, factory)
-    with unit_of_work(factory) as s:
-        project = s.get(Project, project_id)
-        if current_extract(settings.extracts_root, project) is None:  # held on this small population
-            extracts.release_held(s, settings, f.user(s, "admin"), project, 1)
+    with factory() as s:
+        held = current_extract(settings.extracts_root, s.get(Project, project_id)) is None
+    if held:  # on this small population
+        f.release_extract(settings, factory, project_id, 1)
     return project_id
 
 

@@ -96,7 +96,8 @@ def test_unknown_object_is_404_and_unknown_route_is_json_404(client: FlaskClient
 
 def test_admin_cannot_change_own_roles_via_api(client: FlaskClient, token_for, demo_users: dict[str, int]) -> None:
     admin = auth(token_for("admin"))
-    response = client.put(f"/api/v1/users/{demo_users['admin']}/roles", headers=admin, json={"roles": ["auditor"]})
+    response = client.put(f"/api/v1/users/{demo_users['admin']}/roles", headers=admin,
+                          json={"roles": ["auditor"], "reason": "Moving to oversight."})
     assert response.status_code == 403
     assert client.get("/api/v1/me", headers=admin).json["roles"] == ["admin"]
 

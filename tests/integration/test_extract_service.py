@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import audit
 from gateway.config import Settings
 from gateway.db import unit_of_work
-from gateway.errors import Conflict, PermissionDenied
+from gateway.errors import Conflict, PermissionDenied, ValidationError
 from gateway.extracts import service
 from gateway.extracts.models import ExtractBuild, ExtractVersion, ProjectKey
 from gateway.worker import run_once
@@ -53,10 +53,13 @@ def test_approval_queues_a_build_that_the_worker_runs(settings: Settings, sessio
         assert audit.verify(s).ok
 
 
+REASON = "Risk report reviewed: the small classes are in borough x sex only."
+
+
 def test_custodian_releases_a_held_version_and_others_cannot(settings: Settings,
                                                              session_factory: sessionmaker[Session],
                                                              project_id: int) -> None:
-    settings.extracts.k = 1000  # every class is smaller: the version is held
+    settings.extracts.k = 1000  # every class is smaller: the version is held, and high risk
     service.run_queued_builds(settings, session_factory)
     with unit_of_work(session_factory) as s:
         project = s.get(Project, project_id)
@@ -64,22 +67,52 @@ def test_custodian_releases_a_held_version_and_others_cannot(settings: Settings,
         assert version.status == "held_for_custodian"
         assert current_extract(settings.extracts_root, project) is None  # not live: workspaces cannot open
         with pytest.raises(PermissionDenied):
-            service.release_held(s, settings, f.user(s, "researcher"), project, 1)
-        service.release_held(s, settings, f.user(s, "admin"), project, 1)
+            service.release_held(s, settings, f.user(s, "researcher"), project, 1, REASON)
+        with pytest.raises(ValidationError):  # no reason, no release
+            service.release_held(s, settings, f.user(s, "admin"), project, 1, "  ")
+        assert service.release_held(s, settings, f.user(s, "admin"), project, 1, REASON) == "proposed"
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert current_extract(settings.extracts_root, project) is None  # one custodian is not enough
+        with pytest.raises(PermissionDenied, match="different custodian"):
+            service.release_held(s, settings, f.user(s, "admin"), project, 1, REASON)
+        assert service.release_held(s, settings, f.user(s, "custodian"), project, 1, "Agreed.") == "released"
     with session_factory() as s:
         project = s.get(Project, project_id)
         assert current_extract(settings.extracts_root, project).name == "v1"
         with pytest.raises(Conflict):
-            service.release_held(s, settings, f.user(s, "admin"), project, 1)
+            service.release_held(s, settings, f.user(s, "custodian"), project, 1, REASON)
+        [event] = audit.search(s, audit.AuditFilter(action="extract.released"))
+        assert event.actor_label == "custodian" and event.details["proposed_by"] == "admin"
+        assert event.details["reason"] == "Agreed." and event.details["proposal_reason"] == REASON
+
+
+def test_a_low_risk_held_version_needs_one_custodian_with_a_reason(
+        settings: Settings, session_factory: sessionmaker[Session], project_id: int) -> None:
+    settings.extracts.k = 1000
+    settings.extracts.two_person_share = 1.0  # only a version with every record in a small class needs two
+    service.run_queued_builds(settings, session_factory)
+    with unit_of_work(session_factory) as s:
+        row = s.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project_id))
+        row.share_below_k = 0.5  # as if half the records were in small classes
+        assert service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1,
+                                    REASON) == "released"
+
+
+def _proposed(settings: Settings, factory: sessionmaker[Session], project_id: int) -> None:
+    with unit_of_work(factory) as s:
+        assert service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1,
+                                    REASON) == "proposed"
 
 
 def test_a_release_that_does_not_commit_leaves_the_extract_unreleased(
         settings: Settings, session_factory: sessionmaker[Session], project_id: int) -> None:
     settings.extracts.k = 1000
     service.run_queued_builds(settings, session_factory)
+    _proposed(settings, session_factory, project_id)
     with session_factory() as s:
         project = s.get(Project, project_id)
-        service.release_held(s, settings, f.user(s, "admin"), project, 1)
+        service.release_held(s, settings, f.user(s, "custodian"), project, 1, REASON)
         s.rollback()  # e.g. the commit failed: no record, so the extract must not go live
         assert current_extract(settings.extracts_root, project) is None
     with session_factory() as s:
@@ -91,10 +124,11 @@ def test_the_worker_makes_a_committed_release_live_if_the_process_died_before_it
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings.extracts.k = 1000
     service.run_queued_builds(settings, session_factory)
+    _proposed(settings, session_factory, project_id)
     with monkeypatch.context() as m:  # the process "dies" between the commit and the pointer move
         m.setattr(service, "_move_pointer_forward", lambda *a: None)
         with unit_of_work(session_factory) as s:
-            service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1)
+            service.release_held(s, settings, f.user(s, "custodian"), s.get(Project, project_id), 1, REASON)
     with session_factory() as s:
         assert current_extract(settings.extracts_root, s.get(Project, project_id)) is None
     run_once(settings, session_factory)  # the queued extract.make_live message repairs it
@@ -105,11 +139,12 @@ def test_the_worker_makes_a_committed_release_live_if_the_process_died_before_it
 def test_a_failed_refresh_leaves_the_live_version(settings: Settings, session_factory: sessionmaker[Session],
                                                   project_id: int, tmp_path) -> None:
     service.run_queued_builds(settings, session_factory)
+    with session_factory() as s:
+        held = current_extract(settings.extracts_root, s.get(Project, project_id)) is None
+    if held:  # on this small population
+        f.release_extract(settings, session_factory, project_id, 1)
     with unit_of_work(session_factory) as s:
-        project, admin = s.get(Project, project_id), f.user(s, "admin")
-        if current_extract(settings.extracts_root, project) is None:  # held on this small population
-            service.release_held(s, settings, admin, project, 1)
-        service.refresh(s, admin, project)
+        service.refresh(s, f.user(s, "admin"), s.get(Project, project_id))
     settings.extracts.source_dir = tmp_path / "missing"
     assert service.run_queued_builds(settings, session_factory) == []
     with session_factory() as s:  # a failed refresh is not charged

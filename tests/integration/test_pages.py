@@ -101,12 +101,12 @@ def test_audit_page_filters_and_csv_export(client: FlaskClient, session_factory:
                                            demo_users: dict[str, int]) -> None:
     sign_in_session(client, session_factory, "auditor")
     html = client.get("/audit/?action=user.created&actor=demo-seed").get_data(as_text=True)
-    assert html.count("user.created") >= 12
+    assert html.count("user.created") >= 13
     bad = client.get("/audit/?since=21/11/2026")
-    assert bad.status_code == 422 and "Enter a date like" in bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "Enter a real date, like" in bad.get_data(as_text=True)
     csv_response = client.get("/audit/events.csv?action=user.created")
     lines = csv_response.get_data(as_text=True).strip().splitlines()
     csv_response.close()
     assert lines[0].startswith("seq,occurred_at,actor,action")
-    assert len(lines) == 13 and all(",user.created," in line for line in lines[1:])
+    assert len(lines) == 14 and all(",user.created," in line for line in lines[1:])
     assert csv_response.headers["Content-Disposition"].startswith("attachment")

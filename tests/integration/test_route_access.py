@@ -63,6 +63,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("audit.events", "GET"): frozenset({Role.AUDITOR}),
     ("audit.export_csv", "GET"): frozenset({Role.AUDITOR}),
     ("audit.verify", "GET"): frozenset({Role.AUDITOR}),
+    ("audit.refusals", "GET"): frozenset({Role.AUDITOR}),
     ("api.openapi", "GET"): PUBLIC,
     ("api.me", "GET"): ALL,
     ("api.list_tokens", "GET"): ALL,
@@ -126,6 +127,9 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("applications.submit", "GET"): frozenset({Role.RESEARCHER}),
     ("applications.submit", "POST"): frozenset({Role.RESEARCHER}),
     ("applications.withdraw", "POST"): frozenset({Role.RESEARCHER}),
+    ("applications.apply_suggestion", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.get_risk_preview", "GET"): DAC | {Role.RESEARCHER, Role.ADMIN},
+    ("api.apply_risk_suggestion", "POST"): frozenset({Role.RESEARCHER}),
     ("applications.assign", "POST"): frozenset({Role.DAC_CHAIR}),
     ("applications.conflict", "POST"): DAC,
     ("applications.review", "POST"): DAC,
@@ -234,7 +238,10 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     # extracts: everyone who can see the project sees its versions; the custodian (admin) builds and releases
     ("projects.refresh_extract", "POST"): frozenset({Role.ADMIN}),
     ("projects.release_extract", "POST"): frozenset({Role.ADMIN}),
+    ("projects.confirm_release", "GET"): frozenset({Role.ADMIN}),
+    ("projects.confirm_revoke", "GET"): frozenset({Role.ADMIN}),
     ("projects.extract_manifest", "GET"): ALL,
+    ("projects.risk_report", "GET"): ALL,
     ("api.list_extracts", "GET"): ALL,
     ("api.refresh_extract", "POST"): frozenset({Role.ADMIN}),
     ("api.release_extract", "POST"): frozenset({Role.ADMIN}),
@@ -247,7 +254,8 @@ ENTITLEMENT_DEPENDENT = {"api.open_workspace"}
 # checks access here; the state rules have their own tests.
 STATE_DEPENDENT = {
     "api.patch_application", "api.put_variables", "api.add_member", "api.remove_member", "api.submit_application",
-    "api.post_review", "api.post_decision", "api.reinstate_project", "api.close_project", "api.release_extract",
+    "api.post_review", "api.post_decision", "api.apply_risk_suggestion",
+    "api.reinstate_project", "api.close_project", "api.release_extract",
 }
 
 STATE_DEPENDENT |= {"api.issue_invoice", "api.add_invoice_line"}  # the sample invoice is already issued
@@ -260,7 +268,8 @@ STATE_DEPENDENT |= {"api.vote_output_file", "api.submit_output_review", "api.dec
 # route, for a researcher of another project, is walked in test_object_access.py.)
 HIDDEN_OBJECTS = {
     "accreditation.detail", "accreditation.certificate", "api.get_accreditation", "api.get_accreditation_certificate",
-    "applications.view", "api.get_application", "charging.application_quote", "api.get_application_quote",
+    "applications.view", "api.get_application", "api.get_risk_preview", "charging.application_quote",
+    "api.get_application_quote",
     "charging.invoice", "charging.invoice_as_pdf", "charging.invoice_as_csv", "api.get_invoice",
     "api.get_invoice_pdf", "api.get_invoice_csv", "outputs.view", "outputs.comment", "outputs.package",
     "api.get_output_request", "api.get_output_package",
@@ -280,7 +289,7 @@ def _reaches_route(app: Flask, endpoint: str, role: Role) -> bool:
 JSON_BODIES: dict[str, Any] = {
     "api.create_token": {"name": "walk", "days": 1},
     "api.create_user": {"username": "walkuser{n}", "display_name": "Walk User", "password": "a-long-password-1"},
-    "api.set_roles": {"roles": ["researcher"]},
+    "api.set_roles": {"roles": ["researcher"], "reason": "walk"},
     "api.set_active": {"is_active": True},
     "api.put_totp_policy": {"totp_required": []},
     "api.create_organisation": {"name": "Walk Organisation {n}", "org_type": "charity"},
@@ -301,6 +310,8 @@ JSON_BODIES: dict[str, Any] = {
     "api.close_project": {"reason": "walk"},
     "api.publish_agreement": {"text": "A newer agreement for the route walk, long enough."},
     "api.put_budget": {"cap_pence": 5000000, "reason": "walk"},
+    "api.release_extract": {"reason": "walk"},
+    "api.apply_risk_suggestion": {"generalisation": {"date_of_birth": "year"}},
     "api.run_invoices": lambda w: {"month": w.last_month()},
     "api.add_invoice_line": {"description": "walk", "quantity": 1, "unit_pence": 100},
     "api.pay_invoice": {"reference": "walk"},

@@ -1,7 +1,7 @@
 """workspace sessions remember their hub user (hub names derived from the user id)
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
