@@ -145,7 +145,9 @@ def open_in(instance: Instance) -> dict[str, object]:
         project = next(p for p in s.scalars(select(Project).where(Project.state == ProjectState.ACTIVE))
                        if any(m.user.username == "researcher2" for m in p.members))
         if current_extract(settings.extracts_root, project) is None:  # held on this small population
-            extracts.release_held(s, settings, f.user(s, "admin"), project, 1)
+            reason = "Small synthetic population in a test instance."
+            if extracts.release_held(s, settings, f.user(s, "admin"), project, 1, reason) == "proposed":
+                assert extracts.release_held(s, settings, f.user(s, "custodian"), project, 1, reason) == "released"
         researcher, project_id, server = f.user(s, "researcher2"), project.id, workspace_id(project)
         hub_user, user_id = hub_username(researcher), researcher.id
     url = open_workspace(factory, settings, user_id, project_id)
