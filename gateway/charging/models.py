@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base, UTCDateTime, utcnow
@@ -17,6 +17,9 @@ from gateway.models import User
 
 METER_KINDS = ("seat_month", "output_check", "extract_refresh", "compute", "fee")
 INVOICE_STATES = ("draft", "issued", "paid", "void")
+# Money: 64-bit, because a month of heavy use summed over many lines can pass 2**31 pence (migration 0021).
+# SQLite's INTEGER is already 64-bit, so the type there stays INTEGER and its tables need no rebuild.
+Pence = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def _pair(prefix: str) -> CheckConstraint:
@@ -50,9 +53,9 @@ class FrozenQuote(Base):
     multiplier_basis_points: Mapped[int] = mapped_column(Integer)
     vat_basis_points: Mapped[int] = mapped_column(Integer)  # 0 when the organisation rule has no VAT
     currency: Mapped[str] = mapped_column(String(3))
-    net_pence: Mapped[int] = mapped_column(Integer)
-    vat_pence: Mapped[int] = mapped_column(Integer)
-    total_pence: Mapped[int] = mapped_column(Integer)
+    net_pence: Mapped[int] = mapped_column(Pence)
+    vat_pence: Mapped[int] = mapped_column(Pence)
+    total_pence: Mapped[int] = mapped_column(Pence)
     frozen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     frozen_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
@@ -69,8 +72,8 @@ class FrozenQuoteLine(Base):
     code: Mapped[str] = mapped_column(String(40))
     description: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[int] = mapped_column(Integer)
-    unit_pence: Mapped[int] = mapped_column(Integer)
-    amount_pence: Mapped[int] = mapped_column(Integer)
+    unit_pence: Mapped[int] = mapped_column(Pence)
+    amount_pence: Mapped[int] = mapped_column(Pence)
 
 
 class MeterEvent(Base):
@@ -95,7 +98,7 @@ class MeterEvent(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     description: Mapped[str] = mapped_column(String(300), default="")
-    amount_pence: Mapped[int | None] = mapped_column(Integer)  # fees are priced when their quote is frozen
+    amount_pence: Mapped[int | None] = mapped_column(Pence)  # fees are priced when their quote is frozen
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
 
     user: Mapped[User | None] = relationship()
@@ -132,9 +135,9 @@ class Invoice(Base):
     tariff_version_id: Mapped[str | None] = mapped_column(ForeignKey("tariff_versions.id"))
     org_type: Mapped[str] = mapped_column(String(20))
     vat_basis_points: Mapped[int] = mapped_column(Integer)
-    net_pence: Mapped[int] = mapped_column(Integer, default=0)
-    vat_pence: Mapped[int] = mapped_column(Integer, default=0)
-    total_pence: Mapped[int] = mapped_column(Integer, default=0)
+    net_pence: Mapped[int] = mapped_column(Pence, default=0)
+    vat_pence: Mapped[int] = mapped_column(Pence, default=0)
+    total_pence: Mapped[int] = mapped_column(Pence, default=0)
     credits_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"), index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -173,8 +176,8 @@ class InvoiceLine(Base):
     description: Mapped[str] = mapped_column(String(300))
     period: Mapped[str] = mapped_column(String(7))
     quantity: Mapped[int] = mapped_column(Integer)
-    unit_pence: Mapped[int] = mapped_column(Integer)
-    amount_pence: Mapped[int] = mapped_column(Integer)
+    unit_pence: Mapped[int] = mapped_column(Pence)
+    amount_pence: Mapped[int] = mapped_column(Pence)
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
@@ -190,10 +193,10 @@ class ProjectBudget(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), unique=True)
-    cap_pence: Mapped[int] = mapped_column(Integer)
+    cap_pence: Mapped[int] = mapped_column(Pence)
     reason: Mapped[str] = mapped_column(Text, default="")
     set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     set_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    warned_cap_pence: Mapped[int | None] = mapped_column(Integer)
+    warned_cap_pence: Mapped[int | None] = mapped_column(Pence)
     exhausted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

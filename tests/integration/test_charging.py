@@ -369,3 +369,17 @@ def test_invoice_documents(world: sessionmaker[Session]) -> None:
         csv_text = invoice_csv(invoice, project)
         assert project.reference in csv_text and "1431.00" in csv_text and "Total" in csv_text
         assert s.scalar(select(func.count()).select_from(InvoiceLine)) == 3
+
+
+def test_an_invoice_past_two_to_the_31_pence_is_stored_whole(world: sessionmaker[Session]) -> None:
+    """A month of heavy metered use can total more than 2**31 pence (about £21m): money columns are 64-bit."""
+    project_id = f.approved_project(world)
+    with unit_of_work(world) as s:
+        metering.record_meter_event(s, project_of(s, project_id), "output_check", 40_000_000, "checks:huge",
+                                    f.user(s, "researcher"))
+    [invoice_id] = [i.id for i in run(world).created]
+    with world() as s:
+        invoice = s.get(Invoice, invoice_id)
+        assert invoice is not None and invoice.net_pence > 2**31
+        assert invoice.total_pence == invoice.net_pence + invoice.vat_pence
+        assert max(line.amount_pence for line in invoice.lines) > 2**31
