@@ -6,6 +6,7 @@ Network probes target only listeners this test starts, on loopback or on the tes
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -16,9 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 
+from gateway.outputs.checks import recompute
 from gateway.workspaces.hub import HubClient
 from gateway.workspaces.spec import TIERS, WorkspaceSpec
 from gateway.workspaces.tickets import mint_ticket
@@ -265,7 +268,7 @@ def _code_cells(notebook: Path) -> str:
     return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 
 
-def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Workspace) -> None:
+def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Workspace, tmp_path: Path) -> None:
     kernel = alice.start_kernel()
     welcome = alice.execute(kernel, _code_cells(REPO / "notebooks_template" / "welcome.ipynb"))
     assert welcome.error is None, welcome.error
@@ -278,6 +281,14 @@ def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Wo
     assert sidecar["status"] in ("pass", "review")
     assert sidecar["record"]["kind"] == "crosstab"
     assert (outputs / "age_band_by_sex.csv").exists()
+    # ...and the gateway can run the recorded query again on the extract (as the gateway writes it: parquet),
+    # with the same verdict.
+    pd.read_csv(io.StringIO(ADMISSIONS)).to_parquet(tmp_path / "admissions.parquet")
+    [table] = MANIFEST["tables"]
+    as_written = {**MANIFEST, "tables": [{**table, "file": "admissions.parquet"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(as_written))
+    again = recompute(sidecar["record"], tmp_path)
+    assert again.status == sidecar["status"] and again.query["dataset"] == "admissions"
 
 
 def test_downloads_and_export_are_refused(alice: Workspace) -> None:
