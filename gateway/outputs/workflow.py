@@ -59,6 +59,9 @@ COMMENTS_OPEN_STATES = frozenset({OutputState.RETURNED, OutputState.APPROVED, Ou
                                   OutputState.REJECTED})
 
 
+EXCEPTION_DECISION_LABELS = {"accept": "accepted", "refuse": "refused"}
+
+
 def label(state: str) -> str:
     return state.replace("_", " ")
 
