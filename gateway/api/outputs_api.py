@@ -11,7 +11,7 @@ from gateway.models import User
 from gateway.outputs import service
 from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.permissions import Permission
-from gateway.web.context import db, require_user, run
+from gateway.web.context import db, require_user, run, settings
 from gateway.web.outputs import package_response
 from gateway.web.recorded import records_download
 from projects import lifecycle
@@ -220,7 +220,8 @@ def decide_output_request(request_id: int, body: DecisionIn) -> OutputRequestOut
                errors=(409,))
 def request_output_exception(request_id: int, file_id: int, body: ExceptionIn) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.request_exception, require_user(), item, service.get_file(item, file_id), body.justification)
+    run(service.request_exception, require_user(), item, service.get_file(item, file_id), body.justification,
+        settings())
     return _out(item)
 
 
@@ -230,7 +231,8 @@ def request_output_exception(request_id: int, file_id: int, body: ExceptionIn) -
                errors=(409,))
 def decide_output_exception(request_id: int, file_id: int, body: ExceptionDecisionIn) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.decide_exception, require_user(), item, service.get_file(item, file_id), body.decision, body.reason)
+    run(service.decide_exception, require_user(), item, service.get_file(item, file_id), body.decision, body.reason,
+        settings())
     return _out(item)
 
 

@@ -500,8 +500,16 @@ def automatic_check_problem(request: OutputRequest, item: OutputFile, reviewers:
     return None
 
 
+def check_no_pseudonym(settings: Settings, request: OutputRequest, field: str, text: str) -> None:
+    """Text that leaves in the release package passes the same pseudonym search as every file's bytes."""
+    if project_pseudonyms(settings, request.project).count([text]):
+        raise ValidationError("The text could not be saved: it holds a patient pseudonym.", field_errors={field: [
+            "It holds one of this project's patient pseudonyms (or a part of one); it would leave in the "
+            "release package. Remove it."]})
+
+
 def request_exception(session: Session, actor: User, request: OutputRequest, item: OutputFile,
-                      justification: str) -> OutputException:
+                      justification: str, settings: Settings) -> OutputException:
     """The author asks for a failing file to be released anyway, with a justification the checkers weigh.
 
     The exception is bound to the file's bytes now (its SHA-256); sending a new version needs a new exception.
@@ -519,6 +527,7 @@ def request_exception(session: Session, actor: User, request: OutputRequest, ite
     if len(text) < 20:
         raise ValidationError("The exception could not be saved.", field_errors={"justification": [
             "Explain why this output is safe to release although its check failed (at least 20 characters)."]})
+    check_no_pseudonym(settings, request, "justification", text)
     existing = current_exception(request, item)
     if existing is not None:
         if existing.decisions:
@@ -538,7 +547,7 @@ def request_exception(session: Session, actor: User, request: OutputRequest, ite
 
 
 def decide_exception(session: Session, actor: User, request: OutputRequest, item: OutputFile, decision: str,
-                     reason: str) -> OutputExceptionDecision:
+                     reason: str, settings: Settings) -> OutputExceptionDecision:
     """A checker accepts or refuses the exception on a file, always with a reason (one answer each, changeable
     until the request is decided)."""
     check_can_review(actor, request)
@@ -557,6 +566,7 @@ def decide_exception(session: Session, actor: User, request: OutputRequest, item
                             "in the release manifest."]
     if errors:
         raise ValidationError("Your answer to the exception could not be saved.", field_errors=errors)
+    check_no_pseudonym(settings, request, "reason", reason)
     answer = next((d for d in exception.decisions if d.checker_id == actor.id), None)
     if answer is None:
         answer = OutputExceptionDecision(checker_id=actor.id, decision=decision, reason=reason.strip()[:10000])

@@ -251,7 +251,7 @@ def request_exception(request_id: int, file_id: int) -> Any:
     item = _load(request_id)
     return _attempt(item, "Exception requested. Both checkers must accept it before the file can be released.",
                     service.request_exception, require_user(), item, service.get_file(item, file_id),
-                    request.form.get("justification", ""))
+                    request.form.get("justification", ""), settings())
 
 
 @bp.post("/<int:request_id>/files/<int:file_id>/exception/decision")
@@ -261,7 +261,7 @@ def decide_exception(request_id: int, file_id: int) -> Any:
     service.check_can_review(require_user(), item)
     return _attempt(item, "Your answer to the exception is saved.", service.decide_exception, require_user(), item,
                     service.get_file(item, file_id), request.form.get("decision", ""),
-                    request.form.get("reason", ""))
+                    request.form.get("reason", ""), settings())
 
 
 @bp.post("/<int:request_id>/return-early")

@@ -645,7 +645,7 @@ class World:
             request = s.get(OutputRequest, ids["submitted"])
             assert request is not None
             outputs.request_exception(s, f.user(s, "researcher"), request, request.files[0],
-                                      "A published national figure: no new information.")
+                                      "A published national figure: no new information.", self.settings)
         return ids
 
     def fresh_private_comment(self) -> dict[str, int]:

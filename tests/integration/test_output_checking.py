@@ -138,18 +138,21 @@ def test_an_exception_accepted_by_both_checkers_releases_the_failing_file_with_t
     from tests.support.package_scan import scan_package
 
     request_id = failing_request(session_factory, settings, project_id)
-    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
     review_all(session_factory, request_id, "checker1", "approve")
-    on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "Published figure: safe.")
+    on_file(session_factory, request_id, "checker1", service.decide_exception,
+            "accept", "Published figure: safe.", settings)
     review_all(session_factory, request_id, "checker2", "approve")
     # one acceptance is not enough
     with pytest.raises(Conflict, match="accepted by 1 of the 2 checkers"):
         act(session_factory, request_id, "checker1", service.decide, "approve", "")
     # a refusal blocks, whoever else accepted
-    on_file(session_factory, request_id, "checker2", service.decide_exception, "refuse", "Not shown to be public.")
+    on_file(session_factory, request_id, "checker2", service.decide_exception,
+            "refuse", "Not shown to be public.", settings)
     with pytest.raises(Conflict, match="refused by"):
         act(session_factory, request_id, "checker1", service.decide, "approve", "")
-    on_file(session_factory, request_id, "checker2", service.decide_exception, "accept", "Checked the ONS table.")
+    on_file(session_factory, request_id, "checker2", service.decide_exception,
+            "accept", "Checked the ONS table.", settings)
     act(session_factory, request_id, "checker2", service.decide, "approve", "")
     work(session_factory, settings)
     request = get(session_factory, request_id)
@@ -177,7 +180,7 @@ def test_an_exception_accepted_by_both_checkers_releases_the_failing_file_with_t
 def test_an_exception_is_bound_to_the_files_bytes(session_factory: sessionmaker[Session], settings: Settings,
                                                   project_id: int) -> None:
     request_id = failing_request(session_factory, settings, project_id)
-    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
     act(session_factory, request_id, "checker1", service.return_early, "Please add a footnote first.")
     # the researcher changes the file (still failing) and sends it again: the exception no longer covers it
     folder = outputs_of(settings, session_factory, "researcher", project_id)
@@ -194,27 +197,29 @@ def test_an_exception_is_bound_to_the_files_bytes(session_factory: sessionmaker[
     with pytest.raises(Conflict, match="no exception"):
         act(session_factory, request_id, "checker1", service.decide, "approve", "")
     with pytest.raises(Conflict, match="No exception has been asked for"):  # the old one cannot be answered
-        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "ok")
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "ok", settings)
 
 
 def test_exception_rules(session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
     request_id = failing_request(session_factory, settings, project_id)
     with pytest.raises(PermissionDenied):
-        on_file(session_factory, request_id, "dualrole", service.request_exception, JUSTIFICATION)  # not the author
+        on_file(session_factory, request_id, "dualrole", service.request_exception,  # not the author
+                JUSTIFICATION, settings)
     with pytest.raises(ValidationError):
-        on_file(session_factory, request_id, "researcher", service.request_exception, "   because   ")
+        on_file(session_factory, request_id, "researcher", service.request_exception, "   because   ", settings)
     with pytest.raises(Conflict, match="No exception"):
-        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "fine")
-    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION)
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "fine", settings)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
     with pytest.raises(ValidationError):
-        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "  ")
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "  ", settings)
     with pytest.raises(PermissionDenied):  # a member of the project's team cannot answer it
-        on_file(session_factory, request_id, "dualrole", service.decide_exception, "accept", "fine")
+        on_file(session_factory, request_id, "dualrole", service.decide_exception, "accept", "fine", settings)
     with pytest.raises(PermissionDenied):
-        on_file(session_factory, request_id, "researcher", service.decide_exception, "accept", "fine")
-    on_file(session_factory, request_id, "checker1", service.decide_exception, "refuse", "Not justified.")
+        on_file(session_factory, request_id, "researcher", service.decide_exception, "accept", "fine", settings)
+    on_file(session_factory, request_id, "checker1", service.decide_exception, "refuse", "Not justified.", settings)
     with pytest.raises(Conflict, match="already been answered"):
-        on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION + " Really.")
+        on_file(session_factory, request_id, "researcher", service.request_exception,
+                JUSTIFICATION + " Really.", settings)
     # blinded: the other checker does not see checker1's answer, nor does the researcher, yet
     with session_factory() as s:
         request = s.get(OutputRequest, request_id)
@@ -232,7 +237,7 @@ def test_exception_rules(session_factory: sessionmaker[Session], settings: Setti
     act(session_factory, passing, "researcher", service.submit)
     work(session_factory, settings)
     with pytest.raises(Conflict, match="did not fail"):
-        on_file(session_factory, passing, "researcher", service.request_exception, JUSTIFICATION)
+        on_file(session_factory, passing, "researcher", service.request_exception, JUSTIFICATION, settings)
 
 
 # --- early return, group votes, notifications ---------------------------------------------------------------
@@ -405,3 +410,18 @@ def test_pages_and_api_for_exceptions_early_return_and_publishing(
     assert again.status_code == 409
     page = researcher.get(f"/outputs/{request_id}").get_data(as_text=True)
     assert "Add a footnote." in page and "Published figure." in page  # the round ended: reasons are shown
+
+
+def test_a_justification_or_reason_holding_a_pseudonym_is_refused(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """The justification and the reasons leave in the manifest: they pass the same pseudonym search as files."""
+    request_id = failing_request(session_factory, settings, project_id)
+    pseudonym = str(load_extract(settings, session_factory, project_id)["pseudo_id"].iloc[0])
+    with pytest.raises(ValidationError, match="pseudonym"):
+        on_file(session_factory, request_id, "researcher", service.request_exception,
+                f"Only patient {pseudonym.upper()} is in the small cell and they agreed.", settings)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    with pytest.raises(ValidationError, match="pseudonym"):
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept",
+                f"Fine, it is {pseudonym[:14]}.", settings)
+    assert events(session_factory, request_id, "output_request.exception_decided") == []
