@@ -163,3 +163,15 @@ def test_save_output_records_the_notebook_cell_that_made_the_table(tmp_path: Pat
     assert "source" not in json.loads((tmp_path / "plain.sdc.json").read_text())
     saved = json.loads((tmp_path / "from_cell.sdc.json").read_text())
     assert saved["source"] == "save_output(out, 'from_cell', outputs_dir=folder)  # by region"
+
+
+def test_a_request_can_be_returned_early_but_only_while_it_awaits_review() -> None:
+    """Early return (issue 14): from submitted or partially reviewed, besides the decision's return."""
+    from gateway.outputs.workflow import EARLY_RETURN_STATES
+
+    assert {OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED} == EARLY_RETURN_STATES
+    for state in (OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED):
+        check_output_move(state, OutputState.RETURNED)
+    for state in (OutputState.PENDING, OutputState.APPROVED, OutputState.RELEASED, OutputState.RETURNED):
+        with pytest.raises(InvalidTransition):
+            check_output_move(state, OutputState.RETURNED)
