@@ -425,3 +425,18 @@ def test_a_justification_or_reason_holding_a_pseudonym_is_refused(
         on_file(session_factory, request_id, "checker1", service.decide_exception, "accept",
                 f"Fine, it is {pseudonym[:14]}.", settings)
     assert events(session_factory, request_id, "output_request.exception_decided") == []
+
+
+def test_removing_a_file_removes_its_exception(session_factory: sessionmaker[Session], settings: Settings,
+                                               project_id: int) -> None:
+    request_id = failing_request(session_factory, settings, project_id)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "Published.", settings)
+    act(session_factory, request_id, "checker1", service.return_early, "Split the table in two.")
+    on_file(session_factory, request_id, "researcher", service.remove_file)
+    with session_factory() as s:
+        from gateway.outputs.models import OutputException, OutputExceptionDecision
+
+        assert s.scalars(select(OutputException)).all() == []
+        assert s.scalars(select(OutputExceptionDecision)).all() == []
+    assert get(session_factory, request_id).files == []
