@@ -126,6 +126,11 @@ class ExceptionDecisionIn(Strict):
     reason: str = Field(min_length=1, max_length=10000, description="Recorded in the audit log and the manifest")
 
 
+class GroupVoteIn(Strict):
+    vote: Literal["approve", "changes_requested"]
+    comment: str = Field(default="", max_length=10000, description="Public once the round ends; optional")
+
+
 class ReturnIn(Strict):
     comment: str = Field(min_length=1, max_length=10000, description="Public: what the researcher should change")
 
@@ -242,6 +247,27 @@ def decide_output_exception(request_id: int, file_id: int, body: ExceptionDecisi
 def return_output_request(request_id: int, body: ReturnIn) -> OutputRequestOut:
     item = _load(request_id)
     run(service.return_early, require_user(), item, body.comment)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/groups/<int:group_id>/vote", "PUT",
+               summary="Your vote on every output file of a group (e.g. request changes on the whole group)",
+               tag="outputs", permission=Permission.REVIEW_OUTPUTS, body=GroupVoteIn, response=OutputRequestOut,
+               errors=(409,))
+def vote_output_group(request_id: int, group_id: int, body: GroupVoteIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.vote_group, require_user(), item, service.get_group(item, group_id), body.vote, body.comment)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/comments/<int:comment_id>/publish", "POST",
+               summary="Make your private comment public (researchers see it once the round ends)", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, response=OutputRequestOut, errors=(409,))
+def publish_output_comment(request_id: int, comment_id: int) -> OutputRequestOut:
+    user = require_user()
+    item = _load(request_id)
+    service.check_can_review(user, item)
+    run(service.publish_comment, user, item, service.get_comment(user, item, comment_id))
     return _out(item)
 
 

@@ -319,6 +319,12 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("api.return_output_request", "POST"): Case(ROLE, actor="checker1", ok=API, fresh="submitted_request",
                                                 changes=True, objects={"request_id": "submitted"},
                                                 body={"comment": "Label the axes."}),
+    ("api.vote_output_group", "PUT"): Case(ROLE, actor="checker1", ok=API, fresh="submitted_request", changes=True,
+                                           objects={"request_id": "submitted", "group_id": "submitted_group"},
+                                           body={"vote": "changes_requested"}, mixed=(("group_id", "B"),)),
+    ("api.publish_output_comment", "POST"): Case(ROLE, actor="checker1", ok=API, fresh="private_comment",
+                                                 changes=True, objects={"request_id": "submitted"},
+                                                 mixed=(("comment_id", "B"),)),
     # --- invoices: finance, and the project's team once issued ----------------------------------------------
     ("charging.invoice", "GET"): Case(HIDDEN),
     ("charging.invoice_as_pdf", "GET"): Case(HIDDEN),

@@ -228,6 +228,8 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("api.request_output_exception", "POST"): frozenset({Role.RESEARCHER}),
     ("api.decide_output_exception", "PUT"): frozenset({Role.OUTPUT_CHECKER}),
     ("api.return_output_request", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.vote_output_group", "PUT"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.publish_output_comment", "POST"): frozenset({Role.OUTPUT_CHECKER}),
     ("outputs.package", "GET"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
     ("api.list_output_requests", "GET"): ALL,
     ("api.output_queue", "GET"): frozenset({Role.OUTPUT_CHECKER}),
@@ -268,7 +270,8 @@ STATE_DEPENDENT = {
 
 STATE_DEPENDENT |= {"api.issue_invoice", "api.add_invoice_line"}  # the sample invoice is already issued
 # the sample output request is pending: votes, reviews, decisions and the package are refused (409)
-STATE_DEPENDENT |= {"api.request_output_exception", "api.decide_output_exception", "api.return_output_request"}
+STATE_DEPENDENT |= {"api.request_output_exception", "api.decide_output_exception", "api.return_output_request",
+                    "api.vote_output_group"}
 STATE_DEPENDENT |= {"api.vote_output_file", "api.submit_output_review", "api.decide_output_request",
                     "api.get_output_package"}
 
@@ -336,6 +339,7 @@ JSON_BODIES |= {
     "api.request_output_exception": {"justification": "A published national figure: nothing new."},
     "api.decide_output_exception": {"decision": "accept", "reason": "walk"},
     "api.return_output_request": {"comment": "walk"},
+    "api.vote_output_group": {"vote": "changes_requested"},
 }
 
 
