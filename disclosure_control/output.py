@@ -132,7 +132,7 @@ class Output:
                 lines.append(f"- whole output {rule.verdict}: {rule.description} ({rule.boundary})")
         lines.extend(f"- note: {note}" for note in self.notes)
         if self.mitigation:
-            lines.append(f"- mitigation applied: {self.mitigation}")
+            lines.append(f"- mitigation applied: {describe_mitigation(self.mitigation)}")
         if self.status == "fail" and self.kind in {"crosstab", "pivot_table", "hist", "describe"}:
             lines.append("Suggested: call .suppressed() or merge small categories and run it again.")
         elif self.status == "fail" and model:
@@ -234,3 +234,21 @@ class Output:
             epsilon=self.epsilon,
             implied=list(self.implied or []),
         )
+
+
+def describe_mitigation(mitigation: dict[str, Any]) -> str:
+    """A mitigation as a sentence for people (never the raw mapping)."""
+    method = mitigation.get("method")
+    if method == "suppression":
+        primary, secondary = int(mitigation.get("primary") or 0), int(mitigation.get("secondary") or 0)
+        cells = "cell" if primary == 1 else "cells"
+        text = f"{primary} {cells} suppressed because a rule flagged {'it' if primary == 1 else 'them'}"
+        if secondary:
+            text += f", and {secondary} more so that {'it' if primary == 1 else 'they'} cannot be worked out " \
+                    "from the totals"
+        return text + "."
+    if method == "rounding":
+        return f"every shown value rounded to a multiple of {int(mitigation.get('base') or 0)}."
+    if method == "merged_steps":
+        return "steps of the curve merged so that each step covers enough people."
+    return f"{str(method or 'an unnamed method').replace('_', ' ')}."

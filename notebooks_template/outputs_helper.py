@@ -29,6 +29,23 @@ OUTPUTS_DIR = Path.home() / "outputs"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
+MAX_SOURCE_CHARS = 20_000
+
+
+def _cell_source() -> str | None:
+    """The source of the notebook cell running now (None outside IPython): the checkers see the code that
+    made the table beside it. Only the cell's text, never its output."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    cells = shell.user_ns.get("In") if shell is not None else None
+    if not cells:
+        return None
+    return str(cells[-1])[:MAX_SOURCE_CHARS]
+
+
 def _record_dict(output: Any) -> dict[str, Any]:
     record = output.record()
     return record if isinstance(record, dict) else record.to_dict()
@@ -56,6 +73,9 @@ def save_output(output: Any, name: str, outputs_dir: Path | None = None, allow_f
         "status": status,
         "record": _record_dict(output),
     }
+    source = _cell_source()
+    if source:
+        sidecar["source"] = source
     (folder / f"{name}.sdc.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str))
     return table_path
 

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.models import User
 from gateway.outputs import service
-from gateway.outputs.models import OutputRequest
+from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.permissions import Permission
-from gateway.web.context import db, require_user, run
+from gateway.web.context import db, require_user, run, settings
 from gateway.web.outputs import package_response
 from gateway.web.recorded import records_download
 from projects import lifecycle
@@ -23,6 +23,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ExceptionDecisionOut(BaseModel):
+    checker: str
+    decision: str
+    reason: str
+    decided_at: dt.datetime
+
+
+class OutputExceptionOut(BaseModel):
+    sha256: str = Field(description="The file's SHA-256 the exception was asked for; another version is not covered")
+    justification: str
+    requested_by: str
+    requested_at: dt.datetime
+    decisions: list[ExceptionDecisionOut] = Field(description="Those you may see: checkers their own until both "
+                                                              "reviews are in; researchers once the round ends")
+
+
 class OutputFileOut(BaseModel):
     id: int
     path: str
@@ -32,6 +48,7 @@ class OutputFileOut(BaseModel):
     sha256: str
     size: int
     check_status: str
+    exception: OutputExceptionOut | None
 
 
 class OutputGroupOut(BaseModel):
@@ -63,8 +80,21 @@ class OutputRequestOut(BaseModel):
                    groups=[OutputGroupOut(id=g.id, name=g.name, context=g.context, controls=g.controls)
                            for g in r.groups],
                    files=[OutputFileOut(id=f.id, path=f.path, kind=f.kind, group=f.group.name, version=f.version,
-                                        sha256=f.sha256, size=f.size, check_status=f.check_status) for f in r.files],
+                                        sha256=f.sha256, size=f.size, check_status=f.check_status,
+                                        exception=_exception_out(r, f, user)) for f in r.files],
                    submission_problems=service.submission_problems(r) if r.author_id == user.id else [])
+
+
+def _exception_out(r: OutputRequest, item: OutputFile, user: User) -> OutputExceptionOut | None:
+    found = service.current_exception(r, item)
+    if found is None:
+        return None
+    return OutputExceptionOut(
+        sha256=found.file_sha256, justification=found.justification, requested_by=found.requested_by.username,
+        requested_at=found.requested_at,
+        decisions=[ExceptionDecisionOut(checker=d.checker.username, decision=d.decision, reason=d.reason,
+                                        decided_at=d.decided_at)
+                   for d in service.visible_exception_decisions(user, r, found)])
 
 
 class OutputRequestCreate(Strict):
@@ -84,6 +114,25 @@ class VoteIn(Strict):
 class DecisionIn(Strict):
     outcome: Literal["approve", "return", "reject"]
     comment: str = Field(default="", max_length=10000, description="Public; needed to return or reject")
+
+
+class ExceptionIn(Strict):
+    justification: str = Field(min_length=1, max_length=10000,
+                               description="Why the failing file is safe to release; read by both checkers")
+
+
+class ExceptionDecisionIn(Strict):
+    decision: Literal["accept", "refuse"]
+    reason: str = Field(min_length=1, max_length=10000, description="Recorded in the audit log and the manifest")
+
+
+class GroupVoteIn(Strict):
+    vote: Literal["approve", "changes_requested"]
+    comment: str = Field(default="", max_length=10000, description="Public once the round ends; optional")
+
+
+class ReturnIn(Strict):
+    comment: str = Field(min_length=1, max_length=10000, description="Public: what the researcher should change")
 
 
 def _load(request_id: int) -> OutputRequest:
@@ -167,6 +216,58 @@ def submit_output_review(request_id: int) -> OutputRequestOut:
 def decide_output_request(request_id: int, body: DecisionIn) -> OutputRequestOut:
     item = _load(request_id)
     run(service.decide, require_user(), item, body.outcome, body.comment)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/files/<int:file_id>/exception", "POST",
+               summary="Ask for an exception on a file whose automatic check failed (bound to its bytes)",
+               tag="outputs", permission=Permission.REQUEST_OUTPUTS, body=ExceptionIn, response=OutputRequestOut,
+               errors=(409,))
+def request_output_exception(request_id: int, file_id: int, body: ExceptionIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.request_exception, require_user(), item, service.get_file(item, file_id), body.justification,
+        settings())
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/files/<int:file_id>/exception/decision", "PUT",
+               summary="Accept or refuse a file's exception, with a reason", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, body=ExceptionDecisionIn, response=OutputRequestOut,
+               errors=(409,))
+def decide_output_exception(request_id: int, file_id: int, body: ExceptionDecisionIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.decide_exception, require_user(), item, service.get_file(item, file_id), body.decision, body.reason,
+        settings())
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/return", "POST",
+               summary="Return the request to the researcher before both reviews are in", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, body=ReturnIn, response=OutputRequestOut, errors=(409,))
+def return_output_request(request_id: int, body: ReturnIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.return_early, require_user(), item, body.comment)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/groups/<int:group_id>/vote", "PUT",
+               summary="Your vote on every output file of a group (e.g. request changes on the whole group)",
+               tag="outputs", permission=Permission.REVIEW_OUTPUTS, body=GroupVoteIn, response=OutputRequestOut,
+               errors=(409,))
+def vote_output_group(request_id: int, group_id: int, body: GroupVoteIn) -> OutputRequestOut:
+    item = _load(request_id)
+    run(service.vote_group, require_user(), item, service.get_group(item, group_id), body.vote, body.comment)
+    return _out(item)
+
+
+@api.operation("/output-requests/<int:request_id>/comments/<int:comment_id>/publish", "POST",
+               summary="Make your private comment public (researchers see it once the round ends)", tag="outputs",
+               permission=Permission.REVIEW_OUTPUTS, response=OutputRequestOut, errors=(409,))
+def publish_output_comment(request_id: int, comment_id: int) -> OutputRequestOut:
+    user = require_user()
+    item = _load(request_id)
+    service.check_can_review(user, item)
+    run(service.publish_comment, user, item, service.get_comment(user, item, comment_id))
     return _out(item)
 
 

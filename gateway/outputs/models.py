@@ -48,6 +48,8 @@ class OutputRequest(Base):
                                                        order_by="OutputReview.id", lazy="selectin")
     comments: Mapped[list[OutputComment]] = relationship(back_populates="request", cascade="all, delete-orphan",
                                                          order_by="OutputComment.id", lazy="selectin")
+    exceptions: Mapped[list[OutputException]] = relationship(back_populates="request", cascade="all, delete-orphan",
+                                                             order_by="OutputException.id", lazy="selectin")
 
 
 class OutputGroup(Base):
@@ -155,6 +157,55 @@ class OutputComment(Base):
     visibility: Mapped[str] = mapped_column(String(10))  # private: checkers only; public: the researchers too
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # a private comment its checker made public: who and when (both or neither)
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     request: Mapped[OutputRequest] = relationship(back_populates="comments")
     author: Mapped[User] = relationship(lazy="joined")
+
+
+class OutputException(Base):
+    """A researcher's request to release a file whose automatic check failed, as ACRO and SACRO users know it.
+
+    Bound to the exact bytes: ``file_sha256`` is the file's hash when it was asked for, so a new version of the
+    file (different bytes) is not covered. Each checker accepts or refuses it with a reason (one decision each).
+    """
+
+    __tablename__ = "output_exceptions"
+    __table_args__ = (UniqueConstraint("file_id", "file_sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("output_requests.id"), index=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("output_files.id", ondelete="CASCADE"), index=True)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    justification: Mapped[str] = mapped_column(Text)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    request: Mapped[OutputRequest] = relationship(back_populates="exceptions")
+    file: Mapped[OutputFile] = relationship()
+    requested_by: Mapped[User] = relationship(lazy="joined")
+    decisions: Mapped[list[OutputExceptionDecision]] = relationship(
+        back_populates="exception", cascade="all, delete-orphan", order_by="OutputExceptionDecision.id",
+        lazy="selectin")
+
+
+class OutputExceptionDecision(Base):
+    """One checker's answer to an exception: accept or refuse, always with a reason."""
+
+    __tablename__ = "output_exception_decisions"
+    __table_args__ = (
+        UniqueConstraint("exception_id", "checker_id"),
+        CheckConstraint("decision IN ('accept', 'refuse')", name="known_decision"),
+        CheckConstraint("length(reason) > 0", name="has_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exception_id: Mapped[int] = mapped_column(ForeignKey("output_exceptions.id", ondelete="CASCADE"), index=True)
+    checker_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    exception: Mapped[OutputException] = relationship(back_populates="decisions")
+    checker: Mapped[User] = relationship(lazy="joined")

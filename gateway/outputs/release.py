@@ -37,7 +37,7 @@ from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
 from gateway.outputs import files as intake
 from gateway.outputs.models import OutputFile, OutputRequest
-from gateway.outputs.service import current_votes, round_reviews
+from gateway.outputs.service import current_exception, current_votes, round_reviews
 from gateway.outputs.workflow import OutputState, check_output_move
 
 MANIFEST = "manifest.json"
@@ -80,6 +80,25 @@ def rules_flagged(item: OutputFile) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def exceptions_of(request: OutputRequest, item: OutputFile, reviewers: set[int]) -> list[dict[str, Any]]:
+    """The exception that let a failing file out: the researcher's justification and both checkers' reasons.
+
+    Text written by people, read and accepted by both checkers as part of the output; no value or count from the
+    check. Bound to the file's bytes: the SHA-256 it was asked for is the released file's.
+    """
+    exception = current_exception(request, item)
+    if exception is None or item.check_status != "fail":
+        return []
+    return [{
+        "sha256": exception.file_sha256,
+        "justification": exception.justification,
+        "requested_by": exception.requested_by.username,
+        "requested_at": exception.requested_at.isoformat(),
+        "decisions": [{"checker": d.checker.username, "decision": d.decision, "reason": d.reason,
+                       "at": d.decided_at.isoformat()} for d in exception.decisions if d.checker_id in reviewers],
+    }]
+
+
 def manifest_for(request: OutputRequest, contents: dict[str, bytes]) -> dict[str, Any]:
     """Everything a reader needs to trust the package: files with hashes, descriptions, rules, verdicts, decisions.
 
@@ -109,7 +128,7 @@ def manifest_for(request: OutputRequest, contents: dict[str, bytes]) -> dict[str
             },
             "rules_applied": public.rules if public else HEURISTIC_RULES,
             "record": public.to_dict() if public else None,
-            "exceptions": [],  # approved exceptions for a failing file, once the exception workflow records them
+            "exceptions": exceptions_of(request, item, reviewers),
             "votes": [{"checker": v.reviewer.username, "vote": v.vote, "at": v.voted_at.isoformat()}
                       for v in current_votes(item) if v.reviewer_id in reviewers],
         })
@@ -133,16 +152,19 @@ def manifest_for(request: OutputRequest, contents: dict[str, bytes]) -> dict[str
 def results_for(request: OutputRequest) -> dict[str, Any]:
     """results.json for SACRO-Viewer: one entry per released file, from public records only."""
     entries = []
+    reviewers = {r.reviewer_id for r in round_reviews(request)}
     for item in request.files:
         if item.kind != "output":
             continue
         result = item.check_result or {}
         acro = result.get("acro") or {}
+        granted = exceptions_of(request, item, reviewers)
         entries.append(PublicEntry(path=f"outputs/{item.path}", record=public_record(item),
                                    status=str(result.get("status") or "review"), approved=True,
                                    comments=[*[str(c) for c in acro.get("comments") or []],
                                              f"Released by the output checkers of {request.project.reference}."],
-                                   exception=str(acro.get("exception") or "")))
+                                   exception=granted[0]["justification"] if granted
+                                   else str(acro.get("exception") or "")))
     return sacro_results(entries)
 
 

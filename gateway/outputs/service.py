@@ -16,8 +16,19 @@ from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.outputs import files as intake
 from gateway.outputs.content import PseudonymMatcher, matcher_for_extract
-from gateway.outputs.models import OutputComment, OutputFile, OutputGroup, OutputRequest, OutputReview, OutputVote
+from gateway.outputs.models import (
+    OutputComment,
+    OutputException,
+    OutputExceptionDecision,
+    OutputFile,
+    OutputGroup,
+    OutputRequest,
+    OutputReview,
+    OutputVote,
+)
 from gateway.outputs.workflow import (
+    COMMENTS_OPEN_STATES,
+    EARLY_RETURN_STATES,
     EDITABLE_STATES,
     REVIEWABLE_STATES,
     WITHDRAWABLE_STATES,
@@ -25,7 +36,7 @@ from gateway.outputs.workflow import (
     check_output_move,
     label,
 )
-from gateway.permissions import Permission, has_permission
+from gateway.permissions import ROLE_PERMISSIONS, Permission, has_permission
 from projects.accreditation_rules import check_accredited
 from projects.lifecycle import is_member
 from projects.models import Project
@@ -34,6 +45,9 @@ from projects.workflow import ProjectState
 REVIEWS_NEEDED = 2
 VOTES = ("approve", "changes_requested")
 KINDS = ("output", "supporting")
+EXCEPTION_DECISIONS = ("accept", "refuse")
+# the states in which a researcher may ask for an exception on a file whose automatic check failed
+EXCEPTION_STATES = frozenset({OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.RETURNED})
 
 
 # --- adapters to the other parts ------------------------------------------------------------------------------
@@ -273,6 +287,8 @@ def drafts_for(session: Session, user: User, project: Project) -> list[OutputReq
 def remove_file(session: Session, actor: User, request: OutputRequest, item: OutputFile) -> None:
     check_author(actor, request)
     _check_editable(request)
+    for exception in [e for e in request.exceptions if e.file_id == item.id]:
+        request.exceptions.remove(exception)
     request.files.remove(item)
     session.flush()
     audit.record(session, actor, "output_request.file_removed", "output_request", request.id, {"path": item.path})
@@ -312,6 +328,25 @@ def submit(session: Session, actor: User, request: OutputRequest) -> None:
           {"files": {f.path: f.sha256 for f in request.files}, "resubmission": resubmission})
     outbox.enqueue(session, "outputs.check", {"request_id": request.id, "round": request.round},
                    dedupe_key=f"outputs.check:{request.id}:{request.round}")
+    notify_checkers(session, request, "resubmitted" if resubmission else "submitted")
+
+
+def checkers_for(session: Session, request: OutputRequest) -> list[User]:
+    """Every active output checker who may check this request (never its author or a member of its team)."""
+    from gateway.identity.accounts import users_with_roles
+
+    roles = [role.value for role, granted in ROLE_PERMISSIONS.items() if Permission.REVIEW_OUTPUTS in granted]
+    return [u for u in users_with_roles(session, roles) if can_review(u, request)]
+
+
+def notify_checkers(session: Session, request: OutputRequest, what: str) -> None:
+    """An email (through the outbox) to each checker who may check the request; no file content, only where to look."""
+    for checker in checkers_for(session, request):
+        outbox.send_email(session, checker.email, f"Output request {request.id} {what} for checking",
+                          f"Output request '{request.title}' for {request.project.reference} was {what} "
+                          f"(round {request.round}). Open the output checking queue in the London SDE gateway to "
+                          "review it.",
+                          dedupe_key=f"output-{what}:{request.id}:{request.round}:{checker.id}")
 
 
 def withdraw(session: Session, actor: User, request: OutputRequest) -> None:
@@ -376,6 +411,11 @@ def add_comment(session: Session, actor: User, request: OutputRequest, text: str
         raise PermissionDenied("You cannot comment on this request.")
     if request.state in {OutputState.RELEASED, OutputState.REJECTED, OutputState.WITHDRAWN}:
         raise Conflict(f"The request is {label(request.state)}; it takes no more comments.")
+    return _new_comment(session, actor, request, text, visibility, item)
+
+
+def _new_comment(session: Session, actor: User, request: OutputRequest, text: str, visibility: str,
+                 item: OutputFile | None = None) -> OutputComment:
     comment = OutputComment(file_id=item.id if item else None, author_id=actor.id, round=request.round,
                             visibility=visibility, text=text)
     request.comments.append(comment)
@@ -419,7 +459,194 @@ def approval_problems(request: OutputRequest) -> list[str]:
         votes = {v.reviewer_id: v.vote for v in current_votes(item) if v.reviewer_id in reviewers}
         if len(votes) < REVIEWS_NEEDED or any(v != "approve" for v in votes.values()):
             problems.append(f"'{item.path}' is not approved by both checkers.")
+        problem = automatic_check_problem(request, item, reviewers)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+# --- exceptions: a failing file released only on a justified request both checkers accept ---------------------
+
+def current_exception(request: OutputRequest, item: OutputFile) -> OutputException | None:
+    """The exception asked for these exact bytes; one asked for an earlier version does not cover this one."""
+    return next((e for e in request.exceptions if e.file_id == item.id and e.file_sha256 == item.sha256), None)
+
+
+def exception_decisions(exception: OutputException, reviewers: set[int]) -> dict[int, OutputExceptionDecision]:
+    return {d.checker_id: d for d in exception.decisions if d.checker_id in reviewers}
+
+
+def automatic_check_problem(request: OutputRequest, item: OutputFile, reviewers: set[int]) -> str | None:
+    """Why the automatic verdict stops this file's approval (None when it does not).
+
+    A file whose check failed needs an exception for its current bytes, accepted by both checkers of the round.
+    """
+    if item.check_status == "pending":
+        return f"'{item.path}' has not been through the automatic checks yet."
+    if item.check_status != "fail":
+        return None
+    exception = current_exception(request, item)
+    if exception is None:
+        return (f"'{item.path}' failed its automatic check and has no exception: the researcher must ask for one "
+                "with a justification, and both checkers must accept it with a reason (or return the request).")
+    decisions = exception_decisions(exception, reviewers)
+    refused = [d.checker.display_name for d in decisions.values() if d.decision == "refuse"]
+    if refused:
+        return f"The exception for '{item.path}' was refused by {', '.join(refused)}."
+    accepted = sum(1 for d in decisions.values() if d.decision == "accept")
+    if len(reviewers) < REVIEWS_NEEDED or accepted < REVIEWS_NEEDED:
+        return (f"'{item.path}' failed its automatic check; its exception is accepted by {accepted} of the "
+                f"{REVIEWS_NEEDED} checkers who reviewed this round.")
+    return None
+
+
+def check_no_pseudonym(settings: Settings, request: OutputRequest, field: str, text: str) -> None:
+    """Text that leaves in the release package passes the same pseudonym search as every file's bytes."""
+    if project_pseudonyms(settings, request.project).count([text]):
+        raise ValidationError("The text could not be saved: it holds a patient pseudonym.", field_errors={field: [
+            "It holds one of this project's patient pseudonyms (or a part of one); it would leave in the "
+            "release package. Remove it."]})
+
+
+def request_exception(session: Session, actor: User, request: OutputRequest, item: OutputFile,
+                      justification: str, settings: Settings) -> OutputException:
+    """The author asks for a failing file to be released anyway, with a justification the checkers weigh.
+
+    The exception is bound to the file's bytes now (its SHA-256); sending a new version needs a new exception.
+    It can be reworded until a checker has answered it.
+    """
+    check_author(actor, request)
+    if request.state not in EXCEPTION_STATES:
+        raise Conflict(f"The request is {label(request.state)}; exceptions can be asked for while it is submitted, "
+                       "under review or returned.")
+    if item.kind != "output":
+        raise Conflict(f"'{item.path}' is supporting material; it is never released, so it needs no exception.")
+    if item.check_status != "fail":
+        raise Conflict(f"'{item.path}' did not fail its automatic check; only a failing file needs an exception.")
+    text = justification.strip()
+    if len(text) < 20:
+        raise ValidationError("The exception could not be saved.", field_errors={"justification": [
+            "Explain why this output is safe to release although its check failed (at least 20 characters)."]})
+    check_no_pseudonym(settings, request, "justification", text)
+    existing = current_exception(request, item)
+    if existing is not None:
+        if existing.decisions:
+            raise Conflict(f"The exception for '{item.path}' has already been answered by a checker; it cannot be "
+                           "changed.")
+        existing.justification = text[:10000]
+        exception = existing
+    else:
+        exception = OutputException(file_id=item.id, file_sha256=item.sha256, justification=text[:10000],
+                                    requested_by_id=actor.id)
+        request.exceptions.append(exception)
+    session.flush()
+    audit.record(session, actor, "output_request.exception_requested", "output_request", request.id,
+                 {"path": item.path, "version": item.version, "sha256": item.sha256,
+                  "justification": exception.justification, "updated": existing is not None})
+    return exception
+
+
+def decide_exception(session: Session, actor: User, request: OutputRequest, item: OutputFile, decision: str,
+                     reason: str, settings: Settings) -> OutputExceptionDecision:
+    """A checker accepts or refuses the exception on a file, always with a reason (one answer each, changeable
+    until the request is decided)."""
+    check_can_review(actor, request)
+    if request.state not in {*REVIEWABLE_STATES, OutputState.REVIEWED}:
+        raise Conflict(f"The request is {label(request.state)}; exceptions are answered while it is being checked.")
+    if request.state == OutputState.REVIEWED and actor.id not in {r.reviewer_id for r in round_reviews(request)}:
+        raise Conflict("Only the two checkers who reviewed this round can answer its exceptions now.")
+    exception = current_exception(request, item)
+    if exception is None:
+        raise Conflict(f"No exception has been asked for on '{item.path}' as it is now.")
+    errors: dict[str, list[str]] = {}
+    if decision not in EXCEPTION_DECISIONS:
+        errors["decision"] = ["Choose accept or refuse."]
+    if not reason.strip():
+        errors["reason"] = ["Give your reason: it is recorded in the audit log and, for an accepted exception, "
+                            "in the release manifest."]
+    if errors:
+        raise ValidationError("Your answer to the exception could not be saved.", field_errors=errors)
+    check_no_pseudonym(settings, request, "reason", reason)
+    answer = next((d for d in exception.decisions if d.checker_id == actor.id), None)
+    if answer is None:
+        answer = OutputExceptionDecision(checker_id=actor.id, decision=decision, reason=reason.strip()[:10000])
+        exception.decisions.append(answer)
+    else:
+        answer.decision, answer.reason, answer.decided_at = decision, reason.strip()[:10000], utcnow()
+    session.flush()
+    audit.record(session, actor, "output_request.exception_decided", "output_request", request.id,
+                 {"path": item.path, "sha256": exception.file_sha256, "decision": decision, "reason": answer.reason})
+    return answer
+
+
+def visible_exception_decisions(user: User, request: OutputRequest,
+                                exception: OutputException) -> list[OutputExceptionDecision]:
+    """Checkers see their own answer, and the other's once both reviews are in; researchers once the round ends."""
+    if can_review(user, request):
+        return [d for d in exception.decisions if unblinded(user, request) or d.checker_id == user.id]
+    if is_member(user, request.project) and request.state in COMMENTS_OPEN_STATES:
+        return list(exception.decisions)
+    return []
+
+
+# --- returning early, group votes, comments made public -------------------------------------------------------
+
+def return_early(session: Session, actor: User, request: OutputRequest, comment: str) -> None:
+    """A checker sends the request back before both reviews are in, telling the researcher what to change."""
+    check_can_review(actor, request)
+    if request.state not in EARLY_RETURN_STATES:
+        raise Conflict(f"Only a request awaiting review can be returned early; it is {label(request.state)}.")
+    if not comment.strip():
+        raise ValidationError("Explain what to change.", field_errors={
+            "comment": ["Write a comment telling the researcher what to change before it comes back."]})
+    _new_comment(session, actor, request, comment.strip(), "public")
+    _move(session, actor, request, OutputState.RETURNED,
+          {"outcome": "return", "early": True, "reviews": len(round_reviews(request))})
+    outbox.send_email(session, request.author.email, f"Output request {request.id}: returned",
+                      f"Your output request '{request.title}' for {request.project.reference} was returned by an "
+                      f"output checker before review was complete.\n\n{comment.strip()}",
+                      dedupe_key=f"output-returned-early:{request.id}:{request.round}")
+
+
+def vote_group(session: Session, actor: User, request: OutputRequest, group: OutputGroup, choice: str,
+               comment: str = "") -> list[OutputVote]:
+    """One vote on every output file of a group (typically "request changes"), with an optional comment."""
+    outputs = [f for f in request.files if f.group_id == group.id and f.kind == "output"]
+    if not outputs:
+        raise Conflict(f"Group '{group.name}' has no output files to vote on.")
+    cast = [vote(session, actor, request, item, choice) for item in outputs]
+    if comment.strip():
+        add_comment(session, actor, request, f"On group '{group.name}': {comment.strip()}", "public")
+    return cast
+
+
+def get_group(request: OutputRequest, group_id: int) -> OutputGroup:
+    found = next((g for g in request.groups if g.id == group_id), None)
+    if found is None:
+        raise NotFound("No such group in this request.")
+    return found
+
+
+def get_comment(user: User, request: OutputRequest, comment_id: int) -> OutputComment:
+    found = next((c for c in visible_comments(user, request) if c.id == comment_id), None)
+    if found is None:
+        raise NotFound("No such comment on this request.")
+    return found
+
+
+def publish_comment(session: Session, actor: User, request: OutputRequest, comment: OutputComment) -> None:
+    """The checker who wrote a private comment makes it public (the researchers see it once the round ends)."""
+    check_can_review(actor, request)
+    if comment.author_id != actor.id:
+        raise PermissionDenied("Only the checker who wrote a comment can make it public.")
+    if comment.visibility != "private":
+        raise Conflict("This comment is already public.")
+    if request.state == OutputState.WITHDRAWN:
+        raise Conflict("The request is withdrawn; its comments no longer change.")
+    comment.visibility, comment.published_at = "public", utcnow()
+    session.flush()
+    audit.record(session, actor, "output_request.comment_published", "output_request", request.id,
+                 {"comment": comment.id, "round": comment.round})
 
 
 def decide(session: Session, actor: User, request: OutputRequest, outcome: str, comment: str) -> None:
@@ -466,17 +693,22 @@ def visible_votes(user: User, request: OutputRequest, item: OutputFile) -> list[
 
 
 def visible_comments(user: User, request: OutputRequest) -> list[OutputComment]:
+    """Checkers: everything, except the other checker's comments of the current round until both reviews are in.
+    Researchers: their team's comments, and a checker's public comment once its round has ended (the request was
+    returned, approved, released or rejected); private comments never, unless their checker makes them public."""
     checker = can_review(user, request)
     shown: list[OutputComment] = []
     for c in request.comments:
         if c.author_id == user.id:
             shown.append(c)
             continue
-        current_blind = c.round == request.round and not unblinded(user, request)
         by_checker = c.author.id != request.author_id and not is_member(c.author, request.project)
         if checker:
+            current_blind = c.round == request.round and not unblinded(user, request)
             if not (current_blind and by_checker):
                 shown.append(c)
-        elif c.visibility == "public" and not (current_blind and by_checker):
-            shown.append(c)
+        elif c.visibility == "public":
+            round_over = c.round < request.round or request.state in COMMENTS_OPEN_STATES
+            if not by_checker or round_over:
+                shown.append(c)
     return shown

@@ -24,8 +24,10 @@ OUTPUT_TRANSITIONS: dict[tuple[OutputState, OutputState], str] = {
     (OutputState.PENDING, OutputState.WITHDRAWN): "withdraw",
     (OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED): "first review",
     (OutputState.SUBMITTED, OutputState.WITHDRAWN): "withdraw",
+    (OutputState.SUBMITTED, OutputState.RETURNED): "return early",
     (OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED): "second review",
     (OutputState.PARTIALLY_REVIEWED, OutputState.WITHDRAWN): "withdraw",
+    (OutputState.PARTIALLY_REVIEWED, OutputState.RETURNED): "return early",
     (OutputState.REVIEWED, OutputState.APPROVED): "approve",
     (OutputState.REVIEWED, OutputState.RETURNED): "return",
     (OutputState.REVIEWED, OutputState.REJECTED): "reject",
@@ -37,8 +39,8 @@ OUTPUT_TRANSITIONS: dict[tuple[OutputState, OutputState], str] = {
 
 OUTPUT_OWNERS: dict[OutputState, str] = {
     OutputState.PENDING: "author (add files, describe groups, submit)",
-    OutputState.SUBMITTED: "output checkers (automatic checks run first)",
-    OutputState.PARTIALLY_REVIEWED: "output checkers (a second, independent review)",
+    OutputState.SUBMITTED: "output checkers (automatic checks run first; may return it early)",
+    OutputState.PARTIALLY_REVIEWED: "output checkers (a second, independent review; may return it early)",
     OutputState.REVIEWED: "output checkers (approve, return or reject)",
     OutputState.RETURNED: "author (update files, resubmit)",
     OutputState.APPROVED: "the system (builds the release package)",
@@ -51,6 +53,13 @@ FINAL_OUTPUT_STATES = frozenset(s for s, owner in OUTPUT_OWNERS.items() if owner
 EDITABLE_STATES = frozenset({OutputState.PENDING, OutputState.RETURNED})
 REVIEWABLE_STATES = frozenset({OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED})
 WITHDRAWABLE_STATES = frozenset(s for (s, t) in OUTPUT_TRANSITIONS if t == OutputState.WITHDRAWN)
+EARLY_RETURN_STATES = frozenset(s for (s, t), name in OUTPUT_TRANSITIONS.items() if name == "return early")
+# a checker's public comment reaches the researchers once the round it was written in has ended in one of these
+COMMENTS_OPEN_STATES = frozenset({OutputState.RETURNED, OutputState.APPROVED, OutputState.RELEASED,
+                                  OutputState.REJECTED})
+
+
+EXCEPTION_DECISION_LABELS = {"accept": "accepted", "refuse": "refused"}
 
 
 def label(state: str) -> str:

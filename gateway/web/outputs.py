@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
@@ -16,7 +17,14 @@ from gateway.errors import Conflict, InvalidTransition, NotFound, ValidationErro
 from gateway.models import User
 from gateway.outputs import checks, files, release, service
 from gateway.outputs.models import OutputRequest
-from gateway.outputs.workflow import EDITABLE_STATES, OUTPUT_OWNERS, REVIEWABLE_STATES, OutputState
+from gateway.outputs.workflow import (
+    EARLY_RETURN_STATES,
+    EDITABLE_STATES,
+    EXCEPTION_DECISION_LABELS,
+    OUTPUT_OWNERS,
+    REVIEWABLE_STATES,
+    OutputState,
+)
 from gateway.permissions import Permission, has_permission
 from gateway.web.access import requires
 from gateway.web.context import current_user, db, require_user, run, settings
@@ -135,7 +143,26 @@ def view(request_id: int) -> Any:
         own_review=service.own_review(user, item), comments=service.visible_comments(user, item),
         reviewing=item.state in REVIEWABLE_STATES, approval_problems=service.approval_problems(item),
         limits=settings().outputs, is_released=item.state == OutputState.RELEASED,
-        is_member=is_member(user, item.project))
+        is_member=is_member(user, item.project),
+        exceptions={f.id: service.current_exception(item, f) for f in item.files},
+        exception_decisions=lambda e: service.visible_exception_decisions(user, item, e),
+        can_ask_exception=author and item.state in service.EXCEPTION_STATES,
+        can_answer_exception=checker and item.state in {*REVIEWABLE_STATES, OutputState.REVIEWED},
+        can_return_early=checker and item.state in EARLY_RETURN_STATES,
+        code={f.id: made_by(f) for f in item.files if checker or author},
+        decision_label=EXCEPTION_DECISION_LABELS)
+
+
+def made_by(item: Any) -> dict[str, str] | None:
+    """The code that produced a table: the recorded query and, when saved from a notebook, the cell's source."""
+    sidecar = item.sdc_record or {}
+    record = sidecar.get("record") if isinstance(sidecar.get("record"), dict) else {}
+    query = record.get("query") if isinstance(record, dict) else None
+    source = sidecar.get("source")
+    if not query and not isinstance(source, str):
+        return None
+    return {"query": json.dumps(query, indent=2, sort_keys=True, default=str) if query else "",
+            "call": str(record.get("kind") or ""), "source": source if isinstance(source, str) else ""}
 
 
 def _csv_preview(item: Any) -> dict[str, Any]:
@@ -216,6 +243,53 @@ def decide(request_id: int) -> Any:
     service.check_can_review(require_user(), item)
     return _attempt(item, "Decision recorded.", service.decide, require_user(), item, request.form.get("outcome", ""),
                     request.form.get("comment", ""))
+
+
+@bp.post("/<int:request_id>/files/<int:file_id>/exception")
+@requires(Permission.REQUEST_OUTPUTS)
+def request_exception(request_id: int, file_id: int) -> Any:
+    item = _load(request_id)
+    return _attempt(item, "Exception requested. Both checkers must accept it before the file can be released.",
+                    service.request_exception, require_user(), item, service.get_file(item, file_id),
+                    request.form.get("justification", ""), settings())
+
+
+@bp.post("/<int:request_id>/files/<int:file_id>/exception/decision")
+@requires(Permission.REVIEW_OUTPUTS)
+def decide_exception(request_id: int, file_id: int) -> Any:
+    item = _load(request_id)
+    service.check_can_review(require_user(), item)
+    return _attempt(item, "Your answer to the exception is saved.", service.decide_exception, require_user(), item,
+                    service.get_file(item, file_id), request.form.get("decision", ""),
+                    request.form.get("reason", ""), settings())
+
+
+@bp.post("/<int:request_id>/return-early")
+@requires(Permission.REVIEW_OUTPUTS)
+def return_early(request_id: int) -> Any:
+    item = _load(request_id)
+    service.check_can_review(require_user(), item)
+    return _attempt(item, "Returned to the researcher.", service.return_early, require_user(), item,
+                    request.form.get("comment", ""))
+
+
+@bp.post("/<int:request_id>/groups/<int:group_id>/vote")
+@requires(Permission.REVIEW_OUTPUTS)
+def vote_group(request_id: int, group_id: int) -> Any:
+    item = _load(request_id)
+    service.check_can_review(require_user(), item)
+    return _attempt(item, "Vote saved on every output file in the group.", service.vote_group, require_user(), item,
+                    service.get_group(item, group_id), request.form.get("vote", ""), request.form.get("comment", ""))
+
+
+@bp.post("/<int:request_id>/comments/<int:comment_id>/publish")
+@requires(Permission.REVIEW_OUTPUTS)
+def publish_comment(request_id: int, comment_id: int) -> Any:
+    user = require_user()
+    item = _load(request_id)
+    service.check_can_review(user, item)
+    return _attempt(item, "The comment is now public.", service.publish_comment, user, item,
+                    service.get_comment(user, item, comment_id))
 
 
 @bp.get("/<int:request_id>/files/<int:file_id>/preview")

@@ -36,6 +36,7 @@ from gateway.migrate import alembic_config, head_revision, upgrade
 from gateway.model_registry import metadata
 from gateway.models import AuditEvent, User
 from gateway.outputs import service as outputs
+from gateway.outputs.models import OutputRequest
 from gateway.workspaces.models import WorkspaceSession
 from projects import applications
 from projects.models import Project
@@ -126,6 +127,13 @@ def _returned_request(factory: sessionmaker[Session], settings: Settings, projec
                              kinds={"notes.txt": "supporting"})
     act(factory, request_id, "researcher", outputs.submit)
     work(factory, settings)
+    with unit_of_work(factory) as s:  # an exception on the failing table, refused by one checker
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        outputs.request_exception(s, f.user(s, "researcher"), request, request.files[0],
+                                  "The cell of 3 is published by ONS \u2013 nothing new.", settings)
+        outputs.decide_exception(s, f.user(s, "checker1"), request, request.files[0], "refuse",
+                                 "Not the same population \u2013 suppress it.", settings)
     review_all(factory, request_id, "checker1", "changes_requested")
     review_all(factory, request_id, "checker2", "changes_requested")
     act(factory, request_id, "checker1", outputs.decide, "return", "Suppress the cell of 3 \u2013 then resubmit.")

@@ -69,7 +69,8 @@ NOT_IDS = {"filename", "name", "action"}
 DEFAULT_OBJECT = {
     "application_id": "draft", "user_id": "user", "project_id": "project", "version": "version",
     "request_id": "pending", "file_id": "pending_file", "invoice_id": "invoice", "token_id": "token",
-    "accreditation_id": "accreditation", "organisation_id": "organisation",
+    "accreditation_id": "accreditation", "organisation_id": "organisation", "group_id": "pending_group",
+    "comment_id": "comment",
 }
 # Columns that a refused request may still touch: using a token records when it was last used.
 VOLATILE = {("api_tokens", "last_used_at")}
@@ -289,6 +290,41 @@ MATRIX: dict[tuple[str, str], Case] = {
                                                 changes=True, objects={"request_id": "submitted"},
                                                 body={"outcome": "approve"}),
     ("api.get_output_package", "GET"): Case(HIDDEN, objects={"request_id": "released"}),
+    # the checker workflow (issue 14): exceptions, early return, group votes, comments made public
+    ("outputs.request_exception", "POST"): Case(HIDDEN, ok=PAGE, fresh="failing_request", changes=True,
+                                                objects={"request_id": "submitted", "file_id": "submitted_file"},
+                                                body={"justification": "A published national figure: no new "
+                                                                       "information."}, mixed=(("file_id", "B"),)),
+    ("outputs.decide_exception", "POST"): Case(ROLE, actor="checker1", ok=PAGE, fresh="excepted_request",
+                                               changes=True,
+                                               objects={"request_id": "submitted", "file_id": "submitted_file"},
+                                               body={"decision": "accept", "reason": "Checked the source."},
+                                               mixed=(("file_id", "B"),)),
+    ("outputs.return_early", "POST"): Case(ROLE, actor="checker1", ok=PAGE, fresh="submitted_request", changes=True,
+                                           objects={"request_id": "submitted"}, body={"comment": "Label the axes."}),
+    ("outputs.vote_group", "POST"): Case(ROLE, actor="checker1", ok=PAGE, fresh="submitted_request", changes=True,
+                                         objects={"request_id": "submitted", "group_id": "submitted_group"},
+                                         body={"vote": "changes_requested"}, mixed=(("group_id", "B"),)),
+    ("outputs.publish_comment", "POST"): Case(ROLE, actor="checker1", ok=PAGE, fresh="private_comment",
+                                              changes=True, objects={"request_id": "submitted"},
+                                              mixed=(("comment_id", "B"),)),
+    ("api.request_output_exception", "POST"): Case(
+        HIDDEN, ok=API, fresh="failing_request", changes=True,
+        objects={"request_id": "submitted", "file_id": "submitted_file"},
+        body={"justification": "A published national figure: no new information."}, mixed=(("file_id", "B"),)),
+    ("api.decide_output_exception", "PUT"): Case(
+        ROLE, actor="checker1", ok=API, fresh="excepted_request", changes=True,
+        objects={"request_id": "submitted", "file_id": "submitted_file"},
+        body={"decision": "accept", "reason": "Checked the source."}, mixed=(("file_id", "B"),)),
+    ("api.return_output_request", "POST"): Case(ROLE, actor="checker1", ok=API, fresh="submitted_request",
+                                                changes=True, objects={"request_id": "submitted"},
+                                                body={"comment": "Label the axes."}),
+    ("api.vote_output_group", "PUT"): Case(ROLE, actor="checker1", ok=API, fresh="submitted_request", changes=True,
+                                           objects={"request_id": "submitted", "group_id": "submitted_group"},
+                                           body={"vote": "changes_requested"}, mixed=(("group_id", "B"),)),
+    ("api.publish_output_comment", "POST"): Case(ROLE, actor="checker1", ok=API, fresh="private_comment",
+                                                 changes=True, objects={"request_id": "submitted"},
+                                                 mixed=(("comment_id", "B"),)),
     # --- invoices: finance, and the project's team once issued ----------------------------------------------
     ("charging.invoice", "GET"): Case(HIDDEN),
     ("charging.invoice_as_pdf", "GET"): Case(HIDDEN),
@@ -394,12 +430,16 @@ class World:
             tag = SECRET if side == "B" else "A"
             pending = self.new_request(author, project, f"Pending {tag}")
             o["pending"], o["pending_file"], o["pending_group"] = pending
-            o["submitted"], o["submitted_file"], _ = self.new_request(author, project, f"Submitted {tag}", "submit")
+            o["submitted"], o["submitted_file"], o["submitted_group"] = self.new_request(author, project,
+                                                                                         f"Submitted {tag}", "submit")
             o["released"], _, _ = self.new_request(author, project, f"Released {tag}", "release")
         with unit_of_work(self.factory) as s:  # a comment on B's request, by its author
             request = s.get(OutputRequest, b["submitted"])
             assert request is not None
-            outputs.add_comment(s, f.user(s, "researcher2"), request, f"About {SECRET}", "public")
+            b["comment"] = outputs.add_comment(s, f.user(s, "researcher2"), request, f"About {SECRET}", "public").id
+            request = s.get(OutputRequest, a["pending"])
+            assert request is not None
+            a["comment"] = outputs.add_comment(s, f.user(s, "researcher"), request, "About A", "public").id
         b["exmember_request"], _, _ = self.new_request("exmember", b["project"], f"Ex-member's {SECRET}")
 
         # The checks above were metered: next month's invoices are drafts, which only finance sees.
@@ -471,10 +511,11 @@ class World:
         for project_id, version in held:
             f.release_extract(self.settings, self.factory, project_id, version)
 
-    def new_request(self, author: str, project_id: int, title: str, stage: str = "pending") -> tuple[int, int, int]:
+    def new_request(self, author: str, project_id: int, title: str, stage: str = "pending",
+                    content: str = CSV) -> tuple[int, int, int]:
         """An output request with one group and one CSV: (request, file, group), taken to `stage`."""
         folder = outputs_of(self.settings, self.factory, author, project_id)
-        (folder / "counts.csv").write_text(CSV)
+        (folder / "counts.csv").write_text(content)
         (folder / "second.csv").write_text(CSV_SECOND)
         with unit_of_work(self.factory) as s:
             project = s.get(Project, project_id)
@@ -591,8 +632,35 @@ class World:
         return {"pending": request, "pending_file": item, "pending_group": group}
 
     def fresh_submitted_request(self) -> dict[str, int]:
-        request, item, _ = self.new_request("researcher", self.objects["A"]["project"], "Fresh outputs", "submit")
-        return {"submitted": request, "submitted_file": item}
+        request, item, group = self.new_request("researcher", self.objects["A"]["project"], "Fresh outputs",
+                                                "submit")
+        return {"submitted": request, "submitted_file": item, "submitted_group": group}
+
+    def fresh_failing_request(self) -> dict[str, int]:
+        """A submitted request whose one file fails its automatic check (a count of 3)."""
+        request, item, group = self.new_request("researcher", self.objects["A"]["project"], "Failing outputs",
+                                                "submit", content="region,count\nNorth,40\nSouth,3\n")
+        with self.factory() as s:
+            stored = s.get(OutputRequest, request)
+            assert stored is not None and stored.files[0].check_status == "fail"
+        return {"submitted": request, "submitted_file": item, "submitted_group": group}
+
+    def fresh_excepted_request(self) -> dict[str, int]:
+        ids = self.fresh_failing_request()
+        with unit_of_work(self.factory) as s:
+            request = s.get(OutputRequest, ids["submitted"])
+            assert request is not None
+            outputs.request_exception(s, f.user(s, "researcher"), request, request.files[0],
+                                      "A published national figure: no new information.", self.settings)
+        return ids
+
+    def fresh_private_comment(self) -> dict[str, int]:
+        ids = self.fresh_submitted_request()
+        with unit_of_work(self.factory) as s:
+            request = s.get(OutputRequest, ids["submitted"])
+            assert request is not None
+            comment = outputs.add_comment(s, f.user(s, "checker1"), request, "Between checkers.", "private")
+            return {**ids, "comment": comment.id}
 
     def fresh_voted_request(self) -> dict[str, int]:
         request, item, _ = self.new_request("researcher", self.objects["A"]["project"], "Fresh outputs", "voted")

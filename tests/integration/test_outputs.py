@@ -447,6 +447,7 @@ def approved_request(factory: sessionmaker[Session], settings: Settings, project
     notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
     request_id = new_request(factory, settings, project_id, ["by_region.csv"])
     act(factory, request_id, "researcher", service.submit)
+    work(factory, settings)  # the automatic checks, which approval waits for
     review_all(factory, request_id, "checker1", "approve")
     review_all(factory, request_id, "checker2", "approve")
     act(factory, request_id, "checker1", service.decide, "approve", "")

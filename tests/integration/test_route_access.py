@@ -220,6 +220,16 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("outputs.submit_review", "POST"): frozenset({Role.OUTPUT_CHECKER}),
     ("outputs.decide", "POST"): frozenset({Role.OUTPUT_CHECKER}),
     ("outputs.preview", "GET"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.request_exception", "POST"): frozenset({Role.RESEARCHER}),
+    ("outputs.decide_exception", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.return_early", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.vote_group", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("outputs.publish_comment", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.request_output_exception", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.decide_output_exception", "PUT"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.return_output_request", "POST"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.vote_output_group", "PUT"): frozenset({Role.OUTPUT_CHECKER}),
+    ("api.publish_output_comment", "POST"): frozenset({Role.OUTPUT_CHECKER}),
     ("outputs.package", "GET"): frozenset({Role.RESEARCHER, Role.OUTPUT_CHECKER}),
     ("api.list_output_requests", "GET"): ALL,
     ("api.output_queue", "GET"): frozenset({Role.OUTPUT_CHECKER}),
@@ -260,6 +270,8 @@ STATE_DEPENDENT = {
 
 STATE_DEPENDENT |= {"api.issue_invoice", "api.add_invoice_line"}  # the sample invoice is already issued
 # the sample output request is pending: votes, reviews, decisions and the package are refused (409)
+STATE_DEPENDENT |= {"api.request_output_exception", "api.decide_output_exception", "api.return_output_request",
+                    "api.vote_output_group"}
 STATE_DEPENDENT |= {"api.vote_output_file", "api.submit_output_review", "api.decide_output_request",
                     "api.get_output_package"}
 
@@ -324,6 +336,10 @@ JSON_BODIES |= {
     "api.add_output_group": {"name": "Walk group {n}", "context": "what", "controls": "how"},
     "api.vote_output_file": {"vote": "approve"},
     "api.decide_output_request": {"outcome": "approve"},
+    "api.request_output_exception": {"justification": "A published national figure: nothing new."},
+    "api.decide_output_exception": {"decision": "accept", "reason": "walk"},
+    "api.return_output_request": {"comment": "walk"},
+    "api.vote_output_group": {"vote": "changes_requested"},
 }
 
 
@@ -474,6 +490,19 @@ class Walker:
                 self._output = (request_id, file_id, request.groups[0].id)
         return self._output
 
+    def sample_comment_id(self) -> int:
+        """A private comment by `checker1` (the output checker of the walk) on the sample request."""
+        if not hasattr(self, "_comment_id"):
+            from gateway.outputs import service
+            from gateway.outputs.models import OutputRequest
+            from tests.support import factories as f
+
+            with unit_of_work(self.factory) as s:
+                request = s.get(OutputRequest, self.sample_output()[0])
+                assert request is not None
+                self._comment_id = service.add_comment(s, f.user(s, "checker1"), request, "walk", "private").id
+        return self._comment_id
+
     def url(self, endpoint: str, username: str | None) -> str:
         rule = next(r for r in self.app.url_map.iter_rules() if r.endpoint == endpoint)
         values: dict[str, Any] = {}
@@ -498,6 +527,10 @@ class Walker:
                 values[arg] = self.sample_output()[0]
             elif arg == "file_id":
                 values[arg] = self.sample_output()[1]
+            elif arg == "group_id":
+                values[arg] = self.sample_output()[2]
+            elif arg == "comment_id":
+                values[arg] = self.sample_comment_id()
             elif arg == "action":
                 values[arg] = "suspend"
             elif arg == "name":

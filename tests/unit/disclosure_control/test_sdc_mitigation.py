@@ -79,3 +79,17 @@ def test_models_cannot_be_suppressed() -> None:
         assert "model" in str(err)
     else:
         raise AssertionError("a model output was suppressed")
+
+
+def test_the_summary_describes_a_mitigation_in_a_sentence_not_a_mapping() -> None:
+    """Finding 5: the summary read "mitigation applied: {'method': 'suppression', ...}"."""
+    from disclosure_control.output import describe_mitigation
+
+    assert describe_mitigation({"method": "suppression", "primary": 1, "secondary": 2}) == (
+        "1 cell suppressed because a rule flagged it, and 2 more so that it cannot be worked out from the totals.")
+    assert describe_mitigation({"method": "suppression", "primary": 3, "secondary": 0}) == (
+        "3 cells suppressed because a rule flagged them.")
+    assert describe_mitigation({"method": "rounding", "base": 5}) == "every shown value rounded to a multiple of 5."
+    frame = pd.DataFrame({"region": ["North"] * 12 + ["South"] * 3, "sex": ["F"] * 15})
+    summary = dc.crosstab("region", "sex", data=frame).suppressed().summary
+    assert "{" not in summary and "mitigation applied: " in summary

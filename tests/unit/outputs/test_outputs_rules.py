@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,50 @@ def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
         files.take_bytes("t.csv", data, b"[]", LIMITS, PSEUDONYMS)
     taken = files.take_bytes("t.csv", data, json.dumps({"sha256": "x", "record": {}}).encode(), LIMITS, PSEUDONYMS)
     assert taken.sdc_record is not None and taken.sdc_record["sidecar_sha256_matches"] is False
+
+
+IN_A_NOTEBOOK = """
+import json, sys
+from pathlib import Path
+from IPython.core.interactiveshell import InteractiveShell
+import pandas as pd
+import disclosure_control as dc
+from notebooks_template import outputs_helper
+folder = Path(sys.argv[1])
+frame = pd.DataFrame({"region": ["North"] * 12 + ["South"] * 15, "sex": ["F"] * 27})
+out = dc.crosstab("region", "sex", data=frame, dataset="patients")
+outputs_helper.save_output(out, "plain", outputs_dir=folder)  # not in a cell: no source
+shell = InteractiveShell.instance()
+shell.user_ns.update(out=out, save_output=outputs_helper.save_output, folder=folder)
+result = shell.run_cell("save_output(out, 'from_cell', outputs_dir=folder)  # by region", store_history=True)
+result.raise_error()
+"""
+
+
+def test_save_output_records_the_notebook_cell_that_made_the_table(tmp_path: Path) -> None:
+    """Run in the workspace's own Python (it has IPython; the gateway's has not): inside a cell the sidecar
+    carries the cell's source, for the checker's code view; outside a notebook it carries none."""
+    import os
+    import subprocess
+
+    python = Path(os.environ.get("LONDONSDE_SINGLEUSER_PREFIX", "/opt/londonsde/singleuser")) / "bin" / "python"
+    if not python.exists():
+        pytest.skip("the workspace environment is not built here")
+    repo = Path(__file__).resolve().parents[3]
+    subprocess.run([str(python), "-c", IN_A_NOTEBOOK, str(tmp_path)], check=True, cwd=repo, timeout=120,
+                   env={**os.environ, "PYTHONPATH": str(repo), "HOME": str(tmp_path)})
+    assert "source" not in json.loads((tmp_path / "plain.sdc.json").read_text())
+    saved = json.loads((tmp_path / "from_cell.sdc.json").read_text())
+    assert saved["source"] == "save_output(out, 'from_cell', outputs_dir=folder)  # by region"
+
+
+def test_a_request_can_be_returned_early_but_only_while_it_awaits_review() -> None:
+    """Early return (issue 14): from submitted or partially reviewed, besides the decision's return."""
+    from gateway.outputs.workflow import EARLY_RETURN_STATES
+
+    assert {OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED} == EARLY_RETURN_STATES
+    for state in (OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED):
+        check_output_move(state, OutputState.RETURNED)
+    for state in (OutputState.PENDING, OutputState.APPROVED, OutputState.RELEASED, OutputState.RETURNED):
+        with pytest.raises(InvalidTransition):
+            check_output_move(state, OutputState.RETURNED)

@@ -1,0 +1,442 @@
+"""The checker workflow (issue 14): exceptions bound to file bytes, early return, group votes, notifications,
+comments private until the round ends, the code behind a table, and the checker's page (finding 5).
+
+Real services, the real worker pass and the real web app against the test database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.config import Settings
+from gateway.db import unit_of_work
+from gateway.errors import Conflict, PermissionDenied, ValidationError
+from gateway.identity import tokens
+from gateway.models import AuditEvent
+from gateway.outbox import OutboxMessage
+from gateway.outputs import release as release_mod
+from gateway.outputs import service
+from gateway.outputs.models import OutputRequest
+from gateway.outputs.workflow import OutputState
+from tests.conftest import sign_in_session
+from tests.integration.test_outputs import (
+    act,
+    get,
+    load_extract,
+    new_request,
+    notebook_crosstab,
+    outputs_of,
+    ready_project,
+    review_all,
+    work,
+)
+from tests.integration.test_pages import csrf_from
+from tests.support import factories as f
+from tests.support.handover import hand_over
+
+JUSTIFICATION = "The South/M cell is a published national figure (ONS table 3), so it adds no new information."
+
+
+@pytest.fixture
+def project_id(session_factory: sessionmaker[Session], settings: Settings, demo_users: dict[str, int]) -> int:
+    return ready_project(session_factory, settings)
+
+
+def failing_request(factory: sessionmaker[Session], settings: Settings, project_id: int,
+                    name: str = "small") -> int:
+    """Finding 4: a crosstab with a cell of 3 saved unsuppressed; submitted, and the automatic check says fail."""
+    folder = outputs_of(settings, factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, factory, project_id), folder, name, suppress=False)
+    request_id = new_request(factory, settings, project_id, [f"{name}.csv"])
+    act(factory, request_id, "researcher", service.submit)
+    work(factory, settings)
+    assert get(factory, request_id).files[0].check_status == "fail"
+    return request_id
+
+
+def first_file(factory: sessionmaker[Session], request_id: int) -> int:
+    return get(factory, request_id).files[0].id
+
+
+def on_file(factory: sessionmaker[Session], request_id: int, username: str, command, *args):  # type: ignore[no-untyped-def]
+    with unit_of_work(factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        return command(s, f.user(s, username), request, request.files[0], *args)
+
+
+def events(factory: sessionmaker[Session], request_id: int, action: str) -> list[dict]:  # type: ignore[type-arg]
+    with factory() as s:
+        return [e.details for e in s.scalars(select(AuditEvent).where(
+            AuditEvent.object_type == "output_request", AuditEvent.object_id == str(request_id),
+            AuditEvent.action == action).order_by(AuditEvent.seq))]
+
+
+def emails(factory: sessionmaker[Session]) -> list[dict]:  # type: ignore[type-arg]
+    with factory() as s:
+        return [m.payload for m in s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email")
+                                             .order_by(OutboxMessage.id))]
+
+
+# --- finding 4: the automatic verdict counts at approval --------------------------------------------------------
+
+def test_a_failing_small_csv_is_refused_at_approval_without_an_exception_by_service_api_and_page(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """On main, small.csv whose automatic check said "fail" was released on two approvals, with no reason."""
+    request_id = failing_request(session_factory, settings, project_id)
+    review_all(session_factory, request_id, "checker1", "approve")
+    review_all(session_factory, request_id, "checker2", "approve")
+    assert get(session_factory, request_id).state == OutputState.REVIEWED
+    with pytest.raises(Conflict, match=r"'small\.csv' failed its automatic check and has no exception"):
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")
+
+    with unit_of_work(session_factory) as s:
+        _, bearer = tokens.create_token(s, "test", f.user(s, "checker1"), "approve")
+    api = app.test_client().post(f"/api/v1/output-requests/{request_id}/decision", json={"outcome": "approve"},
+                                 headers={"Authorization": f"Bearer {bearer}"})
+    assert api.status_code == 409
+    assert "failed its automatic check and has no exception" in json.dumps(api.get_json())
+
+    page = app.test_client()
+    sign_in_session(page, session_factory, "checker2")
+    html = page.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert "failed its automatic check and has no exception" in html  # shown before the button is pressed
+    answer = page.post(f"/outputs/{request_id}/decide", data={"csrf_token": csrf_from(html), "outcome": "approve"},
+                       follow_redirects=True)
+    assert "failed its automatic check and has no exception" in answer.get_data(as_text=True)
+    assert get(session_factory, request_id).state == OutputState.REVIEWED
+    work(session_factory, settings)
+    assert not (settings.outputs_dir / "releases").exists() or not any((settings.outputs_dir / "releases").iterdir())
+    assert events(session_factory, request_id, "output_request.approved") == []
+
+
+def test_approval_waits_for_the_automatic_checks(session_factory: sessionmaker[Session], settings: Settings,
+                                                 project_id: int) -> None:
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
+    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
+    act(session_factory, request_id, "researcher", service.submit)  # the worker has not run the checks
+    review_all(session_factory, request_id, "checker1", "approve")
+    review_all(session_factory, request_id, "checker2", "approve")
+    with pytest.raises(Conflict, match="has not been through the automatic checks"):
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    work(session_factory, settings)
+    act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    assert get(session_factory, request_id).state == OutputState.APPROVED
+
+
+# --- exceptions ---------------------------------------------------------------------------------------------
+
+def test_an_exception_accepted_by_both_checkers_releases_the_failing_file_with_the_reasons_in_the_manifest(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    from tests.support.package_scan import scan_package
+
+    request_id = failing_request(session_factory, settings, project_id)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    review_all(session_factory, request_id, "checker1", "approve")
+    on_file(session_factory, request_id, "checker1", service.decide_exception,
+            "accept", "Published figure: safe.", settings)
+    review_all(session_factory, request_id, "checker2", "approve")
+    # one acceptance is not enough
+    with pytest.raises(Conflict, match="accepted by 1 of the 2 checkers"):
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    # a refusal blocks, whoever else accepted
+    on_file(session_factory, request_id, "checker2", service.decide_exception,
+            "refuse", "Not shown to be public.", settings)
+    with pytest.raises(Conflict, match="refused by"):
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    on_file(session_factory, request_id, "checker2", service.decide_exception,
+            "accept", "Checked the ONS table.", settings)
+    act(session_factory, request_id, "checker2", service.decide, "approve", "")
+    work(session_factory, settings)
+    request = get(session_factory, request_id)
+    assert request.state == OutputState.RELEASED
+    package = release_mod.package_path(request, settings.outputs_dir)
+    with zipfile.ZipFile(package) as archive:
+        manifest, results = json.loads(archive.read("manifest.json")), json.loads(archive.read("results.json"))
+    [entry] = manifest["files"]
+    assert entry["verdict"]["automatic"] == "fail"
+    [granted] = entry["exceptions"]
+    assert granted["justification"] == JUSTIFICATION and granted["sha256"] == entry["sha256"]
+    assert {(d["checker"], d["decision"], d["reason"]) for d in granted["decisions"]} == {
+        ("checker1", "accept", "Published figure: safe."), ("checker2", "accept", "Checked the ONS table.")}
+    [acro] = results["results"].values()
+    assert acro["exception"] == JUSTIFICATION
+    assert scan_package(package, request) == []  # text only: the unsuppressed file is the output itself
+    asked = events(session_factory, request_id, "output_request.exception_requested")
+    answered = events(session_factory, request_id, "output_request.exception_decided")
+    assert asked[0]["justification"] == JUSTIFICATION
+    assert [(e["decision"], e["reason"]) for e in answered] == [
+        ("accept", "Published figure: safe."), ("refuse", "Not shown to be public."),
+        ("accept", "Checked the ONS table.")]
+
+
+def test_an_exception_is_bound_to_the_files_bytes(session_factory: sessionmaker[Session], settings: Settings,
+                                                  project_id: int) -> None:
+    request_id = failing_request(session_factory, settings, project_id)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    act(session_factory, request_id, "checker1", service.return_early, "Please add a footnote first.")
+    # the researcher changes the file (still failing) and sends it again: the exception no longer covers it
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "small", suppress=False,
+                      margins=True)
+    hand_over(session_factory, settings, request_id, folder, "small.csv")
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    request = get(session_factory, request_id)
+    assert request.files[0].version == 2 and request.files[0].check_status == "fail"
+    assert service.current_exception(request, request.files[0]) is None
+    review_all(session_factory, request_id, "checker1", "approve")
+    review_all(session_factory, request_id, "checker2", "approve")
+    with pytest.raises(Conflict, match="no exception"):
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    with pytest.raises(Conflict, match="No exception has been asked for"):  # the old one cannot be answered
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "ok", settings)
+
+
+def test_exception_rules(session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    request_id = failing_request(session_factory, settings, project_id)
+    with pytest.raises(PermissionDenied):
+        on_file(session_factory, request_id, "dualrole", service.request_exception,  # not the author
+                JUSTIFICATION, settings)
+    with pytest.raises(ValidationError):
+        on_file(session_factory, request_id, "researcher", service.request_exception, "   because   ", settings)
+    with pytest.raises(Conflict, match="No exception"):
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "fine", settings)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    with pytest.raises(ValidationError):
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "  ", settings)
+    with pytest.raises(PermissionDenied):  # a member of the project's team cannot answer it
+        on_file(session_factory, request_id, "dualrole", service.decide_exception, "accept", "fine", settings)
+    with pytest.raises(PermissionDenied):
+        on_file(session_factory, request_id, "researcher", service.decide_exception, "accept", "fine", settings)
+    on_file(session_factory, request_id, "checker1", service.decide_exception, "refuse", "Not justified.", settings)
+    with pytest.raises(Conflict, match="already been answered"):
+        on_file(session_factory, request_id, "researcher", service.request_exception,
+                JUSTIFICATION + " Really.", settings)
+    # blinded: the other checker does not see checker1's answer, nor does the researcher, yet
+    with session_factory() as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        exception = service.current_exception(request, request.files[0])
+        assert exception is not None
+        assert service.visible_exception_decisions(f.user(s, "checker2"), request, exception) == []
+        assert service.visible_exception_decisions(f.user(s, "researcher"), request, exception) == []
+        assert len(service.visible_exception_decisions(f.user(s, "checker1"), request, exception)) == 1
+
+    # a passing file needs none
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "fine", suppress=True)
+    passing = new_request(session_factory, settings, project_id, ["fine.csv"])
+    act(session_factory, passing, "researcher", service.submit)
+    work(session_factory, settings)
+    with pytest.raises(Conflict, match="did not fail"):
+        on_file(session_factory, passing, "researcher", service.request_exception, JUSTIFICATION, settings)
+
+
+# --- early return, group votes, notifications ---------------------------------------------------------------
+
+def test_a_checker_returns_early_and_the_people_concerned_are_emailed(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
+    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
+    with pytest.raises(Conflict, match="awaiting review"):  # pending: nothing to return
+        act(session_factory, request_id, "checker1", service.return_early, "Too soon.")
+    act(session_factory, request_id, "researcher", service.submit)
+    submitted = [m["to"] for m in emails(session_factory) if "submitted for checking" in m["subject"]]
+    with session_factory() as s:
+        expected = {u.email for u in service.checkers_for(s, s.get(OutputRequest, request_id))}
+        assert f.user(s, "dualrole").email not in expected  # on the project's team: never asked to check it
+        assert {f.user(s, "checker1").email, f.user(s, "checker2").email} <= expected
+    assert sorted(submitted) == sorted(expected)
+    review_all(session_factory, request_id, "checker1", "approve")  # one review in: partially reviewed
+    with pytest.raises(ValidationError):
+        act(session_factory, request_id, "checker2", service.return_early, "   ")
+    with pytest.raises(PermissionDenied):
+        act(session_factory, request_id, "researcher", service.return_early, "Mine.")
+    act(session_factory, request_id, "checker2", service.return_early, "Label the columns before we go on.")
+    request = get(session_factory, request_id)
+    assert request.state == OutputState.RETURNED
+    assert events(session_factory, request_id, "output_request.returned")[0]["early"] is True
+    with session_factory() as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        seen = [c.text for c in service.visible_comments(f.user(s, "researcher"), request)]
+        assert seen == ["Label the columns before we go on."]
+        author_email = f.user(s, "researcher").email
+    returned = [m for m in emails(session_factory) if m["to"] == author_email and "returned" in m["subject"]]
+    assert len(returned) == 1 and "Label the columns" in returned[0]["body"]
+    act(session_factory, request_id, "researcher", service.submit)
+    assert get(session_factory, request_id).round == 2
+    assert len([m for m in emails(session_factory) if "resubmitted for checking" in m["subject"]]) == len(expected)
+
+
+def test_request_changes_on_a_whole_group(session_factory: sessionmaker[Session], settings: Settings,
+                                         project_id: int) -> None:
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    data = load_extract(settings, session_factory, project_id)
+    for name in ("a", "b"):
+        notebook_crosstab(data, folder, name, suppress=True)
+    (folder / "notes.txt").write_text("How the tables were made.")
+    request_id = new_request(session_factory, settings, project_id, ["a.csv", "b.csv", "notes.txt"],
+                             kinds={"notes.txt": "supporting"})
+    act(session_factory, request_id, "researcher", service.submit)
+    with unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        cast = service.vote_group(s, f.user(s, "checker1"), request, request.groups[0], "changes_requested",
+                                  "Both tables need a footnote.")
+        assert {v.file.path for v in cast} == {"a.csv", "b.csv"}  # outputs only, not supporting notes
+    with unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        service.submit_review(s, f.user(s, "checker1"), request)
+        assert request.reviews[0].outcome == "changes_requested"
+        assert any("Both tables need a footnote" in c.text for c in request.comments)
+
+
+# --- comments: private to checkers until the round ends -------------------------------------------------------
+
+def test_comments_stay_with_the_checkers_until_the_request_is_returned(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    request_id = failing_request(session_factory, settings, project_id)
+    with unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        private = service.add_comment(s, f.user(s, "checker1"), request, "Private: the 3 looks real.", "private")
+        service.add_comment(s, f.user(s, "checker1"), request, "Public: please suppress small cells.", "public")
+        private_id = private.id
+
+    def seen(username: str) -> list[str]:
+        with session_factory() as s:
+            request = s.get(OutputRequest, request_id)
+            assert request is not None
+            return [c.text for c in service.visible_comments(f.user(s, username), request)]
+
+    assert seen("researcher") == [] and seen("dualrole") == []  # nothing yet: the round is open
+    with unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        comment = service.get_comment(f.user(s, "checker1"), request, private_id)
+        with pytest.raises(PermissionDenied):  # only the checker who wrote it
+            service.publish_comment(s, f.user(s, "checker2"), request, comment)
+    review_all(session_factory, request_id, "checker1", "changes_requested")
+    review_all(session_factory, request_id, "checker2", "changes_requested")
+    assert seen("researcher") == []  # reviewed, but not yet returned
+    act(session_factory, request_id, "checker2", service.decide, "return", "Suppress the small cell.")
+    assert seen("researcher") == ["Public: please suppress small cells.", "Suppress the small cell."]
+    with unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        service.publish_comment(s, f.user(s, "checker1"), request,
+                                service.get_comment(f.user(s, "checker1"), request, private_id))
+    assert seen("researcher")[0] == "Private: the 3 looks real."
+    assert events(session_factory, request_id, "output_request.comment_published")[0]["comment"] == private_id
+    with pytest.raises(Conflict, match="already public"), unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        service.publish_comment(s, f.user(s, "checker1"), request, request.comments[0])
+
+
+# --- the checker's page: code, verdict tags, sentences (finding 5) ------------------------------------------------
+
+def test_the_checkers_page_shows_suppressed_cells_integers_sentences_and_the_code(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """On main a suppressed cell wore a green "pass" tag, counts read 253.0 and the summary was a raw dict."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
+    sidecar = folder / "by_region.sdc.json"
+    content = json.loads(sidecar.read_text())
+    content["source"] = "out = dc.crosstab('region', 'sex', data=df, dataset='patients').suppressed()"
+    sidecar.write_text(json.dumps(content))
+    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    client = app.test_client()
+    sign_in_session(client, session_factory, "checker1")
+    html = client.get(f"/outputs/{request_id}").get_data(as_text=True)
+    cell = re.search(r'<td class="nhsuk-table__cell" data-verdict="([a-z]+)"[^>]*>(\s*)<br>(.*?)</td>', html, re.S)
+    assert cell is not None and cell.group(1) == "suppressed"
+    assert 'data-testid="verdict">suppressed<' in cell.group(3) and ">pass<" not in cell.group(3)
+    assert "{'" not in html and "mitigation applied: 1 cell suppressed" in html
+    assert not re.search(r">\s*\d+\.0\s*<", html)  # whole counts are integers in the table
+    assert "dc.crosstab(&#39;region&#39;, &#39;sex&#39;" in html  # the notebook cell, escaped
+    assert "&#34;index&#34;" in html or "&quot;index&quot;" in html or '"index"' in html  # the recorded query
+    # the researcher sees their own code too, not the checkers' cell verdicts
+    sign_in_session(client, session_factory, "researcher")
+    mine = client.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert 'data-testid="recorded-query"' in mine and "data-verdict" not in mine
+
+
+def test_pages_and_api_for_exceptions_early_return_and_publishing(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    request_id = failing_request(session_factory, settings, project_id)
+    file_id = first_file(session_factory, request_id)
+    researcher = app.test_client()
+    sign_in_session(researcher, session_factory, "researcher")
+    html = researcher.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert 'data-testid="no-exception"' in html
+    short = researcher.post(f"/outputs/{request_id}/files/{file_id}/exception",
+                            data={"csrf_token": csrf_from(html), "justification": "short"}, follow_redirects=True)
+    assert "at least 20 characters" in short.get_data(as_text=True)
+    researcher.post(f"/outputs/{request_id}/files/{file_id}/exception",
+                    data={"csrf_token": csrf_from(html), "justification": JUSTIFICATION})
+    with unit_of_work(session_factory) as s:
+        _, bearer = tokens.create_token(s, "test", f.user(s, "checker1"), "api")
+    api = app.test_client()
+    headers = {"Authorization": f"Bearer {bearer}"}
+    answer = api.put(f"/api/v1/output-requests/{request_id}/files/{file_id}/exception/decision",
+                     json={"decision": "accept", "reason": "Published figure."}, headers=headers)
+    assert answer.status_code == 200
+    [item] = answer.get_json()["files"]
+    assert item["exception"]["justification"] == JUSTIFICATION
+    assert [d["checker"] for d in item["exception"]["decisions"]] == ["checker1"]
+    bad = api.put(f"/api/v1/output-requests/{request_id}/files/{file_id}/exception/decision",
+                  json={"decision": "maybe", "reason": "x"}, headers=headers)
+    assert bad.status_code == 422
+    assert api.post(f"/api/v1/output-requests/{request_id}/return", json={"comment": ""},
+                    headers=headers).status_code == 422
+    back = api.post(f"/api/v1/output-requests/{request_id}/return", json={"comment": "Add a footnote."},
+                    headers=headers)
+    assert back.status_code == 200 and back.get_json()["state"] == "returned"
+    again = api.post(f"/api/v1/output-requests/{request_id}/return", json={"comment": "Again."}, headers=headers)
+    assert again.status_code == 409
+    page = researcher.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert "Add a footnote." in page and "Published figure." in page  # the round ended: reasons are shown
+
+
+def test_a_justification_or_reason_holding_a_pseudonym_is_refused(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """The justification and the reasons leave in the manifest: they pass the same pseudonym search as files."""
+    request_id = failing_request(session_factory, settings, project_id)
+    pseudonym = str(load_extract(settings, session_factory, project_id)["pseudo_id"].iloc[0])
+    with pytest.raises(ValidationError, match="pseudonym"):
+        on_file(session_factory, request_id, "researcher", service.request_exception,
+                f"Only patient {pseudonym.upper()} is in the small cell and they agreed.", settings)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    with pytest.raises(ValidationError, match="pseudonym"):
+        on_file(session_factory, request_id, "checker1", service.decide_exception, "accept",
+                f"Fine, it is {pseudonym[:14]}.", settings)
+    assert events(session_factory, request_id, "output_request.exception_decided") == []
+
+
+def test_removing_a_file_removes_its_exception(session_factory: sessionmaker[Session], settings: Settings,
+                                               project_id: int) -> None:
+    request_id = failing_request(session_factory, settings, project_id)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    on_file(session_factory, request_id, "checker1", service.decide_exception, "accept", "Published.", settings)
+    act(session_factory, request_id, "checker1", service.return_early, "Split the table in two.")
+    on_file(session_factory, request_id, "researcher", service.remove_file)
+    with session_factory() as s:
+        from gateway.outputs.models import OutputException, OutputExceptionDecision
+
+        assert s.scalars(select(OutputException)).all() == []
+        assert s.scalars(select(OutputExceptionDecision)).all() == []
+    assert get(session_factory, request_id).files == []
