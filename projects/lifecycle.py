@@ -12,6 +12,7 @@ from gateway.db import utcnow
 from gateway.errors import NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
+from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, check_security_tier
 from projects import cohort
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
@@ -63,15 +64,17 @@ def list_projects(session: Session, user: User) -> list[Project]:
 
 
 def create_project(session: Session, actor: User, application: Application, decision: Decision,
-                   today: dt.date) -> Project:
+                   today: dt.date, security_tier: str = DEFAULT_SECURITY_TIER) -> Project:
     assert decision.access_end_date is not None
+    check_security_tier(security_tier)
     project = Project(
         reference=application.reference.replace("LSDE-", "P-"), application_id=application.id,
         title=application.title, lay_summary=application.lay_summary, public_benefit=application.public_benefit,
         organisation_id=application.organisation_id, lead_id=application.applicant_id,
         legal_basis=legal_basis_text(application), opt_out_applies=bool(application.opt_out_applies),
         commercial_involvement=application.commercial_involvement, workspace_size=application.workspace_size,
-        date_from=application.date_from, date_to=application.date_to, conditions=decision.conditions,
+        security_tier=security_tier, date_from=application.date_from, date_to=application.date_to,
+        conditions=decision.conditions,
         start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow(),
         generalisation=application.generalisation, **cohort.copied(application))
     project.members = [ProjectMember(user_id=m.user_id, project_role=m.project_role) for m in application.members]
@@ -81,7 +84,7 @@ def create_project(session: Session, actor: User, application: Application, deci
     audit.record(session, actor, "project.created", "project", project.id,
                  {"reference": project.reference, "application": application.reference,
                   "end_date": project.end_date, "members": sorted(m.user.username for m in project.members),
-                  "cohort": cohort.copied(project)})
+                  "cohort": cohort.copied(project), "security_tier": project.security_tier})
     from gateway.extracts.service import request_build
 
     request_build(session, project, "project approved", actor)

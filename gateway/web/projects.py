@@ -17,6 +17,7 @@ from gateway.web.recorded import records_download
 from gateway.workspaces import service
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
+from gateway.workspaces.spec import SECURITY_TIER_LABELS
 from projects import agreements, applications, lifecycle
 from projects.lifecycle import is_member
 from projects.models import Project
@@ -47,6 +48,7 @@ def view(project_id: int) -> Any:
     decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
     sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
     return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,
+                           security_tier_label=SECURITY_TIER_LABELS[project.security_tier],
                            extract_versions=extracts.versions(db(), project),
                            live_version=extracts.live_version(settings(), project),
                            build=extracts.latest_build(db(), project),

@@ -93,7 +93,7 @@ def open_sessions(session: Session, project: Project | None = None) -> list[Work
 
 
 def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, server: str, hub_user: str,
-                 tier: str, extract: Path) -> int:
+                 tier: str, extract: Path, security_tier: str) -> int:
     """The open workspace session of this person on this project, opened (and audited) when there is none."""
     with unit_of_work(factory) as session:
         existing = session.scalar(select(WorkspaceSession).where(
@@ -106,7 +106,7 @@ def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, 
         session.add(ws)
         session.flush()
         audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
-                     {"server": server, "tier": tier, "extract": extract.name})
+                     {"server": server, "tier": tier, "security_tier": security_tier, "extract": extract.name})
         return ws.id
 
 
@@ -127,6 +127,7 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         extract = current_extract(settings.extracts_root, project)
         assert extract is not None
         server, tier = workspace_id(project), tier_named(project.workspace_size)
+        security_tier = project.security_tier  # read at each start: a running server keeps the tier it started with
         username = hub_username(user)
         legacy = legacy_hub_username(user)
         legacy_open = [ws for ws in open_sessions(session, project)
@@ -144,12 +145,13 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         if legacy_shared:
             log.warning("not moving the %s home of %r: two accounts had that hub name", server, legacy)
         # Recorded before the start, so the server gets a hand-over credential bound to this session.
-        ws_id = _session_for(factory, user_id, project_id, server, username, tier.name, extract)
+        ws_id = _session_for(factory, user_id, project_id, server, username, tier.name, extract, security_tier)
         credential = mint_credential(settings, ws_id, user_id, project_id,
                                      ttl_seconds=settings.workspaces.handover_ttl_hours * 3600)
         # The spawner (as root, on the host) moves a home made under the old name; the gateway never touches homes.
         spec = WorkspaceSpec(project_id=server, extract=str(extract), tier=tier, handover_credential=credential,
-                             legacy_home=None if legacy_shared or legacy == username else legacy)
+                             legacy_home=None if legacy_shared or legacy == username else legacy,
+                             security_tier=security_tier)
         client.ensure_user(username)
         client.start_server(username, spec)
         client.wait_until_ready(username, server, timeout=settings.workspaces.start_timeout)
