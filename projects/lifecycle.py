@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from gateway import audit, outbox
 from gateway.db import utcnow
-from gateway.errors import NotFound, PermissionDenied, ValidationError
+from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, check_security_tier
@@ -199,6 +199,37 @@ def available_actions(user: User, project: Project) -> list[str]:
     allowed = {command for (source, _), command in PROJECT_TRANSITIONS.items() if source == project.state}
     return [a for a in ("suspend", "reinstate", "revoke", "close")
             if a in allowed and can_change_state(user, project, a)]
+
+
+def can_raise_security_tier(user: User, project: Project) -> bool:
+    """An administrator may raise an active project from the standard to the high security tier (never lower it:
+    lowering is a new decision for the DAC)."""
+    return (has_permission(user, Permission.MANAGE_PROJECTS) and project.state == ProjectState.ACTIVE
+            and project.security_tier != "high")
+
+
+def raise_security_tier(session: Session, actor: User, project: Project, reason: str) -> None:
+    """Move the project to the high tier, audited with the reason. Its running workspaces are stopped, so the next
+    start is in the high tier (a running server keeps the tier it started with)."""
+    check_permission(actor, Permission.MANAGE_PROJECTS)
+    reason = _need_reason(reason)
+    if project.state != ProjectState.ACTIVE:
+        raise Conflict("Only an active project's security tier can be raised.")
+    if project.security_tier == "high":
+        raise Conflict("This project is already in the high security tier.")
+    previous, project.security_tier = project.security_tier, "high"
+    session.flush()
+    audit.record(session, actor, "project.security_tier_raised", "project", project.id,
+                 {"from": previous, "to": project.security_tier, "reason": reason})
+    from gateway.workspaces.service import stop_project_workspaces
+
+    stop_project_workspaces(session, project, f"security tier raised to high: {reason}")
+    for member in project.members:
+        outbox.send_email(session, member.user.email, f"Project {project.reference}: high security tier",
+                          f"{project.title}\n\nThe project's workspaces are now in the high security tier: no copy "
+                          f"out to the clipboard, small pastes only, no terminals. Running workspaces were stopped; "
+                          f"open yours again from the project page.\n\nReason: {reason}",
+                          dedupe_key=f"project-tier:{project.id}:high:{member.user_id}")
 
 
 def close(session: Session, actor: User, project: Project, reason: str) -> None:

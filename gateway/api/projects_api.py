@@ -542,6 +542,16 @@ def revoke_project(project_id: int, body: ReasonIn) -> ProjectOut:
     return _change(project_id, "revoke", body.reason)
 
 
+@api.operation("/projects/<int:project_id>/security-tier", "POST",
+               summary="Raise an active project to the high security tier (administrator; its workspaces stop)",
+               tag="projects", permission=Permission.MANAGE_PROJECTS, body=ReasonIn, response=ProjectOut,
+               errors=(409,))
+def raise_security_tier(project_id: int, body: ReasonIn) -> ProjectOut:
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    run(lifecycle.raise_security_tier, require_user(), project, body.reason)
+    return ProjectOut.of(project)
+
+
 @api.operation("/projects/<int:project_id>/close", "POST", summary="Close a project (lead or administrator)",
                tag="projects", permission=Permission.VIEW_PROJECTS, body=ReasonIn, response=ProjectOut,
                errors=(409,))
