@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import unit_of_work
-from gateway.errors import ValidationError
+from gateway.errors import PermissionDenied, ValidationError
 from gateway.identity import accounts, tokens
 from gateway.models import AuditEvent
-from projects import applications, dac
+from projects import applications, dac, lifecycle
 from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.support import factories as f
@@ -173,3 +173,46 @@ def test_register_shows_each_project_tier_in_every_format(client: FlaskClient, w
         in html
     # raw values never reach people
     assert ">high<" not in html and ">standard<" not in html
+
+
+def test_administrator_raises_an_active_project_with_a_reason(client: FlaskClient,
+                                                              world: sessionmaker[Session]) -> None:
+    project_id = f.approved_project(world)
+    with unit_of_work(world) as s:
+        project = s.get(Project, project_id)
+        with pytest.raises(PermissionDenied):
+            lifecycle.raise_security_tier(s, f.user(s, "dacchair"), project, "Sensitive")
+        with pytest.raises(ValidationError):
+            lifecycle.raise_security_tier(s, f.user(s, "admin"), project, "   ")
+    with world() as s:
+        assert s.get(Project, project_id).security_tier == "standard"
+    # the page: a reason is needed, then the tier is high, audited, and the form is gone
+    sign_in_session(client, world, "admin")
+    html = client.get(f"/projects/{project_id}").get_data(as_text=True)
+    assert 'data-testid="raise-tier-form"' in html
+    url = f"/projects/{project_id}/security-tier"
+    refused = client.post(url, data={"csrf_token": _csrf(html), "reason": ""}, follow_redirects=True)
+    assert "Give a reason for raising the security tier." in refused.get_data(as_text=True)
+    done = client.post(url, data={"csrf_token": _csrf(html), "reason": "Linked to a rare-disease registry"},
+                       follow_redirects=True)
+    page = done.get_data(as_text=True)
+    assert "is now in the high security tier" in page and 'data-testid="raise-tier-form"' not in page
+    assert re.search(r'data-testid="security-tier">\s*' + re.escape(HIGH), page)
+    assert events(world, "project.security_tier_raised") == [
+        {"from": "standard", "to": "high", "reason": "Linked to a rare-disease registry"}]
+    # raising again, or through the API, is refused by state; nobody lowers it this way
+    again = client.post(f"/api/v1/projects/{project_id}/security-tier", headers=bearer(world, "admin"),
+                        json={"reason": "again"})
+    assert again.status_code == 409 and "already" in str(again.json)
+    assert len(events(world, "project.security_tier_raised")) == 1
+
+
+def test_a_suspended_project_cannot_be_raised(client: FlaskClient, world: sessionmaker[Session]) -> None:
+    project_id = f.approved_project(world)
+    with unit_of_work(world) as s:
+        lifecycle.suspend(s, f.user(s, "admin"), s.get(Project, project_id), "Investigation")
+    response = client.post(f"/api/v1/projects/{project_id}/security-tier", headers=bearer(world, "admin"),
+                           json={"reason": "Sensitive"})
+    assert response.status_code == 409
+    with world() as s:
+        assert s.get(Project, project_id).security_tier == "standard"
