@@ -75,6 +75,12 @@ mkdir -p "$prefix/etc/jupyter" "$prefix/share/jupyter/lab/settings"
 cp "$here/singleuser/jupyter_server_config.py" "$prefix/etc/jupyter/jupyter_server_config.py"
 cp "$here/singleuser/overrides.json" "$prefix/share/jupyter/lab/settings/overrides.json"
 mkdir -p "$prefix/etc/jupyter/labconfig"
+# The workspace's Jupyter user config dir (JUPYTER_CONFIG_DIR, set by the spawners): empty and read-only, so nothing
+# a researcher writes in their home can change the server's settings (see jupyter_paths_env in sandbox_spawner.py).
+# Its one file tells jupyter_core that IPython-era settings were already migrated (it would write it there itself).
+rm -rf "$prefix/etc/jupyter-user"
+mkdir -p "$prefix/etc/jupyter-user"
+touch "$prefix/etc/jupyter-user/migrated"
 cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
 "$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" \
     "$site/londonsde_handover.py" "$site/londonsde_security_tier.py" >/dev/null
