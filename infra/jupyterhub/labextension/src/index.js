@@ -67,14 +67,14 @@ function tooMuch(dataTransfer, limit) {
 
 function install(app, limit, target) {
   const win = target || window;
-  let lastNotice = 0;
+  const lastNotice = new Map();
   const notify = (message) => {
-    // One notice per second at most: a held key or a drag would otherwise flood the screen.
+    // The same notice once a second at most: a held key or a drag would otherwise flood the screen.
     const now = Date.now();
-    if (now - lastNotice < 1000) {
+    if (now - (lastNotice.get(message) || 0) < 1000) {
       return;
     }
-    lastNotice = now;
+    lastNotice.set(message, now);
     if (app && app.commands && app.commands.hasCommand('apputils:notify')) {
       app.commands.execute('apputils:notify', { message, type: 'warning', options: { autoClose: 6000 } })
         .catch(() => undefined);
