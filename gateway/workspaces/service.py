@@ -151,7 +151,7 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         # The spawner (as root, on the host) moves a home made under the old name; the gateway never touches homes.
         spec = WorkspaceSpec(project_id=server, extract=str(extract), tier=tier, handover_credential=credential,
                              legacy_home=None if legacy_shared or legacy == username else legacy,
-                             security_tier=security_tier)
+                             security_tier=security_tier, paste_limit=settings.workspaces.high_tier_paste_limit)
         client.ensure_user(username)
         client.start_server(username, spec)
         client.wait_until_ready(username, server, timeout=settings.workspaces.start_timeout)

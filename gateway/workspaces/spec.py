@@ -58,6 +58,10 @@ SECURITY_TIER_LABELS: dict[str, str] = {
 SECURITY_TIERS = tuple(SECURITY_TIER_LABELS)
 DEFAULT_SECURITY_TIER = "standard"
 SECURITY_TIER_ENV = "LONDONSDE_SECURITY_TIER"
+# How many characters one paste may carry in the high tier (the gateway's workspaces.high_tier_paste_limit).
+PASTE_LIMIT_ENV = "LONDONSDE_PASTE_LIMIT"
+DEFAULT_PASTE_LIMIT = 2000
+MAX_PASTE_LIMIT = 1_000_000
 
 
 log = logging.getLogger(__name__)
@@ -79,14 +83,16 @@ class WorkspaceSpec:
     # A hub name of this person from before 0014 whose home for this project the spawner should adopt, if any.
     legacy_home: str | None = None
     security_tier: str = DEFAULT_SECURITY_TIER
+    paste_limit: int = DEFAULT_PASTE_LIMIT
 
     def __post_init__(self) -> None:
         check_security_tier(self.security_tier)
+        check_paste_limit(self.paste_limit)
 
-    def to_user_options(self) -> dict[str, str]:
+    def to_user_options(self) -> dict[str, Any]:
         """The JSON body the gateway posts when starting the named server."""
         options = {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name,
-                   "security_tier": self.security_tier}
+                   "security_tier": self.security_tier, "paste_limit": self.paste_limit}
         if self.handover_credential:
             options["handover_credential"] = self.handover_credential
         if self.legacy_home:
@@ -95,7 +101,7 @@ class WorkspaceSpec:
 
     def environment(self) -> dict[str, str]:
         """What every spawner puts in the server's environment: the security tier, and the hand-over credential."""
-        env = {SECURITY_TIER_ENV: self.security_tier}
+        env = {SECURITY_TIER_ENV: self.security_tier, PASTE_LIMIT_ENV: str(self.paste_limit)}
         if self.handover_credential:
             env["LONDONSDE_HANDOVER_CREDENTIAL"] = self.handover_credential
         return env
@@ -125,6 +131,12 @@ def check_security_tier(name: object) -> str:
     return name
 
 
+def check_paste_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PASTE_LIMIT:
+        raise SpecError(f"paste_limit must be a whole number from 0 to {MAX_PASTE_LIMIT}")
+    return limit
+
+
 def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Path:
     """The researcher's private home for one project on the host (sandbox spawner layout)."""
     return Path(homes_root) / check_project_id(project_id) / check_username(username)
@@ -133,7 +145,7 @@ def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Pa
 def spec_from_user_options(options: dict[str, Any], server_name: str) -> WorkspaceSpec:
     """Parse `user_options` as sent by the gateway. The server name must equal the project id."""
     unknown = set(options) - {"project_id", "extract_path", "tier", "handover_credential", "legacy_home",
-                              "security_tier"}
+                              "security_tier", "paste_limit"}
     if unknown:
         raise SpecError(f"unknown options: {sorted(unknown)}")
     project_id = check_project_id(options.get("project_id"))
@@ -151,7 +163,8 @@ def spec_from_user_options(options: dict[str, Any], server_name: str) -> Workspa
     # Absent (a gateway from before 0016): standard, as every project was then. Anything else must be a known tier.
     security_tier = check_security_tier(options.get("security_tier", DEFAULT_SECURITY_TIER))
     return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)),
-                         handover_credential=credential, legacy_home=legacy, security_tier=security_tier)
+                         handover_credential=credential, legacy_home=legacy, security_tier=security_tier,
+                         paste_limit=check_paste_limit(options.get("paste_limit", DEFAULT_PASTE_LIMIT)))
 
 
 def adopt_legacy_home(homes_root: Path, legacy: str, username: str, project_id: str, shared: bool) -> bool:

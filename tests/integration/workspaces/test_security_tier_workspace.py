@@ -56,7 +56,7 @@ def running(settings: Settings, demo_users: dict[str, int]) -> Iterator[dict[str
     with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as hub:
         live = settings.model_copy(update={"workspaces": WorkspaceSettings(
             hub_url=hub.url, hub_state_dir=hub.state_dir, extracts_root=hub.extracts_root,
-            homes_root=hub.homes_root)})
+            homes_root=hub.homes_root, high_tier_paste_limit=750)})
         app = create_app(live)
         server = LiveServer(app, port=port).start()
         factory: sessionmaker[Session] = app.extensions["sde_sessionmaker"]
@@ -118,7 +118,7 @@ def test_high_tier_workspace_has_no_terminals_and_tells_jupyterlab(running: dict
         assert status in (403, 404), f"{method} {path} answered {status}"
     config = page_config(ws)
     assert config["londonsdeSecurityTier"] == "high" and config["terminalsAvailable"] is False
-    assert config["londonsdePasteLimit"] == 2000
+    assert config["londonsdePasteLimit"] == 750  # the gateway's setting, through the spec and the environment
     # the JupyterLab extension is installed and enabled in the workspace's JupyterLab
     extensions = {e["name"] for e in config["federated_extensions"]}
     assert "@londonsde/security-tier" in extensions

@@ -117,3 +117,26 @@ def test_extension_stops_a_high_tier_server_that_has_terminals(monkeypatch: pyte
     server_tier._load_jupyter_server_extension(app)
     assert app.web_app.settings["page_config_data"]["londonsdeSecurityTier"] == "standard"
 
+
+
+def test_paste_limit_travels_to_the_server_environment() -> None:
+    spec = WorkspaceSpec("p1", "/x", TIERS["small"], security_tier="high", paste_limit=500)
+    back = spec_from_user_options(spec.to_user_options(), "p1")
+    assert back.paste_limit == 500 and back.environment()["LONDONSDE_PASTE_LIMIT"] == "500"
+    assert spec_from_user_options(dict(OPTIONS), "p1").paste_limit == 2000
+
+
+@pytest.mark.parametrize("bad", [-1, 1_000_001, "500", 2.5, True, None])
+def test_bad_paste_limits_are_refused(bad: object) -> None:
+    with pytest.raises(SpecError, match="paste_limit"):
+        spec_from_user_options({**OPTIONS, "paste_limit": bad}, "p1")
+
+
+def test_gateway_setting_bounds_the_paste_limit() -> None:
+    from pydantic import ValidationError
+
+    from gateway.config import WorkspaceSettings
+
+    assert WorkspaceSettings().high_tier_paste_limit == 2000
+    with pytest.raises(ValidationError):
+        WorkspaceSettings(high_tier_paste_limit=-5)
