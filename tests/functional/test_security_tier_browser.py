@@ -177,6 +177,7 @@ def test_high_tier_blocks_copy_out_and_large_pastes_and_standard_does_not(
     set_clipboard(other, SENTINEL)
     copy_the_output(page)
     expect(page.get_by_text(COPY_REFUSED).first).to_be_visible(timeout=10_000)
+    page.wait_for_timeout(1000)  # the notice slides in
     screenshot(page, "workspace-high-tier-copy-refused")
     held = clipboard(other)
     assert ROW not in held and held in (SENTINEL, "")
