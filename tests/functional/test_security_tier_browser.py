@@ -5,7 +5,8 @@ researcher opens the workspace from the project page, runs a cell that prints a 
 Ctrl+C; the clipboard is read back from another tab (a gateway page, clipboard-read granted):
 - standard: the row is on the clipboard, a long paste goes into a cell, and the Launcher offers a Terminal;
 - high: the clipboard still holds what was there before (nothing of the output), JupyterLab says why, the
-  asynchronous clipboard API refuses to write (what JupyterLab's own copy commands use), a paste over the limit
+  asynchronous clipboard API refuses to write (what JupyterLab's own copy commands use), text copied inside a
+  frame in an output stays put too (a frame the page cannot reach takes no pointer), a paste over the limit
   does not reach the cell while a short one does, and the Launcher has no Terminal.
 
 Real components throughout: JupyterHub with the sandboxing spawner, a real single-user server built with the
@@ -117,6 +118,14 @@ def run_a_cell(page: Page) -> None:
     expect(page.locator(".jp-OutputArea-output").first).to_have_text(ROW, timeout=90_000)
 
 
+def run_code(page: Page, code: str) -> None:
+    """Type code into the notebook's last cell and run it."""
+    page.bring_to_front()
+    page.locator(".jp-Notebook .jp-Cell .cm-content").last.click()
+    page.keyboard.type(code)
+    page.keyboard.press("Shift+Enter")
+
+
 def copy_the_output(page: Page) -> None:
     page.bring_to_front()
     page.locator(".jp-OutputArea-output pre").first.click(click_count=3)  # select the output's text
@@ -186,6 +195,21 @@ def test_high_tier_blocks_copy_out_and_large_pastes_and_standard_does_not(
     refused = page.evaluate("t => navigator.clipboard.writeText(t).then(() => 'written', e => e.name)", ROW)
     assert refused == "NotAllowedError"
     assert ROW not in clipboard(other)
+    # a frame in an output is no way round: text selected inside it and copied stays in the workspace
+    run_code(page, "from IPython.display import HTML; "
+                   "HTML('<iframe id=\"leak\" srcdoc=\"<p id=x>SECRET-' + 'FRAME-77</p>\"></iframe>')")
+    frame = page.frame_locator("iframe#leak")
+    expect(frame.locator("#x")).to_have_text("SECRET-FRAME-77", timeout=30_000)
+    set_clipboard(other, SENTINEL)
+    page.bring_to_front()
+    frame.locator("#x").click(click_count=3)
+    page.keyboard.press("Control+C")
+    assert "SECRET-FRAME-77" not in clipboard(other)
+    # a frame the page cannot reach into (sandboxed: another origin) cannot be clicked or tabbed into
+    run_code(page, "HTML('<iframe id=\"opaque\" sandbox srcdoc=\"<p>SECRET-' + 'OPAQUE-78</p>\"></iframe>')")
+    opaque = page.locator("iframe#opaque")
+    expect(opaque).to_have_css("pointer-events", "none", timeout=30_000)
+    expect(opaque).to_have_attribute("tabindex", "-1")
     # a paste over the limit never reaches the cell; a short one does
     assert "BIG-PASTE-END" not in paste_into_new_cell(page, other, BIG)
     expect(page.get_by_text(PASTE_REFUSED).first).to_be_visible(timeout=10_000)

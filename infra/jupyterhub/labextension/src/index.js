@@ -5,7 +5,8 @@
 // (same folder) fills from the environment the spawner set. The extension is inert only when the page config
 // says "standard": a page without the setting is treated as high (fail closed).
 //
-// What is blocked, all in the capture phase on the window (so before JupyterLab, CodeMirror or Lumino see it):
+// What is blocked, all in the capture phase on the window (so before JupyterLab, CodeMirror or Lumino see it),
+// and the same in every frame the page can reach (frames it cannot reach take no pointer or keyboard focus):
 //   - copy and cut events: the event is cancelled with empty clipboard data, so the browser writes nothing
 //     (this also covers JupyterLab's own copy commands, which write through a copy event or execCommand);
 //   - the asynchronous clipboard API (navigator.clipboard.write/writeText) refuses;
@@ -65,8 +66,7 @@ function tooMuch(dataTransfer, limit) {
   return false;
 }
 
-function install(app, limit, target) {
-  const win = target || window;
+function install(app, limit) {
   const lastNotice = new Map();
   const notify = (message) => {
     // The same notice once a second at most: a held key or a drag would otherwise flood the screen.
@@ -79,9 +79,10 @@ function install(app, limit, target) {
       app.commands.execute('apputils:notify', { message, type: 'warning', options: { autoClose: 6000 } })
         .catch(() => undefined);
     } else {
-      win.console.warn(message);
+      window.console.warn(message);
     }
   };
+  const guarded = new WeakSet(); // documents already guarded (a frame that navigates gets a new one)
 
   const refuseCopy = (event) => {
     if (event.clipboardData) {
@@ -91,14 +92,11 @@ function install(app, limit, target) {
     event.stopImmediatePropagation();
     notify(COPY_MESSAGE);
   };
-  win.addEventListener('copy', refuseCopy, true);
-  win.addEventListener('cut', refuseCopy, true);
-  win.addEventListener('dragstart', (event) => {
+  const refuseDrag = (event) => {
     event.preventDefault();
     event.stopImmediatePropagation();
     notify(COPY_MESSAGE);
-  }, true);
-
+  };
   const guardIn = (event) => {
     const data = event.clipboardData || event.dataTransfer;
     if (tooMuch(data, limit)) {
@@ -107,28 +105,26 @@ function install(app, limit, target) {
       notify(PASTE_MESSAGE(limit));
     }
   };
-  win.addEventListener('paste', guardIn, true);
-  win.addEventListener('drop', guardIn, true);
 
-  const clipboard = win.navigator && win.navigator.clipboard;
-  if (clipboard) {
-    const refused = () => Promise.reject(new DOMException(COPY_MESSAGE, 'NotAllowedError'));
+  const guardClipboard = (win) => {
+    const clipboard = win.navigator && win.navigator.clipboard;
+    if (!clipboard) {
+      return;
+    }
     const readText = clipboard.readText ? clipboard.readText.bind(clipboard) : null;
     const replace = (name, value) => {
       try {
         Object.defineProperty(clipboard, name, { value, configurable: false, writable: false });
       } catch (error) {
-        win.console.warn('londonsde: could not guard navigator.clipboard.' + name);
+        window.console.warn('londonsde: could not guard navigator.clipboard.' + name);
       }
     };
-    replace('write', () => {
+    const refusedOut = () => {
       notify(COPY_MESSAGE);
-      return refused();
-    });
-    replace('writeText', () => {
-      notify(COPY_MESSAGE);
-      return refused();
-    });
+      return Promise.reject(new DOMException(COPY_MESSAGE, 'NotAllowedError'));
+    };
+    replace('write', refusedOut);
+    replace('writeText', refusedOut);
     // read() hands over files and rich data whose size cannot be judged before it is read: refused.
     replace('read', () => {
       notify(PASTE_MESSAGE(limit));
@@ -145,9 +141,64 @@ function install(app, limit, target) {
       }
       return text;
     });
+  };
+
+  // Frames (an output's <iframe>, JupyterLab's viewers) are documents of their own whose events never reach the
+  // page's window: a frame we can reach is guarded like the page; one we cannot (another origin, or sandboxed
+  // without same-origin) takes no pointer or keyboard focus, so nothing in it can be selected to copy.
+  const guardFrame = (frame) => {
+    const attach = () => {
+      let inner = null;
+      try {
+        inner = frame.contentWindow && frame.contentWindow.document ? frame.contentWindow : null;
+      } catch (error) {
+        inner = null;
+      }
+      if (inner) {
+        guardWindow(inner);
+      } else {
+        frame.style.pointerEvents = 'none';
+        frame.setAttribute('tabindex', '-1');
+      }
+    };
+    frame.addEventListener('load', attach);
+    attach();
+  };
+  const guardFramesIn = (node) => {
+    if (node.nodeType !== 1) {
+      return;
+    }
+    if (node.tagName === 'IFRAME' || node.tagName === 'FRAME') {
+      guardFrame(node);
+    }
+    node.querySelectorAll('iframe, frame').forEach(guardFrame);
+  };
+
+  function guardWindow(win) {
+    const doc = win.document;
+    if (!doc || guarded.has(doc)) {
+      return;
+    }
+    guarded.add(doc);
+    win.addEventListener('copy', refuseCopy, true);
+    win.addEventListener('cut', refuseCopy, true);
+    win.addEventListener('dragstart', refuseDrag, true);
+    win.addEventListener('paste', guardIn, true);
+    win.addEventListener('drop', guardIn, true);
+    guardClipboard(win);
+    if (doc.documentElement) {
+      guardFramesIn(doc.documentElement);
+      new win.MutationObserver((records) => {
+        for (const record of records) {
+          record.addedNodes.forEach(guardFramesIn);
+        }
+      }).observe(doc.documentElement, { childList: true, subtree: true });
+    }
   }
-  if (win.document && win.document.body) {
-    win.document.body.dataset.londonsdeSecurityTier = 'high';
+
+  guardWindow(window);
+  if (document.body) {
+    document.body.dataset.londonsdeSecurityTier = 'high';
   }
 }
 
