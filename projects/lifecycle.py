@@ -213,6 +213,9 @@ def raise_security_tier(session: Session, actor: User, project: Project, reason:
     start is in the high tier (a running server keeps the tier it started with)."""
     check_permission(actor, Permission.MANAGE_PROJECTS)
     reason = _need_reason(reason)
+    # The project's row stays locked to the commit: a workspace starting now reads the tier under the same lock
+    # (gateway.workspaces.service._session_for), so it either sees "high" or has a session that is stopped below.
+    session.refresh(project, with_for_update=True)
     if project.state != ProjectState.ACTIVE:
         raise Conflict("Only an active project's security tier can be raised.")
     if project.security_tier == "high":

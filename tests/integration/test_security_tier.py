@@ -216,3 +216,32 @@ def test_a_suspended_project_cannot_be_raised(client: FlaskClient, world: sessio
     assert response.status_code == 409
     with world() as s:
         assert s.get(Project, project_id).security_tier == "standard"
+
+
+def test_a_workspace_starting_while_the_tier_is_raised_starts_high(world: sessionmaker[Session],
+                                                                   backend: str) -> None:
+    """The start reads the tier under the project's row lock, which the raise holds to its commit: without it the
+    start read "standard", the raise found no session to stop, and the server ran in the old tier."""
+    if backend != "postgresql":
+        pytest.skip("row locks: SQLite runs one writer at a time")
+    import threading
+    from pathlib import Path
+
+    from gateway.workspaces.service import _session_for
+
+    project_id = f.approved_project(world)
+    with world() as s:
+        uid = f.user(s, "researcher").id
+    results: list[tuple[int, str]] = []
+    raising = world()
+    with raising.begin():
+        lifecycle.raise_security_tier(raising, f.user(raising, "admin"), raising.get(Project, project_id),
+                                      "Linked to a registry")
+        start = threading.Thread(target=lambda: results.append(
+            _session_for(world, uid, project_id, "p", "_u9", "small", Path("/srv/x/v1"))))
+        start.start()
+        start.join(1.5)
+        assert start.is_alive(), "the start did not wait for the raise"
+    raising.close()
+    start.join(30)
+    assert [tier for _, tier in results] == ["high"]
