@@ -215,7 +215,8 @@ def raise_security_tier(session: Session, actor: User, project: Project, reason:
     reason = _need_reason(reason)
     # The project's row stays locked to the commit: a workspace starting now reads the tier under the same lock
     # (gateway.workspaces.service._session_for), so it either sees "high" or has a session that is stopped below.
-    session.refresh(project, with_for_update=True)
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    session.refresh(project)  # as committed by whoever held the lock before
     if project.state != ProjectState.ACTIVE:
         raise Conflict("Only an active project's security tier can be raised.")
     if project.security_tier == "high":
