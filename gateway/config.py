@@ -104,6 +104,8 @@ class WorkspaceSettings(BaseModel):
     runtime_root: Path = Path("/run/londonsde/sandboxes")
     cull_idle_seconds: int = Field(3600, ge=0, le=7 * 24 * 3600)
     cull_every_seconds: int = Field(300, ge=10, le=24 * 3600)
+    # Characters one paste may carry into a workspace of the high security tier (docs/workspaces.md).
+    high_tier_paste_limit: int = Field(2000, ge=0, le=1_000_000)
 
     @field_validator("subnet")
     @classmethod

@@ -19,10 +19,11 @@ from gateway.errors import Conflict, InvalidTransition, PermissionDenied, Valida
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
+from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
 from projects import dates
 from projects.applications import is_team_member, max_term_months
 from projects.dates import latest_access_end
-from projects.models import Application, Decision, Review, ReviewAssignment
+from projects.models import Application, Decision, Project, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move
 
 VOTES = ("approve", "approve_with_conditions", "changes_requested", "reject")
@@ -218,7 +219,10 @@ def quorum(application: Application, dac: DacSettings) -> Quorum:
 # --- decisions --------------------------------------------------------------------------------------------
 
 def decide(session: Session, actor: User, application: Application, dac: DacSettings, *, outcome: str,
-           conditions: str, message: str, access_end_date: dt.date | None, today: dt.date) -> Decision:
+           conditions: str, message: str, access_end_date: dt.date | None, today: dt.date,
+           security_tier: str | None = None) -> Decision:
+    """Record the chair's decision. Approving a new application also sets the project's security tier
+    (`standard` when not given); an amendment keeps the project's tier, and naming a different one is refused."""
     from projects import lifecycle
 
     check_permission(actor, Permission.CHAIR_DAC)
@@ -242,6 +246,7 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
                                          f"on or before {dates.long(latest)}."]
     if target is not AppState.APPROVED and not message.strip():
         errors["message"] = ["Tell the applicant what to change, or why the application is rejected."]
+    tier = _security_tier_for(session, application, target, security_tier, errors)
     if errors:
         raise ValidationError("The decision could not be recorded.", field_errors=errors)
     decision = Decision(application_id=application.id, round=application.round, outcome=outcome,
@@ -252,12 +257,15 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
     session.add(decision)
     application.state = target
     session.flush()
-    audit.record(session, actor, f"application.{outcome}", "application", application.id,
-                 {"round": application.round, "quorum": status.describe(), "conditions": decision.conditions,
-                  "access_end_date": decision.access_end_date})
+    details: dict[str, object] = {"round": application.round, "quorum": status.describe(),
+                                  "conditions": decision.conditions, "access_end_date": decision.access_end_date}
+    if tier is not None:
+        details["security_tier"] = tier
+    audit.record(session, actor, f"application.{outcome}", "application", application.id, details)
     if target is AppState.APPROVED:
         if application.kind == "new":
-            project = lifecycle.create_project(session, actor, application, decision, today)
+            assert tier is not None
+            project = lifecycle.create_project(session, actor, application, decision, today, security_tier=tier)
         else:
             project = lifecycle.apply_amendment(session, actor, application, decision, today)
         from gateway.charging.quotes import freeze_quote
@@ -268,6 +276,23 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
                       f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),
                       dedupe_key=f"decision:{decision.id}")
     return decision
+
+
+def _security_tier_for(session: Session, application: Application, target: AppState, chosen: str | None,
+                       errors: dict[str, list[str]]) -> str | None:
+    """The tier a new project gets (None when no project is made), or an error on the form's field."""
+    if chosen is not None and chosen not in SECURITY_TIERS:
+        errors["security_tier"] = ["Choose the security tier: " + " or ".join(SECURITY_TIER_LABELS.values()) + "."]
+        return None
+    if target is not AppState.APPROVED:
+        return None
+    if application.kind == "new":
+        return chosen or DEFAULT_SECURITY_TIER
+    project = session.get(Project, application.project_id) if application.project_id else None
+    if chosen is not None and project is not None and chosen != project.security_tier:
+        errors["security_tier"] = ["An amendment keeps the project's security tier "
+                                   f"({SECURITY_TIER_LABELS[project.security_tier]}); an administrator can raise it."]
+    return None
 
 
 def _project_end(session: Session, application: Application) -> dt.date | None:

@@ -35,6 +35,7 @@ class DemoApplication:
     opt_out_applies: bool = True
     end_in_days: int = 540
     votes: dict[str, str] = field(default_factory=dict)
+    security_tier: str = "standard"  # chosen by the chair at approval
 
 
 COMMON = {
@@ -57,7 +58,8 @@ DEMO_APPLICATIONS: tuple[DemoApplication, ...] = (
         (("patients", "sex", "attack rates differ by sex"), ("patients", "imd_decile", "deprivation is the exposure"),
          ("patients", "borough", "results are reported by borough"), ("conditions", "condition", ""),
          ("prescriptions", "drug_class", "")),
-        votes={"dac1": "approve", "dac2": "approve_with_conditions", "laymember": "approve"}),
+        votes={"dac1": "approve", "dac2": "approve_with_conditions", "laymember": "approve"},
+        security_tier="high"),  # children's records: the committee chose the high tier (shows both tiers in the demo)
     DemoApplication(
         "Blood pressure control in people with hypertension across London boroughs", "researcher2", "approved",
         "We will find out how many people with high blood pressure have it well controlled, and how this differs "
@@ -167,5 +169,5 @@ def seed_projects(session: Session, catalogue: Catalogue, dac_settings: DacSetti
                                                          "an acceptable purpose.",
                             "changes_requested": "Justify the ethnicity variable and narrow the cohort."}[outcome],
                    access_end_date=today + dt.timedelta(days=demo.end_in_days) if outcome == "approved" else None,
-                   today=today)
+                   today=today, security_tier=demo.security_tier if outcome == "approved" else None)
     return created

@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from gateway import audit, outbox
 from gateway.db import utcnow
-from gateway.errors import NotFound, PermissionDenied, ValidationError
+from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
+from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, check_security_tier
 from projects import cohort
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
@@ -63,15 +64,17 @@ def list_projects(session: Session, user: User) -> list[Project]:
 
 
 def create_project(session: Session, actor: User, application: Application, decision: Decision,
-                   today: dt.date) -> Project:
+                   today: dt.date, security_tier: str = DEFAULT_SECURITY_TIER) -> Project:
     assert decision.access_end_date is not None
+    check_security_tier(security_tier)
     project = Project(
         reference=application.reference.replace("LSDE-", "P-"), application_id=application.id,
         title=application.title, lay_summary=application.lay_summary, public_benefit=application.public_benefit,
         organisation_id=application.organisation_id, lead_id=application.applicant_id,
         legal_basis=legal_basis_text(application), opt_out_applies=bool(application.opt_out_applies),
         commercial_involvement=application.commercial_involvement, workspace_size=application.workspace_size,
-        date_from=application.date_from, date_to=application.date_to, conditions=decision.conditions,
+        security_tier=security_tier, date_from=application.date_from, date_to=application.date_to,
+        conditions=decision.conditions,
         start_date=today, end_date=decision.access_end_date, approved_at=decision.decided_at or utcnow(),
         generalisation=application.generalisation, **cohort.copied(application))
     project.members = [ProjectMember(user_id=m.user_id, project_role=m.project_role) for m in application.members]
@@ -81,7 +84,7 @@ def create_project(session: Session, actor: User, application: Application, deci
     audit.record(session, actor, "project.created", "project", project.id,
                  {"reference": project.reference, "application": application.reference,
                   "end_date": project.end_date, "members": sorted(m.user.username for m in project.members),
-                  "cohort": cohort.copied(project)})
+                  "cohort": cohort.copied(project), "security_tier": project.security_tier})
     from gateway.extracts.service import request_build
 
     request_build(session, project, "project approved", actor)
@@ -196,6 +199,41 @@ def available_actions(user: User, project: Project) -> list[str]:
     allowed = {command for (source, _), command in PROJECT_TRANSITIONS.items() if source == project.state}
     return [a for a in ("suspend", "reinstate", "revoke", "close")
             if a in allowed and can_change_state(user, project, a)]
+
+
+def can_raise_security_tier(user: User, project: Project) -> bool:
+    """An administrator may raise an active project from the standard to the high security tier (never lower it:
+    lowering is a new decision for the DAC)."""
+    return (has_permission(user, Permission.MANAGE_PROJECTS) and project.state == ProjectState.ACTIVE
+            and project.security_tier != "high")
+
+
+def raise_security_tier(session: Session, actor: User, project: Project, reason: str) -> None:
+    """Move the project to the high tier, audited with the reason. Its running workspaces are stopped, so the next
+    start is in the high tier (a running server keeps the tier it started with)."""
+    check_permission(actor, Permission.MANAGE_PROJECTS)
+    reason = _need_reason(reason)
+    # The project's row stays locked to the commit: a workspace starting now reads the tier under the same lock
+    # (gateway.workspaces.service._session_for), so it either sees "high" or has a session that is stopped below.
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    session.refresh(project)  # as committed by whoever held the lock before
+    if project.state != ProjectState.ACTIVE:
+        raise Conflict("Only an active project's security tier can be raised.")
+    if project.security_tier == "high":
+        raise Conflict("This project is already in the high security tier.")
+    previous, project.security_tier = project.security_tier, "high"
+    session.flush()
+    audit.record(session, actor, "project.security_tier_raised", "project", project.id,
+                 {"from": previous, "to": project.security_tier, "reason": reason})
+    from gateway.workspaces.service import stop_project_workspaces
+
+    stop_project_workspaces(session, project, f"security tier raised to high: {reason}")
+    for member in project.members:
+        outbox.send_email(session, member.user.email, f"Project {project.reference}: high security tier",
+                          f"{project.title}\n\nThe project's workspaces are now in the high security tier: no copy "
+                          f"out to the clipboard, small pastes only, no terminals. Running workspaces were stopped; "
+                          f"open yours again from the project page.\n\nReason: {reason}",
+                          dedupe_key=f"project-tier:{project.id}:high:{member.user_id}")
 
 
 def close(session: Session, actor: User, project: Project, reason: str) -> None:

@@ -270,6 +270,7 @@ class Project(Base):
     __table_args__ = (
         CheckConstraint("state IN ('active', 'suspended', 'closed', 'expired', 'revoked')", name="known_state"),
         CheckConstraint("start_date <= end_date", name="dates_in_order"),
+        CheckConstraint("security_tier IN ('standard', 'high')", name="known_security_tier"),
         *_cohort_ages(),
     )
 
@@ -286,6 +287,9 @@ class Project(Base):
     opt_out_applies: Mapped[bool] = mapped_column(Boolean)
     commercial_involvement: Mapped[bool] = mapped_column(Boolean)
     workspace_size: Mapped[str] = mapped_column(String(20))
+    # The SECURITY tier (gateway.workspaces.spec.SECURITY_TIER_LABELS), chosen by the DAC chair at approval; not the
+    # workspace's size tier above. "high": no copy out of JupyterLab, small pastes only, no terminals.
+    security_tier: Mapped[str] = mapped_column(String(20), default="standard", server_default="standard")
     date_from: Mapped[dt.date | None] = mapped_column(Date)
     date_to: Mapped[dt.date | None] = mapped_column(Date)
     # the approved cohort criteria, copied from the application and changed only by an approved amendment

@@ -9,12 +9,13 @@ from sqlalchemy.orm import Session
 
 from gateway.extracts.catalogue import Catalogue
 from gateway.models import AuditHead
+from gateway.workspaces.spec import SECURITY_TIER_LABELS
 from projects.models import Application, Decision, Organisation, Project
 
 COLUMNS = ["Project ID", "Project Title", "Organisation Name", "Organisation Sector", "Lay Summary",
            "Public Benefit Statement", "Dataset Name(s)", "Legal Basis", "National Data Opt-Out Applied",
-           "Project Start Date", "Project End Date", "Latest Approval Date", "Status", "Commercial", "Charges",
-           "Released Outputs"]
+           "Project Start Date", "Project End Date", "Latest Approval Date", "Status", "Security Tier", "Commercial",
+           "Charges", "Released Outputs"]
 
 SECTORS = {"nhs": "NHS", "academic": "Academic", "charity": "Charity / non-profit",
            "public_sector": "Public sector", "commercial": "Commercial"}
@@ -59,6 +60,7 @@ def rows(session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
             "Project End Date": project.end_date.isoformat(),
             "Latest Approval Date": max(approvals).date().isoformat() if approvals else "",  # type: ignore[attr-defined]
             "Status": project.state.capitalize(),
+            "Security Tier": SECURITY_TIER_LABELS[project.security_tier],
             "Commercial": "Yes" if project.commercial_involvement else "No",
             "Charges": format_money(charges.get(project.id, 0)),  # issued invoices minus credit notes
             "Released Outputs": str(released.get(project.id, 0)),

@@ -207,6 +207,9 @@ class DecisionIn(Strict):
     conditions: str = Field(default="", max_length=5000)
     message: str = Field(default="", max_length=5000)
     access_end_date: dt.date | None = None
+    security_tier: Literal["standard", "high"] | None = Field(
+        default=None, description="The new project's security tier when approving (standard if omitted); "
+        "an amendment keeps the project's tier")
 
 
 class ProjectOut(BaseModel):
@@ -221,6 +224,7 @@ class ProjectOut(BaseModel):
     legal_basis: str
     opt_out_applies: bool
     workspace_size: str
+    security_tier: Literal["standard", "high"]
     date_from: dt.date | None
     date_to: dt.date | None
     cohort_boroughs: list[str]
@@ -234,7 +238,8 @@ class ProjectOut(BaseModel):
     def of(cls, p: Project) -> ProjectOut:
         return cls(id=p.id, reference=p.reference, state=p.state, title=p.title, lead=p.lead.username,
                    start_date=p.start_date, end_date=p.end_date, conditions=p.conditions, legal_basis=p.legal_basis,
-                   opt_out_applies=p.opt_out_applies, workspace_size=p.workspace_size, date_from=p.date_from,
+                   opt_out_applies=p.opt_out_applies, workspace_size=p.workspace_size,
+                   security_tier=p.security_tier, date_from=p.date_from,
                    date_to=p.date_to, **cohort.copied(p),
                    members=[MemberOut(user_id=m.user_id, username=m.user.username, display_name=m.user.display_name,
                                       project_role=m.project_role) for m in p.members],
@@ -403,7 +408,7 @@ def post_review(application_id: int, body: ReviewIn) -> ReviewsOut:
 def post_decision(application_id: int, body: DecisionIn) -> ApplicationOut:
     application = _application(application_id)
     run(dac.decide, require_user(), application, settings().dac, outcome=body.outcome, conditions=body.conditions,
-        message=body.message, access_end_date=body.access_end_date, today=today())
+        message=body.message, access_end_date=body.access_end_date, today=today(), security_tier=body.security_tier)
     return _application_out(application)
 
 
@@ -535,6 +540,16 @@ def reinstate_project(project_id: int, body: ReasonIn) -> ProjectOut:
                permission=Permission.MANAGE_PROJECTS, body=ReasonIn, response=ProjectOut, errors=(409,))
 def revoke_project(project_id: int, body: ReasonIn) -> ProjectOut:
     return _change(project_id, "revoke", body.reason)
+
+
+@api.operation("/projects/<int:project_id>/security-tier", "POST",
+               summary="Raise an active project to the high security tier (administrator; its workspaces stop)",
+               tag="projects", permission=Permission.MANAGE_PROJECTS, body=ReasonIn, response=ProjectOut,
+               errors=(409,))
+def raise_security_tier(project_id: int, body: ReasonIn) -> ProjectOut:
+    project = lifecycle.get_project(db(), require_user(), project_id)
+    run(lifecycle.raise_security_tier, require_user(), project, body.reason)
+    return ProjectOut.of(project)
 
 
 @api.operation("/projects/<int:project_id>/close", "POST", summary="Close a project (lead or administrator)",

@@ -323,10 +323,12 @@ def decide(application_id: int) -> Any:
             flash(f"Access end date: {problem}", "error")
             return _to(application)
         outcome = form.outcome.data or ""
+        # An amendment's form has no tier: None keeps the project's (the service refuses a different one).
+        tier = (form.security_tier.data or None) if application.kind == "new" else None
         return _attempt(application, f"Decision recorded: {outcome.replace('_', ' ')}.", dac.decide,
                         require_user(), application, settings().dac, outcome=outcome,
                         conditions=form.conditions.data or "", message=form.message.data or "",
-                        access_end_date=end, today=today())
-    flash("Choose a decision.", "error")
+                        access_end_date=end, today=today(), security_tier=tier)
+    flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
     return _to(application)
 

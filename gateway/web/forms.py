@@ -19,7 +19,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from gateway.permissions import ROLE_LABELS
-from gateway.workspaces.spec import TIERS
+from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, TIERS
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -208,6 +208,10 @@ class DecisionForm(FlaskForm):
     conditions = TextAreaField("Conditions of approval", validators=[Optional(), Length(max=5000)])
     message = TextAreaField("Message to the applicant", validators=[Optional(), Length(max=5000)])
     access_end_date = StringField("Access ends on (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+    # Shown for new applications only (an amendment keeps the project's tier); the labels are the one mapping.
+    security_tier = RadioField("Security tier of the project's workspaces",
+                               choices=_choices(SECURITY_TIER_LABELS, show_key=False), default=DEFAULT_SECURITY_TIER,
+                               validators=[Optional()])
 
 
 class ReasonForm(FlaskForm):

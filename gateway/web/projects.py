@@ -17,6 +17,7 @@ from gateway.web.recorded import records_download
 from gateway.workspaces import service
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
+from gateway.workspaces.spec import SECURITY_TIER_LABELS
 from projects import agreements, applications, lifecycle
 from projects.lifecycle import is_member
 from projects.models import Project
@@ -47,11 +48,13 @@ def view(project_id: int) -> Any:
     decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
     sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
     return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,
+                           security_tier_labels=SECURITY_TIER_LABELS,
                            extract_versions=extracts.versions(db(), project),
                            live_version=extracts.live_version(settings(), project),
                            build=extracts.latest_build(db(), project),
                            workspace_open=bool(sessions), agreement=agreements.current(db()),
                            actions=lifecycle.available_actions(user, project),
+                           can_raise_tier=lifecycle.can_raise_security_tier(user, project),
                            amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),
                            can_amend=user.id == project.lead_id and project.state in {ProjectState.ACTIVE,
                                                                                        ProjectState.EXPIRED})
@@ -85,6 +88,25 @@ def change_state(project_id: int, action: str) -> Any:
             flash(exc.message, "error")
         else:
             flash(f"Project {project.reference} is now {project.state}.", "success")
+    return redirect(url_for("projects.view", project_id=project.id))
+
+
+@bp.post("/<int:project_id>/security-tier")
+@requires(Permission.MANAGE_PROJECTS)
+def raise_security_tier(project_id: int) -> Any:
+    """An administrator raises the project to the high security tier, with a reason (audited)."""
+    project = _load(project_id)
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        flash("Give a reason for raising the security tier.", "error")
+    else:
+        try:
+            run(lifecycle.raise_security_tier, require_user(), project, form.reason.data or "")
+        except (ValidationError, Conflict) as exc:
+            flash(exc.message, "error")
+        else:
+            flash(f"Project {project.reference} is now in the high security tier; its running workspaces were "
+                  "stopped.", "success")
     return redirect(url_for("projects.view", project_id=project.id))
 
 

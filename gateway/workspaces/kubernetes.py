@@ -30,7 +30,9 @@ import yaml
 
 from gateway.workspaces.hub import GATEWAY_SCOPES
 from gateway.workspaces.spec import (
+    DEFAULT_SECURITY_TIER,
     GIB,
+    SECURITY_TIERS,
     TIERS,
     SpecError,
     WorkspaceSpec,
@@ -116,7 +118,8 @@ def kubespawner_overrides(spec: WorkspaceSpec, username: str, settings: Kubernet
             },
             {"name": "home", "mountPath": HOME_MOUNT},
         ],
-        "extra_labels": {"londonsde.org/project": spec.project_id, "londonsde.org/tier": tier.name},
+        "extra_labels": {"londonsde.org/project": spec.project_id, "londonsde.org/tier": tier.name,
+                         "londonsde.org/security-tier": spec.security_tier},
         "environment": {"LONDONSDE_PROJECT_ID": spec.project_id, "LONDONSDE_TIER": tier.name,
                         **spec.environment()},
     }
@@ -253,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--project", required=True)
     one.add_argument("--extract", required=True)
     one.add_argument("--tier", default="small", choices=sorted(TIERS))
+    one.add_argument("--security-tier", default=DEFAULT_SECURITY_TIER, choices=SECURITY_TIERS)
     args = parser.parse_args(argv)
     settings = KubernetesSettings.from_env()
     if args.command == "values":
         sys.stdout.write(to_yaml(render_z2jh_values(settings)))
     else:
-        spec = WorkspaceSpec(args.project, args.extract, tier_named(args.tier))
+        spec = WorkspaceSpec(args.project, args.extract, tier_named(args.tier), security_tier=args.security_tier)
         sys.stdout.write(to_yaml(kubespawner_overrides(spec, args.user, settings)))
     return 0
 

@@ -93,21 +93,29 @@ def open_sessions(session: Session, project: Project | None = None) -> list[Work
 
 
 def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, server: str, hub_user: str,
-                 tier: str, extract: Path) -> int:
-    """The open workspace session of this person on this project, opened (and audited) when there is none."""
+                 tier: str, extract: Path) -> tuple[int, str]:
+    """The open workspace session of this person on this project, opened (and audited) when there is none, and the
+    project's security tier to start the server in.
+
+    The tier is read here, under a lock on the project's row that lifecycle.raise_security_tier takes too: a raise
+    either commits first (and the server starts high) or finds this session open and stops it. Read earlier, a
+    raise landing in between would find no session to stop and the server would start in the old tier.
+    """
     with unit_of_work(factory) as session:
+        security_tier = session.scalars(select(Project.security_tier).where(Project.id == project_id)
+                                        .with_for_update()).one()
         existing = session.scalar(select(WorkspaceSession).where(
             WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
             WorkspaceSession.stopped_at.is_(None)))
         if existing is not None:
-            return existing.id
+            return existing.id, security_tier
         ws = WorkspaceSession(project_id=project_id, user_id=user_id, server_name=server, hub_user=hub_user,
                               tier=tier, extract_path=str(extract))
         session.add(ws)
         session.flush()
         audit.record(session, session.get(User, user_id), "workspace.opened", "project", project_id,
-                     {"server": server, "tier": tier, "extract": extract.name})
-        return ws.id
+                     {"server": server, "tier": tier, "security_tier": security_tier, "extract": extract.name})
+        return ws.id, security_tier
 
 
 def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: int, project_id: int) -> str:
@@ -144,12 +152,14 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
         if legacy_shared:
             log.warning("not moving the %s home of %r: two accounts had that hub name", server, legacy)
         # Recorded before the start, so the server gets a hand-over credential bound to this session.
-        ws_id = _session_for(factory, user_id, project_id, server, username, tier.name, extract)
+        # read at each start (a running server keeps the tier it started with)
+        ws_id, security_tier = _session_for(factory, user_id, project_id, server, username, tier.name, extract)
         credential = mint_credential(settings, ws_id, user_id, project_id,
                                      ttl_seconds=settings.workspaces.handover_ttl_hours * 3600)
         # The spawner (as root, on the host) moves a home made under the old name; the gateway never touches homes.
         spec = WorkspaceSpec(project_id=server, extract=str(extract), tier=tier, handover_credential=credential,
-                             legacy_home=None if legacy_shared or legacy == username else legacy)
+                             legacy_home=None if legacy_shared or legacy == username else legacy,
+                             security_tier=security_tier, paste_limit=settings.workspaces.high_tier_paste_limit)
         client.ensure_user(username)
         client.start_server(username, spec)
         client.wait_until_ready(username, server, timeout=settings.workspaces.start_timeout)

@@ -1,4 +1,4 @@
-"""What a workspace is: project id, extract, size tier. Shared by every spawner and renderer.
+"""What a workspace is: project id, extract, size tier, security tier. Shared by every spawner and renderer.
 
 The gateway sends these as JupyterHub `user_options` when it spawns a server; the sandbox
 spawner and the Kubernetes renderer both validate and translate them from here, so the size
@@ -48,6 +48,21 @@ TIERS: dict[str, SizeTier] = {
 }
 DEFAULT_TIER = "small"
 
+# The project's SECURITY tier (not the size tier above): chosen by the DAC at approval (projects.security_tier),
+# passed to the workspace as LONDONSDE_SECURITY_TIER. "high" disables terminals and loads the JupyterLab extension
+# that blocks copy out and large pastes (infra/jupyterhub/labextension). The one mapping of labels shown to people.
+SECURITY_TIER_LABELS: dict[str, str] = {
+    "standard": "Standard",
+    "high": "High: no copy out, no terminals",
+}
+SECURITY_TIERS = tuple(SECURITY_TIER_LABELS)
+DEFAULT_SECURITY_TIER = "standard"
+SECURITY_TIER_ENV = "LONDONSDE_SECURITY_TIER"
+# How many characters one paste may carry in the high tier (the gateway's workspaces.high_tier_paste_limit).
+PASTE_LIMIT_ENV = "LONDONSDE_PASTE_LIMIT"
+DEFAULT_PASTE_LIMIT = 2000
+MAX_PASTE_LIMIT = 1_000_000
+
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +82,17 @@ class WorkspaceSpec:
     handover_credential: str | None = None
     # A hub name of this person from before 0014 whose home for this project the spawner should adopt, if any.
     legacy_home: str | None = None
+    security_tier: str = DEFAULT_SECURITY_TIER
+    paste_limit: int = DEFAULT_PASTE_LIMIT
 
-    def to_user_options(self) -> dict[str, str]:
+    def __post_init__(self) -> None:
+        check_security_tier(self.security_tier)
+        check_paste_limit(self.paste_limit)
+
+    def to_user_options(self) -> dict[str, Any]:
         """The JSON body the gateway posts when starting the named server."""
-        options = {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name}
+        options = {"project_id": self.project_id, "extract_path": self.extract, "tier": self.tier.name,
+                   "security_tier": self.security_tier, "paste_limit": self.paste_limit}
         if self.handover_credential:
             options["handover_credential"] = self.handover_credential
         if self.legacy_home:
@@ -78,8 +100,11 @@ class WorkspaceSpec:
         return options
 
     def environment(self) -> dict[str, str]:
-        """What every spawner puts in the server's environment for the hand-over extension."""
-        return {"LONDONSDE_HANDOVER_CREDENTIAL": self.handover_credential} if self.handover_credential else {}
+        """What every spawner puts in the server's environment: the security tier, and the hand-over credential."""
+        env = {SECURITY_TIER_ENV: self.security_tier, PASTE_LIMIT_ENV: str(self.paste_limit)}
+        if self.handover_credential:
+            env["LONDONSDE_HANDOVER_CREDENTIAL"] = self.handover_credential
+        return env
 
 
 def check_project_id(project_id: object) -> str:
@@ -100,6 +125,18 @@ def tier_named(name: object) -> SizeTier:
     return TIERS[name]
 
 
+def check_security_tier(name: object) -> str:
+    if not isinstance(name, str) or name not in SECURITY_TIERS:
+        raise SpecError(f"security_tier must be one of {list(SECURITY_TIERS)}")
+    return name
+
+
+def check_paste_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_PASTE_LIMIT:
+        raise SpecError(f"paste_limit must be a whole number from 0 to {MAX_PASTE_LIMIT}")
+    return limit
+
+
 def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Path:
     """The researcher's private home for one project on the host (sandbox spawner layout)."""
     return Path(homes_root) / check_project_id(project_id) / check_username(username)
@@ -107,7 +144,8 @@ def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Pa
 
 def spec_from_user_options(options: dict[str, Any], server_name: str) -> WorkspaceSpec:
     """Parse `user_options` as sent by the gateway. The server name must equal the project id."""
-    unknown = set(options) - {"project_id", "extract_path", "tier", "handover_credential", "legacy_home"}
+    unknown = set(options) - {"project_id", "extract_path", "tier", "handover_credential", "legacy_home",
+                              "security_tier", "paste_limit"}
     if unknown:
         raise SpecError(f"unknown options: {sorted(unknown)}")
     project_id = check_project_id(options.get("project_id"))
@@ -122,8 +160,11 @@ def spec_from_user_options(options: dict[str, Any], server_name: str) -> Workspa
     legacy = options.get("legacy_home")
     if legacy is not None and (not isinstance(legacy, str) or not LEGACY_USERNAME_RE.match(legacy)):
         raise SpecError("legacy_home must be a hub name of the earlier scheme")
+    # Absent (a gateway from before 0016): standard, as every project was then. Anything else must be a known tier.
+    security_tier = check_security_tier(options.get("security_tier", DEFAULT_SECURITY_TIER))
     return WorkspaceSpec(project_id=project_id, extract=extract, tier=tier_named(options.get("tier", DEFAULT_TIER)),
-                         handover_credential=credential, legacy_home=legacy)
+                         handover_credential=credential, legacy_home=legacy, security_tier=security_tier,
+                         paste_limit=check_paste_limit(options.get("paste_limit", DEFAULT_PASTE_LIMIT)))
 
 
 def adopt_legacy_home(homes_root: Path, legacy: str, username: str, project_id: str, shared: bool) -> bool:

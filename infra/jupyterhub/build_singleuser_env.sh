@@ -51,6 +51,23 @@ find "$site/disclosure_control" -name __pycache__ -prune -exec rm -rf {} +
 # handing outputs over to the gateway through the hub (singleuser/londonsde_handover.py; kernels import it too).
 cp "$here/singleuser/londonsde_lockdown.py" "$site/londonsde_lockdown.py"
 cp "$here/singleuser/londonsde_handover.py" "$site/londonsde_handover.py"
+# The security tier: the server extension (page config, terminals) and the JupyterLab extension blocking copy out and
+# large pastes in the high tier, built here with JupyterLab's builder (jupyter-builder, from the jupyterlab
+# requirement) from infra/jupyterhub/labextension; its npm packages come from its package-lock.json. The built
+# bundle is not kept in git: it is rebuilt on every run (about two seconds).
+cp "$here/labextension/londonsde_security_tier.py" "$site/londonsde_security_tier.py"
+labext="$here/labextension"
+lock_sum="$(sha256sum "$labext/package-lock.json" | cut -d' ' -f1)"
+if [[ "$(cat "$labext/node_modules/.lock.sha256" 2>/dev/null || true)" != "$lock_sum" ]]; then
+    (cd "$labext" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_sum" > "$labext/node_modules/.lock.sha256"
+fi
+rm -rf "$labext/build"
+PATH="$prefix/bin:$PATH" "$prefix/bin/jupyter-builder" build "$labext" >/dev/null
+target="$prefix/share/jupyter/labextensions/@londonsde/security-tier"
+rm -rf "$target"
+mkdir -p "$(dirname "$target")"
+cp -r "$labext/build/labextension" "$target"
 
 # Server and JupyterLab settings that lock down downloads/export, found by jupyter via the
 # venv's sys.prefix (etc/jupyter and share/jupyter/lab/settings).
@@ -58,8 +75,14 @@ mkdir -p "$prefix/etc/jupyter" "$prefix/share/jupyter/lab/settings"
 cp "$here/singleuser/jupyter_server_config.py" "$prefix/etc/jupyter/jupyter_server_config.py"
 cp "$here/singleuser/overrides.json" "$prefix/share/jupyter/lab/settings/overrides.json"
 mkdir -p "$prefix/etc/jupyter/labconfig"
+# The workspace's Jupyter user config dir (JUPYTER_CONFIG_DIR, set by the spawners): empty and read-only, so nothing
+# a researcher writes in their home can change the server's settings (see jupyter_paths_env in sandbox_spawner.py).
+# Its one file tells jupyter_core that IPython-era settings were already migrated (it would write it there itself).
+rm -rf "$prefix/etc/jupyter-user"
+mkdir -p "$prefix/etc/jupyter-user"
+touch "$prefix/etc/jupyter-user/migrated"
 cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
 "$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" \
-    "$site/londonsde_handover.py" >/dev/null
+    "$site/londonsde_handover.py" "$site/londonsde_security_tier.py" >/dev/null
 chmod -R a+rX "$prefix"
 echo "ok: $prefix"

@@ -102,6 +102,28 @@ class UidMap:
 # --------------------------------------------------------------------------------------------
 
 
+def jupyter_paths_env(singleuser_prefix: str, home: str) -> dict[str, str]:
+    """Jupyter takes its settings from the workspace env only, never from files in the researcher's home.
+
+    Without this, a kernel could write ~/.jupyter/jupyter_server_config.json turning terminals back on or the
+    lockdown and security-tier extensions off, and have it obeyed at the next start (the user's config dir is
+    Jupyter's highest-priority source), or shadow an installed JupyterLab extension with one of its own in
+    ~/.local/share/jupyter. So the user config dir is an empty, read-only folder of the env, the env's own data
+    paths come first, and only JupyterLab's own UI settings and layouts stay in the home.
+    """
+    return {
+        "JUPYTER_CONFIG_DIR": f"{singleuser_prefix}/etc/jupyter-user",
+        "JUPYTER_PREFER_ENV_PATH": "1",
+        "JUPYTERLAB_SETTINGS_DIR": f"{home}/.jupyter/lab/user-settings",
+        "JUPYTERLAB_WORKSPACES_DIR": f"{home}/.jupyter/lab/workspaces",
+    }
+
+
+# Inherited variables that would add or move a Jupyter settings path: never passed on to a workspace.
+JUPYTER_PATH_VARIABLES = ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_NO_CONFIG",
+                          "JUPYTER_PLATFORM_DIRS", "JUPYTERLAB_DIR")
+
+
 class WorkspaceSpawnerBase(LocalProcessSpawner):
     """What both local spawners share: options, uid, home preparation."""
 
@@ -154,7 +176,8 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
 
     def workspace_env(self, home_inside: str, spec: WorkspaceSpec | None = None) -> dict[str, str]:
         env = self.get_env()
-        for key in ("PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV"):
+        for key in ("PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CONDA_ROOT", "CONDA_DEFAULT_ENV",
+                    *JUPYTER_PATH_VARIABLES):
             env.pop(key, None)
         env.update(
             {
@@ -163,6 +186,7 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
                 "SHELL": "/bin/bash",
                 "LANG": "C.UTF-8",
                 "PATH": f"{self.singleuser_prefix}/bin:/usr/local/bin:/usr/bin:/bin",
+                **jupyter_paths_env(self.singleuser_prefix, home_inside),
                 **(spec.environment() if spec is not None else {}),
             }
         )
@@ -256,6 +280,9 @@ class PlainLocalSpawner(WorkspaceSpawnerBase):
             env["HOME"] = home
             env["PATH"] = f"{self.singleuser_prefix}/bin:/usr/bin:/bin"
             env.pop("VIRTUAL_ENV", None)
+            for key in JUPYTER_PATH_VARIABLES:
+                env.pop(key, None)
+            env.update(jupyter_paths_env(self.singleuser_prefix, home))
         env.update(getattr(self, "_handover_env", {}))
         return env
 

@@ -27,6 +27,9 @@ def test_demo_covers_every_application_state_and_is_idempotent(database_url: str
         assert len(projects) >= 2 and all(p.state == "active" for p in projects)
         titles = " ".join(p.title for p in projects).lower()
         assert "asthma" in titles and "hypertension" in titles
+        # both security tiers are shown: the children's asthma study is high, the others standard
+        assert {p.title.split()[0]: p.security_tier for p in projects if p.title.split()[0] in ("Asthma", "Blood")} \
+            == {"Asthma": "high", "Blood": "standard"}
         from gateway.identity.accounts import find_user
         for name in ("researcher", "researcher2"):
             assert valid_accreditation(s, find_user(s, name)) is not None

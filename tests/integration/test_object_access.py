@@ -222,6 +222,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("projects.change_state", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True,
                                             body={"reason": "The study is finished."}),  # action=close, the lead's
     ("projects.amend", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True),
+    ("projects.raise_security_tier", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="project", changes=True,
+                                                   body={"reason": "Linked to a rare-disease registry"}),
     ("projects.open_workspace", "POST"): Case(HIDDEN, ok=PAGE, check=_workspace_was_reached),
     ("projects.refresh_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="idle_project", changes=True),
     ("projects.release_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, check=_refused_by_state,  # none held
@@ -242,6 +244,8 @@ MATRIX: dict[tuple[str, str], Case] = {
                                             body={"reason": "Finding closed"}),
     ("api.revoke_project", "POST"): Case(ROLE, actor="admin", ok=API, fresh="project", changes=True,
                                          body={"reason": "Breach of conditions"}),
+    ("api.raise_security_tier", "POST"): Case(ROLE, actor="admin", ok=API, fresh="project", changes=True,
+                                              body={"reason": "Linked to a rare-disease registry"}),
     ("api.close_project", "POST"): Case(HIDDEN, ok=API, fresh="project", changes=True,
                                         body={"reason": "The study is finished."}),
     ("api.start_amendment", "POST"): Case(HIDDEN, ok=API, fresh="project", changes=True),

@@ -138,6 +138,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("projects.view", "GET"): ALL,  # its lead, and every staff role
     ("projects.change_state", "POST"): frozenset({Role.ADMIN}),  # walked with action=suspend
     ("projects.amend", "POST"): frozenset({Role.RESEARCHER}),
+    ("projects.raise_security_tier", "POST"): frozenset({Role.ADMIN}),
     ("register.page", "GET"): PUBLIC,
     ("register.as_csv", "GET"): PUBLIC,
     ("register.as_json", "GET"): PUBLIC,
@@ -161,6 +162,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("api.suspend_project", "POST"): frozenset({Role.ADMIN}),
     ("api.reinstate_project", "POST"): frozenset({Role.ADMIN}),
     ("api.revoke_project", "POST"): frozenset({Role.ADMIN}),
+    ("api.raise_security_tier", "POST"): frozenset({Role.ADMIN}),
     ("api.close_project", "POST"): frozenset({Role.RESEARCHER, Role.ADMIN}),
     ("api.start_amendment", "POST"): frozenset({Role.RESEARCHER}),
     ("api.get_agreement", "GET"): ALL,
@@ -319,6 +321,7 @@ JSON_BODIES: dict[str, Any] = {
     "api.suspend_project": {"reason": "walk"},
     "api.reinstate_project": {"reason": "walk"},
     "api.revoke_project": {"reason": "walk"},
+    "api.raise_security_tier": {"reason": "walk"},
     "api.close_project": {"reason": "walk"},
     "api.publish_agreement": {"text": "A newer agreement for the route walk, long enough."},
     "api.put_budget": {"cap_pence": 5000000, "reason": "walk"},

@@ -113,7 +113,7 @@ def review_round(factory: sessionmaker[Session], app_id: int, votes: dict[str, s
 
 def approved_project(factory: sessionmaker[Session], applicant: str = "researcher",
                      title: str = "Asthma and deprivation", cohort: dict[str, Any] | None = None,
-                     variables: list[VariableChoice] | None = None) -> int:
+                     variables: list[VariableChoice] | None = None, security_tier: str | None = None) -> int:
     app_id = draft(factory, applicant, title, cohort=cohort, variables=variables)
     submit(factory, app_id, applicant)
     review_round(factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
@@ -121,7 +121,8 @@ def approved_project(factory: sessionmaker[Session], applicant: str = "researche
         app = s.get(Application, app_id)
         assert app is not None
         dac.decide(s, user(s, "dacchair"), app, DAC, outcome="approved", conditions="Annual report.",
-                   message="", access_end_date=TODAY + dt.timedelta(days=365), today=TODAY)
+                   message="", access_end_date=TODAY + dt.timedelta(days=365), today=TODAY,
+                   security_tier=security_tier)
     with factory() as s:
         project = s.query(Project).filter(Project.application_id == app_id).one()
         return project.id

@@ -2,6 +2,8 @@
 
 # ruff: noqa: F821  (`c` is injected by jupyter_server)
 
+import londonsde_security_tier  # infra/jupyterhub/labextension/londonsde_security_tier.py
+
 c.ServerApp.jpserver_extensions = {
     # Refuse /files/ (raw download) and /nbconvert/ (export) server-side.
     "londonsde_lockdown": True,
@@ -9,7 +11,11 @@ c.ServerApp.jpserver_extensions = {
     "londonsde_handover": True,
     # Language servers: none installed, and the scan slows every start.
     "jupyter_lsp": False,
+    # The project's security tier into JupyterLab's page config (the front-end extension reads it).
+    "londonsde_security_tier": True,
 }
+# No terminals in the high security tier (LONDONSDE_SECURITY_TIER, set by the spawner; anything but "standard" is high).
+c.ServerApp.terminals_enabled = londonsde_security_tier.terminals_enabled()
 # Hidden files (e.g. .ssh, .local) are not shown or served.
 c.ContentsManager.allow_hidden = False
 # Nothing to check online from inside a sandbox without a route out.
