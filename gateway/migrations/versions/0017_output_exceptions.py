@@ -1,7 +1,7 @@
 """output exceptions bound to file bytes, checkers' decisions on them, comments made public
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0016
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import gateway.db
 
 revision = "0017"
-down_revision = "0014"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
