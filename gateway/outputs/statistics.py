@@ -18,7 +18,8 @@ The unit is a *reviewed file version*: one version of one output file with at le
   approve one they passed ("review" asks people to decide, so it is never overturned). Rate: overturned / versions
   with a pass or fail verdict and a final outcome. Per rule: over the versions in which that rule flagged a cell.
 - **Turnaround**, per submission round: submission to the first submitted review, and submission to the decision
-  (approve, return or reject); per checker, submission to their own review. Median and 90th percentile, in hours.
+  (approve, return or reject); per checker, submission to their own review, for rounds no longer blind. Median and
+  90th percentile, in hours.
 
 Facts come from the workflow tables (votes, reviews) and the audit log (submissions, decisions, automatic checks),
 which holds every round even after a resubmission overwrites the request's own columns. The figures are computed by
@@ -178,6 +179,11 @@ def _automatic_overturned(version: FileVersion) -> bool | None:
     return (version.automatic == "fail") == (version.outcome == APPROVED)
 
 
+def _blind(r: Round) -> bool:
+    """A round still waiting for its second review: who reviewed it first is not shown per checker."""
+    return len(r.reviews) < REVIEWS_NEEDED and r.decided_at is None
+
+
 def _hours(start: dt.datetime, end: dt.datetime) -> float:
     return max((end - start).total_seconds(), 0.0) / 3600
 
@@ -199,7 +205,8 @@ def compute(versions: list[FileVersion], rounds: list[Round]) -> Statistics:
     for checker_id in sorted({vote.checker_id for v in reviewed for vote in v.votes}):
         own_pairs = [(a, b) for _, (a, b) in pairs if checker_id in {a.checker_id, b.checker_id}]
         own_decided = [(v, vote) for v, vote in decided_votes if vote.checker_id == checker_id]
-        own_rounds = [_hours(r.submitted_at, at) for r in rounds for who, at in r.reviews if who == checker_id]
+        own_rounds = [_hours(r.submitted_at, at) for r in rounds if not _blind(r)
+                      for who, at in r.reviews if who == checker_id]
         checkers.append(CheckerFigures(
             checker_id=checker_id,
             votes=sum(vote.checker_id == checker_id for v in reviewed for vote in v.votes),
