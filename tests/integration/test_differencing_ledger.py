@@ -148,8 +148,8 @@ def test_a_different_population_is_not_compared_across_projects(
         session_factory: sessionmaker[Session], settings: Settings, project_a: int, change: dict[str, Any]) -> None:
     released_request(session_factory, settings, project_a, "everyone")
     project_b = second_project(session_factory)
-    rows = change.pop("source_rows", 5000)
-    with_population(settings, session_factory, project_b, {**POPULATION, **change}, source_rows=rows)
+    parameters = {**POPULATION, **{k: v for k, v in change.items() if k != "source_rows"}}
+    with_population(settings, session_factory, project_b, parameters, source_rows=change.get("source_rows", 5000))
     request_id = nested_request(settings, session_factory, project_b, "researcher2")
     item = get(session_factory, request_id).files[0]
     assert item.check_result["differencing"] == []
