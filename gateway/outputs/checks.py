@@ -41,6 +41,7 @@ from gateway.db import unit_of_work, utcnow
 from gateway.outputs import content, ledger
 from gateway.outputs import files as intake
 from gateway.outputs.models import OutputFile, OutputRequest
+from gateway.outputs.statistics import rules_fired
 from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
 
 log = logging.getLogger(__name__)
@@ -394,11 +395,6 @@ def acro_verdicts(request: OutputRequest, storage_dir: Path) -> dict[str, dict[s
             for name in result.files:
                 found[folder + name] = {**result.to_dict(), "from": item.path}
     return found
-
-
-def rules_fired(result: dict[str, Any]) -> list[str]:
-    """The names of the rules that flagged at least one cell (no cell, no count): kept for checker statistics."""
-    return sorted({rule for cell in result.get("cells", []) for rule in cell.get("rules", [])})
 
 
 def _recorded_dataset(item: OutputFile) -> str:

@@ -68,6 +68,15 @@ RULE_LABELS = {
 }
 
 
+def rules_fired(result: dict[str, Any]) -> list[str]:
+    """The rules that flagged a cell the checks left unmitigated (a suppressed cell passes): names only, no cell.
+
+    Written to the audit event of each automatic check, so the statistics keep every version's rules.
+    """
+    return sorted({rule for cell in result.get("cells", []) if cell.get("status") != "pass"
+                   for rule in cell.get("rules", [])})
+
+
 def rule_label(name: str) -> str:
     return RULE_LABELS.get(name, name.replace("_", " ").capitalize())
 
@@ -282,7 +291,7 @@ def gather(session: Session) -> tuple[list[FileVersion], list[Round]]:
                 details = checked.get((item.path, version), {})
                 rules = details.get("rules")
                 if rules is None and version == item.version and item.check_result:
-                    rules = sorted({r for c in item.check_result.get("cells", []) for r in c.get("rules", [])})
+                    rules = rules_fired(item.check_result)
                 automatic = details.get("status") or (item.check_status if version == item.version else None)
                 versions.append(FileVersion(request.id, item.path, version,
                                             automatic if automatic in {"pass", "review", "fail"} else None,
