@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from disclosure_control import Record
+from disclosure_control import Record, check_differencing
 from gateway.db import Base, UTCDateTime, utcnow
 from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.outputs.workflow import OutputState
@@ -130,3 +130,45 @@ def released_from(session: Session, key: str | None, datasets: set[str]) -> list
         .order_by(LedgerEntry.id))
     return [Released(Record.from_dict(entry.record), entry.request_id, entry.project_id, reference, path)
             for entry, path, reference in rows]
+
+
+def _lock(session: Session, key: str) -> None:
+    """Serialise approvals of one population (PostgreSQL; SQLite runs one writer at a time anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(key[:15], 16)})
+
+
+def approval_conflicts(session: Session, request: OutputRequest) -> list[str]:
+    """Conflicts with tables approved or released (in any project, this one included) after this request's files
+    were checked: two requests checked at the same time never saw each other, so approval looks again.
+
+    Called when a checker approves; the messages are for checkers (they may see which release conflicts).
+    """
+    own = {(e.file_id, e.file_version): e for e in session.scalars(
+        select(LedgerEntry).where(LedgerEntry.request_id == request.id))}
+    problems: list[str] = []
+    for item in request.files:
+        entry = own.get((item.id, item.version))
+        if item.kind != "output" or entry is None or item.checked_at is None:
+            continue
+        _lock(session, entry.population_key)
+        rows = session.execute(
+            select(LedgerEntry, OutputFile.path, OutputRequest.id, Project.reference)
+            .join(OutputFile, (OutputFile.id == LedgerEntry.file_id) & (OutputFile.version == LedgerEntry.file_version))
+            .join(OutputRequest, OutputRequest.id == LedgerEntry.request_id)
+            .join(Project, Project.id == LedgerEntry.project_id)
+            .where(LedgerEntry.population_key == entry.population_key, LedgerEntry.dataset == entry.dataset,
+                   LedgerEntry.request_id != request.id, OutputFile.kind == "output",
+                   OutputRequest.state.in_([OutputState.APPROVED.value, OutputState.RELEASED.value]),
+                   OutputRequest.decided_at > item.checked_at)).all()
+        if not rows:
+            continue
+        records = [Record.from_dict(other.record) for other, *_ in rows]
+        where = {record.uid: f"'{path}' of output request {other_id} ({reference})"
+                 for record, (_, path, other_id, reference) in zip(records, rows, strict=True)}
+        report = check_differencing(Record.from_dict(entry.record), records)
+        for flag in report.flags:
+            problems.append(f"'{item.path}' now conflicts with {where.get(flag.earlier.record_uid, 'another table')}, "
+                            f"approved after the checks ran: {flag.describe()}. Return the request so its checks run "
+                            "again.")
+    return problems

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
 from gateway.db import unit_of_work
+from gateway.errors import Conflict
 from gateway.outputs import ledger, service
 from gateway.outputs import release as release_mod
 from gateway.outputs.ledger import LedgerEntry
@@ -170,3 +171,50 @@ def test_the_ledger_holds_each_checked_version_once_and_keeps_its_evidence_out_o
     with zipfile.ZipFile(release_mod.package_path(request, settings.outputs_dir)) as package:
         text = b"".join(package.read(n) for n in package.namelist()).decode("utf-8", "replace")
     assert "population_key" not in text and "checker_notes" not in text
+
+
+def test_two_requests_checked_at_the_same_time_cannot_both_be_approved(
+        session_factory: sessionmaker[Session], settings: Settings, project_a: int) -> None:
+    """A's and B's checks each ran before the other was approved, so neither saw the other: approval looks again."""
+    folder = outputs_of(settings, session_factory, "researcher", project_a)
+    notebook_crosstab(load_extract(settings, session_factory, project_a), folder, "everyone", suppress=True)
+    first = new_request(session_factory, settings, project_a, ["everyone.csv"])
+    act(session_factory, first, "researcher", service.submit)
+    work(session_factory, settings)
+    project_b = second_project(session_factory)
+    with_population(settings, session_factory, project_b, POPULATION)
+    second = nested_request(settings, session_factory, project_b, "researcher2")
+    assert get(session_factory, second).files[0].check_status == "pass"  # A was not released when B was checked
+    for request_id in (first, second):
+        review_all(session_factory, request_id, "checker1", "approve")
+        review_all(session_factory, request_id, "checker2", "approve")
+    act(session_factory, first, "checker1", service.decide, "approve", "")
+    with pytest.raises(Conflict) as refused:
+        act(session_factory, second, "checker2", service.decide, "approve", "")
+    message = str(refused.value)
+    assert "'not_decile_10.csv' now conflicts with 'everyone.csv'" in message
+    assert reference(session_factory, project_a) in message and "Return the request" in message
+    assert get(session_factory, second).state == OutputState.REVIEWED
+    work(session_factory, settings)  # A is released; B still cannot be approved as it is
+    assert get(session_factory, first).state == OutputState.RELEASED
+    with pytest.raises(Conflict):
+        act(session_factory, second, "checker2", service.decide, "approve", "")
+    act(session_factory, second, "checker2", service.decide, "return", "Widen the categories: see the checks.")
+    assert get(session_factory, second).state == OutputState.RETURNED
+
+
+def test_an_approval_is_not_refused_for_tables_released_before_the_checks(
+        session_factory: sessionmaker[Session], settings: Settings, project_a: int) -> None:
+    released_request(session_factory, settings, project_a, "everyone")
+    project_b = second_project(session_factory)
+    with_population(settings, session_factory, project_b, POPULATION)
+    folder = outputs_of(settings, session_factory, "researcher2", project_b)
+    notebook_crosstab(load_extract(settings, session_factory, project_b), folder, "by_region", suppress=True,
+                      filters={"imd_decile": {"between": [1, 10]}})  # the same people: no small difference
+    request_id = new_request(session_factory, settings, project_b, ["by_region.csv"], author="researcher2")
+    act(session_factory, request_id, "researcher2", service.submit)
+    work(session_factory, settings)
+    review_all(session_factory, request_id, "checker1", "approve")
+    review_all(session_factory, request_id, "checker2", "approve")
+    act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    assert get(session_factory, request_id).state == OutputState.APPROVED
