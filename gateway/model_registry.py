@@ -6,6 +6,7 @@ import gateway.charging.models
 import gateway.extracts.models
 import gateway.models
 import gateway.outbox
+import gateway.outputs.ledger
 import gateway.outputs.models
 import gateway.workspaces.models  # noqa: F401
 import projects.models  # noqa: F401

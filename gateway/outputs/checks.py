@@ -3,9 +3,11 @@
 A table saved with a disclosure-control record is recomputed: the recorded query is run again on the
 project's extract with the gateway's rules and the recorded mitigation, the result is compared cell by cell
 with the submitted CSV (a difference means the file was edited by hand or made elsewhere: it fails), the
-rules are applied to every cell, and the differencing check compares it with everything already released
-for the project. Any other file gets heuristic checks (small counts, unrounded counts, minima and maxima)
-and is marked for manual review. Every verdict is kept per cell, in CSV coordinates, for the checker's view.
+rules are applied to every cell, and the differencing check compares it with everything already
+released for the project and, through the differencing ledger (``ledger.py``), with every table released from the
+same population in any other project. Any other file gets heuristic checks (small counts, unrounded counts,
+minima and maxima) and is marked for manual review. Every verdict is kept per cell, in CSV coordinates, for the
+checker's view.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ from disclosure_control import (
 from disclosure_control.models import check_formula
 from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
-from gateway.outputs import content
+from gateway.outputs import content, ledger
 from gateway.outputs import files as intake
 from gateway.outputs.models import OutputFile, OutputRequest
+from gateway.outputs.statistics import rules_fired
 from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
 
 log = logging.getLogger(__name__)
@@ -171,8 +174,15 @@ def _layout(table: pd.DataFrame) -> tuple[int, int]:
 
 
 def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, earlier: list[Record],
-                   config: SDCConfig = DEFAULT_CONFIG) -> dict[str, Any]:
-    """Recompute, compare, apply the rules and the differencing check; the result as JSON."""
+                   config: SDCConfig = DEFAULT_CONFIG,
+                   elsewhere: dict[str, ledger.Released] | None = None) -> dict[str, Any]:
+    """Recompute, compare, apply the rules and the differencing check; the result as JSON.
+
+    ``elsewhere`` maps the uid of each earlier record released by another project to where it came from: a
+    conflict with one of those is told to the researcher without the other table (``notes``), and to the checkers
+    with it (``checker_notes`` and ``differencing``).
+    """
+    elsewhere = elsewhere or {}
     record = sidecar["record"]
     notes: list[str] = []
     if not sidecar.get("sidecar_sha256_matches", False):
@@ -220,8 +230,21 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         if where is not None:
             cells[where]["status"] = "fail"
             cells[where]["rules"] = sorted({*cells[where]["rules"], "differencing"})
-    if differencing.flags:
-        notes.append(differencing.summary)
+    own = [flag for flag in differencing.flags if flag.earlier.record_uid not in elsewhere]
+    if own:
+        notes.append(dc.DifferencingReport(own, config.threshold).summary)
+    checker_notes: list[str] = []
+    described: list[str] = []
+    for flag in differencing.flags:
+        source = elsewhere.get(flag.earlier.record_uid)
+        if source is None:
+            described.append(flag.describe())
+            continue
+        notes.append(flag.describe_unnamed(config.threshold))
+        where = (f"{source.path} in released output request {source.request_id} of project "
+                 f"{source.project_reference}")
+        described.append(f"{flag.describe()} (released elsewhere: {where})")
+        checker_notes.append(f"Differencing ledger: {flag.describe().replace(flag.earlier.record_uid, where)}.")
     status = worst(output.status, "fail" if mismatches else "pass", differencing.status)
     return {
         "method": "recomputed",
@@ -230,7 +253,8 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         "notes": notes,
         "cells": [{"row": r, "col": c, **v} for (r, c), v in sorted(cells.items())],
         "mismatches": mismatches,
-        "differencing": [flag.describe() for flag in differencing.flags],
+        "differencing": described,
+        "checker_notes": checker_notes,
         "record": fresh.to_dict(),
     }
 
@@ -334,10 +358,11 @@ def released_records(session: Session, request: OutputRequest) -> list[Record]:
 
 
 def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: list[Record],
-               pseudonyms: content.PseudonymMatcher | None = None, max_rows: int | None = None) -> dict[str, Any]:
+               pseudonyms: content.PseudonymMatcher | None = None, max_rows: int | None = None,
+               elsewhere: dict[str, ledger.Released] | None = None) -> dict[str, Any]:
     if item.sdc_record is not None:
         try:
-            result = check_recorded(data, item.sdc_record, extract, earlier)
+            result = check_recorded(data, item.sdc_record, extract, earlier, elsewhere=elsewhere)
         except CannotRecompute as exc:
             return check_heuristic(data, item.extension, reason=f"Not recomputed: {exc}.", pseudonyms=pseudonyms,
                                    max_rows=max_rows)
@@ -372,6 +397,12 @@ def acro_verdicts(request: OutputRequest, storage_dir: Path) -> dict[str, dict[s
     return found
 
 
+def _recorded_dataset(item: OutputFile) -> str:
+    record = (item.sdc_record or {}).get("record")
+    query = record.get("query") if isinstance(record, dict) else None
+    return str(query.get("dataset")) if isinstance(query, dict) else ""
+
+
 def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     """Check every file of the request not yet checked; returns how many were checked."""
     from gateway.outputs.service import extract_dir
@@ -379,6 +410,11 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     extract = extract_dir(settings, request.project)
     pseudonyms = content.matcher_for_extract(extract)
     earlier = released_records(session, request)
+    key = ledger.population_key(extract)
+    datasets = {_recorded_dataset(item) for item in request.files if item.check_status == "pending"}
+    elsewhere = {found.record.uid: found for found in ledger.released_from(session, key, datasets)
+                 if found.project_id != request.project_id}
+    earlier = earlier + [found.record for found in elsewhere.values()]
     acro = acro_verdicts(request, settings.outputs_dir)
     done = 0
     for item in request.files:
@@ -387,15 +423,17 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
                 item.check_result = {**item.check_result, "acro": acro.get(item.path)}
             continue
         data = intake.read_stored(settings.outputs_dir, item.stored_name, item.sha256)
-        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows)
+        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows, elsewhere)
         if item.name == ACRO_RESULTS and any(v["from"] == item.path for v in acro.values()):
             result["notes"].append("ACRO's results.json: its verdicts are shown beside the files it judged.")
         result["acro"] = acro.get(item.path)
         item.check_result, item.check_status, item.checked_at = result, result["status"], utcnow()
+        if result["method"] == "recomputed":
+            ledger.remember(session, request, item, key, result["record"])
         done += 1
         audit.record(session, "system", "output_request.file_checked", "output_request", request.id,
                      {"path": item.path, "version": item.version, "method": result["method"],
-                      "status": result["status"]})
+                      "status": result["status"], "rules": rules_fired(result)})
     session.flush()
     return done
 

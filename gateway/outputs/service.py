@@ -68,6 +68,13 @@ def meter_check(session: Session, request: OutputRequest, actor: User) -> None:
                        actor=actor)
 
 
+def differencing_since_checks(session: Session, request: OutputRequest) -> list[str]:
+    """Tables approved or released since this request was checked that it conflicts with (the ledger's view)."""
+    from gateway.outputs.ledger import approval_conflicts
+
+    return approval_conflicts(session, request)
+
+
 def extract_dir(settings: Settings, project: Project) -> Path | None:
     from gateway.workspaces.entitlement import current_extract
 
@@ -658,7 +665,7 @@ def decide(session: Session, actor: User, request: OutputRequest, outcome: str, 
     if outcome not in targets:
         raise ValidationError("Choose approve, return or reject.", field_errors={"outcome": ["Choose an outcome."]})
     if outcome == "approve":
-        problems = approval_problems(request)
+        problems = approval_problems(request) + differencing_since_checks(session, request)
         if problems:
             raise Conflict(" ".join(problems))
     elif not comment.strip():

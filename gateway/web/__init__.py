@@ -22,6 +22,7 @@ PAGE_MODULES = (
     "gateway.web.catalogue",
     "gateway.web.agreements",
     "gateway.web.outputs",
+    "gateway.web.output_statistics",
     "gateway.web.handover",
     "gateway.web.charging",
 )
