@@ -51,6 +51,8 @@ find "$site/disclosure_control" -name __pycache__ -prune -exec rm -rf {} +
 # handing outputs over to the gateway through the hub (singleuser/londonsde_handover.py; kernels import it too).
 cp "$here/singleuser/londonsde_lockdown.py" "$site/londonsde_lockdown.py"
 cp "$here/singleuser/londonsde_handover.py" "$site/londonsde_handover.py"
+# The browser egress policy and byte counter (singleuser/londonsde_egress.py).
+cp "$here/singleuser/londonsde_egress.py" "$site/londonsde_egress.py"
 
 # Server and JupyterLab settings that lock down downloads/export, found by jupyter via the
 # venv's sys.prefix (etc/jupyter and share/jupyter/lab/settings).
@@ -60,6 +62,6 @@ cp "$here/singleuser/overrides.json" "$prefix/share/jupyter/lab/settings/overrid
 mkdir -p "$prefix/etc/jupyter/labconfig"
 cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
 "$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" \
-    "$site/londonsde_handover.py" >/dev/null
+    "$site/londonsde_handover.py" "$site/londonsde_egress.py" >/dev/null
 chmod -R a+rX "$prefix"
 echo "ok: $prefix"

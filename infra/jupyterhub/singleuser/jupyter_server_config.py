@@ -5,6 +5,9 @@
 c.ServerApp.jpserver_extensions = {
     # Refuse /files/ (raw download) and /nbconvert/ (export) server-side.
     "londonsde_lockdown": True,
+    # The contents API serves notebooks and text only (size limit, no base64, no copies of /data), refuses
+    # uploads, and counts every byte sent to the browser for the gateway (singleuser/londonsde_egress.py).
+    "londonsde_egress": True,
     # Hand chosen files in outputs/ over to the gateway through the hub (read safely, as this user).
     "londonsde_handover": True,
     # Language servers: none installed, and the scan slows every start.
