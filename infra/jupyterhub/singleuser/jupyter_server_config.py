@@ -2,6 +2,9 @@
 
 # ruff: noqa: F821  (`c` is injected by jupyter_server)
 
+import os
+import sys
+
 c.ServerApp.jpserver_extensions = {
     # Refuse /files/ (raw download) and /nbconvert/ (export) server-side.
     "londonsde_lockdown": True,
@@ -23,3 +26,11 @@ c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 # Kernels that stay idle are shut down, so idle culling of the server can follow.
 c.MappingKernelManager.cull_idle_timeout = 3600
 c.MappingKernelManager.cull_interval = 300
+# Kernel specs and lab extensions only from the read-only environment, never from the home: the server serves a
+# kernel spec's files (/kernelspecs/<name>/<file>) and a lab extension's (/lab/extensions/..., themes, licences) to
+# the browser as they are, so a folder the researcher could write there would be a download door for any file.
+c.KernelSpecManager.kernel_dirs = [os.path.join(sys.prefix, "share", "jupyter", "kernels")]
+c.KernelSpecManager.allowed_kernelspecs = {"python3"}
+_labextensions = [os.path.join(sys.prefix, "share", "jupyter", "labextensions")]
+c.LabServerApp.labextensions_path = _labextensions
+c.LabApp.labextensions_path = _labextensions
