@@ -29,7 +29,7 @@ c.MappingKernelManager.cull_interval = 300
 # Kernel specs and lab extensions only from the read-only environment, never from the home: the server serves a
 # kernel spec's files (/kernelspecs/<name>/<file>) and a lab extension's (/lab/extensions/..., themes, licences) to
 # the browser as they are, so a folder the researcher could write there would be a download door for any file.
-c.KernelSpecManager.kernel_dirs = [os.path.join(sys.prefix, "share", "jupyter", "kernels")]
+# (KernelSpecManager.kernel_dirs is not configurable: londonsde_egress sets it when it loads.)
 c.KernelSpecManager.allowed_kernelspecs = {"python3"}
 _labextensions = [os.path.join(sys.prefix, "share", "jupyter", "labextensions")]
 c.LabServerApp.labextensions_path = _labextensions

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -266,6 +267,10 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from jupyter_server.services.contents.handlers import ContentsHandler
     from jupyter_server.utils import url_path_join
     from tornado import httpserver, ioloop, web
+
+    # Kernel specs only from the read-only environment (not ~/.local/share/jupyter/kernels or ~/.ipython/kernels):
+    # /kernelspecs/<name>/<file> serves any file of a spec's folder, so a spec the researcher made would be a door.
+    serverapp.kernel_spec_manager.kernel_dirs = [os.path.join(sys.prefix, "share", "jupyter", "kernels")]
 
     limit = max_bytes()
     started = time.monotonic()

@@ -116,7 +116,7 @@ def test_finding_1_bulk_download_through_the_contents_api_is_refused(running: di
     made = ws.execute(kernel, ATTACK)
     assert made.error is None, made.error
     parquet_size = made.json()["size"]
-    assert parquet_size > 10_000  # the real extract
+    assert parquet_size > 1000  # the test extract (a real Parquet file)
 
     def get(path: str) -> Any:
         return ws.api("GET", path)
