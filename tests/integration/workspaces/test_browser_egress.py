@@ -206,6 +206,9 @@ def test_uploads_are_refused_and_notebooks_and_text_files_still_save(running: di
         "upload.ipynb": {"type": "file", "format": "base64", "content": base64.b64encode(b"{}").decode()},
         "cells.ipynb": {"type": "notebook", "format": "text", "content": "{}"},
     }
+    settings = ws.api("GET", "/lab/api/settings/@jupyterlab/filebrowser-extension:browser")
+    assert settings.status_code == 200, settings.text[:300]  # the operator's override: no upload button
+    assert settings.json()["schema"]["properties"]["allowFileUploads"]["default"] is False
     for name, body in refused.items():
         response = ws.api("PUT", f"/api/contents/{name}", json={"name": name, "path": name, **body})
         assert response.status_code == 403 and "Uploads" in response.text, (name, response.status_code,
@@ -239,7 +242,8 @@ def test_bytes_to_the_browser_reach_the_gateway_and_raise_the_alert_once(running
     ws: Workspace = running["workspace"]
     factory = running["factory"]
     kernel = ws.start_kernel()
-    made = ws.execute(kernel, "open('page.txt', 'w').write('y' * 1_000_000)\n"
+    made = ws.execute(kernel, "import os; assert os.environ['LONDONSDE_TRAFFIC_REPORT_SECONDS'] == '2'\n"
+                              "open('page.txt', 'w').write('y' * 1_000_000)\n"
                               "import json, londonsde_handover as h\n"
                               "try:\n    h._hub_call('traffic', {'bytes': -10**9})\n    out = 'accepted'\n"
                               "except h.Refused as exc:\n    out = str(exc)\n"
