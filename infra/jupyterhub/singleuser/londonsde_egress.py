@@ -235,19 +235,31 @@ def count_stream(stream: Any, counter: TrafficCounter) -> None:
     stream.write = counted
 
 
-def report(counter: TrafficCounter, timeout: float = 20.0) -> int:
-    """Send the unreported bytes to the gateway through the hub; the number sent (0 if none or on failure)."""
+_REPORTING = threading.Lock()
+
+
+def report(counter: TrafficCounter, timeout: float = 20.0, wait: bool = False) -> int:
+    """Send the unreported bytes to the gateway through the hub; the number sent (0 if none or on failure).
+
+    One report at a time (a slow one is not overlapped by the next, which would send the same bytes twice); the
+    last report at exit waits for one still running.
+    """
     from londonsde_handover import Refused, _hub_call
 
-    pending = counter.take()
-    if pending <= 0:
+    if not _REPORTING.acquire(blocking=wait, timeout=timeout if wait else -1):
         return 0
     try:
-        _hub_call("traffic", {"bytes": pending}, timeout=timeout)
-    except Refused:
-        return 0  # kept for the next report
-    counter.done(pending)
-    return pending
+        pending = counter.take()
+        if pending <= 0:
+            return 0
+        try:
+            _hub_call("traffic", {"bytes": pending}, timeout=timeout)
+        except Refused:
+            return 0  # kept for the next report
+        counter.done(pending)
+        return pending
+    finally:
+        _REPORTING.release()
 
 
 # --- the jupyter_server extension ----------------------------------------------------------------------------
@@ -348,5 +360,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             await asyncio.to_thread(report, COUNTER)
 
         ioloop.PeriodicCallback(lambda: asyncio.ensure_future(periodic()), report_seconds() * 1000).start()
-        atexit.register(report, COUNTER, 5.0)
+        atexit.register(report, COUNTER, 5.0, True)
     serverapp.log.info("londonsde_egress: contents policed, bytes to the browser counted")

@@ -175,6 +175,34 @@ def test_a_failed_report_keeps_the_bytes_for_the_next(monkeypatch: pytest.Monkey
     assert calls == [{"op": "traffic", "bytes": 100}, {"op": "traffic", "bytes": 100}]
 
 
+def test_reports_do_not_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report still running when the next is due: the next sends nothing, so no byte is sent twice."""
+    import threading
+
+    import londonsde_handover
+
+    counter = egress.TrafficCounter()
+    counter.add(500)
+    started, release, sent = threading.Event(), threading.Event(), []
+
+    def slow(op: str, body: dict, timeout: float = 0) -> dict:
+        sent.append(body["bytes"])
+        started.set()
+        release.wait(5)
+        return {}
+
+    monkeypatch.setattr(londonsde_handover, "_hub_call", slow)
+    first = threading.Thread(target=egress.report, args=(counter,))
+    first.start()
+    assert started.wait(5)
+    assert egress.report(counter) == 0  # skipped while the first runs
+    release.set()
+    first.join(5)
+    counter.add(7)
+    assert egress.report(counter, wait=True) == 7
+    assert sent == [500, 7]
+
+
 def test_hashing_reads_in_blocks(tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
