@@ -6,7 +6,7 @@ gateway's output checking. This jupyter_server extension narrows that way and wa
 * **Contents API reads** (``GET /api/contents/<path>`` with content) serve notebooks and UTF-8 text only, each
   at most ``LONDONSDE_CONTENTS_MAX_BYTES`` (default 2 MB). ``format=base64`` and any file that is not text are
   refused, and so is a file whose bytes equal a file under ``/data`` whatever it is called (the ``/data`` files
-  are hashed once at start, indexed by size so only a file of a matching size is ever hashed). The checks run
+  are listed by size at start; a /data file is hashed, once, only when a file of its size is asked for). The checks run
   twice: on the file before it is read (size, equality), and on the very content about to be sent (so a file
   swapped in between is still caught).
 * **Uploads** are refused: a contents ``PUT`` carrying base64 content, any chunked upload (``chunk``), and a
@@ -72,13 +72,16 @@ def too_large(size: int, limit: int) -> str:
             "here. Work on it in a notebook, or save a smaller result to outputs/.")
 
 
-# --- /data, hashed once ----------------------------------------------------------------------------------------
+# --- /data, hashed on demand ----------------------------------------------------------------------------------------
 
 class DataIndex:
-    """sha256 of every regular file under a folder, keyed by size, so equal bytes are found whatever the name."""
+    """Every regular file under a folder, by size; a file is hashed (sha256, once) only when a file of its size is
+    asked for, so equal bytes are found whatever the name and starting costs one ``stat`` per file."""
 
     def __init__(self, by_size: dict[int, set[str]] | None = None) -> None:
-        self.by_size: dict[int, set[str]] = by_size or {}
+        self.by_size: dict[int, set[str]] = by_size or {}  # size -> paths
+        self._hashes: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def build(cls, root: str | Path = DATA_ROOT, max_files: int = 100_000) -> DataIndex:
@@ -89,19 +92,35 @@ class DataIndex:
                 path = os.path.join(dirpath, name)
                 try:
                     info = os.stat(path, follow_symlinks=False)
-                    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
-                        continue
-                    by_size.setdefault(info.st_size, set()).add(_hash_path(path))
                 except OSError:
                     continue
+                if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                    continue
+                by_size.setdefault(info.st_size, set()).add(path)
                 seen += 1
                 if seen >= max_files:
                     return cls(by_size)
         return cls(by_size)
 
+    def _hashes_of_size(self, size: int) -> set[str]:
+        found = set()
+        for path in self.by_size.get(size, ()):
+            with self._lock:
+                known = self._hashes.get(path)
+            if known is None:
+                try:
+                    known = _hash_path(path)
+                except OSError:
+                    continue
+                with self._lock:
+                    self._hashes[path] = known
+            found.add(known)
+        return found
+
     def matches_bytes(self, data: bytes) -> bool:
-        hashes = self.by_size.get(len(data))
-        return bool(hashes) and hashlib.sha256(data).hexdigest() in hashes  # type: ignore[operator]
+        if len(data) not in self.by_size:
+            return False
+        return hashlib.sha256(data).hexdigest() in self._hashes_of_size(len(data))
 
     def matches_path(self, path: str | os.PathLike[str]) -> bool:
         """Whether the file at ``path`` (not followed) has the bytes of a /data file (hashed only on a size match)."""
@@ -112,7 +131,7 @@ class DataIndex:
         if not stat.S_ISREG(info.st_mode) or info.st_size not in self.by_size:
             return False
         try:
-            return _hash_path(path) in self.by_size[info.st_size]
+            return _hash_path(path) in self._hashes_of_size(info.st_size)
         except OSError:
             return False
 
@@ -287,7 +306,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     limit = max_bytes()
     started = time.monotonic()
     index = DataIndex.build(os.environ.get("LONDONSDE_DATA_ROOT", DATA_ROOT))
-    serverapp.log.info("londonsde_egress: %d /data files hashed in %.2f s; contents limit %d bytes",
+    serverapp.log.info("londonsde_egress: %d /data files indexed in %.2f s; contents limit %d bytes",
                        sum(len(v) for v in index.by_size.values()), time.monotonic() - started, limit)
 
     class PolicedContentsHandler(ContentsHandler):

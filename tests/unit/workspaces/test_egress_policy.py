@@ -54,7 +54,11 @@ def data(tmp_path: Path) -> Path:
 def test_data_index_finds_equal_bytes_whatever_the_name(data: Path, tmp_path: Path) -> None:
     index = egress.DataIndex.build(data)
     assert sorted(index.by_size) == [len("id,age\n1,40\n2,50\n"), 2560]  # no empty file, no link followed
+    assert index._hashes == {}  # starting costs a stat per file; nothing is hashed until a size matches
+    assert not index.matches_bytes(b"a" * 7)
+    assert index._hashes == {}
     assert index.matches_bytes(b"id,age\n1,40\n2,50\n")
+    assert list(index._hashes) == [str(data / "patients.csv")]  # hashed once, on demand
     assert not index.matches_bytes(b"id,age\n1,40\n2,51\n")  # same size, other bytes
     copy = tmp_path / "renamed.txt"
     copy.write_bytes((data / "sub" / "blob.bin").read_bytes())
