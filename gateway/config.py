@@ -129,6 +129,12 @@ class WorkspaceSettings(BaseModel):
     handover_ttl_hours: int = Field(12, ge=1, le=72)
     # How the hub reaches the gateway, to forward outputs a workspace hands over.
     gateway_internal_url: str = "http://127.0.0.1:5000"
+    # Browser egress (docs/workspaces.md "What can reach your browser"): the largest notebook or text file the
+    # workspace's contents API serves or saves; how often a workspace reports the bytes it sent to the browser;
+    # the bytes to the browser past which a session is recorded in the audit log (once per session).
+    contents_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=1024**3)
+    traffic_report_seconds: int = Field(30, ge=5, le=3600)
+    traffic_alert_bytes: int = Field(50 * 1024 * 1024, ge=1, le=2**62)
 
 
 class ChargingSettings(BaseModel):

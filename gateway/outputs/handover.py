@@ -131,11 +131,23 @@ def hub_secret_ok(settings: Settings, presented: str | None) -> bool:
 def context_for(session: Session, settings: Settings, credential: str, hub_user: str, hub_server: str,
                 now: float | None = None) -> HandoverContext:
     """The person, project and workspace session a hand-over call acts for, once everything agrees."""
+    context = credential_session(session, settings, credential, hub_user, hub_server, now, require_open=True)
+    service.check_can_request(session, context.user, context.project)
+    return context
+
+
+def credential_session(session: Session, settings: Settings, credential: str, hub_user: str, hub_server: str,
+                       now: float | None = None, require_open: bool = False) -> HandoverContext:
+    """The workspace session a credential names, once signature, expiry, session, person and hub names agree.
+
+    Without ``require_open`` the session may have ended (a server's last traffic report arrives after the gateway
+    stopped it); hand-overs, which act for the person, require it open and check what the person may do.
+    """
     from gateway.workspaces.service import hub_username, session_hub_user
 
     claims = verify_credential(settings, credential, now)
     workspace = session.get(WorkspaceSession, claims.session_id)
-    if workspace is None or workspace.stopped_at is not None:
+    if workspace is None or (require_open and workspace.stopped_at is not None):
         raise CredentialError("This workspace session has ended: open the workspace again from the gateway.")
     if workspace.user_id != claims.user_id or workspace.project_id != claims.project_id:
         raise CredentialError("The workspace credential does not match its session.")
@@ -146,7 +158,6 @@ def context_for(session: Session, settings: Settings, credential: str, hub_user:
     if (hub_username(user) != hub_user or session_hub_user(workspace) != hub_user
             or workspace_id(project) != hub_server or workspace.server_name != hub_server):
         raise CredentialError("The workspace credential belongs to another workspace.")
-    service.check_can_request(session, user, project)
     return HandoverContext(user, project, workspace)
 
 

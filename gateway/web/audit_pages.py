@@ -12,9 +12,10 @@ from flask import Blueprint, Response, render_template, request, stream_with_con
 from gateway import audit, csv_safe
 from gateway.permissions import Permission
 from gateway.web.access import requires
-from gateway.web.context import db
+from gateway.web.context import db, settings
 from gateway.web.forms import AuditFilterForm
 from gateway.web.recorded import records_download
+from gateway.workspaces import traffic
 from projects import dates
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -99,6 +100,15 @@ def refusals() -> Any:
     rows = audit.refusals_by_actor(db(), since, minimum)
     return render_template("audit/refusals.html", rows=rows, hours=hours, minimum=minimum, windows=WINDOWS,
                            since=since)
+
+
+@bp.get("/workspace-sessions")
+@requires(Permission.VIEW_AUDIT_LOG)
+def workspace_sessions() -> Any:
+    """Every project's workspace sessions, newest first, with the bytes each server sent to the browser."""
+    return render_template("audit/workspace_sessions.html", rows=traffic.sessions_of(db(), limit=500),
+                           labels=traffic.LABELS, human_bytes=traffic.human_bytes,
+                           threshold=traffic.human_bytes(settings().workspaces.traffic_alert_bytes))
 
 
 @bp.get("/verify")

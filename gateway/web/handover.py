@@ -16,13 +16,14 @@ from gateway.errors import DomainError, ValidationError
 from gateway.outputs import handover
 from gateway.web.access import hub_only
 from gateway.web.context import db, run, settings
+from gateway.workspaces import traffic
 
 bp = Blueprint("handover", __name__, url_prefix="/api/internal/workspace-handover/v1")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-def _context() -> tuple[handover.HandoverContext, dict[str, Any]]:
+def _context(check: Any = handover.context_for) -> tuple[handover.HandoverContext, dict[str, Any]]:
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise ValidationError("The hand-over is too large.")
     body = request.get_json(silent=True)
@@ -31,8 +32,8 @@ def _context() -> tuple[handover.HandoverContext, dict[str, Any]]:
     credential = body.get("credential")
     if not isinstance(credential, str):
         raise handover.CredentialError("The workspace credential is missing.")
-    context = handover.context_for(db(), settings(), credential, request.headers.get(handover.HUB_USER_HEADER, ""),
-                                   request.headers.get(handover.HUB_SERVER_HEADER, ""))
+    context = check(db(), settings(), credential, request.headers.get(handover.HUB_USER_HEADER, ""),
+                    request.headers.get(handover.HUB_SERVER_HEADER, ""))
     return context, body
 
 
@@ -58,3 +59,15 @@ def files() -> Any:
         raise
     return jsonify({"request_id": item.request_id, "name": item.path, "version": item.version, "sha256": item.sha256,
                     "size": item.size, "kind": item.kind, "group": item.group.name}), 201
+
+
+@bp.post("/traffic")
+@hub_only
+def traffic_report() -> Any:
+    """A workspace server's bytes to the browser since its last report (gateway/workspaces/traffic.py).
+
+    Accepted for a session the gateway has already stopped too: the server's last report comes as it stops.
+    """
+    context, body = _context(handover.credential_session)
+    result = run(traffic.record_traffic, settings(), context.workspace, traffic.parse_report(body))
+    return jsonify({"session": result.session_id, "bytes_to_browser": result.bytes_to_browser})

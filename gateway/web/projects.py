@@ -14,7 +14,7 @@ from gateway.web.access import requires
 from gateway.web.context import db, end_transaction, require_user, run, settings
 from gateway.web.forms import ConfirmedReasonForm, EmptyForm, ReasonForm
 from gateway.web.recorded import records_download
-from gateway.workspaces import service
+from gateway.workspaces import service, traffic
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
 from gateway.workspaces.spec import SECURITY_TIER_LABELS
@@ -53,6 +53,8 @@ def view(project_id: int) -> Any:
                            live_version=extracts.live_version(settings(), project),
                            build=extracts.latest_build(db(), project),
                            workspace_open=bool(sessions), agreement=agreements.current(db()),
+                           traffic=traffic.sessions_of(db(), project) if traffic.can_see_traffic(user, project)
+                           else None, traffic_labels=traffic.LABELS, human_bytes=traffic.human_bytes,
                            actions=lifecycle.available_actions(user, project),
                            can_raise_tier=lifecycle.can_raise_security_tier(user, project),
                            amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),

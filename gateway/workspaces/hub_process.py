@@ -55,6 +55,8 @@ def hub_environment(settings: Settings) -> dict[str, str]:
         "LONDONSDE_HUB_HOMES_ROOT": str(settings.homes_root),
         "LONDONSDE_HUB_SINGLEUSER_PREFIX": str(singleuser_prefix(settings)),
         "LONDONSDE_HUB_GATEWAY_URL": settings.workspaces.gateway_internal_url,
+        "LONDONSDE_HUB_CONTENTS_MAX_BYTES": str(ws.contents_max_bytes),
+        "LONDONSDE_HUB_TRAFFIC_REPORT_SECONDS": str(ws.traffic_report_seconds),
         "PYTHONPATH": str(REPO_ROOT),
     })
     return env

@@ -68,6 +68,8 @@ target="$prefix/share/jupyter/labextensions/@londonsde/security-tier"
 rm -rf "$target"
 mkdir -p "$(dirname "$target")"
 cp -r "$labext/build/labextension" "$target"
+# The browser egress policy and byte counter (singleuser/londonsde_egress.py).
+cp "$here/singleuser/londonsde_egress.py" "$site/londonsde_egress.py"
 
 # Server and JupyterLab settings that lock down downloads/export, found by jupyter via the
 # venv's sys.prefix (etc/jupyter and share/jupyter/lab/settings).
@@ -83,6 +85,6 @@ mkdir -p "$prefix/etc/jupyter-user"
 touch "$prefix/etc/jupyter-user/migrated"
 cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
 "$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" \
-    "$site/londonsde_handover.py" "$site/londonsde_security_tier.py" >/dev/null
+    "$site/londonsde_handover.py" "$site/londonsde_security_tier.py" "$site/londonsde_egress.py" >/dev/null
 chmod -R a+rX "$prefix"
 echo "ok: $prefix"

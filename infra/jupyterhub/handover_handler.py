@@ -61,5 +61,5 @@ class HandoverForwarder(APIHandler):
 
 
 def handlers(gateway_url: str, secret: str) -> list[tuple[str, type, dict[str, str]]]:
-    return [(r"/api/londonsde/handover/(drafts|files)", HandoverForwarder,
+    return [(r"/api/londonsde/handover/(drafts|files|traffic)", HandoverForwarder,
              {"gateway_url": gateway_url, "secret": secret})]

@@ -47,6 +47,10 @@ class HubSettings:
     homes_root: Path = Path("/srv/londonsde/homes")
     notebooks_template: Path = REPO_ROOT / "notebooks_template"
     start_timeout: int = 60
+    # Browser egress (singleuser/londonsde_egress.py): the largest notebook or text file the contents API serves
+    # or saves, and how often a server reports the bytes it sent to the browser.
+    contents_max_bytes: int = 2 * 1024 * 1024
+    traffic_report_seconds: int = 30
     # Idle culling (jupyterhub-idle-culler as a hub service); 0 disables it.
     cull_idle_seconds: int = 3600
     cull_every_seconds: int = 300
@@ -108,6 +112,8 @@ class HubSettings:
             raise ValueError("base_url must start with '/'")
         if len({self.public_port, self.hub_port, self.proxy_api_port}) != 3:
             raise ValueError("public_port, hub_port and proxy_api_port must differ")
+        if self.contents_max_bytes < 1024 or self.traffic_report_seconds < 1:
+            raise ValueError("contents_max_bytes must be at least 1024 and traffic_report_seconds at least 1")
         if self.uid_base < 1000 or self.uid_count < 1 or self.uid_base + self.uid_count > 2**31:
             raise ValueError("uid range must lie between 1000 and 2^31")
         return self

@@ -104,6 +104,11 @@ c.Spawner.cmd = [str(settings.singleuser_prefix / "bin" / "jupyterhub-singleuser
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
+# Browser egress policy and traffic reports, read by the server's londonsde_egress extension.
+c.Spawner.environment = {
+    "LONDONSDE_CONTENTS_MAX_BYTES": str(settings.contents_max_bytes),
+    "LONDONSDE_TRAFFIC_REPORT_SECONDS": str(settings.traffic_report_seconds),
+}
 c.LocalProcessSpawner.term_timeout = 5
 c.LocalProcessSpawner.interrupt_timeout = 5
 

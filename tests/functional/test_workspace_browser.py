@@ -143,6 +143,27 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     expect(page.locator(".jp-OutputArea-output").first).to_contain_text(f"is in request {request_id}",
                                                                           timeout=120_000)
     screenshot(page, "outputs-handover-jupyterlab")
+    # JupyterLab's own save of the open notebook (renamed on first save) passes the workspace's egress policy,
+    # which refuses uploads; the upload button is off (the operator's override)
+    expect(page.get_by_role("button", name="Upload Files")).to_have_attribute("aria-disabled", "true")
+    page.keyboard.press("Control+s")
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("input").first.fill("deprivation.ipynb")
+    dialog.get_by_role("button", name="Rename and Save").click()
+    expect(page.locator(".jp-DirListing-content").get_by_text("deprivation.ipynb")).to_be_visible(timeout=30_000)
+
+    def saved_notebooks() -> list[str]:
+        session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, hub_user, server_name))
+        workspace = Workspace(hub.url, session, hub_user, server_name)
+        return workspace.execute(workspace.start_kernel(), (
+            "import json, time\n"
+            "time.sleep(1)\n"
+            "print(json.dumps([''.join(c['source']) for c in json.load(open('deprivation.ipynb'))['cells']]))"
+        )).json()
+
+    with ThreadPoolExecutor(1) as pool:
+        sources = pool.submit(saved_notebooks).result(timeout=120)
+    assert any("submit_output(" in source for source in sources), sources
 
     # the file is in the request on the gateway; the checks recompute it from the same extract
     page.goto(f"{gateway.url}/outputs/{request_id}")

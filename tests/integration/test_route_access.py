@@ -64,6 +64,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("audit.export_csv", "GET"): frozenset({Role.AUDITOR}),
     ("audit.verify", "GET"): frozenset({Role.AUDITOR}),
     ("audit.refusals", "GET"): frozenset({Role.AUDITOR}),
+    ("audit.workspace_sessions", "GET"): frozenset({Role.AUDITOR}),
     ("api.openapi", "GET"): PUBLIC,
     ("api.me", "GET"): ALL,
     ("api.list_tokens", "GET"): ALL,
@@ -243,6 +244,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     # the workspace hub's door for outputs a workspace hands over: its secret only, never a person's session or token
     ("handover.drafts", "POST"): "hub",
     ("handover.files", "POST"): "hub",
+    ("handover.traffic_report", "POST"): "hub",
     ("api.submit_output_request", "POST"): frozenset({Role.RESEARCHER}),
     ("api.withdraw_output_request", "POST"): frozenset({Role.RESEARCHER}),
     ("api.vote_output_file", "PUT"): frozenset({Role.OUTPUT_CHECKER}),

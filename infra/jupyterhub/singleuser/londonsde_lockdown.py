@@ -1,8 +1,9 @@
 """Jupyter server extension: refuse raw file downloads and notebook export in a workspace.
 
 The sandbox has no network route out, so what remains is the researcher's browser. The
-server's /files/ handler (download, "open in new tab") and /nbconvert/ (export to HTML, PDF,
-script...) hand whole files to the browser; this extension answers 403 on both. Extension
+server's /files/ handler (download, "open in new tab"), /view/ (a page around /files/) and /nbconvert/ (export
+to HTML, PDF, script...) hand whole files to the browser; this extension answers 403 on all three (the contents
+API is policed by londonsde_egress). Extension
 handlers are registered ahead of the server's own, so they take precedence. Results leave a
 workspace only through outputs/ and the gateway's output checking.
 """
@@ -38,6 +39,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         [
             (url_path_join(base, r"/files/(.*)"), RefuseHandler),
             (url_path_join(base, r"/nbconvert/(.*)"), RefuseHandler),
+            # /view/ is a page that shows a file from /files/ in a frame: refused too, so it says why.
+            (url_path_join(base, r"/view/(.*)"), RefuseHandler),
         ],
     )
-    serverapp.log.info("londonsde_lockdown: /files/ and /nbconvert/ refused")
+    serverapp.log.info("londonsde_lockdown: /files/, /view/ and /nbconvert/ refused")

@@ -52,3 +52,21 @@ def test_kubernetes_mode_renders_kubespawner_settings(monkeypatch: pytest.Monkey
     assert c.KubeSpawner.automount_service_account_token is False
     assert c.KubeSpawner.allow_privilege_escalation is False
     assert callable(c.KubeSpawner.pre_spawn_hook)
+
+
+def test_egress_settings_reach_every_workspace_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """workspaces.contents_max_bytes and traffic_report_seconds: gateway settings -> hub -> server environment."""
+    from gateway.config import Settings, WorkspaceSettings
+    from gateway.workspaces.hub_process import hub_environment
+
+    settings = Settings(instance_dir=tmp_path / "i", workspaces=WorkspaceSettings(contents_max_bytes=123_456,
+                                                                                 traffic_report_seconds=45))
+    env = hub_environment(settings)
+    for key in ("LONDONSDE_HUB_CONTENTS_MAX_BYTES", "LONDONSDE_HUB_TRAFFIC_REPORT_SECONDS"):
+        monkeypatch.setenv(key, env[key])
+    c = load(monkeypatch, tmp_path, "local")
+    assert c.Spawner.environment == {"LONDONSDE_CONTENTS_MAX_BYTES": "123456",
+                                     "LONDONSDE_TRAFFIC_REPORT_SECONDS": "45"}
+    monkeypatch.setenv("LONDONSDE_HUB_CONTENTS_MAX_BYTES", "10")
+    with pytest.raises(ValueError, match="contents_max_bytes"):
+        load(monkeypatch, tmp_path, "local")
