@@ -61,7 +61,8 @@ def secure_instance(settings: Settings) -> None:
                    settings.homes_root, settings.outputs_dir, settings.certificates_dir):
         if folder.is_dir():
             os.chmod(folder, FOLDER_MODE)
-    for path in (*sqlite_files(settings), settings.instance_dir / "secret_key"):
+    for path in (*sqlite_files(settings), settings.instance_dir / "secret_key",
+                 settings.instance_dir / "receipt_signing_key.pem"):
         _close(path, FILE_MODE)
     for folder in (settings.keys_dir, settings.source_dir):
         _close_tree(folder)

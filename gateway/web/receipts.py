@@ -1,0 +1,36 @@
+"""Signed receipts of released outputs and the public key that checks them. No sign-in needed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, abort, request
+
+from gateway.trust import receipts
+from gateway.web.access import public
+from gateway.web.context import db, settings
+from projects import register
+
+bp = Blueprint("receipts", __name__, url_prefix="/register")
+
+
+@bp.get("/receipts/<int:request_id>")
+@public
+def receipt(request_id: int) -> Any:
+    found = next((r for r in register.releases(db()) if r.request_id == request_id), None)
+    if found is None:
+        abort(404)
+    document = receipts.make_receipt(receipts.signing_key(settings().instance_dir),
+                                     receipts.receipt_body(found, request.url_root.rstrip("/")))
+    name = f"{found.project_reference.lower()}-output-{found.request_id}-receipt.json"
+    return Response(json.dumps(document, indent=2, sort_keys=True) + "\n", mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.get("/receipt-key")
+@public
+def public_key() -> Any:
+    key = receipts.signing_key(settings().instance_dir)
+    text = receipts.public_key_pem(key) + f"# key id (SHA-256 of the raw key): {receipts.key_id(key.public_key())}\n"
+    return Response(text, mimetype="text/plain")
