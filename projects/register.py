@@ -265,7 +265,7 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
                     "agreedQuotePence": e.quote_pence, "invoicedToDatePence": e.invoiced_pence,
                     "agreedQuote": format_money(e.quote_pence) if e.quote_pence is not None else None,
                     "invoicedToDate": format_money(e.invoiced_pence),
-                    "tariff": f"{base_url}/tariff",
+                    "tariff": f"{base_url}/charging/tariff",
                 },
                 "releases": [{"outputRequest": r.request_id, "title": r.title,
                               "releasedAt": r.released_at.isoformat(), "package": r.package_name,
