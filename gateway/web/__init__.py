@@ -20,6 +20,7 @@ PAGE_MODULES = (
     "gateway.web.projects",
     "gateway.web.register",
     "gateway.web.receipts",
+    "gateway.web.trust",
     "gateway.web.catalogue",
     "gateway.web.agreements",
     "gateway.web.outputs",
