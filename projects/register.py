@@ -84,7 +84,6 @@ class Release:
     request_id: int
     project_id: int
     project_reference: str
-    title: str
     released_at: dt.datetime
     package_name: str
     package_sha256: str
@@ -124,7 +123,7 @@ def releases(session: Session, project_id: int | None = None) -> list[Release]:
     out = []
     for request, seq, digest in session.execute(query):
         out.append(Release(request_id=request.id, project_id=request.project_id,
-                           project_reference=request.project.reference, title=request.title,
+                           project_reference=request.project.reference,
                            released_at=request.released_at, package_name=request.package_name or "",
                            package_sha256=request.package_sha256 or "", audit_seq=seq, audit_hash=digest))
     return out
@@ -176,6 +175,11 @@ def entries(session: Session, catalogue: Catalogue) -> list[Entry]:
             quote_pence=quote.total_pence if quote else None, invoiced_pence=charged.get(project.id, 0),
             releases=by_project.get(project.id, []), publications=publications.get(project.id, [])))
     return out
+
+
+def receipt_url(base_url: str, release: Release) -> str:
+    """Receipts are found by the package's public name, as the register shows it."""
+    return f"{base_url}/register/receipts/{release.package_name.removesuffix('.zip')}.json"
 
 
 def doi_url(doi: str) -> str:
@@ -256,7 +260,7 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
             "accessType": "TRE",
             "privacyEnhancements": PRIVACY_ENHANCEMENTS,
             "researchOutputs": [doi_url(p.doi) for p in e.publications]
-                               + [f"{base_url}/register/receipts/{r.request_id}" for r in e.releases],
+                               + [receipt_url(base_url, r) for r in e.releases],
             "londonsde": {
                 "status": project.state,
                 "commercialInvolvement": project.commercial_involvement,
@@ -267,11 +271,11 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
                     "invoicedToDate": format_money(e.invoiced_pence),
                     "tariff": f"{base_url}/charging/tariff",
                 },
-                "releases": [{"outputRequest": r.request_id, "title": r.title,
-                              "releasedAt": r.released_at.isoformat(), "package": r.package_name,
+                "releases": [{"outputRequest": r.request_id, "releasedAt": r.released_at.isoformat(),
+                              "package": r.package_name,
                               "packageSha256": r.package_sha256,
                               "auditChainHead": {"seq": r.audit_seq, "hash": r.audit_hash},
-                              "receipt": f"{base_url}/register/receipts/{r.request_id}"} for r in e.releases],
+                              "receipt": receipt_url(base_url, r)} for r in e.releases],
                 "publications": [{"doi": p.doi, "url": doi_url(p.doi), "title": p.title} for p in e.publications],
             },
         }

@@ -108,7 +108,6 @@ def receipt_body(release: Any, issuer: str) -> dict[str, Any]:
         "issuer": issuer,
         "project": release.project_reference,
         "outputRequest": release.request_id,
-        "title": release.title,
         "releasedAt": release.released_at.isoformat(),
         "package": release.package_name,
         "packageSha256": release.package_sha256,

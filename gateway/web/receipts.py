@@ -15,17 +15,17 @@ from projects import register
 bp = Blueprint("receipts", __name__, url_prefix="/register")
 
 
-@bp.get("/receipts/<int:request_id>")
+@bp.get("/receipts/<name>.json")
 @public
-def receipt(request_id: int) -> Any:
-    found = next((r for r in register.releases(db()) if r.request_id == request_id), None)
+def receipt(name: str) -> Any:
+    """By the package's public name (as on the register), like the register's own references: a release is public."""
+    found = next((r for r in register.releases(db()) if r.package_name == f"{name}.zip"), None)
     if found is None:
         abort(404)
     document = receipts.make_receipt(receipts.signing_key(settings().instance_dir),
                                      receipts.receipt_body(found, request.url_root.rstrip("/")))
-    name = f"{found.project_reference.lower()}-output-{found.request_id}-receipt.json"
     return Response(json.dumps(document, indent=2, sort_keys=True) + "\n", mimetype="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{name}-receipt.json"'})
 
 
 @bp.get("/receipt-key")

@@ -45,20 +45,25 @@ def test_release_is_on_the_register_with_its_hash_and_the_audit_head(client: Fla
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "output_request.released",
                                                    AuditEvent.object_id == str(released))).one()
         assert audit.verify(s).ok
-        digest, seq, head = request.package_sha256, event.seq, event.hash
+        digest, seq, head, name = request.package_sha256, event.seq, event.hash, request.package_name
     entry = next(e for e in client.get("/register.json").json if e["londonsde"]["releases"])
     (item,) = entry["londonsde"]["releases"]
     assert item["packageSha256"] == digest
     assert item["auditChainHead"] == {"seq": seq, "hash": head}
-    assert item["receipt"].endswith(f"/register/receipts/{released}") and item["receipt"] in entry["researchOutputs"]
+    assert item["receipt"].endswith(f"/register/receipts/{name[:-4]}.json")
+    assert item["receipt"] in entry["researchOutputs"]
     html = client.get("/register").get_data(as_text=True)
-    assert digest in html and head in html and f"/register/receipts/{released}" in html
+    assert digest in html and head in html and f"/register/receipts/{name[:-4]}.json" in html
 
 
 def test_sde_receipt_verify_accepts_the_real_package_and_refuses_tampering(
         client: FlaskClient, released: int, session_factory: sessionmaker[Session], settings: Settings,
         tmp_path: Path) -> None:
-    response = client.get(f"/register/receipts/{released}")
+    with session_factory() as s:
+        request = s.get(OutputRequest, released)
+        assert request is not None and request.package_name
+        name = request.package_name.removesuffix(".zip")
+    response = client.get(f"/register/receipts/{name}.json")
     assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
     receipt_file = tmp_path / "receipt.json"
     receipt_file.write_bytes(response.data)
@@ -111,8 +116,14 @@ def test_sde_receipt_verify_accepts_the_real_package_and_refuses_tampering(
     assert sde("receipt", "verify", garbage).returncode != 0
 
 
-def test_no_receipt_for_an_output_that_was_not_released(client: FlaskClient, released: int) -> None:
-    assert client.get(f"/register/receipts/{released + 1000}").status_code == 404
+def test_no_receipt_for_an_output_that_was_not_released(client: FlaskClient, released: int,
+                                                        session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as s:
+        request = s.get(OutputRequest, released)
+        assert request is not None and request.package_name
+        reference = request.project.reference.lower()
+    assert client.get(f"/register/receipts/{reference}-output-{released + 1000}.json").status_code == 404
+    assert client.get("/register/receipts/..%2f..%2fsecret_key.json").status_code == 404
 
 
 def test_the_signing_key_is_made_once_private_and_never_through_a_link(tmp_path: Path) -> None:
