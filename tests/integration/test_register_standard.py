@@ -206,3 +206,18 @@ def test_organisation_identifier_absent_is_left_out_not_guessed(client: FlaskCli
     entry = client.get("/register.json").json[0]
     assert "organisationId" not in entry
     validator().validate([entry])
+
+
+def test_an_administrator_records_the_ror_identifier_checked_for_form(world: sessionmaker[Session]) -> None:
+    from projects import organisations
+
+    with unit_of_work(world) as s:
+        org = organisations.create_organisation(s, f.user(s, "admin"), "Health Charity", "charity", "ror.org/02wnqcb97")
+        assert org.identifier == "https://ror.org/02wnqcb97"
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "organisation.created",
+                                                   AuditEvent.object_id == str(org.id))).one()
+        assert event.details["identifier"] == "https://ror.org/02wnqcb97"
+    for bad in ("https://example.org/02wnqcb97", "ror.org/12wnqcb97", "https://ror.org/02wnqcb9", "javascript:x"):
+        with unit_of_work(world) as s, pytest.raises(ValidationError) as caught:
+            organisations.create_organisation(s, f.user(s, "admin"), f"Other {bad}", "charity", bad)
+        assert "identifier" in caught.value.field_errors
