@@ -61,8 +61,7 @@ def secure_instance(settings: Settings) -> None:
                    settings.homes_root, settings.outputs_dir, settings.certificates_dir):
         if folder.is_dir():
             os.chmod(folder, FOLDER_MODE)
-    for path in (*sqlite_files(settings), settings.instance_dir / "secret_key",
-                 settings.instance_dir / "receipt_signing_key.pem"):
+    for path in (*sqlite_files(settings), settings.instance_dir / "secret_key"):
         _close(path, FILE_MODE)
     for folder in (settings.keys_dir, settings.source_dir):
         _close_tree(folder)

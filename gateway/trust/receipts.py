@@ -3,7 +3,8 @@
 A receipt names the project, the output request, the package's file name and SHA-256, when it was released and
 the audit chain's head right after the release was recorded (the release event's sequence number and hash), and
 carries an Ed25519 signature (``cryptography``) over the canonical JSON of all that. The signing key lives in the
-instance folder (mode 0600, created on first use without following links); its public half is published at
+instance folder's ``keys`` folder, backed up with the project keys (mode 0600, created on first use without
+following links); its public half is published at
 ``/register/receipt-key`` and on the register. ``sde receipt verify`` checks a receipt, and optionally a package,
 without the gateway.
 """
@@ -32,8 +33,8 @@ class ReceiptKeyError(RuntimeError):
     pass
 
 
-def key_path(instance_dir: Path) -> Path:
-    return instance_dir / KEY_FILE
+def key_path(folder: Path) -> Path:
+    return folder / KEY_FILE
 
 
 def _read_key(path: Path) -> Ed25519PrivateKey:
@@ -55,9 +56,9 @@ def _read_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def signing_key(instance_dir: Path) -> Ed25519PrivateKey:
+def signing_key(folder: Path) -> Ed25519PrivateKey:
     """The instance's receipt key, made on first use (0600, O_EXCL: two processes never make two keys)."""
-    path = key_path(instance_dir)
+    path = key_path(folder)
     try:
         return _read_key(path)
     except FileNotFoundError:
@@ -69,7 +70,7 @@ def signing_key(instance_dir: Path) -> Ed25519PrivateKey:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    instance_dir.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:

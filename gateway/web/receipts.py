@@ -22,7 +22,7 @@ def receipt(name: str) -> Any:
     found = next((r for r in register.releases(db()) if r.package_name == f"{name}.zip"), None)
     if found is None:
         abort(404)
-    document = receipts.make_receipt(receipts.signing_key(settings().instance_dir),
+    document = receipts.make_receipt(receipts.signing_key(settings().keys_dir),
                                      receipts.receipt_body(found, request.url_root.rstrip("/")))
     return Response(json.dumps(document, indent=2, sort_keys=True) + "\n", mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}-receipt.json"'})
@@ -31,6 +31,6 @@ def receipt(name: str) -> Any:
 @bp.get("/receipt-key")
 @public
 def public_key() -> Any:
-    key = receipts.signing_key(settings().instance_dir)
+    key = receipts.signing_key(settings().keys_dir)
     text = receipts.public_key_pem(key) + f"# key id (SHA-256 of the raw key): {receipts.key_id(key.public_key())}\n"
     return Response(text, mimetype="text/plain")

@@ -74,7 +74,7 @@ def test_sde_receipt_verify_accepts_the_real_package_and_refuses_tampering(
         assert request is not None
         package = release_mod.package_path(request, settings.outputs_dir)
     # the key is the instance's, private to the service's account
-    key_path = receipts.key_path(settings.instance_dir)
+    key_path = receipts.key_path(settings.keys_dir)
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
 
     ok = sde("receipt", "verify", receipt_file, "--package", package, "--public-key", key_file)
