@@ -69,10 +69,10 @@ HDRUK_CONFIDENTIALITY = {"consent": "Consent", "s251": "Section 251 NHS Act 2006
 COMMITTEE = "London SDE Data Access Committee (with lay members)"
 SENSITIVITY = "De-Personalised"  # extracts carry a project pseudonym, never NHS numbers, names or addresses
 PRIVACY_ENHANCEMENTS = (
-    "Data stay inside the London SDE: researchers work in an isolated workspace and take out only outputs that two "
-    "output checkers approved. NHS numbers are replaced by a pseudonym keyed per project; only the variables the "
-    "committee approved are extracted; dates of birth and other quasi-identifiers are coarsened; a re-identification "
-    "risk check holds back an extract with small groups for a data custodian.")
+    "Data stay inside the London SDE: researchers work in an isolated workspace; outputs are released only after two "
+    "output checkers approve them. NHS numbers are replaced by a pseudonym keyed per project; only the variables the "
+    "committee approved are extracted; dates of birth and other quasi-identifiers are coarsened as it approved; a "
+    "re-identification risk check holds back an extract with small groups for a data custodian.")
 LINKAGE = ("Datasets are linked inside the London SDE on the NHS number before the extract is made; the extract "
            "carries the project's pseudonym in its place, so records link within the project and not across projects.")
 
