@@ -12,10 +12,12 @@ without the gateway.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import json
 import os
+import secrets
 import stat
 import zipfile
 from pathlib import Path
@@ -71,14 +73,19 @@ def signing_key(folder: Path) -> Ed25519PrivateKey:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Written in full under a private temporary name, then linked into place: a reader never sees half a key, and
+    # when two processes race the link fails for the second, which then uses the first one's key.
+    temp = folder / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(8)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return _read_key(path)  # another process made it first: use theirs
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-        fh.flush()
-        os.fsync(fh.fileno())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):  # another process linked its key first: use theirs
+            os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
     return _read_key(path)
 
 

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -145,3 +146,23 @@ def test_the_signing_key_is_made_once_private_and_never_through_a_link(tmp_path:
     with pytest.raises(receipts.ReceiptKeyError, match="symbolic link"):
         receipts.signing_key(linked)
     assert target.read_text() == "x"
+
+
+def test_processes_racing_to_make_the_key_all_get_one_whole_key(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    real_fdopen = os.fdopen
+
+    def slow_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:  # widen the window between making a file and
+        time.sleep(0.05)                                            # its bytes being in it
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", slow_fdopen)
+    for attempt in range(5):
+        folder = tmp_path / f"race{attempt}"
+        with ThreadPoolExecutor(8) as pool:
+            ids = set(pool.map(lambda f: receipts.key_id(receipts.signing_key(f).public_key()), [folder] * 16))
+        assert len(ids) == 1
+        assert [p.name for p in folder.iterdir()] == [receipts.KEY_FILE]  # no temporary file left behind
