@@ -517,8 +517,8 @@ def receipt_verify(receipt_file: Path, package_file: Path | None, key_file: Path
                + (" (the package matches)" if package_file else ""))
     click.echo(f"audit chain at release: event {body['auditChainHead']['seq']}, {body['auditChainHead']['hash']}")
     if trusted is None:
-        click.echo(f"signed by key {body['keyId']}: compare it with the key published at {body['issuer']}"
-                   "/register/receipt-key")
+        click.echo(f"signed by key {body['keyId']}: compare it with the key id the London SDE publishes at "
+                   "/register/receipt-key on its own site (or pass --public-key)")
 main.add_command(charging_cli.tariff_group)
 main.add_command(charging_cli.invoices_group)
 

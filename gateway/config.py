@@ -164,6 +164,9 @@ class PublicSettings(BaseModel):
     """What the public front door publishes about taking part."""
 
     involvement_contact: str = Field("", max_length=200)  # where to write to join the citizens' advisory group
+    # The service's public address (https://...), used in links in /register.json and in signed receipts; empty:
+    # the address the request came to (set it in production, so a forged Host header cannot name another site).
+    base_url: str = Field("", max_length=200, pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
 
 
 class Settings(BaseModel):

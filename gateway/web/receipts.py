@@ -15,6 +15,11 @@ from projects import register
 bp = Blueprint("receipts", __name__, url_prefix="/register")
 
 
+def public_base_url() -> str:
+    """The configured public address, else the address this request came to."""
+    return (settings().public.base_url or request.url_root).rstrip("/")
+
+
 @bp.get("/receipts/<name>.json")
 @public
 def receipt(name: str) -> Any:
@@ -23,7 +28,7 @@ def receipt(name: str) -> Any:
     if found is None:
         abort(404)
     document = receipts.make_receipt(receipts.signing_key(settings().keys_dir),
-                                     receipts.receipt_body(found, request.url_root.rstrip("/")))
+                                     receipts.receipt_body(found, public_base_url()))
     return Response(json.dumps(document, indent=2, sort_keys=True) + "\n", mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}-receipt.json"'})
 

@@ -59,4 +59,6 @@ def as_csv() -> Response:
 @records_download("register")
 def as_json() -> Response:
     """The register in the HDR UK Data Use Register's field names and vocabularies (docs/public-register.md)."""
-    return jsonify(register_rows.hdruk_entries(db(), catalogue(), request.url_root.rstrip("/")))
+    from gateway.web.receipts import public_base_url
+
+    return jsonify(register_rows.hdruk_entries(db(), catalogue(), public_base_url()))

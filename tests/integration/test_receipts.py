@@ -166,3 +166,20 @@ def test_processes_racing_to_make_the_key_all_get_one_whole_key(tmp_path: Path,
             ids = set(pool.map(lambda f: receipts.key_id(receipts.signing_key(f).public_key()), [folder] * 16))
         assert len(ids) == 1
         assert [p.name for p in folder.iterdir()] == [receipts.KEY_FILE]  # no temporary file left behind
+
+
+def test_a_forged_host_header_cannot_name_another_site_once_the_address_is_set(
+        client: FlaskClient, app: Any, released: int, session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as s:
+        request = s.get(OutputRequest, released)
+        assert request is not None and request.package_name
+        url = f"/register/receipts/{request.package_name.removesuffix('.zip')}.json"
+    forged = json.loads(client.get(url, headers={"Host": "evil.example"}).data)
+    assert forged["receipt"]["issuer"] == "http://evil.example"  # unset: the request's own address
+    app.extensions["sde_settings"].public.base_url = "https://sde.london.nhs.example"
+    receipt = json.loads(client.get(url, headers={"Host": "evil.example"}).data)
+    assert receipt["receipt"]["issuer"] == "https://sde.london.nhs.example"
+    entry = next(e for e in client.get("/register.json", headers={"Host": "evil.example"}).json
+                 if e["londonsde"]["releases"])
+    assert all(link.startswith("https://sde.london.nhs.example/") for link in entry["researchOutputs"]
+               if "receipts" in link)
