@@ -82,7 +82,7 @@ def test_sde_receipt_verify_accepts_the_real_package_and_refuses_tampering(
     assert ok.returncode == 0, ok.stderr
     assert "OK: output" in ok.stdout and "the package matches" in ok.stdout
     alone = sde("receipt", "verify", receipt_file)
-    assert alone.returncode == 0 and "compare it with the key published" in alone.stdout
+    assert alone.returncode == 0 and "compare it with the key id the London SDE publishes" in alone.stdout
 
     # a package with one changed byte in an output file
     tampered = tmp_path / "tampered.zip"
