@@ -278,13 +278,23 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Security policy", "admin.security_policy", Permission.MANAGE_SECURITY_POLICY),
     ("Audit log", "audit.events", Permission.VIEW_AUDIT_LOG),
     ("Finance", "charging.dashboard", Permission.MANAGE_CHARGES),
+    ("Incidents", "trust.record_incident", Permission.RECORD_INCIDENTS),
     ("Your account", "account.index", Permission.USE_ACCOUNT),
+]
+
+
+# What someone signed out sees in the menu: the public front door's pages.
+PUBLIC_NAV: list[tuple[str, str]] = [
+    ("About", "home.root"), ("Register of projects", "register.page"), ("Data catalogue", "catalogue.index"),
+    ("Tariff", "charging.tariff"), ("Incidents", "trust.incidents_page"), ("Get involved", "trust.involvement"),
+    ("Sign in", "auth.login"),
 ]
 
 
 def _template_globals() -> dict[str, Any]:
     user = current_user()
-    nav = [(label, endpoint) for label, endpoint, perm in NAV if has_permission(user, perm)]
+    nav = ([(label, endpoint) for label, endpoint, perm in NAV if has_permission(user, perm)] if user is not None
+           else PUBLIC_NAV)
     return {
         "current_user": user,
         "nav_items": nav,

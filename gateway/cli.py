@@ -477,6 +477,48 @@ def db_copy_command(target_url: str) -> None:
 
 
 main.add_command(accreditation)
+
+
+@main.group("receipt")
+def receipt_group() -> None:
+    """Release receipts: check that a package came from a release this service approved."""
+
+
+@receipt_group.command("verify")
+@click.argument("receipt_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--package", "package_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The released package (zip) the receipt is for")
+@click.option("--public-key", "key_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The service's published key (/register/receipt-key); without it the key the receipt carries is "
+                   "used and its id printed for you to compare")
+def receipt_verify(receipt_file: Path, package_file: Path | None, key_file: Path | None) -> None:
+    """Verify a release receipt offline (and the package, with --package). Exit 0 only when everything matches."""
+    import json
+
+    from gateway.trust import receipts
+
+    try:
+        document = json.loads(receipt_file.read_bytes())
+    except ValueError:
+        raise click.ClickException("the receipt is not JSON") from None
+    trusted = None
+    if key_file is not None:
+        try:
+            trusted = receipts.load_public_key(key_file.read_bytes())
+        except ValueError:
+            raise click.ClickException("the public key file is not an Ed25519 public key") from None
+    problems, body = receipts.verify(document, package_file.read_bytes() if package_file else None, trusted)
+    if problems:
+        for problem in problems:
+            click.echo(f"REFUSED: {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"OK: output {body['outputRequest']} of {body['project']}, released {body['releasedAt']}")
+    click.echo(f"package {body['package']} SHA-256 {body['packageSha256']}"
+               + (" (the package matches)" if package_file else ""))
+    click.echo(f"audit chain at release: event {body['auditChainHead']['seq']}, {body['auditChainHead']['hash']}")
+    if trusted is None:
+        click.echo(f"signed by key {body['keyId']}: compare it with the key id the London SDE publishes at "
+                   "/register/receipt-key on its own site (or pass --public-key)")
 main.add_command(charging_cli.tariff_group)
 main.add_command(charging_cli.invoices_group)
 

@@ -168,6 +168,15 @@ class OutputSettings(BaseModel):
     storage_dir: Path | None = None  # None: <instance_dir>/outputs
 
 
+class PublicSettings(BaseModel):
+    """What the public front door publishes about taking part."""
+
+    involvement_contact: str = Field("", max_length=200)  # where to write to join the citizens' advisory group
+    # The service's public address (https://...), used in links in /register.json and in signed receipts; empty:
+    # the address the request came to (set it in production, so a forged Host header cannot name another site).
+    base_url: str = Field("", max_length=200, pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
+
+
 class Settings(BaseModel):
     env: Literal["development", "production", "test"] = "development"
     instance_dir: Path = REPO_ROOT / "instance"
@@ -181,6 +190,7 @@ class Settings(BaseModel):
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     outputs: OutputSettings = Field(default_factory=OutputSettings)
     extracts: ExtractSettings = Field(default_factory=ExtractSettings)
+    public: PublicSettings = Field(default_factory=PublicSettings)
     catalogue_path: Path = REPO_ROOT / "gateway" / "extracts" / "default_catalogue.yaml"
 
     @field_validator("instance_dir", "assets_dir", "catalogue_path")

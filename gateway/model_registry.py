@@ -8,6 +8,7 @@ import gateway.models
 import gateway.outbox
 import gateway.outputs.ledger
 import gateway.outputs.models
+import gateway.trust.models
 import gateway.workspaces.models  # noqa: F401
 import projects.models  # noqa: F401
 from gateway.db import Base

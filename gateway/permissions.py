@@ -52,6 +52,7 @@ class Permission(StrEnum):
     MANAGE_ORGANISATIONS = "manage_organisations"
     MANAGE_AGREEMENTS = "manage_agreements"
     MANAGE_PROJECTS = "manage_projects"  # suspend, reinstate, revoke
+    RECORD_INCIDENTS = "record_incidents"  # the published incidents log on the front door
     RELEASE_EXTRACTS = "release_extracts"  # the data custodian's part: build, refresh, release held extracts
     # oversight
     VIEW_AUDIT_LOG = "view_audit_log"
@@ -78,6 +79,7 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.MANAGE_ORGANISATIONS: "Manage organisations",
     Permission.MANAGE_AGREEMENTS: "Publish data access agreements",
     Permission.MANAGE_PROJECTS: "Suspend, reinstate and revoke projects",
+    Permission.RECORD_INCIDENTS: "Record incidents and breaches in the published log",
     Permission.RELEASE_EXTRACTS: "Build, refresh and release extracts",
     Permission.VIEW_AUDIT_LOG: "Read and export the audit log",
     Permission.RECORD_ACCREDITATION: "Record your accreditation",
@@ -104,7 +106,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.FINANCE: _EVERYONE | {Permission.MANAGE_CHARGES},
     Role.ADMIN: _EVERYONE | {Permission.MANAGE_USERS, Permission.MANAGE_SECURITY_POLICY,
                              Permission.MANAGE_ORGANISATIONS, Permission.MANAGE_AGREEMENTS,
-                             Permission.MANAGE_PROJECTS, Permission.RELEASE_EXTRACTS},
+                             Permission.MANAGE_PROJECTS, Permission.RELEASE_EXTRACTS, Permission.RECORD_INCIDENTS},
     Role.AUDITOR: _EVERYONE | {Permission.VIEW_AUDIT_LOG},
 }
 

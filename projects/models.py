@@ -50,6 +50,8 @@ class Organisation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     org_type: Mapped[str] = mapped_column(String(20))
+    # a persistent organisation identifier (a ROR URL, https://ror.org/...), shown on the public register
+    identifier: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -351,3 +353,19 @@ class AgreementAcceptance(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     version: Mapped[int] = mapped_column(ForeignKey("data_access_agreements.version"))
     accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Publication(Base):
+    """A paper, preprint or report from a project, linked by its DOI by a project member; shown on the register."""
+
+    __tablename__ = "publications"
+    __table_args__ = (UniqueConstraint("project_id", "doi"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    doi: Mapped[str] = mapped_column(String(200))  # normalised: lower case, "10.xxxx/..." without a resolver prefix
+    title: Mapped[str] = mapped_column(String(500))
+    added_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship()

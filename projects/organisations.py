@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -54,10 +56,31 @@ def members(session: Session, organisation: Organisation) -> list[User]:
                                 .order_by(User.display_name)))
 
 
-def create_organisation(session: Session, actor: Actor, name: str, org_type: str) -> Organisation:
+# A ROR identifier (https://ror.org/): a leading 0, six characters and a two-digit checksum.
+_ROR = re.compile(r"^https://ror\.org/0[a-hj-km-np-tv-z0-9]{6}[0-9]{2}$")
+
+
+def normalise_identifier(text: str | None) -> str | None:
+    """A ROR id as its canonical URL ("05bd7c1" style ids, "ror.org/..." or the full URL), or None when empty."""
+    value = (text or "").strip().lower()
+    if not value:
+        return None
+    for prefix in ("https://ror.org/", "http://ror.org/", "ror.org/"):
+        if value.startswith(prefix):
+            value = value[len(prefix):]
+            break
+    return f"https://ror.org/{value}"
+
+
+def create_organisation(session: Session, actor: Actor, name: str, org_type: str,
+                        identifier: str | None = None) -> Organisation:
     _check(actor)
     name = " ".join(name.split())
     errors: dict[str, list[str]] = {}
+    ror = normalise_identifier(identifier)
+    if ror is not None and not _ROR.match(ror):
+        errors["identifier"] = ["Enter the organisation's ROR identifier, like https://ror.org/026zzn846, "
+                                "or leave it empty."]
     if not name:
         errors["name"] = ["Enter the organisation's name."]
     elif len(name) > 200:
@@ -68,11 +91,11 @@ def create_organisation(session: Session, actor: Actor, name: str, org_type: str
         errors["org_type"] = ["Choose the type of organisation."]
     if errors:
         raise ValidationError("The organisation could not be created.", field_errors=errors)
-    organisation = Organisation(name=name, org_type=org_type)
+    organisation = Organisation(name=name, org_type=org_type, identifier=ror)
     session.add(organisation)
     session.flush()
     audit.record(session, actor, "organisation.created", "organisation", organisation.id,
-                 {"name": name, "org_type": org_type})
+                 {"name": name, "org_type": org_type, "identifier": ror})
     return organisation
 
 

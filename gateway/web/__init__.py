@@ -19,6 +19,8 @@ PAGE_MODULES = (
     "gateway.web.applications",
     "gateway.web.projects",
     "gateway.web.register",
+    "gateway.web.receipts",
+    "gateway.web.trust",
     "gateway.web.catalogue",
     "gateway.web.agreements",
     "gateway.web.outputs",

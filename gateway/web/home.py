@@ -1,4 +1,4 @@
-"""The signed-in home page: what this person can do, by role."""
+"""The front door (signed out) and the signed-in home page."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 from flask import Blueprint, redirect, render_template, url_for
 
 from gateway.permissions import Permission
+from gateway.trust import incidents
+from gateway.trust.figures import figures
 from gateway.web.access import public, requires
-from gateway.web.context import current_user
+from gateway.web.context import current_user, db
 
 bp = Blueprint("home", __name__)
 
@@ -16,7 +18,10 @@ bp = Blueprint("home", __name__)
 @bp.get("/")
 @public
 def root() -> Any:
-    return redirect(url_for("home.index") if current_user() else url_for("auth.login"))
+    """Signed in: your home. Signed out: what the London SDE is, the Five Safes, the opt-out, live figures."""
+    if current_user() is not None:
+        return redirect(url_for("home.index"))
+    return render_template("trust/front_door.html", figures=figures(db()), incidents=incidents.published(db())[:3])
 
 
 @bp.get("/home")

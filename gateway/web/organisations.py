@@ -27,6 +27,7 @@ class OrganisationForm(FlaskForm):
     name = StringField("Name", validators=[Length(max=200)])
     org_type = RadioField("Type", validate_choice=False,
                           choices=[SelectChoice(value, label) for value, label in service.ORG_TYPES.items()])
+    identifier = StringField("ROR identifier (optional)", validators=[Length(max=200)])
 
 
 class MemberForm(FlaskForm):
@@ -47,7 +48,7 @@ def create() -> Any:
     if form.validate_on_submit():
         try:
             organisation = run(service.create_organisation, require_user(), form.name.data or "",
-                               form.org_type.data or "")
+                               form.org_type.data or "", form.identifier.data or None)
         except ValidationError as exc:
             for field, messages in exc.field_errors.items():
                 getattr(form, field).errors = list(messages)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, url_for
+from flask_wtf import FlaskForm
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
 
 from gateway.errors import Conflict, InvalidTransition, ValidationError
 from gateway.extracts import service as extracts
@@ -18,7 +21,7 @@ from gateway.workspaces import service, traffic
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
 from gateway.workspaces.spec import SECURITY_TIER_LABELS
-from projects import agreements, applications, lifecycle
+from projects import agreements, applications, lifecycle, publications
 from projects.lifecycle import is_member
 from projects.models import Project
 from projects.workflow import PROJECT_OWNERS, ProjectState
@@ -39,11 +42,38 @@ def index() -> Any:
     return render_template("projects/index.html", projects=lifecycle.list_projects(db(), require_user()))
 
 
+class PublicationForm(FlaskForm):
+    doi = StringField("DOI", validators=[DataRequired("Enter the DOI"), Length(max=300)])
+    title = StringField("Title", validators=[DataRequired("Enter the title"), Length(max=500)])
+
+
 @bp.get("/<int:project_id>")
 @requires(Permission.VIEW_PROJECTS)
 def view(project_id: int) -> Any:
-    user = require_user()
+    return _view_page(_load(project_id), PublicationForm(formdata=None))
+
+
+@bp.post("/<int:project_id>/publications")
+@requires(Permission.VIEW_PROJECTS)  # who may link is decided per project: its members
+def link_publication(project_id: int) -> Any:
     project = _load(project_id)
+    publications.check_can_link_publication(require_user(), project)
+    form = PublicationForm()
+    if form.validate_on_submit():
+        try:
+            linked = run(publications.link_publication, require_user(), project, form.doi.data or "",
+                         form.title.data or "")
+        except ValidationError as exc:
+            for field, messages in exc.field_errors.items():
+                getattr(form, field).errors = list(messages)
+        else:
+            flash(f"doi:{linked.doi} is linked to {project.reference}; the public register shows it.", "success")
+            return redirect(url_for("projects.view", project_id=project.id))
+    return _view_page(project, form), 422
+
+
+def _view_page(project: Project, publication_form: PublicationForm) -> Any:
+    user = require_user()
     amendments = applications.amendments_of(db(), user, project)
     decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
     sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
@@ -58,6 +88,9 @@ def view(project_id: int) -> Any:
                            actions=lifecycle.available_actions(user, project),
                            can_raise_tier=lifecycle.can_raise_security_tier(user, project),
                            amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),
+                           publications=publications.publications_of(db(), project),
+                           publication_form=publication_form,
+                           can_link_publication=publications.can_link_publication(user, project),
                            can_amend=user.id == project.lead_id and project.state in {ProjectState.ACTIVE,
                                                                                        ProjectState.EXPIRED})
 

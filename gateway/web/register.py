@@ -25,16 +25,24 @@ def _cache() -> register_rows.RowsCache:
 def page() -> Any:
     key, rows = _cache().snapshot(db(), catalogue())
     if key is None or current_user() is not None or "_flashes" in session:
-        return render_template("register/index.html", rows=rows, columns=register_rows.COLUMNS)
+        return _render(rows)
     # Everyone not signed in and with no message waiting gets the same page: render it once per version of the rows.
     pages: dict[Any, str] = current_app.extensions.setdefault("sde_register_page", {})
     page_key = (key, request.script_root)
     html = pages.get(page_key)
     if html is None:
-        html = render_template("register/index.html", rows=rows, columns=register_rows.COLUMNS)
+        html = _render(rows)
         pages.clear()  # only the current version is worth keeping
         pages[page_key] = html
     return html
+
+
+def _render(rows: Any) -> str:
+    return render_template("register/index.html", rows=rows, columns=register_rows.COLUMNS,
+                           links=register_rows.page_links(db()), linked=LINKED)
+
+
+LINKED = {"Released Outputs", "Publications", "Organisation ID", "Agreed Quote"}
 
 
 @bp.get("/register.csv")
@@ -50,4 +58,7 @@ def as_csv() -> Response:
 @public
 @records_download("register")
 def as_json() -> Response:
-    return jsonify(_cache().rows(db(), catalogue()))
+    """The register in the HDR UK Data Use Register's field names and vocabularies (docs/public-register.md)."""
+    from gateway.web.receipts import public_base_url
+
+    return jsonify(register_rows.hdruk_entries(db(), catalogue(), public_base_url()))

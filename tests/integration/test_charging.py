@@ -260,7 +260,7 @@ def test_an_issued_invoice_cannot_be_altered_only_credited(world: sessionmaker[S
         assert st.charged_pence == expected and [i.kind for i in st.invoices] == ["invoice", "credit_note"]
         row = next(r for r in register.rows(s, f.catalogue()) if r["Project ID"] == project_of(s, project_id).reference)
         whole, pennies = divmod(expected, 100)
-        assert row["Charges"] == f"£{whole:,}.{pennies:02d}"
+        assert row["Invoiced to Date"] == f"£{whole:,}.{pennies:02d}"
     with unit_of_work(world) as s, pytest.raises(InvalidTransition):
         invoice = s.get(Invoice, invoice_id)
         assert invoice is not None

@@ -224,6 +224,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("projects.amend", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True),
     ("projects.raise_security_tier", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="project", changes=True,
                                                    body={"reason": "Linked to a rare-disease registry"}),
+    ("projects.link_publication", "POST"): Case(HIDDEN, ok=PAGE, changes=True,
+                                                body={"doi": "10.1000/walk.1", "title": "A paper from the project"}),
     ("projects.open_workspace", "POST"): Case(HIDDEN, ok=PAGE, check=_workspace_was_reached),
     ("projects.refresh_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="idle_project", changes=True),
     ("projects.release_extract", "POST"): Case(ROLE, actor="admin", ok=PAGE, check=_refused_by_state,  # none held

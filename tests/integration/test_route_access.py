@@ -110,8 +110,8 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     # safe projects. The sample application is `researcher`'s, under review by dac1, dacchair and laymember;
     # the sample project is led by `researcher`. Object rules decide the rest (a 409 means the route let you in
     # and the state refused).
-    ("catalogue.index", "GET"): ALL,
-    ("catalogue.dataset", "GET"): ALL,
+    ("catalogue.index", "GET"): PUBLIC,  # metadata only: datasets, variables, sensitivity
+    ("catalogue.dataset", "GET"): PUBLIC,
     ("agreements.current", "GET"): ALL,
     ("agreements.publish", "GET"): frozenset({Role.ADMIN}),
     ("agreements.publish", "POST"): frozenset({Role.ADMIN}),
@@ -143,6 +143,14 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("register.page", "GET"): PUBLIC,
     ("register.as_csv", "GET"): PUBLIC,
     ("register.as_json", "GET"): PUBLIC,
+    # a released output's signed receipt, by the package's public name as the register lists it (404 otherwise)
+    ("receipts.receipt", "GET"): PUBLIC,
+    ("receipts.public_key", "GET"): PUBLIC,
+    ("trust.incidents_page", "GET"): PUBLIC,
+    ("trust.involvement", "GET"): PUBLIC,
+    ("trust.record_incident", "GET"): frozenset({Role.ADMIN}),
+    ("trust.record_incident", "POST"): frozenset({Role.ADMIN}),
+    ("projects.link_publication", "POST"): frozenset({Role.RESEARCHER}),  # members of the project only
     ("api.list_catalogue", "GET"): ALL,
     ("api.list_applications", "GET"): ALL,
     ("api.create_application", "POST"): frozenset({Role.RESEARCHER}),

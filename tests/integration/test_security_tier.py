@@ -167,7 +167,10 @@ def test_register_shows_each_project_tier_in_every_format(client: FlaskClient, w
     rows = list(csv.DictReader(io.StringIO(client.get("/register.csv").get_data(as_text=True))))
     tiers = {r["Project Title"]: r["Security Tier"] for r in rows}
     assert tiers == {"Standard project": "Standard", "Sensitive project": HIGH}
-    assert {r["Project Title"]: r["Security Tier"] for r in client.get("/register.json").json} == tiers
+    entries = client.get("/register.json").json
+    assert {r["projectTitle"]: r["londonsde"]["securityTierLabel"] for r in entries} == tiers
+    assert {r["projectTitle"]: r["londonsde"]["securityTier"] for r in entries} == {"Standard project": "standard",
+                                                                                    "Sensitive project": "high"}
     html = client.get("/register").get_data(as_text=True)
     assert f'<dt class="nhsuk-summary-list__key">Security Tier</dt><dd class="nhsuk-summary-list__value">{HIGH}</dd>' \
         in html

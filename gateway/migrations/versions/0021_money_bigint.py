@@ -1,7 +1,7 @@
 """money columns are 64-bit: an invoice summed over many lines can pass 2**31 pence
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0020
 Create Date: 2026-12-03
 
 PostgreSQL only: SQLite's INTEGER is already a 64-bit integer, and rebuilding its tables (batch mode) would
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0021"
-down_revision = "0018"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Public trust: the front door's figures, the published incidents log and signed release receipts."""
