@@ -67,7 +67,7 @@ def world(session_factory: sessionmaker[Session], settings: Settings, demo_users
     for who in ("researcher", "dualrole"):
         with session_factory() as s:
             uid, hub_user = f.user(s, who).id, workspaces.hub_username(f.user(s, who))
-        ws = workspaces._session_for(session_factory, uid, project_id, server, hub_user, "small", extract)
+        ws, _tier = workspaces._session_for(session_factory, uid, project_id, server, hub_user, "small", extract)
         with unit_of_work(session_factory) as s:
             actor = f.user(s, who)
             request = service.create_request(s, actor, s.get(Project, project_id), f"Draft of {who}")
