@@ -198,12 +198,34 @@ def exposed_instance_files(settings: Settings) -> list[Path]:
                settings.homes_root, settings.outputs_dir, settings.certificates_dir)
     found += [f for f in folders if f.is_dir() and _open_to_others(f)]
     found += [p for p in (*sqlite_files(settings), settings.instance_dir / "secret_key") if _open_to_others(p)]
-    config = os.environ.get("SDE_CONFIG")
-    if config and _open_to_others(Path(config)):
-        found.append(Path(config))
     for tree in (settings.keys_dir, settings.source_dir):
         found += [p for p in _walk(tree) if p not in found and _open_to_others(p)]
     return found
+
+
+def _config_secrets(settings: Settings) -> list[str]:
+    """The settings in the SDE_CONFIG file that are secrets."""
+    named = []
+    if settings.secret_key and not os.environ.get("SDE_SECRET_KEY"):
+        named.append("secret_key")
+    if settings.ldap is not None and settings.ldap.bind_password:
+        named.append("ldap.bind_password")
+    from sqlalchemy.engine import make_url
+
+    if settings.database_url and not os.environ.get("SDE_DATABASE_URL") and make_url(settings.database_url).password:
+        named.append("the password in database_url")
+    return named
+
+
+def check_config_file(ctx: CheckContext) -> list[Finding]:
+    config = os.environ.get("SDE_CONFIG")
+    if not config or not _open_to_others(Path(config)):
+        return []
+    held = _config_secrets(ctx.settings)
+    return [Finding("config-file-open", Severity.ERROR if held else Severity.WARNING,
+                    f"the configuration file {config} can be read by other accounts"
+                    + (f" and holds secrets ({', '.join(held)})" if held else ""),
+                    f"`chmod 600 {config}` (and make the gateway's account its owner)")]
 
 
 def check_instance_permissions(ctx: CheckContext) -> list[Finding]:
@@ -213,8 +235,7 @@ def check_instance_permissions(ctx: CheckContext) -> list[Finding]:
     shown = ", ".join(str(p) for p in exposed[:10]) + (f" and {len(exposed) - 10} more" if len(exposed) > 10 else "")
     return [Finding("instance-files-open", Severity.ERROR,
                     f"{len(exposed)} instance folders or secret files can be read by other accounts: {shown}",
-                    "run `sde init` (it closes the instance folders, keys and source data to other accounts); "
-                    "for the SDE_CONFIG file run `chmod 600` on it")]
+                    "run `sde init` (it closes the instance folders, keys and source data to other accounts)")]
 
 
 # --- the database --------------------------------------------------------------------------------------------
@@ -327,7 +348,7 @@ def check_hub(ctx: CheckContext) -> list[Finding]:
 
 CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
     check_secret_key, check_https, check_second_factor, check_database_backend, check_rate_limits, check_tariff,
-    check_instance_permissions, check_hub,
+    check_instance_permissions, check_config_file, check_hub,
 )
 DATABASE_CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
     check_audit_chain, check_backups, check_closed_project_extracts,

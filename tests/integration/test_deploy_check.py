@@ -136,21 +136,31 @@ def test_instance_files_other_accounts_can_read_are_an_error_until_secured(
     os.chmod(instance / "keys" / "P-1.key", 0o644)
     (instance / "secret_key").write_text("x")
     os.chmod(instance / "secret_key", 0o640)  # group is enough to be a problem
-    config = tmp_path / "sde.yaml"
-    config.write_text("env: production\n")
-    os.chmod(config, 0o644)
-    monkeypatch.setenv("SDE_CONFIG", str(config))
 
     found = deploy_check.check_instance_permissions(ctx(settings))
     assert codes(found) == {"instance-files-open": Severity.ERROR}
-    assert found[0].message.startswith("8 instance folders or secret files")  # with keys/ and source/ themselves
-    for path in (instance, instance / "keys" / "P-1.key", instance / "secret_key", config,
+    assert found[0].message.startswith("7 instance folders or secret files")  # with keys/ and source/ themselves
+    for path in (instance, instance / "keys" / "P-1.key", instance / "secret_key",
                  instance / "source" / "patients.parquet"):
         assert str(path) in found[0].message
 
     secure_instance(settings)  # what `sde init` and `sde serve` do
-    os.chmod(config, 0o600)
     assert deploy_check.check_instance_permissions(ctx(settings)) == []
+
+
+def test_a_config_file_others_can_read_is_an_error_when_it_holds_a_secret(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "sde.yaml"
+    config.write_text("security:\n  https: true\n")
+    os.chmod(config, 0o644)
+    monkeypatch.setenv("SDE_CONFIG", str(config))
+    monkeypatch.setenv("SDE_SECRET_KEY", GOOD_KEY)
+    assert codes(deploy_check.check_config_file(ctx(production(settings)))) == {"config-file-open": Severity.WARNING}
+    monkeypatch.delenv("SDE_SECRET_KEY")  # now the key in the settings came from the file
+    found = deploy_check.check_config_file(ctx(production(settings)))
+    assert codes(found) == {"config-file-open": Severity.ERROR} and "secret_key" in found[0].message
+    os.chmod(config, 0o600)
+    assert deploy_check.check_config_file(ctx(production(settings))) == []
 
 
 def test_a_symlink_in_the_keys_folder_is_not_followed(settings: Settings, tmp_path: Path) -> None:
