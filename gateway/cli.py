@@ -367,7 +367,7 @@ def synth(patients: int | None, seed: int | None, out_dir: Path | None) -> None:
             bar.update(int(100 * done / max(total, 1)) - bar.pos)
         result = generate(patients or settings.extracts.demo_patients, seed if seed is not None
                           else settings.extracts.demo_seed, target, progress=progress)
-    click.echo(f"Wrote {result.rows} patients and {result.event_rows} event rows to {target}")
+    click.echo(f"Wrote {result.patients} patients and {result.event_rows} event rows to {target}")
 
 
 @main.group("extract")
