@@ -18,7 +18,7 @@ from gateway.cli import main
 from gateway.config import ChargingSettings, ExtractSettings, SecuritySettings, Settings, WorkspaceSettings
 from gateway.db import unit_of_work
 from gateway.deploy_check import CheckContext, Severity
-from gateway.host_permissions import secure_instance
+from gateway.host_permissions import secure_instance, sqlite_files
 from gateway.models import AuditEvent
 from projects import lifecycle
 from projects.models import Project
@@ -139,7 +139,8 @@ def test_instance_files_other_accounts_can_read_are_an_error_until_secured(
 
     found = deploy_check.check_instance_permissions(ctx(settings))
     assert codes(found) == {"instance-files-open": Severity.ERROR}
-    assert found[0].message.startswith("7 instance folders or secret files")  # with keys/ and source/ themselves
+    # the instance, keys/ and source/ folders, the key, the secret key, the source file, and a SQLite database
+    assert found[0].message.startswith(f"{6 + len([p for p in sqlite_files(settings) if p.exists()])} instance")
     for path in (instance, instance / "keys" / "P-1.key", instance / "secret_key",
                  instance / "source" / "patients.parquet"):
         assert str(path) in found[0].message
