@@ -172,12 +172,20 @@ def _serve(host: str, port: int, workers: int | None = None, threads: int | None
 def serve_command(host: str, port: int, workers: int | None, threads: int | None,
                   override_reason: str | None) -> None:
     """Serve the gateway with gunicorn (run `sde init` first; in production, `sde check` must find no errors)."""
+    from sqlalchemy.exc import OperationalError
+
     from gateway import deploy_check
     from gateway.serve import default_workers
 
     settings, factory = _factory()
     engine = factory.kw["bind"]
-    if not inspect(engine).has_table("audit_events"):
+    try:
+        ready = inspect(engine).has_table("audit_events")
+    except OperationalError as exc:
+        _fail(f"cannot reach the database {_display_url(settings.resolved_database_url)}: "
+              f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}")
+        return
+    if not ready:
         _fail("the database has no tables yet: run `sde init` first")
     secure_instance(settings)
     findings = deploy_check.run_checks(settings, workers or default_workers(), factory)
