@@ -49,11 +49,37 @@ def end_worker_now(server: Any, worker: Any) -> None:
         code = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
     else:
         code = 0 if error is None else 1
+    _leave(code)
+
+
+def _leave(code: int) -> None:
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(code & 0xFF)
+
+
+def quit_at_once(worker: Any) -> None:
+    """gunicorn's post_worker_init hook: a worker told to quit (SIGINT, SIGQUIT) leaves at once.
+
+    Ctrl+C sends SIGINT to every process of the terminal's group, and the master then sends each worker SIGQUIT
+    as well. gunicorn's own quit handler shuts the thread pool down under a lock that is not re-entrant, so the
+    second signal, arriving while the first was being handled, could deadlock the worker until the master
+    SIGKILLed it ("Perhaps out of memory?"). This handler takes none of the pool's locks: requests still running
+    are abandoned, as the quick shutdown intends."""
+    import signal
+
+    def leave(signum: int, frame: Any) -> None:
+        if not worker.alive and getattr(worker, "_sde_leaving", False):
+            return  # the second signal of the same Ctrl+C
+        worker._sde_leaving = True
+        worker.alive = False
+        worker.log.info("Worker exiting (pid: %s)", worker.pid)
+        _leave(0)
+
+    signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGQUIT, leave)
 
 
 def default_workers() -> int:
@@ -97,6 +123,7 @@ def serve(app_factory: Any, host: str, port: int, workers: int = 2, threads: int
         "graceful_timeout": 10,
         "logger_class": GatewayLogger,
         "worker_exit": end_worker_now,
+        "post_worker_init": quit_at_once,
         # No control socket in the service account's home folder: nothing here uses it.
         "control_socket_disable": True,
     }).run()
