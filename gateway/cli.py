@@ -166,14 +166,64 @@ def _serve(host: str, port: int, workers: int | None = None, threads: int | None
               help="gunicorn worker processes [default: SDE_WORKERS, else one per CPU, at least 2]")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
               help="threads per worker [default: SDE_THREADS, else 4]")
-def serve_command(host: str, port: int, workers: int | None, threads: int | None) -> None:
-    """Serve the gateway with gunicorn (run `sde init` first)."""
+@click.option("--override-check-errors", "override_reason", default=None, metavar="REASON",
+              help="Start in production although `sde check` reports errors (the reason and the errors are "
+                   "recorded in the audit log)")
+def serve_command(host: str, port: int, workers: int | None, threads: int | None,
+                  override_reason: str | None) -> None:
+    """Serve the gateway with gunicorn (run `sde init` first; in production, `sde check` must find no errors)."""
+    from sqlalchemy.exc import OperationalError
+
+    from gateway import deploy_check
+    from gateway.serve import default_workers
+
     settings, factory = _factory()
     engine = factory.kw["bind"]
-    if not inspect(engine).has_table("audit_events"):
+    try:
+        ready = inspect(engine).has_table("audit_events")
+    except OperationalError as exc:
+        _fail(f"cannot reach the database {_display_url(settings.resolved_database_url)}: "
+              f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}")
+        return
+    if not ready:
         _fail("the database has no tables yet: run `sde init` first")
     secure_instance(settings)
+    findings = deploy_check.run_checks(settings, workers or default_workers(), factory)
+    blocking = deploy_check.errors(findings)
+    for finding in findings:
+        click.echo(finding.describe(), err=True)
+    if findings:
+        click.echo(f"sde check: {deploy_check.summary(findings)}", err=True)
+    if blocking and settings.env == "production":
+        reason = (override_reason or "").strip()
+        if not reason:
+            _fail("refusing to serve in production while `sde check` reports errors (above): fix them, or start "
+                  "with --override-check-errors REASON (recorded in the audit log)")
+        with unit_of_work(factory) as session:
+            audit.record(session, _cli_actor(), "serve.check_errors_overridden", "instance", None,
+                         {"reason": reason[:500], "errors": [f.code for f in blocking], "host": host, "port": port})
+        click.echo(f"Serving despite {len(blocking)} errors: {reason} (recorded in the audit log)", err=True)
+    engine.dispose()
     _serve(host, port, workers, threads)
+
+
+@main.command("check")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="the gunicorn workers `sde serve` will run [default: as `sde serve`]")
+def check_command(workers: int | None) -> None:
+    """List what is unsafe or broken for production, each with its fix; exit 1 if there is an error."""
+    from gateway import deploy_check
+    from gateway.serve import default_workers
+
+    settings = load_settings()
+    findings = deploy_check.run_checks(settings, workers or default_workers())
+    click.echo(f"Checked the {settings.env} settings, the database at {_display_url(settings.resolved_database_url)}"
+               f" and the hub at {settings.workspaces.hub_url}.")
+    for finding in findings:
+        click.echo(finding.describe())
+    click.echo(deploy_check.summary(findings))
+    if deploy_check.errors(findings):
+        sys.exit(1)
 
 
 @main.group()
@@ -186,12 +236,25 @@ def user() -> None:
 @click.option("--name", "display_name", required=True, help="Full name")
 @click.option("--email", default=None)
 @click.option("--role", "roles", multiple=True, help="A role to grant (repeat for several)")
-@click.password_option(help="Initial password (prompted if not given); the person must replace it at first sign-in")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the initial password from the first line of standard input (for scripts)")
+@click.option("--password", default=None,
+              help="Initial password (visible to other accounts in the process list: prefer the prompt or "
+                   "--password-stdin)")
 def user_create(username: str, display_name: str, email: str | None, roles: tuple[str, ...],
-                password: str) -> None:
-    """Create a local account."""
+                password_stdin: bool, password: str | None) -> None:
+    """Create a local account. The initial password is asked for twice (or read from standard input with
+    --password-stdin); the person must replace it at first sign-in."""
     from gateway.identity.accounts import create_local_user
 
+    if password_stdin and password is not None:
+        _fail("give the password either with --password or with --password-stdin, not both")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("--password-stdin: standard input held no password")
+    elif password is None:
+        password = click.prompt("Initial password", hide_input=True, confirmation_prompt=True)
     _, factory = _factory()
     try:
         with unit_of_work(factory) as session:
@@ -312,7 +375,7 @@ def synth(patients: int | None, seed: int | None, out_dir: Path | None) -> None:
             bar.update(int(100 * done / max(total, 1)) - bar.pos)
         result = generate(patients or settings.extracts.demo_patients, seed if seed is not None
                           else settings.extracts.demo_seed, target, progress=progress)
-    click.echo(f"Wrote {result.rows} patients and {result.event_rows} event rows to {target}")
+    click.echo(f"Wrote {result.patients} patients and {result.event_rows} event rows to {target}")
 
 
 @main.group("extract")
@@ -403,6 +466,16 @@ def backup_command(dest: Path) -> None:
     except backup.BackupError as exc:
         _fail(str(exc))
         return
+    from gateway import deploy_check
+
+    settings = load_settings()
+    _, factory = _factory()
+    with unit_of_work(factory) as session:  # `sde check` warns when none is recorded in the last day
+        audit.record(session, _cli_actor(), deploy_check.BACKUP_ACTION, "instance", None,
+                     {"destination": str(dest.resolve()), "files": len(manifest["files"]),
+                      "revision": manifest["alembic_revision"],
+                      "database": _display_url(settings.resolved_database_url)})
+    factory.kw["bind"].dispose()
     click.echo(f"Backed up {len(manifest['files'])} files (revision {manifest['alembic_revision']}) to {dest}")
 
 

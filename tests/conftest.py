@@ -237,6 +237,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
 
 
+POSTGRES_NOT_RUN = ("PostgreSQL: NOT RUN - these tests ran on SQLite only. To run the PostgreSQL half too, set "
+                    "SDE_TEST_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/postgres (a server where "
+                    "throwaway databases may be created), or run `make test`.")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say plainly when the PostgreSQL half of the suite was not run (no SDE_TEST_DATABASE_URL)."""
+    if databases.postgres_server_url() is None:
+        terminalreporter.write_line(POSTGRES_NOT_RUN, yellow=True, bold=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop on the main thread while the browser is
     open, which would break later tests that run their own (kernel clients, KubeSpawner)."""

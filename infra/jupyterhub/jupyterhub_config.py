@@ -27,6 +27,7 @@ from hub_settings import claim_host_resources, load_settings, read_or_create_sec
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
 from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
+from gateway.workspaces.spec import spec_from_user_options  # noqa: E402
 
 os.umask(0o077)  # whatever the hub writes (its database, secrets, logs) is the hub's alone
 settings = load_settings()
@@ -66,6 +67,7 @@ c.JupyterHub.load_roles = [
         # Replaces the default `user` role ("self"), which would let researchers start, stop and
         # configure servers. They may use their running servers and see their own model;
         # users:activity!user keeps activity reports (and hence idle culling) working.
+        # The hub warns at start that this role lacks 'self': that is the point (docs/operators.md).
         "name": "user",
         "scopes": ["access:servers!user", "read:users!user", "read:servers!user", "users:activity!user"],
     },
@@ -100,6 +102,14 @@ if settings.cull_idle_seconds > 0:
     )
 
 # -- the single-user servers -------------------------------------------------------------------
+def check_user_options(spawner, user_options):
+    """The gateway's spawn request (project_id, extract_path, tier, ...), checked when it arrives: a malformed one
+    is refused with HTTP 400 before anything starts. The spawner reads the options again when it starts (and
+    checks the extract against its root). Declaring the hook also tells the hub the options are handled."""
+    spec_from_user_options(dict(user_options or {}), spawner.name)
+
+
+c.Spawner.apply_user_options = check_user_options
 c.Spawner.cmd = [str(settings.singleuser_prefix / "bin" / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = settings.start_timeout

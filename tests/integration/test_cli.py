@@ -106,3 +106,13 @@ def test_first_user_on_a_fresh_database_as_a_subprocess(tmp_path) -> None:
                              capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
     assert "Created alice with roles: researcher" in created.stdout
+
+
+def test_serve_says_plainly_when_the_database_cannot_be_reached() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run(f"postgresql+psycopg://sde:secret-pw@127.0.0.1:{port}/sde", "serve")
+    assert result.exit_code == 1
+    assert f"cannot reach the database postgresql+psycopg://***@127.0.0.1:{port}/sde" in result.output
+    assert "Traceback" not in result.output and "secret-pw" not in result.output

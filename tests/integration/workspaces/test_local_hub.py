@@ -91,3 +91,23 @@ def test_idle_culler_stops_an_idle_workspace() -> None:
         assert client.server_status("frank", "p9") is None
         culls = [line for line in hub.log_path.read_text().splitlines() if "DELETE" in line and "idle-culler" in line]
         assert any("/users/frank/servers/p9" in line for line in culls)
+
+
+def test_the_hub_handles_the_gateways_user_options_and_refuses_unknown_ones_at_once(hub: DevHub) -> None:
+    """The hub used to log "Received unhandled user_options" on every spawn: the config now declares the hook
+    (apply_user_options), which checks them with the spawner's own parser before anything starts."""
+    client = HubClient(hub.url, hub.gateway_token)
+    client.ensure_user("frank")
+    extract = hub.make_extract("p9", {"manifest.json": "{}"})
+    client.start_server("frank", WorkspaceSpec("p9", str(extract), TIERS["small"]))
+    client.wait_until_ready("frank", "p9", timeout=60)
+    client.stop_server("frank", "p9")
+    log = hub.log_path.read_text(errors="replace")
+    assert "Spawning" in log or "frank" in log  # the spawn is in this log
+    assert "unhandled user_options" not in log
+
+    with pytest.raises(HubError) as refused:  # refused when asked, not after a failed start
+        client._request("POST", "/users/frank/servers/p9", ok=(201, 202),
+                        json={"project_id": "p9", "extract_path": str(extract), "surprise": "1"})
+    assert refused.value.status == 400
+    assert client.server_status("frank", "p9") is None
