@@ -40,19 +40,22 @@ JUSTIFICATION = ("The small cell is the published national count for this group 
                  "discloses nothing new.")
 
 
-def review_with_exception(page: Page, server: LiveServer, username: str, request_url: str, reason: str) -> None:
+def review_with_exception(page: Page, server: LiveServer, username: str, request_url: str, reason: str, *,
+                          files: tuple[str, ...] = ("by_region.csv", "small.csv"), failing: str = "small.csv",
+                          justification: str = JUSTIFICATION) -> None:
+    """A checker approves every file and accepts the exception asked on the failing one, then submits the review."""
     as_user(page, server, username)
     page.goto(request_url)
-    expect(page.get_by_test_id("exception-small.csv").get_by_test_id("exception-justification")) \
-        .to_have_text(JUSTIFICATION)
-    for name in ("by_region.csv", "small.csv"):
+    expect(page.get_by_test_id(f"exception-{failing}").get_by_test_id("exception-justification")) \
+        .to_have_text(justification)
+    for name in files:
         page.get_by_test_id(f"vote-{name}").get_by_label("Approve").check()
         page.get_by_role("button", name=f"Save vote on {name}").click()
         expect(page.get_by_text("Vote saved.")).to_be_visible()
-    answer = page.get_by_test_id("answer-exception-small.csv")
+    answer = page.get_by_test_id(f"answer-exception-{failing}")
     answer.get_by_label("Accept the exception").check()
     answer.get_by_label("Your reason").fill(reason)
-    page.get_by_role("button", name="Save my answer on small.csv").click()
+    page.get_by_role("button", name=f"Save my answer on {failing}").click()
     expect(page.get_by_text("Your answer to the exception is saved.")).to_be_visible()
     page.get_by_role("button", name="Submit my review").click()
     expect(page.get_by_text("Review submitted.")).to_be_visible()

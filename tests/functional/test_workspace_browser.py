@@ -1,7 +1,9 @@
 """A researcher opens a workspace from the project page and lands in JupyterLab with the extract at /data, saves a
-checked table in a notebook there and hands it over to an output request (the gateway never reads the folder);
-two checkers approve, the researcher downloads the package and no suppressed value is in it; when the project is
-suspended the server is stopped and the button refuses.
+checked table and a failing one in a notebook there and hands them over to an output request (the gateway never
+reads the folder); the researcher asks for an exception on the failing table, a checker returns the request early,
+the researcher resubmits, both checkers approve and accept the exception with their reasons, the researcher
+downloads the package and no suppressed value is in it; when the project is suspended the server is stopped and
+the button refuses.
 
 Real components throughout: JupyterHub with configurable-http-proxy and the sandboxing spawner, a real
 single-user server and kernel, the live gateway, the worker pass, and Chromium.
@@ -36,8 +38,10 @@ from gateway.workspaces.tickets import mint_ticket
 from projects import lifecycle
 from projects.models import Project
 from tests.functional.conftest import screenshot
+from tests.functional.test_accreditation_browser import sign_out
+from tests.functional.test_application_browser import as_user
+from tests.functional.test_output_checking_browser import JUSTIFICATION, review_with_exception
 from tests.functional.test_sign_in_browser import sign_in
-from tests.integration.test_outputs import review_all
 from tests.integration.workspaces.workspace_client import Workspace, browser_login
 from tests.support import factories as f
 from tests.support.browser import LiveServer, free_port
@@ -137,11 +141,17 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
         "data = pd.read_parquet('/data/patients.parquet'); "
         "out = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients').suppressed(); "
         "save_output(out, 'deprivation_by_sex'); "
-        f"submit_output('deprivation_by_sex.csv', request={request_id}, group='Deprivation')")
+        f"submit_output('deprivation_by_sex.csv', request={request_id}, group='Deprivation'); "
+        # the same table without suppression fails its check: it goes in too, for an exception to be asked
+        "raw = dc.crosstab('imd_decile', 'sex', data=data, dataset='patients'); "
+        "save_output(raw, 'deprivation_raw', allow_fail=True); "
+        f"submit_output('deprivation_raw.csv', request={request_id}, group='Deprivation')")
     expect(cell).to_contain_text("submit_output(")
     page.keyboard.press("Shift+Enter")
     expect(page.locator(".jp-OutputArea-output").first).to_contain_text(f"is in request {request_id}",
                                                                           timeout=120_000)
+    expect(page.locator(".jp-OutputArea").first).to_contain_text("deprivation_raw.csv: version 1",
+                                                                  timeout=120_000)
     screenshot(page, "outputs-handover-jupyterlab")
     # JupyterLab's own save of the open notebook (renamed on first save) passes the workspace's egress policy,
     # which refuses uploads; the upload button is off (the operator's override)
@@ -165,15 +175,18 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
         sources = pool.submit(saved_notebooks).result(timeout=120)
     assert any("submit_output(" in source for source in sources), sources
 
-    # the file is in the request on the gateway; the checks recompute it from the same extract
-    page.goto(f"{gateway.url}/outputs/{request_id}")
+    # the files are in the request on the gateway; the checks recompute them from the same extract
+    request_url = f"{gateway.url}/outputs/{request_id}"
+    page.goto(request_url)
     expect(page.get_by_test_id("file-deprivation_by_sex.csv")).to_be_visible()
     with factory() as s:
-        item = s.scalars(select(OutputFile).where(OutputFile.request_id == request_id)).one()
-        item_id = item.id
-        assert hub.homes_root.as_posix() not in json.dumps(item.sdc_record or {})
-    with unit_of_work(factory) as s:
-        output_service.submit(s, f.user(s, "researcher"), s.get(OutputRequest, request_id))
+        items = {i.path.rsplit("/", 1)[-1]: i for i in
+                 s.scalars(select(OutputFile).where(OutputFile.request_id == request_id))}
+        assert sorted(items) == ["deprivation_by_sex.csv", "deprivation_raw.csv"]
+        item_id, raw_id = items["deprivation_by_sex.csv"].id, items["deprivation_raw.csv"].id
+        assert all(hub.homes_root.as_posix() not in json.dumps(i.sdc_record or {}) for i in items.values())
+    page.get_by_role("button", name="Submit the request").click()
+    expect(page.get_by_test_id("state")).to_have_text("Submitted")
     run_once(workspace_settings, factory)
     with factory() as s:
         checked = s.get(OutputFile, item_id)
@@ -182,14 +195,48 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
         assert result["method"] == "recomputed" and result["mismatches"] == []
         suppressed = [c for c in result["record"]["cells"] if c["status"] == "suppressed"]
         assert suppressed, "the extract has small cells: suppression must have hidden some"
-    for checker in ("checker1", "checker2"):
-        review_all(factory, request_id, checker, "approve")
-    with unit_of_work(factory) as s:
-        output_service.decide(s, f.user(s, "checker1"), s.get(OutputRequest, request_id), "approve", "")
+        assert s.get(OutputFile, raw_id).check_status == "fail"
+
+    # the researcher asks for an exception on the failing table, with a justification
+    page.reload()
+    raw = page.get_by_test_id("file-deprivation_raw.csv")
+    raw.get_by_label("Justification for an exception on deprivation_raw.csv").fill(JUSTIFICATION)
+    page.get_by_role("button", name="Ask for an exception on deprivation_raw.csv").click()
+    expect(page.get_by_text("Exception requested.")).to_be_visible()
+    sign_out(page)
+
+    # a checker returns the request early; the researcher reads why and resubmits
+    as_user(page, gateway, "checker1")
+    page.goto(request_url)
+    page.get_by_test_id("return-early").get_by_label("What the researcher should change").fill(
+        "Please say in the group's context which published table the small counts come from.")
+    page.get_by_role("button", name="Return to the researcher now").click()
+    expect(page.get_by_test_id("state")).to_have_text("Returned")
+    sign_out(page)
+    as_user(page, gateway, "researcher")
+    page.goto(request_url)
+    expect(page.get_by_test_id("comments")).to_contain_text("which published table")
+    page.get_by_role("button", name="Resubmit the request").click()
+    expect(page.get_by_test_id("state")).to_have_text("Submitted")
     run_once(workspace_settings, factory)
+    sign_out(page)
+
+    # both checkers approve both tables and accept the exception with their reasons; one records the decision
+    both = ("deprivation_by_sex.csv", "deprivation_raw.csv")
+    review_with_exception(page, gateway, "checker1", request_url, "The counts match the published table.",
+                          files=both, failing="deprivation_raw.csv")
+    sign_out(page)
+    review_with_exception(page, gateway, "checker2", request_url, "Checked against the published table too.",
+                          files=both, failing="deprivation_raw.csv")
+    page.get_by_test_id("decision").get_by_label("Approve and release").check()
+    page.get_by_role("button", name="Record the decision").click()
+    expect(page.get_by_text("Decision recorded.")).to_be_visible()
+    sign_out(page)
+    run_once(workspace_settings, factory)  # the release
 
     # the researcher downloads the package: no suppressed value anywhere in it
-    page.goto(f"{gateway.url}/outputs/{request_id}")
+    as_user(page, gateway, "researcher")
+    page.goto(request_url)
     expect(page.get_by_test_id("state")).to_have_text("Released")
     with page.expect_download() as info:
         page.get_by_test_id("download-package").click()
@@ -201,7 +248,11 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     with zipfile.ZipFile(package) as archive:
         released = archive.read("outputs/deprivation_by_sex.csv").decode()
         assert ".0," not in released and not released.rstrip().endswith(".0")  # whole counts as integers
-        assert sorted(archive.namelist()) == ["manifest.json", "outputs/deprivation_by_sex.csv", "results.json"]
+        assert sorted(archive.namelist()) == ["manifest.json", "outputs/deprivation_by_sex.csv",
+                                              "outputs/deprivation_raw.csv", "results.json"]
+        manifest = json.loads(archive.read("manifest.json"))
+    [granted] = {e["path"]: e for e in manifest["files"]}["outputs/deprivation_raw.csv"]["exceptions"]
+    assert granted["justification"] == JUSTIFICATION and len(granted["decisions"]) == 2
 
     # the administrator suspends the project: the session ends and the worker stops the server
     with unit_of_work(factory) as s:
