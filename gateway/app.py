@@ -187,11 +187,17 @@ def _identify_and_enforce() -> Response | None:
     return None
 
 
+# The NHS fonts (Frutiger) are licensed for NHS services and are not in the nhsuk-frontend package: its stylesheet
+# loads them from the NHS's asset host. Only fonts may come from there; everything else stays on this origin.
+NHS_FONTS_ORIGIN = "https://assets.nhs.uk"
+
+
 def content_security_policy(hub_url: str) -> str:
     """No inline script or style anywhere; forms may post here, or hand over (redirect) to the workspace hub."""
     parts = urlsplit(hub_url)
     hub_origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"font-src 'self' {NHS_FONTS_ORIGIN}; "
             f"connect-src 'self'; frame-ancestors 'none'; form-action 'self' {hub_origin}".rstrip()
             + "; base-uri 'none'; object-src 'none'")
 
