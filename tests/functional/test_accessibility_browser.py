@@ -30,7 +30,7 @@ ROLE_PAGES: dict[str, list[str]] = {
     "checker1": ["/home", "/outputs/queue"],
     "accreditor": ["/home", "/accreditation/queue"],
     "finance": ["/home", "/charging/", "/charging/invoices"],
-    "admin": ["/home", "/admin/users", "/organisations/"],
+    "admin": ["/home", "/admin/users", "/admin/organisations/"],
     "auditor": ["/home", "/audit/"],
 }
 
