@@ -13,7 +13,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
-from tests.support.accessibility import FAILING_IMPACTS, describe, run_axe
+from tests.support.accessibility import FAILING_IMPACTS, check_accessibility, describe, run_axe
 from tests.support.browser import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
@@ -132,3 +132,17 @@ def test_each_role_home_and_lists_are_accessible_at_desktop_and_phone_width(
             problems += checker.found
         context.close()
     assert not problems, "\n".join(problems)
+
+
+def test_the_check_fails_on_a_serious_violation_and_names_the_rule_and_element(browser: Browser) -> None:
+    context = _context(browser, WIDTHS["phone"])
+    page = context.new_page()
+    page.set_content('<!DOCTYPE html><html lang="en"><head><title>t</title></head><body><main>'
+                     '<form><input id="unlabelled" type="text"></form></main></body></html>')
+    with pytest.raises(AssertionError) as failure:
+        check_accessibility(page, "an unlabelled input")
+    assert "label (critical)" in str(failure.value) and "#unlabelled" in str(failure.value)
+    page.set_content('<!DOCTYPE html><html lang="en"><head><title>t</title></head><body><main>'
+                     '<form><label for="named">Name</label><input id="named" type="text"></form></main></body></html>')
+    check_accessibility(page, "a labelled input")
+    context.close()

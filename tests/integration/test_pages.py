@@ -59,6 +59,10 @@ def test_security_headers_on_every_page(client: FlaskClient) -> None:
     response = client.get("/login")
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    # the NHS fonts come from the NHS asset host; nothing else may
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["font-src"] == "'self' https://assets.nhs.uk"
+    assert [name for name, value in directives.items() if "assets.nhs.uk" in value] == ["font-src"]
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     cookie = response.headers.get("Set-Cookie", "")
