@@ -24,7 +24,9 @@ PUBLIC_PAGES = ["/", "/register", "/catalogue/", "/involvement", "/incidents", "
 
 # each demo role: its home and the main list it works from
 ROLE_PAGES: dict[str, list[str]] = {
-    "researcher": ["/home", "/applications/", "/projects/", "/outputs/"],
+    # "first:PATTERN" is the first link on the page before it whose path matches: a detail page from the list
+    "researcher": ["/home", "/applications/", r"first:/applications/\d+$", "/projects/", r"first:/projects/\d+$",
+                   "/outputs/"],
     "dac1": ["/home", "/applications/"],
     "dacchair": ["/home", "/applications/", "/projects/"],
     "checker1": ["/home", "/outputs/queue"],
@@ -71,6 +73,14 @@ class PageProblems:
             self.csp_errors.append(message.text)
 
     def visit(self, url: str, path: str, width: int) -> None:
+        if path.startswith("first:"):
+            found = self.page.evaluate(
+                "pattern => [...document.querySelectorAll('main a[href]')].map(a => a.pathname)"
+                ".find(p => new RegExp(pattern).test(p))", path.removeprefix("first:"))
+            if not found:
+                self.found.append(f"{self.label}: no link matching {path} on {self.page.url}")
+                return
+            path = found
         self.csp_errors.clear()
         response = self.page.goto(url + path)
         self.page.wait_for_load_state("load")
