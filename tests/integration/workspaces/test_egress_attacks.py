@@ -24,11 +24,12 @@ from tests.integration.workspaces.workspace_client import Workspace
 
 PLANT = r"""
 import base64, json, os
+from jupyterlab_server.workspaces_handler import WORKSPACE_EXTENSION, slugify
 data = open("/data/manifest.json").read()
 big = base64.b64encode(os.urandom(2_400_000)).decode()  # 3.2 MB of text, past the 2 MB contents limit
 os.makedirs(".jupyter/lab/workspaces", exist_ok=True)
 for name, payload in (("evil", data), ("huge", big)):
-    with open(f".jupyter/lab/workspaces/{name}.jupyterlab-workspace", "w") as out:
+    with open(f".jupyter/lab/workspaces/{slugify(name)}{WORKSPACE_EXTENSION}", "w") as out:
         json.dump({"data": {"x": payload}, "metadata": {"id": "/" + name}}, out)
 folder = ".jupyter/lab/user-settings/@jupyterlab/apputils-extension"
 os.makedirs(folder, exist_ok=True)
@@ -51,8 +52,8 @@ def test_lab_workspaces_and_settings_apis_do_not_serve_what_the_kernel_wrote_pas
     ws.execute(kernel, "open('big.txt', 'w').write('q' * 3_000_000)")
     assert ws.api("GET", "/api/contents/big.txt").status_code == 403
 
-    for path in ("/lab/api/workspaces/huge", "/lab/api/workspaces", "/lab/api/settings/@jupyterlab/apputils-extension:themes",
-                 "/lab/api/settings"):
+    for path in ("/lab/api/workspaces/huge", "/lab/api/workspaces",
+                 "/lab/api/settings/@jupyterlab/apputils-extension:themes", "/lab/api/settings"):
         response = ws.api("GET", path)
         assert heads["big_head"] not in response.text, (path, response.status_code, len(response.content))
         assert response.status_code == 403 and "larger than" in response.text, (path, response.status_code)
