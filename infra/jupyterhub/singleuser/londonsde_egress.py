@@ -297,7 +297,6 @@ def answer_size(buffered: list[bytes], chunk: Any) -> int:
 def _cap_answers(serverapp: Any, limit: int) -> None:
     from jupyterlab_server.settings_handler import SettingsHandler
     from jupyterlab_server.workspaces_handler import WorkspacesHandler
-    from tornado import web
 
     for handler in (SettingsHandler, WorkspacesHandler):
         original = handler.finish
@@ -307,10 +306,12 @@ def _cap_answers(serverapp: Any, limit: int) -> None:
         def finish(self: Any, chunk: Any = None, _original: Any = original) -> Any:
             if self.request.method == "GET" and not self._finished:
                 size = answer_size(self._write_buffer, chunk)
-                if size > limit:
+                if size > limit:  # answered here: the handlers turn an exception into a 500 of their own
                     self._write_buffer.clear()
                     serverapp.log.warning("londonsde_egress: %s answer of %d bytes refused", self.request.path, size)
-                    raise web.HTTPError(403, too_large(size, limit))
+                    self.set_status(403)
+                    self.set_header("Content-Type", "application/json")
+                    chunk = json.dumps({"message": too_large(size, limit), "reason": None})
             return _original(self, chunk)
 
         finish._londonsde_capped = True  # type: ignore[attr-defined]

@@ -40,7 +40,7 @@ print(json.dumps({"data_head": data[:60], "big_head": big[:60]}))
 
 
 def test_lab_workspaces_and_settings_apis_do_not_serve_what_the_kernel_wrote_past_the_limit(
-        running: dict[str, Any]) -> None:
+        running: dict[str, Any]) -> None:  # noqa: F811  (the imported fixture)
     ws: Workspace = running["workspace"]
     kernel = ws.start_kernel()
     planted = ws.execute(kernel, PLANT)
