@@ -135,6 +135,12 @@ def _check_editable(request: OutputRequest) -> None:
 
 def _move(session: Session, actor: User | str, request: OutputRequest, target: OutputState,
           details: dict[str, Any] | None = None) -> None:
+    # Re-read the state under a row lock: two people acting at once each decided on what they read, and the second
+    # must not move the request from a state it has already left (read committed would let both writes through).
+    stored = session.scalar(select(OutputRequest.state).where(OutputRequest.id == request.id).with_for_update())
+    if stored is not None and stored != request.state:
+        raise Conflict(f"The request changed while you were working on it (it is now {label(stored)}); reload the "
+                       "page and try again.")
     check_output_move(request.state, target)
     previous = request.state
     request.state = target

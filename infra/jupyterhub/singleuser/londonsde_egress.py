@@ -281,6 +281,43 @@ def report(counter: TrafficCounter, timeout: float = 20.0, wait: bool = False) -
         _REPORTING.release()
 
 
+def answer_size(buffered: list[bytes], chunk: Any) -> int:
+    """The size of a JSON answer about to be finished: what is buffered plus the last chunk."""
+    if chunk is None:
+        extra = 0
+    elif isinstance(chunk, bytes | bytearray):
+        extra = len(chunk)
+    elif isinstance(chunk, str):
+        extra = len(chunk.encode("utf-8", errors="surrogatepass"))
+    else:
+        extra = len(json.dumps(chunk, default=str).encode("utf-8"))
+    return sum(len(part) for part in buffered) + extra
+
+
+def _cap_answers(serverapp: Any, limit: int) -> None:
+    from jupyterlab_server.settings_handler import SettingsHandler
+    from jupyterlab_server.workspaces_handler import WorkspacesHandler
+
+    for handler in (SettingsHandler, WorkspacesHandler):
+        original = handler.finish
+        if getattr(original, "_londonsde_capped", False):
+            continue
+
+        def finish(self: Any, chunk: Any = None, _original: Any = original) -> Any:
+            if self.request.method == "GET" and not self._finished:
+                size = answer_size(self._write_buffer, chunk)
+                if size > limit:  # answered here: the handlers turn an exception into a 500 of their own
+                    self._write_buffer.clear()
+                    serverapp.log.warning("londonsde_egress: %s answer of %d bytes refused", self.request.path, size)
+                    self.set_status(403)
+                    self.set_header("Content-Type", "application/json")
+                    chunk = json.dumps({"message": too_large(size, limit), "reason": None})
+            return _original(self, chunk)
+
+        finish._londonsde_capped = True  # type: ignore[attr-defined]
+        handler.finish = finish  # type: ignore[method-assign]
+
+
 # --- the jupyter_server extension ----------------------------------------------------------------------------
 
 COUNTER = TrafficCounter()
@@ -362,6 +399,11 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
               for pattern, handler in contents_handlers.default_handlers]
     assert any(handler is PolicedContentsHandler for _pattern, handler in routes)
     serverapp.web_app.add_handlers(".*$", routes)
+
+    # JupyterLab's workspaces and settings APIs serve JSON files from the home (~/.jupyter/lab/...), which the kernel
+    # can write: a workspace is any JSON, and a settings file's raw text (JSON5, comments included) is sent as it is.
+    # Their answers are held to the contents limit, so they are no wider a door than the contents API.
+    _cap_answers(serverapp, limit)
 
     # Count bytes on every connection the server accepts (the browser's, through the proxy). The server's own
     # outgoing calls (to the hub) use client connections, not counted.

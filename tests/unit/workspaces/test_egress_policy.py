@@ -211,3 +211,11 @@ def test_hashing_reads_in_blocks(tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
     assert egress._hash_path(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_the_size_of_a_json_answer_counts_the_buffer_and_the_last_chunk() -> None:
+    # the workspaces and settings APIs finish with a JSON string; anything already written counts too
+    assert egress.answer_size([], None) == 0
+    assert egress.answer_size([b"ab", b"c"], "dé") == 6
+    assert egress.answer_size([], b"xyz") == 3
+    assert egress.answer_size([b"{"], {"a": 1}) == 1 + len(json.dumps({"a": 1}))

@@ -1,0 +1,100 @@
+"""Races between two checkers acting on one output request at once (attack on issue 14's workflow).
+
+Each web or API request loads the output request, decides on what it read, and writes. On PostgreSQL (read
+committed) two checkers acting at the same moment both decide on the state they read: one approves (the release is
+queued) while the other returns or rejects, and the request ends returned with a release on its way; or both submit
+the round's reviews and the request stays "partially reviewed" with two reviews, which nobody can then move. Every
+transition now re-reads the request's state under a row lock and refuses a move from a state that is no longer so.
+
+The interleaving is reproduced exactly: the second checker's session has read the request before the first one's
+commit, and writes after it. (On SQLite a writer holds the database from its first statement, so it cannot happen
+there; these tests run on PostgreSQL.)
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.config import Settings
+from gateway.errors import Conflict
+from gateway.outputs import service
+from gateway.outputs.models import OutputRequest
+from gateway.outputs.workflow import OutputState
+from tests.integration.test_outputs import (
+    act,
+    get,
+    load_extract,
+    new_request,
+    notebook_crosstab,
+    outputs_of,
+    ready_project,
+    review_all,
+    work,
+)
+from tests.support import factories as f
+
+
+@pytest.fixture
+def project_id(session_factory: sessionmaker[Session], settings: Settings, demo_users: dict[str, int]) -> int:
+    with session_factory() as s:
+        if s.get_bind().dialect.name != "postgresql":
+            pytest.skip("SQLite serialises writers from their first statement; the race needs PostgreSQL")
+    return ready_project(session_factory, settings)
+
+
+def submitted(factory: sessionmaker[Session], settings: Settings, project_id: int) -> int:
+    folder = outputs_of(settings, factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
+    request_id = new_request(factory, settings, project_id, ["by_region.csv"])
+    act(factory, request_id, "researcher", service.submit)
+    work(factory, settings)
+    return request_id
+
+
+def loaded(factory: sessionmaker[Session], request_id: int, username: str) -> tuple[Session, OutputRequest]:
+    """A checker's session that has read the request (its state, files, votes and reviews) and not yet written."""
+    s = factory()
+    request = s.get(OutputRequest, request_id)
+    assert request is not None
+    _ = (request.state, [(i.votes, i.version) for i in request.files], list(request.reviews), f.user(s, username))
+    return s, request
+
+
+def test_an_approval_and_a_return_at_the_same_moment_do_not_both_happen(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    request_id = submitted(session_factory, settings, project_id)
+    review_all(session_factory, request_id, "checker1", "approve")
+    review_all(session_factory, request_id, "checker2", "approve")
+    late, request = loaded(session_factory, request_id, "checker2")
+    try:
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")  # commits first
+        with pytest.raises(Conflict, match="changed"):
+            service.decide(late, f.user(late, "checker2"), request, "return", "Please widen the age bands.")
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    assert get(session_factory, request_id).state == OutputState.APPROVED
+    work(session_factory, settings)
+    assert get(session_factory, request_id).state == OutputState.RELEASED
+
+
+def test_two_second_reviews_at_the_same_moment_leave_the_request_movable(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    request_id = submitted(session_factory, settings, project_id)
+    late, request = loaded(session_factory, request_id, "checker2")
+    try:
+        review_all(session_factory, request_id, "checker1", "approve")  # commits first: partially reviewed
+        checker = f.user(late, "checker2")
+        for item in request.files:
+            service.vote(late, checker, request, item, "approve")
+        with pytest.raises(Conflict, match="changed"):
+            service.submit_review(late, checker, request)  # read "submitted" and no other review
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    assert get(session_factory, request_id).state == OutputState.PARTIALLY_REVIEWED
+    review_all(session_factory, request_id, "checker2", "approve")  # tried again on fresh data: it goes through
+    assert get(session_factory, request_id).state == OutputState.REVIEWED
