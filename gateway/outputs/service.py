@@ -384,8 +384,18 @@ def current_votes(item: OutputFile) -> list[OutputVote]:
     return [v for v in item.votes if v.file_version == item.version]
 
 
+def _fresh_under_lock(session: Session, request: OutputRequest) -> None:
+    """Lock the request's row and forget what was read of it before, so the checks that follow see what others
+    committed meanwhile (one checker's vote in one tab racing their review submitted in another)."""
+    session.expire(request)
+    for item in request.files:
+        session.expire(item)
+    session.execute(select(OutputRequest.id).where(OutputRequest.id == request.id).with_for_update())
+
+
 def vote(session: Session, actor: User, request: OutputRequest, item: OutputFile, choice: str) -> OutputVote:
     check_can_review(actor, request)
+    _fresh_under_lock(session, request)
     if request.state not in REVIEWABLE_STATES:
         raise Conflict(f"Votes can be cast only while the request awaits review; it is {label(request.state)}.")
     if own_review(actor, request) is not None:
@@ -441,6 +451,7 @@ def _new_comment(session: Session, actor: User, request: OutputRequest, text: st
 def submit_review(session: Session, actor: User, request: OutputRequest) -> OutputReview:
     """Submit this checker's votes for the round; the second review unblinds both."""
     check_can_review(actor, request)
+    _fresh_under_lock(session, request)
     if request.state not in REVIEWABLE_STATES:
         raise Conflict(f"The request is {label(request.state)}; it is not awaiting review.")
     if own_review(actor, request) is not None:

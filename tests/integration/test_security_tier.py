@@ -22,6 +22,7 @@ from projects import applications, dac, lifecycle
 from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.support import factories as f
+from tests.support.databases import postgres_only
 
 HIGH = "High: no copy out, no terminals"
 
@@ -221,12 +222,10 @@ def test_a_suspended_project_cannot_be_raised(client: FlaskClient, world: sessio
         assert s.get(Project, project_id).security_tier == "standard"
 
 
-def test_a_workspace_starting_while_the_tier_is_raised_starts_high(world: sessionmaker[Session],
-                                                                   backend: str) -> None:
+@postgres_only  # row locks: SQLite runs one writer at a time
+def test_a_workspace_starting_while_the_tier_is_raised_starts_high(world: sessionmaker[Session]) -> None:
     """The start reads the tier under the project's row lock, which the raise holds to its commit: without it the
     start read "standard", the raise found no session to stop, and the server ran in the old tier."""
-    if backend != "postgresql":
-        pytest.skip("row locks: SQLite runs one writer at a time")
     import threading
     from pathlib import Path
 
