@@ -95,8 +95,10 @@ def dac_chair_items(session: Session, user: User, today: dt.date) -> list[Waitin
     """Submitted applications to give reviewers, and those under review to decide - never one the chair is
     recused from - plus any vote the chair owes as a reviewer."""
     rows = [a for a in applications.list_applications(session, user) if not dac.is_recused(user, a)]
-    return dac_member_items(session, user, today) + (_item("applications_to_assign", sum(a.state == AppState.SUBMITTED for a in rows))
-            + _item("applications_to_decide", sum(a.state == AppState.UNDER_REVIEW for a in rows)))
+    to_assign = sum(a.state == AppState.SUBMITTED for a in rows)
+    return dac_member_items(session, user, today) + (
+        _item("applications_to_assign", to_assign)
+        + _item("applications_to_decide", sum(a.state == AppState.UNDER_REVIEW for a in rows)))
 
 
 def accreditation_officer_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
@@ -125,8 +127,8 @@ def held_extracts(session: Session, user: User) -> list[ExtractVersion]:
 
 
 def admin_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
-    return _item("extracts_held", len(held_extracts(session, user))) + _near_expiry(
-        [p for p in list_projects(session, user)], today)
+    return _item("extracts_held", len(held_extracts(session, user))) + _near_expiry(list_projects(session, user),
+                                                                                     today)
 
 
 def finance_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
