@@ -25,7 +25,7 @@ from projects import applications, dac
 from projects.accreditation import list_for_officer
 from projects.lifecycle import list_projects
 from projects.models import Project
-from projects.workflow import AppState, ProjectState
+from projects.workflow import FINAL_PROJECT_STATES, AppState, ProjectState
 
 NEAR_EXPIRY_DAYS = 30
 URGENT_EXPIRY_DAYS = 7
@@ -116,14 +116,17 @@ def output_checker_items(session: Session, user: User, today: dt.date) -> list[W
 
 def held_extracts(session: Session, user: User) -> list[ExtractVersion]:
     """Held versions not yet released, newest of their project (only that one can be released), that this
-    custodian may act on: a version they proposed waits for a second custodian, not for them."""
+    custodian may act on: a version they proposed waits for a second custodian, not for them; a closed or revoked
+    project's versions wait for nobody."""
     rows = list(session.scalars(select(ExtractVersion).where(ExtractVersion.status == "held_for_custodian",
                                                              ExtractVersion.released_at.is_(None))
                                 .order_by(ExtractVersion.built_at, ExtractVersion.id)))
     newest: dict[int, int] = {}
     for row in session.scalars(select(ExtractVersion)):
         newest[row.project_id] = max(newest.get(row.project_id, 0), row.version)
-    return [r for r in rows if r.version == newest[r.project_id] and r.release_proposed_by_id != user.id]
+    live = set(session.scalars(select(Project.id).where(Project.state.not_in([s.value for s in FINAL_PROJECT_STATES]))))
+    return [r for r in rows if r.version == newest[r.project_id] and r.release_proposed_by_id != user.id
+            and r.project_id in live]
 
 
 def admin_items(session: Session, user: User, today: dt.date) -> list[Waiting]:

@@ -167,6 +167,20 @@ def test_custodians_see_held_extracts_and_the_two_person_rule(
     assert kinds(client, session_factory, "custodian") == {}
 
 
+def test_a_closed_projects_held_extract_waits_for_nobody(
+        client: FlaskClient, session_factory: sessionmaker[Session], settings: Settings,
+        demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory)
+    settings.extracts.k = 1000
+    extracts.run_queued_builds(settings, session_factory)
+    assert kinds(client, session_factory, "admin") == {"extracts_held": 1}
+    with unit_of_work(session_factory) as s:
+        lifecycle.close(s, f.user(s, "researcher"), s.get(Project, project_id), "Finished.")
+    assert kinds(client, session_factory, "admin") == {}
+
+
 def test_finance_sees_draft_invoices_until_issued(client: FlaskClient, session_factory: sessionmaker[Session],
                                                   demo_users: dict[str, int]) -> None:
     with unit_of_work(session_factory) as s:
