@@ -6,11 +6,13 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, url_for
 
+from gateway.db import utcnow
+from gateway.home import waiting_for
 from gateway.permissions import Permission
 from gateway.trust import incidents
 from gateway.trust.figures import figures
 from gateway.web.access import public, requires
-from gateway.web.context import current_user, db
+from gateway.web.context import current_user, db, require_user
 
 bp = Blueprint("home", __name__)
 
@@ -27,4 +29,5 @@ def root() -> Any:
 @bp.get("/home")
 @requires(Permission.USE_ACCOUNT)
 def index() -> Any:
-    return render_template("home.html")
+    """Your home: what is waiting for you, most urgent first, then the places you can go."""
+    return render_template("home.html", waiting=waiting_for(db(), require_user(), utcnow().date()))
