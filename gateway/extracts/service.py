@@ -32,6 +32,7 @@ from gateway.permissions import Permission, check_permission
 from gateway.workspaces.entitlement import workspace_id
 from projects.cohort import to_spec
 from projects.models import Project
+from projects.workflow import ProjectState
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ def release_held(session: Session, settings: Settings, actor: User, project: Pro
     rebuild makes a new version that needs its own.
     """
     check_permission(actor, Permission.RELEASE_EXTRACTS)
+    if project.state in {ProjectState.CLOSED, ProjectState.REVOKED}:
+        raise Conflict(f"The project is {project.state}: no extract can be released into it.")
     reason = reason.strip()
     if not reason:
         raise ValidationError("The release could not be recorded.",

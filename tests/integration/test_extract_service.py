@@ -99,6 +99,23 @@ def test_a_low_risk_held_version_needs_one_custodian_with_a_reason(
                                     REASON) == "released"
 
 
+@pytest.mark.parametrize("end", ["close", "revoke"])
+def test_a_held_version_of_a_closed_or_revoked_project_cannot_be_released(
+        settings: Settings, session_factory: sessionmaker[Session], project_id: int, end: str) -> None:
+    settings.extracts.k = 1000
+    service.run_queued_builds(settings, session_factory)
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        if end == "close":
+            lifecycle.close(s, f.user(s, "researcher"), project, "Study finished")
+        else:
+            lifecycle.revoke(s, f.user(s, "admin"), project, "Breach of the data access agreement")
+    with unit_of_work(session_factory) as s, pytest.raises(Conflict, match="no extract can be released"):
+        service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1, REASON)
+    with session_factory() as s:
+        assert s.scalar(select(ExtractVersion).where(ExtractVersion.project_id == project_id)).released_at is None
+
+
 def _proposed(settings: Settings, factory: sessionmaker[Session], project_id: int) -> None:
     with unit_of_work(factory) as s:
         assert service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1,
