@@ -31,6 +31,7 @@ from gateway.app import create_app
 from gateway.config import ExtractSettings, SecuritySettings, Settings
 from gateway.db import unit_of_work
 from gateway.identity import tokens
+from gateway.trust.models import Incident
 from projects import agreements, applications, dates
 from projects.demo_people import minimal_png
 from projects.models import Accreditation, Application, Decision, Project
@@ -168,6 +169,7 @@ class World:
             select(Decision.id).where(Decision.access_end_date > MAX_TERM),
             select(Project.id).where(Project.end_date > MAX_TERM),
             select(Accreditation.id).where((Accreditation.expiry_date > expiry) | (Accreditation.training_date < low)),
+            select(Incident.id).where((Incident.occurred_on < dt.date(2000, 1, 1)) | (Incident.occurred_on > TODAY)),
         ]
         with self.factory() as s:
             return [f"{query.columns_clause_froms[0].name} {row}" for query in checks for row in s.scalars(query)]
@@ -183,6 +185,11 @@ def _accreditation_fields(field: str, value: Any) -> dict[str, Any]:
     data[field] = value
     data["certificate"] = (io.BytesIO(PNG), "certificate.png", "image/png")
     return data
+
+
+def _incident_fields(field: str, value: Any) -> dict[str, Any]:
+    return {"title": "Laptop lost", "what_happened": "A laptop was left on a train.",
+            "action_taken": "It was encrypted; the account was disabled.", field: value}
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,9 @@ PAGE_TARGETS: dict[tuple[str, str], list[Target]] = {
 } | {
     ("AccreditationForm", name): [_page("POST", lambda w: "/accreditation/new", extra=_accreditation_fields)]
     for name in ("training_date", "expiry_date")
+} | {
+    ("IncidentForm", "occurred_on"): [_page("POST", lambda w: "/admin/incidents", extra=_incident_fields,
+                                            actor="admin")],
 }
 
 API_TARGETS: dict[tuple[str, str], list[Target]] = {

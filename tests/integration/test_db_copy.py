@@ -37,8 +37,9 @@ from gateway.model_registry import metadata
 from gateway.models import AuditEvent, User
 from gateway.outputs import service as outputs
 from gateway.outputs.models import OutputRequest
+from gateway.trust import incidents
 from gateway.workspaces.models import WorkspaceSession
-from projects import applications
+from projects import applications, publications
 from projects.models import Project
 from tests.conftest import sign_in_session
 from tests.integration.test_outputs import (
@@ -112,6 +113,10 @@ def seed_everything(settings: Settings) -> dict[str, int]:
                                     started_at=started + dt.timedelta(hours=1))])
         project = s.get(Project, project_id)
         assert project is not None
+        publications.link_publication(s, researcher, project, "10.1000/copy.1", "Findings \u2013 \u2713")
+        incidents.record_incident(s, admin, utcnow().date() - dt.timedelta(days=3), "Laptop lost \u2013 encrypted",
+                                  "A laptop was left on a train.", "The account was disabled the same day.",
+                                  utcnow().date())
         amendment = applications.start_amendment(s, researcher, project)  # names its project: the FK cycle
         applications.update_draft(s, researcher, amendment, {"amendment_summary": "Add deprivation deciles."})
         ids["amendment"] = amendment.id

@@ -16,6 +16,8 @@ ALLOWED = {
     "gateway/workspaces/hub_process.py": {"homes_root"},  # handed to the hub's environment; created as root
     # Closes the root-owned homes folder itself to other accounts (chmod 0700); never enters it.
     "gateway/host_permissions.py": {"homes_root"},
+    # `sde check` reads the mode of the homes folder itself (is it open to others?); never enters it.
+    "gateway/deploy_check.py": {"homes_root"},
     "gateway/workspaces/spec.py": {"workspace_home", "homes_root"},  # the layout, used by the hub's spawner only
 }
 
