@@ -49,6 +49,7 @@ from gateway.workspaces.entitlement import workspace_id
 from gateway.workspaces.models import WorkspaceSession
 from projects import agreements, applications, dac, lifecycle, organisations
 from projects.models import Application, Project
+from projects.workflow import ProjectState
 from tests.conftest import sign_in_session
 from tests.integration.test_accreditation import record_pending
 from tests.integration.test_outputs import act, outputs_of, review_all, work
@@ -509,11 +510,14 @@ class World:
             applications.add_member(s, f.user(s, lead), application, f.user(s, member), "analyst")
 
     def _run_builds(self) -> None:
-        """Build what is queued; a version held for the custodian (a small population) is released by the admin."""
+        """Build what is queued; a version held for the custodian (a small population) is released by the admin
+        (none of a closed or revoked project: nothing can be released into those)."""
         extracts.run_queued_builds(self.settings, self.factory)
         with self.factory() as s:
-            held = [(v.project_id, v.version) for v in s.scalars(select(ExtractVersion).where(
-                ExtractVersion.status == "held_for_custodian", ExtractVersion.released_at.is_(None)))]
+            held = [(v.project_id, v.version) for v in s.scalars(select(ExtractVersion).join(
+                Project, Project.id == ExtractVersion.project_id).where(
+                ExtractVersion.status == "held_for_custodian", ExtractVersion.released_at.is_(None),
+                Project.state.not_in([ProjectState.CLOSED, ProjectState.REVOKED])))]
         for project_id, version in held:
             f.release_extract(self.settings, self.factory, project_id, version)
 
