@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,3 +63,37 @@ def screenshot(page, name: str) -> None:
     """Keep a current picture of the page for the user guides in docs/."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def hub() -> Iterator[Any]:
+    """A JupyterHub with the sandboxing spawner that forwards hand-overs to the gateway on a port chosen here."""
+    from tests.support.browser import free_port
+
+    hub_code = str(ROOT / "infra" / "jupyterhub")
+    if hub_code not in sys.path:
+        sys.path.insert(0, hub_code)
+    from devhub import DevHub
+
+    port = free_port()
+    with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as running:
+        running.gateway_port = port
+        yield running
+
+
+@pytest.fixture
+def workspace_settings(live_settings: Settings, hub: Any) -> Settings:
+    from gateway.config import WorkspaceSettings
+
+    return live_settings.model_copy(update={"workspaces": WorkspaceSettings(
+        hub_url=hub.url, hub_state_dir=hub.state_dir, extracts_root=hub.extracts_root, homes_root=hub.homes_root)})
+
+
+@pytest.fixture
+def gateway(workspace_settings: Settings, hub: Any) -> Iterator[LiveServer]:
+    """The live gateway on the port the hub forwards to."""
+    app = create_app(workspace_settings)
+    server = LiveServer(app, port=hub.gateway_port).start()
+    yield server
+    server.stop()
+    app.extensions["sde_engine"].dispose()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
 from gateway.app import create_app
-from gateway.config import Settings, WorkspaceSettings
+from gateway.config import Settings
 from gateway.db import unit_of_work
 from gateway.extracts import service as extracts
 from gateway.workspaces.entitlement import current_extract
@@ -35,7 +34,7 @@ from projects.models import Project
 from tests.functional.conftest import screenshot
 from tests.functional.test_sign_in_browser import sign_in
 from tests.support import factories as f
-from tests.support.browser import LiveServer, free_port
+from tests.support.browser import LiveServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "jupyterhub"))
 from devhub import DevHub, default_singleuser_prefix, missing_facilities
@@ -50,29 +49,6 @@ BIG = "p" * 2500 + "BIG-PASTE-END"
 SMALL = "small-paste-ok"
 COPY_REFUSED = "Copying out of this workspace is turned off"
 PASTE_REFUSED = "Paste refused"
-
-
-@pytest.fixture
-def hub() -> Iterator[DevHub]:
-    port = free_port()
-    with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as running:
-        running.gateway_port = port  # type: ignore[attr-defined]
-        yield running
-
-
-@pytest.fixture
-def workspace_settings(live_settings: Settings, hub: DevHub) -> Settings:
-    return live_settings.model_copy(update={"workspaces": WorkspaceSettings(
-        hub_url=hub.url, hub_state_dir=hub.state_dir, extracts_root=hub.extracts_root, homes_root=hub.homes_root)})
-
-
-@pytest.fixture
-def gateway(workspace_settings: Settings, hub: DevHub) -> Iterator[LiveServer]:
-    app = create_app(workspace_settings)
-    server = LiveServer(app, port=hub.gateway_port).start()  # type: ignore[attr-defined]
-    yield server
-    server.stop()
-    app.extensions["sde_engine"].dispose()
 
 
 def projects_with_extracts(settings: Settings, factory: sessionmaker[Session]) -> dict[str, int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
 from gateway.app import create_app
-from gateway.config import Settings, WorkspaceSettings
+from gateway.config import Settings
 from gateway.db import unit_of_work
 from gateway.extracts import service as extracts
 from gateway.outputs import service as output_service
@@ -44,7 +43,7 @@ from tests.functional.test_output_checking_browser import JUSTIFICATION, review_
 from tests.functional.test_sign_in_browser import sign_in
 from tests.integration.workspaces.workspace_client import Workspace, browser_login
 from tests.support import factories as f
-from tests.support.browser import LiveServer, free_port
+from tests.support.browser import LiveServer
 from tests.support.package_scan import scan_package
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "jupyterhub"))
@@ -53,29 +52,6 @@ from devhub import DevHub, default_singleuser_prefix, missing_facilities
 MISSING = missing_facilities(default_singleuser_prefix())
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(bool(MISSING), reason="workspaces need: " + "; ".join(MISSING))]
-
-
-@pytest.fixture
-def hub() -> Iterator[DevHub]:
-    port = free_port()  # the gateway's, so the hub can forward outputs a workspace hands over
-    with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as running:
-        running.gateway_port = port  # type: ignore[attr-defined]
-        yield running
-
-
-@pytest.fixture
-def workspace_settings(live_settings: Settings, hub: DevHub) -> Settings:
-    return live_settings.model_copy(update={"workspaces": WorkspaceSettings(
-        hub_url=hub.url, hub_state_dir=hub.state_dir, extracts_root=hub.extracts_root, homes_root=hub.homes_root)})
-
-
-@pytest.fixture
-def gateway(workspace_settings: Settings, hub: DevHub) -> Iterator[LiveServer]:
-    app = create_app(workspace_settings)
-    server = LiveServer(app, port=hub.gateway_port).start()  # type: ignore[attr-defined]
-    yield server
-    server.stop()
-    app.extensions["sde_engine"].dispose()
 
 
 def approved_project_with_extract(settings: Settings, factory: sessionmaker[Session]) -> int:
