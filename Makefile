@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export SDE_TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 PYTEST_ARGS ?=
+# Two workers on the two cores: host-bound tests (hubs, sandboxes, browsers) in one, database tests shared out.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test setup system-deps test-system-deps workspace-env lint clean screenshots
 
@@ -16,7 +18,7 @@ demo: setup system-deps workspace-env
 
 test: test-system-deps setup workspace-env
 	$(BIN)/ruff check .
-	SDE_STRICT_TESTS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	SDE_STRICT_TESTS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed node_modules/.installed
 

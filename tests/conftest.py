@@ -248,7 +248,25 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(POSTGRES_NOT_RUN, yellow=True, bold=True)
 
 
+# Tests that use the host itself (JupyterHub, sandboxes with their bridges, cgroups and uids, kernels, KubeSpawner's
+# event loop, a browser) run one after another in one worker under `make test` (pytest-xdist --dist loadgroup); the
+# database tests, each on its own databases, share out over the other workers.
+HOST_BOUND_PATHS = ("tests/functional/", "tests/integration/workspaces/", "tests/unit/workspaces/")
+HOST_BOUND_FIXTURES = {"browser", "page"}
+
+
+def is_host_bound(item: pytest.Item) -> bool:
+    path = str(item.path).replace("\\", "/")
+    return any(part in path for part in HOST_BOUND_PATHS) or bool(
+        HOST_BOUND_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests last: Playwright's sync API keeps an event loop on the main thread while the browser is
-    open, which would break later tests that run their own (kernel clients, KubeSpawner)."""
+    open, which would break later tests that run their own (kernel clients, KubeSpawner). Host-bound tests form
+    one xdist group, so they keep that order in one worker and never meet another worker's hubs."""
     items.sort(key=lambda item: "tests/functional/" in str(item.path).replace("\\", "/"))
+    for item in items:
+        if is_host_bound(item):
+            item.add_marker(pytest.mark.xdist_group("host"))
