@@ -58,7 +58,18 @@ def as_csv() -> Response:
 @public
 @records_download("register")
 def as_json() -> Response:
-    """The register in the HDR UK Data Use Register's field names and vocabularies (docs/public-register.md)."""
+    """The register as HDR UK Data Use Schema 1.0.0 records (docs/public-register.md)."""
+    from gateway.trust import data_use_register
+    from gateway.web.receipts import public_base_url
+
+    return jsonify(data_use_register.records(db(), catalogue(), public_base_url()))
+
+
+@bp.get("/register/hdruk-gateway.json")
+@public
+@records_download("register")
+def as_gateway_upload() -> Response:
+    """The register in the HDR UK Gateway's data-use upload fields, for loading into it (docs/public-register.md)."""
     from gateway.web.receipts import public_base_url
 
     return jsonify(register_rows.hdruk_entries(db(), catalogue(), public_base_url()))

@@ -42,7 +42,8 @@ def test_a_formula_in_a_project_title_is_neutralised_in_the_register_csv(
     rows = list(csv.DictReader(io.StringIO(client.get("/register.csv").get_data(as_text=True))))
     assert [r["Project Title"] for r in rows] == ["'" + FORMULA_TITLE]
     # the JSON and the page are not spreadsheets: they carry the title as written
-    assert [r["projectTitle"] for r in client.get("/register.json").json] == [FORMULA_TITLE]
+    assert [r["project"]["title"] for r in client.get("/register.json").json] == [FORMULA_TITLE]
+    assert [r["projectTitle"] for r in client.get("/register/hdruk-gateway.json").json] == [FORMULA_TITLE]
 
 
 # --- 9: dates ---------------------------------------------------------------------------------------------------

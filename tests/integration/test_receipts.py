@@ -47,12 +47,12 @@ def test_release_is_on_the_register_with_its_hash_and_the_audit_head(client: Fla
                                                    AuditEvent.object_id == str(released))).one()
         assert audit.verify(s).ok
         digest, seq, head, name = request.package_sha256, event.seq, event.hash, request.package_name
-    entry = next(e for e in client.get("/register.json").json if e["londonsde"]["releases"])
-    (item,) = entry["londonsde"]["releases"]
+    entry = next(e for e in client.get("/register.json").json if e["project"]["londonsde"]["releases"])
+    (item,) = entry["project"]["londonsde"]["releases"]
     assert item["packageSha256"] == digest
     assert item["auditChainHead"] == {"seq": seq, "hash": head}
     assert item["receipt"].endswith(f"/register/receipts/{name[:-4]}.json")
-    assert item["receipt"] in entry["researchOutputs"]
+    assert item["receipt"] in entry["outputs"]
     html = client.get("/register").get_data(as_text=True)
     assert digest in html and head in html and f"/register/receipts/{name[:-4]}.json" in html
 
@@ -180,6 +180,6 @@ def test_a_forged_host_header_cannot_name_another_site_once_the_address_is_set(
     receipt = json.loads(client.get(url, headers={"Host": "evil.example"}).data)
     assert receipt["receipt"]["issuer"] == "https://sde.london.nhs.example"
     entry = next(e for e in client.get("/register.json", headers={"Host": "evil.example"}).json
-                 if e["londonsde"]["releases"])
-    assert all(link.startswith("https://sde.london.nhs.example/") for link in entry["researchOutputs"]
+                 if e["project"]["londonsde"]["releases"])
+    assert all(link.startswith("https://sde.london.nhs.example/") for link in entry["outputs"]
                if "receipts" in link)

@@ -32,9 +32,9 @@ def test_register_lists_approved_projects_in_every_format(client: FlaskClient, s
     assert list(rows[0]) == COLUMNS and len(rows) == 1
     assert rows[0]["Status"] == "Active" and rows[0]["Commercial"] == "No"
     assert rows[0]["Legal Basis (Article 6)"] == "UK GDPR Article 6(1)(e) (public task)"
-    data = client.get("/register.json").json  # HDR UK field names (tests/integration/test_register_standard.py)
-    assert [(d["projectIdText"], d["projectTitle"]) for d in data] == [(r["Project ID"], r["Project Title"])
-                                                                       for r in rows]
+    data = client.get("/register.json").json  # HDR UK Data Use Schema (tests/integration/test_register_standard.py)
+    assert [(d["project"]["londonsde"]["reference"], d["project"]["title"]) for d in data] == [
+        (r["Project ID"], r["Project Title"]) for r in rows]
     api = client.get("/api/v1/register").json
     assert api["columns"] == COLUMNS and api["rows"] == rows
 
@@ -55,13 +55,13 @@ def test_register_changes_the_moment_a_change_commits(client: FlaskClient, sessi
     project_id = f.approved_project(session_factory, title="Air quality and asthma admissions")
     html = client.get("/register").get_data(as_text=True)
     assert "Air quality and asthma admissions" in html and "No projects have been approved yet." not in html
-    assert [r["londonsde"]["status"] for r in client.get("/register.json").json] == ["active"]
+    assert [r["project"]["londonsde"]["status"] for r in client.get("/register.json").json] == ["active"]
 
     with unit_of_work(session_factory) as s:
         project = s.get(Project, project_id)
         assert project is not None
         lifecycle.suspend(s, f.user(s, "admin"), project, "Breach under investigation.")
-    assert [r["londonsde"]["status"] for r in client.get("/register.json").json] == ["suspended"]
+    assert [r["project"]["londonsde"]["status"] for r in client.get("/register.json").json] == ["suspended"]
     assert "Suspended" in client.get("/register").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(client.get("/register.csv").get_data(as_text=True))))
     assert [r["Status"] for r in rows] == ["Suspended"]

@@ -1,5 +1,6 @@
-"""The public register as a standard: /register.json in the HDR UK Data Use Register's fields and vocabularies,
-charges from the services' own quotes and invoices, released outputs with signed receipts, publications."""
+"""The public register as a standard: /register.json as HDR UK Data Use Schema 1.0.0 records (the official schema,
+kept verbatim in tests/data), /register/hdruk-gateway.json in the HDR UK Gateway's upload fields, charges from the
+services' own quotes and invoices, released outputs with signed receipts, publications."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime as dt
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -27,15 +29,113 @@ from projects.register import COLUMNS
 from tests.conftest import sign_in_session
 from tests.support import factories as f
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "data" / "hdruk_data_use_register.schema.json")
-                    .read_text())
+DATA = Path(__file__).resolve().parents[1] / "data"
+SCHEMA = json.loads((DATA / "hdruk_gateway_data_use_upload.schema.json").read_text())
 FIELDS = set(SCHEMA["items"]["properties"])
+GATEWAY_JSON = "/register/hdruk-gateway.json"
+# The official HDR UK Data Use Schema 1.0.0, verbatim (source in tests/data/README.md).
+OFFICIAL = json.loads((DATA / "hdruk_data_use_schema_1.0.0.json").read_text())
 
 
 def validator() -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.validator_for(SCHEMA)
     cls.check_schema(SCHEMA)
     return cls(SCHEMA, format_checker=cls.FORMAT_CHECKER)
+
+
+def corrected_official() -> dict[str, Any]:
+    """The official schema with its one erratum mended: it requires "projects" and "settings" but names the
+    properties "project" and "setting" and forbids other keys, so as published no record can pass."""
+    assert set(OFFICIAL["required"]) - set(OFFICIAL["properties"]) == {"projects", "settings"}
+    return {**OFFICIAL, "required": ["people", "project", "data", "setting"]}
+
+
+def official_validator() -> jsonschema.protocols.Validator:
+    schema = corrected_official()
+    cls = jsonschema.validators.validator_for(schema)
+    assert cls is jsonschema.Draft7Validator
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def assert_official(record: dict[str, Any]) -> None:
+    """Valid, and with no misspelt key where the schema leaves objects open (one extension: project.londonsde)."""
+    official_validator().validate(record)
+    properties = OFFICIAL["properties"]
+    for part in ("people", "project", "data", "setting"):
+        allowed = set(properties[part]["properties"]) | ({"londonsde"} if part == "project" else set())
+        assert set(record[part]) <= allowed, (part, set(record[part]) - allowed)
+    assert set(record["people"]["organisation"]) <= set(OFFICIAL["definitions"]["organisation"]["properties"])
+    assert set(record["people"]["applicant"]) <= set(OFFICIAL["definitions"]["applicant"]["properties"])
+
+
+def test_register_json_is_official_data_use_schema_1_0_0_with_every_known_field(
+        client: FlaskClient, world: sessionmaker[Session]) -> None:
+    assert OFFICIAL["version"] == "1.0.0" and OFFICIAL["title"] == "HDR UK Data Use Schema"
+    f.approved_project(world, title="Asthma and deprivation")
+    (record,) = client.get("/register.json").json
+    assert_official(record)
+    with pytest.raises(jsonschema.ValidationError, match="'projects' is a required property"):
+        jsonschema.Draft7Validator(OFFICIAL).validate(record)  # the erratum, as published
+    people, project, data, setting = record["people"], record["project"], record["data"], record["setting"]
+    assert people["organisation"] == {"name": "Queen Mary University of London",
+                                      "identifier": "https://ror.org/026zzn846", "sector": "Academic Institute"}
+    with world() as s:
+        lead = f.user(s, "researcher").display_name
+    assert lead == "Dr Amara Okafor (researcher)" and people["applicant"]["names"][0] == "Dr Amara Okafor researcher"
+    assert people["fundersAndSponsors"] == ["NIHR"] and people["subLicence"] is False
+    assert "accredited" not in people  # DEA accreditation is not something the gateway knows: left out
+    assert project["title"] == "Asthma and deprivation"
+    assert project["identifier"] == f"http://localhost/register#{project['londonsde']['reference']}"
+    assert project["technicalSummary"].startswith("Cohort study of asthma exacerbations")
+    assert project["approvalCommittees"] == ["London SDE Data Access Committee (with lay members)",
+                                             "Research ethics committee: REC 24/LO/0001"]
+    assert "requestCategory" not in project  # not asked on the application: left out, not guessed
+    assert data["legalBasis"].startswith("The processing is necessary for the performance of a task carried out")
+    assert data["lawfulConditions"].startswith("Processing is necessary for archiving purposes")
+    assert data["dutyOfConfidentiality"] == "Section 251 of the NHS Act 2006"
+    assert data["optOut"] is True and data["sensitivityLevel"] == "De-Personalised"
+    assert data["requestFrequency"] == "One-off" and data["linkage"]
+    with world() as s:
+        variables = s.scalars(select(Project)).one().variables
+        assert [v.rsplit(": ", 1)[1] for v in data["confidentialDataDescription"]] == [v.variable for v in variables]
+    assert setting["accessType"] == "Trusted Research Environment" and setting["privacyEnhancements"]
+    assert record["outputs"] == []
+    assert project["londonsde"]["status"] == "active" and project["londonsde"]["charges"]["currency"] == "GBP"
+
+
+def test_the_official_schema_test_can_fail(client: FlaskClient, world: sessionmaker[Session]) -> None:
+    """What a careless mapping would write is refused: the old vocabularies, free text, a stray key."""
+    f.approved_project(world)
+    (record,) = client.get("/register.json").json
+    bad_parts = (("data", "optOut", "Yes"), ("data", "legalBasis", "UK GDPR Article 6(1)(e)"),
+                 ("setting", "accessType", "TRE"), ("project", "startDate", "4 August 2031"),
+                 ("data", "dutyOfConfidentiality", "Section 251 NHS Act 2006"), ("project", "title", "x" * 256))
+    for part, field, bad in bad_parts:
+        with pytest.raises(jsonschema.ValidationError):
+            official_validator().validate({**record, part: {**record[part], field: bad}})
+    with pytest.raises(jsonschema.ValidationError):
+        official_validator().validate({**record, "londonsde": {}})  # the top level is closed
+    with pytest.raises(AssertionError):
+        assert_official({**record, "data": {**record["data"], "optout": True}})  # a misspelt key
+
+
+def test_names_and_long_texts_are_fitted_to_the_schema_and_kept_whole_elsewhere(
+        client: FlaskClient, world: sessionmaker[Session]) -> None:
+    project_id = f.approved_project(world)
+    long_summary = ("Asthma admissions in London boroughs, studied over ten years. " * 80).strip()
+    with unit_of_work(world) as s:
+        f.user(s, "researcher").display_name = "Dr Siobh\u00e1n O'Brien-Smith"
+        project = s.get(Project, project_id)
+        assert project is not None
+        project.lay_summary = long_summary
+    (record,) = client.get("/register.json").json
+    assert_official(record)
+    assert record["people"]["applicant"]["names"][0] == "Dr Siobhan O Brien Smith"
+    lay = record["project"]["laySummary"]
+    assert len(lay) <= 3000 and lay.endswith("\u2026") and long_summary.startswith(lay[:-1])
+    (row,) = csv.DictReader(io.StringIO(client.get("/register.csv").get_data(as_text=True)))
+    assert row["Lay Summary"] == long_summary and row["Applicant Name(s)"].startswith("Dr Siobh\u00e1n O'Brien-Smith")
 
 
 @pytest.fixture
@@ -48,10 +148,10 @@ def world(session_factory: sessionmaker[Session], demo_users: dict[str, int]) ->
     return session_factory
 
 
-def test_register_json_validates_against_the_hdruk_schema_with_every_known_field(
+def test_gateway_upload_json_validates_against_the_transcribed_fields_with_every_known_field(
         client: FlaskClient, world: sessionmaker[Session]) -> None:
     f.approved_project(world, title="Asthma and deprivation")
-    data = client.get("/register.json").json
+    data = client.get(GATEWAY_JSON).json
     validator().validate(data)
     assert len(data) == 1
     entry = data[0]
@@ -81,7 +181,7 @@ def test_register_json_validates_against_the_hdruk_schema_with_every_known_field
 def test_the_schema_test_can_fail(client: FlaskClient, world: sessionmaker[Session]) -> None:
     """What the old register wrote (a merged legal basis, a free-text opt-out) is refused by the schema."""
     f.approved_project(world)
-    entry = client.get("/register.json").json[0]
+    entry = client.get(GATEWAY_JSON).json[0]
     for field, bad in (("nationalDataOptOut", True), ("legalBasisForDataArticle6", "UK GDPR Article 6(1)(e)"),
                        ("accessType", "trusted research environment"), ("projectStartDate", "4 August 2031"),
                        ("organisationId", "not a url")):
@@ -116,7 +216,7 @@ def test_register_charges_are_the_agreed_quote_and_what_was_invoiced(client: Fla
         quote = quotes.price_basis(s, project)
         assert quote is not None and quote.total_pence > 0
         agreed = quote.total_pence
-    entry = client.get("/register.json").json[0]["londonsde"]["charges"]
+    entry = client.get("/register.json").json[0]["project"]["londonsde"]["charges"]
     assert entry["agreedQuotePence"] == agreed and entry["invoicedToDatePence"] == 0
     assert entry["agreedQuote"] == format_money(agreed)
 
@@ -128,7 +228,7 @@ def test_register_charges_are_the_agreed_quote_and_what_was_invoiced(client: Fla
         assert len(created) == 1
         invoice_id = created[0].id
     # a draft invoice is not invoiced yet
-    assert client.get("/register.json").json[0]["londonsde"]["charges"]["invoicedToDatePence"] == 0
+    assert client.get("/register.json").json[0]["project"]["londonsde"]["charges"]["invoicedToDatePence"] == 0
     with unit_of_work(world) as s:
         invoice = s.get(Invoice, invoice_id)
         assert invoice is not None
@@ -137,7 +237,8 @@ def test_register_charges_are_the_agreed_quote_and_what_was_invoiced(client: Fla
         note = invoices.credit_note(s, f.user(s, "finance"), invoice, 1000, "Goodwill", f.TODAY)
         credited = note.total_pence
     assert issued > credited > 0
-    charges = client.get("/register.json").json[0]["londonsde"]["charges"]
+    charges = client.get("/register.json").json[0]["project"]["londonsde"]["charges"]
+    assert client.get(GATEWAY_JSON).json[0]["londonsde"]["charges"] == charges
     assert charges["invoicedToDatePence"] == issued - credited
     assert charges["agreedQuotePence"] == agreed
     row = next(csv.DictReader(io.StringIO(client.get("/register.csv").get_data(as_text=True))))
@@ -171,9 +272,12 @@ def test_publications_are_linked_by_members_with_a_valid_doi_and_audited(client:
         assert [p.doi for p in s.scalars(select(Publication))] == ["10.1136/bmj.n1234"]
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "publication.linked")).one()
         assert event.details["doi"] == "10.1136/bmj.n1234" and event.actor_label == "researcher"
-    entry = client.get("/register.json").json[0]
+    entry = client.get(GATEWAY_JSON).json[0]
     assert entry["researchOutputs"] == ["https://doi.org/10.1136/bmj.n1234"]
     validator().validate([entry])
+    record = client.get("/register.json").json[0]
+    assert record["outputs"] == ["https://doi.org/10.1136/bmj.n1234"]
+    assert_official(record)
     html = client.get("/register").get_data(as_text=True)
     assert 'href="https://doi.org/10.1136/bmj.n1234"' in html
 
@@ -203,9 +307,12 @@ def test_organisation_identifier_absent_is_left_out_not_guessed(client: FlaskCli
     with unit_of_work(world) as s:
         for org in s.scalars(select(Organisation)):
             org.identifier = None
-    entry = client.get("/register.json").json[0]
+    entry = client.get(GATEWAY_JSON).json[0]
     assert "organisationId" not in entry
     validator().validate([entry])
+    record = client.get("/register.json").json[0]
+    assert "identifier" not in record["people"]["organisation"]
+    assert_official(record)
 
 
 def test_an_administrator_records_the_ror_identifier_checked_for_form(world: sessionmaker[Session]) -> None:

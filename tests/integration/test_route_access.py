@@ -143,6 +143,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("register.page", "GET"): PUBLIC,
     ("register.as_csv", "GET"): PUBLIC,
     ("register.as_json", "GET"): PUBLIC,
+    ("register.as_gateway_upload", "GET"): PUBLIC,
     # a released output's signed receipt, by the package's public name as the register lists it (404 otherwise)
     ("receipts.receipt", "GET"): PUBLIC,
     ("receipts.public_key", "GET"): PUBLIC,

@@ -169,9 +169,9 @@ def test_register_shows_each_project_tier_in_every_format(client: FlaskClient, w
     tiers = {r["Project Title"]: r["Security Tier"] for r in rows}
     assert tiers == {"Standard project": "Standard", "Sensitive project": HIGH}
     entries = client.get("/register.json").json
-    assert {r["projectTitle"]: r["londonsde"]["securityTierLabel"] for r in entries} == tiers
-    assert {r["projectTitle"]: r["londonsde"]["securityTier"] for r in entries} == {"Standard project": "standard",
-                                                                                    "Sensitive project": "high"}
+    assert {r["project"]["title"]: r["project"]["londonsde"]["securityTierLabel"] for r in entries} == tiers
+    assert {r["project"]["title"]: r["project"]["londonsde"]["securityTier"] for r in entries} == {
+        "Standard project": "standard", "Sensitive project": "high"}
     html = client.get("/register").get_data(as_text=True)
     assert f'<dt class="nhsuk-summary-list__key">Security Tier</dt><dd class="nhsuk-summary-list__value">{HIGH}</dd>' \
         in html
