@@ -80,12 +80,10 @@ def demo(seed_only: bool, host: str, port: int) -> None:
     upgrade(settings.resolved_database_url)
     _, factory = _factory()
     try:
-        with unit_of_work(factory) as session:
-            created = demo_data.seed(session, settings)
+        created, prepared = demo_data.seed_with_history(settings, factory)
     except DomainError as exc:
         _fail(exc.message)
     click.echo(f"Demo data created: {', '.join(created) if created else 'none (already there)'}")
-    prepared = demo_data.prepare_data(settings, factory)
     secure_instance(settings)
     if prepared:
         click.echo("Prepared: " + "; ".join(prepared))

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
@@ -50,8 +51,38 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
+# How far the demo's clock runs behind the real one; None (everywhere but demo seeding) means the real time.
+_CLOCK_OFFSET: ContextVar[dt.timedelta | None] = ContextVar("sde_clock_offset", default=None)
+
+
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """Now, in UTC: the one clock the services read (the demo may run it behind, see ``back_dated``)."""
+    offset = _CLOCK_OFFSET.get()
+    now = dt.datetime.now(dt.UTC)
+    return now if offset is None else now - offset
+
+
+@contextmanager
+def back_dated(env: str, moment: dt.datetime) -> Iterator[None]:
+    """Run the block with ``utcnow()`` starting at ``moment`` and ticking on from there (this context only).
+
+    Only for seeding the demo, so that the real services write a history with real dates. Refused in
+    production, for a moment in the future, and while another back-dating is active (no hidden nesting).
+    """
+    if env == "production":
+        raise RuntimeError("Refusing to back-date the clock: SDE_ENV is 'production'.")
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given; back-date to an aware UTC moment")
+    offset = dt.datetime.now(dt.UTC) - moment
+    if offset < dt.timedelta(0):
+        raise ValueError("the clock can only be set back, never forward")
+    if _CLOCK_OFFSET.get() is not None:
+        raise RuntimeError("the clock is already back-dated")
+    token = _CLOCK_OFFSET.set(offset)
+    try:
+        yield
+    finally:
+        _CLOCK_OFFSET.reset(token)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

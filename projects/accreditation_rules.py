@@ -11,6 +11,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.db import utcnow
 from gateway.errors import Conflict
 from gateway.models import User
 from projects.models import Accreditation
@@ -22,7 +23,7 @@ class AccreditationRequired(Conflict):
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+    return utcnow().date()
 
 
 def is_valid(accreditation: Accreditation, on: dt.date | None = None) -> bool:

@@ -33,7 +33,7 @@ class DemoApplication:
     variables: tuple[tuple[str, str, str], ...]
     commercial: bool = False
     opt_out_applies: bool = True
-    end_in_days: int = 540
+    end_in_days: int = 540  # access ends this many days after the day the demo is seeded (not the decision)
     votes: dict[str, str] = field(default_factory=dict)
     security_tier: str = "standard"  # chosen by the chair at approval
 
@@ -58,7 +58,7 @@ DEMO_APPLICATIONS: tuple[DemoApplication, ...] = (
         (("patients", "sex", "attack rates differ by sex"), ("patients", "imd_decile", "deprivation is the exposure"),
          ("patients", "borough", "results are reported by borough"), ("conditions", "condition", ""),
          ("prescriptions", "drug_class", "")),
-        votes={"dac1": "approve", "dac2": "approve_with_conditions", "laymember": "approve"},
+        votes={"dac1": "approve", "dac2": "approve_with_conditions", "laymember": "approve"}, end_in_days=21,
         security_tier="high"),  # children's records: the committee chose the high tier (shows both tiers in the demo)
     DemoApplication(
         "Blood pressure control in people with hypertension across London boroughs", "researcher2", "approved",
@@ -125,12 +125,21 @@ def _variables(catalogue: Catalogue, wanted: tuple[tuple[str, str, str], ...]) -
     return [VariableChoice(d, v, j) for d, v, j in wanted if lookup(catalogue, d, v) is not None]
 
 
-def seed_projects(session: Session, catalogue: Catalogue, dac_settings: DacSettings, today: dt.date) -> list[str]:
-    """Create the demo applications that are missing (matched by title); returns their references."""
+def seed_projects(session: Session, catalogue: Catalogue, dac_settings: DacSettings, today: dt.date,
+                  approved: bool | None = None, ends_from: dt.date | None = None) -> list[str]:
+    """Create the demo applications that are missing (matched by title); returns their references.
+
+    ``approved`` picks only the applications that become projects (True) or only the others (False), so a
+    back-dated demo can approve its projects months ago and leave the rest recent; access end dates count
+    from ``ends_from`` (the real day of seeding), so the project near its end is near it on the day shown.
+    """
     agreement = agreements.ensure_default(session, SEEDER)
     chair = _user(session, "dacchair")
+    end_base = ends_from or today
     created = []
     for demo in DEMO_APPLICATIONS:
+        if approved is not None and (demo.target == "approved") != approved:
+            continue
         if session.scalar(select(Application).where(Application.title == demo.title)) is not None:
             continue
         applicant = _user(session, demo.applicant)
@@ -168,6 +177,6 @@ def seed_projects(session: Session, catalogue: Catalogue, dac_settings: DacSetti
                    message={"approved": "", "rejected": "No public benefit is shown; commercial marketing is not "
                                                          "an acceptable purpose.",
                             "changes_requested": "Justify the ethnicity variable and narrow the cohort."}[outcome],
-                   access_end_date=today + dt.timedelta(days=demo.end_in_days) if outcome == "approved" else None,
+                   access_end_date=end_base + dt.timedelta(days=demo.end_in_days) if outcome == "approved" else None,
                    today=today, security_tier=demo.security_tier if outcome == "approved" else None)
     return created

@@ -30,6 +30,7 @@ DOCUMENTS = (REPO / "README.md", REPO / "docs" / "operators.md")
 # Documented commands run as a subprocess by another test, named here so the coverage test can check it.
 ELSEWHERE = {
     "serve": "tests/integration/test_serve_production.py and tests/functional/test_first_hour_browser.py",
+    "receipt verify": "tests/integration/test_receipts.py and tests/integration/test_demo_data.py",
 }
 RAN: set[str] = set()
 
