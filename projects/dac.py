@@ -268,7 +268,7 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
             project = lifecycle.create_project(session, actor, application, decision, today, security_tier=tier)
         else:
             project = lifecycle.apply_amendment(session, actor, application, decision, today)
-        from gateway.charging.quotes import freeze_quote
+        from gateway.charging.approval import freeze_quote
 
         freeze_quote(session, actor, application, project, today)  # the quote, frozen with its tariff version
     outbox.send_email(session, application.applicant.email, f"Decision on {application.reference}",
