@@ -422,7 +422,7 @@ def docs_group() -> None:
 @click.option("--check", is_flag=True, help="Exit 1 if docs/workflows.md is out of date instead of writing it.")
 def docs_diagrams(check: bool) -> None:
     """Write the state diagrams of docs/workflows.md from the transition tables."""
-    from projects.workflow import workflows_markdown
+    from gateway.workflow_docs import workflows_markdown
 
     path = REPO_ROOT / "docs" / "workflows.md"
     text = workflows_markdown()
