@@ -42,6 +42,9 @@ def _fail(message: str, code: int = 1) -> None:
 @click.group()
 def main() -> None:
     """londonsde gateway: administration commands."""
+    from gateway import wiring
+
+    wiring.wire()  # a command that decides (demo seeding, say) has the decision's side effects subscribed
     private_umask()  # what any command writes (database, keys, extracts, backups) is the service's alone
 
 
