@@ -89,6 +89,9 @@ class Subscribers:
             raise TypeError(f"{event_type.__name__} is not a domain event (projects.events.EVENT_TYPES).")
         self._handlers.setdefault(event_type, []).append(handler)
 
+    def unsubscribe(self, event_type: type[E], handler: Callable[[Session, E], None]) -> None:
+        self._handlers[event_type].remove(handler)
+
     def handlers(self, event_type: type) -> tuple[Handler, ...]:
         return tuple(self._handlers.get(event_type, ()))
 
