@@ -16,5 +16,5 @@ def expire_projects(session: Session, on: dt.date) -> None:
     expire_due(session, on)
 
 
-# projects/'s own daily jobs; the worker runs gateway.wiring.DAILY_JOBS, these and the layers' above (charging).
+# The domain's daily jobs. The worker runs gateway.wiring.DAILY_JOBS: these, then charging's.
 JOBS: list[Callable[[Session, dt.date], None]] = [send_expiry_reminders, expire_projects]
