@@ -25,6 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from gateway import wiring
 from gateway.config import Settings, load_settings
 from gateway.db import make_engine, make_session_factory
 from gateway.errors import DomainError
@@ -47,6 +48,7 @@ API_PREFIX = "/api/"
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(overrides or None)
+    wiring.wire()  # domain events to the layers that act on them, before anything can emit one
     app = Flask(__name__, instance_path=str(settings.instance_dir), instance_relative_config=False)
     app.config.update(
         SECRET_KEY=settings.resolved_secret_key(),

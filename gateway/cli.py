@@ -42,6 +42,9 @@ def _fail(message: str, code: int = 1) -> None:
 @click.group()
 def main() -> None:
     """londonsde gateway: administration commands."""
+    from gateway import wiring
+
+    wiring.wire()  # a command that decides (demo seeding, say) has the decision's side effects subscribed
     private_umask()  # what any command writes (database, keys, extracts, backups) is the service's alone
 
 
@@ -420,7 +423,7 @@ def docs_group() -> None:
 @click.option("--check", is_flag=True, help="Exit 1 if docs/workflows.md is out of date instead of writing it.")
 def docs_diagrams(check: bool) -> None:
     """Write the state diagrams of docs/workflows.md from the transition tables."""
-    from projects.workflow import workflows_markdown
+    from gateway.workflow_docs import workflows_markdown
 
     path = REPO_ROOT / "docs" / "workflows.md"
     text = workflows_markdown()

@@ -13,11 +13,7 @@ import time
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-import gateway.extracts.service
-import gateway.outputs.checks  # registers the automatic output checks
-import gateway.outputs.release  # registers the release of approved outputs
-import gateway.workspaces.service  # noqa: F401 - registers the outbox handler that stops servers
-from gateway import outbox
+from gateway import outbox, wiring
 from gateway.config import Settings
 from gateway.db import unit_of_work
 
@@ -26,10 +22,9 @@ log = logging.getLogger(__name__)
 
 def run_daily_jobs(factory: sessionmaker[Session], today: dt.date) -> list[str]:
     """Run every scheduled job for ``today``; returns the names of those that failed."""
-    from projects.scheduled import JOBS
-
+    wiring.wire()
     failed = []
-    for job in JOBS:
+    for job in wiring.DAILY_JOBS:
         try:
             with unit_of_work(factory) as session:
                 job(session, today)
@@ -84,6 +79,7 @@ def sweep_workspaces(settings: Settings, factory: sessionmaker[Session], today: 
 
 
 def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date | None = None) -> tuple[int, list[str]]:
+    wiring.wire()
     day = today or dt.datetime.now(dt.UTC).date()
     failed = run_daily_jobs(factory, day)
     sweep_certificates(settings, factory)
@@ -95,6 +91,7 @@ def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date 
 
 def run_forever(settings: Settings, factory: sessionmaker[Session], interval: float = 30.0) -> None:
     """Deliver the outbox every ``interval`` seconds; the daily jobs run at start and then hourly (idempotent)."""
+    wiring.wire()
     last_jobs = 0.0
     while True:
         try:

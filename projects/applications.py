@@ -261,7 +261,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
         raise ValidationError("The suggestion could not be applied.",
                               field_errors={"generalisation": ["This is not a generalisation the gateway knows."]}
                               ) from None
-    from gateway.extracts.preview import LEVELS, level_of
+    from gateway.extracts.spec import LEVELS, level_of
 
     current = Generalisation(**(application.generalisation or {}))
     finer = [dimension for dimension in LEVELS if level_of(chosen, dimension) < level_of(current, dimension)]

@@ -20,7 +20,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
-from projects import dates
+from projects import dates, events
 from projects.applications import is_team_member, max_term_months
 from projects.dates import latest_access_end
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
@@ -268,9 +268,8 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
             project = lifecycle.create_project(session, actor, application, decision, today, security_tier=tier)
         else:
             project = lifecycle.apply_amendment(session, actor, application, decision, today)
-        from gateway.charging.quotes import freeze_quote
-
-        freeze_quote(session, actor, application, project, today)  # the quote, frozen with its tariff version
+        # charging freezes the quote with its tariff version (gateway.wiring)
+        events.emit(session, events.ApplicationApproved(application, project, actor, today))
     outbox.send_email(session, application.applicant.email, f"Decision on {application.reference}",
                       f"The data access committee's decision: {outcome.replace('_', ' ')}.\n\n"
                       f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),

@@ -13,7 +13,7 @@ from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, check_security_tier
-from projects import cohort
+from projects import cohort, events
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
 from projects.workflow import PROJECT_TRANSITIONS, ProjectState, check_project_move
@@ -85,9 +85,7 @@ def create_project(session: Session, actor: User, application: Application, deci
                  {"reference": project.reference, "application": application.reference,
                   "end_date": project.end_date, "members": sorted(m.user.username for m in project.members),
                   "cohort": cohort.copied(project), "security_tier": project.security_tier})
-    from gateway.extracts.service import request_build
-
-    request_build(session, project, "project approved", actor)
+    events.emit(session, events.ProjectCreated(project, actor))  # its first extract is built (gateway.wiring)
     return project
 
 
@@ -130,10 +128,7 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
                  {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
                   "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date,
                   "cohort": cohort.copied(project), "changed": changed})
-    if project.state == ProjectState.ACTIVE:
-        from gateway.extracts.service import request_build
-
-        request_build(session, project, f"amendment {amendment.reference} approved", actor)
+    events.emit(session, events.ProjectAmended(project, amendment, actor))  # an active one's extract is rebuilt
     return project
 
 
@@ -145,10 +140,8 @@ def _move(session: Session, actor: User | str, project: Project, target: Project
     project.state_reason = reason
     audit.record(session, actor, f"project.{target.value}", "project", project.id,
                  {"from": previous, "reason": reason})
-    if previous == ProjectState.ACTIVE:
-        from gateway.workspaces.service import stop_project_workspaces
-
-        stop_project_workspaces(session, project, f"project {target.value}: {reason}")
+    # leaving the active state stops the project's workspaces (subscribed in gateway.wiring)
+    events.emit(session, events.ProjectStateChanged(project, previous, target.value, reason))
     if target in (ProjectState.CLOSED, ProjectState.REVOKED):
         # Closing destroys the pseudonym key (by the worker, which holds the key files).
         outbox.enqueue(session, "extract.destroy_key", {"project_id": project.id},
@@ -225,9 +218,7 @@ def raise_security_tier(session: Session, actor: User, project: Project, reason:
     session.flush()
     audit.record(session, actor, "project.security_tier_raised", "project", project.id,
                  {"from": previous, "to": project.security_tier, "reason": reason})
-    from gateway.workspaces.service import stop_project_workspaces
-
-    stop_project_workspaces(session, project, f"security tier raised to high: {reason}")
+    events.emit(session, events.SecurityTierRaised(project, reason))  # running workspaces stop (gateway.wiring)
     for member in project.members:
         outbox.send_email(session, member.user.email, f"Project {project.reference}: high security tier",
                           f"{project.title}\n\nThe project's workspaces are now in the high security tier: no copy "

@@ -16,11 +16,5 @@ def expire_projects(session: Session, on: dt.date) -> None:
     expire_due(session, on)
 
 
-def charging(session: Session, on: dt.date) -> None:
-    """Meter seats, compute and annual reviews; invoice the previous month once (gateway.charging.jobs)."""
-    from gateway.charging.jobs import daily_charging
-
-    daily_charging(session, on)
-
-
-JOBS: list[Callable[[Session, dt.date], None]] = [send_expiry_reminders, expire_projects, charging]
+# The domain's daily jobs. The worker runs gateway.wiring.DAILY_JOBS: these, then charging's.
+JOBS: list[Callable[[Session, dt.date], None]] = [send_expiry_reminders, expire_projects]

@@ -103,30 +103,3 @@ def mermaid(transitions: dict[tuple[StrEnum, StrEnum], str], initial: StrEnum) -
     finals = {t for (_, t) in transitions} - {s for (s, _) in transitions}
     lines.extend(f"    {state.value} --> [*]" for state in sorted(finals, key=str))
     return "\n".join(lines)
-
-
-def workflows_markdown() -> str:
-    """docs/workflows.md, generated: the diagrams and the owner of every state."""
-    parts = ["# Workflows", "",
-             "Generated from `projects/workflow.py` by `sde docs diagrams`; a test fails if this page is out of date.",
-             "Any move not drawn here is refused by the gateway (409) and changes nothing.", "",
-             "## Applications", "", "```mermaid", mermaid(APPLICATION_TRANSITIONS, AppState.DRAFT), "```", "",
-             "| State | Who acts |", "| --- | --- |"]
-    parts += [f"| {state.value} | {owner} |" for state, owner in APPLICATION_OWNERS.items()]
-    parts += ["", "## Projects", "", "```mermaid", mermaid(PROJECT_TRANSITIONS, ProjectState.ACTIVE), "```", "",
-              "| State | Who acts |", "| --- | --- |"]
-    parts += [f"| {state.value} | {owner} |" for state, owner in PROJECT_OWNERS.items()]
-    from gateway.outputs.workflow import OUTPUT_OWNERS, OUTPUT_TRANSITIONS, OutputState
-
-    parts += ["", "## Output requests", "", "```mermaid", mermaid(OUTPUT_TRANSITIONS, OutputState.PENDING), "```",
-              "", "| State | Who acts |", "| --- | --- |"]
-    parts += [f"| {state.value} | {owner} |" for state, owner in OUTPUT_OWNERS.items()]
-    from gateway.identity.sessions import SIGN_IN_OWNERS, SIGN_IN_TRANSITIONS, SignInState
-
-    parts += ["", "## Signing in", "",
-              "Each browser's sign-in is kept on the server and moves only along these arrows; every page serves one "
-              "state, and the cookie's key is replaced at each move. See [Signing in](signing-in.md).", "",
-              "```mermaid", mermaid(SIGN_IN_TRANSITIONS, SignInState.PASSWORD), "```",
-              "", "| State | Who acts |", "| --- | --- |"]
-    parts += [f"| {state.value} | {owner} |" for state, owner in SIGN_IN_OWNERS.items()]
-    return "\n".join(parts) + "\n"

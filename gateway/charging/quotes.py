@@ -14,7 +14,7 @@ Rules (also in docs/charging.md):
   when the organisation rule says VAT applies. A project with commercial involvement is charged the
   commercial rule.
 
-At approval the quote is frozen into the project with its tariff version (``freeze_quote``); one-off lines
+At approval the quote is frozen into the project with its tariff version (``gateway.charging.approval``); one-off lines
 become fee meter events, invoiced in the next monthly run. Later tariff changes apply to new quotes only.
 """
 
@@ -26,12 +26,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
-from gateway import audit
-from gateway.charging.models import FrozenQuote, FrozenQuoteLine
+from gateway.charging.models import FrozenQuote
 from gateway.charging.money import apply_basis_points, format_money, vat_on
-from gateway.charging.tariff import Tariff, record_version, tariff_in_force
-from gateway.db import utcnow
-from gateway.models import User
+from gateway.charging.tariff import Tariff, tariff_in_force
 from projects.models import Application, Project
 
 ONCE, METERED, ANNUAL = "once", "metered", "anniversary"
@@ -212,41 +209,3 @@ def price_basis(session: Session, project: Project) -> FrozenQuote | None:
     return session.scalar(select(FrozenQuote).where(FrozenQuote.project_id == project.id)
                           .order_by(FrozenQuote.id.desc()).limit(1)
                           .options(lazyload(FrozenQuote.lines)))  # the basis needs the quote's terms, not its lines
-
-
-def freeze_quote(session: Session, actor: User | str, application: Application, project: Project,
-                 today: dt.date, tariff: Tariff | None = None) -> FrozenQuote:
-    """At approval: store the quote with its tariff version; its one-off lines become fee meter events."""
-    from gateway.charging.metering import record_meter_event
-
-    existing = frozen_quote_of(session, application.id)
-    if existing is not None:
-        return existing
-    tariff = tariff or tariff_in_force()
-    record_version(session, tariff)
-    access_end = project.end_date if application.kind == "new" else None
-    start = project.start_date if application.kind == "new" else today
-    quote = build_quote(tariff, inputs_for(session, tariff, application, start, access_end))
-    frozen = FrozenQuote(project_id=project.id, application_id=application.id, tariff_version_id=tariff.version_id,
-                         org_type=quote.org_type, multiplier_basis_points=quote.multiplier_basis_points,
-                         vat_basis_points=quote.vat_basis_points, currency=quote.currency,
-                         net_pence=quote.net_pence, vat_pence=quote.vat_pence, total_pence=quote.total_pence,
-                         frozen_at=utcnow(), frozen_by_id=actor.id if isinstance(actor, User) else None)
-    session.add(frozen)
-    session.flush()
-    for position, line in enumerate(quote.lines, start=1):
-        session.add(FrozenQuoteLine(quote_id=frozen.id, position=position, code=line.code,
-                                    description=line.description[:300], quantity=line.quantity,
-                                    unit_pence=line.unit_pence, amount_pence=line.amount_pence))
-    session.flush()
-    session.refresh(frozen)
-    audit.record(session, actor, "quote.frozen", "project", project.id,
-                 {"application": application.reference, "tariff_version": tariff.version_id,
-                  "org_type": quote.org_type, "net_pence": quote.net_pence, "vat_pence": quote.vat_pence,
-                  "total_pence": quote.total_pence})
-    for line in quote.lines:
-        if line.billing == ONCE:
-            record_meter_event(session, project, "fee", line.quantity, f"quote:{frozen.id}:{line.code}",
-                               description=line.description[:300], amount_pence=line.amount_pence,
-                               actor=actor)
-    return frozen

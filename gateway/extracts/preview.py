@@ -29,31 +29,14 @@ from gateway.extracts.catalogue import Catalogue, Role
 from gateway.extracts.pipeline import CohortCounts, SourceError, dry_run
 from gateway.extracts.pseudonym import new_project_key
 from gateway.extracts.risk import RiskReport, assess, class_sizes
-from gateway.extracts.spec import DateRange, ExtractSpec, Generalisation, SpecError
+from gateway.extracts.spec import LEVELS, DateRange, ExtractSpec, Generalisation, SpecError, level_of
 from projects.cohort import to_spec
 
-# Each dimension of the generalisation, finest level first, with the words people read for it (one mapping).
-LEVELS: dict[str, list[tuple[dict[str, Any], str]]] = {
-    "date_of_birth": [({"date_of_birth": "month"}, "month of birth"),
-                      ({"date_of_birth": "year"}, "year of birth"),
-                      ({"date_of_birth": "age_band", "age_band_years": 5}, "age in 5-year bands"),
-                      ({"date_of_birth": "age_band", "age_band_years": 10}, "age in 10-year bands")],
-    "lsoa": [({"lsoa": "keep"}, "LSOA as recorded"), ({"lsoa": "borough"}, "LSOA coarsened to its borough")],
-    "area_code": [({"area_code": "keep"}, "postcode district"), ({"area_code": "postcode_area"}, "postcode area")],
-    "imd_decile": [({"imd_decile": "keep"}, "IMD decile"), ({"imd_decile": "quintile"}, "IMD quintile")],
-}
 ROLE_OF_DIMENSION = {"date_of_birth": Role.DATE_OF_BIRTH, "lsoa": Role.LSOA, "area_code": Role.AREA_CODE,
                      "imd_decile": Role.IMD_DECILE}
 DROP_COST = 2  # leaving a variable out costs the research more than coarsening one
 MAX_DROPS = 2
 
-
-def level_of(generalisation: Generalisation, dimension: str) -> int:
-    values = generalisation.model_dump(mode="json")
-    for index, (setting, _) in enumerate(LEVELS[dimension]):
-        if all(values.get(k) == v for k, v in setting.items()):
-            return index
-    return 0
 
 
 def describe(generalisation: Generalisation, dimensions: list[str]) -> list[str]:

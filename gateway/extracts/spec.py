@@ -202,3 +202,23 @@ def load_spec(path: Path | str, key: bytes) -> ExtractSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{path} does not hold a mapping")
     return make_spec(data, key)
+
+
+# Each dimension of the generalisation, finest level first, with the words people read for it (one mapping).
+LEVELS: dict[str, list[tuple[dict[str, Any], str]]] = {
+    "date_of_birth": [({"date_of_birth": "month"}, "month of birth"),
+                      ({"date_of_birth": "year"}, "year of birth"),
+                      ({"date_of_birth": "age_band", "age_band_years": 5}, "age in 5-year bands"),
+                      ({"date_of_birth": "age_band", "age_band_years": 10}, "age in 10-year bands")],
+    "lsoa": [({"lsoa": "keep"}, "LSOA as recorded"), ({"lsoa": "borough"}, "LSOA coarsened to its borough")],
+    "area_code": [({"area_code": "keep"}, "postcode district"), ({"area_code": "postcode_area"}, "postcode area")],
+    "imd_decile": [({"imd_decile": "keep"}, "IMD decile"), ({"imd_decile": "quintile"}, "IMD quintile")],
+}
+
+
+def level_of(generalisation: Generalisation, dimension: str) -> int:
+    values = generalisation.model_dump(mode="json")
+    for index, (setting, _) in enumerate(LEVELS[dimension]):
+        if all(values.get(k) == v for k, v in setting.items()):
+            return index
+    return 0

@@ -1,0 +1,74 @@
+"""The composition root: which layer acts on which domain event, and which jobs the worker runs daily.
+
+projects/ decides and emits events (projects.events); extracts, workspaces and charging act on them here, in
+the emitter's transaction. Importing this module also loads every module that registers an outbox handler
+(extracts, workspaces, output checks and release). Every entry point calls ``wire()`` once before it serves
+or runs anything: create_app (web and API), the ``sde`` command group and the worker. Reading this file
+answers "what happens when a project is approved, amended, leaves the active state or has its tier raised".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+import gateway.outputs.checks  # registers the automatic output checks (outbox)
+import gateway.outputs.release  # noqa: F401 - registers the release of approved outputs (outbox)
+from gateway.charging.approval import freeze_quote
+from gateway.charging.jobs import daily_charging
+from gateway.extracts.service import request_build
+from gateway.workspaces.service import stop_project_workspaces
+from projects import events, scheduled
+from projects.workflow import ProjectState
+
+_lock = threading.Lock()
+_wired = False
+
+
+def build_first_extract(session: Session, event: events.ProjectCreated) -> None:
+    request_build(session, event.project, "project approved", event.actor)
+
+
+def rebuild_extract_after_amendment(session: Session, event: events.ProjectAmended) -> None:
+    """Only an active project gets a new extract (an expired one extended by the amendment is active again)."""
+    if event.project.state == ProjectState.ACTIVE:
+        request_build(session, event.project, f"amendment {event.amendment.reference} approved", event.actor)
+
+
+def stop_workspaces_leaving_active(session: Session, event: events.ProjectStateChanged) -> None:
+    if event.previous == ProjectState.ACTIVE:
+        stop_project_workspaces(session, event.project, f"project {event.target}: {event.reason}")
+
+
+def stop_workspaces_for_high_tier(session: Session, event: events.SecurityTierRaised) -> None:
+    stop_project_workspaces(session, event.project, f"security tier raised to high: {event.reason}")
+
+
+def freeze_approved_quote(session: Session, event: events.ApplicationApproved) -> None:
+    freeze_quote(session, event.actor, event.application, event.project, event.today)
+
+
+def charging(session: Session, on: dt.date) -> None:
+    """Meter seats, compute and annual reviews; invoice the previous month once (gateway.charging.jobs)."""
+    daily_charging(session, on)
+
+
+DAILY_JOBS: list[Callable[[Session, dt.date], None]] = [*scheduled.JOBS, charging]
+
+
+def wire() -> None:
+    """Subscribe every layer's handlers to the domain events, once per process."""
+    global _wired
+    with _lock:
+        if _wired:
+            return
+        subscribe = events.SUBSCRIBERS.subscribe
+        subscribe(events.ProjectCreated, build_first_extract)
+        subscribe(events.ProjectAmended, rebuild_extract_after_amendment)
+        subscribe(events.ProjectStateChanged, stop_workspaces_leaving_active)
+        subscribe(events.SecurityTierRaised, stop_workspaces_for_high_tier)
+        subscribe(events.ApplicationApproved, freeze_approved_quote)
+        _wired = True
