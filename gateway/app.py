@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +35,7 @@ from gateway.identity import tokens
 from gateway.identity.ldap_directory import LdapDirectory
 from gateway.identity.sessions import STEP_STATES, SignInState, live_session
 from gateway.models import User
-from gateway.permissions import ROLE_LABELS, Permission, has_permission, role_permissions_of
+from gateway.permissions import ROLE_LABELS, Permission, has_permission, permissions_of, role_permissions_of
 from gateway.ratelimit import init_rate_limits
 from gateway.web.access import access_of
 from gateway.web.auth import STEP_ENDPOINTS
@@ -194,6 +196,7 @@ def _identify_and_enforce() -> Response | None:
 NHS_FONTS_ORIGIN = "https://assets.nhs.uk"
 
 
+@functools.lru_cache(maxsize=8)
 def content_security_policy(hub_url: str) -> str:
     """No inline script or style anywhere; forms may post here, or hand over (redirect) to the workspace hub."""
     parts = urlsplit(hub_url)
@@ -299,13 +302,18 @@ PUBLIC_NAV: list[tuple[str, str]] = [
 ]
 
 
+# per process, read-only: the same for everyone
+ROLE_LABELS_BY_VALUE = MappingProxyType({r.value: label for r, label in ROLE_LABELS.items()})
+
+
 def _template_globals() -> dict[str, Any]:
+    """What every page may use, worked out once per render: the person's permissions are read once, not per link."""
     user = current_user()
-    nav = ([(label, endpoint) for label, endpoint, perm in NAV if has_permission(user, perm)] if user is not None
-           else PUBLIC_NAV)
+    granted = permissions_of(user)
+    nav = [(label, endpoint) for label, endpoint, perm in NAV if perm in granted] if user is not None else PUBLIC_NAV
     return {
         "current_user": user,
         "nav_items": nav,
-        "can": lambda permission: has_permission(user, Permission(permission)),
-        "role_labels": {r.value: label for r, label in ROLE_LABELS.items()},
+        "can": lambda permission: Permission(permission) in granted,
+        "role_labels": ROLE_LABELS_BY_VALUE,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -108,7 +109,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    _quick_ping(engine.dialect)
+    return engine
+
+
+def _quick_ping(dialect: Dialect) -> None:
+    """Check a pooled connection before use without a round trip when its socket shows it is idle and open.
+
+    An idle connection has nothing to read: if its socket is readable, the server closed it (a restart, a crash:
+    end of file) or sent something unasked, and the dialect's own ping (a query) decides. Otherwise the connection is
+    handed out as is, saving one round trip per request. A connection lost without the server closing it (a cut
+    network) fails on its first query as it would after a ping, and the pool then drops every older connection.
+    """
+    full_ping = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        try:
+            readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+        except (OSError, ValueError, AttributeError):  # closed, or a driver without a socket: ask the server
+            return bool(full_ping(dbapi_connection))
+        return True if not readable else bool(full_ping(dbapi_connection))
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 READ_MOSTLY = "sde_read_mostly"

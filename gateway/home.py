@@ -9,6 +9,7 @@ sees the items of each, merged and ordered by urgency.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from gateway.permissions import Permission, Role, has_permission
 from projects import applications, dac
 from projects.accreditation import list_for_officer
 from projects.lifecycle import list_projects
-from projects.models import Project
+from projects.models import Application, Project
 from projects.workflow import FINAL_PROJECT_STATES, AppState, ProjectState
 
 NEAR_EXPIRY_DAYS = 30
@@ -79,10 +80,31 @@ def _item(kind: str, count: int, urgent: bool = False) -> list[Waiting]:
 
 # --- one function per role ------------------------------------------------------------------------------------
 
-def dac_member_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
+class Reads:
+    """The lists several roles' items share, each read once per home page (a DAC chair who is also a member)."""
+
+    def __init__(self, session: Session, user: User) -> None:
+        self.session, self.user = session, user
+
+    @functools.cached_property
+    def applications_with_reviews(self) -> list[Application]:
+        return applications.list_applications(self.session, self.user)
+
+    def applications(self) -> list[Application]:
+        """The person's visible applications: the committee's list if already read, else one without reviews."""
+        if "applications_with_reviews" in self.__dict__:
+            return self.applications_with_reviews
+        return applications.list_applications(self.session, self.user, with_reviews=False)
+
+    @functools.cached_property
+    def projects(self) -> list[Project]:
+        return list_projects(self.session, self.user)
+
+
+def dac_member_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Votes this member owes: assigned, not recused, application under review, no vote of theirs this round."""
     owed = 0
-    for application in applications.list_applications(session, user):
+    for application in reads.applications_with_reviews:
         if application.state != AppState.UNDER_REVIEW or dac.is_recused(user, application):
             continue
         own = dac.assignment_of(user, application)
@@ -91,24 +113,24 @@ def dac_member_items(session: Session, user: User, today: dt.date) -> list[Waiti
     return _item("votes_owed", owed)
 
 
-def dac_chair_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
+def dac_chair_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Submitted applications to give reviewers, and those under review to decide - never one the chair is
     recused from - plus any vote the chair owes as a reviewer."""
-    rows = [a for a in applications.list_applications(session, user) if not dac.is_recused(user, a)]
+    rows = [a for a in reads.applications_with_reviews if not dac.is_recused(user, a)]
     to_assign = sum(a.state == AppState.SUBMITTED for a in rows)
-    return dac_member_items(session, user, today) + (
+    return dac_member_items(reads, user, today) + (
         _item("applications_to_assign", to_assign)
         + _item("applications_to_decide", sum(a.state == AppState.UNDER_REVIEW for a in rows)))
 
 
-def accreditation_officer_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
-    return _item("accreditations_to_verify", len(list_for_officer(session, user, "pending")))
+def accreditation_officer_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
+    return _item("accreditations_to_verify", len(list_for_officer(reads.session, user, "pending")))
 
 
-def output_checker_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
+def output_checker_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """The checker's own queue (which already leaves out their own projects' requests): those they have not yet
     reviewed this round, and those with both reviews in that await a decision."""
-    queue = outputs.queue(session, user)
+    queue = outputs.queue(reads.session, user)
     to_check = [r for r in queue if r.state in REVIEWABLE_STATES and outputs.own_review(user, r) is None]
     to_decide = [r for r in queue if r.state == OutputState.REVIEWED]
     return _item("outputs_to_check", len(to_check)) + _item("outputs_to_decide", len(to_decide))
@@ -129,23 +151,22 @@ def held_extracts(session: Session, user: User) -> list[ExtractVersion]:
             and r.project_id in live]
 
 
-def admin_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
-    return _item("extracts_held", len(held_extracts(session, user))) + _near_expiry(list_projects(session, user),
-                                                                                     today)
+def admin_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
+    return _item("extracts_held", len(held_extracts(reads.session, user))) + _near_expiry(reads.projects, today)
 
 
-def finance_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
-    return _item("invoices_to_issue", len(list_invoices(session, user, state="draft")))
+def finance_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
+    return _item("invoices_to_issue", len(list_invoices(reads.session, user, state="draft")))
 
 
-def researcher_items(session: Session, user: User, today: dt.date) -> list[Waiting]:
+def researcher_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Output requests returned to their author, the person's applications and amendments sent back for changes,
     and the projects they lead that end soon."""
-    returned = [r for r in outputs.requests_for(session, user)
+    returned = [r for r in outputs.requests_for(reads.session, user)
                 if r.state == OutputState.RETURNED and r.author_id == user.id]
-    sent_back = [a for a in applications.list_applications(session, user)
+    sent_back = [a for a in reads.applications()
                  if a.state == AppState.CHANGES_REQUESTED and applications.is_team_member(user, a)]
-    led = [p for p in list_projects(session, user) if p.lead_id == user.id]
+    led = [p for p in reads.projects if p.lead_id == user.id]
     return (_item("outputs_returned", len(returned)) + _item("applications_returned", len(sent_back))
             + _near_expiry(led, today))
 
@@ -157,7 +178,7 @@ def _near_expiry(projects: list[Project], today: dt.date) -> list[Waiting]:
     return _item("projects_near_expiry", len(ending), urgent)
 
 
-ROLE_ITEMS: dict[Role, Callable[[Session, User, dt.date], list[Waiting]]] = {
+ROLE_ITEMS: dict[Role, Callable[[Reads, User, dt.date], list[Waiting]]] = {
     Role.DAC_MEMBER: dac_member_items,
     Role.LAY_MEMBER: dac_member_items,
     Role.DAC_CHAIR: dac_chair_items,
@@ -179,9 +200,10 @@ _NEEDS: dict[Role, Permission] = {
 def waiting_for(session: Session, user: User, today: dt.date) -> list[Waiting]:
     """Everything waiting for this person over all their roles, each kind once, most urgent first."""
     found: dict[str, Waiting] = {}
+    reads = Reads(session, user)
     for role, compute in ROLE_ITEMS.items():
         if role.value in user.roles and has_permission(user, _NEEDS[role]):
-            for item in compute(session, user, today):
+            for item in compute(reads, user, today):
                 # a kind reached through two roles (an admin who also leads a project) keeps the wider count
                 if item.kind not in found or item.count > found[item.kind].count:
                     found[item.kind] = item

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload, selectinload
 
 from gateway import audit, outbox
 from gateway.config import DacSettings
@@ -25,7 +25,7 @@ from gateway.workspaces.spec import TIERS
 from projects import agreements, cohort, dates
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import lookup, needs_justification, requestable
-from projects.models import Application, ApplicationMember, ApplicationVariable, Project
+from projects.models import Application, ApplicationMember, ApplicationVariable, Project, ReviewAssignment
 from projects.workflow import AppState, check_application_move
 
 EDITABLE_STATES = {AppState.DRAFT, AppState.CHANGES_REQUESTED}
@@ -106,9 +106,20 @@ def amendments_of(session: Session, user: User, project: Project) -> list[Applic
     return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 
-def list_applications(session: Session, user: User) -> list[Application]:
-    """What this person may see: their team's applications, and for the DAC every submitted one."""
-    query = select(Application).order_by(Application.id.desc())
+# A list needs each application's team (who may see it, conflicts) and, for the committee's counts, its reviewers'
+# votes; never the variables, nor the role grants of the people named (both read only if a caller asks).
+_LIST = (lazyload(Application.variables),
+         selectinload(Application.members).joinedload(ApplicationMember.user).lazyload(User.role_grants))
+_WITH_REVIEWS = (selectinload(Application.assignments).joinedload(ReviewAssignment.reviewer)
+                 .lazyload(User.role_grants),
+                 selectinload(Application.assignments).selectinload(ReviewAssignment.reviews))
+
+
+def list_applications(session: Session, user: User, with_reviews: bool = True) -> list[Application]:
+    """What this person may see: their team's applications, and for the DAC every submitted one. Without
+    ``with_reviews`` the reviewers and votes are not read up front (a list page that shows neither)."""
+    query = select(Application).order_by(Application.id.desc()).options(
+        *_LIST, *(_WITH_REVIEWS if with_reviews else (lazyload(Application.assignments),)))
     if not (has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)):
         # the same rule narrowed in the database: without those permissions only the team's own are visible
         query = query.where(or_(Application.applicant_id == user.id,

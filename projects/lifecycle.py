@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit, outbox
 from gateway.db import utcnow
@@ -42,6 +42,8 @@ def can_view_project(user: User, project: Project) -> bool:
 # The team's accounts without their role grants (loaded only if asked for), and the organisation in the same query.
 _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
                  joinedload(Project.organisation))
+# A list shows no project's variables: they are read only if a caller asks (the project page loads them).
+_PROJECT_LIST = (*_PROJECT_PAGE, lazyload(Project.variables))
 
 
 def get_project(session: Session, user: User, project_id: int) -> Project:
@@ -57,7 +59,7 @@ def list_projects(session: Session, user: User) -> list[Project]:
     """The projects this person can see. The database narrows the rows by the same rule (staff see every project,
     anyone else the ones they are a member of), so a researcher's list does not load the whole table;
     can_view_project still decides each row."""
-    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_PAGE)
+    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST)
     if not any(role.value in user.roles for role in STAFF_ROLES):
         query = query.where(Project.members.any(ProjectMember.user_id == user.id))
     return [p for p in session.scalars(query) if can_view_project(user, p)]

@@ -64,7 +64,7 @@ def _attempt(application: Application, success: str, command: Any, *args: Any, *
 @requires(Permission.VIEW_PROJECTS)
 def index() -> Any:
     user = require_user()
-    rows = applications.list_applications(db(), user)
+    rows = applications.list_applications(db(), user, with_reviews=False)
     mine = [a for a in rows if applications.is_team_member(user, a)]
     others = [a for a in rows if not applications.is_team_member(user, a)]
     return render_template("applications/index.html", mine=mine, others=others, owners=APPLICATION_OWNERS,

@@ -1,0 +1,229 @@
+"""Page benchmark: each signed-in page timed in-process against a bare Flask handler in the same process.
+
+Creates a throwaway PostgreSQL database and instance folder, runs `sde init` and `sde demo --seed-only` into them
+(as `sde demo` does), then builds the real app in this process (create_app, the demo's settings) and calls its pages
+through Flask's test client, signed in as the demo researcher, output checker and DAC chair. A bare Flask app
+answering one short page, called the same way, is the baseline. For each page it prints the median and p90 time,
+the SQL statements the request ran (a SQLAlchemy `before_cursor_execute` listener on the app's engine), and the
+ratio to the baseline's median. A second table times the parts of the request frame on their own (session and
+user load, the permission checks of the menu, the CSRF token, the security headers, rendering the bare layout).
+
+Targets: every signed-in page <= 5 ms median and <= 6 SQL statements; `/register` (signed out, cached) <= 1.5x
+the baseline. Prints PASS/FAIL per target and exits 1 if any failed. A bench, not a test: timings depend on the
+machine (report `uptime` next to the figures).
+
+    .venv/bin/python bench/pages.py [--rounds 300] [--patients 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support import sandbox as _sandbox  # noqa: E402
+
+ADMIN_URL = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "demo-password"  # the documented demo password (gateway/demo.py)
+TARGET_MS, TARGET_SQL, TARGET_REGISTER_RATIO = 5.0, 6, 1.5
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+@dataclass
+class Row:
+    label: str
+    median_ms: float
+    p90_ms: float
+    statements: int
+    status: int
+
+
+def bare_app() -> Any:
+    from flask import Flask
+
+    app = Flask("baseline")
+
+    @app.get("/")
+    def hello() -> str:
+        return "<!doctype html><title>baseline</title><p>Hello</p>"
+
+    return app
+
+
+class StatementCounter:
+    """Counts the SQL statements sent on an engine (every cursor execute, whatever the ORM cached)."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+
+def timed(call: Callable[[], Any], rounds: int) -> list[float]:
+    for _ in range(min(20, rounds)):  # warm: templates compiled, statements cached, connections open
+        call()
+    out = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def sign_in(client: Any, username: str) -> None:
+    """Through the real /login form (CSRF token, password, session cookie); the demo roles need no second factor."""
+    match = CSRF.search(client.get("/login").get_data(as_text=True))
+    if match is None:
+        raise RuntimeError("no CSRF token on /login")
+    resp = client.post("/login", data={"csrf_token": match.group(1), "username": username, "password": PASSWORD})
+    if resp.status_code != 302 or "/login" in resp.headers.get("Location", "/login"):
+        raise RuntimeError(f"sign-in of {username} did not complete ({resp.status_code})")
+
+
+def first_link(client: Any, page: str, pattern: str) -> str | None:
+    found = re.search(rf'href="({pattern})"', client.get(page).get_data(as_text=True))
+    return found.group(1) if found else None
+
+
+def page_row(label: str, client: Any, url: str, counter: StatementCounter, rounds: int) -> Row:
+    resp = client.get(url)
+    before = counter.count
+    resp = client.get(url)
+    statements = counter.count - before
+    times = timed(lambda: client.get(url), rounds)
+    return Row(label, statistics.median(times), statistics.quantiles(times, n=10)[-1], statements, resp.status_code)
+
+
+def frame_rows(app: Any, client: Any, rounds: int) -> list[tuple[str, float]]:
+    """The parts of a signed-in request, each on its own, inside one request context carrying the cookie."""
+    from flask import g, render_template_string, session
+    from flask_wtf.csrf import generate_csrf
+
+    from gateway import app as app_module
+    from gateway.identity.sessions import live_session
+    from gateway.permissions import Permission, has_permission
+    from gateway.web.context import close_db, db
+
+    cookie = client.get_cookie("sde_session")
+    assert cookie is not None
+    headers = {"Cookie": f"sde_session={cookie.value}"}
+    parts: list[tuple[str, float]] = []
+    with app.test_request_context("/home", headers=headers):
+        app.preprocess_request()  # identified as the real hook does it
+        user = g.user
+        key = session["sid"]
+
+        def load_session() -> None:
+            db().expunge_all()
+            live_session(db(), key)
+            db().rollback()
+
+        parts.append(("session, user and roles (live_session)", statistics.median(timed(load_session, rounds))))
+        parts.append(("permission checks (every permission once)", statistics.median(timed(
+            lambda: [has_permission(user, p) for p in Permission], rounds))))
+
+        def csrf() -> None:
+            g.pop("csrf_token", None)
+            generate_csrf()
+
+        parts.append(("CSRF token (generate_csrf)", statistics.median(timed(csrf, rounds))))
+        response = app.response_class("x")
+        parts.append(("security headers (after_request)", statistics.median(timed(
+            lambda: app_module._security_headers(response), rounds))))
+        parts.append(("layout render (base.html, empty page)", statistics.median(timed(
+            lambda: render_template_string('{% extends "base.html" %}'), rounds))))
+        close_db()
+    return parts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=300, help="timed requests per page")
+    parser.add_argument("--patients", type=int, default=1000, help="synthetic population of the demo")
+    args = parser.parse_args()
+    with _sandbox.sandbox("sde_pages", ADMIN_URL, {"extracts": {"demo_patients": args.patients}}) as box:
+        print(f"database {box.name}, instance {box.workdir}", file=sys.stderr)
+        box.run("init")
+        box.run("demo", "--seed-only")
+        os.environ.update({k: v for k, v in box.env.items() if k.startswith("SDE_")})
+        from gateway.app import create_app
+        from gateway.config import load_settings
+
+        app = create_app(load_settings())
+        try:
+            return run(app, args)
+        finally:
+            app.extensions["sde_engine"].dispose()
+
+
+def run(app: Any, args: argparse.Namespace) -> int:
+    counter = StatementCounter(app.extensions["sde_engine"])
+    bare = bare_app().test_client()
+    base_times = timed(lambda: bare.get("/"), args.rounds)
+    baseline = Row("baseline: bare Flask /", statistics.median(base_times),
+                   statistics.quantiles(base_times, n=10)[-1], 0, 200)
+    rows: list[tuple[Row, bool]] = []  # (row, signed in)
+    public = app.test_client()
+    rows.append((page_row("public: /register", public, "/register", counter, args.rounds), False))
+
+    paths = {
+        "researcher": [("/home", None), ("/projects/", None), ("/projects/", r"/projects/\d+"),
+                       ("/applications/", None), ("/applications/", r"/applications/\d+"),
+                       ("/outputs/", None), ("/outputs/", r"/outputs/\d+")],
+        "checker1": [("/home", None), ("/outputs/queue", None), ("/outputs/queue", r"/outputs/\d+")],
+        "dacchair": [("/home", None), ("/applications/", None), ("/applications/", r"/applications/\d+")],
+    }
+    frame_client = None
+    for username, pages in paths.items():
+        client = app.test_client()
+        sign_in(client, username)
+        frame_client = frame_client or client
+        for page, pattern in pages:
+            url = first_link(client, page, pattern) if pattern else page
+            if url is None:
+                print(f"note: no link matching {pattern} on {page} for {username}", file=sys.stderr)
+                continue
+            rows.append((page_row(f"{username}: {url}", client, url, counter, args.rounds), True))
+    parts = frame_rows(app, frame_client, args.rounds)
+
+    failed = 0
+    print(f"\nin-process, PostgreSQL, {args.rounds} timed requests per page, load average "
+          f"{os.getloadavg()[0]:.2f}; times in ms")
+    print(f"{'page':<42} {'median':>7} {'p90':>7} {'SQL':>4} {'x base':>7} {'status':>6}  verdict")
+    print(f"{baseline.label:<42} {baseline.median_ms:>7.2f} {baseline.p90_ms:>7.2f} {'-':>4} {'1.00':>7} "
+          f"{baseline.status:>6}  -")
+    for row, signed_in in rows:
+        ratio = row.median_ms / baseline.median_ms
+        if signed_in:
+            ok = row.median_ms <= TARGET_MS and row.statements <= TARGET_SQL and row.status == 200
+            why = f"<= {TARGET_MS:g} ms, <= {TARGET_SQL} SQL"
+        else:
+            ok = ratio <= TARGET_REGISTER_RATIO and row.status == 200
+            why = f"<= {TARGET_REGISTER_RATIO:g}x base"
+        failed += not ok
+        print(f"{row.label:<42} {row.median_ms:>7.2f} {row.p90_ms:>7.2f} {row.statements:>4} {ratio:>7.2f} "
+              f"{row.status:>6}  {'PASS' if ok else 'FAIL'} ({why})")
+    print("\nrequest frame, part by part (median ms, one signed-in researcher)")
+    for label, ms in parts:
+        print(f"  {label:<46} {ms:>7.3f}")
+    print(f"\n{'all targets met' if not failed else f'{failed} target(s) missed'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
