@@ -14,6 +14,7 @@ from gateway.extracts import preview
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission, has_permission
 from gateway.web.access import requires
+from gateway.web.labels import label
 from gateway.web.context import catalogue, db, require_user, run, settings, today
 from gateway.web.forms import (
     ApplicationForm,
@@ -143,7 +144,7 @@ def edit(application_id: int) -> Any:
     applications.check_can_edit_application(user, application)
     form = ApplicationForm(obj=None if request.method == "POST" else _form_data(application))
     form.cohort_boroughs.choices = [SelectChoice(b, b) for b in cohort.borough_choices(catalogue())]
-    form.cohort_conditions.choices = [SelectChoice(c, c) for c in cohort.condition_choices(catalogue())]
+    form.cohort_conditions.choices = [SelectChoice(c, label(c)) for c in cohort.condition_choices(catalogue())]
     extra: list[str] = []
     if form.validate_on_submit():
         changes = {name: getattr(form, name).data for name in EDITABLE_FIELDS if hasattr(form, name)}
