@@ -14,7 +14,6 @@ from gateway.extracts import preview
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission, has_permission
 from gateway.web.access import requires
-from gateway.web.labels import label
 from gateway.web.context import catalogue, db, require_user, run, settings, today
 from gateway.web.forms import (
     ApplicationForm,
@@ -28,6 +27,7 @@ from gateway.web.forms import (
     SubmitForm,
 )
 from gateway.web.forms_errors import apply_errors
+from gateway.web.labels import label
 from projects import agreements, applications, cohort, dac, dates
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.catalogue import needs_justification, requestable

@@ -30,8 +30,8 @@ STATES: dict[str, str] = {
     AppState.WITHDRAWN: "Withdrawn",
     ProjectState.ACTIVE: "Active", ProjectState.SUSPENDED: "Suspended", ProjectState.CLOSED: "Closed",
     ProjectState.EXPIRED: "Expired", ProjectState.REVOKED: "Revoked",
-    OutputState.PENDING: "Not yet submitted", OutputState.PARTIALLY_REVIEWED: "Reviewed by one checker",
-    OutputState.REVIEWED: "Reviewed by two checkers", OutputState.RETURNED: "Returned for changes",
+    OutputState.PENDING: "Pending", OutputState.PARTIALLY_REVIEWED: "Partially reviewed",
+    OutputState.REVIEWED: "Reviewed", OutputState.RETURNED: "Returned",
     OutputState.RELEASED: "Released",
 }
 
@@ -133,6 +133,12 @@ def number(value: int | float | Decimal | str | None, places: int | None = None)
     return f"{float(value):,.{2 if places is None else places}f}"
 
 
+def action_label(action: str) -> str:
+    """An audit action in words: "output_request.approved" reads "Output request approved"."""
+    words = " ".join(part.replace("_", " ") for part in action.split("."))
+    return words[:1].upper() + words[1:]
+
+
 def dataset_title(name: str) -> str:
     """A catalogue dataset's title ("Blood pressure readings"), not its file name."""
     from gateway.web.context import catalogue
@@ -145,6 +151,7 @@ def dataset_title(name: str) -> str:
 
 def register(app: Flask) -> None:
     app.add_template_filter(dataset_title, "dataset_title")
+    app.add_template_filter(action_label, "action_label")
     app.add_template_filter(label, "label")
     app.add_template_filter(labels, "labels")
     app.add_template_filter(day, "day")

@@ -16,12 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
 from gateway.config import Settings
 from gateway.db import unit_of_work
 from gateway.web import labels
+from projects.models import Application, Project
 from tests.conftest import sign_in_session
 
 SKIP_TAGS = {"script", "style", "code", "title"}
@@ -150,3 +152,32 @@ def test_the_check_sees_a_raw_value_a_lower_case_date_json_and_a_float_count() -
             '<code>under_review</code><span class="sde-mono">under_review</span><p>£1,234.00</p></main>')
     found, _links = problems_on("/x", html, {"dac_chair", "under_review"})
     assert len(found) == 4, found
+
+
+def test_audit_entries_link_what_the_auditor_may_see_and_read_as_words(
+        demo_app: Flask, session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as s:
+        draft = s.scalars(select(Application).where(Application.state == "draft")).first()
+        submitted = s.scalars(select(Application).where(Application.state == "submitted")).first()
+        project = s.scalars(select(Project)).first()
+        assert draft is not None and submitted is not None and project is not None
+        ids = {"draft": draft.id, "submitted": submitted.id, "project": project.id,
+               "project_ref": project.reference}
+    client = demo_app.test_client()
+    sign_in_session(client, session_factory, "auditor")
+
+    def cells(query: str) -> tuple[list[str], list[str]]:
+        html = client.get(f"/audit/?{query}").get_data(as_text=True)
+        objects = re.findall(r'data-testid="audit-object">(.*?)</td>', html)
+        details = re.findall(r'data-testid="audit-details">(.*?)</td>', html)
+        return objects, details
+
+    objects, details = cells(f"object_type=project&object_id={ids['project']}&action=project.created")
+    assert objects == [f'<a href="/projects/{ids["project"]}">Project {ids["project_ref"]}</a>']
+    assert len(details) == 1 and "{" not in details[0] and "Security tier: " in details[0], details
+    # the auditor may not open applications (only reviewers, administrators and the team may): the event is
+    # there, named in words, without a link to a page that would refuse them
+    for key in ("draft", "submitted"):
+        objects, details = cells(f"object_type=application&object_id={ids[key]}&action=application.created")
+        assert objects == [f"Application {ids[key]}"], objects
+        assert "{" not in details[0] and "Reference: LSDE-" in details[0], details
