@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
 from gateway.config import Settings
 from gateway.db import unit_of_work
+from gateway.models import AuditEvent, User
 from gateway.web import labels
 from projects.models import Application, Project
 from tests.conftest import sign_in_session
@@ -181,3 +182,35 @@ def test_audit_entries_link_what_the_auditor_may_see_and_read_as_words(
         objects, details = cells(f"object_type=application&object_id={ids[key]}&action=application.created")
         assert objects == [f"Application {ids[key]}"], objects
         assert "{" not in details[0] and "Reference: LSDE-" in details[0], details
+
+
+def test_search_by_reference_goes_to_what_one_may_open_and_says_not_found_alike_otherwise(
+        demo_app: Flask, session_factory: sessionmaker[Session]) -> None:
+    with unit_of_work(session_factory) as s:
+        draft = s.scalars(select(Application).where(Application.state == "draft")).first()
+        mine = s.scalars(select(Project).join(User, Project.lead_id == User.id)
+                         .where(User.username == "researcher")).first()
+        assert draft is not None and mine is not None
+        draft_ref, draft_id, project_ref, project_id = draft.reference, draft.id, mine.reference, mine.id
+        refusals_before = s.scalar(select(func.count()).select_from(AuditEvent)
+                                   .where(AuditEvent.action == "access.refused"))
+    owner = demo_app.test_client()
+    sign_in_session(owner, session_factory, "researcher2")  # the demo draft's applicant
+    found = owner.get(f"/search?q={draft_ref.lower()}")  # case and spaces do not matter
+    assert found.status_code == 302 and found.headers["Location"] == f"/applications/{draft_id}"
+    chair = demo_app.test_client()
+    sign_in_session(chair, session_factory, "dacchair")
+    assert chair.get(f"/search?q=+{project_ref}+").headers["Location"] == f"/projects/{project_id}"
+    # a draft is its team's own: the chair is told exactly what a missing reference tells them
+    hidden = chair.get(f"/search?q={draft_ref}")
+    missing = chair.get("/search?q=LSDE-1999-9999")
+    assert hidden.status_code == missing.status_code == 404
+    assert (hidden.get_data(as_text=True).replace(draft_ref, "REF")
+            == missing.get_data(as_text=True).replace("LSDE-1999-9999", "REF"))
+    assert "nothing with that reference that you can open" in hidden.get_data(as_text=True)
+    with unit_of_work(session_factory) as s:
+        refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "access.refused")
+                            .order_by(AuditEvent.seq)).all()[refusals_before:]
+        assert [(e.object_type, e.details["reference"]) for e in refused] == [
+            ("search", draft_ref), ("search", "LSDE-1999-9999")]
+    assert chair.get("/search").status_code == 200  # the empty box
