@@ -117,20 +117,22 @@ def moment(value: dt.datetime | None, seconds: bool = False) -> str:
     return f"{day(value)} {value.strftime('%H:%M:%S' if seconds else '%H:%M')}"
 
 
-def number(value: int | float | Decimal | str | None, places: int | None = None) -> str:
-    """A count as a whole number ("12", "1,234"); a fraction keeps its places (two unless told)."""
+def number(value: int | float | Decimal | str | None, places: int = 2) -> str:
+    """A number as people read it: a whole one without decimals ("12", "1,234", never "12.0"), a fraction with at
+    most ``places`` decimals."""
     if value is None or value == "":
         return ""
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, str):
         try:
             value = Decimal(value)
         except ArithmeticError:
             return value
-    if isinstance(value, bool):
-        return str(value)
-    if places is None and float(value) == int(value):
-        return f"{int(value):,}"
-    return f"{float(value):,.{2 if places is None else places}f}"
+    rounded = round(float(value), places)
+    if rounded == int(rounded):
+        return f"{int(rounded):,}"
+    return f"{rounded:,.{places}f}"
 
 
 def action_label(action: str) -> str:
