@@ -91,10 +91,16 @@ KINDS: dict[str, tuple[type[Any], Callable[[Session, User, Any], Link | None]]] 
 }
 
 
+# kinds whose pages one permission opens, whatever the object
+NEEDS: dict[str, Permission] = {"user": Permission.MANAGE_USERS, "organisation": Permission.MANAGE_ORGANISATIONS}
+
+
 def links_for(session: Session, user: User, objects: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], Link]:
     """The links a viewer may follow for audit objects (type, id), loaded with one query per type."""
     wanted: dict[str, set[int]] = defaultdict(set)
     for object_type, object_id in objects:
+        if object_type in NEEDS and not has_permission(user, NEEDS[object_type]):
+            continue  # nothing of this kind can be a link for this viewer: no need to load it
         if object_type in KINDS and object_id is not None and object_id.isdigit():
             wanted[object_type].add(int(object_id))
     found: dict[tuple[str, str], Link] = {}
