@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from gateway.api import load_operations
     from gateway.api.base import bp as api_bp
-    from gateway.web import blueprints
+    from gateway.web import blueprints, labels
 
     load_operations()
     for blueprint in blueprints():
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.teardown_appcontext(close_db)
     _register_error_handlers(app)
     app.context_processor(_template_globals)
+    labels.register(app)
     return app
 
 

@@ -174,14 +174,23 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A desktop-width page; axe checks every gateway page it loads, and the test fails at teardown on a serious
+    or critical violation (tests/support/accessibility.py)."""
+    from tests.support.accessibility import AxeOnEveryPage
+
     context = browser.new_context(viewport={"width": 1200, "height": 900})
+    axe = AxeOnEveryPage(context)
     pg = context.new_page()
     yield pg
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(exist_ok=True)
         pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+    try:
+        if failed is None or not failed.failed:
+            axe.finish(pg)
+    finally:
+        context.close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

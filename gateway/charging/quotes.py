@@ -161,6 +161,11 @@ def _datasets(application: Application) -> set[str]:
     return {v.dataset for v in application.variables}
 
 
+def _long(day: dt.date) -> str:
+    """A date in a quote line as pages show dates: "4 August 2031"."""
+    return f"{day.day} {day:%B %Y}"
+
+
 def inputs_for(session: Session, tariff: Tariff, application: Application, today: dt.date,
                access_end: dt.date | None = None) -> QuoteInputs:
     """What the quote depends on, read from the application as it is now."""
@@ -173,7 +178,7 @@ def inputs_for(session: Session, tariff: Tariff, application: Application, today
         new_end = application.requested_end_date
         months = max(0, month_index(new_end) - month_index(project.end_date)) if new_end else 0
         reviews = anniversaries_between(project.start_date, project.end_date, new_end) if new_end else 0
-        note = f"extension to {new_end.isoformat()}" if new_end else "no extension requested"
+        note = f"extension to {_long(new_end)}" if new_end else "no extension requested"
         return QuoteInputs("amendment", org_type, application.commercial_involvement, team,
                            tuple(sorted(_datasets(application) - have)), months, note, reviews)
     if access_end is None:
@@ -182,7 +187,7 @@ def inputs_for(session: Session, tariff: Tariff, application: Application, today
         reviews = max(0, (months - 1) // 12)
     else:
         months = calendar_months(today, access_end)
-        note = f"{today.isoformat()} to {access_end.isoformat()}"
+        note = f"{_long(today)} to {_long(access_end)}"
         reviews = anniversaries_between(today, today, access_end)
     return QuoteInputs("new", org_type, application.commercial_involvement, team,
                        tuple(sorted(_datasets(application))), months, note, reviews)

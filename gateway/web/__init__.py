@@ -27,6 +27,7 @@ PAGE_MODULES = (
     "gateway.web.output_statistics",
     "gateway.web.handover",
     "gateway.web.charging",
+    "gateway.web.search",
 )
 
 

@@ -27,6 +27,7 @@ from gateway.web.forms import (
     SubmitForm,
 )
 from gateway.web.forms_errors import apply_errors
+from gateway.web.labels import label
 from projects import agreements, applications, cohort, dac, dates
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.catalogue import needs_justification, requestable
@@ -143,7 +144,7 @@ def edit(application_id: int) -> Any:
     applications.check_can_edit_application(user, application)
     form = ApplicationForm(obj=None if request.method == "POST" else _form_data(application))
     form.cohort_boroughs.choices = [SelectChoice(b, b) for b in cohort.borough_choices(catalogue())]
-    form.cohort_conditions.choices = [SelectChoice(c, c) for c in cohort.condition_choices(catalogue())]
+    form.cohort_conditions.choices = [SelectChoice(c, label(c)) for c in cohort.condition_choices(catalogue())]
     extra: list[str] = []
     if form.validate_on_submit():
         changes = {name: getattr(form, name).data for name in EDITABLE_FIELDS if hasattr(form, name)}

@@ -11,8 +11,9 @@ from flask import Blueprint, Response, render_template, request, stream_with_con
 
 from gateway import audit, csv_safe
 from gateway.permissions import Permission
+from gateway.web import objects
 from gateway.web.access import requires
-from gateway.web.context import db, settings
+from gateway.web.context import db, require_user, settings
 from gateway.web.forms import AuditFilterForm
 from gateway.web.recorded import records_download
 from gateway.workspaces import traffic
@@ -58,8 +59,9 @@ def events() -> Any:
     rows = [] if form.errors else audit.search(db(), filters, limit=101, offset=(page - 1) * 100)
     has_next = len(rows) > 100
     query = {k: v for k, v in request.args.items() if k != "page" and v}
+    links = objects.links_for(db(), require_user(), ((e.object_type, e.object_id) for e in rows[:100]))
     return render_template("audit/events.html", form=form, events=rows[:100], page=page, has_next=has_next,
-                           query=query), 422 if form.errors else 200
+                           query=query, links=links, detail_lines=objects.detail_lines), 422 if form.errors else 200
 
 
 @bp.get("/events.csv")

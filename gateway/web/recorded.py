@@ -112,3 +112,13 @@ def record_refusal(response: Response) -> Response:
     except Exception:  # the refusal stands either way; never turn it into a server error
         log.exception("could not record a refused request")
     return response
+
+
+def record_refused_search(query: str) -> None:
+    """A reference searched for that matches nothing this person may open: recorded like a refused object URL, so
+    trying references in the search box shows up in the same place as trying ids in links."""
+    try:
+        end_transaction()
+        _record(REFUSED, "search", None, {**_where(), "status": 404, "reference": query})
+    except Exception:  # the answer stands either way
+        log.exception("could not record a refused search")

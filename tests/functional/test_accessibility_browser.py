@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
-from tests.support.accessibility import FAILING_IMPACTS, check_accessibility, describe, run_axe
+from projects.models import Application
+from tests.functional.conftest import screenshot
+from tests.support.accessibility import FAILING_IMPACTS, AxeOnEveryPage, check_accessibility, describe, run_axe
 from tests.support.browser import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
@@ -27,7 +30,11 @@ ROLE_PAGES: dict[str, list[str]] = {
     # "first:PATTERN" is the first link on the page before it whose path matches: a detail page from the list
     "researcher": ["/home", "/applications/", r"first:/applications/\d+$", "/projects/", r"first:/projects/\d+$",
                    "/outputs/"],
+    # the application form pages (new, edit, variables) of a researcher with a draft
+    "researcher2": ["/applications/new", "/applications/{draft}", "/applications/{draft}/edit",
+                    "/applications/{draft}/variables"],
     "dac1": ["/home", "/applications/"],
+    "laymember": ["/home"],
     "dacchair": ["/home", "/applications/", "/projects/"],
     "checker1": ["/home", "/outputs/queue"],
     "accreditor": ["/home", "/accreditation/queue"],
@@ -39,7 +46,7 @@ ROLE_PAGES: dict[str, list[str]] = {
 
 @pytest.fixture
 def live_settings(live_settings: Settings) -> Settings:
-    """Eight accounts sign in from one address within a minute here: more than the default per-address limit."""
+    """Ten accounts sign in from one address within a minute here: more than the default per-address limit."""
     return live_settings.model_copy(update={"security": live_settings.security.model_copy(
         update={"sign_in_limit_per_ip": "60/minute"})})
 
@@ -72,7 +79,7 @@ class PageProblems:
         if message.type == "error" and "Content Security Policy" in message.text:
             self.csp_errors.append(message.text)
 
-    def visit(self, url: str, path: str, width: int) -> None:
+    def visit(self, url: str, path: str, width: int, picture: str | None = None) -> None:
         if path.startswith("first:"):
             found = self.page.evaluate(
                 "pattern => [...document.querySelectorAll('main a[href]')].map(a => a.pathname)"
@@ -88,6 +95,8 @@ class PageProblems:
         if response is None or response.status != 200:
             self.found.append(f"{where}: HTTP {response.status if response else 'no response'}")
             return
+        if picture:
+            screenshot(self.page, picture)
         serious = [v for v in run_axe(self.page) if v.get("impact") in FAILING_IMPACTS]
         if serious:
             self.found.append(f"{where}: axe\n{describe(serious)}")
@@ -130,7 +139,10 @@ def test_public_pages_are_accessible_at_desktop_and_phone_width(
 def test_each_role_home_and_lists_are_accessible_at_desktop_and_phone_width(
         browser: Browser, live_server: LiveServer, demo_data: sessionmaker[Session]) -> None:
     problems: list[str] = []
+    with demo_data() as s:
+        draft = s.scalars(select(Application.id).where(Application.state == "draft")).first()
     for username, paths in ROLE_PAGES.items():
+        paths = [p.format(draft=draft) for p in paths]
         context = _context(browser, WIDTHS["desktop"])
         page = context.new_page()
         sign_in(page, live_server.url, username)
@@ -138,7 +150,9 @@ def test_each_role_home_and_lists_are_accessible_at_desktop_and_phone_width(
             page.set_viewport_size({"width": width, "height": 900})
             checker = PageProblems(page, f"{username} ({name})")
             for path in paths:
-                checker.visit(live_server.url, path, width)
+                # each role's home at desktop width is the picture in that role's guide in docs/
+                picture = f"role-home-{username}" if path == "/home" and name == "desktop" else None
+                checker.visit(live_server.url, path, width, picture)
             problems += checker.found
         context.close()
     assert not problems, "\n".join(problems)
@@ -155,4 +169,28 @@ def test_the_check_fails_on_a_serious_violation_and_names_the_rule_and_element(b
     page.set_content('<!DOCTYPE html><html lang="en"><head><title>t</title></head><body><main>'
                      '<form><label for="named">Name</label><input id="named" type="text"></form></main></body></html>')
     check_accessibility(page, "a labelled input")
+    context.close()
+
+
+def test_every_browser_test_page_is_checked_once_per_address_and_fails_at_the_end(browser: Browser) -> None:
+    """The hook the shared `page` fixture attaches: axe runs on each page load, the test fails at teardown."""
+    context = _context(browser, WIDTHS["desktop"])
+    axe = AxeOnEveryPage(context)
+    bad = ('<!DOCTYPE html><html lang="en"><head><title>t</title></head><body><main>'
+           '<form><input id="unlabelled" type="text"></form></main></body></html>')
+    good = bad.replace('<input id="unlabelled"', '<label for="named">Name</label><input id="named"')
+    context.route("http://gateway.test/**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body=bad if "bad" in route.request.url else good))
+    page = context.new_page()
+    page.goto("http://gateway.test/good")
+    axe.finish(page)  # nothing found
+    page.goto("http://gateway.test/bad")
+    page.evaluate("() => window.__sdeAxeDone")  # a test that moves on at once may cut a check short
+    page.goto("http://gateway.test/good")
+    page.goto("http://gateway.test/hub/bad")  # JupyterHub's pages are not ours to check
+    with pytest.raises(AssertionError) as failure:
+        axe.finish(page)
+    assert "/bad:" in str(failure.value) and "label (critical)" in str(failure.value)
+    assert "/hub/bad" not in str(failure.value)
+    assert axe.checked == {"/good", "/bad"}
     context.close()

@@ -93,10 +93,10 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     page.get_by_label("Intended outputs").fill("Rates by borough and deprivation decile.")
     page.get_by_label("Minimum age").fill("5")  # the cohort, precisely: only these patients are extracted
     page.get_by_label("Maximum age").fill("16")
-    page.get_by_label("asthma", exact=True).check()
+    page.get_by_label("Asthma", exact=True).check()
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_test_id("cohort-age")).to_have_text("5 to 16, on the last day of the date range")
-    expect(page.get_by_test_id("cohort-conditions")).to_have_text("At least one of: asthma")
+    expect(page.get_by_test_id("cohort-conditions")).to_have_text("At least one of: Asthma")
     page.get_by_role("link", name="Choose variables").click()
     page.locator('input[value="patients.imd_decile"]').check()
     page.locator('input[value="conditions.condition"]').check()

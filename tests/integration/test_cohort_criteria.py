@@ -140,7 +140,7 @@ def test_the_extract_holds_only_the_patients_who_match_the_criteria(
     sign_in_session(client, world, "researcher")
     page = html.unescape(client.get(f"/projects/{project_id}").get_data(as_text=True))
     assert "Brent, Bromley, Croydon" in page and "18 to 70, on the last day of the date range" in page
-    assert "At least one of: asthma, hypertension, diabetes" in page
+    assert "At least one of: Asthma, Hypertension, Diabetes" in page
     assert re.search(rf'data-testid="cohort-size">{size}<', page)
     assert f"{size} in the extract" in page
 
@@ -253,7 +253,7 @@ def test_the_form_saves_partial_criteria_and_the_view_shows_them(world: sessionm
     view = html.unescape(client.get(f"/applications/{app_id}").get_data(as_text=True))
     assert re.search(r'data-testid="cohort-boroughs">Every borough<', view)
     assert re.search(r'data-testid="cohort-age">16 or younger, on the last day of the date range<', view)
-    assert "At least one of: asthma, copd" in view
+    assert "At least one of: Asthma, COPD (chronic obstructive pulmonary disease)" in view
     edit_again = client.get(f"/applications/{app_id}/edit").get_data(as_text=True)
     assert 'value="16"' in edit_again and re.search(r'value="copd" checked>', edit_again)
 

@@ -40,6 +40,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("auth.enrol", "POST"): MID_SIGN_IN,
     ("auth.new_password", "GET"): MID_SIGN_IN,
     ("auth.new_password", "POST"): MID_SIGN_IN,
+    ("search.find", "GET"): ALL,
     ("account.index", "GET"): ALL,
     ("account.second_factor", "GET"): ALL,
     ("account.second_factor", "POST"): ALL,
