@@ -23,6 +23,17 @@
   if (length(x) == 1) x else as.list(x)
 }
 
+# A number given as an argument (edges, a range, a filter's bounds): R writes 30 as a double, where a Python
+# researcher writes the integer 30; whole numbers go as integers so the record (and the labels, "[0, 30)") read the
+# same whichever language made them.
+.number <- function(x) {
+  if (is.double(x) && length(x) > 0 && all(is.finite(x) & x == round(x) & abs(x) < .Machine$integer.max)) {
+    as.integer(x)
+  } else {
+    x
+  }
+}
+
 # Filters as the Python library takes them: list(region = "London", age = list(between = c(40, 60))).
 # Vectors become lists, so a one-value `in` is still a list of one and never a string to iterate over.
 .filters <- function(filters) {
@@ -31,7 +42,8 @@
     stop("filters: a named list, e.g. list(region = \"London\", age = list(between = c(40, 60)))")
   }
   lapply(filters, function(cond) {
-    if (is.list(cond)) lapply(cond, as.list) else if (length(cond) == 1) cond else as.list(cond)
+    if (is.list(cond)) lapply(cond, function(x) as.list(.number(x)))
+    else if (length(cond) == 1) .number(cond) else as.list(.number(cond))
   })
 }
 
@@ -157,8 +169,8 @@ sdc_describe <- function(data, columns = NULL, extremes = TRUE, dataset = .datas
 
 # Histogram counts: `bins` a number of bins or the edges, as `disclosure_control.hist`.
 sdc_hist <- function(data, column, bins = 10L, range = NULL, dataset = .dataset(data), filters = NULL) {
-  bins <- if (length(bins) == 1) as.integer(bins) else as.list(as.numeric(bins))
-  range <- if (is.null(range)) NULL else reticulate::tuple(as.list(as.numeric(range)))
+  bins <- if (length(bins) == 1) as.integer(bins) else as.list(.number(bins))
+  range <- if (is.null(range)) NULL else reticulate::tuple(as.list(.number(range)))
   .wrap(.python()$sdc$hist(
     .pandas(data), column, bins, range, dataset = dataset, filters = .filters(filters)
   ))
