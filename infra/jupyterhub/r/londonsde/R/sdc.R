@@ -207,11 +207,16 @@ list_outputs <- function(outputs_dir = NULL) {
 
 # Your draft output requests on this project (printed, and returned as a list).
 list_requests <- function() {
-  invisible(reticulate::py_to_r(.python()$helper$list_requests()))
+  said <- reticulate::py_capture_output(found <- .python()$helper$list_requests())
+  cat(said)
+  invisible(reticulate::py_to_r(found))
 }
 
 # Send outputs/<name> (with its record) to output request `request`, into `group` (its name or id).
 submit_output <- function(name, request, group = NULL, kind = NULL) {
   if (is.numeric(group)) group <- as.integer(group)
-  invisible(reticulate::py_to_r(.python()$helper$submit_output(name, as.integer(request), group, kind)))
+  # The helper prints where the file went; captured and written here, so the R console shows it too.
+  said <- reticulate::py_capture_output(result <- .python()$helper$submit_output(name, as.integer(request), group, kind))
+  cat(said)
+  invisible(reticulate::py_to_r(result))
 }
