@@ -32,7 +32,8 @@ outs <- list(
   age_hist = sdc_hist(df, "age", bins = c(0, 30, 60, 90)),
   died_logit = sdc_glm(died ~ age + C(sex), df, model = "logit"),
   bmi_ols = sdc_glm("bmi ~ age", df),
-  km = sdc_survival(df, "time", "died", group = "sex")$suppressed()
+  km = sdc_survival(df, "time", "died", group = "sex")$suppressed(),
+  by_smoker = sdc_crosstab(df, "smoker", "sex", values = "bmi", aggfunc = "median")
 )
 seen <- list()
 for (name in names(outs)) {
@@ -44,6 +45,8 @@ for (name in names(outs)) {
 seen$rows <- nrow(df)
 seen$missing_ethnicity <- sum(is.na(df$ethnicity))
 seen$missing_bmi <- sum(is.na(df$bmi))
+seen$classes <- lapply(df, function(x) class(x)[1])
+seen$last_admitted <- format(df$admitted[nrow(df)], "%Y-%m-%d %H:%M", tz = "UTC")
 jsonlite::write_json(seen, file.path(args[2], "seen.json"), na = "null", auto_unbox = TRUE)
 """
 
@@ -60,6 +63,8 @@ def cohort() -> pd.DataFrame:
         "time": (1 + (i * 5) % 24).astype(np.int64),
         "died": ((i * 7) % 5 == 1).astype(np.int64),
         "ethnicity": [None if k % 13 == 0 else ("A", "B", "C")[k % 3] for k in range(n)],
+        "smoker": i % 4 == 1,
+        "admitted": pd.Timestamp("2024-01-01") + pd.to_timedelta(i * 37, unit="h"),
     })
     return frame
 
@@ -84,6 +89,7 @@ outs = {
     "died_logit": dc.logit("died ~ age + C(sex)", df, dataset="patients"),
     "bmi_ols": dc.ols("bmi ~ age", df, dataset="patients"),
     "km": dc.survival(df, "time", "died", group="sex", dataset="patients").suppressed(),
+    "by_smoker": dc.crosstab("smoker", "sex", values="bmi", aggfunc="median", **data),
 }
 seen = {}
 for name, out in outs.items():
@@ -123,6 +129,10 @@ def test_r_and_python_give_the_same_tables_verdicts_and_records(tmp_path: Path) 
     seen: dict[str, Any] = json.loads((r_dir / "seen.json").read_text())
     # load_extract kept every row and every missing value as NA (not the text "NA", not a number).
     assert (seen["rows"], seen["missing_ethnicity"], seen["missing_bmi"]) == (240, 19, 22)
+    assert seen["classes"] == {"region": "character", "sex": "character", "imd_decile": "integer", "age": "integer",
+                               "bmi": "numeric", "time": "integer", "died": "integer", "ethnicity": "character",
+                               "smoker": "logical", "admitted": "POSIXct"}
+    assert seen["last_admitted"] == str(df["admitted"].iloc[-1])[:16]
 
     # The same analysis in Python, run by the workspace env's Python (what the Python kernel runs).
     py = subprocess.run([str(SINGLEUSER / "bin" / "python"), "-c", PY_SCRIPT, str(extract), str(py_dir)],

@@ -47,26 +47,32 @@
   })
 }
 
-# A frame from the bridge's JSON (see londonsde_r_bridge.to_r): each column with its kind, null = NA.
+# A frame from the bridge's JSON (see londonsde_r_bridge.to_r): numbers from their bytes (NaN = NA), logicals
+# and text from JSON lists (null = NA).
 .from_python <- function(text) {
   parsed <- jsonlite::fromJSON(text, simplifyVector = FALSE)
-  columns <- Map(function(kind, values) {
-    missing <- vapply(values, is.null, logical(1))
-    values[missing] <- NA
-    x <- unlist(values, use.names = FALSE)
-    if (is.null(x)) x <- logical(0)
+  rows <- parsed$rows
+  doubles <- function(payload) {
+    x <- readBin(jsonlite::base64_dec(payload), "double", n = rows, size = 8L, endian = "little")
+    x[is.nan(x)] <- NA
+    x
+  }
+  listed <- function(payload) {
+    x <- jsonlite::fromJSON(payload, simplifyVector = TRUE)
+    if (length(x) == 0) logical(0) else x
+  }
+  columns <- Map(function(kind, payload) {
     switch(kind,
-      double = as.numeric(x),
-      integer = if (all(abs(x[!is.na(x)]) <= .Machine$integer.max)) as.integer(x) else as.numeric(x),
-      logical = as.logical(x),
-      datetime = as.POSIXct(as.numeric(x), origin = "1970-01-01", tz = "UTC"),
-      as.character(x)
+      double = doubles(payload),
+      integer = readBin(jsonlite::base64_dec(payload), "integer", n = rows, size = 4L, endian = "little"),
+      datetime = as.POSIXct(doubles(payload), origin = "1970-01-01", tz = "UTC"),
+      logical = as.logical(listed(payload)),
+      as.character(listed(payload))
     )
-  }, parsed$kinds, parsed$values)
+  }, unlist(parsed$kinds), unlist(parsed$payloads))
   names(columns) <- unlist(parsed$names)
-  frame <- as.data.frame(columns, stringsAsFactors = FALSE, check.names = FALSE)
-  if (length(columns) == 0) frame <- data.frame()
-  frame
+  if (length(columns) == 0) return(data.frame()[seq_len(rows), , drop = FALSE])
+  as.data.frame(columns, stringsAsFactors = FALSE, check.names = FALSE)
 }
 
 # An R data frame as pandas, column by column (see londonsde_r_bridge.from_r). Factors go as their labels, like
