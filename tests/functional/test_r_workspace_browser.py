@@ -31,6 +31,7 @@ from tests.support.browser import LiveServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra" / "jupyterhub"))
 from devhub import DevHub, default_singleuser_prefix, missing_facilities
+from sandbox_spawner import CGROUP_CONTROLLERS, CGROUP_ROOT
 
 MISSING = missing_facilities(default_singleuser_prefix())
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
@@ -71,6 +72,12 @@ def test_r_notebook_in_the_sandbox_saves_and_hands_over_a_checked_table(
     expect(output).to_contain_text(f"is in request {request_id}", timeout=120_000)
     expect(output).to_contain_text("data.frame")
     screenshot(page, "outputs-handover-r")
+    # the R kernel runs inside the workspace's own memory, CPU and process limits (its cgroups), as Python does
+    for controller in CGROUP_CONTROLLERS:
+        [cgroup] = (CGROUP_ROOT / controller / f"londonsde-{hub.bridge}").glob(f"{hub_user}--*")
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in
+                    (cgroup / "cgroup.procs").read_text().split() if Path(f"/proc/{pid}").exists()]
+        assert any(b"IRkernel::main()" in command for command in commands), (controller, commands)
 
     page.goto(f"{gateway.url}/outputs/{request_id}")
     expect(page.get_by_test_id("file-deprivation_from_r.csv")).to_be_visible()
