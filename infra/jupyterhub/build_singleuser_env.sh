@@ -84,7 +84,43 @@ rm -rf "$prefix/etc/jupyter-user"
 mkdir -p "$prefix/etc/jupyter-user"
 touch "$prefix/etc/jupyter-user/migrated"
 cp "$here/singleuser/page_config.json" "$prefix/etc/jupyter/labconfig/page_config.json"
+# The outputs helper, also importable from the env (a new home gets its own copy from notebooks_template/): the R
+# package below calls it, so a table saved from R is written and recorded by the very same code.
+cp "$repo/notebooks_template/outputs_helper.py" "$site/outputs_helper.py"
+
+# R (Debian's r-base-core and r-cran-* packages, from infra/setup/system-deps.sh): the londonsde R package
+# (infra/jupyterhub/r/londonsde) in a library of this env, and the R kernel's spec in the env's own kernel folder
+# (the only one the server reads, see londonsde_egress). The kernel finds the package through R_LIBS_SITE and
+# the env's Python (disclosure_control, outputs_helper) through RETICULATE_PYTHON.
+command -v R >/dev/null || { echo "R is missing: run infra/setup/system-deps.sh first" >&2; exit 1; }
+rlib="$prefix/lib/R/site-library"
+rpkg="$here/r/londonsde"
+r_sum="$( (find "$rpkg" -type f -print0 | sort -z | xargs -0 sha256sum; R --version | head -n 1) | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$rlib/.londonsde.sha256" 2>/dev/null || true)" != "$r_sum" || ! -d "$rlib/londonsde" ]]; then
+    mkdir -p "$rlib"
+    rm -rf "$rlib/londonsde"
+    R CMD INSTALL --no-docs --no-html --no-multiarch --library="$rlib" "$rpkg" > "$prefix/.r-install.log" 2>&1 \
+        || { cat "$prefix/.r-install.log" >&2; exit 1; }
+    echo "$r_sum" > "$rlib/.londonsde.sha256"
+fi
+r_libs="$rlib:/usr/local/lib/R/site-library:/usr/lib/R/site-library:/usr/lib/R/library"
+kernel="$prefix/share/jupyter/kernels/ir"
+rm -rf "$kernel"
+mkdir -p "$kernel"
+cp /usr/lib/R/site-library/IRkernel/kernelspec/logo-64x64.png /usr/lib/R/site-library/IRkernel/kernelspec/logo-svg.svg \
+    "$kernel/"
+cat > "$kernel/kernel.json" <<JSON
+{
+  "argv": ["/usr/lib/R/bin/R", "--no-echo", "--no-restore", "--no-save", "-e", "IRkernel::main()",
+           "--args", "{connection_file}"],
+  "display_name": "R",
+  "language": "R",
+  "env": {"R_LIBS_SITE": "$r_libs", "R_LIBS_USER": "", "RETICULATE_PYTHON": "$prefix/bin/python"}
+}
+JSON
+
 "$prefix/bin/python" -m compileall -q "$site/disclosure_control" "$site/londonsde_lockdown.py" \
-    "$site/londonsde_handover.py" "$site/londonsde_security_tier.py" "$site/londonsde_egress.py" >/dev/null
+    "$site/londonsde_handover.py" "$site/londonsde_security_tier.py" "$site/londonsde_egress.py" \
+    "$site/outputs_helper.py" >/dev/null
 chmod -R a+rX "$prefix"
 echo "ok: $prefix"

@@ -556,6 +556,10 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
             "--ro-bind-try", "/etc/localtime", "/etc/localtime",
             "--ro-bind-try", "/etc/mime.types", "/etc/mime.types",
+            # For the R kernel: R's settings (/usr/lib/R/etc links there) and the alternatives links by which R finds
+            # its BLAS and LAPACK (links into /usr only).
+            "--ro-bind-try", "/etc/R", "/etc/R",
+            "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
             "--ro-bind", f"{runtime}/passwd", "/etc/passwd",
             "--ro-bind", f"{runtime}/group", "/etc/group",
             "--proc", "/proc",

@@ -5,6 +5,11 @@ set -euo pipefail
 mode=${1:-demo}
 
 demo_packages=(python3-venv bubblewrap nftables cgroup-tools iproute2 util-linux mount e2fsprogs libseccomp2)
+# R for the workspaces (Debian's packages only: CRAN is not reachable from the environment), with what a typical
+# epidemiology analysis uses; infra/jupyterhub/build_singleuser_env.sh registers the kernel.
+demo_packages+=(r-base-core r-cran-irkernel r-cran-reticulate r-cran-jsonlite r-cran-survival r-cran-data.table
+                r-cran-ggplot2 r-cran-dplyr r-cran-tidyr r-cran-broom r-cran-lubridate r-cran-epitools r-cran-lme4
+                r-cran-sandwich r-cran-lmtest)
 test_packages=(slapd ldap-utils chromium)
 
 missing=()

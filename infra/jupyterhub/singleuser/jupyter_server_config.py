@@ -36,7 +36,7 @@ c.MappingKernelManager.cull_interval = 300
 # kernel spec's files (/kernelspecs/<name>/<file>) and a lab extension's (/lab/extensions/..., themes, licences) to
 # the browser as they are, so a folder the researcher could write there would be a download door for any file.
 # (KernelSpecManager.kernel_dirs is not configurable: londonsde_egress sets it when it loads.)
-c.KernelSpecManager.allowed_kernelspecs = {"python3"}
+c.KernelSpecManager.allowed_kernelspecs = {"python3", "ir"}  # Python and R (IRkernel, infra/jupyterhub/r)
 _labextensions = [os.path.join(sys.prefix, "share", "jupyter", "labextensions")]
 c.LabServerApp.labextensions_path = _labextensions
 c.LabApp.labextensions_path = _labextensions

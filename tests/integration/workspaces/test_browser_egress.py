@@ -100,12 +100,15 @@ open("hello.txt", "w").write("hello from the workspace\n")
 nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "# Analysis"}], "metadata": {},
       "nbformat": 4, "nbformat_minor": 5}
 open("analysis.ipynb", "w").write(json.dumps(nb))
-for folder in (".local/share/jupyter/kernels/evil", ".local/share/jupyter/labextensions/evil/static"):
+for folder in (".local/share/jupyter/kernels/evil", ".local/share/jupyter/kernels/ir",
+               ".local/share/jupyter/labextensions/evil/static"):
     os.makedirs(folder, exist_ok=True)
     shutil.copy("/data/patients.parquet", os.path.join(folder, "p.parquet"))
     shutil.copy("/data/patients.parquet", os.path.join(folder, "logo-64x64.png"))
 open(".local/share/jupyter/kernels/evil/kernel.json", "w").write(json.dumps(
     {"argv": ["python3", "-m", "ipykernel", "-f", "{connection_file}"], "display_name": "evil", "language": "python"}))
+open(".local/share/jupyter/kernels/ir/kernel.json", "w").write(json.dumps(  # the admitted R kernel's name
+    {"argv": ["python3", "-m", "ipykernel", "-f", "{connection_file}"], "display_name": "R", "language": "R"}))
 print(json.dumps({"size": os.path.getsize("p.parquet")}))
 """
 
@@ -142,11 +145,16 @@ def test_finding_1_bulk_download_through_the_contents_api_is_refused(running: di
                                                                        response.text[:300])
         assert b"PAR1" not in response.content
     # the folders of kernel specs and lab extensions in the home are not served at all
-    for path in ("/kernelspecs/evil/p.parquet", "/kernelspecs/evil/logo-64x64.png",
+    for path in ("/kernelspecs/evil/p.parquet", "/kernelspecs/evil/logo-64x64.png", "/kernelspecs/ir/p.parquet",
                  "/lab/extensions/evil/static/p.parquet", "/lab/api/themes/evil/static/p.parquet"):
         response = get(path)
         assert response.status_code in (403, 404) and b"PAR1" not in response.content, (path, response.status_code)
-    assert "evil" not in get("/api/kernelspecs").json()["kernelspecs"]
+    # the two admitted kernels are the environment's: a spec named like the R kernel in the home changes nothing
+    specs = get("/api/kernelspecs").json()["kernelspecs"]
+    assert set(specs) == {"python3", "ir"}
+    assert specs["ir"]["spec"]["argv"][0] == "/usr/lib/R/bin/R"
+    logo = get("/kernelspecs/ir/logo-64x64.png")
+    assert logo.status_code == 200 and logo.content.startswith(b"\x89PNG")
 
     served = get("/api/contents/hello.txt")
     assert served.status_code == 200 and served.json()["content"] == "hello from the workspace\n"

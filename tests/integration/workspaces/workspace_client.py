@@ -55,8 +55,8 @@ class Workspace:
         headers = {"X-XSRFToken": self.xsrf, **kwargs.pop("headers", {})}
         return self.session.request(method, f"{self.base}{path}", headers=headers, timeout=30, **kwargs)
 
-    def start_kernel(self) -> str:
-        response = self.api("POST", "/api/kernels", json={"name": "python3"})
+    def start_kernel(self, name: str = "python3") -> str:
+        response = self.api("POST", "/api/kernels", json={"name": name})
         response.raise_for_status()
         return str(response.json()["id"])
 
