@@ -20,19 +20,20 @@ pytestmark = [pytest.mark.browser, pytest.mark.ldap]
 
 WIDTHS = {"desktop": 1200, "phone": 390}
 
-PUBLIC_PAGES = ["/", "/register", "/catalogue/", "/involvement", "/incidents", "/charging/tariff", "/login"]
+PUBLIC_PAGES = ["/", "/register", "/catalogue/", "/involvement", "/incidents", "/charging/tariff", "/login",
+                "/catalogue/software"]
 
 # each demo role: its home and the main list it works from
 ROLE_PAGES: dict[str, list[str]] = {
     # "first:PATTERN" is the first link on the page before it whose path matches: a detail page from the list
     "researcher": ["/home", "/applications/", r"first:/applications/\d+$", "/projects/", r"first:/projects/\d+$",
-                   "/outputs/"],
+                   "/outputs/", "/packages"],
     "dac1": ["/home", "/applications/"],
     "dacchair": ["/home", "/applications/", "/projects/"],
     "checker1": ["/home", "/outputs/queue"],
     "accreditor": ["/home", "/accreditation/queue"],
     "finance": ["/home", "/charging/", "/charging/invoices"],
-    "admin": ["/home", "/admin/users", "/admin/organisations/"],
+    "admin": ["/home", "/admin/users", "/admin/organisations/", "/admin/packages"],
     "auditor": ["/home", "/audit/"],
 }
 
