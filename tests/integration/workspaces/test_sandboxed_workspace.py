@@ -369,10 +369,10 @@ def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Wo
     assert example.error is None, example.error
     # What the gateway will read: the table and its disclosure-control record, in outputs/.
     outputs = hub.homes_root / "p1" / "alice" / "outputs"
-    sidecar = json.loads((outputs / "age_band_by_sex.sdc.json").read_text())
+    sidecar = json.loads((outputs / "sex_by_age_band.sdc.json").read_text())
     assert sidecar["status"] in ("pass", "review")
     assert sidecar["record"]["kind"] == "crosstab"
-    assert (outputs / "age_band_by_sex.csv").exists()
+    assert (outputs / "sex_by_age_band.csv").exists()
     # ...and the gateway can run the recorded query again on the extract (as the gateway writes it: parquet),
     # with the same verdict.
     pd.read_csv(io.StringIO(ADMISSIONS)).to_parquet(tmp_path / "admissions.parquet")
