@@ -154,6 +154,9 @@ def team_image_path(homes_root: str | Path, project_id: str) -> Path:
 def ensure_team_mounted(homes_root: str | Path, project_id: str, size: int, gid: int) -> Path:
     """Give the project's team folder its own ext4 image (as a home, of the project's tier size) and mount it.
 
+    A bigger tier grows it when it is next mounted from scratch (after a reboot, or `unmount_all`), never under
+    a running workspace.
+
     Its root belongs to root and the project's group, mode 2770 (setgid: what is made inside stays in the group)
     with a default ACL giving the group write. Only the root of the mount is touched, never a path inside it, so
     a link a member planted there is never followed here.
@@ -165,8 +168,10 @@ def ensure_team_mounted(homes_root: str | Path, project_id: str, size: int, gid:
     team.mkdir(mode=0o700, exist_ok=True)
     if not image.exists():
         create_image(image, size, 0, gid)
-    grow(image, team, size)
     if not is_mounted(team):
+        # Grown only while no sandbox can be using it: other members' running workspaces hold the mount (unlike a
+        # home, which only its owner's one server uses), and an offline resize under them would corrupt it.
+        grow(image, team, size)
         mount(image, team)
     fd = os.open(team, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
@@ -189,9 +194,14 @@ def _homes(homes_root: Path) -> list[tuple[Path, Path]]:
 
 
 def mount_all(homes_root: str | Path) -> int:
-    """Mount every home that has an image and is not mounted (after a reboot); returns how many."""
+    """Mount every home that has an image and is not mounted (after a reboot); returns how many.
+
+    Team folders are left to their project's next workspace start (ensure_team_mounted), which grows them first
+    if the tier grew: the gateway never reads them, so nothing needs them mounted before."""
     mounted = 0
     for image, home in _homes(Path(homes_root)):
+        if image.name == TEAM_IMAGE:
+            continue
         if home.is_dir() and not home.is_symlink() and not is_mounted(home):
             mount(image, home)
             mounted += 1
