@@ -282,6 +282,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Projects", "projects.index", Permission.VIEW_PROJECTS),
     ("Data catalogue", "catalogue.index", Permission.USE_ACCOUNT),
     ("Outputs", "outputs.index", Permission.REQUEST_OUTPUTS),
+    ("Packages", "packages.index", Permission.REQUEST_PACKAGES),
     ("Output checking", "outputs.queue", Permission.REVIEW_OUTPUTS),
     ("Users", "admin.users", Permission.MANAGE_USERS),
     ("Organisations", "organisations.index", Permission.MANAGE_ORGANISATIONS),
@@ -291,6 +292,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Audit log", "audit.events", Permission.VIEW_AUDIT_LOG),
     ("Finance", "charging.dashboard", Permission.MANAGE_CHARGES),
     ("Incidents", "trust.record_incident", Permission.RECORD_INCIDENTS),
+    ("Package requests", "packages.queue", Permission.MANAGE_PACKAGES),
     ("Your account", "account.index", Permission.USE_ACCOUNT),
 ]
 

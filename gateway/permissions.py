@@ -15,6 +15,7 @@ from gateway.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from gateway.models import ApiToken, User
+    from gateway.workspaces.models import PackageRequest
     from projects.models import Accreditation
 
 
@@ -69,6 +70,9 @@ class Permission(StrEnum):
     REVIEW_OUTPUTS = "review_outputs"  # never their own request or their own projects' (decided per object)
     # charging
     MANAGE_CHARGES = "manage_charges"  # invoices, payments, credit notes, budgets, the finance dashboard
+    # safe settings: the software in the workspace
+    REQUEST_PACKAGES = "request_packages"
+    MANAGE_PACKAGES = "manage_packages"  # approve or refuse package requests
 
 
 # What each permission lets a person do, in words; also the scopes an API token can be given.
@@ -91,13 +95,16 @@ PERMISSION_LABELS: dict[Permission, str] = {
     Permission.REQUEST_OUTPUTS: "Make output requests",
     Permission.REVIEW_OUTPUTS: "Check output requests",
     Permission.MANAGE_CHARGES: "Invoices, payments, credit notes and budgets",
+    Permission.REQUEST_PACKAGES: "Ask for a package in the workspace",
+    Permission.MANAGE_PACKAGES: "Approve or refuse package requests",
 }
 
 _EVERYONE: frozenset[Permission] = frozenset({Permission.USE_ACCOUNT, Permission.VIEW_PROJECTS})
 _DAC = _EVERYONE | {Permission.REVIEW_APPLICATIONS}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.RESEARCHER: _EVERYONE | {Permission.RECORD_ACCREDITATION, Permission.APPLY, Permission.REQUEST_OUTPUTS},
+    Role.RESEARCHER: _EVERYONE | {Permission.RECORD_ACCREDITATION, Permission.APPLY, Permission.REQUEST_OUTPUTS,
+                                  Permission.REQUEST_PACKAGES},
     Role.ACCREDITATION_OFFICER: _EVERYONE | {Permission.VERIFY_ACCREDITATION},
     Role.DAC_MEMBER: _DAC,
     Role.DAC_CHAIR: _DAC | {Permission.CHAIR_DAC},
@@ -106,7 +113,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.FINANCE: _EVERYONE | {Permission.MANAGE_CHARGES},
     Role.ADMIN: _EVERYONE | {Permission.MANAGE_USERS, Permission.MANAGE_SECURITY_POLICY,
                              Permission.MANAGE_ORGANISATIONS, Permission.MANAGE_AGREEMENTS,
-                             Permission.MANAGE_PROJECTS, Permission.RELEASE_EXTRACTS, Permission.RECORD_INCIDENTS},
+                             Permission.MANAGE_PROJECTS, Permission.RELEASE_EXTRACTS, Permission.RECORD_INCIDENTS,
+                             Permission.MANAGE_PACKAGES},
     Role.AUDITOR: _EVERYONE | {Permission.VIEW_AUDIT_LOG},
 }
 
@@ -194,3 +202,28 @@ def check_can_decide_accreditation(actor: User, accreditation: Accreditation) ->
         officer = has_permission(actor, Permission.VERIFY_ACCREDITATION)
         raise PermissionDenied("Nobody can verify or reject their own accreditation." if officer
                                else "Only accreditation officers can verify or reject accreditations.")
+
+
+# Package requests (gateway/workspaces/packages.py): who acts in each state. Only a request still waiting is decided,
+# by an administrator, never on their own request; decided requests are final (a new request can follow).
+PACKAGE_REQUEST_OWNERS: dict[str, Permission | None] = {
+    "requested": Permission.MANAGE_PACKAGES,
+    "approved": None,
+    "refused": None,
+}
+
+
+def can_view_package_request(actor: User, package_request: PackageRequest) -> bool:
+    return package_request.requested_by_id == actor.id or has_permission(actor, Permission.MANAGE_PACKAGES)
+
+
+def can_decide_package_request(actor: User, package_request: PackageRequest) -> bool:
+    owner = PACKAGE_REQUEST_OWNERS.get(package_request.state)
+    return owner is not None and has_permission(actor, owner) and package_request.requested_by_id != actor.id
+
+
+def check_can_decide_package_request(actor: User, package_request: PackageRequest) -> None:
+    if not has_permission(actor, Permission.MANAGE_PACKAGES):
+        raise PermissionDenied("Only administrators decide package requests.")
+    if package_request.requested_by_id == actor.id:
+        raise PermissionDenied("Nobody can decide their own package request.")

@@ -22,6 +22,7 @@ PAGE_MODULES = (
     "gateway.web.receipts",
     "gateway.web.trust",
     "gateway.web.catalogue",
+    "gateway.web.packages",
     "gateway.web.agreements",
     "gateway.web.outputs",
     "gateway.web.output_statistics",

@@ -39,7 +39,7 @@ OBJECT_ARGS = {
     "project_id": "project", "application_id": "application", "request_id": "output_request",
     "invoice_id": "invoice", "accreditation_id": "accreditation", "user_id": "user", "token_id": "api_token",
     "organisation_id": "organisation", "version": "extract_version", "file_id": "output_file",
-    "group_id": "output_group", "comment_id": "output_comment",
+    "group_id": "output_group", "comment_id": "output_comment", "package_request_id": "package_request",
 }
 
 

@@ -34,6 +34,7 @@ from gateway.workspaces.spec import (
     GIB,
     SECURITY_TIERS,
     TIERS,
+    WELCOME_URL,
     SpecError,
     WorkspaceSpec,
     spec_from_user_options,
@@ -155,7 +156,7 @@ def hub_kubespawner_config(settings: KubernetesSettings) -> dict[str, Any]:
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "extra_pod_config": {"enableServiceLinks": False},
-        "default_url": "/lab",
+        "default_url": WELCOME_URL,
         "cmd": ["jupyterhub-singleuser"],
         # One home claim per researcher per project ({user_server} = <user>--<server name>).
         "storage_pvc_ensure": True,
@@ -213,7 +214,7 @@ def render_z2jh_values(settings: KubernetesSettings) -> dict[str, Any]:
             "uid": settings.uid,
             "fsGid": settings.fs_gid,
             "allowPrivilegeEscalation": False,
-            "defaultUrl": "/lab",
+            "defaultUrl": WELCOME_URL,
             "cmd": "jupyterhub-singleuser",
             # Homes are claimed per server by the pre-spawn hook, not by the chart.
             "storage": {"type": "none"},

@@ -36,3 +36,34 @@ class WorkspaceSession(Base):
     traffic_alert_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship()
+
+
+class PackageRequest(Base):
+    """A researcher's request for a package in the workspace environment, approved or refused by an administrator.
+
+    States and who acts in them: gateway/workspaces/packages.py (TRANSITIONS) and gateway/permissions.py."""
+
+    __tablename__ = "package_requests"
+    __table_args__ = (
+        CheckConstraint("state IN ('requested', 'approved', 'refused')", name="package_state"),
+        CheckConstraint("ecosystem IN ('python', 'r')", name="package_ecosystem"),
+        CheckConstraint("(decided_by_id IS NULL) = (decided_at IS NULL)", name="decided_pair"),
+        CheckConstraint("(state = 'requested') = (decided_at IS NULL)", name="decided_when_not_requested"),
+        CheckConstraint("state <> 'refused' OR (decision_reason IS NOT NULL AND decision_reason <> '')",
+                        name="refusal_has_reason"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    ecosystem: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(50), default="")
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="requested", index=True)
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+    requested_by: Mapped[User] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])

@@ -198,6 +198,15 @@ def stop_project_workspaces(session: Session, project: Project, reason: str) -> 
         stop_session(session, ws, reason)
 
 
+def stop_member_workspaces(session: Session, project: Project, user_ids: set[int], reason: str) -> None:
+    """Stop the workspaces of people who have just left the team, in the transaction that removes them: the server
+    goes (through the outbox) and with it their view of the project's team folder; their next start is refused
+    by the entitlement. (The worker's sweep would find them too, but only at its next pass.)"""
+    for ws in open_sessions(session, project):
+        if ws.user_id in user_ids:
+            stop_session(session, ws, reason)
+
+
 def sweep(session: Session, today: dt.date) -> list[int]:
     """Stop every open session whose entitlement has ended; returns the session ids stopped."""
     stopped = []

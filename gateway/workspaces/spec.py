@@ -142,6 +142,17 @@ def workspace_home(homes_root: str | Path, username: str, project_id: str) -> Pa
     return Path(homes_root) / check_project_id(project_id) / check_username(username)
 
 
+# Where a workspace opens: the welcome notebook of notebooks_template/, seeded into every new home.
+WELCOME_NOTEBOOK = "welcome.ipynb"
+WELCOME_URL = f"/lab/tree/{WELCOME_NOTEBOOK}"
+TEAM_FOLDER = ".team"  # no hub username starts with '.', so the team folder is never a person's home
+
+
+def team_folder(homes_root: str | Path, project_id: str) -> Path:
+    """The project's team folder on the host (sandbox spawner layout), beside its members' homes."""
+    return Path(homes_root) / check_project_id(project_id) / TEAM_FOLDER
+
+
 def spec_from_user_options(options: dict[str, Any], server_name: str) -> WorkspaceSpec:
     """Parse `user_options` as sent by the gateway. The server name must equal the project id."""
     unknown = set(options) - {"project_id", "extract_path", "tier", "handover_credential", "legacy_home",

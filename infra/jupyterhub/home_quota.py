@@ -15,13 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
 
-from gateway.workspaces.spec import check_project_id, check_username
+from gateway.workspaces.spec import check_project_id, check_username, team_folder
 
 IMAGES = ".images"
+TEAM_IMAGE = ".team.ext4"  # the team folder's image; '.team' is no hub username, so never a person's home
 MOUNT_OPTIONS = "loop,nosuid,nodev,noatime"
 
 
@@ -44,8 +46,10 @@ def is_mounted(path: Path) -> bool:
     return os.path.ismount(path)
 
 
-def create_image(image: Path, size: int, uid: int) -> None:
-    """A sparse file of `size` bytes holding an empty ext4 whose root belongs to `uid` (no reserved blocks)."""
+def create_image(image: Path, size: int, uid: int, gid: int | None = None) -> None:
+    """A sparse file of `size` bytes holding an empty ext4 whose root belongs to `uid` (and `gid`, by default the
+    uid's own group), with no reserved blocks."""
+    gid = uid if gid is None else gid
     image.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(image.parent.parent, 0o700)
     os.chmod(image.parent, 0o700)
@@ -56,7 +60,7 @@ def create_image(image: Path, size: int, uid: int) -> None:
         os.close(fd)
     try:
         _run("mkfs.ext4", "-q", "-F", "-m", "0", "-L", "sde-home",
-             "-E", f"root_owner={uid}:{uid},lazy_itable_init=1,lazy_journal_init=1", str(image))
+             "-E", f"root_owner={uid}:{gid},lazy_itable_init=1,lazy_journal_init=1", str(image))
     except QuotaError:
         image.unlink(missing_ok=True)
         raise
@@ -136,6 +140,49 @@ def ensure_mounted(homes_root: str | Path, username: str, project_id: str, home:
     return fresh
 
 
+# A default POSIX ACL (user::rwx group::rwx other::---) in the kernel's xattr form: version 2, then (tag, perm, id)
+# for ACL_USER_OBJ, ACL_GROUP_OBJ and ACL_OTHER. With a default ACL the creator's umask is not applied, so what a
+# member makes in the team folder is writable by the team whatever umask their tools run with.
+_TEAM_DEFAULT_ACL = (struct.pack("<I", 2) + struct.pack("<HHI", 0x01, 7, 0xFFFFFFFF)
+                     + struct.pack("<HHI", 0x04, 7, 0xFFFFFFFF) + struct.pack("<HHI", 0x20, 0, 0xFFFFFFFF))
+
+
+def team_image_path(homes_root: str | Path, project_id: str) -> Path:
+    return Path(homes_root) / IMAGES / check_project_id(project_id) / TEAM_IMAGE
+
+
+def ensure_team_mounted(homes_root: str | Path, project_id: str, size: int, gid: int) -> Path:
+    """Give the project's team folder its own ext4 image (as a home, of the project's tier size) and mount it.
+
+    A bigger tier grows it when it is next mounted from scratch (after a reboot, or `unmount_all`), never under
+    a running workspace.
+
+    Its root belongs to root and the project's group, mode 2770 (setgid: what is made inside stays in the group)
+    with a default ACL giving the group write. Only the root of the mount is touched, never a path inside it, so
+    a link a member planted there is never followed here.
+    """
+    team = team_folder(homes_root, project_id)
+    image = team_image_path(homes_root, project_id)
+    if team.is_symlink():
+        raise QuotaError(f"{team} is a symbolic link")
+    team.mkdir(mode=0o700, exist_ok=True)
+    if not image.exists():
+        create_image(image, size, 0, gid)
+    if not is_mounted(team):
+        # Grown only while no sandbox can be using it: other members' running workspaces hold the mount (unlike a
+        # home, which only its owner's one server uses), and an offline resize under them would corrupt it.
+        grow(image, team, size)
+        mount(image, team)
+    fd = os.open(team, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, 0, gid)
+        os.fchmod(fd, 0o2770)
+        os.setxattr(fd, "system.posix_acl_default", _TEAM_DEFAULT_ACL)
+    finally:
+        os.close(fd)
+    return team
+
+
 def _homes(homes_root: Path) -> list[tuple[Path, Path]]:
     found = []
     images = homes_root / IMAGES
@@ -147,9 +194,14 @@ def _homes(homes_root: Path) -> list[tuple[Path, Path]]:
 
 
 def mount_all(homes_root: str | Path) -> int:
-    """Mount every home that has an image and is not mounted (after a reboot); returns how many."""
+    """Mount every home that has an image and is not mounted (after a reboot); returns how many.
+
+    Team folders are left to their project's next workspace start (ensure_team_mounted), which grows them first
+    if the tier grew: the gateway never reads them, so nothing needs them mounted before."""
     mounted = 0
     for image, home in _homes(Path(homes_root)):
+        if image.name == TEAM_IMAGE:
+            continue
         if home.is_dir() and not home.is_symlink() and not is_mounted(home):
             mount(image, home)
             mounted += 1

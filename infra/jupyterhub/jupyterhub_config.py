@@ -27,7 +27,7 @@ from hub_settings import claim_host_resources, load_settings, read_or_create_sec
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
 from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
-from gateway.workspaces.spec import spec_from_user_options  # noqa: E402
+from gateway.workspaces.spec import WELCOME_URL, spec_from_user_options  # noqa: E402
 
 os.umask(0o077)  # whatever the hub writes (its database, secrets, logs) is the hub's alone
 settings = load_settings()
@@ -111,7 +111,7 @@ def check_user_options(spawner, user_options):
 
 c.Spawner.apply_user_options = check_user_options
 c.Spawner.cmd = [str(settings.singleuser_prefix / "bin" / "jupyterhub-singleuser")]
-c.Spawner.default_url = "/lab"
+c.Spawner.default_url = WELCOME_URL  # the first open lands in the welcome notebook
 c.Spawner.start_timeout = settings.start_timeout
 c.Spawner.http_timeout = settings.start_timeout
 # Browser egress policy and traffic reports, read by the server's londonsde_egress extension.

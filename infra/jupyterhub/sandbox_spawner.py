@@ -48,6 +48,7 @@ from gateway.workspaces.spec import (
     SpecError,
     WorkspaceSpec,
     adopt_legacy_home,
+    check_project_id,
     check_username,
     spec_from_user_options,
     workspace_home,
@@ -56,9 +57,12 @@ from gateway.workspaces.spec import (
 NETNS_DIR = Path("/run/netns")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("memory", "cpu", "pids")
-STAGE_DATA, STAGE_HOME = "data", "home"  # mount points in the sandbox's runtime folder
-# Run by root in the sandbox's private mount namespace: bind the extract and the home, then exec the rest.
-STAGE_SCRIPT = 'set -e; mount --bind -o ro "$1" "$2"; mount --bind "$3" "$4"; shift 4; exec "$@"'
+STAGE_DATA, STAGE_HOME, STAGE_TEAM = "data", "home", "team"  # mount points in the sandbox's runtime folder
+# Run by root in the sandbox's private mount namespace: bind the extract, the home and the team folder, then exec
+# the rest.
+STAGE_SCRIPT = ('set -e; mount --bind -o ro "$1" "$2"; mount --bind "$3" "$4"; mount --bind "$5" "$6"; shift 6; '
+                'exec "$@"')
+TEAM_INSIDE = "team"  # the team folder's place in the home, as the sandbox sees it
 SERVER_PORT = 8888  # inside the namespace every server may use the same port
 CFS_PERIOD_US = 100_000
 
@@ -82,7 +86,14 @@ class UidMap:
         self.path, self.base, self.count = path, base, count
 
     def uid_for(self, username: str) -> int:
-        check_username(username)
+        return self._id_for(check_username(username))
+
+    def gid_for_project(self, project_id: str) -> int:
+        """The group of a project's team folder, from the same range and table as the uids, so it is never the
+        private group (gid = uid) of any workspace user. 'project:' cannot begin a username."""
+        return self._id_for(f"project:{check_project_id(project_id)}")
+
+    def _id_for(self, username: str) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -146,8 +157,11 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
             raise SpecError(f"extract {extract} does not exist")
         return spec, extract
 
+    def uid_map(self) -> UidMap:
+        return UidMap(Path(self.state_dir) / "uids.json", self.uid_base, self.uid_count)
+
     def workspace_uid(self) -> int:
-        return UidMap(Path(self.state_dir) / "uids.json", self.uid_base, self.uid_count).uid_for(self.user.name)
+        return self.uid_map().uid_for(self.user.name)
 
     def prepare_home(self, spec: WorkspaceSpec, uid: int) -> Path:
         """Create the private home (and outputs/); seed it from the template the first time."""
@@ -484,6 +498,11 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         outputs = home / "outputs"
         if not outputs.exists() and not outputs.is_symlink():
             outputs.mkdir()
+        team = home / TEAM_INSIDE  # where the team folder is mounted: a plain folder, or bubblewrap cannot mount it
+        if team.is_symlink() or (team.exists() and not team.is_dir()):
+            team.rename(home / f"{TEAM_INSIDE}.moved-{time.time_ns()}")  # rename never follows the link
+        if not team.exists():
+            team.mkdir()
         give_to(home, uid)
         os.chmod(home, 0o700)
         return home
@@ -531,7 +550,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             os.chmod(runtime_dir / name, 0o644)
 
     def sandbox_command(self, state: SandboxState, extract: Path, home: Path, home_inside: str,
-                        seccomp_fd: int) -> list[str]:
+                        seccomp_fd: int, team: Path, team_gid: int) -> list[str]:
         venv = str(Path(self.singleuser_prefix).resolve())
         runtime = state.runtime_dir
         bwrap = [
@@ -567,6 +586,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--ro-bind", venv, venv,
             "--ro-bind", f"{runtime}/{STAGE_DATA}", "/data",
             "--bind", f"{runtime}/{STAGE_HOME}", home_inside,
+            "--bind", f"{runtime}/{STAGE_TEAM}", f"{home_inside}/{TEAM_INSIDE}",
             "--chdir", home_inside,
             "--",
             f"{venv}/bin/jupyterhub-singleuser",
@@ -579,8 +599,9 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "nsenter", f"--net={NETNS_DIR / state.netns}", "--",
             "unshare", "--mount", "--propagation", "private", "--",
             "sh", "-c", STAGE_SCRIPT, "stage", str(extract), f"{runtime}/{STAGE_DATA}", str(home),
-            f"{runtime}/{STAGE_HOME}",
-            "setpriv", f"--reuid={state.uid}", f"--regid={state.uid}", "--clear-groups", "--no-new-privs",
+            f"{runtime}/{STAGE_HOME}", str(team), f"{runtime}/{STAGE_TEAM}",
+            # The project's group is the one supplementary group: it opens this project's team folder, no other.
+            "setpriv", f"--reuid={state.uid}", f"--regid={state.uid}", f"--groups={team_gid}", "--no-new-privs",
             "--",
             *bwrap,
         ]  # fmt: skip
@@ -589,6 +610,8 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         spec, extract = self.workspace()
         uid = self.workspace_uid()
         home = self.prepare_home(spec, uid)
+        team_gid = self.uid_map().gid_for_project(spec.project_id)
+        team = home_quota.ensure_team_mounted(self.homes_root, spec.project_id, spec.tier.disk_bytes, team_gid)
         home_inside = f"/home/{self.user.name}"
         runtime_root = Path(self.runtime_root) / self.bridge
         runtime_root.mkdir(parents=True, exist_ok=True)
@@ -599,7 +622,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             self.sandbox = None
         runtime_dir.mkdir(exist_ok=True)
         os.chmod(runtime_dir, 0o711)  # noqa: S103
-        for stage in (STAGE_DATA, STAGE_HOME):
+        for stage in (STAGE_DATA, STAGE_HOME, STAGE_TEAM):
             (runtime_dir / stage).mkdir(mode=0o700, exist_ok=True)
         netns, address = self._allocate_netns()
         state = SandboxState(
@@ -618,7 +641,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         self.ip, self.port = address, SERVER_PORT
         env = self.workspace_env(home_inside, spec)
         seccomp_fd = filter_fd()
-        cmd = self.sandbox_command(state, extract, home, home_inside, seccomp_fd)
+        cmd = self.sandbox_command(state, extract, home, home_inside, seccomp_fd, team, team_gid)
         self.log.info("Spawning sandbox %s: %s", netns, " ".join(shlex.quote(part) for part in cmd))
         cgroup_procs = [str(path / "cgroup.procs") for path in cgroup_dirs(state.cgroup)]
 

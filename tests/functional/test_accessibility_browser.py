@@ -23,13 +23,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.ldap]
 
 WIDTHS = {"desktop": 1200, "phone": 390}
 
-PUBLIC_PAGES = ["/", "/register", "/catalogue/", "/involvement", "/incidents", "/charging/tariff", "/login"]
+PUBLIC_PAGES = ["/", "/register", "/catalogue/", "/involvement", "/incidents", "/charging/tariff", "/login",
+                "/catalogue/software"]
 
 # each demo role: its home and the main list it works from
 ROLE_PAGES: dict[str, list[str]] = {
     # "first:PATTERN" is the first link on the page before it whose path matches: a detail page from the list
     "researcher": ["/home", "/applications/", r"first:/applications/\d+$", "/projects/", r"first:/projects/\d+$",
-                   "/outputs/"],
+                   "/outputs/", "/packages"],
     # the application form pages (new, edit, variables) of a researcher with a draft
     "researcher2": ["/applications/new", "/applications/{draft}", "/applications/{draft}/edit",
                     "/applications/{draft}/variables"],
@@ -39,7 +40,7 @@ ROLE_PAGES: dict[str, list[str]] = {
     "checker1": ["/home", "/outputs/queue"],
     "accreditor": ["/home", "/accreditation/queue"],
     "finance": ["/home", "/charging/", "/charging/invoices"],
-    "admin": ["/home", "/admin/users", "/admin/organisations/"],
+    "admin": ["/home", "/admin/users", "/admin/organisations/", "/admin/packages"],
     "auditor": ["/home", "/audit/"],
 }
 

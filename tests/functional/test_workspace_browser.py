@@ -83,6 +83,9 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
     page.wait_for_url(f"{hub.url}/user/{hub_user}/{server_name}/**", timeout=90_000)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)  # JupyterLab's main area
     expect(page.locator(".jp-DirListing-content").get_by_text("welcome.ipynb")).to_be_visible(timeout=30_000)
+    # the first open lands in the welcome notebook (the hub's default_url), beside the home's files
+    assert page.url.endswith("/lab/tree/welcome.ipynb"), page.url
+    expect(page.get_by_role("heading", name="Welcome to your project workspace")).to_be_visible(timeout=30_000)
     screenshot(page, "workspace-jupyterlab")
 
     # /data holds the project's extract, read-only: asked from inside a real kernel of this server
@@ -108,7 +111,8 @@ def test_open_workspace_lands_in_jupyterlab_with_the_extract_then_suspension_sto
         output_service.save_group(s, researcher, request, "Deprivation", "Patients by IMD decile and sex.",
                                   "Checked with disclosure_control in the workspace; small cells suppressed.")
         request_id = request.id
-    page.get_by_text("Python 3 (ipykernel)").first.click()  # a new notebook from the launcher
+    page.goto(page.url.split("/lab")[0] + "/lab?reset")  # JupyterLab's default layout: the launcher, no notebook
+    page.locator(".jp-Launcher").get_by_text("Python 3 (ipykernel)").first.click()  # a new notebook
     expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
     cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
     cell.click()

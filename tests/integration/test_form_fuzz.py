@@ -148,3 +148,38 @@ def test_accreditation_record_refusals_write_nothing(app: Flask, session_factory
             assert (_count(session_factory, Accreditation), _count(session_factory, AuditEvent)) == (records, events)
 
     run()
+
+
+def test_package_request_and_decision_refusals_write_nothing(app: Flask, session_factory: sessionmaker[Session],
+                                                             demo_users: dict[str, int]) -> None:
+    from gateway.workspaces import packages
+    from gateway.workspaces.models import PackageRequest
+    from tests.support import factories as f
+
+    researcher, admin = _fuzz_app(app), app.test_client()
+    sign_in_session(researcher, session_factory, "researcher")
+    sign_in_session(admin, session_factory, "admin")
+    with session_factory() as s, s.begin():
+        waiting = packages.request_package(s, f.user(s, "researcher"), "python", "fuzz-target", "", "why").id
+    ecosystem = st.sampled_from(["python", "r", "perl", "", "\x00"])
+
+    @FUZZ
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        form = _form(data.draw, ("name", "version", "reason"))
+        form["ecosystem"] = data.draw(st.one_of(ecosystem, TEXT))
+        before = (_count(session_factory, PackageRequest), _count(session_factory, AuditEvent))
+        response = researcher.post("/packages", data=form)
+        assert response.status_code < 500, response.status_code
+        if response.status_code != 302:
+            assert response.status_code == 422, response.status_code
+            assert (_count(session_factory, PackageRequest), _count(session_factory, AuditEvent)) == before
+        decision = {f"r{waiting}-reason": data.draw(FIELD) or "",
+                    f"r{waiting}-decision": data.draw(st.one_of(st.sampled_from(["refuse", "maybe"]), TEXT))}
+        events = _count(session_factory, AuditEvent)
+        response = admin.post(f"/admin/packages/{waiting}/decide", data=decision)
+        assert response.status_code < 500, response.status_code
+        if response.status_code != 302:
+            assert response.status_code == 422 and _count(session_factory, AuditEvent) == events
+
+    run()

@@ -45,6 +45,7 @@ from gateway.model_registry import metadata
 from gateway.models import AuditEvent
 from gateway.outputs import service as outputs
 from gateway.outputs.models import OutputRequest
+from gateway.workspaces import packages
 from gateway.workspaces.entitlement import workspace_id
 from gateway.workspaces.models import WorkspaceSession
 from projects import agreements, applications, dac, lifecycle, organisations
@@ -71,7 +72,7 @@ DEFAULT_OBJECT = {
     "application_id": "draft", "user_id": "user", "project_id": "project", "version": "version",
     "request_id": "pending", "file_id": "pending_file", "invoice_id": "invoice", "token_id": "token",
     "accreditation_id": "accreditation", "organisation_id": "organisation", "group_id": "pending_group",
-    "comment_id": "comment",
+    "comment_id": "comment", "package_request_id": "package_request",
 }
 # Columns that a refused request may still touch: using a token records when it was last used.
 VOLATILE = {("api_tokens", "last_used_at")}
@@ -158,6 +159,13 @@ MATRIX: dict[tuple[str, str], Case] = {
                                                body=lambda ids: {"organisation_id": ids["organisation"]}),
     ("api.unlock_user", "POST"): Case(ROLE, actor="admin", ok=API, fresh="user"),
     ("api.reset_second_factor", "DELETE"): Case(ROLE, actor="admin", ok=API, fresh="user"),
+    # package requests: administrators decide them (a researcher is refused by role before any lookup)
+    ("packages.decide", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="package_request", changes=True,
+                                      body=lambda ids: {f"r{ids['package_request']}-decision": "approve"}),
+    ("api.approve_package_request", "POST"): Case(ROLE, actor="admin", ok=API, fresh="package_request",
+                                                  changes=True, body={}),
+    ("api.refuse_package_request", "POST"): Case(ROLE, actor="admin", ok=API, fresh="package_request",
+                                                 changes=True, body={"reason": "Not needed."}),
     ("organisations.detail", "GET"): Case(ROLE, actor="admin"),
     ("organisations.add_member", "POST"): Case(ROLE, actor="admin", ok=PAGE, fresh="user", changes=True,
                                                body=lambda ids: {"user_id": str(ids["user"])}),
@@ -448,6 +456,10 @@ class World:
             assert request is not None
             a["comment"] = outputs.add_comment(s, f.user(s, "researcher"), request, "About A", "public").id
         b["exmember_request"], _, _ = self.new_request("exmember", b["project"], f"Ex-member's {SECRET}")
+        a["package_request"] = self.fresh_package_request()["package_request"]
+        with unit_of_work(self.factory) as s:
+            b["package_request"] = packages.request_package(s, f.user(s, "researcher2"), "python", "kestrel-b", "",
+                                                            f"For {SECRET}").id
 
         # The checks above were metered: next month's invoices are drafts, which only finance sees.
         with unit_of_work(self.factory) as s:
@@ -554,6 +566,11 @@ class World:
         return ids
 
     # -- fresh A-side objects, for positive checks that use one up --
+
+    def fresh_package_request(self) -> dict[str, int]:
+        with unit_of_work(self.factory) as s:
+            return {"package_request": packages.request_package(s, f.user(s, "researcher"), "python",
+                                                                f"fresh-{next(self._serial)}", "", "For A").id}
 
     def fresh_token(self) -> dict[str, int]:
         with unit_of_work(self.factory) as s:

@@ -271,6 +271,19 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("api.list_extracts", "GET"): ALL,
     ("api.refresh_extract", "POST"): frozenset({Role.ADMIN}),
     ("api.release_extract", "POST"): frozenset({Role.ADMIN}),
+    # software in the workspace: the list is public; researchers ask for packages, administrators decide (the
+    # sample request is a fresh waiting one of `researcher`'s for each call)
+    ("packages.software", "GET"): PUBLIC,
+    ("packages.index", "GET"): frozenset({Role.RESEARCHER}),
+    ("packages.index", "POST"): frozenset({Role.RESEARCHER}),
+    ("packages.queue", "GET"): frozenset({Role.ADMIN}),
+    ("packages.decide", "POST"): frozenset({Role.ADMIN}),
+    ("api.get_software", "GET"): PUBLIC,
+    ("api.list_my_package_requests", "GET"): frozenset({Role.RESEARCHER}),
+    ("api.create_package_request", "POST"): frozenset({Role.RESEARCHER}),
+    ("api.list_package_requests", "GET"): frozenset({Role.ADMIN}),
+    ("api.approve_package_request", "POST"): frozenset({Role.ADMIN}),
+    ("api.refuse_package_request", "POST"): frozenset({Role.ADMIN}),
 }
 
 # API routes where an admitted role may still be refused by the derived entitlement (403 not_entitled).
@@ -357,6 +370,9 @@ JSON_BODIES |= {
     "api.decide_output_exception": {"decision": "accept", "reason": "walk"},
     "api.return_output_request": {"comment": "walk"},
     "api.vote_output_group": {"vote": "changes_requested"},
+    "api.create_package_request": {"ecosystem": "python", "name": "walk-package-{n}", "reason": "walk"},
+    "api.approve_package_request": {},
+    "api.refuse_package_request": {"reason": "walk"},
 }
 
 
@@ -520,6 +536,15 @@ class Walker:
                 self._comment_id = service.add_comment(s, f.user(s, "checker1"), request, "walk", "private").id
         return self._comment_id
 
+    def waiting_package_request_id(self) -> int:
+        from gateway.workspaces import packages
+        from tests.support import factories as f
+
+        self.counter += 1
+        with unit_of_work(self.factory) as s:
+            return packages.request_package(s, f.user(s, "researcher"), "python", f"walk-wanted-{self.counter}", "",
+                                            "walk").id
+
     def url(self, endpoint: str, username: str | None) -> str:
         rule = next(r for r in self.app.url_map.iter_rules() if r.endpoint == endpoint)
         values: dict[str, Any] = {}
@@ -548,6 +573,8 @@ class Walker:
                 values[arg] = self.sample_output()[2]
             elif arg == "comment_id":
                 values[arg] = self.sample_comment_id()
+            elif arg == "package_request_id":
+                values[arg] = self.waiting_package_request_id()
             elif arg == "action":
                 values[arg] = "suspend"
             elif arg == "name":

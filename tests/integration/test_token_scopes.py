@@ -49,7 +49,7 @@ def test_a_token_without_scopes_given_carries_exactly_what_the_owner_holds(
         client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
     listed = client.get("/api/v1/tokens", headers=auth(_token(session_factory, "researcher"))).json
     assert listed[0]["scopes"] == sorted(["use_account", "view_projects", "record_accreditation", "apply",
-                                          "request_outputs"])
+                                          "request_outputs", "request_packages"])
     assert listed[0]["read_only"] is False
 
 
@@ -137,7 +137,8 @@ def test_the_account_page_creates_a_scoped_token_and_keeps_input_on_error(
     sign_in_session(client, session_factory, "researcher")
     page = client.get("/account/").get_data(as_text=True)
     offered = set(re.findall(r'name="scopes" type="checkbox" value="([a-z_]+)" checked', page))
-    assert offered == {"use_account", "view_projects", "record_accreditation", "apply", "request_outputs"}
+    assert offered == {"use_account", "view_projects", "record_accreditation", "apply", "request_outputs",
+                       "request_packages"}
     before = _counts(session_factory)
     none_ticked = client.post("/account/tokens", data={"csrf_token": csrf_from(page), "name": "nightly", "days": "30"})
     assert none_ticked.status_code == 422

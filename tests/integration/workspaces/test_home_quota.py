@@ -82,3 +82,29 @@ def test_a_symlink_in_place_of_the_home_is_refused(homes: Path, tmp_path: Path) 
     (homes / "p3" / "u1").symlink_to(tmp_path)
     with pytest.raises(home_quota.QuotaError, match="symbolic link"):
         home_quota.ensure_mounted(homes, "u1", "p3", homes / "p3" / "u1", 64 * MIB, uid=20001)
+
+
+def test_the_team_folder_is_an_image_of_its_own_for_the_projects_group(homes: Path, tmp_path: Path) -> None:
+    (homes / "p4").mkdir()
+    team = home_quota.ensure_team_mounted(homes, "p4", 64 * MIB, gid=20050)
+    assert team == homes / "p4" / ".team" and home_quota.is_mounted(team)
+    info = team.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (0, 20050, 0o2770)
+    assert os.getxattr(team, "system.posix_acl_default")  # the group may write what any member makes
+    # a member plants links there; starting again (root) follows none of them
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (team / "link").symlink_to(outside)
+    # a bigger tier: never grown under running workspaces (other members may be using it), but once unmounted
+    home_quota.ensure_team_mounted(homes, "p4", 128 * MIB, gid=20050)
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o700 and outside.stat().st_gid == 0
+    assert os.statvfs(team).f_blocks * os.statvfs(team).f_frsize < 100 * MIB
+    home_quota.unmount_all(homes)  # as after a reboot: the hub mounts the homes, the team folder waits for a start
+    assert home_quota.mount_all(homes) == 0 and not home_quota.is_mounted(team)
+    home_quota.ensure_team_mounted(homes, "p4", 128 * MIB, gid=20050)
+    assert os.statvfs(team).f_blocks * os.statvfs(team).f_frsize > 100 * MIB and (team / "link").is_symlink()
+    # a link in place of the team folder itself is refused
+    (homes / "p5").mkdir()
+    (homes / "p5" / ".team").symlink_to(outside)
+    with pytest.raises(home_quota.QuotaError, match="symbolic link"):
+        home_quota.ensure_team_mounted(homes, "p5", 64 * MIB, gid=20051)

@@ -52,7 +52,7 @@ def test_gateway_lifecycle_through_the_rest_api(hub: DevHub) -> None:
     assert listed[("carol", "p7")].last_activity is not None
 
     session, landing = browser_login(hub.url, mint_ticket(hub.ticket_secret, "carol", "p7"))
-    assert landing.status_code == 200 and landing.url.endswith("/user/carol/p7/lab")
+    assert landing.status_code == 200 and landing.url.endswith("/user/carol/p7/lab/tree/welcome.ipynb")
 
     client.stop_server("carol", "p7")
     assert client.server_status("carol", "p7") is None

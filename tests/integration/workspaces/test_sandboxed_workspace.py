@@ -255,6 +255,98 @@ def test_sandbox_isolation_seen_from_a_kernel(
     assert report["pid1"].endswith("bwrap")  # own pid namespace: the host's init is not visible
 
 
+ALICE_TEAM = r"""
+import json, os
+os.umask(0o077)  # a tool with a strict umask: the team must still be able to write what it makes
+team = os.path.expanduser("~/team")
+with open(f"{team}/from_alice.txt", "w") as fh:
+    fh.write("alice\n")
+os.makedirs(f"{team}/shared/deeper")
+with open(f"{team}/shared/deeper/table.csv", "w") as fh:
+    fh.write("a,b\n")
+os.symlink("/data", f"{team}/to_data")
+os.symlink(OTHER_TEAM, f"{team}/to_other_team")
+os.symlink("/home/bob/team", f"{team}/to_bob_team")
+print(json.dumps(sorted(os.listdir(team))))
+"""
+
+CAROL_TEAM = r"""
+import json, os
+team = os.path.expanduser("~/team")
+def attempt(action):
+    try:
+        return action()
+    except OSError as exc:
+        return type(exc).__name__
+with open(f"{team}/from_alice.txt", "a") as fh:
+    fh.write("carol\n")
+with open(f"{team}/shared/deeper/from_carol.csv", "w") as fh:
+    fh.write("c\n")
+print(json.dumps({
+    "read": open(f"{team}/from_alice.txt").read(),
+    "through_data_link": sorted(os.listdir(f"{team}/to_data")),
+    "through_other_team_link": attempt(lambda: os.listdir(f"{team}/to_other_team")),
+    "through_bob_link": attempt(lambda: os.listdir(f"{team}/to_bob_team")),
+    "replace_mount_point": attempt(lambda: os.rename(team, os.path.expanduser("~/elsewhere"))),
+}))
+"""
+
+
+def test_team_folder_is_shared_by_the_projects_members_only(
+    hub: DevHub, gateway: HubClient, extracts: dict[str, Path], servers: dict[str, str], alice: Workspace
+) -> None:
+    """alice and carol are on p1 (two sandboxes), bob on p2. What one member makes in ~/team the other can read and
+    change; bob's ~/team is p2's and shows none of it; links planted there lead nowhere outside the sandbox; a
+    stopped member's server (the gateway stops it when she leaves the team) no longer reaches it."""
+    gateway.ensure_user("carol")
+    gateway.start_server("carol", WorkspaceSpec("p1", str(extracts["p1"]), TIERS["small"]))
+    gateway.wait_until_ready("carol", "p1", timeout=60)
+    carol_session, landed = browser_login(hub.url, mint_ticket(hub.ticket_secret, "carol", "p1"))
+    assert landed.status_code == 200
+    carol = Workspace(hub.url, carol_session, "carol", "p1")
+    bob_session, _ = browser_login(hub.url, mint_ticket(hub.ticket_secret, "bob", "p2"))
+    bob = Workspace(hub.url, bob_session, "bob", "p2")
+    other_team = str(hub.homes_root / "p2" / ".team")
+
+    planted = alice.execute(alice.start_kernel(), ALICE_TEAM.replace("OTHER_TEAM", repr(other_team)))
+    assert planted.error is None, planted.error
+    assert planted.json() == ["from_alice.txt", "shared", "to_bob_team", "to_data", "to_other_team"]
+    seen = carol.execute(carol.start_kernel(), CAROL_TEAM)
+    assert seen.error is None, seen.error
+    report = seen.json()
+    assert report["read"] == "alice\ncarol\n"
+    assert report["through_data_link"] == ["admissions.csv", "manifest.json"]  # carol's own /data: p1's extract
+    assert report["through_other_team_link"] == "FileNotFoundError"
+    assert report["through_bob_link"] == "FileNotFoundError"
+    assert report["replace_mount_point"] in ("OSError", "PermissionError")
+    listing = "import os, json; print(json.dumps(os.listdir(os.path.expanduser('~/team'))))"
+    bobs = bob.execute(bob.start_kernel(), listing)
+    assert bobs.error is None and bobs.json() == []
+
+    # On the host: one image per project, owned by root and the project's own group, setgid; the files a member
+    # made are the group's to write whatever her umask; the two projects have different groups.
+    sys.path.insert(0, str(REPO / "infra" / "jupyterhub"))
+    from sandbox_spawner import UidMap
+
+    ids = UidMap(hub.state_dir / "uids.json", hub.uid_base, hub.uid_count)
+    team1, team2 = hub.homes_root / "p1" / ".team", hub.homes_root / "p2" / ".team"
+    assert os.path.ismount(team1) and os.path.ismount(team2)
+    info = team1.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o7777) == (0, ids.gid_for_project("p1"), 0o2770)
+    assert team2.stat().st_gid == ids.gid_for_project("p2") != info.st_gid
+    assert ids.gid_for_project("p1") not in {ids.uid_for(name) for name in ("alice", "bob", "carol")}
+    made = team1 / "shared" / "deeper" / "table.csv"
+    assert made.stat().st_uid == ids.uid_for("alice") and made.stat().st_gid == info.st_gid
+    assert made.stat().st_mode & 0o070 == 0o060 and made.stat().st_mode & 0o007 == 0
+    assert (team1 / "to_other_team").is_symlink() and team2.stat().st_mode & 0o7777 == 0o2770
+
+    # carol leaves the team: the gateway stops her server; her old browser session reaches nothing any more.
+    gateway.stop_server("carol", "p1")
+    assert gateway.server_status("carol", "p1") is None
+    assert carol.api("GET", "/api/contents/team").status_code != 200
+    assert (team1 / "from_alice.txt").read_text() == "alice\ncarol\n"  # the team's work stays
+
+
 def test_new_home_is_seeded_from_template(hub: DevHub, servers: dict[str, str]) -> None:
     template = REPO / "notebooks_template"
     home = hub.homes_root / "p1" / "alice"
@@ -277,10 +369,10 @@ def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Wo
     assert example.error is None, example.error
     # What the gateway will read: the table and its disclosure-control record, in outputs/.
     outputs = hub.homes_root / "p1" / "alice" / "outputs"
-    sidecar = json.loads((outputs / "age_band_by_sex.sdc.json").read_text())
+    sidecar = json.loads((outputs / "sex_by_age_band.sdc.json").read_text())
     assert sidecar["status"] in ("pass", "review")
     assert sidecar["record"]["kind"] == "crosstab"
-    assert (outputs / "age_band_by_sex.csv").exists()
+    assert (outputs / "sex_by_age_band.csv").exists()
     # ...and the gateway can run the recorded query again on the extract (as the gateway writes it: parquet),
     # with the same verdict.
     pd.read_csv(io.StringIO(ADMISSIONS)).to_parquet(tmp_path / "admissions.parquet")
@@ -332,7 +424,7 @@ def test_researcher_cannot_start_or_stop_servers(hub: DevHub, alice: Workspace) 
 def test_ticket_is_single_use_and_checked(hub: DevHub, servers: dict[str, str]) -> None:
     ticket = mint_ticket(hub.ticket_secret, "bob", "p2")
     _, first = browser_login(hub.url, ticket)
-    assert first.status_code == 200 and first.url.endswith("/user/bob/p2/lab")
+    assert first.status_code == 200 and first.url.endswith("/user/bob/p2/lab/tree/welcome.ipynb")
     _, replay = browser_login(hub.url, ticket)
     assert replay.status_code == 403
     assert ticket not in hub.log_path.read_text()  # masked in the hub's request log
