@@ -20,7 +20,7 @@ import gateway.outputs.release  # noqa: F401 - registers the release of approved
 from gateway.charging.approval import freeze_quote
 from gateway.charging.jobs import daily_charging
 from gateway.extracts.service import request_build
-from gateway.workspaces.service import stop_project_workspaces
+from gateway.workspaces.service import stop_member_workspaces, stop_project_workspaces
 from projects import events, scheduled
 from projects.workflow import ProjectState
 
@@ -47,6 +47,10 @@ def stop_workspaces_for_high_tier(session: Session, event: events.SecurityTierRa
     stop_project_workspaces(session, event.project, f"security tier raised to high: {event.reason}")
 
 
+def stop_removed_members_workspaces(session: Session, event: events.MembersRemoved) -> None:
+    stop_member_workspaces(session, event.project, set(event.user_ids), event.reason)
+
+
 def freeze_approved_quote(session: Session, event: events.ApplicationApproved) -> None:
     freeze_quote(session, event.actor, event.application, event.project, event.today)
 
@@ -71,4 +75,5 @@ def wire() -> None:
         subscribe(events.ProjectStateChanged, stop_workspaces_leaving_active)
         subscribe(events.SecurityTierRaised, stop_workspaces_for_high_tier)
         subscribe(events.ApplicationApproved, freeze_approved_quote)
+        subscribe(events.MembersRemoved, stop_removed_members_workspaces)
         _wired = True

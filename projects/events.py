@@ -67,8 +67,17 @@ class ApplicationApproved:
     today: dt.date
 
 
+@dataclass(frozen=True)
+class MembersRemoved:
+    """An amendment took people off the project team (their running workspaces must stop, their access end)."""
+
+    project: Project
+    user_ids: frozenset[int]
+    reason: str
+
+
 EVENT_TYPES: tuple[type, ...] = (ProjectCreated, ProjectAmended, ProjectStateChanged, SecurityTierRaised,
-                                 ApplicationApproved)
+                                 ApplicationApproved, MembersRemoved)
 
 E = TypeVar("E")
 Handler = Callable[[Session, Any], None]

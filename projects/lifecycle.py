@@ -100,10 +100,8 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     project.members = [m for m in project.members if m.user_id in wanted_members]
     removed = before_members - set(wanted_members)
     if removed:
-        from gateway.workspaces.service import stop_member_workspaces
-
-        stop_member_workspaces(session, project, removed, "removed from the project team by amendment "
-                               + amendment.reference)
+        events.emit(session, events.MembersRemoved(project, frozenset(removed), "removed from the project team by "
+                                                   "amendment " + amendment.reference))
     for user_id, role in wanted_members.items():
         if user_id not in before_members:
             project.members.append(ProjectMember(user_id=user_id, project_role=role))
