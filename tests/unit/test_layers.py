@@ -38,7 +38,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # The layers that act on the domain's decisions (subscribed at the composition root).
     ("features", ("gateway.extracts.service", "gateway.extracts.preview", "gateway.extracts.cli",
                   "gateway.workspaces.entitlement", "gateway.workspaces.service", "gateway.workspaces.traffic",
-                  "gateway.workspaces.hub_process", "gateway.charging.approval", "gateway.charging.budget",
+                  "gateway.workspaces.hub_process", "gateway.workspaces.packages", "gateway.charging.approval",
+                  "gateway.charging.budget",
                   "gateway.charging.charts", "gateway.charging.cli", "gateway.charging.documents",
                   "gateway.charging.invoices", "gateway.charging.jobs", "gateway.charging.metering",
                   "gateway.charging.pricing", "gateway.charging.quotes", "gateway.outputs.checks",
@@ -47,7 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "gateway.trust.figures", "gateway.trust.incidents", "gateway.trust.receipts")),
     # The composition root and delivery: app, web, API, CLI, worker, wiring; and the public register, a read
     # model over every layer (its rows show quotes, invoices, extracts and releases) that nothing below reads.
-    ("root", ("gateway", "projects.register")),
+    ("root", ("gateway", "projects.register", "gateway.trust.data_use_register")),
 ]
 
 # Import cycles that remain, each with why; any other cycle fails.
