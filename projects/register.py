@@ -238,7 +238,6 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
 
     Fields the gateway does not know are left out, never filled with a guess. ``base_url`` makes links absolute.
     """
-    from gateway.charging.money import format_money
 
     out = []
     for e in entries(session, catalogue):
@@ -263,25 +262,7 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
             "privacyEnhancements": PRIVACY_ENHANCEMENTS,
             "researchOutputs": [doi_url(p.doi) for p in e.publications]
                                + [receipt_url(base_url, r) for r in e.releases],
-            "londonsde": {
-                "status": project.state,
-                "securityTier": project.security_tier,
-                "securityTierLabel": SECURITY_TIER_LABELS[project.security_tier],
-                "commercialInvolvement": project.commercial_involvement,
-                "charges": {
-                    "currency": "GBP",
-                    "agreedQuotePence": e.quote_pence, "invoicedToDatePence": e.invoiced_pence,
-                    "agreedQuote": format_money(e.quote_pence) if e.quote_pence is not None else None,
-                    "invoicedToDate": format_money(e.invoiced_pence),
-                    "tariff": f"{base_url}/charging/tariff",
-                },
-                "releases": [{"outputRequest": r.request_id, "releasedAt": r.released_at.isoformat(),
-                              "package": r.package_name,
-                              "packageSha256": r.package_sha256,
-                              "auditChainHead": {"seq": r.audit_seq, "hash": r.audit_hash},
-                              "receipt": receipt_url(base_url, r)} for r in e.releases],
-                "publications": [{"doi": p.doi, "url": doi_url(p.doi), "title": p.title} for p in e.publications],
-            },
+            "londonsde": extension(e, base_url),
         }
         optional = {
             "organisationId": organisation.identifier if organisation else None,
@@ -298,6 +279,32 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
         item.update({k: v for k, v in optional.items() if v})
         out.append(item)
     return out
+
+
+def extension(e: Entry, base_url: str) -> dict[str, Any]:
+    """What the register says that the HDR UK formats have no field for: one object, the same in both JSON files."""
+    from gateway.charging.money import format_money
+
+    project = e.project
+    return {
+        "reference": project.reference,
+        "status": project.state,
+        "securityTier": project.security_tier,
+        "securityTierLabel": SECURITY_TIER_LABELS[project.security_tier],
+        "commercialInvolvement": project.commercial_involvement,
+        "charges": {
+            "currency": "GBP",
+            "agreedQuotePence": e.quote_pence, "invoicedToDatePence": e.invoiced_pence,
+            "agreedQuote": format_money(e.quote_pence) if e.quote_pence is not None else None,
+            "invoicedToDate": format_money(e.invoiced_pence),
+            "tariff": f"{base_url}/charging/tariff",
+        },
+        "releases": [{"outputRequest": r.request_id, "releasedAt": r.released_at.isoformat(),
+                      "package": r.package_name, "packageSha256": r.package_sha256,
+                      "auditChainHead": {"seq": r.audit_seq, "hash": r.audit_hash},
+                      "receipt": receipt_url(base_url, r)} for r in e.releases],
+        "publications": [{"doi": p.doi, "url": doi_url(p.doi), "title": p.title} for p in e.publications],
+    }
 
 
 def version(session: Session) -> str | None:

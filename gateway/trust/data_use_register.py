@@ -20,9 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.charging.money import format_money
 from gateway.extracts.catalogue import Catalogue
-from gateway.workspaces.spec import SECURITY_TIER_LABELS
 from projects import register
 
 SCHEMA_VERSION = "1.0.0"
@@ -123,7 +121,7 @@ def record(e: register.Entry, base_url: str) -> dict[str, Any]:
             "startDate": project.start_date.isoformat(),
             "endDate": project.end_date.isoformat(),
             "latestApprovalDate": (e.latest_approval or project.approved_at.date()).isoformat(),
-            "londonsde": _extension(e, base_url),
+            "londonsde": register.extension(e, base_url),
         }),
         "data": _drop_empty({
             "datasets": [fit(title, SHORT_TEXT) for title in e.datasets],
@@ -140,30 +138,6 @@ def record(e: register.Entry, base_url: str) -> dict[str, Any]:
         "setting": {"accessType": ACCESS_TYPE, "privacyEnhancements": register.PRIVACY_ENHANCEMENTS},
         "outputs": [register.doi_url(p.doi) for p in e.publications]
                    + [register.receipt_url(base_url, r) for r in e.releases],
-    }
-
-
-def _extension(e: register.Entry, base_url: str) -> dict[str, Any]:
-    """What the register says that the schema has no field for."""
-    project = e.project
-    return {
-        "reference": project.reference,
-        "status": project.state,
-        "securityTier": project.security_tier,
-        "securityTierLabel": SECURITY_TIER_LABELS[project.security_tier],
-        "commercialInvolvement": project.commercial_involvement,
-        "charges": {
-            "currency": "GBP",
-            "agreedQuotePence": e.quote_pence, "invoicedToDatePence": e.invoiced_pence,
-            "agreedQuote": format_money(e.quote_pence) if e.quote_pence is not None else None,
-            "invoicedToDate": format_money(e.invoiced_pence),
-            "tariff": f"{base_url}/charging/tariff",
-        },
-        "releases": [{"outputRequest": r.request_id, "releasedAt": r.released_at.isoformat(),
-                      "package": r.package_name, "packageSha256": r.package_sha256,
-                      "auditChainHead": {"seq": r.audit_seq, "hash": r.audit_hash},
-                      "receipt": register.receipt_url(base_url, r)} for r in e.releases],
-        "publications": [{"doi": p.doi, "url": register.doi_url(p.doi), "title": p.title} for p in e.publications],
     }
 
 
