@@ -32,7 +32,7 @@ MONTHS = ("january", "february", "march", "april", "may", "june", "july", "augus
           "november", "december")
 LOWER_CASE_DATE = re.compile(r"\b\d{1,2} (?:" + "|".join(MONTHS) + r") \d{4}\b")
 ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
-WHOLE_FLOAT = re.compile(r"(?<![\d.£,])\d+\.0(?![\d%])\b")
+WHOLE_FLOAT = re.compile(r"(?<![\d.£,])\d+\.0(?![\d%]|\.\d)\b")  # not a version such as 1.0.2
 JSON_TEXT = re.compile(r"\{\s*\"")
 PAGES_PER_ROLE = 80
 PER_SHAPE = 4  # a few of each kind of page (applications in different states), not every one
