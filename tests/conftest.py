@@ -22,6 +22,15 @@ from tests.support.ldap_server import GROUP_ROLES, GROUPS, PEOPLE, SERVICE_DN, S
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _wired() -> None:
+    """The composition root's subscribers, as create_app, the CLI and the worker set them up: a test that calls the
+    services directly, before any app exists in its process (an xdist worker), needs them too."""
+    from gateway.wiring import wire
+
+    wire()
+
+
 @pytest.fixture(autouse=True)
 def _keep_umask() -> Iterator[None]:
     """`sde` commands set umask 077 for their process; one run in-process (CliRunner) must not leak it on."""

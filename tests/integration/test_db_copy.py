@@ -38,6 +38,7 @@ from gateway.models import AuditEvent, User
 from gateway.outputs import service as outputs
 from gateway.outputs.models import OutputRequest
 from gateway.trust import incidents
+from gateway.workspaces import packages
 from gateway.workspaces.models import WorkspaceSession
 from projects import applications, publications
 from projects.models import Project
@@ -114,6 +115,7 @@ def seed_everything(settings: Settings) -> dict[str, int]:
         project = s.get(Project, project_id)
         assert project is not None
         publications.link_publication(s, researcher, project, "10.1000/copy.1", "Findings \u2013 \u2713")
+        packages.request_package(s, researcher, "python", "lifelines", "0.30.0", "Survival curves \u2013 Kaplan-Meier.")
         incidents.record_incident(s, admin, utcnow().date() - dt.timedelta(days=3), "Laptop lost \u2013 encrypted",
                                   "A laptop was left on a train.", "The account was disabled the same day.",
                                   utcnow().date())

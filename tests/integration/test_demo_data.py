@@ -77,8 +77,8 @@ def test_demo_covers_every_application_state_and_is_idempotent(database_url: str
     app = create_app(settings)
     client = app.test_client()
     # the register lists the release; its receipt verifies against the published key and the package
-    (entry,) = [e for e in client.get("/register.json").json if e["londonsde"]["releases"]]
-    (item,) = entry["londonsde"]["releases"]
+    (entry,) = [e for e in client.get("/register.json").json if e["project"]["londonsde"]["releases"]]
+    (item,) = entry["project"]["londonsde"]["releases"]
     assert item["package"] == package_name
     (tmp_path / "receipt.json").write_bytes(client.get(f"/register/receipts/{package_name[:-4]}.json").data)
     (tmp_path / "key.pem").write_text(client.get("/register/receipt-key").get_data(as_text=True))

@@ -383,23 +383,20 @@ def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Wo
     assert again.status == sidecar["status"] and again.query["dataset"] == "admissions"
 
 
-def test_r_template_notebook_runs_in_the_sandbox_and_saves_what_python_saves(hub: DevHub, alice: Workspace) -> None:
-    """The R kernel starts in the sandbox, and the R example saves the very table and record the Python one did."""
+def test_r_template_notebook_runs_in_the_sandbox_and_saves_its_checked_table(hub: DevHub, alice: Workspace) -> None:
+    """The R kernel starts in the sandbox and the R example saves its table with the record the gateway recomputes
+    from. (That R and Python give identical tables and records is tests/integration/workspaces/
+    test_r_disclosure_control.py; the Python example now picks its own table, so the two examples differ.)"""
     outputs = hub.homes_root / "p1" / "alice" / "outputs"
-    alice.execute(alice.start_kernel(), _code_cells(REPO / "notebooks_template" / "example_analysis.ipynb"))
-    from_python = {p.suffix: p.read_bytes() for p in outputs.glob("age_band_by_sex.*")}
-    for saved in outputs.glob("age_band_by_sex.*"):  # so what is compared below is what R wrote
+    for saved in outputs.glob("age_band_by_sex.*"):
         saved.unlink()
     example = alice.execute(alice.start_kernel("ir"), _code_cells(REPO / "notebooks_template" /
                                                                  "example_analysis_r.ipynb"), timeout=180)
     assert example.error is None, example.error
     assert "admissions 240 3" in example.stdout, example.stdout  # load_extract read the extract's first table
-    assert (outputs / "age_band_by_sex.csv").read_bytes() == from_python[".csv"]
-    records = [json.loads(raw)["record"] for raw in (from_python[".json"],
-                                                      (outputs / "age_band_by_sex.sdc.json").read_bytes())]
-    for record in records:
-        assert record.pop("created_at") and record.pop("uid")
-    assert records[0] == records[1]
+    assert (outputs / "age_band_by_sex.csv").read_bytes()
+    record = json.loads((outputs / "age_band_by_sex.sdc.json").read_bytes())["record"]
+    assert record["query"]["dataset"] == "admissions", record
 
 
 def test_downloads_and_export_are_refused(alice: Workspace) -> None:
