@@ -54,6 +54,8 @@ def test_r_notebook_in_the_sandbox_saves_and_hands_over_a_checked_table(
     page.goto(f"{gateway.url}/projects/{project_id}")
     page.get_by_role("button", name="Open workspace").click()
     page.wait_for_url(f"{hub.url}/user/{hub_user}/{server_name}/**", timeout=90_000)
+    # JupyterLab lands on welcome.ipynb; a reset layout shows the Launcher
+    page.goto(page.url.split("/lab")[0] + "/lab?reset")
     # the launcher offers exactly the two admitted kernels
     launcher = page.locator(".jp-Launcher-section").first
     expect(launcher.locator(".jp-LauncherCard")).to_have_count(2, timeout=60_000)

@@ -83,6 +83,9 @@ def open_jupyterlab(page: Page, gateway: LiveServer, hub: DevHub, project_id: in
     page.get_by_role("button", name="Open workspace").click()
     page.wait_for_url(f"{hub.url}/user/{hub_user}/{server_name}/**", timeout=90_000)
     expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
+    # JupyterLab lands on welcome.ipynb; a reset layout shows the Launcher, which this test is about
+    page.goto(page.url.split("/lab")[0] + "/lab?reset")
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=60_000)
 
 
 def run_a_cell(page: Page) -> None:
