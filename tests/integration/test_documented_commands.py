@@ -22,8 +22,10 @@ from gateway.cli import main
 from tests.support import databases
 from tests.support.sandbox import REPO, Sandbox, free_port, libpq_url, sandbox
 
-pytestmark = pytest.mark.skipif(databases.postgres_server_url() is None,
-                                reason="needs PostgreSQL (SDE_TEST_DATABASE_URL): the documented production path")
+pytestmark = [pytest.mark.skipif(databases.postgres_server_url() is None,
+                                 reason="needs PostgreSQL (SDE_TEST_DATABASE_URL): the documented production path"),
+              # the last test checks what the others ran in this process: one xdist worker runs them all, in order
+              pytest.mark.xdist_group("documented_commands")]
 
 SDE = str(Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv") / "bin" / "sde")
 DOCUMENTS = (REPO / "README.md", REPO / "docs" / "operators.md")
