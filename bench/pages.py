@@ -50,15 +50,10 @@ class Row:
 
 
 def bare_app() -> Any:
-    from flask import Flask
+    """The same bare Flask app bench/load.py serves as its baseline."""
+    from bench.load import bare_app as load_baseline
 
-    app = Flask("baseline")
-
-    @app.get("/")
-    def hello() -> str:
-        return "<!doctype html><title>baseline</title><p>Hello</p>"
-
-    return app
+    return load_baseline()
 
 
 class StatementCounter:
