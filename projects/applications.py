@@ -17,16 +17,15 @@ from gateway import audit, outbox
 from gateway.config import DacSettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from gateway.extracts.catalogue import Catalogue
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from gateway.workspaces.spec import TIERS
 from projects import agreements, cohort, dates
 from projects.accreditation_rules import check_accredited, valid_accreditation
-from projects.catalogue import lookup, needs_justification, requestable
+from projects.catalogue import Catalogue, lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project, ReviewAssignment
 from projects.workflow import AppState, check_application_move
+from projects.workspace_tiers import TIERS
 
 EDITABLE_STATES = {AppState.DRAFT, AppState.CHANGES_REQUESTED}
 WORKSPACE_SIZES = tuple(TIERS)
@@ -263,7 +262,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
                          drop: list[str]) -> None:
     """The applicant takes a risk preview's suggestion in one step: coarser quasi-identifiers and, if it says so,
     fewer variables. Checked like any edit of the draft; the audit event says what changed."""
-    from gateway.extracts.spec import Generalisation
+    from projects.extract_terms import Generalisation
 
     check_can_edit_application(actor, application)
     try:
@@ -272,7 +271,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
         raise ValidationError("The suggestion could not be applied.",
                               field_errors={"generalisation": ["This is not a generalisation the gateway knows."]}
                               ) from None
-    from gateway.extracts.spec import LEVELS, level_of
+    from projects.extract_terms import LEVELS, level_of
 
     current = Generalisation(**(application.generalisation or {}))
     finer = [dimension for dimension in LEVELS if level_of(chosen, dimension) < level_of(current, dimension)]

@@ -19,12 +19,12 @@ from gateway.errors import Conflict, InvalidTransition, PermissionDenied, Valida
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
 from projects import dates, events
 from projects.applications import is_team_member, max_term_months
 from projects.dates import latest_access_end
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move
+from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
 
 VOTES = ("approve", "approve_with_conditions", "changes_requested", "reject")
 OUTCOMES = {"approved": AppState.APPROVED, "rejected": AppState.REJECTED,

@@ -12,11 +12,11 @@ from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, check_security_tier
 from projects import cohort, events
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
 from projects.workflow import PROJECT_TRANSITIONS, ProjectState, check_project_move
+from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIERS
 
 STAFF_ROLES = {Role.DAC_MEMBER, Role.DAC_CHAIR, Role.LAY_MEMBER, Role.ADMIN, Role.AUDITOR, Role.FINANCE,
                Role.OUTPUT_CHECKER, Role.ACCREDITATION_OFFICER}
@@ -68,7 +68,8 @@ def list_projects(session: Session, user: User) -> list[Project]:
 def create_project(session: Session, actor: User, application: Application, decision: Decision,
                    today: dt.date, security_tier: str = DEFAULT_SECURITY_TIER) -> Project:
     assert decision.access_end_date is not None
-    check_security_tier(security_tier)
+    if security_tier not in SECURITY_TIERS:
+        raise ValueError(f"security_tier must be one of {list(SECURITY_TIERS)}")
     project = Project(
         reference=application.reference.replace("LSDE-", "P-"), application_id=application.id,
         title=application.title, lay_summary=application.lay_summary, public_benefit=application.public_benefit,
