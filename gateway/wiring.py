@@ -19,9 +19,10 @@ import gateway.outputs.checks  # registers the automatic output checks (outbox)
 import gateway.outputs.release  # noqa: F401 - registers the release of approved outputs (outbox)
 from gateway.charging.approval import freeze_quote
 from gateway.charging.jobs import daily_charging
+from gateway.charging.tariff import tariff_in_force
 from gateway.extracts.service import request_build
 from gateway.workspaces.service import stop_member_workspaces, stop_project_workspaces
-from projects import events, scheduled
+from projects import events, scheduled, tariff
 from projects.workflow import ProjectState
 
 _lock = threading.Lock()
@@ -76,4 +77,5 @@ def wire() -> None:
         subscribe(events.SecurityTierRaised, stop_workspaces_for_high_tier)
         subscribe(events.ApplicationApproved, freeze_approved_quote)
         subscribe(events.MembersRemoved, stop_removed_members_workspaces)
+        tariff.find_tariff_in_force_with(tariff_in_force)  # the application's maximum term reads it
         _wired = True

@@ -20,7 +20,7 @@ from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from projects import agreements, cohort, dates
+from projects import agreements, cohort, dates, tariff
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import Catalogue, lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project, ReviewAssignment
@@ -54,9 +54,7 @@ LIMITS = {"title": 300, "funder": 300, "ethics_reference": 100}
 
 def max_term_months() -> int:
     """The tariff's maximum term: no approval or extension gives access further ahead than this."""
-    from gateway.charging.tariff import tariff_in_force
-
-    return tariff_in_force().quote_rules.max_duration_months
+    return tariff.max_term_months()
 
 
 def _next_reference(session: Session, prefix: str) -> str:

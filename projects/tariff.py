@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,24 @@ def load_tariff(path: Path | str = DEFAULT_TARIFF) -> Tariff:
     except OSError:
         raise TariffError(f"the tariff file {p} does not exist") from None
     return _load(str(p), mtime)
+
+
+# Which tariff is in force is the delivery's business (inside a request, the one its app's settings name): the
+# composition root says how to find it (gateway.wiring.wire); until it does, the environment's settings name it.
+def _named_by_the_environment() -> Tariff:
+    from gateway.config import load_settings
+
+    return load_tariff(load_settings().charging.tariff_path)
+
+
+_in_force: list[Callable[[], Tariff]] = [_named_by_the_environment]
+
+
+def find_tariff_in_force_with(source: Callable[[], Tariff]) -> None:
+    """Called once by the composition root: ``source()`` returns the tariff in force."""
+    _in_force[0] = source
+
+
+def max_term_months() -> int:
+    """The tariff's maximum term: no approval or extension gives access further ahead than this."""
+    return _in_force[0]().quote_rules.max_duration_months
