@@ -167,6 +167,21 @@ def test_the_domain_never_imports_the_layers_that_act_on_its_decisions() -> None
     assert {m: sorted(imports_of(m) & acting) for m in domain if imports_of(m) & acting} == {}
 
 
+def test_projects_imports_nothing_from_extracts_workspaces_or_charging() -> None:
+    """Issue 18, by name and whatever layer a module is placed in: not even their tables or pure parts."""
+    acting = ("gateway.extracts", "gateway.workspaces", "gateway.charging")
+    domain = [m for m in modules() if m == "projects" or m.startswith("projects.")]
+    assert len(domain) > 10
+    found = {m: sorted(t for t in imports_of(m) if t.startswith(acting)) for m in domain}
+    assert {m: targets for m, targets in found.items() if targets} == {}
+
+
+def test_every_projects_module_is_in_the_domain_layer() -> None:
+    """No exception for a module under projects/ (the public register, which reads every layer, is in gateway/)."""
+    assert [m for m in modules() if m.startswith("projects.") and m not in ("projects.models", "projects.workflow")
+            and LAYERS[layer_of(m)][0] != "domain"] == []
+
+
 def test_the_checker_sees_late_and_relative_imports(tmp_path: Path) -> None:
     """The scanner itself: a late import inside a function counts (that is how the old cycles were hidden)."""
     assert "gateway.wiring" in imports_of("gateway.app")
