@@ -13,14 +13,13 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, lazyload, selectinload
 
-from gateway import audit, outbox
+from gateway import audit
 from gateway.config import DacSettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from gateway.identity.accounts import users_with_roles
 from gateway.models import User
-from gateway.permissions import Permission, Role, check_permission, has_permission
-from projects import agreements, cohort, dates, tariff
+from gateway.permissions import Permission, check_permission, has_permission
+from projects import agreements, cohort, dates, events, tariff
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import Catalogue, lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project, ReviewAssignment
@@ -427,10 +426,7 @@ def submit(session: Session, actor: User, application: Application, catalogue: C
     audit.record(session, actor, "application.resubmitted" if resubmission else "application.submitted",
                  "application", application.id, {"round": application.round,
                                                  "agreement_version": agreement.version})
-    for chair in users_with_roles(session, [Role.DAC_CHAIR.value]):
-        outbox.send_email(session, chair.email, f"Application {application.reference} submitted",
-                          f"{application.title}\n\nAssign reviewers in the London SDE gateway.",
-                          dedupe_key=f"submitted:{application.id}:{application.round}:{chair.id}")
+    events.emit(session, events.ApplicationSubmitted(application))  # the chairs are emailed
 
 
 def withdraw(session: Session, actor: User, application: Application) -> None:

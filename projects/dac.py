@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from gateway import audit, outbox
+from gateway import audit
 from gateway.config import DacSettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
@@ -91,11 +91,7 @@ def assign_reviewers(session: Session, actor: User, application: Application, re
         application.state = AppState.UNDER_REVIEW
     audit.record(session, actor, "application.reviewers_assigned", "application", application.id,
                  {"added": [r.username for r in added], "round": application.round})
-    for reviewer in added:
-        outbox.send_email(session, reviewer.email, f"Please review {application.reference}",
-                          f"You have been asked to review '{application.title}'. Declare any conflict of "
-                          "interest before you read it in full.",
-                          dedupe_key=f"review-request:{application.id}:{reviewer.id}")
+    events.emit(session, events.ReviewersAssigned(application, tuple(added)))  # the new reviewers are emailed
 
 
 def declare_conflict(session: Session, actor: User, application: Application, conflict: bool,
@@ -270,10 +266,7 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
             project = lifecycle.apply_amendment(session, actor, application, decision, today)
         # charging freezes the quote with its tariff version (gateway.wiring)
         events.emit(session, events.ApplicationApproved(application, project, actor, today))
-    outbox.send_email(session, application.applicant.email, f"Decision on {application.reference}",
-                      f"The data access committee's decision: {outcome.replace('_', ' ')}.\n\n"
-                      f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),
-                      dedupe_key=f"decision:{decision.id}")
+    events.emit(session, events.ApplicationDecided(application, decision))  # the applicant is emailed
     return decision
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from gateway import audit, outbox
+from gateway import audit
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
@@ -147,17 +147,9 @@ def _move(session: Session, actor: User | str, project: Project, target: Project
     project.state_reason = reason
     audit.record(session, actor, f"project.{target.value}", "project", project.id,
                  {"from": previous, "reason": reason})
-    # leaving the active state stops the project's workspaces (subscribed in gateway.wiring)
+    # leaving the active state stops the project's workspaces, closing destroys its pseudonym key, and the members
+    # are emailed (subscribed in gateway.wiring)
     events.emit(session, events.ProjectStateChanged(project, previous, target.value, reason))
-    if target in (ProjectState.CLOSED, ProjectState.REVOKED):
-        # Closing destroys the pseudonym key (by the worker, which holds the key files).
-        outbox.enqueue(session, "extract.destroy_key", {"project_id": project.id},
-                       dedupe_key=f"destroy-key:{project.id}")
-    for member in project.members:
-        outbox.send_email(session, member.user.email, f"Project {project.reference} is now {target.value}",
-                          f"{project.title}\n\n{reason}",
-                          dedupe_key=f"project-state:{project.id}:{target.value}:{project.state_changed_at}:"
-                                     f"{member.user_id}")
 
 
 def _need_reason(reason: str) -> str:
@@ -225,13 +217,8 @@ def raise_security_tier(session: Session, actor: User, project: Project, reason:
     session.flush()
     audit.record(session, actor, "project.security_tier_raised", "project", project.id,
                  {"from": previous, "to": project.security_tier, "reason": reason})
-    events.emit(session, events.SecurityTierRaised(project, reason))  # running workspaces stop (gateway.wiring)
-    for member in project.members:
-        outbox.send_email(session, member.user.email, f"Project {project.reference}: high security tier",
-                          f"{project.title}\n\nThe project's workspaces are now in the high security tier: no copy "
-                          f"out to the clipboard, small pastes only, no terminals. Running workspaces were stopped; "
-                          f"open yours again from the project page.\n\nReason: {reason}",
-                          dedupe_key=f"project-tier:{project.id}:high:{member.user_id}")
+    # running workspaces stop and the members are emailed (gateway.wiring)
+    events.emit(session, events.SecurityTierRaised(project, reason))
 
 
 def close(session: Session, actor: User, project: Project, reason: str) -> None:

@@ -176,6 +176,11 @@ def test_projects_imports_nothing_from_extracts_workspaces_or_charging() -> None
     assert {m: targets for m, targets in found.items() if targets} == {}
 
 
+def test_projects_queues_no_side_effect_itself() -> None:
+    """Mail and jobs that follow a decision are queued by subscribers (gateway.notifications, gateway.wiring)."""
+    assert [m for m in modules() if m.startswith("projects.") and "gateway.outbox" in imports_of(m)] == []
+
+
 def test_every_projects_module_is_in_the_domain_layer() -> None:
     """No exception for a module under projects/ (the public register, which reads every layer, is in gateway/)."""
     assert [m for m in modules() if m.startswith("projects.") and m not in ("projects.models", "projects.workflow")
