@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import unit_of_work, utcnow
 from gateway.outbox import OutboxMessage
-from projects import accreditation, dac, events
-from projects.models import Accreditation, Application
+from projects import accreditation, dac, events, lifecycle
+from projects.models import Accreditation, Application, Project
 from tests.support import factories as f
 
 
@@ -86,3 +86,27 @@ def test_a_verification_that_rolls_back_sends_no_email(session_factory: sessionm
     with session_factory() as s:
         assert "Your accreditation has been verified" not in _subjects(s)
         assert s.get(Accreditation, record_id).status == "pending"  # type: ignore[union-attr]
+
+
+def test_closing_queues_the_key_destruction_then_the_members_emails(session_factory: sessionmaker[Session],
+                                                                    demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory)
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        lifecycle.suspend(s, f.user(s, "admin"), project, "Audit pending")
+        lifecycle.reinstate(s, f.user(s, "admin"), project, "Audit passed")
+        lifecycle.close(s, f.user(s, "researcher"), project, "Study finished")
+        reference = project.reference
+        members = sorted(m.user.email for m in project.members)
+    with session_factory() as s:
+        rows = list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+    kinds = [(m.kind, m.dedupe_key) for m in rows if m.kind == "extract.destroy_key"]
+    assert kinds == [("extract.destroy_key", f"destroy-key:{project_id}")]  # closing only, not the suspension
+    key_at = next(i for i, m in enumerate(rows) if m.kind == "extract.destroy_key")
+    closed = [(i, m.payload["to"]) for i, m in enumerate(rows)
+              if m.kind == "email" and m.payload["subject"] == f"Project {reference} is now closed"]
+    assert sorted(to for _, to in closed) == members
+    assert all(i > key_at for i, _ in closed)
