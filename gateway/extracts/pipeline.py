@@ -34,15 +34,6 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from gateway.extracts import storage
-from gateway.extracts.catalogue import (
-    Catalogue,
-    Dataset,
-    Role,
-    Sensitivity,
-    Variable,
-    VariableType,
-    load_catalogue,
-)
 from gateway.extracts.pseudonym import MAX_SHIFT_DAYS, PatientLookup, key_fingerprint
 from gateway.extracts.risk import RiskReport, assess
 from gateway.extracts.spec import (
@@ -52,6 +43,15 @@ from gateway.extracts.spec import (
     ExtractSpec,
     ImdTreatment,
     LsoaTreatment,
+)
+from projects.catalogue import (
+    Catalogue,
+    Dataset,
+    Role,
+    Sensitivity,
+    Variable,
+    VariableType,
+    load_catalogue,
 )
 
 MANIFEST_FORMAT = 1

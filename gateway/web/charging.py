@@ -13,7 +13,6 @@ from gateway.charging import charts, invoices, quotes
 from gateway.charging.documents import invoice_csv, invoice_pdf
 from gateway.charging.invoices import OWNERS, TRANSITIONS
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money, format_percent, parse_pounds
 from gateway.charging.tariff import tariff_in_force
 from gateway.errors import Conflict, InvalidTransition, ValidationError
 from gateway.permissions import Permission, has_permission
@@ -23,6 +22,7 @@ from gateway.web.forms import EmptyForm
 from gateway.web.recorded import records_download
 from projects import applications, lifecycle
 from projects.models import Application, Project
+from projects.money import format_money, format_percent, parse_pounds
 
 bp = Blueprint("charging", __name__, url_prefix="/charging")
 

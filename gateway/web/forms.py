@@ -19,7 +19,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from gateway.permissions import ROLE_LABELS
-from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, TIERS
+from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, TIERS
 
 
 class MultiCheckboxField(SelectMultipleField):

@@ -13,15 +13,15 @@ from typing import Any
 
 from flask import Flask
 
-from gateway.extracts.catalogue import Role as VariableRole
-from gateway.extracts.catalogue import Sensitivity
 from gateway.extracts.pipeline import ReleaseStatus
-from gateway.extracts.spec import AreaCodeTreatment, DateOfBirthTreatment, EventDateTreatment, ImdTreatment
 from gateway.extracts.synth import CONDITIONS
 from gateway.outputs import service as output_service
 from gateway.outputs.workflow import OutputState
 from gateway.permissions import ROLE_LABELS
 from projects import dac
+from projects.catalogue import Role as VariableRole
+from projects.catalogue import Sensitivity
+from projects.extract_terms import AreaCodeTreatment, DateOfBirthTreatment, EventDateTreatment, ImdTreatment
 from projects.workflow import AppState, ProjectState
 
 STATES: dict[str, str] = {

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.charging import invoices, metering
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money
 from gateway.config import Settings
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import PermissionDenied, ValidationError
@@ -21,6 +20,7 @@ from gateway.models import AuditEvent
 from gateway.trust import incidents
 from gateway.trust.models import Incident
 from gateway.worker import run_once
+from projects.money import format_money
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
 from tests.support import factories as f

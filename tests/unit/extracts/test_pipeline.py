@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.extracts import storage
-from gateway.extracts.catalogue import Sensitivity, load_catalogue
 from gateway.extracts.pipeline import PSEUDONYM_COLUMN, RISK_REPORT, ReleaseStatus, build_extract
 from gateway.extracts.pseudonym import date_shift, pseudonym, pseudonymise
 from gateway.extracts.reference import BOROUGH_NAMES
 from gateway.extracts.spec import make_spec
+from projects.catalogue import Sensitivity, load_catalogue
 
 KEY_A = b"A" * 32
 KEY_B = b"B" * 32
