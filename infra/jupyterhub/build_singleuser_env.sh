@@ -50,8 +50,7 @@ find "$site/disclosure_control" -name __pycache__ -prune -exec rm -rf {} +
 # every record made in a workspace names the rules that made it, as the gateway's own records do.
 release="$("$python" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
     "$repo/pyproject.toml")"
-printf '"""Written by build_singleuser_env.sh: the release this copy of the library came from."""\n\nVERSION = "%s"\n' \
-    "$release" > "$site/disclosure_control/_release.py"
+echo "$release" > "$site/disclosure_control/RELEASE"
 
 # The server extension refusing /files/ and /nbconvert/ (see singleuser/londonsde_lockdown.py), and the one
 # handing outputs over to the gateway through the hub (singleuser/londonsde_handover.py; kernels import it too).
