@@ -120,8 +120,9 @@ def run_invoices() -> Any:
 
     form = InvoiceRunForm()
     if not form.validate_on_submit():
-        if form.csrf_token.errors:
-            form.csrf_token.errors = []
+        token = getattr(form, "csrf_token", None)  # absent when CSRF is off (tests)
+        if token is not None and token.errors:
+            token.errors = []
             return _dashboard(form, ["Your form expired; try again."], 400)
         return _dashboard(form, status=422)  # the month's boxes, as typed, the wrong ones marked
     if form.month.data is None:
