@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from projects.accreditation import long_date
 from projects.accreditation_rules import today
 from projects.demo_people import demo_certificate_pdf
-from tests.functional.conftest import screenshot
+from tests.functional.conftest import fill_date, screenshot
 from tests.functional.test_sign_in_browser import sign_in
 from tests.support.browser import LiveServer
 
@@ -40,8 +40,8 @@ def test_researcher_records_officer_verifies_researcher_is_valid(
     page.get_by_label("ONS Accredited Researcher (Digital Economy Act)").check()
     page.get_by_label("Full", exact=True).check()
     page.get_by_label("Accreditation or certificate number").fill("AR-2024-0042")
-    page.get_by_label("Date of training").fill((today() - dt.timedelta(days=14)).isoformat())
-    page.get_by_label("Expiry date").fill(expiry.isoformat())
+    fill_date(page, "Date of training", today() - dt.timedelta(days=14))
+    fill_date(page, "Expiry date", expiry)
     disguised = tmp_path / "certificate.png"
     disguised.write_bytes(certificate.read_bytes())
     page.get_by_label("Certificate", exact=True).set_input_files(str(disguised))
