@@ -236,7 +236,8 @@ class AgreementForm(FlaskForm):
 
 
 class InvoiceRunForm(FlaskForm):
-    month = NhsDateField("Month", subject="The month", parts=("month", "year"), hint="For example, 11 2026")
+    month = NhsDateField("Month to invoice", subject="The month to invoice", parts=("month", "year"),
+                         hint="For example, 11 2026")
 
 
 class AcceptAgreementForm(FlaskForm):

@@ -61,7 +61,7 @@ def test_quote_on_a_draft_then_finance_invoices_and_the_register_shows_charges(
     # finance runs last month's invoices, issues the project's invoice and downloads the PDF
     as_user(page, live_server, "finance")
     page.get_by_role("link", name="Finance").first.click()
-    fill_date(page, "Month", dt.date.fromisoformat(f"{month}-01"), parts=("month", "year"))
+    fill_date(page, "Month to invoice", dt.date.fromisoformat(f"{month}-01"), parts=("month", "year"))
     page.get_by_role("button", name="Run invoices").click()
     expect(page.get_by_text(f"{month}: 1 invoice drafted")).to_be_visible()
     expect(page.get_by_test_id("invoices")).to_contain_text(reference)

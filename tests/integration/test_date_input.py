@@ -140,7 +140,7 @@ def test_finance_chooses_the_invoice_month_in_month_and_year_boxes(
     response = client.post("/charging/invoices/run", data={"csrf_token": token, "month-month": "13",
                                                            "month-year": str(last.year)})
     text = response.get_data(as_text=True)
-    assert response.status_code == 422 and "The month must be a real date." in text
+    assert response.status_code == 422 and "The month to invoice must be a real date." in text
     assert box(text, "month", "month") == ("13", True) and box(text, "month", "year") == (str(last.year), False)
     this_month = dt.date.today()
     unfinished = client.post("/charging/invoices/run", data={"csrf_token": token, **{
