@@ -69,7 +69,7 @@ def test_quote_on_a_draft_then_finance_invoices_and_the_register_shows_charges(
     expect(page.get_by_test_id("invoice-lines")).to_contain_text("New data access application")
     expect(page.get_by_test_id("invoice-total")).to_have_text("£3,409.20")  # 2,841.00 net + VAT
     page.get_by_role("button", name="Issue invoice").click()
-    expect(page.get_by_test_id("invoice-state")).to_have_text("issued")
+    expect(page.get_by_test_id("invoice-state")).to_have_text("Issued")
     screenshot(page, "charging-invoice-issued")
     with page.expect_download() as download_info:
         page.get_by_test_id("download-pdf").click()
