@@ -321,14 +321,17 @@ def review(application_id: int) -> Any:
 def decide(application_id: int) -> Any:
     application = _load(application_id)
     form = DecisionForm()
+    new = application.kind == "new"
+    if not new:  # an amendment ends on its requested date: no end-date boxes are shown, and none are read
+        del form.access_end_date
     if form.validate_on_submit():
         outcome = form.outcome.data or ""
         # An amendment's form has no tier: None keeps the project's (the service refuses a different one).
-        tier = (form.security_tier.data or None) if application.kind == "new" else None
+        tier = (form.security_tier.data or None) if new else None
         try:
             run(dac.decide, require_user(), application, settings().dac, outcome=outcome,
                 conditions=form.conditions.data or "", message=form.message.data or "",
-                access_end_date=form.access_end_date.data, today=today(), security_tier=tier)
+                access_end_date=form.access_end_date.data if new else None, today=today(), security_tier=tier)
         except ValidationError as exc:  # shown on the form, with what was typed
             for message in apply_errors(form, exc):
                 flash(message, "error")
@@ -338,7 +341,7 @@ def decide(application_id: int) -> Any:
             return _to(application)
         flash(f"Decision recorded: {outcome.replace('_', ' ')}.", "success")
         return _to(application)
-    if form.access_end_date.errors:  # the date's boxes: shown again as typed, the wrong ones marked
+    if new and form.access_end_date.errors:  # the date's boxes: shown again as typed, the wrong ones marked
         return _view_page(application, form), 422
     flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
     return _to(application)

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.charging.models import Invoice
 from gateway.db import unit_of_work
 from gateway.models import AuditEvent
-from projects.models import Application
+from projects import applications
+from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
 from tests.support import factories as f
@@ -151,3 +152,28 @@ def test_finance_chooses_the_invoice_month_in_month_and_year_boxes(
     assert done.status_code == 302 and done.headers["Location"].endswith(f"period={last:%Y-%m}")
     with session_factory() as s:
         assert s.scalars(select(Invoice)).all() == []  # nobody used anything: nothing to invoice
+
+
+def test_an_amendment_decision_has_no_end_date_boxes_and_ignores_any_posted(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory)
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        amendment = applications.start_amendment(s, f.user(s, "researcher"), project)
+        amendment.amendment_summary = "Add a year of data."
+        amendment_id, end = amendment.id, project.end_date
+    f.submit(session_factory, amendment_id)
+    f.review_round(session_factory, amendment_id, {"dac1": "approve"})
+    sign_in_session(client, session_factory, "dacchair")
+    page = client.get(f"/applications/{amendment_id}").get_data(as_text=True)
+    assert 'data-testid="decision-form"' in page and "access_end_date-day" not in page
+    response = client.post(f"/applications/{amendment_id}/decision", data={
+        "csrf_token": csrf_from(page), "outcome": "approved", **boxes("access_end_date", ("31", "2", "99999"))})
+    assert response.status_code == 302
+    with session_factory() as s:
+        application, project = s.get(Application, amendment_id), s.get(Project, project_id)
+        assert application is not None and project is not None
+        assert application.state == "approved" and project.end_date == end  # the posted boxes were not read
