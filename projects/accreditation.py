@@ -59,13 +59,13 @@ def date_problems(training: dt.date | None, expiry: dt.date | None, on: dt.date)
     within ten years."""
     errors: dict[str, list[str]] = {}
     if training is None:
-        errors["training_date"] = ["Enter the date of your training, like 2026-03-14."]
+        errors["training_date"] = ["Enter the date of your training."]
     elif training > on:
         errors["training_date"] = ["The training date must be today or in the past."]
     elif problem := dates.outside(training):
         errors["training_date"] = [problem]
     if expiry is None:
-        errors["expiry_date"] = ["Enter the expiry date, like 2029-03-14."]
+        errors["expiry_date"] = ["Enter the expiry date."]
     elif expiry < on:
         errors["expiry_date"] = ["The expiry date is in the past: record a current accreditation."]
     elif expiry > dates.latest_accreditation_expiry(on):
