@@ -54,6 +54,9 @@ CATALOGUE: dict[str, str] = {
     ReleaseStatus.RELEASED: "Released", ReleaseStatus.HELD: "Held for the data custodian",
 }
 
+# The automatic check's verdict on an output file or a cell (disclosure_control's statuses).
+VERDICTS: dict[str, str] = {"pass": "Pass", "review": "Review", "fail": "Fail", "suppressed": "Suppressed"}
+
 CONDITION_LABELS: dict[str, str] = {
     "asthma": "Asthma", "hypertension": "Hypertension", "diabetes": "Diabetes",
     "copd": "COPD (chronic obstructive pulmonary disease)", "cancer": "Cancer",
@@ -68,6 +71,7 @@ LABELS: dict[str, str] = {
     **{str(k): v for k, v in STATES.items()},  # after the votes: "Changes requested" reads right for both
     **{str(k): v for k, v in CATALOGUE.items()},
     **CONDITION_LABELS,
+    **VERDICTS,
 }
 
 ENUMS: tuple[type[StrEnum], ...] = (AppState, ProjectState, OutputState, Sensitivity, VariableRole, ReleaseStatus,
