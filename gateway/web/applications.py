@@ -336,13 +336,12 @@ def decide(application_id: int) -> Any:
             for message in apply_errors(form, exc):
                 flash(message, "error")
             return _view_page(application, form), 422
-        except (Conflict, InvalidTransition) as exc:
+        except (Conflict, InvalidTransition) as exc:  # no quorum yet, decided meanwhile: what was typed stays
             flash(exc.message, "error")
-            return _to(application)
+            return _view_page(application, form), 409
         flash(f"Decision recorded: {outcome.replace('_', ' ')}.", "success")
         return _to(application)
-    if new and form.access_end_date.errors:  # the date's boxes: shown again as typed, the wrong ones marked
-        return _view_page(application, form), 422
-    flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
-    return _to(application)
+    if not (new and form.access_end_date.errors):  # the date's boxes carry their own messages
+        flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
+    return _view_page(application, form), 422  # shown again as typed, the wrong parts marked
 

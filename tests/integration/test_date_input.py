@@ -177,3 +177,27 @@ def test_an_amendment_decision_has_no_end_date_boxes_and_ignores_any_posted(
         application, project = s.get(Application, amendment_id), s.get(Project, project_id)
         assert application is not None and project is not None
         assert application.state == "approved" and project.end_date == end  # the posted boxes were not read
+
+
+def test_a_refused_decision_shows_again_with_what_the_chair_typed(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """No quorum yet (a conflict) or no outcome chosen (a field): the page answers again with the conditions,
+    the message and the date as typed, and nothing is decided."""
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    app_id = f.draft(session_factory)
+    f.submit(session_factory, app_id)
+    f.review_round(session_factory, app_id, {"dac1": "approve", "dac2": "approve"})  # no lay vote: no quorum
+    sign_in_session(client, session_factory, "dacchair")
+    typed = {"conditions": "Publish only counts of 10 or more.", "message": "Thank you for a clear application."}
+    end = f.TODAY + dt.timedelta(days=200)
+    for outcome, status, said in (("approved", 409, "No quorum yet"), ("", 422, "Choose a decision")):
+        token = csrf_from(client.get(f"/applications/{app_id}").get_data(as_text=True))
+        response = client.post(f"/applications/{app_id}/decision", data={
+            "csrf_token": token, "outcome": outcome, **typed, **boxes("access_end_date", end)})
+        page = html.unescape(response.get_data(as_text=True))
+        assert response.status_code == status and said in page, outcome
+        assert typed["conditions"] in page and typed["message"] in page, outcome
+        assert shown(page, "access_end_date")["year"] == (str(end.year), False), outcome
+    with session_factory() as s:
+        assert s.get(Application, app_id).state == "under_review"  # type: ignore[union-attr]
