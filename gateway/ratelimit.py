@@ -24,6 +24,8 @@ LOGIN_ENDPOINT = "auth.login"
 ACCOUNT_LIMITED_ENDPOINTS = ("auth.second_factor", "auth.enrol", "auth.new_password", "account.change_password")
 SIGN_IN_ENDPOINTS = (LOGIN_ENDPOINT, *ACCOUNT_LIMITED_ENDPOINTS[:3])
 API_BLUEPRINT = "api"
+# Every view given a limit below; with the API blueprint, the only requests the limiter needs to look at.
+LIMITED_ENDPOINTS = frozenset({LOGIN_ENDPOINT, *ACCOUNT_LIMITED_ENDPOINTS})
 
 
 def _username() -> str:
@@ -44,6 +46,12 @@ def _bearer() -> str | None:
 def _token_key() -> str:
     # A digest, so the storage (possibly a shared Redis) never holds a usable token.
     return "token:" + hashlib.sha256((_bearer() or "").encode()).hexdigest()
+
+
+def no_limit_here() -> bool:
+    """True for a request no limit applies to (most pages): the limiter skips its per-request lookups. A limit set on
+    another view must add it to LIMITED_ENDPOINTS (tests/integration/test_rate_limits.py compares the two)."""
+    return request.endpoint not in LIMITED_ENDPOINTS and request.blueprint != API_BLUEPRINT
 
 
 def _too_many(exc: RateLimitExceeded) -> Any:
@@ -77,5 +85,7 @@ def init_rate_limits(app: Flask, security: SecuritySettings) -> Limiter:
         app.view_functions[endpoint] = view
     limiter.shared_limit(security.token_limit, scope="api-token", key_func=_token_key,
                          exempt_when=lambda: _bearer() is None)(app.blueprints[API_BLUEPRINT])
+    limiter.request_filter(no_limit_here)
+
     app.register_error_handler(RateLimitExceeded, _too_many)
     return limiter
