@@ -59,6 +59,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.security.https,
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.security.session_hours),
+        # The cookie is signed and sent again only when its content changes, not on every response: the sign-in
+        # it names ends at a fixed time on the server (gateway/identity/sessions.py), so a re-sent cookie would
+        # extend nothing and only cost a signature per request.
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=25 * 1024 * 1024,
         WTF_CSRF_SSL_STRICT=settings.security.https,
         TESTING=settings.env == "test",
@@ -96,6 +100,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.teardown_appcontext(close_db)
     _register_error_handlers(app)
     app.context_processor(_template_globals)
+    app.extensions["sde_layout_urls"] = {}
+    app.add_template_global(layout_url)
     labels.register(app)
     return app
 
@@ -303,6 +309,19 @@ PUBLIC_NAV: list[tuple[str, str]] = [
     ("Tariff", "charging.tariff"), ("Incidents", "trust.incidents_page"), ("Get involved", "trust.involvement"),
     ("Sign in", "auth.login"),
 ]
+
+
+def layout_url(endpoint: str, filename: str | None = None) -> str:
+    """``url_for`` for the layout's fixed links (stylesheets, scripts, the menu): the same for every request under one
+    script root, so each is built once per process and script root instead of on every page."""
+    urls: dict[tuple[str, str, str | None], str] = current_app.extensions["sde_layout_urls"]
+    key = (request.script_root, endpoint, filename)
+    url = urls.get(key)
+    if url is None:
+        if len(urls) > 1000:  # the script root comes with the request: never let it grow the table without end
+            urls.clear()
+        url = urls[key] = url_for(endpoint, filename=filename) if filename is not None else url_for(endpoint)
+    return url
 
 
 # per process, read-only: the same for everyone
