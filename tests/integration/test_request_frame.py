@@ -49,3 +49,32 @@ def test_layout_links_are_the_same_as_url_for_under_each_script_root(app: Flask,
         from flask import url_for
 
         assert url_for("projects.index") in plain and url_for("search.find") in plain
+
+
+def test_who_a_request_comes_from_is_one_statement(app: Flask, session_factory: sessionmaker[Session],
+                                                   demo_users: dict[str, int]) -> None:
+    """A browser session or an API token, with the person and their roles: one statement, whatever the roles."""
+    from sqlalchemy import event
+
+    from gateway.config import SecuritySettings
+    from gateway.db import unit_of_work
+    from gateway.identity import accounts, tokens
+    from gateway.identity.sessions import SignInState, live_session, open_session
+    from gateway.permissions import permissions_of
+
+    with unit_of_work(session_factory) as s:
+        owner = accounts.find_user(s, "dacchair")
+        assert owner is not None and len(owner.roles) >= 1
+        _, plain = tokens.create_token(s, "test", owner, "frame test", 30)
+        _ws, key = open_session(s, owner, SignInState.SIGNED_IN, SecuritySettings(), method="test")
+        expected = permissions_of(owner)
+    sent: list[str] = []
+    event.listen(app.extensions["sde_engine"], "before_cursor_execute", lambda *a: sent.append(a[2]))
+    for identify in (lambda s: tokens.user_for_token(s, plain), lambda s: live_session(s, key).user):  # type: ignore[union-attr]
+        with session_factory() as s:
+            before = len(sent)
+            user = identify(s)
+            assert user is not None and user.username == "dacchair"
+            assert permissions_of(user) and permissions_of(user) <= expected  # a token's scopes may narrow them
+            s.rollback()
+        assert len([q for q in sent[before:] if q.lstrip().upper().startswith("SELECT")]) == 1
