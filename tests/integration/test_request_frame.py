@@ -78,3 +78,39 @@ def test_who_a_request_comes_from_is_one_statement(app: Flask, session_factory: 
             assert permissions_of(user) and permissions_of(user) <= expected  # a token's scopes may narrow them
             s.rollback()
         assert len([q for q in sent[before:] if q.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_a_nul_character_is_refused_wherever_a_page_request_carries_it(app: Flask, client: FlaskClient,
+                                                                         session_factory: sessionmaker[Session],
+                                                                         demo_users: dict[str, int]) -> None:
+    """Requests with no query and no form body skip the check (gateway.app._refuse_nul_characters); any that could
+    carry a NUL still get it."""
+    sign_in_session(client, session_factory, "researcher")
+    assert client.get("/catalogue/").status_code == 200
+    assert client.get("/catalogue/?q=a%00b").status_code == 422
+    assert client.get("/catalogue/?q%00=a").status_code == 422
+    assert client.get("/catalogue/?q=a%2500b").status_code == 200  # "%00" as text is not a NUL
+    app.config["WTF_CSRF_ENABLED"] = False  # the NUL check itself, not the form's token
+    for kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        answer = client.post("/account/tokens", data={"name": "laptop\x00", "days": "30"}, content_type=kind)
+        assert answer.status_code == 422 and b"cannot be used (NUL)" in answer.data, kind
+
+
+def test_security_headers_follow_each_apps_settings(settings: object) -> None:
+    from gateway.app import create_app
+    from gateway.config import SecuritySettings, Settings, WorkspaceSettings
+
+    assert isinstance(settings, Settings)
+    secure = settings.model_copy(update={"security": SecuritySettings(https=True),
+                                         "workspaces": WorkspaceSettings(hub_url="https://hub.example.org:8443/x")})
+    for conf, hsts in ((settings, None), (secure, "max-age=31536000; includeSubDomains")):
+        app = create_app(conf)
+        try:
+            answer = app.test_client().get("/register")
+            assert answer.headers.get("Strict-Transport-Security") == hsts
+            assert answer.headers["X-Frame-Options"] == "DENY"
+            assert answer.headers["Content-Security-Policy"].endswith(
+                f"form-action 'self' {'https://hub.example.org:8443' if hsts else 'http://127.0.0.1:8000'}; "
+                "base-uri 'none'; object-src 'none'")
+        finally:
+            app.extensions["sde_engine"].dispose()
