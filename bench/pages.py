@@ -6,7 +6,8 @@ through Flask's test client, signed in as the demo researcher, output checker an
 answering one short page, called the same way, is the baseline. For each page it prints the median and p90 time,
 the SQL statements the request ran (a SQLAlchemy `before_cursor_execute` listener on the app's engine), and the
 ratio to the baseline's median. A second table times the parts of the request frame on their own (session and
-user load, the permission checks of the menu, the CSRF token, the security headers, rendering the bare layout).
+user load, the signed cookie, the rate limiter's check, the permission checks of the menu, the CSRF token, the
+security headers, rendering the bare layout).
 
 Targets: every signed-in page <= 5 ms median and <= 6 SQL statements; `/register` (signed out, cached) <= 1.5x
 the baseline. Prints PASS/FAIL per target and exits 1 if any failed. A bench, not a test: timings depend on the
@@ -106,7 +107,7 @@ def page_row(label: str, client: Any, url: str, counter: StatementCounter, round
 
 def frame_rows(app: Any, client: Any, rounds: int) -> list[tuple[str, float]]:
     """The parts of a signed-in request, each on its own, inside one request context carrying the cookie."""
-    from flask import g, render_template_string, session
+    from flask import g, render_template_string, request, session
     from flask_wtf.csrf import generate_csrf
 
     from gateway import app as app_module
@@ -129,6 +130,14 @@ def frame_rows(app: Any, client: Any, rounds: int) -> list[tuple[str, float]]:
             db().rollback()
 
         parts.append(("session, user and roles (live_session)", statistics.median(timed(load_session, rounds))))
+        cookies = app.session_interface
+        parts.append(("session cookie (open and save)", statistics.median(timed(
+            lambda: cookies.save_session(app, cookies.open_session(app, request), app.response_class("x")),
+            rounds))))
+        limiter = next(iter(app.extensions["limiter"]))  # its check as registered (gateway/ratelimit.py guards it)
+        check = next(f for f in app.before_request_funcs[None]
+                     if getattr(f, "__wrapped__", f) == limiter._check_request_limit)
+        parts.append(("rate limiter (a page no limit applies to)", statistics.median(timed(check, rounds))))
         parts.append(("permission checks (every permission once)", statistics.median(timed(
             lambda: [has_permission(user, p) for p in Permission], rounds))))
 

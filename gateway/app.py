@@ -22,7 +22,9 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -59,12 +61,18 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.security.https,
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.security.session_hours),
+        # The cookie is signed and sent again only when its content changes, not on every response: the sign-in
+        # it names ends at a fixed time on the server (gateway/identity/sessions.py), so a re-sent cookie would
+        # extend nothing and only cost a signature per request.
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=25 * 1024 * 1024,
         WTF_CSRF_SSL_STRICT=settings.security.https,
         TESTING=settings.env == "test",
     )
+    app.session_interface = SessionCookies()
     engine = make_engine(settings.resolved_database_url)
     app.extensions["sde_settings"] = settings
+    app.extensions["sde_security_headers"] = security_headers_for(settings)
     app.extensions["sde_engine"] = engine
     app.extensions["sde_sessionmaker"] = make_session_factory(engine)
     app.extensions["sde_read_sessionmaker"] = make_session_factory(engine, read_mostly=True)
@@ -96,12 +104,32 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.teardown_appcontext(close_db)
     _register_error_handlers(app)
     app.context_processor(_template_globals)
+    app.extensions["sde_layout_urls"] = {}
+    app.add_template_global(layout_url)
     labels.register(app)
     return app
 
 
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, with its signing serializer made once per process for the app's keys instead
+    of on every request (Flask builds a new one each time). The cookie, its signature and its checks are unchanged."""
+
+    def __init__(self) -> None:
+        self._made: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        made = self._made  # one read: another thread may replace it meanwhile (an atomic assignment)
+        if made is None or made[0] != keys:
+            made = self._made = (keys, super().get_signing_serializer(app))
+        return made[1]
+
+
 def _is_api() -> bool:
     return request.path.startswith(API_PREFIX)
+
+
+FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})  # what Werkzeug parses
 
 
 def _refuse_nul_characters() -> Any:
@@ -109,8 +137,12 @@ def _refuse_nul_characters() -> Any:
     refuse the page request up front. The API refuses it per declared field, with its 422 (gateway/api/registry.py)."""
     if _is_api():
         return None
-    if any("\x00" in key or "\x00" in value for source in (request.args, request.form)
-           for key, value in source.items(multi=True)):
+    # Only a query string with "%00" can decode to a NUL, and only a form body is parsed into request.form: a page
+    # request with neither (most of them) is not parsed here at all.
+    query = request.query_string
+    sources = ([request.args] if b"%00" in query or b"\x00" in query else []) + (
+        [request.form] if request.mimetype in FORM_MIMETYPES else [])
+    if any("\x00" in key or "\x00" in value for source in sources for key, value in source.items(multi=True)):
         message = "The form contained a character that cannot be used (NUL). Go back, remove it and try again."
         return render_template("error.html", status=422, message=message), 422
     return None
@@ -208,17 +240,23 @@ def content_security_policy(hub_url: str) -> str:
             + "; base-uri 'none'; object-src 'none'")
 
 
+def security_headers_for(settings: Settings) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The policy and the fixed headers every answer carries: worked out once per app, from its settings."""
+    fixed = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "same-origin"),
+             ("Permissions-Policy", "camera=(), microphone=(), geolocation=()")]
+    if settings.security.https:
+        fixed.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    return content_security_policy(settings.workspaces.hub_url), tuple(fixed)
+
+
 def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", content_security_policy(
-        current_app.extensions["sde_settings"].workspaces.hub_url))
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-    if current_app.extensions["sde_settings"].security.https:
-        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    policy, fixed = current_app.extensions["sde_security_headers"]
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", policy)  # a view may set a stricter policy of its own
+    for name, value in fixed:
+        headers[name] = value
     if g.get("user") is not None or g.get("pending_user") is not None:
-        response.headers["Cache-Control"] = "no-store"
+        headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -303,6 +341,19 @@ PUBLIC_NAV: list[tuple[str, str]] = [
     ("Tariff", "charging.tariff"), ("Incidents", "trust.incidents_page"), ("Get involved", "trust.involvement"),
     ("Sign in", "auth.login"),
 ]
+
+
+def layout_url(endpoint: str, filename: str | None = None) -> str:
+    """``url_for`` for the layout's fixed links (stylesheets, scripts, the menu): the same for every request under one
+    script root, so each is built once per process and script root instead of on every page."""
+    urls: dict[tuple[str, str, str | None], str] = current_app.extensions["sde_layout_urls"]
+    key = (request.script_root, endpoint, filename)
+    url = urls.get(key)
+    if url is None:
+        if len(urls) > 1000:  # the script root comes with the request: never let it grow the table without end
+            urls.clear()
+        url = urls[key] = url_for(endpoint, filename=filename) if filename is not None else url_for(endpoint)
+    return url
 
 
 # per process, read-only: the same for everyone

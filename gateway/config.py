@@ -175,6 +175,10 @@ class PublicSettings(BaseModel):
     # The service's public address (https://...), used in links in /register.json and in signed receipts; empty:
     # the address the request came to (set it in production, so a forged Host header cannot name another site).
     base_url: str = Field("", max_length=200, pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$")
+    # How long a worker may serve its kept copy of /register to visitors who are not signed in without asking the
+    # database whether the register changed. A change made by this worker shows at once; one made by another worker,
+    # the background worker or a command shows within this many seconds. 0: ask on every request.
+    register_recheck_seconds: float = Field(2.0, ge=0, le=60)
 
 
 class Settings(BaseModel):

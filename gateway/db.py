@@ -204,8 +204,22 @@ def _run(actions: list[Callable[[], None]]) -> None:
             log.exception("an after-transaction action failed")
 
 
+# How many transactions sessions of this process have committed (read, never reset): a cache of data built from the
+# database can tell, without asking it, that this process may have changed something since the cache was checked.
+_commits = 0
+
+
+def commits_in_process() -> int:
+    """A number that changes after every commit of an ORM session in this process (see ``_after_commit``)."""
+    return _commits
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    global _commits
+    # After the commit: a reader that saw the number before this change reads the database after it. Two threads
+    # adding at once may add one between them; the number still changes, which is all a reader compares.
+    _commits += 1
     session.info.pop(_AFTER_ROLLBACK, None)
     _run(session.info.pop(_AFTER_COMMIT, []))
 

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from gateway.config import SecuritySettings
@@ -141,12 +141,18 @@ def end_sessions(session: Session, user: User, reason: str, keep: WebSession | N
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+# The statement every request sends, built once per process: SQLAlchemy keeps its cache key on the object and its
+# compiled form in the engine's cache, so a request only binds the key's digest. The session, its person and the
+# person's roles in one statement.
+_LIVE_SESSION = (select(WebSession).options(joinedload(WebSession.user).joinedload(User.role_grants))
+                 .where(WebSession.key_hash == bindparam("key_hash")))
+
+
 def live_session(session: Session, key: str | None) -> WebSession | None:
     """The open, unexpired session this cookie key belongs to, with its active user; else None."""
     if not key or not isinstance(key, str) or len(key) > 100:
         return None
-    ws = session.scalar(select(WebSession).options(joinedload(WebSession.user).joinedload(User.role_grants))
-                        .where(WebSession.key_hash == _digest(key)))
+    ws = session.scalar(_LIVE_SESSION, {"key_hash": _digest(key)})
     if ws is None or ws.state == S.ENDED or ws.expires_at <= utcnow():
         return None
     if not ws.user.is_active or ws.generation != ws.user.session_version:

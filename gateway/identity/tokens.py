@@ -6,8 +6,8 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 
 from gateway import audit
 from gateway.audit import Actor
@@ -87,12 +87,18 @@ def revoke_token(session: Session, actor: User, token: ApiToken) -> None:
     audit.record(session, actor, "token.revoked", "api_token", token.id, {"owner_id": token.user_id})
 
 
+# The statement every API request sends, built once per process (see gateway.identity.sessions): the token, its
+# owner and the owner's roles in one statement.
+_TOKEN_AND_OWNER = (select(ApiToken).options(joinedload(ApiToken.user).joinedload(User.role_grants))
+                    .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def user_for_token(session: Session, plain: str) -> User | None:
     """The active owner of a valid, unexpired, unrevoked token, else None. The owner comes back narrowed
     to the token's scopes (and marked read-only if it is) for the rest of the request."""
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 200:
         return None
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(plain)))
+    token = session.scalar(_TOKEN_AND_OWNER, {"token_hash": _hash(plain)})
     now = utcnow()
     # A token with no expiry is refused too: none can be made any more, and migration 0009 dated the old ones.
     if token is None or token.revoked_at is not None or token.expires_at is None or token.expires_at <= now:

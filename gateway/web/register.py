@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, session
 
 from gateway import csv_safe
+from gateway.db import commits_in_process
 from gateway.trust import register as register_rows
 from gateway.web.access import public
-from gateway.web.context import catalogue, current_user, db
+from gateway.web.context import catalogue, current_user, db, settings
 from gateway.web.recorded import records_download
 
 bp = Blueprint("register", __name__)
@@ -20,21 +24,70 @@ def _cache() -> register_rows.RowsCache:
     return current_app.extensions.setdefault("sde_register_rows", register_rows.RowsCache())
 
 
+@dataclass(frozen=True)
+class _Kept:
+    key: Hashable  # what the rows were built from (gateway.trust.register.RowsCache)
+    script_root: str
+    html: str
+    checked_at: float  # when the key was last read from the database (the clock's reading just before)
+    commits: int  # this process's commit count just before that read (gateway.db.commits_in_process)
+
+
+class PublicPage:
+    """The register page everyone not signed in gets, kept per app and served without a database session while fresh.
+
+    Fresh means: checked against the database (the audit head, see gateway.trust.register.version) less than
+    ``recheck_seconds`` ago, and no session of this process has committed since. So a change made in this process
+    shows on the next request, and one made by another process (a gunicorn worker, the background worker, an
+    ``sde`` command) within ``recheck_seconds``. A check that finds the same key keeps the page and only restarts
+    the clock; a new key renders it again.
+    """
+
+    def __init__(self, recheck_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.recheck_seconds = recheck_seconds
+        self.clock = clock
+        self._kept: _Kept | None = None
+
+    def fresh(self, script_root: str) -> str | None:
+        kept = self._kept  # one read: another thread may replace it meanwhile (an atomic assignment)
+        if kept is None or kept.script_root != script_root or kept.commits != commits_in_process():
+            return None
+        if self.clock() - kept.checked_at >= self.recheck_seconds:
+            return None
+        return kept.html
+
+    def checked(self) -> tuple[float, int]:
+        """Read before the database is asked: the moment and commit count the answer is at least as new as."""
+        return self.clock(), commits_in_process()
+
+    def keep(self, key: Hashable, script_root: str, since: tuple[float, int], render: Callable[[], str]) -> str:
+        kept = self._kept
+        html = kept.html if kept is not None and (kept.key, kept.script_root) == (key, script_root) else render()
+        self._kept = _Kept(key, script_root, html, *since)
+        return html
+
+
+def _public_page() -> PublicPage:
+    page: PublicPage | None = current_app.extensions.get("sde_register_page")
+    if page is None:
+        seconds = settings().public.register_recheck_seconds
+        page = current_app.extensions.setdefault("sde_register_page", PublicPage(seconds))
+    return page
+
+
 @bp.get("/register")
 @public
 def page() -> Any:
+    # Everyone not signed in and with no message waiting gets the same page: rendered once per version of the rows.
+    anonymous = current_user() is None and "_flashes" not in session
+    kept = _public_page()
+    if anonymous and (html := kept.fresh(request.script_root)) is not None:
+        return html  # no database session at all
+    since = kept.checked()
     key, rows = _cache().snapshot(db(), catalogue())
-    if key is None or current_user() is not None or "_flashes" in session:
+    if key is None or not anonymous:
         return _render(rows)
-    # Everyone not signed in and with no message waiting gets the same page: render it once per version of the rows.
-    pages: dict[Any, str] = current_app.extensions.setdefault("sde_register_page", {})
-    page_key = (key, request.script_root)
-    html = pages.get(page_key)
-    if html is None:
-        html = _render(rows)
-        pages.clear()  # only the current version is worth keeping
-        pages[page_key] = html
-    return html
+    return kept.keep(key, request.script_root, since, lambda: _render(rows))
 
 
 def _render(rows: Any) -> str:

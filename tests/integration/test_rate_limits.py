@@ -104,3 +104,22 @@ def test_forwarded_addresses_count_only_behind_a_trusted_proxy(settings: Setting
     assert [from_client("10.1.1.1"), from_client("10.1.1.1")] == [401, 401]
     assert from_client("10.1.1.2") == (401 if proxies else 429)
     application.extensions["sde_engine"].dispose()
+
+
+def test_the_limiter_skips_only_requests_no_limit_applies_to(limited_app) -> None:
+    """The request filter (gateway.ratelimit.no_limit_here) lets most pages skip the limiter's lookups; it must name
+    every view that carries a limit, or a limit added later would silently never be checked."""
+    from flask_limiter.util import get_qualified_name
+
+    from gateway.ratelimit import LIMITED_ENDPOINTS, no_limit_here
+
+    limiter = next(iter(limited_app.extensions["limiter"]))
+    with_limits = set(limiter.limit_manager._decorated_limits)  # qualified names of the views given a limit
+    assert with_limits, "the limiter's record of decorated views moved: read it from where it lives now"
+    limited = {endpoint for endpoint, view in limited_app.view_functions.items()
+               if get_qualified_name(view) in with_limits}
+    assert limited == LIMITED_ENDPOINTS
+    for path, method, skipped in [("/register", "GET", True), ("/home", "GET", True), ("/login", "POST", False),
+                                  ("/account/password", "POST", False), ("/api/v1/register", "GET", False)]:
+        with limited_app.test_request_context(path, method=method):
+            assert no_limit_here() is skipped, path

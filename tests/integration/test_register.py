@@ -6,7 +6,9 @@ import csv
 import io
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import unit_of_work
@@ -83,3 +85,98 @@ def test_signed_in_readers_and_pending_messages_get_their_own_page(client: Flask
     assert "A message for this reader only." in client.get("/register").get_data(as_text=True)
     assert "A message for this reader only." not in client.get("/register").get_data(as_text=True)
     assert "Sign out" not in client.get("/register").get_data(as_text=True)
+
+
+class Clock:
+    """A clock the test moves by hand (the kept page's age), so nothing here depends on how fast the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_warm_register_page_is_served_without_touching_the_database(app: Flask, client: FlaskClient,
+                                                                      session_factory: sessionmaker[Session],
+                                                                      demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    f.approved_project(session_factory, title="Air quality and asthma admissions")
+    assert "Air quality and asthma admissions" in client.get("/register").get_data(as_text=True)  # cold: rendered
+    engine = app.extensions["sde_engine"]
+    sent, checkouts = [], []
+    event.listen(engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    event.listen(engine.pool, "checkout", lambda *a: checkouts.append(1))
+    warm = client.get("/register")
+    assert warm.status_code == 200 and "Air quality and asthma admissions" in warm.get_data(as_text=True)
+    assert sent == [] and checkouts == []  # not one statement, not even a connection from the pool
+    sign_in_session(client, session_factory, "researcher")
+    assert "Sign out" in client.get("/register").get_data(as_text=True)  # signed in: rendered for this person
+    assert sent and checkouts
+
+
+def test_a_change_made_by_another_process_shows_within_the_recheck_interval(app: Flask, client: FlaskClient,
+                                                                            session_factory: sessionmaker[Session],
+                                                                            demo_users: dict[str, int],
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/public-register.md: a change committed by another worker shows within `public.register_recheck_seconds`
+    (2 by default); a change committed in this worker shows on the next request (the test above this one)."""
+    from gateway.web import register as register_view
+
+    clock = Clock()
+    app.extensions["sde_register_page"] = register_view.PublicPage(2.0, clock=clock)
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory, title="Air quality and asthma admissions")
+    assert "Active" in client.get("/register").get_data(as_text=True)
+    # From here on this process commits "nothing" as far as the page can tell: as if another process made the change.
+    monkeypatch.setattr(register_view, "commits_in_process", lambda: -1)
+    clock.now += 1.0
+    assert "Active" in client.get("/register").get_data(as_text=True)  # rechecked: same key, kept, clock restarted
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        lifecycle.suspend(s, f.user(s, "admin"), project, "Breach under investigation.")
+    clock.now += 1.9
+    assert "Suspended" not in client.get("/register").get_data(as_text=True)  # within the bound: the kept page
+    clock.now += 0.1
+    assert "Suspended" in client.get("/register").get_data(as_text=True)  # at the bound: asked again, rebuilt
+    app.extensions["sde_register_page"] = register_view.PublicPage(0.0, clock=clock)  # 0: ask every time
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        lifecycle.close(s, f.user(s, "admin"), project, "Study finished.")
+    assert "Closed" in client.get("/register").get_data(as_text=True)
+
+
+# What every page answered to someone not signed in carried before the register was kept without a database
+# session (issue 18): the kept page must send exactly these.
+PUBLIC_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "font-src 'self' https://assets.nhs.uk; connect-src 'self'; frame-ancestors 'none'; "
+                               "form-action 'self' http://127.0.0.1:8000; base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Vary": "Cookie",
+}
+
+
+def test_the_kept_register_page_carries_the_same_headers_as_a_rendered_one(app: Flask, client: FlaskClient,
+                                                                           demo_users: dict[str, int]) -> None:
+    from gateway.web import register as register_view
+
+    clock = Clock()
+    app.extensions["sde_register_page"] = register_view.PublicPage(2.0, clock=clock)
+    rendered = client.get("/register")
+    kept = client.get("/register")
+    clock.now += 5
+    checked = client.get("/register")  # asked the database again, found no change, served the kept page
+    for response in (rendered, kept, checked):
+        assert response.status_code == 200
+        headers = {k: v for k, v in response.headers.items() if k != "Content-Length"}
+        assert headers == PUBLIC_HEADERS
+    assert rendered.get_data() == kept.get_data() == checked.get_data()
