@@ -9,9 +9,7 @@ never reach the password check and add nothing to the audit log.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, jsonify, render_template, request, session
@@ -51,33 +49,9 @@ def _token_key() -> str:
 
 
 def no_limit_here() -> bool:
-    """True for a request no limit applies to (most pages): the limiter's hooks do not run. A limit set on another
+    """True for a request no limit applies to (most pages): the limiter skips its lookups. A limit set on another
     view must add it to LIMITED_ENDPOINTS (tests/integration/test_rate_limits.py compares the two)."""
     return request.endpoint not in LIMITED_ENDPOINTS and request.blueprint != API_BLUEPRINT
-
-
-def _only_where_limited(app: Flask, limiter: Limiter) -> None:
-    """Flask-Limiter runs three hooks on every request (its check, its headers, its clean-up); on a request no limit
-    applies to they find nothing to count and add nothing, yet cost some 50 microseconds. Run them only where a limit
-    applies (the limited views' own decorators check as before). Finds the hooks the library registered and refuses
-    to start if it cannot, so an upgrade that changes them fails here, never by silently dropping a limit."""
-    before, after, teardown = (app.before_request_funcs[None], app.after_request_funcs[None],
-                               app.teardown_request_funcs[None])
-    check = before.index(limiter._check_request_limit)
-    headers = next(i for i, f in enumerate(after) if isinstance(f, functools.partial) and f.args == (limiter,))
-    release = teardown.index(limiter._Limiter__release_context)  # type: ignore[attr-defined]
-
-    def skipped(hook: Callable[..., Any], passes_on: bool) -> Callable[..., Any]:
-        @functools.wraps(hook)
-        def guarded(*args: Any) -> Any:
-            if no_limit_here():
-                return args[0] if passes_on else None
-            return hook(*args)
-        return guarded
-
-    before[check] = skipped(before[check], passes_on=False)
-    after[headers] = skipped(after[headers], passes_on=True)
-    teardown[release] = skipped(teardown[release], passes_on=False)
 
 
 def _too_many(exc: RateLimitExceeded) -> Any:
@@ -111,7 +85,7 @@ def init_rate_limits(app: Flask, security: SecuritySettings) -> Limiter:
         app.view_functions[endpoint] = view
     limiter.shared_limit(security.token_limit, scope="api-token", key_func=_token_key,
                          exempt_when=lambda: _bearer() is None)(app.blueprints[API_BLUEPRINT])
-    _only_where_limited(app, limiter)
+    limiter.request_filter(no_limit_here)  # Flask-Limiter's own way to leave a request out
 
     app.register_error_handler(RateLimitExceeded, _too_many)
     return limiter
