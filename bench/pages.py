@@ -134,7 +134,8 @@ def frame_rows(app: Any, client: Any, rounds: int) -> list[tuple[str, float]]:
         parts.append(("session cookie (open and save)", statistics.median(timed(
             lambda: cookies.save_session(app, cookies.open_session(app, request), app.response_class("x")),
             rounds))))
-        limiter = next(iter(app.extensions["limiter"]))  # its check as registered (with gateway/ratelimit.py's request filter)
+        # the limiter's check as registered, with gateway/ratelimit.py's request filter
+        limiter = next(iter(app.extensions["limiter"]))
         check = next(f for f in app.before_request_funcs[None]
                      if getattr(f, "__wrapped__", f) == limiter._check_request_limit)
         parts.append(("rate limiter (a page no limit applies to)", statistics.median(timed(check, rounds))))
