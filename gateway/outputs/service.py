@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from gateway import audit, outbox
 from gateway.config import Settings
@@ -151,8 +151,24 @@ def _move(session: Session, actor: User | str, request: OutputRequest, target: O
 
 # --- reading ----------------------------------------------------------------------------------------------
 
+# The request page in five statements: the request with its project, team and groups (few rows each: joined); its
+# files with their votes; its reviews; its comments; its exceptions with their decisions. Nobody's role grants: the
+# page decides only about the person viewing it (their roles came with their session).
+_PAGE = (joinedload(OutputRequest.project).lazyload(Project.variables),
+         joinedload(OutputRequest.project).joinedload(Project.members).joinedload(ProjectMember.user)
+         .lazyload(User.role_grants),
+         joinedload(OutputRequest.groups),
+         selectinload(OutputRequest.files).joinedload(OutputFile.votes).joinedload(OutputVote.reviewer)
+         .lazyload(User.role_grants),
+         selectinload(OutputRequest.reviews).joinedload(OutputReview.reviewer).lazyload(User.role_grants),
+         selectinload(OutputRequest.comments).joinedload(OutputComment.author).lazyload(User.role_grants),
+         selectinload(OutputRequest.exceptions).joinedload(OutputException.requested_by).lazyload(User.role_grants),
+         selectinload(OutputRequest.exceptions).joinedload(OutputException.decisions)
+         .joinedload(OutputExceptionDecision.checker).lazyload(User.role_grants))
+
+
 def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
-    request = session.get(OutputRequest, request_id)
+    request = session.get(OutputRequest, request_id, options=_PAGE)
     if request is None or not can_view(user, request):
         raise NotFound("No such output request.")  # not yours answers exactly like not there
     return request
