@@ -113,7 +113,8 @@ def get_application(session: Session, user: User, application_id: int) -> Applic
 
 def amendments_of(session: Session, user: User, project: Project) -> list[Application]:
     """The project's amendments this person may open, newest first (a draft stays its team's own business)."""
-    query = select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
+    query = (select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
+             .options(*_LIST, lazyload(Application.assignments)))  # the team decides who may open each; no votes
     return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit, outbox
 from gateway.config import Settings
@@ -204,9 +204,11 @@ def queue(session: Session, user: User) -> list[OutputRequest]:
 
 
 def released_for_project(session: Session, project: Project) -> list[OutputRequest]:
+    """The released requests themselves (the project page lists their titles, dates and hashes), none of their
+    files, votes or comments, which are read only if a caller asks."""
     return list(session.scalars(select(OutputRequest).where(
         OutputRequest.project_id == project.id, OutputRequest.state == OutputState.RELEASED)
-        .order_by(OutputRequest.released_at)))
+        .order_by(OutputRequest.released_at).options(lazyload("*"))))
 
 
 # --- the author's commands ------------------------------------------------------------------------------------
