@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit, outbox
@@ -181,16 +181,31 @@ def get_file(request: OutputRequest, file_id: int) -> OutputFile:
     return found
 
 
-def requests_for(session: Session, user: User) -> list[OutputRequest]:
-    """The requests of the projects this person belongs to, newest first."""
+# What a list of requests shows (number, project, title, state) needs none of their contents.
+_WITHOUT_CONTENTS = (lazyload(OutputRequest.groups), lazyload(OutputRequest.files), lazyload(OutputRequest.reviews),
+                     lazyload(OutputRequest.comments), lazyload(OutputRequest.exceptions))
+
+
+def requests_for(session: Session, user: User, with_contents: bool = True) -> list[OutputRequest]:
+    """The requests of the projects this person belongs to, newest first; without ``with_contents`` their groups,
+    files, reviews, comments and exceptions are read only if a caller asks (a page listing them shows none)."""
     # The database narrows the rows by the same rule (is_member still decides each one), and each row's project and
     # team come in one more query, not one each.
     rows = session.scalars(select(OutputRequest).order_by(OutputRequest.id.desc())
                            .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))
                            .options(selectinload(OutputRequest.project).lazyload(Project.variables),
                                     selectinload(OutputRequest.project).selectinload(Project.members)
-                                    .joinedload(ProjectMember.user).lazyload(User.role_grants)))
+                                    .joinedload(ProjectMember.user).lazyload(User.role_grants),
+                                    *(() if with_contents else _WITHOUT_CONTENTS)))
     return [r for r in rows if is_member(user, r.project)]
+
+
+def returned_to(session: Session, user: User) -> int:
+    """How many requests of this person's are returned to them: authored by them, on a project they are still a
+    member of (the rule requests_for applies), counted in the database."""
+    return session.scalar(select(func.count()).select_from(OutputRequest).where(
+        OutputRequest.author_id == user.id, OutputRequest.state == OutputState.RETURNED,
+        OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))) or 0
 
 
 def queue(session: Session, user: User) -> list[OutputRequest]:
