@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import select
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -135,6 +136,17 @@ def _quick_ping(dialect: Dialect) -> None:
 
 
 READ_MOSTLY = "sde_read_mostly"
+
+
+def serialise(session: Session, name: str) -> None:
+    """Hold a lock named ``name`` until the transaction ends, so a check-then-insert under that name runs one at a
+    time (PostgreSQL: an advisory transaction lock; SQLite already runs one writer at a time from BEGIN IMMEDIATE).
+
+    For a rule no constraint can hold, such as "one waiting request per package, whatever its spelling".
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 def make_session_factory(engine: Engine, read_mostly: bool = False) -> sessionmaker[Session]:

@@ -108,6 +108,7 @@ def seed_users(session: Session, env: str) -> list[str]:
 
 HISTORY_MONTHS = 5  # the projects were approved this many calendar months before the month of seeding
 FINANCE_DELAY = dt.timedelta(days=2, hours=4)  # finance issues last month's invoices on the 3rd, 10:00
+PENDING_ACCREDITATION_AGE = dt.timedelta(days=3, hours=5)  # the queued accreditation was recorded this long ago
 DEMO_OUTPUT_TITLE = "Blood pressure control by borough"
 
 
@@ -155,14 +156,16 @@ def seed_with_history(settings: Settings, factory: sessionmaker[Session]) -> tup
     catalogue = catalogue_at(settings.catalogue_path)
     with back_dated(settings.env, start), unit_of_work(factory) as session:
         created = seed_users(session, settings.env)
-        created += seed_people(session, DemoCertificateStore(settings.instance_dir / "certificates"), start.date())
+        created += seed_people(session, DemoCertificateStore(settings.instance_dir / "certificates"), start.date(),
+                               pending=False)
         created += seed_projects(session, catalogue, settings.dac, start.date(), approved=True,
                                  ends_from=now.date())
     with back_dated(settings.env, start + dt.timedelta(hours=3)):
         prepared = prepare_data(settings, factory)
         _daily_jobs(settings, factory)
     steps: list[tuple[dt.datetime, Callable[[], object]]] = [
-        (start + dt.timedelta(days=40), lambda: prepared.append(_released_output(settings, factory)))]
+        (start + dt.timedelta(days=40), lambda: prepared.append(_released_output(settings, factory))),
+        (now - PENDING_ACCREDITATION_AGE, lambda: created.extend(_pending_accreditation(settings, factory)))]
     for first in month_starts(start, now):
         steps.append((first, lambda: _daily_jobs(settings, factory)))
         steps.append((first + FINANCE_DELAY, lambda: _finance_month(factory)))
@@ -174,6 +177,14 @@ def seed_with_history(settings: Settings, factory: sessionmaker[Session]) -> tup
         created += seed_projects(session, catalogue, settings.dac, now.date(), approved=False)
     _daily_jobs(settings, factory)
     return created, prepared
+
+
+def _pending_accreditation(settings: Settings, factory: sessionmaker[Session]) -> list[str]:
+    """The accreditation in the officer's queue, recorded (by the back-dated clock) days ago."""
+    from projects.demo_people import DemoCertificateStore, seed_people
+
+    with unit_of_work(factory) as session:
+        return seed_people(session, DemoCertificateStore(settings.instance_dir / "certificates"), utcnow().date())
 
 
 def _daily_jobs(settings: Settings, factory: sessionmaker[Session]) -> None:

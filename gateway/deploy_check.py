@@ -159,7 +159,7 @@ def check_tariff(ctx: CheckContext) -> list[Finding]:
     import yaml
     from pydantic import ValidationError
 
-    from gateway.charging.tariff import TariffError, load_tariff
+    from projects.tariff import TariffError, load_tariff
 
     try:
         load_tariff(ctx.settings.charging.tariff_path)

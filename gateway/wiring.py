@@ -1,10 +1,11 @@
 """The composition root: which layer acts on which domain event, and which jobs the worker runs daily.
 
-projects/ decides and emits events (projects.events); extracts, workspaces and charging act on them here, in
-the emitter's transaction. Importing this module also loads every module that registers an outbox handler
-(extracts, workspaces, output checks and release). Every entry point calls ``wire()`` once before it serves
-or runs anything: create_app (web and API), the ``sde`` command group and the worker. Reading this file
-answers "what happens when a project is approved, amended, leaves the active state or has its tier raised".
+projects/ decides and emits events (projects.events); extracts, workspaces, charging and the emails that follow
+a decision (gateway.notifications) act on them here, in the emitter's transaction. Importing this module also
+loads every module that registers an outbox handler (extracts, workspaces, output checks and release). Every
+entry point calls ``wire()`` once before it serves or runs anything: create_app (web and API), the ``sde``
+command group and the worker. Reading this file answers "what happens when a project is approved, amended,
+leaves the active state or has its tier raised", and who is emailed about it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from sqlalchemy.orm import Session
 
 import gateway.outputs.checks  # registers the automatic output checks (outbox)
 import gateway.outputs.release  # noqa: F401 - registers the release of approved outputs (outbox)
+from gateway import notifications, outbox
 from gateway.charging.approval import freeze_quote
 from gateway.charging.jobs import daily_charging
+from gateway.charging.tariff import tariff_in_force
 from gateway.extracts.service import request_build
 from gateway.workspaces.service import stop_member_workspaces, stop_project_workspaces
-from projects import events, scheduled
+from projects import events, scheduled, tariff
 from projects.workflow import ProjectState
 
 _lock = threading.Lock()
@@ -41,6 +44,13 @@ def rebuild_extract_after_amendment(session: Session, event: events.ProjectAmend
 def stop_workspaces_leaving_active(session: Session, event: events.ProjectStateChanged) -> None:
     if event.previous == ProjectState.ACTIVE:
         stop_project_workspaces(session, event.project, f"project {event.target}: {event.reason}")
+
+
+def destroy_key_when_closed(session: Session, event: events.ProjectStateChanged) -> None:
+    """Closing or revoking destroys the pseudonym key (by the worker, which holds the key files)."""
+    if event.target in (ProjectState.CLOSED, ProjectState.REVOKED):
+        outbox.enqueue(session, "extract.destroy_key", {"project_id": event.project.id},
+                       dedupe_key=f"destroy-key:{event.project.id}")
 
 
 def stop_workspaces_for_high_tier(session: Session, event: events.SecurityTierRaised) -> None:
@@ -73,7 +83,19 @@ def wire() -> None:
         subscribe(events.ProjectCreated, build_first_extract)
         subscribe(events.ProjectAmended, rebuild_extract_after_amendment)
         subscribe(events.ProjectStateChanged, stop_workspaces_leaving_active)
+        subscribe(events.ProjectStateChanged, destroy_key_when_closed)
         subscribe(events.SecurityTierRaised, stop_workspaces_for_high_tier)
         subscribe(events.ApplicationApproved, freeze_approved_quote)
         subscribe(events.MembersRemoved, stop_removed_members_workspaces)
+        # The emails that follow a decision, queued after the decision's other side effects.
+        subscribe(events.ProjectStateChanged, notifications.project_state_changed)
+        subscribe(events.SecurityTierRaised, notifications.security_tier_raised)
+        subscribe(events.ApplicationSubmitted, notifications.application_submitted)
+        subscribe(events.ReviewersAssigned, notifications.reviewers_assigned)
+        subscribe(events.ApplicationDecided, notifications.application_decided)
+        subscribe(events.AccreditationRecorded, notifications.accreditation_recorded)
+        subscribe(events.AccreditationVerified, notifications.accreditation_verified)
+        subscribe(events.AccreditationRejected, notifications.accreditation_rejected)
+        subscribe(events.AccreditationExpiring, notifications.accreditation_expiring)
+        tariff.find_tariff_in_force_with(tariff_in_force)  # the application's maximum term reads it
         _wired = True

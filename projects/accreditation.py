@@ -15,17 +15,15 @@ from sqlalchemy.orm import Session
 from gateway import audit
 from gateway.db import on_rollback, utcnow
 from gateway.errors import InvalidTransition, NotFound, ValidationError
-from gateway.models import User, UserRole
-from gateway.outbox import send_email
+from gateway.models import User
 from gateway.permissions import (
     Permission,
-    Role,
     can_view_accreditation,
     check_can_decide_accreditation,
     check_can_view_accreditation,
     check_permission,
 )
-from projects import dates
+from projects import dates, events
 from projects.accreditation_rules import is_valid, today, valid_accreditation
 from projects.certificates import CertificateStore, CheckedCertificate, Upload, check_certificate
 from projects.models import Accreditation
@@ -61,13 +59,13 @@ def date_problems(training: dt.date | None, expiry: dt.date | None, on: dt.date)
     within ten years."""
     errors: dict[str, list[str]] = {}
     if training is None:
-        errors["training_date"] = ["Enter the date of your training, like 2026-03-14."]
+        errors["training_date"] = ["Enter the date of your training."]
     elif training > on:
         errors["training_date"] = ["The training date must be today or in the past."]
     elif problem := dates.outside(training):
         errors["training_date"] = [problem]
     if expiry is None:
-        errors["expiry_date"] = ["Enter the expiry date, like 2029-03-14."]
+        errors["expiry_date"] = ["Enter the expiry date."]
     elif expiry < on:
         errors["expiry_date"] = ["The expiry date is in the past: record a current accreditation."]
     elif expiry > dates.latest_accreditation_expiry(on):
@@ -210,19 +208,8 @@ def record_accreditation(session: Session, actor: User, store: CertificateStore,
         "training_date": data.training_date.isoformat(), "expiry_date": data.expiry_date.isoformat(),
         "supervisor": supervisor.username if supervisor else None,
         "certificate_sha256": checked.sha256, "certificate_type": checked.content_type})
-    for officer in _officers(session):
-        if officer.id != actor.id:
-            send_email(session, officer.email, "An accreditation is waiting for verification",
-                       f"{actor.display_name} recorded a {data.level} accreditation ({scheme}). "
-                       "Open the accreditation queue in the London SDE gateway to verify or reject it.",
-                       dedupe_key=f"accreditation-{accreditation.id}-recorded-{officer.id}")
+    events.emit(session, events.AccreditationRecorded(accreditation, actor))  # officers are emailed
     return accreditation
-
-
-def _officers(session: Session) -> list[User]:
-    return list(session.scalars(select(User).join(UserRole, UserRole.user_id == User.id)
-                                .where(UserRole.role == Role.ACCREDITATION_OFFICER.value,
-                                       User.is_active.is_(True))))
 
 
 def _check_pending(accreditation: Accreditation) -> None:
@@ -244,10 +231,7 @@ def verify_accreditation(session: Session, actor: User, accreditation: Accredita
     session.flush()
     audit.record(session, actor, "accreditation.verified", "accreditation", accreditation.id,
                  {"user_id": accreditation.user_id, "expiry_date": accreditation.expiry_date.isoformat()})
-    send_email(session, accreditation.user.email, "Your accreditation has been verified",
-               f"Your accreditation ({accreditation.scheme}, number {accreditation.number}) has been verified. "
-               f"It is valid until {accreditation.expiry_date.isoformat()}.",
-               dedupe_key=f"accreditation-{accreditation.id}-decided")
+    events.emit(session, events.AccreditationVerified(accreditation))  # the holder is emailed
 
 
 def reject_accreditation(session: Session, actor: User, accreditation: Accreditation, reason: str) -> None:
@@ -267,10 +251,7 @@ def reject_accreditation(session: Session, actor: User, accreditation: Accredita
     session.flush()
     audit.record(session, actor, "accreditation.rejected", "accreditation", accreditation.id,
                  {"user_id": accreditation.user_id, "reason": reason})
-    send_email(session, accreditation.user.email, "Your accreditation was not accepted",
-               f"Your accreditation ({accreditation.scheme}, number {accreditation.number}) was rejected by an "
-               f"accreditation officer for this reason:\n\n{reason}\n\nYou can record a corrected one.",
-               dedupe_key=f"accreditation-{accreditation.id}-decided")
+    events.emit(session, events.AccreditationRejected(accreditation, reason))  # the holder is emailed
 
 
 def read_certificate(session: Session, actor: User, store: CertificateStore,
@@ -314,11 +295,7 @@ def queue_expiry_reminders(session: Session, on: dt.date) -> int:
         for d in REMINDER_DAYS:
             if d >= threshold and _reminded_at(accreditation, d) is None:
                 _set_reminded(accreditation, d, now)
-        send_email(session, accreditation.user.email, f"Your accreditation expires in {days_left} days",
-                   f"Your accreditation ({accreditation.scheme}, number {accreditation.number}) expires on "
-                   f"{accreditation.expiry_date.isoformat()}. Without a valid accreditation you cannot apply for "
-                   "or work on projects. Record your renewed accreditation in the London SDE gateway.",
-                   dedupe_key=f"accreditation-{accreditation.id}-expiry-{threshold}")
+        events.emit(session, events.AccreditationExpiring(accreditation, days_left, threshold))  # holder emailed
         audit.record(session, SCHEDULER, "accreditation.expiry_reminder_sent", "accreditation", accreditation.id,
                      {"user_id": accreditation.user_id, "threshold_days": threshold, "days_left": days_left,
                       "emailed": accreditation.user.email is not None})

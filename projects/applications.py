@@ -13,20 +13,18 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from gateway import audit, outbox
+from gateway import audit
 from gateway.config import DacSettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from gateway.extracts.catalogue import Catalogue
-from gateway.identity.accounts import users_with_roles
 from gateway.models import User
-from gateway.permissions import Permission, Role, check_permission, has_permission
-from gateway.workspaces.spec import TIERS
-from projects import agreements, cohort, dates
+from gateway.permissions import Permission, check_permission, has_permission
+from projects import agreements, cohort, dates, events, tariff
 from projects.accreditation_rules import check_accredited, valid_accreditation
-from projects.catalogue import lookup, needs_justification, requestable
+from projects.catalogue import Catalogue, lookup, needs_justification, requestable
 from projects.models import Application, ApplicationMember, ApplicationVariable, Project, ReviewAssignment
 from projects.workflow import AppState, check_application_move
+from projects.workspace_tiers import TIERS
 
 EDITABLE_STATES = {AppState.DRAFT, AppState.CHANGES_REQUESTED}
 WORKSPACE_SIZES = tuple(TIERS)
@@ -55,9 +53,7 @@ LIMITS = {"title": 300, "funder": 300, "ethics_reference": 100}
 
 def max_term_months() -> int:
     """The tariff's maximum term: no approval or extension gives access further ahead than this."""
-    from gateway.charging.tariff import tariff_in_force
-
-    return tariff_in_force().quote_rules.max_duration_months
+    return tariff.max_term_months()
 
 
 def _next_reference(session: Session, prefix: str) -> str:
@@ -275,7 +271,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
                          drop: list[str]) -> None:
     """The applicant takes a risk preview's suggestion in one step: coarser quasi-identifiers and, if it says so,
     fewer variables. Checked like any edit of the draft; the audit event says what changed."""
-    from gateway.extracts.spec import Generalisation
+    from projects.extract_terms import Generalisation
 
     check_can_edit_application(actor, application)
     try:
@@ -284,7 +280,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
         raise ValidationError("The suggestion could not be applied.",
                               field_errors={"generalisation": ["This is not a generalisation the gateway knows."]}
                               ) from None
-    from gateway.extracts.spec import LEVELS, level_of
+    from projects.extract_terms import LEVELS, level_of
 
     current = Generalisation(**(application.generalisation or {}))
     finer = [dimension for dimension in LEVELS if level_of(chosen, dimension) < level_of(current, dimension)]
@@ -442,10 +438,7 @@ def submit(session: Session, actor: User, application: Application, catalogue: C
     audit.record(session, actor, "application.resubmitted" if resubmission else "application.submitted",
                  "application", application.id, {"round": application.round,
                                                  "agreement_version": agreement.version})
-    for chair in users_with_roles(session, [Role.DAC_CHAIR.value]):
-        outbox.send_email(session, chair.email, f"Application {application.reference} submitted",
-                          f"{application.title}\n\nAssign reviewers in the London SDE gateway.",
-                          dedupe_key=f"submitted:{application.id}:{application.round}:{chair.id}")
+    events.emit(session, events.ApplicationSubmitted(application))  # the chairs are emailed
 
 
 def withdraw(session: Session, actor: User, application: Application) -> None:

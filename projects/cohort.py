@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-from gateway.extracts.catalogue import Catalogue, Role
-from gateway.extracts.spec import Cohort
+from projects.catalogue import Catalogue, Role
+from projects.extract_terms import Cohort
 
 COHORT_FIELDS = ("cohort_boroughs", "cohort_age_min", "cohort_age_max", "cohort_conditions")
 MAX_AGE = 130  # the same bound as the extract specification's Cohort

@@ -12,19 +12,19 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from gateway import audit, outbox
+from gateway import audit
 from gateway.config import DacSettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
 from projects import dates, events
 from projects.applications import is_team_member, max_term_months
 from projects.dates import latest_access_end
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move
+from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
 
 VOTES = ("approve", "approve_with_conditions", "changes_requested", "reject")
 OUTCOMES = {"approved": AppState.APPROVED, "rejected": AppState.REJECTED,
@@ -91,11 +91,7 @@ def assign_reviewers(session: Session, actor: User, application: Application, re
         application.state = AppState.UNDER_REVIEW
     audit.record(session, actor, "application.reviewers_assigned", "application", application.id,
                  {"added": [r.username for r in added], "round": application.round})
-    for reviewer in added:
-        outbox.send_email(session, reviewer.email, f"Please review {application.reference}",
-                          f"You have been asked to review '{application.title}'. Declare any conflict of "
-                          "interest before you read it in full.",
-                          dedupe_key=f"review-request:{application.id}:{reviewer.id}")
+    events.emit(session, events.ReviewersAssigned(application, tuple(added)))  # the new reviewers are emailed
 
 
 def declare_conflict(session: Session, actor: User, application: Application, conflict: bool,
@@ -270,10 +266,7 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
             project = lifecycle.apply_amendment(session, actor, application, decision, today)
         # charging freezes the quote with its tariff version (gateway.wiring)
         events.emit(session, events.ApplicationApproved(application, project, actor, today))
-    outbox.send_email(session, application.applicant.email, f"Decision on {application.reference}",
-                      f"The data access committee's decision: {outcome.replace('_', ' ')}.\n\n"
-                      f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),
-                      dedupe_key=f"decision:{decision.id}")
+    events.emit(session, events.ApplicationDecided(application, decision))  # the applicant is emailed
     return decision
 
 

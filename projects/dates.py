@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 EARLIEST = dt.date(1900, 1, 1)  # any date about people, data or the log: nothing here is older
 LATEST = dt.date(2100, 12, 31)  # ... or later
@@ -40,12 +42,15 @@ def long(day: dt.date) -> str:
     return f"{day.day} {day.strftime('%B %Y')}"
 
 
-def outside(day: dt.date, earliest: dt.date = EARLIEST, latest: dt.date = LATEST) -> str | None:
-    """A message when ``day`` is outside [earliest, latest], else None."""
+def outside(day: dt.date, earliest: dt.date = EARLIEST, latest: dt.date = LATEST, subject: str | None = None
+            ) -> str | None:
+    """A message when ``day`` is outside [earliest, latest], else None; it names ``subject`` when given."""
     if day < earliest:
-        return f"Enter a date on or after {long(earliest)}."
+        return f"{subject} must be on or after {long(earliest)}." if subject else \
+            f"Enter a date on or after {long(earliest)}."
     if day > latest:
-        return f"Enter a date on or before {long(latest)}."
+        return f"{subject} must be on or before {long(latest)}." if subject else \
+            f"Enter a date on or before {long(latest)}."
     return None
 
 
@@ -63,3 +68,64 @@ def parse(text: str | None) -> tuple[dt.date | None, str | None]:
         return None, "Enter a real date, like 2026-03-14."
     problem = outside(day)
     return (None, problem) if problem else (day, None)
+
+
+# --- a date typed in separate boxes (the NHS date input pattern: Day, Month, Year) -----------------------------
+
+PARTS = ("day", "month", "year")
+
+
+@dataclass(frozen=True)
+class Typed:
+    """What separate Day, Month and Year boxes held: the date, or a message naming the field and the boxes that
+    are wrong (only those are marked). Empty boxes are (None, None, nothing wrong): whether a date is required
+    is the caller's rule."""
+
+    day: dt.date | None
+    problem: str | None = None
+    wrong: tuple[str, ...] = ()
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _digits(text: str, most: int) -> int | None:
+    """ASCII digits only (int() also takes full-width and other scripts' digits, and signs), at most ``most``."""
+    if not text or len(text) > most or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def parse_parts(boxes: Mapping[str, str | None], subject: str, parts: tuple[str, ...] = PARTS,
+                earliest: dt.date = EARLIEST, latest: dt.date = LATEST) -> Typed:
+    """The date typed in ``parts`` boxes (day, month, year; or month and year, meaning the month's first day),
+    checked against [earliest, latest]. ``subject`` names the field at the start of every message, like
+    "Date of training must include a month"."""
+    typed = {part: (boxes.get(part) or "").strip() for part in parts}
+    if not any(typed.values()):
+        return Typed(None)
+    missing = [part for part in parts if not typed[part]]
+    if missing:
+        return Typed(None, f"{subject} must include a {_and(missing)}.", tuple(missing))
+    year = _digits(typed["year"], 4)
+    month = _digits(typed["month"], 2)
+    day = _digits(typed["day"], 2) if "day" in parts else 1
+    wrong = []
+    if day is None or not 1 <= day <= 31:
+        wrong.append("day")
+    if month is None or not 1 <= month <= 12:
+        wrong.append("month")
+    short_year = year is not None and len(typed["year"]) < 4
+    if year is None or short_year:
+        wrong.append("year")
+    if wrong:
+        if wrong == ["year"] and short_year:
+            return Typed(None, f"{subject} must include a year with 4 numbers.", ("year",))
+        return Typed(None, f"{subject} must be a real date.", tuple(wrong))
+    assert day is not None and month is not None and year is not None
+    if year < 1 or day > calendar.monthrange(year, month)[1]:  # 31 2 2027, 31 4 2026, year 0000
+        return Typed(None, f"{subject} must be a real date.", ("day",) if year >= 1 else ("year",))
+    value = dt.date(year, month, day)
+    problem = outside(value, earliest, latest, subject=subject)
+    return Typed(None, problem, parts) if problem else Typed(value)

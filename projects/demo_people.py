@@ -85,11 +85,14 @@ class DemoCertificateStore(CertificateStore):
         return name
 
 
-def seed_people(session: Session, store: CertificateStore | None = None, on: dt.date | None = None) -> list[str]:
+def seed_people(session: Session, store: CertificateStore | None = None, on: dt.date | None = None,
+                pending: bool = True) -> list[str]:
     """Create the missing demo organisations, memberships and accreditations; returns what was created.
 
     Certificates go to ``<instance_dir>/certificates`` of the loaded settings unless a store is given
     (pass ``DemoCertificateStore(settings.instance_dir / "certificates")`` where the settings are at hand).
+    ``pending=False`` leaves out the accreditation still waiting for an officer: the demo with history records
+    it days before today, as a queue holds it, not on the history's first day.
     """
     if store is None:
         from gateway.config import load_settings
@@ -110,7 +113,8 @@ def seed_people(session: Session, store: CertificateStore | None = None, on: dt.
     officer = find_user(session, "accreditor")
     for demo in DEMO_ACCREDITATIONS:
         researcher = find_user(session, demo.username)
-        if researcher is None or officer is None or _exists(session, researcher, demo.number):
+        if researcher is None or officer is None or _exists(session, researcher, demo.number) or \
+                (not pending and not demo.verify):
             continue
         _seed_accreditation(session, store, researcher, officer, demo, day)
         created.append(f"accreditation {demo.number}")

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import DacSettings
-from gateway.extracts.catalogue import Catalogue
 from gateway.identity.accounts import find_user
 from gateway.models import User
 from projects import agreements, applications, dac
 from projects.applications import VariableChoice
+from projects.catalogue import Catalogue
 from projects.models import Application
 
 SEEDER = "demo-seed"

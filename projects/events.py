@@ -1,6 +1,6 @@
 """Domain events: what projects/ decided, for the layers above it to act on.
 
-projects/ never calls extracts, workspaces or charging. A decision emits one of these events and the
+projects/ never calls extracts, workspaces, charging or the mail outbox. A decision emits one of these events and the
 composition root (gateway.wiring) subscribes those layers' handlers to it. Handlers run at once, in the
 emitter's session: if one raises, the decision, its audit rows and every other handler's changes roll back
 together. A handler with slow work queues it through the outbox instead of doing it here.
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from gateway.models import User
-from projects.models import Application, Project
+from projects.models import Accreditation, Application, Decision, Project
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,65 @@ class MembersRemoved:
     reason: str
 
 
+@dataclass(frozen=True)
+class ApplicationSubmitted:
+    """The applicant submitted (or resubmitted) an application to the DAC."""
+
+    application: Application
+
+
+@dataclass(frozen=True)
+class ReviewersAssigned:
+    """The chair asked DAC members to review an application; ``reviewers`` are the ones newly asked."""
+
+    application: Application
+    reviewers: tuple[User, ...]
+
+
+@dataclass(frozen=True)
+class ApplicationDecided:
+    """The chair recorded the DAC's decision (any outcome) on an application."""
+
+    application: Application
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class AccreditationRecorded:
+    """A researcher recorded an accreditation; it waits for an accreditation officer."""
+
+    accreditation: Accreditation
+    actor: User
+
+
+@dataclass(frozen=True)
+class AccreditationVerified:
+    """An accreditation officer verified an accreditation."""
+
+    accreditation: Accreditation
+
+
+@dataclass(frozen=True)
+class AccreditationRejected:
+    """An accreditation officer rejected an accreditation, giving a reason."""
+
+    accreditation: Accreditation
+    reason: str
+
+
+@dataclass(frozen=True)
+class AccreditationExpiring:
+    """A verified accreditation came within ``threshold`` days of expiry and its holder is to be reminded."""
+
+    accreditation: Accreditation
+    days_left: int
+    threshold: int
+
+
 EVENT_TYPES: tuple[type, ...] = (ProjectCreated, ProjectAmended, ProjectStateChanged, SecurityTierRaised,
-                                 ApplicationApproved, MembersRemoved)
+                                 ApplicationApproved, MembersRemoved, ApplicationSubmitted, ReviewersAssigned,
+                                 ApplicationDecided, AccreditationRecorded, AccreditationVerified,
+                                 AccreditationRejected, AccreditationExpiring)
 
 E = TypeVar("E")
 Handler = Callable[[Session, Any], None]

@@ -7,16 +7,16 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from gateway import audit, outbox
+from gateway import audit
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
-from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, check_security_tier
 from projects import cohort, events
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
 from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
 from projects.workflow import PROJECT_TRANSITIONS, ProjectState, check_project_move
+from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIERS
 
 STAFF_ROLES = {Role.DAC_MEMBER, Role.DAC_CHAIR, Role.LAY_MEMBER, Role.ADMIN, Role.AUDITOR, Role.FINANCE,
                Role.OUTPUT_CHECKER, Role.ACCREDITATION_OFFICER}
@@ -71,7 +71,8 @@ def list_projects(session: Session, user: User) -> list[Project]:
 def create_project(session: Session, actor: User, application: Application, decision: Decision,
                    today: dt.date, security_tier: str = DEFAULT_SECURITY_TIER) -> Project:
     assert decision.access_end_date is not None
-    check_security_tier(security_tier)
+    if security_tier not in SECURITY_TIERS:
+        raise ValueError(f"security_tier must be one of {list(SECURITY_TIERS)}")
     project = Project(
         reference=application.reference.replace("LSDE-", "P-"), application_id=application.id,
         title=application.title, lay_summary=application.lay_summary, public_benefit=application.public_benefit,
@@ -149,17 +150,9 @@ def _move(session: Session, actor: User | str, project: Project, target: Project
     project.state_reason = reason
     audit.record(session, actor, f"project.{target.value}", "project", project.id,
                  {"from": previous, "reason": reason})
-    # leaving the active state stops the project's workspaces (subscribed in gateway.wiring)
+    # leaving the active state stops the project's workspaces, closing destroys its pseudonym key, and the members
+    # are emailed (subscribed in gateway.wiring)
     events.emit(session, events.ProjectStateChanged(project, previous, target.value, reason))
-    if target in (ProjectState.CLOSED, ProjectState.REVOKED):
-        # Closing destroys the pseudonym key (by the worker, which holds the key files).
-        outbox.enqueue(session, "extract.destroy_key", {"project_id": project.id},
-                       dedupe_key=f"destroy-key:{project.id}")
-    for member in project.members:
-        outbox.send_email(session, member.user.email, f"Project {project.reference} is now {target.value}",
-                          f"{project.title}\n\n{reason}",
-                          dedupe_key=f"project-state:{project.id}:{target.value}:{project.state_changed_at}:"
-                                     f"{member.user_id}")
 
 
 def _need_reason(reason: str) -> str:
@@ -227,13 +220,8 @@ def raise_security_tier(session: Session, actor: User, project: Project, reason:
     session.flush()
     audit.record(session, actor, "project.security_tier_raised", "project", project.id,
                  {"from": previous, "to": project.security_tier, "reason": reason})
-    events.emit(session, events.SecurityTierRaised(project, reason))  # running workspaces stop (gateway.wiring)
-    for member in project.members:
-        outbox.send_email(session, member.user.email, f"Project {project.reference}: high security tier",
-                          f"{project.title}\n\nThe project's workspaces are now in the high security tier: no copy "
-                          f"out to the clipboard, small pastes only, no terminals. Running workspaces were stopped; "
-                          f"open yours again from the project page.\n\nReason: {reason}",
-                          dedupe_key=f"project-tier:{project.id}:high:{member.user_id}")
+    # running workspaces stop and the members are emailed (gateway.wiring)
+    events.emit(session, events.SecurityTierRaised(project, reason))
 
 
 def close(session: Session, actor: User, project: Project, reason: str) -> None:

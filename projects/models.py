@@ -147,7 +147,7 @@ class Application(Base):
     cohort_age_min: Mapped[int | None] = mapped_column(Integer)
     cohort_age_max: Mapped[int | None] = mapped_column(Integer)
     cohort_conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # How quasi-identifiers are coarsened in the extract (gateway.extracts.spec.Generalisation); null: its defaults
+    # How quasi-identifiers are coarsened in the extract (projects.extract_terms.Generalisation); null: its defaults
     generalisation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # safe settings and outputs
     workspace_size: Mapped[str] = mapped_column(String(20), default="small")
@@ -289,7 +289,7 @@ class Project(Base):
     opt_out_applies: Mapped[bool] = mapped_column(Boolean)
     commercial_involvement: Mapped[bool] = mapped_column(Boolean)
     workspace_size: Mapped[str] = mapped_column(String(20))
-    # The SECURITY tier (gateway.workspaces.spec.SECURITY_TIER_LABELS), chosen by the DAC chair at approval; not the
+    # The SECURITY tier (projects.workspace_tiers.SECURITY_TIER_LABELS), chosen by the DAC chair at approval; not the
     # workspace's size tier above. "high": no copy out of JupyterLab, small pastes only, no terminals.
     security_tier: Mapped[str] = mapped_column(String(20), default="standard", server_default="standard")
     date_from: Mapped[dt.date | None] = mapped_column(Date)
@@ -299,7 +299,7 @@ class Project(Base):
     cohort_age_min: Mapped[int | None] = mapped_column(Integer)
     cohort_age_max: Mapped[int | None] = mapped_column(Integer)
     cohort_conditions: Mapped[list[str]] = mapped_column(JSON, default=list)
-    # How quasi-identifiers are coarsened in the extract (gateway.extracts.spec.Generalisation); null: its defaults
+    # How quasi-identifiers are coarsened in the extract (projects.extract_terms.Generalisation); null: its defaults
     generalisation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conditions: Mapped[str] = mapped_column(Text, default="")  # the DAC's conditions of approval
     start_date: Mapped[dt.date] = mapped_column(Date)

@@ -13,7 +13,6 @@ from gateway.charging import invoices, quotes
 from gateway.charging.documents import invoice_csv, invoice_pdf
 from gateway.charging.metering import meter_compute_sessions
 from gateway.charging.models import FrozenQuote, Invoice
-from gateway.charging.money import MAX_PENCE
 from gateway.charging.tariff import Tariff, tariff_in_force
 from gateway.errors import PermissionDenied
 from gateway.permissions import Permission, has_permission
@@ -21,6 +20,7 @@ from gateway.web.context import db, require_user, run, settings, today
 from gateway.web.recorded import records_download
 from projects import applications, lifecycle
 from projects.models import Project
+from projects.money import MAX_PENCE
 
 from .base import api
 

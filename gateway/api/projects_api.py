@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.errors import NotFound
 from gateway.identity.accounts import find_user, get_user
 from gateway.permissions import Permission
+from gateway.trust import register
 from gateway.web.context import catalogue, db, require_user, run, settings, today
 from gateway.web.recorded import records_download
-from projects import agreements, applications, cohort, dac, lifecycle, register
+from projects import agreements, applications, cohort, dac, lifecycle
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.cohort import MAX_AGE
 from projects.models import Application, Project, Review

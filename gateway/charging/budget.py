@@ -16,7 +16,6 @@ from sqlalchemy.orm import ORMExecuteState, Session, lazyload
 
 from gateway import audit, outbox
 from gateway.charging.models import Invoice, MeterEvent, ProjectBudget
-from gateway.charging.money import MAX_PENCE, format_money, vat_on
 from gateway.charging.pricing import basis_for, priced_lines
 from gateway.db import utcnow
 from gateway.errors import Conflict, ValidationError
@@ -24,6 +23,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission
 from projects.models import Project
+from projects.money import MAX_PENCE, format_money, vat_on
 
 WHAT = {"workspace": "new workspace sessions", "output_check": "new output checks"}
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money
 from projects.models import Project
+from projects.money import format_money
 
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 PALETTE = ("#005eb8", "#007f3b", "#ffb81c", "#d5281b", "#330072", "#41b6e6", "#ae2573", "#768692")

@@ -7,11 +7,11 @@ import sys
 
 import click
 
-from gateway.charging.money import format_money, format_percent
-from gateway.charging.tariff import TariffError, load_tariff
 from gateway.config import load_settings
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.errors import DomainError
+from projects.money import format_money, format_percent
+from projects.tariff import TariffError, load_tariff
 
 PRICE_LABELS = {
     "new_application": "New application",

@@ -12,8 +12,8 @@ from fpdf import FPDF
 
 from gateway import csv_safe
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money, format_percent, format_plain
 from projects.models import Project
+from projects.money import format_money, format_percent, format_plain
 
 SUPPLIER = "London Secure Data Environment"
 KIND_TITLE = {"invoice": "Invoice", "credit_note": "Credit note"}

@@ -22,7 +22,6 @@ from gateway import audit, outbox
 from gateway.audit import Actor
 from gateway.charging.budget import project_invoices
 from gateway.charging.models import Invoice, InvoiceLine, MeterEvent
-from gateway.charging.money import MAX_PENCE, format_money, vat_on
 from gateway.charging.pricing import basis_for, priced_lines
 from gateway.charging.tariff import record_version
 from gateway.db import utcnow
@@ -31,6 +30,7 @@ from gateway.models import User
 from gateway.permissions import Permission, check_permission, has_permission
 from projects.lifecycle import is_member
 from projects.models import Project
+from projects.money import MAX_PENCE, format_money, vat_on
 
 TRANSITIONS: dict[str, set[str]] = {"draft": {"issued", "void"}, "issued": {"paid", "void"}, "paid": set(),
                                     "void": set()}

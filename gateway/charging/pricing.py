@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.charging.models import MeterEvent
-from gateway.charging.money import apply_basis_points
 from gateway.charging.quotes import effective_org_type, price_basis
 from gateway.charging.tariff import Tariff, stored_tariff, tariff_in_force
 from projects.models import Project
+from projects.money import apply_basis_points
 
 
 @dataclass(frozen=True)

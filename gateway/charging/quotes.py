@@ -27,9 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway.charging.models import FrozenQuote
-from gateway.charging.money import apply_basis_points, format_money, vat_on
 from gateway.charging.tariff import Tariff, tariff_in_force
 from projects.models import Application, Project
+from projects.money import apply_basis_points, format_money, vat_on
 
 ONCE, METERED, ANNUAL = "once", "metered", "anniversary"
 

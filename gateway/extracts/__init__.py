@@ -4,14 +4,6 @@ A pure library (no Flask, no database): the gateway wires it into ``sde`` comman
 pages and the job queue.
 """
 
-from gateway.extracts.catalogue import (
-    Catalogue,
-    CatalogueError,
-    Dataset,
-    Sensitivity,
-    Variable,
-    load_catalogue,
-)
 from gateway.extracts.pipeline import Manifest, ReleaseStatus, SourceError, build_extract, count_source_rows
 from gateway.extracts.pseudonym import key_fingerprint, new_project_key, pseudonymise
 from gateway.extracts.risk import RiskReport, assess
@@ -26,6 +18,14 @@ from gateway.extracts.storage import (
     verify_version,
 )
 from gateway.extracts.synth import SynthResult, generate
+from projects.catalogue import (
+    Catalogue,
+    CatalogueError,
+    Dataset,
+    Sensitivity,
+    Variable,
+    load_catalogue,
+)
 
 __all__ = [
     "BuildInProgress",

@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 
-from gateway.extracts.catalogue import CatalogueError, load_catalogue
 from gateway.extracts.pipeline import SourceError, build_extract, count_source_rows
 from gateway.extracts.pseudonym import MIN_KEY_BYTES
 from gateway.extracts.spec import SpecError, load_spec
 from gateway.extracts.storage import BuildInProgress
 from gateway.extracts.synth import generate
+from projects.catalogue import CatalogueError, load_catalogue
 
 
 class _Bar:

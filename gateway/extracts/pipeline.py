@@ -34,15 +34,6 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from gateway.extracts import storage
-from gateway.extracts.catalogue import (
-    Catalogue,
-    Dataset,
-    Role,
-    Sensitivity,
-    Variable,
-    VariableType,
-    load_catalogue,
-)
 from gateway.extracts.pseudonym import MAX_SHIFT_DAYS, PatientLookup, key_fingerprint
 from gateway.extracts.risk import RiskReport, assess
 from gateway.extracts.spec import (
@@ -52,6 +43,15 @@ from gateway.extracts.spec import (
     ExtractSpec,
     ImdTreatment,
     LsoaTreatment,
+)
+from projects.catalogue import (
+    Catalogue,
+    Dataset,
+    Role,
+    Sensitivity,
+    Variable,
+    VariableType,
+    load_catalogue,
 )
 
 MANIFEST_FORMAT = 1
@@ -546,8 +546,12 @@ def build_extract(
     catalogue: Catalogue | None = None,
     progress: ProgressCallback | None = None,
     batch_size: int = DEFAULT_BATCH_ROWS,
+    created_at: datetime | None = None,
 ) -> Manifest:
     """Build, verify and publish the next extract version of ``spec.project_id``.
+
+    ``created_at`` is the moment the manifest records (the caller's clock: the gateway passes its own, which
+    the demo runs behind to build a history); the real time when not given.
 
     Raises SpecError when the spec asks for more than the catalogue allows and
     storage.BuildInProgress when another build of the same project is running.
@@ -560,7 +564,8 @@ def build_extract(
         version = max(storage.list_versions(extracts_root, spec.project_id), default=0) + 1
         staging = storage.new_staging_dir(pdir, version)
         try:
-            manifest = _build_into(spec, catalogue, source_dir, staging, version, progress, batch_size, leftovers)
+            manifest = _build_into(spec, catalogue, source_dir, staging, version, progress, batch_size, leftovers,
+                                   created_at or datetime.now(UTC))
             storage.publish(staging, pdir, version)
         except BaseException:
             if staging.exists():
@@ -580,6 +585,7 @@ def _build_into(
     progress: ProgressCallback | None,
     batch_size: int,
     leftovers: list[str],
+    created_at: datetime,
 ) -> Manifest:
     key = spec.secret
     patients, counts = _select_cohort(spec, catalogue, source_dir, batch_size)
@@ -686,7 +692,7 @@ def _build_into(
     manifest = Manifest(
         project_id=spec.project_id,
         version=version,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=created_at.isoformat(timespec="seconds"),
         status=ReleaseStatus.HELD if report.flagged else ReleaseStatus.RELEASED,
         key_fingerprint=key_fingerprint(key),
         catalogue=catalogue.name,

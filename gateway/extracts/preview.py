@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.extracts.catalogue import Catalogue, Role
 from gateway.extracts.pipeline import CohortCounts, SourceError, dry_run
 from gateway.extracts.pseudonym import new_project_key
 from gateway.extracts.risk import RiskReport, assess, class_sizes
 from gateway.extracts.spec import LEVELS, DateRange, ExtractSpec, Generalisation, SpecError, level_of
+from projects.catalogue import Catalogue, Role
 from projects.cohort import to_spec
 
 ROLE_OF_DIMENSION = {"date_of_birth": Role.DATE_OF_BIRTH, "lsoa": Role.LSOA, "area_code": Role.AREA_CODE,

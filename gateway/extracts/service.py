@@ -155,7 +155,7 @@ def run_build(settings: Settings, factory: sessionmaker[Session], build_id: int,
 
         manifest = build_extract(spec, settings.source_dir, settings.extracts_root,
                                  catalogue=catalogue_at(settings.catalogue_path),
-                                 progress=progress or _Progress(factory, build_id))
+                                 progress=progress or _Progress(factory, build_id), created_at=utcnow())
     except Exception as exc:
         log.exception("extract build %s failed", build_id)
         with unit_of_work(factory) as session:

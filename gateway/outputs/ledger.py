@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, select, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from disclosure_control import Record, check_differencing
-from gateway.db import Base, UTCDateTime, utcnow
+from gateway.db import Base, UTCDateTime, serialise, utcnow
 from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.outputs.workflow import OutputState
 from projects.models import Project
@@ -132,12 +132,6 @@ def released_from(session: Session, key: str | None, datasets: set[str]) -> list
             for entry, path, reference in rows]
 
 
-def _lock(session: Session, key: str) -> None:
-    """Serialise approvals of one population (PostgreSQL; SQLite runs one writer at a time anyway)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": int(key[:15], 16)})
-
-
 def approval_conflicts(session: Session, request: OutputRequest) -> list[str]:
     """Conflicts with tables approved or released (in any project, this one included) after this request's files
     were checked: two requests checked at the same time never saw each other, so approval looks again.
@@ -151,7 +145,7 @@ def approval_conflicts(session: Session, request: OutputRequest) -> list[str]:
         entry = own.get((item.id, item.version))
         if item.kind != "output" or entry is None or item.checked_at is None:
             continue
-        _lock(session, entry.population_key)
+        serialise(session, f"ledger:{entry.population_key}")  # approvals of one population, one at a time
         rows = session.execute(
             select(LedgerEntry, OutputFile.path, OutputRequest.id, Project.reference)
             .join(OutputFile, (OutputFile.id == LedgerEntry.file_id) & (OutputFile.version == LedgerEntry.file_version))

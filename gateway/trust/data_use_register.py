@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.extracts.catalogue import Catalogue
-from projects import register
+from gateway.trust import register
+from projects.catalogue import Catalogue
 
 SCHEMA_VERSION = "1.0.0"
 SCHEMA_ID = "https://hdruk.github.io/schemata/schema/data_use_register/latest/data_use_register.schema.json"

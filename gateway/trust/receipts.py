@@ -111,7 +111,7 @@ def make_receipt(key: Ed25519PrivateKey, body: dict[str, Any]) -> dict[str, Any]
 
 
 def receipt_body(release: Any, issuer: str) -> dict[str, Any]:
-    """What a receipt says about one release (``projects.register.Release``)."""
+    """What a receipt says about one release (``gateway.trust.register.Release``)."""
     return {
         "issuer": issuer,
         "project": release.project_reference,

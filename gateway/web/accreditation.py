@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from typing import Any
 
@@ -19,18 +18,15 @@ from gateway.models import User
 from gateway.permissions import Permission, can_decide_accreditation
 from gateway.web.access import requires
 from gateway.web.context import db, require_user, run, settings
+from gateway.web.date_input import NhsDateField, keep_typing_problems, only_date_problems
 from gateway.web.forms import EmptyForm
 from gateway.web.recorded import records_download
 from projects import accreditation as service
-from projects import dates
 from projects.accreditation_rules import valid_accreditation
 from projects.certificates import MAX_CERTIFICATE_BYTES, CertificateStore, Upload
 from projects.models import Accreditation, Organisation
 
 bp = Blueprint("accreditation", __name__, url_prefix="/accreditation")
-
-DATE_HINT = "For example, 2026-03-14"
-
 
 class AccreditationForm(FlaskForm):
     scheme = RadioField("Accreditation scheme", validate_choice=False,
@@ -40,8 +36,9 @@ class AccreditationForm(FlaskForm):
                        choices=[SelectChoice(value, label) for value, label in service.LEVELS.items()])
     supervisor = StringField("Your supervisor's username", validators=[Length(max=64)])
     number = StringField("Accreditation or certificate number", validators=[Length(max=100)])
-    training_date = StringField("Date of training", validators=[Length(max=10)])
-    expiry_date = StringField("Expiry date", validators=[Length(max=10)])
+    training_date = NhsDateField("Date of training", hint="As on your certificate. For example, 15 3 2024")
+    expiry_date = NhsDateField("Expiry date", hint="As on your certificate. It must be after the training date and "
+                                                  "not in the past. For example, 15 3 2029")
     certificate = FileField("Certificate")
 
 
@@ -52,10 +49,6 @@ class RejectForm(FlaskForm):
 def certificate_store() -> CertificateStore:
     """Certificates live outside the web root, in the instance folder."""
     return CertificateStore(settings().certificates_dir)
-
-
-def parse_date(value: str | None) -> tuple[dt.date | None, str | None]:
-    return dates.parse(value)
 
 
 def upload_from(storage: FileStorage | None) -> Upload | None:
@@ -85,28 +78,27 @@ def record() -> Any:
     user = require_user()
     form = AccreditationForm()
     file_was_chosen = False
-    if form.validate_on_submit():
-        training, training_error = parse_date(form.training_date.data)
-        expiry, expiry_error = parse_date(form.expiry_date.data)
+    # A date typed wrongly is no reason to hide the form's other problems: the service still checks them (and
+    # refuses the missing date), then the typing problem is what the date shows.
+    if form.validate_on_submit() or (form.is_submitted() and only_date_problems(form)):
         upload = upload_from(form.certificate.data)
         file_was_chosen = upload is not None
         data = service.AccreditationInput(
             scheme=form.scheme.data or "", other_scheme=form.other_scheme.data or "", level=form.level.data or "",
-            number=form.number.data or "", training_date=training, expiry_date=expiry,
+            number=form.number.data or "", training_date=form.training_date.data,
+            expiry_date=form.expiry_date.data,
             supervisor_username=form.supervisor.data or "")
         try:
             created = run(service.record_accreditation, user, certificate_store(), data, upload)
         except ValidationError as exc:
             for field, messages in exc.field_errors.items():
                 getattr(form, field).errors = list(messages)
-            for field, message in (("training_date", training_error), ("expiry_date", expiry_error)):
-                if message:
-                    getattr(form, field).errors = [message]
+            keep_typing_problems(form)
         else:
             flash("Accreditation recorded. An accreditation officer will check it.", "success")
             return redirect(url_for("accreditation.detail", accreditation_id=created.id))
     reselect = file_was_chosen and not form.certificate.errors
-    return render_template("accreditation/record.html", form=form, reselect=reselect, date_hint=DATE_HINT,
+    return render_template("accreditation/record.html", form=form, reselect=reselect,
                            supervisors=service.eligible_supervisors(db(), user),
                            organisation=_organisation_of(user)), 422 if form.errors else 200
 

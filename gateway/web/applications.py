@@ -28,7 +28,7 @@ from gateway.web.forms import (
 )
 from gateway.web.forms_errors import apply_errors
 from gateway.web.labels import label
-from projects import agreements, applications, cohort, dac, dates
+from projects import agreements, applications, cohort, dac
 from projects.applications import EDITABLE_FIELDS, VariableChoice
 from projects.catalogue import needs_justification, requestable
 from projects.models import Application
@@ -112,8 +112,12 @@ def risk_for(user: Any, application: Application) -> tuple[Any, bool]:
 @bp.get("/<int:application_id>")
 @requires(Permission.VIEW_PROJECTS)
 def view(application_id: int) -> Any:
+    return _view_page(_load(application_id))
+
+
+def _view_page(application: Application, decision_form: DecisionForm | None = None) -> Any:
+    """The application page; a decision that was refused shows again as the chair typed it."""
     user = require_user()
-    application = _load(application_id)
     session = db()
     problems = (applications.submission_problems(session, application, catalogue(), settings().dac, today())
                 if applications.can_edit_application(user, application) else {})
@@ -132,7 +136,8 @@ def view(application_id: int) -> Any:
         describe_generalisation=preview.describe,
         reviewer_choices=reviewer_choices, member_form=MemberForm(), action_form=EmptyForm(),
         assign_form=AssignForm(), conflict_form=ConflictForm(), review_form=ReviewForm(),
-        decision_form=DecisionForm(), catalogue=catalogue(), is_chair=has_permission(user, Permission.CHAIR_DAC),
+        decision_form=decision_form or DecisionForm(), catalogue=catalogue(),
+        is_chair=has_permission(user, Permission.CHAIR_DAC),
         voted=bool(assignment and any(r.round == application.round for r in assignment.reviews)))
 
 
@@ -163,14 +168,12 @@ def edit(application_id: int) -> Any:
 
 
 def _form_data(application: Application) -> SimpleNamespace:
-    """The application's values as the edit form shows them (yes/no, ISO dates)."""
+    """The application's values as the edit form shows them (yes/no; dates as they are, in their three boxes)."""
     data: dict[str, Any] = {}
     for name in EDITABLE_FIELDS:
         value = getattr(application, name)
         if isinstance(value, bool):
             value = "yes" if value else "no"
-        elif value is not None and name in {"date_from", "date_to", "requested_end_date"}:
-            value = value.isoformat()
         data[name] = value
     return SimpleNamespace(**data)
 
@@ -318,18 +321,27 @@ def review(application_id: int) -> Any:
 def decide(application_id: int) -> Any:
     application = _load(application_id)
     form = DecisionForm()
+    new = application.kind == "new"
+    if not new:  # an amendment ends on its requested date: no end-date boxes are shown, and none are read
+        del form.access_end_date
     if form.validate_on_submit():
-        end, problem = dates.parse(form.access_end_date.data)
-        if problem:
-            flash(f"Access end date: {problem}", "error")
-            return _to(application)
         outcome = form.outcome.data or ""
         # An amendment's form has no tier: None keeps the project's (the service refuses a different one).
-        tier = (form.security_tier.data or None) if application.kind == "new" else None
-        return _attempt(application, f"Decision recorded: {outcome.replace('_', ' ')}.", dac.decide,
-                        require_user(), application, settings().dac, outcome=outcome,
-                        conditions=form.conditions.data or "", message=form.message.data or "",
-                        access_end_date=end, today=today(), security_tier=tier)
-    flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
-    return _to(application)
+        tier = (form.security_tier.data or None) if new else None
+        try:
+            run(dac.decide, require_user(), application, settings().dac, outcome=outcome,
+                conditions=form.conditions.data or "", message=form.message.data or "",
+                access_end_date=form.access_end_date.data if new else None, today=today(), security_tier=tier)
+        except ValidationError as exc:  # shown on the form, with what was typed
+            for message in apply_errors(form, exc):
+                flash(message, "error")
+            return _view_page(application, form), 422
+        except (Conflict, InvalidTransition) as exc:  # no quorum yet, decided meanwhile: what was typed stays
+            flash(exc.message, "error")
+            return _view_page(application, form), 409
+        flash(f"Decision recorded: {outcome.replace('_', ' ')}.", "success")
+        return _to(application)
+    if not (new and form.access_end_date.errors):  # the date's boxes carry their own messages
+        flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
+    return _view_page(application, form), 422  # shown again as typed, the wrong parts marked
 

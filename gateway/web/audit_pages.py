@@ -17,7 +17,6 @@ from gateway.web.context import db, require_user, settings
 from gateway.web.forms import AuditFilterForm
 from gateway.web.recorded import records_download
 from gateway.workspaces import traffic
-from projects import dates
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -25,18 +24,14 @@ CSV_COLUMNS = ["seq", "occurred_at", "actor", "action", "object_type", "object_i
                "hash"]
 
 
-def parse_day(value: str | None, field: str, errors: dict[str, list[str]]) -> dt.datetime | None:
-    day, problem = dates.parse(value)
-    if problem:
-        errors[field] = [problem]
+def _midnight(day: dt.date | None) -> dt.datetime | None:
     return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) if day else None
 
 
-def filters_from(form: AuditFilterForm) -> tuple[audit.AuditFilter, dict[str, list[str]]]:
-    errors: dict[str, list[str]] = {}
-    since = parse_day(form.since.data, "since", errors)
-    until = parse_day(form.until.data, "until", errors)
-    filters = audit.AuditFilter(
+def filters_from(form: AuditFilterForm) -> audit.AuditFilter:
+    """The filter the form's fields describe (the dates' typing is checked by the form itself)."""
+    since, until = _midnight(form.since.data), _midnight(form.until.data)
+    return audit.AuditFilter(
         actor=(form.actor.data or "").strip().lower() or None,
         action=(form.action.data or "").strip() or None,
         object_type=(form.object_type.data or "").strip() or None,
@@ -44,7 +39,6 @@ def filters_from(form: AuditFilterForm) -> tuple[audit.AuditFilter, dict[str, li
         since=since,
         until=until + dt.timedelta(days=1) if until else None,
     )
-    return filters, errors
 
 
 @bp.get("/")
@@ -52,9 +46,7 @@ def filters_from(form: AuditFilterForm) -> tuple[audit.AuditFilter, dict[str, li
 def events() -> Any:
     form = AuditFilterForm(request.args)
     form.validate()
-    filters, errors = filters_from(form)
-    for field, messages in errors.items():
-        getattr(form, field).errors = messages
+    filters = filters_from(form)
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     rows = [] if form.errors else audit.search(db(), filters, limit=101, offset=(page - 1) * 100)
     has_next = len(rows) > 100
@@ -69,12 +61,11 @@ def events() -> Any:
 @records_download("audit_log")
 def export_csv() -> Any:
     form = AuditFilterForm(request.args)
-    form.validate()
-    filters, errors = filters_from(form)
-    if errors or form.errors:
+    if not form.validate():
         return render_template("error.html", status=422,
-                               message="The filters are not valid: " + "; ".join(
-                                   m for ms in {**form.errors, **errors}.values() for m in ms)), 422
+                               message="The filters are not valid: " + " ".join(
+                                   m for ms in form.errors.values() for m in ms)), 422
+    filters = filters_from(form)
     session = db()
 
     def generate() -> Iterator[str]:

@@ -13,16 +13,18 @@ from gateway.charging import charts, invoices, quotes
 from gateway.charging.documents import invoice_csv, invoice_pdf
 from gateway.charging.invoices import OWNERS, TRANSITIONS
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money, format_percent, parse_pounds
 from gateway.charging.tariff import tariff_in_force
 from gateway.errors import Conflict, InvalidTransition, ValidationError
 from gateway.permissions import Permission, has_permission
 from gateway.web.access import public, requires
 from gateway.web.context import current_user, db, require_user, run, settings, today
-from gateway.web.forms import EmptyForm
+from gateway.web.date_input import month_text
+from gateway.web.forms import EmptyForm, InvoiceRunForm
+from gateway.web.forms_errors import apply_errors
 from gateway.web.recorded import records_download
 from projects import applications, lifecycle
 from projects.models import Application, Project
+from projects.money import format_money, format_percent, parse_pounds
 
 bp = Blueprint("charging", __name__, url_prefix="/charging")
 
@@ -92,7 +94,9 @@ def dashboard() -> Any:
     return _dashboard()
 
 
-def _dashboard(errors: list[str] | None = None, month: str | None = None, status: int = 200) -> Any:
+def _dashboard(form: InvoiceRunForm | None = None, errors: list[str] | None = None, status: int = 200) -> Any:
+    if form is None:  # last month, in its boxes
+        form = InvoiceRunForm(month=(today().replace(day=1) - dt.timedelta(days=1)).replace(day=1))
     months = _recent_months()
     income = charts.income(db(), months)
     by_type = charts.stacked_bars(months, income.by_type, charts.TYPE_LABELS,
@@ -104,8 +108,8 @@ def _dashboard(errors: list[str] | None = None, month: str | None = None, status
     drafts = invoices.list_invoices(db(), require_user(), state="draft")
     unpaid = invoices.list_invoices(db(), require_user(), state="issued")
     return render_template("charging/dashboard.html", income=income, by_type=by_type, by_project=by_project,
-                           type_labels=charts.TYPE_LABELS, drafts=drafts, unpaid=unpaid, form=EmptyForm(),
-                           errors=errors or [], month=month or invoices.previous_month(today())), status
+                           type_labels=charts.TYPE_LABELS, drafts=drafts, unpaid=unpaid, form=form,
+                           errors=errors or []), status
 
 
 @bp.post("/invoices/run")
@@ -113,14 +117,22 @@ def _dashboard(errors: list[str] | None = None, month: str | None = None, status
 def run_invoices() -> Any:
     from gateway.charging.metering import meter_compute_sessions
 
-    month = request.form.get("month", "").strip()
-    if not EmptyForm().validate_on_submit():
-        return _dashboard(["Your form expired; try again."], month, 400)
+    form = InvoiceRunForm()
+    if not form.validate_on_submit():
+        token = getattr(form, "csrf_token", None)  # absent when CSRF is off (tests)
+        if token is not None and token.errors:
+            token.errors = []
+            return _dashboard(form, ["Your form expired; try again."], 400)
+        return _dashboard(form, status=422)  # the month's boxes, as typed, the wrong ones marked
+    if form.month.data is None:
+        form.month.errors = ["Enter the month to invoice."]
+        return _dashboard(form, status=422)
+    month = month_text(form.month.data)
     try:
         run(meter_compute_sessions)
         result = run(invoices.run_month, require_user(), month, today())
     except ValidationError as exc:
-        return _dashboard(_messages(exc), month, 422)
+        return _dashboard(form, apply_errors(form, exc), 422)
     flash(result.describe() + ".", "success")
     return redirect(url_for("charging.invoice_list", period=month))
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
-from gateway.extracts.catalogue import Catalogue
 from gateway.models import User
+from projects.catalogue import Catalogue
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from gateway.permissions import ROLE_LABELS
-from gateway.workspaces.spec import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, TIERS
+from gateway.web.date_input import NhsDateField
+from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, TIERS
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -101,8 +102,8 @@ class AuditFilterForm(FlaskForm):
     action = StringField("Action starts with", validators=[Optional(), Length(max=100)])
     object_type = StringField("Object type", validators=[Optional(), Length(max=50)])
     object_id = StringField("Object id", validators=[Optional(), Length(max=100)])
-    since = StringField("From date (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
-    until = StringField("To date (YYYY-MM-DD), inclusive", validators=[Optional(), Length(max=10)])
+    since = NhsDateField("From date", subject="The from date")
+    until = NhsDateField("To date (inclusive)", subject="The to date")
 
 
 class ConfirmForm(FlaskForm):
@@ -139,8 +140,10 @@ class ApplicationForm(FlaskForm):
                                         validators=[Optional()])
     commercial_details = TextAreaField("Commercial involvement details", validators=[Optional(), Length(max=5000)])
     cohort_description = TextAreaField("Cohort", validators=[Optional(), Length(max=5000)])
-    date_from = StringField("Data from (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
-    date_to = StringField("Data to (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+    date_from = NhsDateField("Data from", subject="The start of the data period",
+                             hint="The first day of the data you need. For example, 1 1 2019")
+    date_to = NhsDateField("Data to", subject="The end of the data period",
+                           hint="The last day of the data you need. For example, 31 12 2024")
     # The cohort criteria: choices come from the catalogue (set by the view); the service checks every value,
     # and the ages are text so whatever was typed comes back with its message.
     cohort_boroughs = MultiCheckboxField("Boroughs", choices=[], validate_choice=False)
@@ -164,8 +167,8 @@ class ApplicationForm(FlaskForm):
                                 validators=[Optional()])
     intended_outputs = TextAreaField("Intended outputs", validators=[Optional(), Length(max=5000)])
     amendment_summary = TextAreaField("What the amendment changes and why", validators=[Optional(), Length(max=5000)])
-    requested_end_date = StringField("New access end date (YYYY-MM-DD), if extending",
-                                     validators=[Optional(), Length(max=10)])
+    requested_end_date = NhsDateField("New access end date, if extending", subject="The new access end date",
+                                      hint="Leave empty to keep the project's end date. For example, 31 3 2028")
     del ARTICLE6, ARTICLE9, COMMON_LAW
 
 
@@ -207,7 +210,8 @@ class DecisionForm(FlaskForm):
                          validators=[DataRequired("Choose a decision")])
     conditions = TextAreaField("Conditions of approval", validators=[Optional(), Length(max=5000)])
     message = TextAreaField("Message to the applicant", validators=[Optional(), Length(max=5000)])
-    access_end_date = StringField("Access ends on (YYYY-MM-DD)", validators=[Optional(), Length(max=10)])
+    access_end_date = NhsDateField("Access ends on", subject="The access end date",
+                                   hint="For example, 31 3 2028")
     # Shown for new applications only (an amendment keeps the project's tier); the labels are the one mapping.
     security_tier = RadioField("Security tier of the project's workspaces",
                                choices=_choices(SECURITY_TIER_LABELS, show_key=False), default=DEFAULT_SECURITY_TIER,
@@ -229,6 +233,11 @@ class ConfirmedReasonForm(FlaskForm):
 class AgreementForm(FlaskForm):
     text = TextAreaField("Agreement text", validators=[DataRequired("Enter the agreement text"),
                                                        Length(max=20000)])
+
+
+class InvoiceRunForm(FlaskForm):
+    month = NhsDateField("Month to invoice", subject="The month to invoice", parts=("month", "year"),
+                         hint="For example, 11 2026")
 
 
 class AcceptAgreementForm(FlaskForm):

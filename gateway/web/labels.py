@@ -13,15 +13,15 @@ from typing import Any
 
 from flask import Flask
 
-from gateway.extracts.catalogue import Role as VariableRole
-from gateway.extracts.catalogue import Sensitivity
 from gateway.extracts.pipeline import ReleaseStatus
-from gateway.extracts.spec import AreaCodeTreatment, DateOfBirthTreatment, EventDateTreatment, ImdTreatment
 from gateway.extracts.synth import CONDITIONS
 from gateway.outputs import service as output_service
 from gateway.outputs.workflow import OutputState
 from gateway.permissions import ROLE_LABELS
 from projects import dac
+from projects.catalogue import Role as VariableRole
+from projects.catalogue import Sensitivity
+from projects.extract_terms import AreaCodeTreatment, DateOfBirthTreatment, EventDateTreatment, ImdTreatment
 from projects.workflow import AppState, ProjectState
 
 STATES: dict[str, str] = {
@@ -54,6 +54,9 @@ CATALOGUE: dict[str, str] = {
     ReleaseStatus.RELEASED: "Released", ReleaseStatus.HELD: "Held for the data custodian",
 }
 
+# The automatic check's verdict on an output file or a cell (disclosure_control's statuses).
+VERDICTS: dict[str, str] = {"pass": "Pass", "review": "Review", "fail": "Fail", "suppressed": "Suppressed"}
+
 CONDITION_LABELS: dict[str, str] = {
     "asthma": "Asthma", "hypertension": "Hypertension", "diabetes": "Diabetes",
     "copd": "COPD (chronic obstructive pulmonary disease)", "cancer": "Cancer",
@@ -68,6 +71,7 @@ LABELS: dict[str, str] = {
     **{str(k): v for k, v in STATES.items()},  # after the votes: "Changes requested" reads right for both
     **{str(k): v for k, v in CATALOGUE.items()},
     **CONDITION_LABELS,
+    **VERDICTS,
 }
 
 ENUMS: tuple[type[StrEnum], ...] = (AppState, ProjectState, OutputState, Sensitivity, VariableRole, ReleaseStatus,

@@ -20,11 +20,11 @@ from gateway.web.recorded import records_download
 from gateway.workspaces import service, traffic
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
-from gateway.workspaces.spec import SECURITY_TIER_LABELS
 from projects import applications, lifecycle, publications
 from projects.lifecycle import is_member
 from projects.models import Project
 from projects.workflow import PROJECT_OWNERS, ProjectState
+from projects.workspace_tiers import SECURITY_TIER_LABELS
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
 

@@ -7,10 +7,9 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, request
 
-from gateway.trust import receipts
+from gateway.trust import receipts, register
 from gateway.web.access import public
 from gateway.web.context import db, settings
-from projects import register
 
 bp = Blueprint("receipts", __name__, url_prefix="/register")
 

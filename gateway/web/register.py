@@ -7,16 +7,16 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, session
 
 from gateway import csv_safe
+from gateway.trust import register as register_rows
 from gateway.web.access import public
 from gateway.web.context import catalogue, current_user, db
 from gateway.web.recorded import records_download
-from projects import register as register_rows
 
 bp = Blueprint("register", __name__)
 
 
 def _cache() -> register_rows.RowsCache:
-    """This app's rows, rebuilt only after a change of state (see projects.register.RowsCache)."""
+    """This app's rows, rebuilt only after a change of state (see gateway.trust.register.RowsCache)."""
     return current_app.extensions.setdefault("sde_register_rows", register_rows.RowsCache())
 
 

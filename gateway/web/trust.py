@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, url_for
@@ -16,22 +15,16 @@ from gateway.permissions import Permission, Role
 from gateway.trust import incidents
 from gateway.web.access import public, requires
 from gateway.web.context import db, require_user, run, settings, today
+from gateway.web.date_input import NhsDateField, keep_typing_problems, only_date_problems
 
 bp = Blueprint("trust", __name__)
 
 
 class IncidentForm(FlaskForm):
-    occurred_on = StringField("Date it happened", validators=[Optional(), Length(max=10)])
+    occurred_on = NhsDateField("Date it happened", subject="The date it happened")
     title = StringField("Title", validators=[Optional(), Length(max=200)])
     what_happened = TextAreaField("What happened", validators=[Optional(), Length(max=5000)])
     action_taken = TextAreaField("What was done about it", validators=[Optional(), Length(max=5000)])
-
-
-def _date(text: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat((text or "").strip())
-    except ValueError:
-        return None
 
 
 @bp.get("/incidents")
@@ -44,18 +37,15 @@ def incidents_page() -> Any:
 @requires(Permission.RECORD_INCIDENTS)
 def record_incident() -> Any:
     form = IncidentForm()
-    if form.validate_on_submit():
-        day = _date(form.occurred_on.data)
+    # the service refuses a missing date, so a date typed wrongly still shows the form's other problems with it
+    if form.validate_on_submit() or (form.is_submitted() and only_date_problems(form)):
         try:
-            if day is None and form.occurred_on.data:
-                raise ValidationError("The incident could not be recorded.",
-                                      field_errors={"occurred_on": ["Enter the date as year-month-day, like "
-                                                                    "2026-03-14."]})
-            incident = run(incidents.record_incident, require_user(), day, form.title.data or "",
+            incident = run(incidents.record_incident, require_user(), form.occurred_on.data, form.title.data or "",
                            form.what_happened.data or "", form.action_taken.data or "", today())
         except ValidationError as exc:
             for field, messages in exc.field_errors.items():
                 getattr(form, field).errors = list(messages)
+            keep_typing_problems(form)
         else:
             flash(f"Incident '{incident.title}' is recorded and published.", "success")
             return redirect(url_for("trust.incidents_page"))

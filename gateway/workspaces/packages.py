@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
-from gateway.db import utcnow
+from gateway.db import serialise, utcnow
 from gateway.errors import Conflict, InvalidTransition, NotFound, ValidationError
 from gateway.models import User
 from gateway.permissions import (
@@ -113,6 +113,8 @@ def request_package(session: Session, actor: User, ecosystem: str, name: str, ve
             errors["name"] = [f"{name} is already in the workspace (see Software in the workspace)."]
     if errors:
         raise ValidationError("The package request could not be made.", field_errors=errors)
+    # Two people asking for the same package at the same moment: the second sees the first's request.
+    serialise(session, f"package-request:{ecosystem}:{canonical(ecosystem, name)}")
     waiting = session.scalars(select(PackageRequest).where(PackageRequest.ecosystem == ecosystem,
                                                            PackageRequest.state == "requested"))
     if any(canonical(ecosystem, other.name) == canonical(ecosystem, name) for other in waiting):

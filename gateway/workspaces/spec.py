@@ -14,6 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from projects.workspace_tiers import (  # noqa: F401 - the tier definitions, read from here by every spawner
+    DEFAULT_SECURITY_TIER,
+    DEFAULT_TIER,
+    GIB,
+    SECURITY_TIER_LABELS,
+    SECURITY_TIERS,
+    TIERS,
+    SizeTier,
+)
+
 # A project id doubles as the JupyterHub server name and as part of Kubernetes object names,
 # so keep it DNS-label-like and short.
 PROJECT_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
@@ -29,34 +39,6 @@ USERNAME_RE = re.compile(rf"{HUB_USER_RE.pattern}|{LEGACY_USERNAME_RE.pattern}")
 CREDENTIAL_RE = re.compile(r"^h1\.[A-Za-z0-9_-]{1,400}\.[A-Za-z0-9_-]{20,100}$")
 
 
-@dataclass(frozen=True)
-class SizeTier:
-    name: str
-    memory_bytes: int
-    cpus: float
-    max_pids: int
-    disk_bytes: int  # the home's quota (sandbox: an ext4 image of this size; Kubernetes: the volume request)
-    description: str
-
-
-GIB = 1024**3
-
-TIERS: dict[str, SizeTier] = {
-    "small": SizeTier("small", 2 * GIB, 1.0, 512, 10 * GIB, "2 GiB memory, 1 CPU, 10 GiB disk"),
-    "medium": SizeTier("medium", 8 * GIB, 2.0, 1024, 50 * GIB, "8 GiB memory, 2 CPUs, 50 GiB disk"),
-    "large": SizeTier("large", 32 * GIB, 4.0, 2048, 200 * GIB, "32 GiB memory, 4 CPUs, 200 GiB disk"),
-}
-DEFAULT_TIER = "small"
-
-# The project's SECURITY tier (not the size tier above): chosen by the DAC at approval (projects.security_tier),
-# passed to the workspace as LONDONSDE_SECURITY_TIER. "high" disables terminals and loads the JupyterLab extension
-# that blocks copy out and large pastes (infra/jupyterhub/labextension). The one mapping of labels shown to people.
-SECURITY_TIER_LABELS: dict[str, str] = {
-    "standard": "Standard",
-    "high": "High: no copy out, no terminals",
-}
-SECURITY_TIERS = tuple(SECURITY_TIER_LABELS)
-DEFAULT_SECURITY_TIER = "standard"
 SECURITY_TIER_ENV = "LONDONSDE_SECURITY_TIER"
 # How many characters one paste may carry in the high tier (the gateway's workspaces.high_tier_paste_limit).
 PASTE_LIMIT_ENV = "LONDONSDE_PASTE_LIMIT"

@@ -46,6 +46,11 @@ site="$("$prefix/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["
 rm -rf "$site/disclosure_control"
 cp -r "$repo/disclosure_control" "$site/disclosure_control"
 find "$site/disclosure_control" -name __pycache__ -prune -exec rm -rf {} +
+# The copy is not an installed distribution, so it carries the release it came from (pyproject.toml's version):
+# every record made in a workspace names the rules that made it, as the gateway's own records do.
+release="$("$python" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
+    "$repo/pyproject.toml")"
+echo "$release" > "$site/disclosure_control/RELEASE"
 
 # The server extension refusing /files/ and /nbconvert/ (see singleuser/londonsde_lockdown.py), and the one
 # handing outputs over to the gateway through the hub (singleuser/londonsde_handover.py; kernels import it too).

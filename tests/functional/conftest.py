@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Iterator
@@ -57,6 +58,13 @@ def seeded(live_settings: Settings) -> sessionmaker[Session]:
         demo.seed_users(s, "test")
         agreements.ensure_default(s, "test")
     return factory
+
+
+def fill_date(page, legend: str, day: dt.date, parts: tuple[str, ...] = ("day", "month", "year")) -> None:
+    """Type a date as a person does: in the Day, Month and Year boxes of the fieldset with this legend."""
+    group = page.get_by_role("group", name=legend, exact=True)
+    for part in parts:
+        group.get_by_label(part.capitalize(), exact=True).fill(str(getattr(day, part)))
 
 
 def screenshot(page, name: str) -> None:

@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import Settings
 from projects.models import Application
 from tests.functional.conftest import screenshot
-from tests.support.accessibility import FAILING_IMPACTS, AxeOnEveryPage, check_accessibility, describe, run_axe
+from tests.support.accessibility import (
+    FAILING_IMPACTS,
+    AxeOnEveryPage,
+    check_accessibility,
+    describe,
+    run_axe,
+    without_upstream_radios,
+)
 from tests.support.browser import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
@@ -33,14 +40,14 @@ ROLE_PAGES: dict[str, list[str]] = {
                    "/outputs/", "/packages"],
     # the application form pages (new, edit, variables) of a researcher with a draft
     "researcher2": ["/applications/new", "/applications/{draft}", "/applications/{draft}/edit",
-                    "/applications/{draft}/variables"],
+                    "/applications/{draft}/variables", "/accreditation/new"],
     "dac1": ["/home", "/applications/"],
     "laymember": ["/home"],
     "dacchair": ["/home", "/applications/", "/projects/"],
     "checker1": ["/home", "/outputs/queue"],
     "accreditor": ["/home", "/accreditation/queue"],
     "finance": ["/home", "/charging/", "/charging/invoices"],
-    "admin": ["/home", "/admin/users", "/admin/organisations/", "/admin/packages"],
+    "admin": ["/home", "/admin/users", "/admin/organisations/", "/admin/packages", "/admin/incidents"],
     "auditor": ["/home", "/audit/"],
 }
 
@@ -98,7 +105,10 @@ class PageProblems:
             return
         if picture:
             screenshot(self.page, picture)
-        serious = [v for v in run_axe(self.page) if v.get("impact") in FAILING_IMPACTS]
+        # the frontend library's own finding on radios that reveal more questions is left out, as on every page
+        # a browser test loads (tests/support/accessibility.py says why)
+        serious = [v for v in map(without_upstream_radios, run_axe(self.page))
+                   if v["nodes"] and v.get("impact") in FAILING_IMPACTS]
         if serious:
             self.found.append(f"{where}: axe\n{describe(serious)}")
         scroll_width = self.page.evaluate("() => document.documentElement.scrollWidth")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from projects.accreditation import long_date
 from projects.accreditation_rules import today
 from projects.demo_people import demo_certificate_pdf
-from tests.functional.conftest import screenshot
+from tests.functional.conftest import fill_date, screenshot
 from tests.functional.test_sign_in_browser import sign_in
 from tests.support.browser import LiveServer
 
@@ -36,18 +36,29 @@ def test_researcher_records_officer_verifies_researcher_is_valid(
     expect(page.get_by_test_id("accreditation-summary")).to_contain_text("Not accredited")
     page.get_by_role("link", name="Record an accreditation").click()
 
-    # a wrong file first: a PDF is refused when it claims to be a PNG, and the typed details stay
+    # a wrong file and a date without its month first: a PDF is refused when it claims to be a PNG, the date's
+    # message names it and marks only the month box, and the typed details stay
+    trained = today() - dt.timedelta(days=14)
     page.get_by_label("ONS Accredited Researcher (Digital Economy Act)").check()
     page.get_by_label("Full", exact=True).check()
     page.get_by_label("Accreditation or certificate number").fill("AR-2024-0042")
-    page.get_by_label("Date of training").fill((today() - dt.timedelta(days=14)).isoformat())
-    page.get_by_label("Expiry date").fill(expiry.isoformat())
+    fill_date(page, "Date of training", trained, parts=("day", "year"))
+    fill_date(page, "Expiry date", expiry)
     disguised = tmp_path / "certificate.png"
     disguised.write_bytes(certificate.read_bytes())
     page.get_by_label("Certificate", exact=True).set_input_files(str(disguised))
     page.get_by_role("button", name="Record accreditation").click()
     expect(page.get_by_role("alert")).to_contain_text("its contents are a PDF")
+    expect(page.get_by_role("alert")).to_contain_text("Date of training must include a month.")
     expect(page.get_by_label("Accreditation or certificate number")).to_have_value("AR-2024-0042")
+    training = page.get_by_role("group", name="Date of training")
+    expect(training.locator(".nhsuk-error-message")).to_have_text("Error: Date of training must include a month.")
+    expect(training.locator(".nhsuk-input--error")).to_have_count(1)
+    expect(training.get_by_label("Day", exact=True)).to_have_value(str(trained.day))
+    expect(page.get_by_role("group", name="Expiry date").get_by_label("Year")).to_have_value(str(expiry.year))
+    page.get_by_role("link", name="Date of training must include a month.").click()  # the summary's link
+    expect(training.get_by_label("Month", exact=True)).to_be_focused()
+    training.get_by_label("Month", exact=True).fill(str(trained.month))
 
     page.get_by_label("Certificate", exact=True).set_input_files(str(certificate))
     screenshot(page, "accreditation-record")

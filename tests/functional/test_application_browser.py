@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from projects.accreditation_rules import today
 from projects.demo_people import demo_certificate_pdf
-from tests.functional.conftest import screenshot
+from tests.functional.conftest import fill_date, screenshot
 from tests.functional.test_accreditation_browser import sign_out
 from tests.functional.test_sign_in_browser import sign_in
 from tests.support.browser import LiveServer
@@ -48,8 +48,8 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     page.get_by_label("ONS Accredited Researcher (Digital Economy Act)").check()
     page.get_by_label("Full", exact=True).check()
     page.get_by_label("Accreditation or certificate number").fill("AR-1")
-    page.get_by_label("Date of training").fill((today() - dt.timedelta(days=10)).isoformat())
-    page.get_by_label("Expiry date").fill(expiry.isoformat())
+    fill_date(page, "Date of training", today() - dt.timedelta(days=10))
+    fill_date(page, "Expiry date", expiry)
     page.get_by_label("Certificate", exact=True).set_input_files(str(certificate))
     page.get_by_role("button", name="Record accreditation").click()
     expect(page.get_by_test_id("accreditation-status")).to_have_text("Waiting for verification")
@@ -81,8 +81,8 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     page.get_by_label("Public benefit").fill("Target asthma reviews where attacks are most frequent.")
     page.locator("#commercial_involvement-1").check()
     page.get_by_label("Cohort").fill("Children aged 5-16 with asthma registered with a London GP.")
-    page.get_by_label("Data from (YYYY-MM-DD)").fill("2019-01-01")
-    page.get_by_label("Data to (YYYY-MM-DD)").fill("2024-12-31")
+    fill_date(page, "Data from", dt.date(2019, 1, 1))
+    fill_date(page, "Data to", dt.date(2024, 12, 31))
     page.get_by_label("UK GDPR Article 6 lawful basis").select_option("6(1)(e)")
     page.get_by_label("UK GDPR Article 9 condition").select_option("9(2)(j)")
     page.get_by_label("Common law duty of confidentiality").select_option("s251")
@@ -166,7 +166,7 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     open_application(page, live_server, title)
     expect(page.get_by_test_id("quorum")).to_contain_text("2 of 3 votes needed")
     page.locator("#outcome-0").check()
-    page.get_by_label("Access ends on (YYYY-MM-DD)").fill((today() + dt.timedelta(days=365)).isoformat())
+    fill_date(page, "Access ends on", today() + dt.timedelta(days=365))
     page.get_by_role("button", name="Record decision").click()
     expect(page.get_by_role("alert")).to_contain_text("No quorum yet")
     page.get_by_label(re.compile("^Prof. Helen Marsh")).check()
@@ -178,7 +178,7 @@ def test_accreditation_to_application_to_dac_decision_to_register(
     expect(page.get_by_test_id("quorum")).to_contain_text("Quorum met")
     page.locator("#outcome-0").check()
     page.get_by_label("Conditions of approval").fill("Publish results openly within 12 months.")
-    page.get_by_label("Access ends on (YYYY-MM-DD)").fill((today() + dt.timedelta(days=365)).isoformat())
+    fill_date(page, "Access ends on", today() + dt.timedelta(days=365))
     screenshot(page, "dac-decision")
     page.get_by_role("button", name="Record decision").click()
     expect(page.get_by_test_id("state")).to_have_text("Approved")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -16,7 +17,7 @@ from gateway.config import Settings
 from gateway.db import unit_of_work, utcnow
 from projects import agreements
 from projects.models import Project
-from tests.functional.conftest import screenshot
+from tests.functional.conftest import fill_date, screenshot
 from tests.functional.test_accreditation_browser import sign_out
 from tests.functional.test_application_browser import as_user
 from tests.support import factories as f
@@ -60,7 +61,7 @@ def test_quote_on_a_draft_then_finance_invoices_and_the_register_shows_charges(
     # finance runs last month's invoices, issues the project's invoice and downloads the PDF
     as_user(page, live_server, "finance")
     page.get_by_role("link", name="Finance").first.click()
-    page.get_by_label("Month", exact=True).fill(month)
+    fill_date(page, "Month to invoice", dt.date.fromisoformat(f"{month}-01"), parts=("month", "year"))
     page.get_by_role("button", name="Run invoices").click()
     expect(page.get_by_text(f"{month}: 1 invoice drafted")).to_be_visible()
     expect(page.get_by_test_id("invoices")).to_contain_text(reference)
@@ -68,7 +69,7 @@ def test_quote_on_a_draft_then_finance_invoices_and_the_register_shows_charges(
     expect(page.get_by_test_id("invoice-lines")).to_contain_text("New data access application")
     expect(page.get_by_test_id("invoice-total")).to_have_text("£3,409.20")  # 2,841.00 net + VAT
     page.get_by_role("button", name="Issue invoice").click()
-    expect(page.get_by_test_id("invoice-state")).to_have_text("issued")
+    expect(page.get_by_test_id("invoice-state")).to_have_text("Issued")
     screenshot(page, "charging-invoice-issued")
     with page.expect_download() as download_info:
         page.get_by_test_id("download-pdf").click()

@@ -95,8 +95,8 @@ def test_exception_early_return_resubmission_and_two_reasoned_approvals(
     work(factory, settings)  # the automatic checks
     page.reload()
     small = page.get_by_test_id("file-small.csv")
-    expect(small.get_by_test_id("verdict").first).to_have_text("fail")
-    expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("pass")
+    expect(small.get_by_test_id("verdict").first).to_have_text("Fail")
+    expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("Pass")
     expect(small.get_by_test_id("no-exception")).to_be_visible()
     small.get_by_label("Justification for an exception on small.csv").fill(JUSTIFICATION)
     page.get_by_role("button", name="Ask for an exception on small.csv").click()
@@ -109,7 +109,7 @@ def test_exception_early_return_resubmission_and_two_reasoned_approvals(
     page.goto(request_url)
     suppressed = page.get_by_test_id("preview-by_region.csv").locator("td[data-verdict='suppressed']")
     expect(suppressed).to_have_count(1)
-    expect(suppressed.get_by_test_id("verdict")).to_have_text("suppressed")
+    expect(suppressed.get_by_test_id("verdict")).to_have_text("Suppressed")
     expect(page.get_by_test_id("preview-by_region.csv").locator("td[data-verdict='pass'] [data-testid=verdict]")) \
         .to_have_count(0)
     page.get_by_test_id("code-small.csv").locator("summary").click()

@@ -80,7 +80,7 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
     request_url = page.url
     work(factory, settings)  # the worker runs the automatic checks
     page.reload()
-    expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("fail")
+    expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("Fail")
     screenshot(page, "outputs-request-submitted")
     sign_out(page)
 
@@ -114,7 +114,7 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
     expect(page.get_by_test_id("state")).to_have_text("Submitted")
     work(factory, settings)
     page.reload()
-    expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("pass")
+    expect(page.get_by_test_id("file-by_region.csv").get_by_test_id("verdict").first).to_have_text("Pass")
     sign_out(page)
 
     # two independent approvals, then a decision; the worker releases

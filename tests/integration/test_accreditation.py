@@ -31,6 +31,7 @@ from projects.demo_people import DemoCertificateStore, minimal_pdf, minimal_png,
 from projects.models import Accreditation, Organisation
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
+from tests.support.date_boxes import as_page
 
 ONS = service.SCHEMES[0]
 PDF = minimal_pdf(["Test certificate"])
@@ -270,7 +271,8 @@ def test_recording_checks_every_field_at_once(app: Flask, people: sessionmaker[S
 
 def _post_record(client: FlaskClient, **changes: Any) -> Any:
     token = csrf_from(client.get("/accreditation/new").get_data(as_text=True))
-    return client.post("/accreditation/new", data={"csrf_token": token, **accreditation_form(**changes)},
+    form = as_page(accreditation_form(**changes), ("training_date", "expiry_date"))
+    return client.post("/accreditation/new", data={"csrf_token": token, **form},
                        content_type="multipart/form-data")
 
 
@@ -303,15 +305,21 @@ def test_upload_refuses_what_is_not_really_a_pdf_or_png(
 
 def test_form_shows_every_problem_and_keeps_the_input(client: FlaskClient, people: sessionmaker[Session]) -> None:
     sign_in_session(client, people, "researcher")
-    response = _post_record(client, number="", training_date="14/03/2026", expiry_date="2020-01-01",
+    response = _post_record(client, number="", training_date=("14", "March", "2026"), expiry_date="2020-01-01",
                             level="provisional", supervisor="nobody-here")
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    for message in ("Enter the accreditation or certificate number.", "Enter a real date, like 2026-03-14.",
+    for message in ("Enter the accreditation or certificate number.", "Date of training must be a real date.",
                     "The expiry date is in the past", "no active account with the username",
                     "Select your certificate again"):
         assert message in html.replace("&#39;", "'"), message
-    assert 'value="14/03/2026"' in html and 'value="nobody-here"' in html
+    assert 'value="March"' in html and 'value="nobody-here"' in html
+    # only the month box is marked; the day and year kept as typed
+    assert re.search(r'nhsuk-input--error"\s+id="training_date-month"', html)
+    assert not re.search(r'nhsuk-input--error"\s+id="training_date-(day|year)"', html)
+    assert 'name="training_date-day" type="text" inputmode="numeric" value="14"' in html
+    assert 'href="#training_date-month"' in html  # the summary's link goes to the box at fault
+    assert re.search(r'nhsuk-input--error"\s+id="expiry_date-day"', html)  # a rule on the whole date marks all
     assert re.search(r'value="provisional"\s+checked', html)
 
 

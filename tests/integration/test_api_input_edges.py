@@ -11,10 +11,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.charging.money import MAX_PENCE
 from gateway.db import unit_of_work
 from gateway.identity import accounts, tokens
 from gateway.models import ApiToken, AuditEvent
+from projects.money import MAX_PENCE
 from tests.conftest import sign_in_session
 from tests.support import factories
 

@@ -12,7 +12,8 @@ from gateway import audit
 from gateway.db import unit_of_work
 from gateway.errors import Conflict, DomainError, InvalidTransition, PermissionDenied, ValidationError
 from gateway.models import AuditEvent
-from projects import applications, dac, lifecycle, register
+from gateway.trust import register
+from projects import applications, dac, lifecycle
 from projects.accreditation_rules import AccreditationRequired
 from projects.models import Application, Project
 from projects.workflow import (

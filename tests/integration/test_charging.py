@@ -14,14 +14,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.charging import budget, invoices, metering, quotes
 from gateway.charging.models import FrozenQuote, Invoice, InvoiceLine, MeterEvent, TariffVersion
-from gateway.charging.tariff import DEFAULT_TARIFF
 from gateway.cli import main
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from gateway.outbox import OutboxMessage
+from gateway.trust import register
 from gateway.workspaces.models import WorkspaceSession
-from projects import register
 from projects.models import Application, Project
+from projects.tariff import DEFAULT_TARIFF
 from tests.support import factories as f
 
 NOW = utcnow()

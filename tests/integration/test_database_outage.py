@@ -154,8 +154,10 @@ def cut_off_mid_request(world: Outage, lock: str, request: Callable[[], requests
         waiter = threading.Thread(target=lambda: answers.append(request()))
         waiter.start()
         deadline = time.monotonic() + 30
-        while not holder.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 "AND wait_event_type = 'Lock'").fetchone()[0]:  # type: ignore[index]
+        # Asked on a separate autocommit connection: inside the holder's transaction PostgreSQL shows
+        # pg_stat_activity as it was at the transaction's first look, so a wait begun later is never seen.
+        while not world.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND wait_event_type = 'Lock'")[0][0]:
             assert time.monotonic() < deadline, "the request never reached the lock"
             time.sleep(0.05)
         world.pg.stop("immediate")
@@ -164,6 +166,12 @@ def cut_off_mid_request(world: Outage, lock: str, request: Callable[[], requests
             holder.close()
     assert answers, "the request got no answer"
     return answers[0]
+
+
+def restart(world: Outage) -> None:
+    """Start PostgreSQL again if the test stopped it (a failure before the stop must show, not pg_ctl's complaint)."""
+    if not world.pg.running():
+        world.pg.start()
 
 
 def test_while_the_database_is_down_pages_and_api_answer_503_and_recover(outage: Outage) -> None:
@@ -187,7 +195,7 @@ def test_while_the_database_is_down_pages_and_api_answer_503_and_recover(outage:
             time.sleep(0.1)
         assert outage.worker.poll() is None, outage.box.log("worker.log")[-4000:]
     finally:
-        outage.pg.start()
+        restart(outage)
     assert_working(outage)  # no restart: the same gateway process answers again
     assert outage.server.poll() is None and gunicorn_workers(outage) == workers  # nothing was restarted
     assert (audit_events(outage), tokens_named(outage, "while down")) == (events, tokens)
@@ -199,7 +207,7 @@ def test_a_page_cut_off_mid_query_answers_503_and_the_next_one_works(outage: Out
         answer = cut_off_mid_request(outage, "LOCK TABLE projects IN ACCESS EXCLUSIVE MODE", lambda: page(outage))
         assert_unavailable_page(answer, outage)
     finally:
-        outage.pg.start()
+        restart(outage)
     assert_working(outage)
 
 
@@ -211,7 +219,7 @@ def test_a_write_cut_off_mid_transaction_leaves_nothing_half_written(outage: Out
                                      lambda: new_token(outage, "mid-request"))
         assert_unavailable_json(answer, outage)
     finally:
-        outage.pg.start()
+        restart(outage)
     assert tokens_named(outage, "mid-request") == 0
     assert audit_events(outage) == events
     verify = outage.box.run("audit", "verify", check=False)

@@ -1,7 +1,9 @@
 """Boundary dates posted to every date field of every form and API operation: never a 5xx, never stored.
 
 The fields are discovered, not listed by hand: every form field (in every page module's forms) whose label is
-about a date, and every property or query parameter of the OpenAPI document with ``format: date``. Each must
+about a date, and every property or query parameter of the OpenAPI document with ``format: date``. A page
+takes a date in Day, Month and Year boxes (the NHS date input): each value is split into its boxes (ISO-like
+text at its dashes, other text into every box), and the boxes get their own attacks too. Each must
 have a target below, which says who sends it and where; a new date field fails the coverage test until it gets
 one. Each value goes to its field on its own; after every request, nothing out of its window may be stored
 anywhere (the invariant a 500 would otherwise hide: a year-9999 value saved today breaks a page tomorrow).
@@ -38,6 +40,7 @@ from projects.models import Accreditation, Application, Decision, Project
 from tests.conftest import sign_in_session
 from tests.support import databases
 from tests.support import factories as f
+from tests.support.date_boxes import boxes
 
 TODAY = dt.date.today()
 MAX_TERM = dates.latest_access_end(TODAY, 60)
@@ -50,6 +53,14 @@ BOUNDARY = ["0001-01-01", "9999-12-31", "9999-12-30", "1000-06-15", "1899-12-31"
             (MAX_TERM + dt.timedelta(days=1)).isoformat(), dates.latest_accreditation_expiry(TODAY).isoformat(),
             (dates.latest_accreditation_expiry(TODAY) + dt.timedelta(days=1)).isoformat()]
 JSON_ODDITIES: list[Any] = [20260101, 1.5, True, None, [], {}, "2026-01-01 "]
+# What people (and attackers) type into the separate boxes: (day, month, year)
+BOX_ATTACKS: list[tuple[str, str, str]] = [
+    ("31", "2", "2027"), ("29", "2", "2100"), ("0", "0", "0"), ("\uff11\uff12", "3", "2026"),
+    ("1", "\uff13", "\uff12\uff10\uff12\uff16"), ("1", "3", "99"), ("-1", "-3", "-2026"), ("1", "3", "-001"),
+    ("", "3", "2026"), ("14", "", "2026"), ("14", "3", ""), ("9" * 40, "9" * 40, "9" * 40), ("1", "1", "9999"),
+    ("1", "1", "0001"), (" 14 ", " 3 ", " 2026 "), ("1e3", "0x1", "2_026"),
+    ("\u0661", "\u0663", "\u0662\u0660\u0662\u0666"), ("14", "3", "2026\x0b"), ("31", "12", "2100"), ("1", "1", "2101"),
+    ("32", "13", "10000")]
 DATE_LABEL = re.compile(r"\bdate\b|YYYY-MM-DD", re.IGNORECASE)
 LIMITED = settings(max_examples=6, deadline=None, database=None, derandomize=True,
                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -205,6 +216,7 @@ def _page(method: str, url: Callable[[World], str], extra: Callable[[str, Any], 
     def send(world: World, field: str, value: Any) -> int:
         client = world.client(actor)
         data = extra(field, value) if extra else {field: value}
+        data = {**{k: v for k, v in data.items() if k != field}, **boxes(field, value)}  # a page's boxes
         if query:
             response = client.get(url(world), query_string=data)
         else:
@@ -252,6 +264,7 @@ PAGE_TARGETS: dict[tuple[str, str], list[Target]] = {
 } | {
     ("IncidentForm", "occurred_on"): [_page("POST", lambda w: "/admin/incidents", extra=_incident_fields,
                                             actor="admin")],
+    ("InvoiceRunForm", "month"): [_page("POST", lambda w: "/charging/invoices/run", actor="finance")],
 }
 
 API_TARGETS: dict[tuple[str, str], list[Target]] = {
@@ -305,7 +318,7 @@ def _check(world: World, field: str, targets: list[Target], value: Any) -> None:
 
 @pytest.mark.parametrize("key", sorted(PAGE_TARGETS), ids=lambda k: f"{k[0]}.{k[1]}")
 def test_boundary_dates_on_every_page_form(world: World, key: tuple[str, str]) -> None:
-    for value in BOUNDARY:
+    for value in BOUNDARY + BOX_ATTACKS:
         _check(world, key[1], PAGE_TARGETS[key], value)
 
 
@@ -321,13 +334,17 @@ DATE_TEXT = st.one_of(ANY_DATE, st.text(max_size=12),
                       st.from_regex(r"\A[0-9+\-]{1,6}-[0-9]{1,3}-[0-9]{1,3}\Z"))
 
 
+BOX_TEXT = st.one_of(st.integers(-50, 10_050).map(str), st.text(max_size=6))
+THREE_BOXES = st.tuples(BOX_TEXT, BOX_TEXT, BOX_TEXT)
+
+
 @pytest.mark.parametrize("key", sorted(PAGE_TARGETS) + sorted(API_TARGETS), ids=lambda k: f"{k[0]}.{k[1]}")
 def test_random_dates_and_date_like_text_everywhere(world: World, key: tuple[str, str]) -> None:
     targets = PAGE_TARGETS.get(key) or API_TARGETS[key]
 
     @LIMITED
-    @given(DATE_TEXT)
-    def run(value: str) -> None:
+    @given(st.one_of(DATE_TEXT, THREE_BOXES) if key in PAGE_TARGETS else DATE_TEXT)
+    def run(value: str | tuple[str, str, str]) -> None:
         _check(world, key[1], targets, value)
 
     run()

@@ -22,6 +22,7 @@ from gateway.charging.models import Invoice
 from gateway.cli import main
 from gateway.config import load_settings
 from gateway.db import back_dated, utcnow
+from gateway.extracts.models import ExtractVersion
 from gateway.home import NEAR_EXPIRY_DAYS
 from gateway.models import AuditEvent
 from gateway.outputs import release as release_mod
@@ -57,6 +58,19 @@ def test_demo_covers_every_application_state_and_is_idempotent(database_url: str
             assert valid_accreditation(s, find_user(s, name)) is not None
         today = dt.datetime.now(dt.UTC).date()
         assert any(a.expiry_date < today for a in s.scalars(select(Accreditation)))  # one has expired
+        # the one waiting in the officer's queue was recorded days ago, not on the history's first day
+        (waiting,) = s.scalars(select(Accreditation).where(Accreditation.status == "pending")).all()
+        assert utcnow() - dt.timedelta(days=14) < waiting.created_at < utcnow() - dt.timedelta(days=1)
+        recorded = s.scalars(select(AuditEvent).where(AuditEvent.action == "accreditation.recorded",
+                                                      AuditEvent.object_id == str(waiting.id))).one()
+        assert abs(recorded.occurred_at - waiting.created_at) < dt.timedelta(minutes=1)
+        # the extracts built in the past say so in their manifests (the back-dated clock, not the real one)
+        versions = s.scalars(select(ExtractVersion)).all()
+        assert versions and all(
+            abs(dt.datetime.fromisoformat(v.manifest["created_at"]) - v.built_at) < dt.timedelta(minutes=5)
+            for v in versions)
+        assert any(dt.datetime.fromisoformat(v.manifest["created_at"]) < utcnow() - dt.timedelta(days=100)
+                   for v in versions)
         counts = (s.scalar(select(Application.id).order_by(Application.id.desc()).limit(1)), len(projects))
         assert audit.verify(s).ok
         times = list(s.scalars(select(AuditEvent.occurred_at).order_by(AuditEvent.seq)))

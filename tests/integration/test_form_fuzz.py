@@ -17,6 +17,7 @@ from gateway.models import AuditEvent, User
 from projects.models import Accreditation, Application
 from tests.conftest import sign_in_session
 from tests.support import factories
+from tests.support.date_boxes import PARTS
 
 FUZZ = settings(max_examples=25, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -32,6 +33,11 @@ TEXT = st.one_of(
 )
 # A form field is missing, a single value or a repeated value.
 FIELD = st.one_of(st.none(), TEXT, st.lists(TEXT, min_size=2, max_size=3))
+
+
+def _boxes(*names: str) -> tuple[str, ...]:
+    """The Day, Month and Year boxes a page posts for each date field."""
+    return tuple(f"{name}-{part}" for name in names for part in PARTS)
 
 
 def _form(draw: st.DrawFn, names: tuple[str, ...]) -> dict[str, Any]:
@@ -118,7 +124,9 @@ def test_application_edit_refusals_write_nothing(app: Flask, session_factory: se
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         before = snapshot()
-        response = client.post(f"/applications/{application_id}/edit", data=_form(data.draw, fields))
+        posted = tuple(name for name in fields if name not in {"date_from", "date_to"})
+        response = client.post(f"/applications/{application_id}/edit",
+                               data=_form(data.draw, posted + _boxes("date_from", "date_to")))
         assert response.status_code in {302, 422}, response.status_code
         if response.status_code == 422:
             assert snapshot() == before
@@ -130,7 +138,7 @@ def test_accreditation_record_refusals_write_nothing(app: Flask, session_factory
                                                      demo_users: dict[str, int]) -> None:
     client = _fuzz_app(app)
     sign_in_session(client, session_factory, "researcher")
-    fields = ("scheme", "other_scheme", "level", "supervisor", "number", "training_date", "expiry_date")
+    fields = ("scheme", "other_scheme", "level", "supervisor", "number", *_boxes("training_date", "expiry_date"))
     certificate = st.one_of(st.none(), st.binary(max_size=200), st.just(b"%PDF-1.4\n%%EOF\n"),
                             st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64))
 

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.charging import invoices, metering
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money
 from gateway.config import Settings
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import PermissionDenied, ValidationError
@@ -21,9 +20,11 @@ from gateway.models import AuditEvent
 from gateway.trust import incidents
 from gateway.trust.models import Incident
 from gateway.worker import run_once
+from projects.money import format_money
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
 from tests.support import factories as f
+from tests.support.date_boxes import boxes
 
 
 def figure(html: str, testid: str) -> str:
@@ -105,15 +106,16 @@ def test_administrators_record_incidents_which_are_published_and_audited(
     assert "No incidents have been recorded." in client.get("/incidents").get_data(as_text=True)
     sign_in_session(client, session_factory, "admin")
     token = csrf_from(client.get("/admin/incidents").get_data(as_text=True))
-    form = {"csrf_token": token, "occurred_on": "2026-03-14", "title": "Output released with a small count",
+    form = {"csrf_token": token, **boxes("occurred_on", "2026-03-14"), "title": "Output released with a small count",
             "what_happened": "A table with a count of 3 was released.",
             "action_taken": "Package withdrawn; checker guidance updated."}
-    for field, bad, message in (("occurred_on", "14/03/2026", "year-month-day"),
-                                ("occurred_on", (f.TODAY + dt.timedelta(days=1)).isoformat(), "future"),
-                                ("occurred_on", "", "Enter the date"), ("title", " ", "short title"),
-                                ("action_taken", "", "what was done")):
-        page = client.post("/admin/incidents", data={**form, field: bad})
-        assert page.status_code == 422 and message in page.get_data(as_text=True), (field, bad)
+    for bad, message in ((boxes("occurred_on", ("14", "", "2026")), "The date it happened must include a month."),
+                         (boxes("occurred_on", ("14", "3", "26")), "must include a year with 4 numbers"),
+                         (boxes("occurred_on", f.TODAY + dt.timedelta(days=1)), "future"),
+                         (boxes("occurred_on", ("", "", "")), "Enter the date"), ({"title": " "}, "short title"),
+                         ({"action_taken": ""}, "what was done")):
+        page = client.post("/admin/incidents", data={**form, **bad})
+        assert page.status_code == 422 and message in page.get_data(as_text=True), bad
     done = client.post("/admin/incidents", data=form)
     assert done.status_code == 302 and done.headers["Location"].endswith("/incidents")
     with session_factory() as s:

@@ -364,7 +364,7 @@ def test_the_checkers_page_shows_suppressed_cells_integers_sentences_and_the_cod
     html = client.get(f"/outputs/{request_id}").get_data(as_text=True)
     cell = re.search(r'<td class="nhsuk-table__cell" data-verdict="([a-z]+)"[^>]*>(\s*)<br>(.*?)</td>', html, re.S)
     assert cell is not None and cell.group(1) == "suppressed"
-    assert 'data-testid="verdict">suppressed<' in cell.group(3) and ">pass<" not in cell.group(3)
+    assert 'data-testid="verdict">Suppressed<' in cell.group(3) and ">Pass<" not in cell.group(3)
     assert "{'" not in html and "mitigation applied: 1 cell suppressed" in html
     assert not re.search(r">\s*\d+\.0\s*<", html)  # whole counts are integers in the table
     assert "dc.crosstab(&#39;region&#39;, &#39;sex&#39;" in html  # the notebook cell, escaped

@@ -4,10 +4,11 @@ bad input is refused with a message and changes nothing; a decision is made once
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +16,7 @@ from gateway import audit
 from gateway.db import unit_of_work
 from gateway.errors import Conflict, DomainError, InvalidTransition, PermissionDenied, ValidationError
 from gateway.identity import accounts, tokens
-from gateway.models import AuditEvent
+from gateway.models import AuditEvent, AuditHead
 from gateway.workspaces import packages
 from gateway.workspaces.models import PackageRequest
 from tests.conftest import sign_in_session
@@ -145,3 +146,44 @@ def test_two_administrators_deciding_at_once_make_one_decision(session_factory: 
         decisions = s.scalars(select(AuditEvent).where(AuditEvent.action.in_(["package.approved",
                                                                                "package.refused"]))).all()
         assert len(decisions) == 1
+
+
+@postgres_only
+def test_two_people_asking_for_the_same_package_at_once_make_one_request(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """Both ask while a third transaction holds the audit head, so both reach their check before either can
+    commit; without the lock around check-and-insert both would be stored."""
+    outcomes: list[str] = []
+
+    def ask(who: str, spelling: str) -> None:
+        try:
+            _ask(session_factory, spelling, by=who)
+            outcomes.append("asked")
+        except DomainError as exc:
+            outcomes.append(type(exc).__name__)
+
+    holder = session_factory()
+    try:
+        holder.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+        threads = [threading.Thread(target=ask, args=args)
+                   for args in (("researcher", "scikit_survival"), ("researcher2", "Scikit-Survival"))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while _waiting_on_locks(session_factory) < 2:  # both are in: one at the audit head, one at its check
+            assert time.monotonic() < deadline and all(t.is_alive() for t in threads), outcomes
+            time.sleep(0.05)
+    finally:
+        holder.rollback()
+        holder.close()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["Conflict", "asked"]
+    with session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(PackageRequest)) == 1
+
+
+def _waiting_on_locks(factory: sessionmaker[Session]) -> int:
+    with factory() as s:  # its own transaction: pg_stat_activity is read once per transaction
+        return int(s.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND wait_event_type = 'Lock'")) or 0)

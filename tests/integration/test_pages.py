@@ -106,8 +106,9 @@ def test_audit_page_filters_and_csv_export(client: FlaskClient, session_factory:
     sign_in_session(client, session_factory, "auditor")
     html = client.get("/audit/?action=user.created&actor=demo-seed").get_data(as_text=True)
     assert html.count("user.created") >= 13
-    bad = client.get("/audit/?since=21/11/2026")
-    assert bad.status_code == 422 and "Enter a real date, like" in bad.get_data(as_text=True)
+    bad = client.get("/audit/?since-day=21&since-month=11&since-year=26")
+    assert bad.status_code == 422 and "The from date must include a year with 4 numbers." in bad.get_data(as_text=True)
+    assert 'value="26"' in bad.get_data(as_text=True)
     csv_response = client.get("/audit/events.csv?action=user.created")
     lines = csv_response.get_data(as_text=True).strip().splitlines()
     csv_response.close()

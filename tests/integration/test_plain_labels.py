@@ -46,7 +46,7 @@ class VisibleText(HTMLParser):
         super().__init__()
         self.text: list[str] = []
         self.links: list[str] = []
-        self.shown: list[str] = []  # the text without form labels and hints, which still ask for ISO dates
+        self.shown: list[str] = []  # the text without form labels and hints
         self._skipping: list[str] = []
         self._in_form_text: list[str] = []
 
@@ -95,11 +95,12 @@ def problems_on(path: str, html: str, tokens: set[str]) -> tuple[list[str], list
         match = re.search(r"(?<![\w.-])" + re.escape(token) + r"(?![\w-])", text)
         if match:
             found.append(f"{path}: internal value {token!r} in “…{text[max(match.start() - 40, 0):match.end() + 40]}…”")
-    for pattern, what in ((LOWER_CASE_DATE, "lower-case date"), (ISO_DATE, "ISO date"),
-                          (WHOLE_FLOAT, "whole number with .0"), (JSON_TEXT, "JSON")):
-        match = pattern.search(shown)
+    # no form asks for an ISO date any more (dates are typed in Day, Month and Year boxes): labels and hints too
+    for pattern, what, where in ((LOWER_CASE_DATE, "lower-case date", shown), (ISO_DATE, "ISO date", text),
+                                 (WHOLE_FLOAT, "whole number with .0", shown), (JSON_TEXT, "JSON", shown)):
+        match = pattern.search(where)
         if match:
-            found.append(f"{path}: {what} in “…{shown[max(match.start() - 40, 0):match.end() + 40]}…”")
+            found.append(f"{path}: {what} in “…{where[max(match.start() - 40, 0):match.end() + 40]}…”")
     return found, parser.links
 
 

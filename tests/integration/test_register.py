@@ -10,9 +10,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import unit_of_work
-from projects import lifecycle, register
+from gateway.trust import register
+from gateway.trust.register import COLUMNS
+from projects import lifecycle
 from projects.models import Project
-from projects.register import COLUMNS
 from tests.conftest import sign_in_session
 from tests.support import factories as f
 

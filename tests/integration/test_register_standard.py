@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.charging import invoices, metering, quotes
 from gateway.charging.models import Invoice
-from gateway.charging.money import format_money
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import PermissionDenied, ValidationError
 from gateway.models import AuditEvent
+from gateway.trust.register import COLUMNS
 from projects import publications
 from projects.models import Organisation, Project, Publication
-from projects.register import COLUMNS
+from projects.money import format_money
 from tests.conftest import sign_in_session
 from tests.support import factories as f
 

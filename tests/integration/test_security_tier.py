@@ -23,6 +23,7 @@ from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.support import factories as f
 from tests.support.databases import postgres_only
+from tests.support.date_boxes import boxes
 
 HIGH = "High: no copy out, no terminals"
 
@@ -141,8 +142,8 @@ def test_chair_chooses_the_tier_on_the_decision_form(client: FlaskClient, world:
     form = html[html.index('data-testid="decision-form"'):]
     assert "Security tier of the project" in form
     assert HIGH in form and ">Standard<" in form
-    end = (f.TODAY + dt.timedelta(days=100)).isoformat()
-    post = {"csrf_token": _csrf(html), "outcome": "approved", "access_end_date": end, "conditions": "",
+    end = f.TODAY + dt.timedelta(days=100)
+    post = {"csrf_token": _csrf(html), "outcome": "approved", **boxes("access_end_date", end), "conditions": "",
             "message": ""}
     # a tier that is not offered is refused with a message, and nothing is decided
     response = client.post(f"/applications/{app_id}/decision", data={**post, "security_tier": "extreme"},

@@ -54,7 +54,7 @@ def _on_load_script() -> str:
         "FAILING", json.dumps(sorted(FAILING_IMPACTS)))
 
 
-def _without_upstream_radios(violation: dict[str, Any]) -> dict[str, Any]:
+def without_upstream_radios(violation: dict[str, Any]) -> dict[str, Any]:
     """nhsuk-frontend's own conditional radios script (common/index.mjs, version 10) sets aria-expanded on a radio
     that reveals more questions, which ARIA 1.2 does not allow on a radio: that one finding is the frontend
     library's, not a page's, and is left out here (and only here: any other attribute or element still fails)."""
@@ -79,7 +79,7 @@ class AxeOnEveryPage:
 
     def _report(self, _source: Any, where: str, violations: list[dict[str, Any]]) -> None:
         self.checked.add(where)
-        violations = [v for v in (_without_upstream_radios(v) for v in violations) if v["nodes"]]
+        violations = [v for v in (without_upstream_radios(v) for v in violations) if v["nodes"]]
         if violations:
             self.found[where] = violations
 

@@ -9,12 +9,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import DacSettings
 from gateway.db import unit_of_work
-from gateway.extracts.catalogue import Catalogue
 from gateway.identity.accounts import find_user
 from gateway.models import User
 from projects import agreements, applications, dac
 from projects.applications import VariableChoice
-from projects.catalogue import catalogue_at
+from projects.catalogue import Catalogue, catalogue_at
 from projects.models import Accreditation, Application, Organisation, Project
 
 TODAY = dt.date.today()

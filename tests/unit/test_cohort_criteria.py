@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from gateway.config import Settings
-from gateway.extracts.catalogue import Catalogue, load_catalogue, parse_catalogue
 from gateway.extracts.spec import SpecError, make_spec
 from projects import cohort
+from projects.catalogue import Catalogue, load_catalogue, parse_catalogue
 
 CATALOGUE = load_catalogue(Settings().catalogue_path)
 

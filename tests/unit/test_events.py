@@ -11,11 +11,13 @@ from gateway import wiring
 from projects import events
 
 
-def test_wiring_subscribes_a_handler_to_every_event_once() -> None:
+def test_wiring_subscribes_handlers_to_every_event_once() -> None:
     wiring.wire()
+    handlers = {kind.__name__: events.SUBSCRIBERS.handlers(kind) for kind in events.EVENT_TYPES}
     wiring.wire()  # every entry point calls it; the second call changes nothing
-    counts = {kind.__name__: len(events.SUBSCRIBERS.handlers(kind)) for kind in events.EVENT_TYPES}
-    assert counts == {kind.__name__: 1 for kind in events.EVENT_TYPES}
+    assert {kind.__name__: events.SUBSCRIBERS.handlers(kind) for kind in events.EVENT_TYPES} == handlers
+    assert [name for name, subscribed in handlers.items() if not subscribed] == []
+    assert all(len(set(subscribed)) == len(subscribed) for subscribed in handlers.values())  # none twice
 
 
 def test_an_event_with_no_subscriber_is_an_error_not_a_lost_side_effect() -> None:

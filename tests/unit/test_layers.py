@@ -17,38 +17,28 @@ PACKAGES = ("disclosure_control", "gateway", "projects")
 # Lowest first. A module belongs to the layer of the longest prefix that names it (a prefix is a module or a
 # package); anything no prefix names is in the top layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    # Pure libraries: no database, no Flask, no domain. The extract library and the workspace specs are here
-    # (gateway/extracts/__init__.py and gateway/workspaces/__init__.py say so); their services are not.
-    ("library", ("disclosure_control", "gateway.extracts", "gateway.extracts.catalogue", "gateway.extracts.nhs",
-                 "gateway.extracts.pipeline", "gateway.extracts.pseudonym", "gateway.extracts.reference",
-                 "gateway.extracts.risk", "gateway.extracts.spec", "gateway.extracts.storage",
-                 "gateway.extracts.synth", "gateway.workspaces", "gateway.workspaces.spec",
-                 "gateway.workspaces.tickets", "gateway.workspaces.hub", "gateway.workspaces.kubernetes",
-                 "gateway.charging", "gateway.charging.money", "gateway.outputs", "gateway.trust")),
+    # Pure libraries: no database, no Flask, no domain.
+    ("library", ("disclosure_control", "gateway.outputs", "gateway.trust")),
     # What everything stands on: settings, errors, the database and every table, the audit log, the outbox,
     # roles, accounts and sign-in, and the transition tables.
     ("foundation", ("gateway.config", "gateway.errors", "gateway.db", "gateway.models", "gateway.model_registry",
                     "gateway.audit", "gateway.outbox", "gateway.permissions", "gateway.csv_safe",
                     "gateway.host_permissions", "gateway.identity", "projects.models", "projects.workflow",
-                    "gateway.charging.models", "gateway.charging.tariff", "gateway.extracts.models",
-                    "gateway.workspaces.models", "gateway.outputs.models", "gateway.outputs.ledger",
-                    "gateway.outputs.workflow", "gateway.trust.models")),
-    # The domain: every rule and decision about people, applications and projects; it emits events.
+                    "gateway.charging.models", "gateway.extracts.models", "gateway.workspaces.models",
+                    "gateway.outputs.models", "gateway.outputs.ledger", "gateway.outputs.workflow",
+                    "gateway.trust.models")),
+    # The domain: every rule and decision about people, applications and projects, and the definitions they use
+    # (the data catalogue, cohort and generalisation terms, workspace tiers, the tariff, money); it emits events.
     ("domain", ("projects",)),
-    # The layers that act on the domain's decisions (subscribed at the composition root).
-    ("features", ("gateway.extracts.service", "gateway.extracts.preview", "gateway.extracts.cli",
-                  "gateway.workspaces.entitlement", "gateway.workspaces.service", "gateway.workspaces.traffic",
-                  "gateway.workspaces.hub_process", "gateway.workspaces.packages", "gateway.charging.approval",
-                  "gateway.charging.budget",
-                  "gateway.charging.charts", "gateway.charging.cli", "gateway.charging.documents",
-                  "gateway.charging.invoices", "gateway.charging.jobs", "gateway.charging.metering",
-                  "gateway.charging.pricing", "gateway.charging.quotes", "gateway.outputs.checks",
+    # The layers that act on the domain's decisions (subscribed at the composition root). Extracts, workspaces
+    # and charging stand wholly here (but for their tables): they read the domain's definitions from projects/.
+    ("features", ("gateway.extracts", "gateway.workspaces", "gateway.charging", "gateway.outputs.checks",
                   "gateway.outputs.content", "gateway.outputs.files", "gateway.outputs.handover",
                   "gateway.outputs.release", "gateway.outputs.service", "gateway.outputs.statistics",
                   "gateway.trust.figures", "gateway.trust.incidents", "gateway.trust.receipts")),
-    # The composition root and delivery: app, web, API, CLI, worker, wiring; and the public register, a read
-    # model over every layer (its rows show quotes, invoices, extracts and releases) that nothing below reads.
-    ("root", ("gateway", "projects.register", "gateway.trust.data_use_register")),
+    # The composition root and delivery: app, web, API, CLI, worker, wiring, the notifications; and the public
+    # registers, read models over every layer (their rows show quotes, invoices, extracts and releases).
+    ("root", ("gateway", "gateway.trust.register", "gateway.trust.data_use_register")),
 ]
 
 # Import cycles that remain, each with why; any other cycle fails.
@@ -175,6 +165,26 @@ def test_the_domain_never_imports_the_layers_that_act_on_its_decisions() -> None
     domain = [m for m in modules() if m.startswith("projects.") and LAYERS[layer_of(m)][0] == "domain"]
     assert len(domain) > 10
     assert {m: sorted(imports_of(m) & acting) for m in domain if imports_of(m) & acting} == {}
+
+
+def test_projects_imports_nothing_from_extracts_workspaces_or_charging() -> None:
+    """Issue 18, by name and whatever layer a module is placed in: not even their tables or pure parts."""
+    acting = ("gateway.extracts", "gateway.workspaces", "gateway.charging")
+    domain = [m for m in modules() if m == "projects" or m.startswith("projects.")]
+    assert len(domain) > 10
+    found = {m: sorted(t for t in imports_of(m) if t.startswith(acting)) for m in domain}
+    assert {m: targets for m, targets in found.items() if targets} == {}
+
+
+def test_projects_queues_no_side_effect_itself() -> None:
+    """Mail and jobs that follow a decision are queued by subscribers (gateway.notifications, gateway.wiring)."""
+    assert [m for m in modules() if m.startswith("projects.") and "gateway.outbox" in imports_of(m)] == []
+
+
+def test_every_projects_module_is_in_the_domain_layer() -> None:
+    """No exception for a module under projects/ (the public register, which reads every layer, is in gateway/)."""
+    assert [m for m in modules() if m.startswith("projects.") and m not in ("projects.models", "projects.workflow")
+            and LAYERS[layer_of(m)][0] != "domain"] == []
 
 
 def test_the_checker_sees_late_and_relative_imports(tmp_path: Path) -> None:

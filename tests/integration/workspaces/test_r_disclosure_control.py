@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import disclosure_control
 from gateway.outputs.checks import recompute
 
 SINGLEUSER = Path(os.environ.get("LONDONSDE_SINGLEUSER_PREFIX", "/opt/londonsde/singleuser"))
@@ -160,3 +161,5 @@ def test_r_and_python_give_the_same_tables_verdicts_and_records(tmp_path: Path) 
         sidecar = json.loads((r_dir / f"{name}.sdc.json").read_text())
         again = recompute(sidecar["record"], extract)
         assert (str(again.status), again.query["dataset"]) == (sidecar["status"], "patients"), name
+        # Records made in the workspace name the library release the gateway runs, so a verdict can be traced.
+        assert sidecar["record"]["library"]["version"] == disclosure_control.__version__ != "0+unknown", name

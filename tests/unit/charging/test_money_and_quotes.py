@@ -10,9 +10,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.charging.money import apply_basis_points, divide_round, format_money, parse_pounds, vat_on
 from gateway.charging.quotes import QuoteInputs, anniversaries_between, build_quote, calendar_months
-from gateway.charging.tariff import DEFAULT_TARIFF, TariffError, load_tariff, parse_tariff
+from projects.money import apply_basis_points, divide_round, format_money, parse_pounds, vat_on
+from projects.tariff import DEFAULT_TARIFF, TariffError, load_tariff, parse_tariff
 
 TARIFF = load_tariff(DEFAULT_TARIFF)
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from gateway.extracts import reference
-from gateway.extracts.catalogue import (
+from gateway.extracts.synth import DEFAULT_CATALOGUE
+from projects.catalogue import (
     CatalogueError,
     Role,
     Sensitivity,
@@ -17,7 +18,6 @@ from gateway.extracts.catalogue import (
     load_catalogue,
     parse_catalogue,
 )
-from gateway.extracts.synth import DEFAULT_CATALOGUE
 
 ARROW_KINDS = {
     VariableType.STRING: pa.types.is_string,

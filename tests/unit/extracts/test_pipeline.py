@@ -5,7 +5,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.extracts import storage
-from gateway.extracts.catalogue import Sensitivity, load_catalogue
 from gateway.extracts.pipeline import PSEUDONYM_COLUMN, RISK_REPORT, ReleaseStatus, build_extract
 from gateway.extracts.pseudonym import date_shift, pseudonym, pseudonymise
 from gateway.extracts.reference import BOROUGH_NAMES
 from gateway.extracts.spec import make_spec
+from projects.catalogue import Sensitivity, load_catalogue
 
 KEY_A = b"A" * 32
 KEY_B = b"B" * 32
@@ -181,6 +181,18 @@ def test_opt_outs_appear_only_when_the_opt_out_does_not_apply(small_source, smal
         released = set(_read(Path(root), "proj", waived.version)["patients"][PSEUDONYM_COLUMN])
         assert waived.cohort.opt_outs_removed == 0
         assert opted_out <= released
+
+
+def test_the_manifest_records_the_moment_the_caller_gives(small_source) -> None:
+    """The gateway passes its own clock (which the demo runs behind to build a history); alone, the real time."""
+    moment = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as root:
+        given_moment = build_extract(_spec(datasets={"patients": ["sex"]}), small_source, root, created_at=moment)
+        on_disk = storage.read_manifest(root, "proj", given_moment.version)
+        before = datetime.now(UTC).replace(microsecond=0)
+        unset = build_extract(_spec(datasets={"patients": ["sex"]}), small_source, root)
+    assert given_moment.created_at == on_disk["created_at"] == "2026-06-01T09:30:00+00:00"
+    assert datetime.fromisoformat(unset.created_at) >= before
 
 
 def test_pseudonyms_are_stable_across_refreshes_and_unlinkable_across_projects(small_source) -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.extracts.catalogue import load_catalogue
 from gateway.extracts.spec import SpecError, load_spec, make_spec
 from gateway.extracts.synth import DEFAULT_CATALOGUE
+from projects.catalogue import load_catalogue
 
 KEY = bytes(range(32))
 

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from gateway.extracts.catalogue import Catalogue
 from gateway.models import AuditEvent, AuditHead
-from gateway.workspaces.spec import SECURITY_TIER_LABELS
+from projects.catalogue import Catalogue
 from projects.models import Application, Decision, Organisation, Project, Publication
+from projects.workspace_tiers import SECURITY_TIER_LABELS
 
 COLUMNS = ["Project ID", "Project Title", "Organisation Name", "Organisation Sector", "Organisation ID",
            "Applicant Name(s)", "Funders / Sponsors", "Lay Summary", "Public Benefit Statement", "Technical Summary",
@@ -189,8 +189,8 @@ def doi_url(doi: str) -> str:
 
 def rows(session: Session, catalogue: Catalogue) -> list[dict[str, str]]:
     """The register with readable titles: the page and the CSV."""
-    from gateway.charging.money import format_money
     from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
+    from projects.money import format_money
 
     out = []
     for e in entries(session, catalogue):
@@ -283,7 +283,7 @@ def hdruk_entries(session: Session, catalogue: Catalogue, base_url: str) -> list
 
 def extension(e: Entry, base_url: str) -> dict[str, Any]:
     """What the register says that the HDR UK formats have no field for: one object, the same in both JSON files."""
-    from gateway.charging.money import format_money
+    from projects.money import format_money
 
     project = e.project
     return {
