@@ -186,22 +186,31 @@ def run(app: Any, args: argparse.Namespace) -> int:
     public = app.test_client()
     rows.append((page_row("public: /register", public, "/register", counter, args.rounds), False))
 
-    paths = {
-        "researcher": [("/home", None), ("/projects/", None), ("/projects/", r"/projects/\d+"),
-                       ("/applications/", None), ("/applications/", r"/applications/\d+"),
-                       ("/outputs/", None), ("/outputs/", r"/outputs/\d+")],
-        "checker1": [("/home", None), ("/outputs/queue", None), ("/outputs/queue", r"/outputs/\d+")],
-        "dacchair": [("/home", None), ("/applications/", None), ("/applications/", r"/applications/\d+")],
+    # each page: where to start and the links to follow from there (the first link matching each pattern)
+    paths: dict[str, list[tuple[str, ...]]] = {
+        "researcher": [("/home",), ("/projects/",), ("/projects/", r"/projects/\d+"),
+                       ("/applications/",), ("/applications/", r"/applications/\d+"),
+                       ("/outputs/",), ("/outputs/", r"/outputs/\d+")],
+        # the demo's released output request is researcher2's, on their project
+        "researcher2": [("/home",), ("/outputs/",), ("/outputs/", r"/outputs/\d+"), ("/projects/", r"/projects/\d+")],
+        "checker1": [("/home",), ("/outputs/queue",), ("/outputs/queue", r"/outputs/\d+"),
+                     ("/projects/", r"/projects/\d+", r"/outputs/\d+")],
+        "dacchair": [("/home",), ("/applications/",), ("/applications/", r"/applications/\d+")],
+        "dac1": [("/home",), ("/applications/", r"/applications/\d+")],
     }
     frame_client = None
     for username, pages in paths.items():
         client = app.test_client()
         sign_in(client, username)
         frame_client = frame_client or client
-        for page, pattern in pages:
-            url = first_link(client, page, pattern) if pattern else page
+        for start, *patterns in pages:
+            url: str | None = start
+            for pattern in patterns:
+                page, url = url, first_link(client, url, pattern)
+                if url is None:
+                    print(f"note: no link matching {pattern} on {page} for {username}", file=sys.stderr)
+                    break
             if url is None:
-                print(f"note: no link matching {pattern} on {page} for {username}", file=sys.stderr)
                 continue
             rows.append((page_row(f"{username}: {url}", client, url, counter, args.rounds), True))
     parts = frame_rows(app, frame_client, args.rounds)

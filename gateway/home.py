@@ -162,12 +162,11 @@ def finance_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
 def researcher_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Output requests returned to their author, the person's applications and amendments sent back for changes,
     and the projects they lead that end soon."""
-    returned = [r for r in outputs.requests_for(reads.session, user)
-                if r.state == OutputState.RETURNED and r.author_id == user.id]
+    returned = outputs.returned_to(reads.session, user)
     sent_back = [a for a in reads.applications()
                  if a.state == AppState.CHANGES_REQUESTED and applications.is_team_member(user, a)]
     led = [p for p in reads.projects if p.lead_id == user.id]
-    return (_item("outputs_returned", len(returned)) + _item("applications_returned", len(sent_back))
+    return (_item("outputs_returned", returned) + _item("applications_returned", len(sent_back))
             + _near_expiry(led, today))
 
 

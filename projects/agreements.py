@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.errors import ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, check_permission
-from projects.models import DataAccessAgreement
+from projects.models import AgreementAcceptance, DataAccessAgreement
 
 DEFAULT_TEXT = """\
 1. I will use the data only for the approved project, by the approved people, in the secure workspace.
@@ -22,6 +22,18 @@ DEFAULT_TEXT = """\
 
 def current(session: Session) -> DataAccessAgreement | None:
     return session.scalar(select(DataAccessAgreement).order_by(DataAccessAgreement.version.desc()).limit(1))
+
+
+def current_and_accepted(session: Session, user: User) -> tuple[DataAccessAgreement | None, bool]:
+    """The current agreement and whether this person has accepted that version, in one statement."""
+    row = session.execute(
+        select(DataAccessAgreement, AgreementAcceptance.id)
+        .outerjoin(AgreementAcceptance, and_(AgreementAcceptance.version == DataAccessAgreement.version,
+                                             AgreementAcceptance.user_id == user.id))
+        .order_by(DataAccessAgreement.version.desc()).limit(1)).first()
+    if row is None:
+        return None, False
+    return row[0], row[1] is not None
 
 
 def publish(session: Session, actor: User | str, text: str) -> DataAccessAgreement:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, lazyload, selectinload
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
 from gateway.config import DacSettings
@@ -89,8 +89,19 @@ def check_can_edit_application(user: User, application: Application) -> None:
                        f"{application.state.replace('_', ' ')}.")
 
 
+# The application page in four statements: the application with its organisation, team (without the role grants of
+# the people named) and decisions (few rows each: joined); its variables; its reviewers with their roles (the lay vote
+# of the quorum) and their votes, joined to the assignments.
+_PAGE = (joinedload(Application.organisation),
+         joinedload(Application.members).joinedload(ApplicationMember.user).lazyload(User.role_grants),
+         joinedload(Application.decisions),
+         selectinload(Application.assignments).joinedload(ReviewAssignment.reviewer)
+         .joinedload(User.role_grants),
+         selectinload(Application.assignments).joinedload(ReviewAssignment.reviews))
+
+
 def get_application(session: Session, user: User, application_id: int) -> Application:
-    application = session.get(Application, application_id)
+    application = session.get(Application, application_id, options=_PAGE)
     if application is None or not can_view_application(user, application):
         raise NotFound("No such application.")  # not yours answers exactly like not there: ids cannot be probed
     return application
@@ -98,7 +109,8 @@ def get_application(session: Session, user: User, application_id: int) -> Applic
 
 def amendments_of(session: Session, user: User, project: Project) -> list[Application]:
     """The project's amendments this person may open, newest first (a draft stays its team's own business)."""
-    query = select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
+    query = (select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
+             .options(*_LIST, lazyload(Application.assignments)))  # the team decides who may open each; no votes
     return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 

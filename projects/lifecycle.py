@@ -44,10 +44,13 @@ _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).la
                  joinedload(Project.organisation))
 # A list shows no project's variables: they are read only if a caller asks (the project page loads them).
 _PROJECT_LIST = (*_PROJECT_PAGE, lazyload(Project.variables))
+# One project: its team (a few rows) joined to it, its variables in one more statement.
+_ONE_PROJECT = (joinedload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
+                joinedload(Project.organisation))
 
 
 def get_project(session: Session, user: User, project_id: int) -> Project:
-    project = session.get(Project, project_id, options=_PROJECT_PAGE)
+    project = session.get(Project, project_id, options=_ONE_PROJECT)
     if project is None or not can_view_project(user, project):
         # Somebody else's project answers exactly like a missing one, as every other object does: its existence is
         # public on the register, but by reference, and nothing is gained by confirming which ids are in use.

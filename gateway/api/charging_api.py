@@ -213,6 +213,7 @@ def get_application_quote(application_id: int) -> QuoteOut:
 def get_statement(project_id: int) -> StatementOut:
     project = _project_for_charges(project_id)
     st = invoices.statement(db(), require_user(), project)
+    invoices.load_lines(db(), st.invoices)
     return StatementOut(project_id=project.id, charged_pence=st.charged_pence, paid_pence=st.paid_pence,
                         outstanding_pence=st.outstanding_pence, invoices=[InvoiceOut.of(i) for i in st.invoices],
                         quotes=[QuoteOut.of_frozen(q) for q in quotes.project_quotes(db(), project)],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import event, select
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, lazyload
 
 from gateway import audit, outbox
 from gateway.charging.models import Invoice, MeterEvent, ProjectBudget
@@ -81,9 +81,25 @@ def budget_of(session: Session, project: Project) -> ProjectBudget | None:
     return session.scalar(select(ProjectBudget).where(ProjectBudget.project_id == project.id))
 
 
+def project_invoices(session: Session, project: Project) -> list[Invoice]:
+    """Every invoice and credit note of the project, oldest first, without their lines. Remembered for the rest of
+    the transaction until anything is written, like the budget status: a project page needs them for the budget and
+    again for the statement."""
+    memo: dict[tuple[str, int], object] = session.info.setdefault(_MEMO, {})
+    key = ("invoices", project.id)
+    if key in memo and not (session.new or session.dirty or session.deleted):
+        return list(memo[key])  # type: ignore[call-overload]
+    rows = list(session.scalars(select(Invoice).where(Invoice.project_id == project.id).order_by(Invoice.id)
+                                .options(lazyload(Invoice.lines))))
+    memo[key] = rows
+    return list(rows)
+
+
 def spent_pence(session: Session, project: Project) -> int:
     invoiced = 0
-    for invoice in session.scalars(select(Invoice).where(Invoice.project_id == project.id, Invoice.state != "void")):
+    for invoice in project_invoices(session, project):
+        if invoice.state == "void":
+            continue
         invoiced += -invoice.total_pence if invoice.kind == "credit_note" else invoice.total_pence
     pending = list(session.scalars(select(MeterEvent).where(MeterEvent.project_id == project.id,
                                                            MeterEvent.invoice_id.is_(None))))
@@ -98,12 +114,13 @@ def spent_pence(session: Session, project: Project) -> int:
 def budget_status(session: Session, project: Project) -> BudgetStatus:
     """Remembered for the rest of the transaction until anything is written (a project page asks twice: for the
     workspace entitlement and for the charges panel; each answer costs five queries)."""
-    memo: dict[int, BudgetStatus] = session.info.setdefault(_MEMO, {})
-    if project.id in memo and not (session.new or session.dirty or session.deleted):
-        return memo[project.id]
+    memo: dict[tuple[str, int], object] = session.info.setdefault(_MEMO, {})
+    key = ("status", project.id)
+    if key in memo and not (session.new or session.dirty or session.deleted):
+        return memo[key]  # type: ignore[return-value]
     budget = budget_of(session, project)
     status = BudgetStatus(budget.cap_pence if budget else None, spent_pence(session, project), _warning_percent())
-    memo[project.id] = status
+    memo[key] = status
     return status
 
 

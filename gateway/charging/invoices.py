@@ -16,10 +16,11 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit, outbox
 from gateway.audit import Actor
+from gateway.charging.budget import project_invoices
 from gateway.charging.models import Invoice, InvoiceLine, MeterEvent
 from gateway.charging.pricing import basis_for, priced_lines
 from gateway.charging.tariff import record_version
@@ -340,6 +341,13 @@ def charged_by_project(session: Session) -> dict[int, int]:
     return totals
 
 
+def load_lines(session: Session, rows: list[Invoice]) -> None:
+    """Read the lines of these invoices (loaded without them) in one statement, not one per invoice."""
+    if rows:
+        session.scalars(select(Invoice).where(Invoice.id.in_([i.id for i in rows]))
+                        .options(selectinload(Invoice.lines))).all()
+
+
 @dataclass(frozen=True)
 class Statement:
     invoices: list[Invoice]
@@ -351,8 +359,7 @@ class Statement:
 
 def statement(session: Session, user: User, project: Project) -> Statement:
     """What a project has been charged: the invoices and credit notes this person may see, and the totals."""
-    rows = [i for i in session.scalars(select(Invoice).where(Invoice.project_id == project.id)
-                                       .order_by(Invoice.id)) if can_view_invoice(user, i, project)]
+    rows = [i for i in project_invoices(session, project) if can_view_invoice(user, i, project)]
     live = [i for i in rows if i.state in LIVE]
     charged = sum(signed_total(i) for i in live)
     paid = sum(i.total_pence for i in live if i.state == "paid" and not i.is_credit_note)

@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway.charging.models import FrozenQuote
 from gateway.charging.tariff import Tariff, tariff_in_force
@@ -201,7 +201,8 @@ def quote_for_application(session: Session, application: Application, today: dt.
 
 
 def frozen_quote_of(session: Session, application_id: int) -> FrozenQuote | None:
-    return session.scalar(select(FrozenQuote).where(FrozenQuote.application_id == application_id))
+    return session.scalars(select(FrozenQuote).where(FrozenQuote.application_id == application_id)
+                           .options(joinedload(FrozenQuote.lines))).unique().one_or_none()  # its lines, same query
 
 
 def project_quotes(session: Session, project: Project) -> list[FrozenQuote]:

@@ -35,8 +35,18 @@ def record_version(session: Session, tariff: Tariff) -> TariffVersion:
     return stored
 
 
+# Stored versions already read by this process. A version's id ends with the hash of its content and a stored
+# version is never changed, so the same id always means the same tariff: the same for everyone, nothing personal.
+_STORED: dict[str, Tariff] = {}
+
+
 def stored_tariff(session: Session, version_id: str) -> Tariff:
+    if (known := _STORED.get(version_id)) is not None:
+        return known
     stored = session.get(TariffVersion, version_id)
     if stored is None:
         raise TariffError(f"tariff version {version_id} is not stored")
-    return Tariff.model_validate(stored.content)
+    tariff = Tariff.model_validate(stored.content)
+    if tariff.version_id == version_id and len(_STORED) < 64:  # remembered only when its content matches its id
+        _STORED[version_id] = tariff
+    return tariff

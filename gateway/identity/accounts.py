@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from gateway import audit
 from gateway.audit import Actor
@@ -220,6 +220,6 @@ def sign_out_everywhere(session: Session, user: User) -> None:
 
 def users_with_roles(session: Session, roles: list[str]) -> list[User]:
     """Active users holding any of ``roles``, by name."""
-    query = (select(User).join(UserRole, UserRole.user_id == User.id)
-             .where(UserRole.role.in_(roles), User.is_active.is_(True)).distinct().order_by(User.display_name))
-    return list(session.scalars(query))
+    query = (select(User).where(User.role_grants.any(UserRole.role.in_(roles)), User.is_active.is_(True))
+             .order_by(User.display_name, User.id).options(joinedload(User.role_grants)))  # their roles, same query
+    return list(session.scalars(query).unique())

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit, outbox
 from gateway.config import Settings
@@ -151,8 +151,24 @@ def _move(session: Session, actor: User | str, request: OutputRequest, target: O
 
 # --- reading ----------------------------------------------------------------------------------------------
 
+# The request page in five statements: the request with its project, team and groups (few rows each: joined); its
+# files with their votes; its reviews; its comments; its exceptions with their decisions. Nobody's role grants: the
+# page decides only about the person viewing it (their roles came with their session).
+_PAGE = (joinedload(OutputRequest.project).lazyload(Project.variables),
+         joinedload(OutputRequest.project).joinedload(Project.members).joinedload(ProjectMember.user)
+         .lazyload(User.role_grants),
+         joinedload(OutputRequest.groups),
+         selectinload(OutputRequest.files).joinedload(OutputFile.votes).joinedload(OutputVote.reviewer)
+         .lazyload(User.role_grants),
+         selectinload(OutputRequest.reviews).joinedload(OutputReview.reviewer).lazyload(User.role_grants),
+         selectinload(OutputRequest.comments).joinedload(OutputComment.author).lazyload(User.role_grants),
+         selectinload(OutputRequest.exceptions).joinedload(OutputException.requested_by).lazyload(User.role_grants),
+         selectinload(OutputRequest.exceptions).joinedload(OutputException.decisions)
+         .joinedload(OutputExceptionDecision.checker).lazyload(User.role_grants))
+
+
 def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
-    request = session.get(OutputRequest, request_id)
+    request = session.get(OutputRequest, request_id, options=_PAGE)
     if request is None or not can_view(user, request):
         raise NotFound("No such output request.")  # not yours answers exactly like not there
     return request
@@ -165,16 +181,31 @@ def get_file(request: OutputRequest, file_id: int) -> OutputFile:
     return found
 
 
-def requests_for(session: Session, user: User) -> list[OutputRequest]:
-    """The requests of the projects this person belongs to, newest first."""
+# What a list of requests shows (number, project, title, state) needs none of their contents.
+_WITHOUT_CONTENTS = (lazyload(OutputRequest.groups), lazyload(OutputRequest.files), lazyload(OutputRequest.reviews),
+                     lazyload(OutputRequest.comments), lazyload(OutputRequest.exceptions))
+
+
+def requests_for(session: Session, user: User, with_contents: bool = True) -> list[OutputRequest]:
+    """The requests of the projects this person belongs to, newest first; without ``with_contents`` their groups,
+    files, reviews, comments and exceptions are read only if a caller asks (a page listing them shows none)."""
     # The database narrows the rows by the same rule (is_member still decides each one), and each row's project and
     # team come in one more query, not one each.
     rows = session.scalars(select(OutputRequest).order_by(OutputRequest.id.desc())
                            .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))
                            .options(selectinload(OutputRequest.project).lazyload(Project.variables),
                                     selectinload(OutputRequest.project).selectinload(Project.members)
-                                    .joinedload(ProjectMember.user).lazyload(User.role_grants)))
+                                    .joinedload(ProjectMember.user).lazyload(User.role_grants),
+                                    *(() if with_contents else _WITHOUT_CONTENTS)))
     return [r for r in rows if is_member(user, r.project)]
+
+
+def returned_to(session: Session, user: User) -> int:
+    """How many requests of this person's are returned to them: authored by them, on a project they are still a
+    member of (the rule requests_for applies), counted in the database."""
+    return session.scalar(select(func.count()).select_from(OutputRequest).where(
+        OutputRequest.author_id == user.id, OutputRequest.state == OutputState.RETURNED,
+        OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))) or 0
 
 
 def queue(session: Session, user: User) -> list[OutputRequest]:
@@ -188,9 +219,11 @@ def queue(session: Session, user: User) -> list[OutputRequest]:
 
 
 def released_for_project(session: Session, project: Project) -> list[OutputRequest]:
+    """The released requests themselves (the project page lists their titles, dates and hashes), none of their
+    files, votes or comments, which are read only if a caller asks."""
     return list(session.scalars(select(OutputRequest).where(
         OutputRequest.project_id == project.id, OutputRequest.state == OutputState.RELEASED)
-        .order_by(OutputRequest.released_at)))
+        .order_by(OutputRequest.released_at).options(lazyload("*"))))
 
 
 # --- the author's commands ------------------------------------------------------------------------------------

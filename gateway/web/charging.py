@@ -46,14 +46,13 @@ def charging_frozen_quote(application: Application) -> Any:
 
 @bp.app_template_global("charging_summary")
 def charging_summary(project: Project) -> dict[str, Any] | None:
-    """Statement, budget and frozen quotes, for the project's team and finance only."""
+    """Statement and budget, for the project's team and finance only (the statement page adds the frozen quotes)."""
     user = current_user()
     if user is None or not (lifecycle.is_member(user, project) or has_permission(user, Permission.MANAGE_CHARGES)):
         return None
     session = db()
     return {"statement": invoices.statement(session, user, project),
-            "budget": budgets.budget_status(session, project),
-            "quotes": quotes.project_quotes(session, project)}
+            "budget": budgets.budget_status(session, project)}
 
 
 @bp.app_template_filter("money")
@@ -303,6 +302,7 @@ def statement(project_id: int) -> Any:
         from gateway.errors import PermissionDenied
 
         raise PermissionDenied("Only the project's team and finance see its charges.")
+    summary["quotes"] = quotes.project_quotes(db(), project)
     return render_template("charging/statement.html", project=project, summary=summary)
 
 

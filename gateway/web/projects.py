@@ -20,7 +20,7 @@ from gateway.web.recorded import records_download
 from gateway.workspaces import service, traffic
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.service import open_sessions
-from projects import agreements, applications, lifecycle, publications
+from projects import applications, lifecycle, publications
 from projects.lifecycle import is_member
 from projects.models import Project
 from projects.workflow import PROJECT_OWNERS, ProjectState
@@ -72,19 +72,31 @@ def link_publication(project_id: int) -> Any:
     return _view_page(project, form), 422
 
 
+def _workspace_open(user_id: int, project: Project, sessions: list[traffic.SessionTraffic] | None) -> bool:
+    """Whether this person has a workspace open on the project: read from the project's sessions when the page has
+    them all (the traffic table stops at its limit), else asked for."""
+    if sessions is not None and len(sessions) < TRAFFIC_ROWS:
+        return any(r.user_id == user_id and r.stopped_at is None for r in sessions)
+    return any(ws.user_id == user_id for ws in open_sessions(db(), project))
+
+
+TRAFFIC_ROWS = 200
+
+
 def _view_page(project: Project, publication_form: PublicationForm) -> Any:
     user = require_user()
     amendments = applications.amendments_of(db(), user, project)
     decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
-    sessions = [ws for ws in open_sessions(db(), project) if ws.user_id == user.id]
+    sessions = (traffic.sessions_of(db(), project, limit=TRAFFIC_ROWS) if traffic.can_see_traffic(user, project)
+                else None)
     return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,
                            security_tier_labels=SECURITY_TIER_LABELS,
                            extract_versions=extracts.versions(db(), project),
                            live_version=extracts.live_version(settings(), project),
                            build=extracts.latest_build(db(), project),
-                           workspace_open=bool(sessions), agreement=agreements.current(db()),
-                           traffic=traffic.sessions_of(db(), project) if traffic.can_see_traffic(user, project)
-                           else None, traffic_labels=traffic.LABELS, human_bytes=traffic.human_bytes,
+                           workspace_open=decision is not None and _workspace_open(user.id, project, sessions),
+                           agreement=decision.agreement if decision is not None else None,
+                           traffic=sessions, traffic_labels=traffic.LABELS, human_bytes=traffic.human_bytes,
                            actions=lifecycle.available_actions(user, project),
                            can_raise_tier=lifecycle.can_raise_security_tier(user, project),
                            amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),

@@ -11,20 +11,20 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import User
 from projects import agreements
 from projects.accreditation_rules import valid_accreditation
 from projects.lifecycle import is_member
-from projects.models import AgreementAcceptance, Project
+from projects.models import DataAccessAgreement, Project
 from projects.workflow import ProjectState
 
 
 @dataclass(frozen=True)
 class Entitlement:
     reasons: list[str] = field(default_factory=list)
+    agreement: DataAccessAgreement | None = None  # the current agreement, as read for the decision
 
     @property
     def ok(self) -> bool:
@@ -45,11 +45,7 @@ def current_extract(extracts_root: Path, project: Project) -> Path | None:
 
 
 def has_accepted_current_agreement(session: Session, user: User) -> bool:
-    agreement = agreements.current(session)
-    if agreement is None:
-        return False
-    return session.scalar(select(AgreementAcceptance).where(
-        AgreementAcceptance.user_id == user.id, AgreementAcceptance.version == agreement.version)) is not None
+    return agreements.current_and_accepted(session, user)[1]
 
 
 def budget_reason(session: Session, project: Project) -> str | None:
@@ -77,10 +73,11 @@ def entitlement(session: Session, user: User, project: Project, extracts_root: P
         reasons.append("You are not on this project's team.")
     if valid_accreditation(session, user, day) is None:
         reasons.append("Your accreditation is missing or has lapsed.")
-    if not has_accepted_current_agreement(session, user):
+    agreement, accepted = agreements.current_and_accepted(session, user)
+    if not accepted:
         reasons.append("You have not accepted the current data access agreement.")
     if (reason := budget_reason(session, project)) is not None:
         reasons.append(reason)
     if current_extract(extracts_root, project) is None:
         reasons.append("The project's data extract is not ready yet.")
-    return Entitlement(reasons)
+    return Entitlement(reasons, agreement)

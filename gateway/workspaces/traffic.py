@@ -97,6 +97,7 @@ class SessionTraffic:
     stopped_at: Any
     bytes_to_browser: int
     traffic_alert_at: Any
+    user_id: int = 0
 
 
 def sessions_of(session: Session, project: Project | None = None, limit: int = 200) -> list[SessionTraffic]:
@@ -108,7 +109,7 @@ def sessions_of(session: Session, project: Project | None = None, limit: int = 2
     if project is not None:
         query = query.where(WorkspaceSession.project_id == project.id)
     return [SessionTraffic(ws.id, username, ws.project_id, reference, ws.started_at, ws.stopped_at,
-                           ws.bytes_to_browser, ws.traffic_alert_at)
+                           ws.bytes_to_browser, ws.traffic_alert_at, ws.user_id)
             for ws, username, reference in session.execute(query)]
 
 

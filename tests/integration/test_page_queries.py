@@ -5,33 +5,73 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
 from gateway.config import Settings
 from gateway.db import unit_of_work
+from gateway.models import User
+from gateway.outputs import service as outputs
+from gateway.outputs.models import OutputRequest
+from projects import dac
+from projects.models import Application, Project, ProjectMember
 from tests.conftest import sign_in_session
 
-# (user, page or (list page, link pattern)) -> the most statements the request may send, with what it must show
-BUDGETS: list[tuple[str, str | tuple[str, str], int, str]] = [
+# (user, page, or (list page, link pattern), or how to find it in the database) -> the most statements the request may
+# send, with what it must show. The request frame (session, user and roles) is the first statement of every page.
+Page = str | tuple[str, str] | Callable[[Session], str]
+OUTPUT_TITLE = "Pinned statements: a pending request"
+
+
+def _under_review(s: Session) -> str:
+    """The application under review (dac1 has voted, dac2 and the lay member not yet): the page with the vote form."""
+    found = s.scalar(select(Application.id).where(Application.state == "under_review").order_by(Application.id))
+    assert found is not None
+    return f"/applications/{found}"
+
+
+def _output_request(s: Session) -> str:
+    found = s.scalar(select(OutputRequest.id).where(OutputRequest.title == OUTPUT_TITLE))
+    assert found is not None
+    return f"/outputs/{found}"
+
+
+def _project_of_output(s: Session) -> str:
+    found = s.scalar(select(OutputRequest.project_id).where(OutputRequest.title == OUTPUT_TITLE))
+    assert found is not None
+    return f"/projects/{found}"
+
+
+BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", "/home", 6, "Welcome, Dr Amara Okafor"),
     ("researcher", "/projects/", 3, "Approved projects you can see"),
-    ("researcher", ("/projects/", r"/projects/\d+"), 23, "Workspace sessions"),
+    ("researcher", ("/projects/", r"/projects/\d+"), 15, "Workspace sessions"),
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
+    ("researcher", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
+    ("researcher2", "/home", 6, "Welcome, Dr Tom Brennan"),
+    ("researcher2", "/outputs/", 6, OUTPUT_TITLE),
+    ("researcher2", _output_request, 6, OUTPUT_TITLE),
+    ("researcher2", _project_of_output, 15, "Workspace sessions"),
     ("checker1", "/home", 2, "Welcome, Ali Hassan"),
     ("checker1", "/outputs/queue", 2, "Output checking"),
+    ("checker1", _output_request, 6, OUTPUT_TITLE),
+    ("checker1", _project_of_output, 8, "Data extract"),
     ("dacchair", "/home", 5, "Welcome, Prof. Helen Marsh"),
     ("dacchair", "/applications/", 3, "Applications for the data access committee"),
-    ("dacchair", ("/applications/", r"/applications/\d+"), 11, "Variables requested"),
+    ("dacchair", ("/applications/", r"/applications/\d+"), 6, "Variables requested"),
+    ("dacchair", _under_review, 6, "Variables requested"),
+    ("dacchair", ("/projects/", r"/projects/\d+"), 7, "Data extract"),
+    ("dac2", "/home", 5, "Welcome, Dr Sofia Rossi"),
+    ("dac2", _under_review, 5, "Submit vote"),
+    ("laymember", _under_review, 5, 'data-testid="conflict-form"'),
 ]
-
-
 class Statements:
     """Every statement sent on the engine; SQLite's BEGIN (issued by the app's own hook) is not a query."""
 
@@ -48,6 +88,17 @@ def test_key_pages_send_a_pinned_number_of_statements(app: Flask, settings: Sett
                                                       session_factory: sessionmaker[Session]) -> None:
     with unit_of_work(session_factory) as s:
         demo.seed(s, settings)
+    with unit_of_work(session_factory) as s:  # a request being written, so the output pages have one to show
+        author = s.scalar(select(User).where(User.username == "researcher2"))
+        project = s.scalar(select(Project).where(Project.members.any(ProjectMember.user_id == author.id)))
+        assert author is not None and project is not None
+        request = outputs.create_request(s, author, project, OUTPUT_TITLE)
+        outputs.save_group(s, author, request, "Counts by borough", "Patients by borough.", "Small counts suppressed.")
+        # dac2 declares no conflict, so their page of the application under review is the one with the vote form
+        reviewer = s.scalar(select(User).where(User.username == "dac2"))
+        under_review = s.scalar(select(Application).where(Application.state == "under_review"))
+        assert reviewer is not None and under_review is not None
+        dac.declare_conflict(s, reviewer, under_review, False, "")
     statements = Statements(app.extensions["sde_engine"])
     clients: dict[str, FlaskClient] = {}
     measured, allowed = {}, {}
@@ -61,6 +112,9 @@ def test_key_pages_send_a_pinned_number_of_statements(app: Flask, settings: Sett
             found = re.search(rf'href="({pattern})"', client.get(listing).get_data(as_text=True))
             assert found is not None, f"{username} sees no link matching {pattern} on {listing}"
             page = found.group(1)
+        elif callable(page):
+            with session_factory() as s:
+                page = page(s)
         client.get(page)  # per-process caches (templates, compiled statements) are filled by the first request
         statements.sent.clear()
         response = client.get(page)
