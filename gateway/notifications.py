@@ -14,6 +14,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User, UserRole
 from gateway.outbox import send_email
 from gateway.permissions import Role
+from gateway.web.labels import day, label
 from projects import events
 
 
@@ -37,7 +38,7 @@ def reviewers_assigned(session: Session, event: events.ReviewersAssigned) -> Non
 def application_decided(session: Session, event: events.ApplicationDecided) -> None:
     application, decision = event.application, event.decision
     send_email(session, application.applicant.email, f"Decision on {application.reference}",
-               f"The data access committee's decision: {decision.outcome.replace('_', ' ')}.\n\n"
+               f"The data access committee's decision: {label(decision.outcome)}.\n\n"
                f"{decision.conditions}\n\n{decision.message_to_applicant}".strip(),
                dedupe_key=f"decision:{decision.id}")
 
@@ -45,7 +46,7 @@ def application_decided(session: Session, event: events.ApplicationDecided) -> N
 def project_state_changed(session: Session, event: events.ProjectStateChanged) -> None:
     project = event.project
     for member in project.members:
-        send_email(session, member.user.email, f"Project {project.reference} is now {event.target}",
+        send_email(session, member.user.email, f"Project {project.reference} is now {label(event.target).lower()}",
                    f"{project.title}\n\n{event.reason}",
                    dedupe_key=f"project-state:{project.id}:{event.target}:{project.state_changed_at}:"
                               f"{member.user_id}")
@@ -82,7 +83,7 @@ def accreditation_verified(session: Session, event: events.AccreditationVerified
     accreditation = event.accreditation
     send_email(session, accreditation.user.email, "Your accreditation has been verified",
                f"Your accreditation ({accreditation.scheme}, number {accreditation.number}) has been verified. "
-               f"It is valid until {accreditation.expiry_date.isoformat()}.",
+               f"It is valid until {day(accreditation.expiry_date)}.",
                dedupe_key=f"accreditation-{accreditation.id}-decided")
 
 
@@ -98,6 +99,6 @@ def accreditation_expiring(session: Session, event: events.AccreditationExpiring
     accreditation = event.accreditation
     send_email(session, accreditation.user.email, f"Your accreditation expires in {event.days_left} days",
                f"Your accreditation ({accreditation.scheme}, number {accreditation.number}) expires on "
-               f"{accreditation.expiry_date.isoformat()}. Without a valid accreditation you cannot apply for "
+               f"{day(accreditation.expiry_date)}. Without a valid accreditation you cannot apply for "
                "or work on projects. Record your renewed accreditation in the London SDE gateway.",
                dedupe_key=f"accreditation-{accreditation.id}-expiry-{event.threshold}")

@@ -339,7 +339,7 @@ def decide(application_id: int) -> Any:
         except (Conflict, InvalidTransition) as exc:  # no quorum yet, decided meanwhile: what was typed stays
             flash(exc.message, "error")
             return _view_page(application, form), 409
-        flash(f"Decision recorded: {outcome.replace('_', ' ')}.", "success")
+        flash(f"Decision recorded: {label(outcome).lower()}.", "success")
         return _to(application)
     if not (new and form.access_end_date.errors):  # the date's boxes carry their own messages
         flash("Choose the security tier." if form.security_tier.errors else "Choose a decision.", "error")
