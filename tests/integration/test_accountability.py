@@ -23,7 +23,6 @@ from gateway.db import unit_of_work
 from gateway.extracts.models import ExtractVersion
 from gateway.identity import tokens
 from gateway.models import AuditEvent
-from projects import applications
 from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
@@ -87,13 +86,7 @@ def test_an_access_end_date_in_year_9999_is_a_field_error_not_a_500(
 def test_an_amendment_asking_for_year_9999_is_refused_when_saved(
         client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
     """Stored, it broke the application page for good: the quote counts anniversaries up to year 10000."""
-    with unit_of_work(session_factory) as s:
-        f.accredit(s, "researcher")
-    project_id = f.approved_project(session_factory)
-    with unit_of_work(session_factory) as s:
-        project = s.get(Project, project_id)
-        assert project is not None
-        amendment = applications.start_amendment(s, f.user(s, "researcher"), project).id
+    _, amendment = f.amendment(session_factory)
     sign_in_session(client, session_factory, "researcher")
     response = client.patch(f"/api/v1/applications/{amendment}", headers=_bearer(session_factory, "researcher"),
                             json={"requested_end_date": "9999-12-31"})

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.charging.models import Invoice
 from gateway.db import unit_of_work
 from gateway.models import AuditEvent
-from projects import applications
 from projects.models import Application, Project
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
@@ -156,15 +155,9 @@ def test_finance_chooses_the_invoice_month_in_month_and_year_boxes(
 
 def test_an_amendment_decision_has_no_end_date_boxes_and_ignores_any_posted(
         client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
-    with unit_of_work(session_factory) as s:
-        f.accredit(s, "researcher")
-    project_id = f.approved_project(session_factory)
-    with unit_of_work(session_factory) as s:
-        project = s.get(Project, project_id)
-        assert project is not None
-        amendment = applications.start_amendment(s, f.user(s, "researcher"), project)
-        amendment.amendment_summary = "Add a year of data."
-        amendment_id, end = amendment.id, project.end_date
+    project_id, amendment_id = f.amendment(session_factory, "Add a year of data.")
+    with session_factory() as s:
+        end = s.get(Project, project_id).end_date  # type: ignore[union-attr]
     f.submit(session_factory, amendment_id)
     f.review_round(session_factory, amendment_id, {"dac1": "approve"})
     sign_in_session(client, session_factory, "dacchair")

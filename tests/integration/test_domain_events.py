@@ -26,11 +26,7 @@ def _counts(s: Session) -> dict[str, int]:
 
 def test_a_failing_subscriber_rolls_back_the_approval_and_its_audit(session_factory: sessionmaker[Session],
                                                                      demo_users: dict[str, int]) -> None:
-    with unit_of_work(session_factory) as s:
-        f.accredit(s, "researcher")
-    app_id = f.draft(session_factory)
-    f.submit(session_factory, app_id)
-    f.review_round(session_factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    app_id = f.awaiting_decision(session_factory)
     with session_factory() as s:
         before = _counts(s)
         state_before = s.get(Application, app_id).state  # type: ignore[union-attr]

@@ -21,11 +21,7 @@ def _subjects(s: Session) -> list[str]:
 
 def test_a_decision_that_rolls_back_sends_no_email(session_factory: sessionmaker[Session],
                                                    demo_users: dict[str, int]) -> None:
-    with unit_of_work(session_factory) as s:
-        f.accredit(s, "researcher")
-    app_id = f.draft(session_factory)
-    f.submit(session_factory, app_id)
-    f.review_round(session_factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    app_id = f.awaiting_decision(session_factory)
     with session_factory() as s:
         reference = s.get(Application, app_id).reference  # type: ignore[union-attr]
     subject = f"Decision on {reference}"

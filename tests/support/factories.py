@@ -127,6 +127,31 @@ def approved_project(factory: sessionmaker[Session], applicant: str = "researche
         return project.id
 
 
+def awaiting_decision(factory: sessionmaker[Session], applicant: str = "researcher") -> int:
+    """An accredited applicant's application, submitted, with all three reviewers' approvals in: the chair decides
+    next."""
+    with unit_of_work(factory) as s:
+        accredit(s, applicant)
+    app_id = draft(factory, applicant)
+    submit(factory, app_id, applicant)
+    review_round(factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    return app_id
+
+
+def amendment(factory: sessionmaker[Session], summary: str | None = None) -> tuple[int, int]:
+    """The accredited researcher's approved project and an amendment to it in draft: (project id, amendment id)."""
+    with unit_of_work(factory) as s:
+        accredit(s, "researcher")
+    project_id = approved_project(factory)
+    with unit_of_work(factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        started = applications.start_amendment(s, user(s, "researcher"), project)
+        if summary is not None:
+            started.amendment_summary = summary
+        return project_id, started.id
+
+
 def release_extract(settings: Any, factory: sessionmaker[Session], project_id: int, version: int,
                     reason: str = "Risk report reviewed; acceptable for this project.") -> None:
     """Release a held version as the custodians would: `admin`, and `custodian` too when it is high risk."""
