@@ -44,9 +44,10 @@ _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).la
                  joinedload(Project.organisation))
 # A list shows no project's variables: they are read only if a caller asks (the project page loads them).
 _PROJECT_LIST = (*_PROJECT_PAGE, lazyload(Project.variables))
-# One project: its team (a few rows) joined to it, its variables in one more statement.
+# One project: its team (a few rows) joined to it; its variables in one more statement only if the page reads them
+# (the project's data page does, its other pages do not).
 _ONE_PROJECT = (joinedload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
-                joinedload(Project.organisation))
+                joinedload(Project.organisation), lazyload(Project.variables))
 
 
 def get_project(session: Session, user: User, project_id: int) -> Project:

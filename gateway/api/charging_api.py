@@ -15,7 +15,7 @@ from gateway.charging.metering import meter_compute_sessions
 from gateway.charging.models import FrozenQuote, Invoice
 from gateway.charging.tariff import Tariff, tariff_in_force
 from gateway.errors import PermissionDenied
-from gateway.permissions import Permission, has_permission
+from gateway.permissions import Permission
 from gateway.web.context import db, require_user, run, settings, today
 from gateway.web.recorded import records_download
 from projects import applications, lifecycle
@@ -184,7 +184,7 @@ def _budget_out(project: Project) -> BudgetOut:
 def _project_for_charges(project_id: int) -> Project:
     user = require_user()
     project = lifecycle.get_project(db(), user, project_id)
-    if not (lifecycle.is_member(user, project) or has_permission(user, Permission.MANAGE_CHARGES)):
+    if not invoices.can_see_charges(user, project):
         raise PermissionDenied("Only the project's team and finance see its charges.")
     return project
 

@@ -112,8 +112,8 @@ def spent_pence(session: Session, project: Project) -> int:
 
 
 def budget_status(session: Session, project: Project) -> BudgetStatus:
-    """Remembered for the rest of the transaction until anything is written (a project page asks twice: for the
-    workspace entitlement and for the charges panel; each answer costs five queries)."""
+    """Remembered for the rest of the transaction until anything is written (each answer costs up to five queries,
+    and a page may ask for it more than once)."""
     memo: dict[tuple[str, int], object] = session.info.setdefault(_MEMO, {})
     key = ("status", project.id)
     if key in memo and not (session.new or session.dirty or session.deleted):
@@ -140,8 +140,13 @@ def _forget_after_write(state: ORMExecuteState) -> None:
 
 
 def check_budget(session: Session, project: Project, what: str) -> None:
-    """Refuse ``what`` ("workspace" or "output_check") when the project's budget is used up."""
-    status = budget_status(session, project)
+    """Refuse ``what`` ("workspace" or "output_check") when the project's budget is used up. A project without a cap
+    has nothing to use up, so its spend is worked out only when it has one (the project page asks this for its
+    workspace card on every view: one statement for most projects instead of four or five)."""
+    budget = budget_of(session, project)
+    if budget is None:
+        return
+    status = BudgetStatus(budget.cap_pence, spent_pence(session, project), _warning_percent())
     if status.state == "exhausted":
         raise BudgetExhausted(
             f"The budget for {project.reference} is used up: {status.describe()} "

@@ -71,6 +71,11 @@ def _check_move(invoice: Invoice, target: str) -> None:
 
 # --- who sees what ----------------------------------------------------------------------------------------
 
+def can_see_charges(user: User, project: Project) -> bool:
+    """A project's charges (its statement, budget and quotes) are for its team and finance."""
+    return is_member(user, project) or has_permission(user, Permission.MANAGE_CHARGES)
+
+
 def can_view_invoice(user: User, invoice: Invoice, project: Project) -> bool:
     """Finance sees every invoice; a project's team sees what was issued to it (never drafts or voided drafts)."""
     if has_permission(user, Permission.MANAGE_CHARGES):

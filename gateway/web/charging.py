@@ -48,7 +48,7 @@ def charging_frozen_quote(application: Application) -> Any:
 def charging_summary(project: Project) -> dict[str, Any] | None:
     """Statement and budget, for the project's team and finance only (the statement page adds the frozen quotes)."""
     user = current_user()
-    if user is None or not (lifecycle.is_member(user, project) or has_permission(user, Permission.MANAGE_CHARGES)):
+    if user is None or not invoices.can_see_charges(user, project):
         return None
     session = db()
     return {"statement": invoices.statement(session, user, project),
