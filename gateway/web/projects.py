@@ -1,4 +1,6 @@
-"""Project pages: the approved project, its team and data, and its lifecycle actions."""
+"""Project pages: an overview (the approved project, the person's workspace, its team, its lifecycle actions) and
+sub-pages for its data and extract, its workspace sessions, and its outputs and publications; its charges are on
+the charging statement page. Each page sends a few statements: it loads only what it shows."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from gateway.errors import Conflict, InvalidTransition, ValidationError
+from gateway.charging import invoices
+from gateway.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from gateway.extracts import service as extracts
 from gateway.models import User
 from gateway.permissions import Permission
@@ -23,7 +26,7 @@ from gateway.workspaces.service import open_sessions
 from projects import applications, lifecycle, publications
 from projects.lifecycle import is_member
 from projects.models import Project
-from projects.workflow import PROJECT_OWNERS, ProjectState
+from projects.workflow import ProjectState
 from projects.workspace_tiers import SECURITY_TIER_LABELS
 
 bp = Blueprint("projects", __name__, url_prefix="/projects")
@@ -42,15 +45,81 @@ def index() -> Any:
     return render_template("projects/index.html", projects=lifecycle.list_projects(db(), require_user()))
 
 
-class PublicationForm(FlaskForm):
-    doi = StringField("DOI", validators=[DataRequired("Enter the DOI"), Length(max=300)])
-    title = StringField("Title", validators=[DataRequired("Enter the title"), Length(max=500)])
+# The project's pages, in the order of its navigation: endpoint -> the label people read.
+PROJECT_PAGES: dict[str, str] = {
+    "projects.view": "Overview",
+    "projects.data": "Data",
+    "projects.sessions": "Workspace sessions",
+    "projects.outputs": "Outputs and publications",
+    "charging.statement": "Charges",
+}
+
+
+@bp.app_template_global("project_pages")
+def project_pages(project: Project) -> list[tuple[str, str]]:
+    """The pages of this project the person signed in may open (endpoint, label), for its navigation."""
+    user = require_user()
+    allowed = {"projects.sessions": traffic.can_see_traffic(user, project),
+               "charging.statement": invoices.can_see_charges(user, project)}
+    return [(endpoint, label) for endpoint, label in PROJECT_PAGES.items() if allowed.get(endpoint, True)]
 
 
 @bp.get("/<int:project_id>")
 @requires(Permission.VIEW_PROJECTS)
 def view(project_id: int) -> Any:
-    return _view_page(_load(project_id), PublicationForm(formdata=None))
+    """The overview: what the project is, the person's workspace, its team and what may be done to it."""
+    project = _load(project_id)
+    user = require_user()
+    decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
+    workspace_open = decision is not None and decision.ok and any(
+        ws.user_id == user.id for ws in open_sessions(db(), project))
+    return render_template("projects/view.html", project=project, security_tier_labels=SECURITY_TIER_LABELS,
+                           workspace=decision, workspace_open=workspace_open,
+                           agreement=decision.agreement if decision is not None else None,
+                           actions=lifecycle.available_actions(user, project),
+                           can_raise_tier=lifecycle.can_raise_security_tier(user, project),
+                           reason_form=ReasonForm(), action_form=EmptyForm())
+
+
+@bp.get("/<int:project_id>/data")
+@requires(Permission.VIEW_PROJECTS)
+def data(project_id: int) -> Any:
+    """The approved data, its amendments, and the extract built from it."""
+    project = _load(project_id)
+    user = require_user()
+    return render_template("projects/data.html", project=project,
+                           extract_versions=extracts.versions(db(), project),
+                           live_version=extracts.live_version(settings(), project),
+                           build=extracts.latest_build(db(), project),
+                           amendments=applications.amendments_of(db(), user, project),
+                           can_amend=user.id == project.lead_id and project.state in {ProjectState.ACTIVE,
+                                                                                       ProjectState.EXPIRED})
+
+
+@bp.get("/<int:project_id>/sessions")
+@requires(Permission.VIEW_PROJECTS)  # who sees them is decided per project (traffic.can_see_traffic)
+def sessions(project_id: int) -> Any:
+    """The project's workspace sessions and what each sent to the browser."""
+    project = _load(project_id)
+    if not traffic.can_see_traffic(require_user(), project):
+        raise PermissionDenied("Only the project's team and those who oversee projects see its workspace sessions.")
+    return render_template("projects/sessions.html", project=project,
+                           traffic=traffic.sessions_of(db(), project, limit=TRAFFIC_ROWS),
+                           traffic_labels=traffic.LABELS, human_bytes=traffic.human_bytes, limit=TRAFFIC_ROWS)
+
+
+TRAFFIC_ROWS = 200
+
+
+class PublicationForm(FlaskForm):
+    doi = StringField("DOI", validators=[DataRequired("Enter the DOI"), Length(max=300)])
+    title = StringField("Title", validators=[DataRequired("Enter the title"), Length(max=500)])
+
+
+@bp.get("/<int:project_id>/outputs")
+@requires(Permission.VIEW_PROJECTS)
+def outputs(project_id: int) -> Any:
+    return _outputs_page(_load(project_id), PublicationForm(formdata=None))
 
 
 @bp.post("/<int:project_id>/publications")
@@ -68,43 +137,16 @@ def link_publication(project_id: int) -> Any:
                 getattr(form, field).errors = list(messages)
         else:
             flash(f"doi:{linked.doi} is linked to {project.reference}; the public register shows it.", "success")
-            return redirect(url_for("projects.view", project_id=project.id))
-    return _view_page(project, form), 422
+            return redirect(url_for("projects.outputs", project_id=project.id))
+    return _outputs_page(project, form), 422
 
 
-def _workspace_open(user_id: int, project: Project, sessions: list[traffic.SessionTraffic] | None) -> bool:
-    """Whether this person has a workspace open on the project: read from the project's sessions when the page has
-    them all (the traffic table stops at its limit), else asked for."""
-    if sessions is not None and len(sessions) < TRAFFIC_ROWS:
-        return any(r.user_id == user_id and r.stopped_at is None for r in sessions)
-    return any(ws.user_id == user_id for ws in open_sessions(db(), project))
-
-
-TRAFFIC_ROWS = 200
-
-
-def _view_page(project: Project, publication_form: PublicationForm) -> Any:
-    user = require_user()
-    amendments = applications.amendments_of(db(), user, project)
-    decision = entitlement(db(), user, project, settings().extracts_root) if is_member(user, project) else None
-    sessions = (traffic.sessions_of(db(), project, limit=TRAFFIC_ROWS) if traffic.can_see_traffic(user, project)
-                else None)
-    return render_template("projects/view.html", project=project, owners=PROJECT_OWNERS, workspace=decision,
-                           security_tier_labels=SECURITY_TIER_LABELS,
-                           extract_versions=extracts.versions(db(), project),
-                           live_version=extracts.live_version(settings(), project),
-                           build=extracts.latest_build(db(), project),
-                           workspace_open=decision is not None and _workspace_open(user.id, project, sessions),
-                           agreement=decision.agreement if decision is not None else None,
-                           traffic=sessions, traffic_labels=traffic.LABELS, human_bytes=traffic.human_bytes,
-                           actions=lifecycle.available_actions(user, project),
-                           can_raise_tier=lifecycle.can_raise_security_tier(user, project),
-                           amendments=amendments, reason_form=ReasonForm(), action_form=EmptyForm(),
+def _outputs_page(project: Project, publication_form: PublicationForm) -> Any:
+    """Released outputs (for the team and output checkers) and publications, with the form that links one."""
+    return render_template("projects/outputs.html", project=project,
                            publications=publications.publications_of(db(), project),
                            publication_form=publication_form,
-                           can_link_publication=publications.can_link_publication(user, project),
-                           can_amend=user.id == project.lead_id and project.state in {ProjectState.ACTIVE,
-                                                                                       ProjectState.EXPIRED})
+                           can_link_publication=publications.can_link_publication(require_user(), project))
 
 
 @bp.get("/<int:project_id>/revoke")
@@ -185,7 +227,7 @@ def refresh_extract(project_id: int) -> Any:
             flash(exc.message, "error")
         else:
             flash("A new extract version is being built.", "success")
-    return redirect(url_for("projects.view", project_id=project.id))
+    return redirect(url_for("projects.data", project_id=project.id))
 
 
 def _version(project: Project, version: int) -> Any:
@@ -229,7 +271,7 @@ def release_extract(project_id: int, version: int) -> Any:
                   "success")
         else:
             flash(f"Version {version} released: it is now the project's live extract.", "success")
-    return redirect(url_for("projects.view", project_id=project.id))
+    return redirect(url_for("projects.data", project_id=project.id))
 
 
 @bp.get("/<int:project_id>/extracts/<int:version>/manifest.json")
@@ -262,4 +304,4 @@ def amend(project_id: int) -> Any:
         else:
             flash(f"Amendment {amendment.reference} started.", "success")
             return redirect(url_for("applications.edit", application_id=amendment.id))
-    return redirect(url_for("projects.view", project_id=project.id))
+    return redirect(url_for("projects.data", project_id=project.id))
