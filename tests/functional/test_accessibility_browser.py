@@ -37,7 +37,8 @@ PUBLIC_PAGES = ["/", "/register", "/catalogue/", "/involvement", "/incidents", "
 ROLE_PAGES: dict[str, list[str]] = {
     # "first:PATTERN" is the first link on the page before it whose path matches: a detail page from the list
     "researcher": ["/home", "/applications/", r"first:/applications/\d+$", "/projects/", r"first:/projects/\d+$",
-                   "/outputs/", "/packages"],
+                   r"first:/projects/\d+/data$", r"first:/projects/\d+/sessions$", r"first:/projects/\d+/outputs$",
+                   r"first:/charging/projects/\d+/statement$", "/outputs/", "/packages"],
     # the application form pages (new, edit, variables) of a researcher with a draft
     "researcher2": ["/applications/new", "/applications/{draft}", "/applications/{draft}/edit",
                     "/applications/{draft}/variables", "/accreditation/new"],

@@ -88,6 +88,7 @@ def test_a_held_high_risk_extract_is_released_by_two_custodians_with_reasons(
 
     as_user(page, live_server, "admin")
     page.goto(f"{live_server.url}/projects/{project_id}")
+    page.get_by_role("navigation", name="Pages of this project").get_by_role("link", name="Data").click()
     page.get_by_role("link", name="Review and release v1").click()
     expect(page.get_by_test_id("release-risk")).to_contain_text(re.compile(r"[0-9.]+% \(\d+ of \d+\)"))
     expect(page.get_by_test_id("two-person")).to_contain_text("two custodians must agree")

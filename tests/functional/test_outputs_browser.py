@@ -147,6 +147,8 @@ def test_notebook_output_fails_then_passes_and_is_released_after_two_checkers(
         assert archive.read("outputs/by_region.csv") == (folder / "by_region.csv").read_bytes()
     assert sorted(r["checker"] for r in manifest["reviews"]) == ["checker1", "checker2"]
     page.goto(f"{live_server.url}/projects/{project_id}")
+    page.get_by_role("navigation", name="Pages of this project").get_by_role("link", name="Outputs and publications") \
+        .click()
     expect(page.get_by_test_id("released-outputs")).to_contain_text("Admissions by region")
     screenshot(page, "outputs-released-on-project")
 

@@ -138,7 +138,7 @@ def test_the_extract_holds_only_the_patients_who_match_the_criteria(
     everyone = _matching(settings.source_dir, EVERYONE)
     assert 5 <= size < len(everyone) / 4  # a real cohort, and much smaller than the whole population
     sign_in_session(client, world, "researcher")
-    page = html.unescape(client.get(f"/projects/{project_id}").get_data(as_text=True))
+    page = html.unescape(client.get(f"/projects/{project_id}/data").get_data(as_text=True))
     assert "Brent, Bromley, Croydon" in page and "18 to 70, on the last day of the date range" in page
     assert "At least one of: Asthma, Hypertension, Diabetes" in page
     assert re.search(rf'data-testid="cohort-size">{size}<', page)

@@ -228,6 +228,9 @@ MATRIX: dict[tuple[str, str], Case] = {
                                                 body={"generalisation": {"date_of_birth": "age_band"}}),
     # --- projects: somebody else's answers 404 like a missing one (finding 11; it used to be 403) ------------
     ("projects.view", "GET"): Case(HIDDEN),
+    ("projects.data", "GET"): Case(HIDDEN),
+    ("projects.sessions", "GET"): Case(HIDDEN),
+    ("projects.outputs", "GET"): Case(HIDDEN),
     ("projects.change_state", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True,
                                             body={"reason": "The study is finished."}),  # action=close, the lead's
     ("projects.amend", "POST"): Case(HIDDEN, ok=PAGE, fresh="project", changes=True),
@@ -973,7 +976,9 @@ def test_finance_sees_every_invoice_and_a_team_only_its_issued_ones(world: World
         _expect_refused(world.page(username, "GET", f"/charging/invoices/{invoice}"), 404)
         _expect_refused(world.api(username, "GET", f"/api/v1/invoices/{invoice}"), 404)
     # finance sees the project and its charges, but not what its researchers are doing
-    assert world.page("finance", "GET", f"/projects/{b['project']}").status_code == 200
+    for page in ("", "/data", "/outputs"):
+        assert world.page("finance", "GET", f"/projects/{b['project']}{page}").status_code == 200, page
+    _expect_refused(world.page("finance", "GET", f"/projects/{b['project']}/sessions"), 403)
     assert world.api("finance", "GET", f"/api/v1/projects/{b['project']}/statement").status_code == 200
     _expect_refused(world.api("auditor", "GET", f"/api/v1/projects/{b['project']}/statement"), 403)
     _expect_refused(world.page("finance", "GET", f"/outputs/{b['pending']}"), 404)
@@ -990,7 +995,8 @@ def test_a_member_removed_from_the_team_reaches_nothing_of_the_project(world: Wo
     project, own_request = b["project"], b["exmember_request"]
     assert world.api("researcher2", "GET", f"/api/v1/output-requests/{own_request}").status_code == 200
     before = world.snapshot()
-    for url in (f"/projects/{project}", f"/projects/{project}/extracts/1/manifest.json",
+    for url in (f"/projects/{project}", f"/projects/{project}/data", f"/projects/{project}/sessions",
+                f"/projects/{project}/outputs", f"/projects/{project}/extracts/1/manifest.json",
                 f"/charging/projects/{project}/statement", f"/outputs/projects/{project}/new"):
         _expect_refused(world.page("exmember", "GET", url), 404)
     for url in (f"/api/v1/projects/{project}", f"/api/v1/projects/{project}/extracts",
@@ -1011,7 +1017,7 @@ def test_a_member_removed_from_the_team_reaches_nothing_of_the_project(world: Wo
     assert world.api("exmember", "GET", f"/api/v1/applications/{b['approved']}").status_code == 200
 
 
-def test_a_project_page_lists_only_the_amendments_its_viewer_may_open(world: World) -> None:
+def test_a_project_data_page_lists_only_the_amendments_its_viewer_may_open(world: World) -> None:
     project = world.fresh_project()["project"]
     with unit_of_work(world.factory) as s:
         found = s.get(Project, project)
@@ -1021,10 +1027,10 @@ def test_a_project_page_lists_only_the_amendments_its_viewer_may_open(world: Wor
         approved = s.get(Application, world.objects["B"]["amendment"])
         assert approved is not None
         approved_reference = approved.reference
-    assert draft in world.page("researcher", "GET", f"/projects/{project}").get_data(as_text=True)
+    assert draft in world.page("researcher", "GET", f"/projects/{project}/data").get_data(as_text=True)
     for username in ("dac1", "finance", "admin"):  # staff see the project, not its team's draft
-        assert draft not in world.page(username, "GET", f"/projects/{project}").get_data(as_text=True), username
-    assert approved_reference in world.page("dac1", "GET", f"/projects/{world.objects['B']['project']}") \
+        assert draft not in world.page(username, "GET", f"/projects/{project}/data").get_data(as_text=True), username
+    assert approved_reference in world.page("dac1", "GET", f"/projects/{world.objects['B']['project']}/data") \
         .get_data(as_text=True)
 
 

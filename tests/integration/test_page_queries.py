@@ -42,32 +42,56 @@ def _output_request(s: Session) -> str:
     return f"/outputs/{found}"
 
 
-def _project_of_output(s: Session) -> str:
-    found = s.scalar(select(OutputRequest.project_id).where(OutputRequest.title == OUTPUT_TITLE))
-    assert found is not None
-    return f"/projects/{found}"
+def _project_of_output(page: str = "") -> Callable[[Session], str]:
+    """A page of the project of the pending request (researcher2's, with the demo's released output)."""
+    def find(s: Session) -> str:
+        found = s.scalar(select(OutputRequest.project_id).where(OutputRequest.title == OUTPUT_TITLE))
+        assert found is not None
+        return f"/projects/{found}{page}"
+    return find
+
+
+def _project_led_by(username: str, page: str = "") -> Callable[[Session], str]:
+    def find(s: Session) -> str:
+        found = s.scalar(select(Project.id).join(User, User.id == Project.lead_id).where(User.username == username)
+                         .order_by(Project.id))
+        assert found is not None
+        return f"/projects/{found}{page}"
+    return find
+
+
+TEAM, DATA, TRAFFIC = 'data-testid="project-team"', "<h2>Data extract</h2>", 'data-testid="workspace-traffic"'
+PUBLICATIONS = "<h2 id=\"publications\">Publications</h2>"
 
 
 BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", "/home", 6, "Welcome, Dr Amara Okafor"),
     ("researcher", "/projects/", 3, "Approved projects you can see"),
-    ("researcher", ("/projects/", r"/projects/\d+"), 15, "Workspace sessions"),
+    ("researcher", ("/projects/", r"/projects/\d+"), 5, 'data-testid="workspace-card"'),
+    ("researcher", _project_led_by("researcher", "/data"), 6, DATA),
+    ("researcher", _project_led_by("researcher", "/sessions"), 3, TRAFFIC),
+    ("researcher", _project_led_by("researcher", "/outputs"), 4, PUBLICATIONS),
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
     ("researcher", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
     ("researcher2", "/home", 6, "Welcome, Dr Tom Brennan"),
     ("researcher2", "/outputs/", 6, OUTPUT_TITLE),
     ("researcher2", _output_request, 6, OUTPUT_TITLE),
-    ("researcher2", _project_of_output, 15, "Workspace sessions"),
+    ("researcher2", _project_of_output(), 5, 'data-testid="workspace-card"'),
+    ("researcher2", _project_of_output("/outputs"), 4, PUBLICATIONS),
     ("checker1", "/home", 2, "Welcome, Ali Hassan"),
     ("checker1", "/outputs/queue", 2, "Output checking"),
     ("checker1", _output_request, 6, OUTPUT_TITLE),
-    ("checker1", _project_of_output, 8, "Data extract"),
+    ("checker1", _project_of_output(), 2, TEAM),
+    ("checker1", _project_of_output("/data"), 6, DATA),
+    ("checker1", _project_of_output("/outputs"), 4, PUBLICATIONS),
     ("dacchair", "/home", 5, "Welcome, Prof. Helen Marsh"),
     ("dacchair", "/applications/", 3, "Applications for the data access committee"),
     ("dacchair", ("/applications/", r"/applications/\d+"), 6, "Variables requested"),
     ("dacchair", _under_review, 6, "Variables requested"),
-    ("dacchair", ("/projects/", r"/projects/\d+"), 7, "Data extract"),
+    ("dacchair", ("/projects/", r"/projects/\d+"), 2, TEAM),
+    ("dacchair", _project_led_by("researcher", "/data"), 6, DATA),
+    ("dacchair", _project_led_by("researcher", "/outputs"), 3, PUBLICATIONS),
     ("dac2", "/home", 5, "Welcome, Dr Sofia Rossi"),
     ("dac2", _under_review, 5, "Submit vote"),
     ("laymember", _under_review, 5, 'data-testid="conflict-form"'),

@@ -115,3 +115,38 @@ def test_audit_page_filters_and_csv_export(client: FlaskClient, session_factory:
     assert lines[0].startswith("seq,occurred_at,actor,action")
     assert len(lines) == 14 and all(",user.created," in line for line in lines[1:])
     assert csv_response.headers["Content-Disposition"].startswith("attachment")
+
+
+def _project_nav(html: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The project navigation of a page: the current page's label, and the (href, label) of every link."""
+    nav = re.search(r'<nav class="nhsuk-contents-list"[^>]*aria-label="Pages of this project".*?</nav>', html, re.S)
+    assert nav, "no project navigation on the page"
+    current = re.findall(r'aria-current="page"><span class="nhsuk-contents-list__current">([^<]+)</span>', nav.group(0))
+    return current, re.findall(r'<a class="nhsuk-contents-list__link" href="([^"]+)">([^<]+)</a>', nav.group(0))
+
+
+def test_project_pages_list_in_their_navigation_only_the_pages_this_person_may_open(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    from gateway.db import unit_of_work
+    from tests.support import factories as f
+
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project = f.approved_project(session_factory)
+    base = f"/projects/{project}"
+    pages = {"Overview": base, "Data": f"{base}/data", "Workspace sessions": f"{base}/sessions",
+             "Outputs and publications": f"{base}/outputs", "Charges": f"/charging/projects/{project}/statement"}
+    sees = {"researcher": list(pages),  # the lead: every page, their charges too
+            "checker1": ["Overview", "Data", "Outputs and publications"],
+            "finance": ["Overview", "Data", "Outputs and publications", "Charges"],
+            "auditor": ["Overview", "Data", "Workspace sessions", "Outputs and publications"]}
+    for username, labels in sees.items():
+        sign_in_session(client, session_factory, username)
+        for label in labels:
+            response = client.get(pages[label])
+            assert response.status_code == 200, (username, label)
+            current, links = _project_nav(response.get_data(as_text=True))
+            assert current == [label], (username, label)
+            assert links == [(pages[other], other) for other in labels if other != label], (username, label)
+        for label in set(pages) - set(labels):  # a page left out of the navigation is refused too
+            assert client.get(pages[label]).status_code == 403, (username, label)

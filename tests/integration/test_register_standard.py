@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -285,15 +286,19 @@ def test_publications_are_linked_by_members_with_a_valid_doi_and_audited(client:
     from tests.integration.test_pages import csrf_from
 
     sign_in_session(client, world, "researcher")
-    token = csrf_from(client.get(f"/projects/{project_id}").get_data(as_text=True))
+    token = csrf_from(client.get(f"/projects/{project_id}/outputs").get_data(as_text=True))
     bad = client.post(f"/projects/{project_id}/publications", data={"csrf_token": token, "doi": "nonsense",
                                                                       "title": "A title"})
-    assert bad.status_code == 422 and "Enter a DOI" in bad.get_data(as_text=True)
+    # the outputs and publications page again, keeping what was typed
+    again = bad.get_data(as_text=True)
+    assert bad.status_code == 422 and "Enter a DOI" in again and 'value="A title"' in again
+    assert re.search(r'aria-current="page"><span class="nhsuk-contents-list__current">Outputs and publications<', again)
     good = client.post(f"/projects/{project_id}/publications", data={"csrf_token": token, "doi": "doi:10.1000/182",
                                                                        "title": "The DOI handbook"})
-    assert good.status_code == 302
+    assert good.status_code == 302 and good.headers["Location"] == f"/projects/{project_id}/outputs"
+    assert "The DOI handbook" in client.get(good.headers["Location"]).get_data(as_text=True)
     sign_in_session(client, world, "dacchair")
-    token = csrf_from(client.get(f"/projects/{project_id}").get_data(as_text=True))
+    token = csrf_from(client.get(f"/projects/{project_id}/outputs").get_data(as_text=True))
     refused = client.post(f"/projects/{project_id}/publications", data={"csrf_token": token, "doi": "10.1000/183",
                                                                           "title": "Not theirs"})
     assert refused.status_code == 403

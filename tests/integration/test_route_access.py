@@ -138,6 +138,10 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("applications.decide", "POST"): frozenset({Role.DAC_CHAIR}),
     ("projects.index", "GET"): ALL,
     ("projects.view", "GET"): ALL,  # its lead, and every staff role
+    ("projects.data", "GET"): ALL,
+    ("projects.outputs", "GET"): ALL,
+    # its team and those who oversee projects (administrators, auditors) see its workspace sessions
+    ("projects.sessions", "GET"): frozenset({Role.RESEARCHER, Role.ADMIN, Role.AUDITOR}),
     ("projects.change_state", "POST"): frozenset({Role.ADMIN}),  # walked with action=suspend
     ("projects.amend", "POST"): frozenset({Role.RESEARCHER}),
     ("projects.raise_security_tier", "POST"): frozenset({Role.ADMIN}),

@@ -119,7 +119,7 @@ def test_traffic_is_shown_to_members_and_auditors_only(app: Flask, world: dict[s
     for who in ("researcher", "auditor", "admin", "researcher2"):
         client = app.test_client()
         sign_in_session(client, session_factory, who)
-        page = client.get(f"/projects/{project_id}")
+        page = client.get(f"/projects/{project_id}/sessions")
         seen[who] = (page.status_code, "Bytes to browser" in page.get_data(as_text=True))
         if who == "researcher":
             html = page.get_data(as_text=True)
