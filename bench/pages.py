@@ -186,16 +186,22 @@ def run(app: Any, args: argparse.Namespace) -> int:
     public = app.test_client()
     rows.append((page_row("public: /register", public, "/register", counter, args.rounds), False))
 
+    # a project's sub-pages, reached through its navigation (which links only those the person may open)
+    data, sessions, outputs, charges = (("/projects/", r"/projects/\d+", link) for link in (
+        r"/projects/\d+/data", r"/projects/\d+/sessions", r"/projects/\d+/outputs",
+        r"/charging/projects/\d+/statement"))
     # each page: where to start and the links to follow from there (the first link matching each pattern)
     paths: dict[str, list[tuple[str, ...]]] = {
-        "researcher": [("/home",), ("/projects/",), ("/projects/", r"/projects/\d+"),
+        "researcher": [("/home",), ("/projects/",), ("/projects/", r"/projects/\d+"), data, sessions, outputs, charges,
                        ("/applications/",), ("/applications/", r"/applications/\d+"),
                        ("/outputs/",), ("/outputs/", r"/outputs/\d+")],
         # the demo's released output request is researcher2's, on their project
-        "researcher2": [("/home",), ("/outputs/",), ("/outputs/", r"/outputs/\d+"), ("/projects/", r"/projects/\d+")],
+        "researcher2": [("/home",), ("/outputs/",), ("/outputs/", r"/outputs/\d+"), ("/projects/", r"/projects/\d+"),
+                        outputs],
         "checker1": [("/home",), ("/outputs/queue",), ("/outputs/queue", r"/outputs/\d+"),
-                     ("/projects/", r"/projects/\d+", r"/outputs/\d+")],
-        "dacchair": [("/home",), ("/applications/",), ("/applications/", r"/applications/\d+")],
+                     ("/projects/", r"/projects/\d+"), data, outputs, (*outputs, r"/outputs/\d+")],
+        "dacchair": [("/home",), ("/applications/",), ("/applications/", r"/applications/\d+"),
+                     ("/projects/", r"/projects/\d+"), data, outputs],
         "dac1": [("/home",), ("/applications/", r"/applications/\d+")],
     }
     frame_client = None
