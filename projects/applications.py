@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+from sqlalchemy.orm import Session, joinedload, lazyload, load_only, selectinload
 
 from gateway import audit
 from gateway.config import DacSettings
@@ -108,10 +108,16 @@ def get_application(session: Session, user: User, application_id: int) -> Applic
 
 
 def amendments_of(session: Session, user: User, project: Project) -> list[Application]:
-    """The project's amendments this person may open, newest first (a draft stays its team's own business)."""
+    """The project's amendments this person may open, newest first (a draft stays its team's own business). The
+    teams come in the same statement (who may open each; a project has a few amendments of a few people each), and
+    only the columns the list shows and the rule reads are loaded: any other is refused rather than read row by row."""
     query = (select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
-             .options(*_LIST, lazyload(Application.assignments)))  # the team decides who may open each; no votes
-    return [a for a in session.scalars(query) if can_view_application(user, a)]
+             .options(load_only(Application.id, Application.reference, Application.state, Application.applicant_id,
+                                raiseload=True),
+                      joinedload(Application.members).load_only(ApplicationMember.user_id, raiseload=True)
+                      .lazyload(ApplicationMember.user),
+                      lazyload(Application.variables), lazyload(Application.assignments)))
+    return [a for a in session.scalars(query).unique() if can_view_application(user, a)]
 
 
 # A list needs each application's team (who may see it, conflicts) and, for the committee's counts, its reviewers'

@@ -147,3 +147,36 @@ def test_key_pages_send_a_pinned_number_of_statements(app: Flask, settings: Sett
         measured[(username, page)], allowed[(username, page)] = len(statements.sent), budget
     over = {key: (n, allowed[key]) for key, n in measured.items() if n > allowed[key]}
     assert not over, f"pages sending more statements than pinned (sent, pinned): {over}"
+
+
+def test_a_project_data_page_sends_as_many_statements_with_amendments_as_without(
+        app: Flask, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """The amendments come with their teams in one statement, however many there are and whoever sees them."""
+    from projects import applications
+    from tests.support import factories as f
+
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+    project_id = f.approved_project(session_factory)
+    statements = Statements(app.extensions["sde_engine"])
+
+    def sent(username: str) -> tuple[int, str]:
+        client = app.test_client()
+        sign_in_session(client, session_factory, username)
+        client.get(f"/projects/{project_id}/data")
+        statements.sent.clear()
+        page = client.get(f"/projects/{project_id}/data").get_data(as_text=True)
+        return len(statements.sent), page
+
+    without = {username: sent(username)[0] for username in ("researcher", "dacchair")}
+    with unit_of_work(session_factory) as s:  # one decided amendment and one draft, each with the project's team
+        project = s.get(Project, project_id)
+        assert project is not None
+        first = applications.start_amendment(s, f.user(s, "researcher"), project)
+        applications.withdraw(s, f.user(s, "researcher"), first)
+        draft = applications.start_amendment(s, f.user(s, "researcher"), project)
+        references = (first.reference, draft.reference)
+    for username, shows in (("researcher", references), ("dacchair", references[:1])):
+        count, page = sent(username)
+        assert count == without[username], username
+        assert [r for r in references if r in page] == list(shows), username
