@@ -357,7 +357,9 @@ def test_a_high_risk_extract_needs_a_second_custodian_and_the_proposer_cannot_co
     url = f"/projects/{project_id}/extracts/1/release"
     proposed = _post(client, session_factory, "admin", url, {"reason": "Small classes are in sex x borough.",
                                                              "confirm": "y"})
-    assert proposed.status_code == 302
+    # back on the project's data page, where the version shows the proposal
+    assert proposed.status_code == 302 and proposed.headers["Location"] == f"/projects/{project_id}/data"
+    assert 'data-testid="release-proposed"' in client.get(proposed.headers["Location"]).get_data(as_text=True)
     row = _version(session_factory, project_id, 1)
     assert row.released_at is None and row.release_proposed_by_id == demo_users["admin"]
     # the same person twice: on the page (no form) and by posting anyway, and through the API
@@ -370,7 +372,7 @@ def test_a_high_risk_extract_needs_a_second_custodian_and_the_proposer_cannot_co
     assert api.status_code == 403 and _version(session_factory, project_id, 1).released_at is None
     confirmed = _post(client, session_factory, "custodian", url, {"reason": "Agreed: conditions cover it.",
                                                                   "confirm": "y"})
-    assert confirmed.status_code == 302
+    assert confirmed.status_code == 302 and confirmed.headers["Location"] == f"/projects/{project_id}/data"
     row = _version(session_factory, project_id, 1)
     assert row.released_by_id == demo_users["custodian"] and row.release_reason == "Agreed: conditions cover it."
     [event] = _events(session_factory, "extract.released")
