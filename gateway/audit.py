@@ -23,7 +23,18 @@ from gateway.models import AuditEvent, AuditHead, User
 GENESIS_HASH = "0" * 64
 SYSTEM = "system"
 
-Actor = User | str | None
+
+
+@dataclass(frozen=True)
+class Person:
+    """Somebody already known by id and username (the request's signed-in person), recorded without reading their
+    row again."""
+
+    id: int
+    username: str
+
+
+Actor = User | Person | str | None
 
 
 def canonical(seq: int, occurred_at: dt.datetime, actor_id: int | None, actor_label: str, action: str,
@@ -73,7 +84,7 @@ def record(session: Session, actor: Actor, action: str, object_type: str,
         update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
         .returning(AuditHead.seq, AuditHead.hash).execution_options(synchronize_session=False)
     ).one()
-    if isinstance(actor, User):
+    if isinstance(actor, User | Person):
         actor_id, actor_label = actor.id, actor.username
     else:
         actor_id, actor_label = None, actor or SYSTEM

@@ -206,8 +206,9 @@ def frozen_quote_of(session: Session, application_id: int) -> FrozenQuote | None
 
 
 def project_quotes(session: Session, project: Project) -> list[FrozenQuote]:
+    """The project's frozen quotes with their lines, oldest first, in one statement (a project has a few)."""
     return list(session.scalars(select(FrozenQuote).where(FrozenQuote.project_id == project.id)
-                                .order_by(FrozenQuote.id)))
+                                .order_by(FrozenQuote.id).options(joinedload(FrozenQuote.lines))).unique())
 
 
 def price_basis(session: Session, project: Project) -> FrozenQuote | None:

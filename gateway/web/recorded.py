@@ -43,20 +43,24 @@ OBJECT_ARGS = {
 }
 
 
-def _record(action: str, object_type: str, object_id: Any, details: dict[str, Any]) -> None:
-    """One event in its own transaction, by the signed-in person."""
-    user_id = _user_id()
+def _record(action: str, object_type: str, object_id: Any, details: dict[str, Any],
+            actor: audit.Person | int) -> None:
+    """One event in its own transaction, by the signed-in person (``_signed_in``, taken before any rollback)."""
     with unit_of_work(current_app.extensions["sde_sessionmaker"]) as session:
-        actor = session.get(User, user_id)
-        audit.record(session, actor, action, object_type, object_id, details)
+        by = actor if isinstance(actor, audit.Person) else session.get(User, actor)
+        audit.record(session, by, action, object_type, object_id, details)
 
 
-def _user_id() -> int:
-    """The signed-in person's id, without a database read: after the request's rollback a read would open a new
-    transaction on the request's session (on SQLite a writer's lock) before the event's own could begin."""
-    identity = inspect(g.user).identity
+def _signed_in() -> audit.Person | int:
+    """The signed-in person as loaded for this request, without a database read: their id, and their username while
+    it is still loaded (only the id once a rollback has expired it; the event's transaction then reads the name). A
+    read on the request's session after its rollback would open a new transaction there (on SQLite a writer's lock)
+    before the event's own could begin."""
+    state = inspect(g.user)
+    identity = state.identity
     assert identity is not None
-    return int(identity[0])
+    username = state.dict.get("username")
+    return int(identity[0]) if username is None else audit.Person(int(identity[0]), username)
 
 
 def _where() -> dict[str, Any]:
@@ -89,7 +93,7 @@ def records_download(kind: str, id_arg: str | None = None) -> Callable[[F], F]:
                     details["digest"] = response.headers["Digest"][:100]
             elif isinstance(result, BaseModel | list):
                 details["format"] = "json"
-            _record(DOWNLOADED, kind, kwargs.get(id_arg) if id_arg else None, details)
+            _record(DOWNLOADED, kind, kwargs.get(id_arg) if id_arg else None, details, _signed_in())
             return result
         return wrapper  # type: ignore[return-value]
     return decorate
@@ -107,8 +111,9 @@ def record_refusal(response: Response) -> Response:
     if response.is_json:
         details["error"] = str((response.get_json(silent=True) or {}).get("error", ""))[:100]
     try:
+        actor = _signed_in()
         end_transaction()  # the request is refused: nothing of its own transaction is kept
-        _record(REFUSED, OBJECT_ARGS[first], ids[first], details)
+        _record(REFUSED, OBJECT_ARGS[first], ids[first], details, actor)
     except Exception:  # the refusal stands either way; never turn it into a server error
         log.exception("could not record a refused request")
     return response
@@ -118,7 +123,8 @@ def record_refused_search(query: str) -> None:
     """A reference searched for that matches nothing this person may open: recorded like a refused object URL, so
     trying references in the search box shows up in the same place as trying ids in links."""
     try:
+        actor = _signed_in()
         end_transaction()
-        _record(REFUSED, "search", None, {**_where(), "status": 404, "reference": query})
+        _record(REFUSED, "search", None, {**_where(), "status": 404, "reference": query}, actor)
     except Exception:  # the answer stands either way
         log.exception("could not record a refused search")

@@ -60,6 +60,13 @@ def _project_led_by(username: str, page: str = "") -> Callable[[Session], str]:
     return find
 
 
+def _charges_of_project_led_by(username: str) -> Callable[[Session], str]:
+    """The project's charges page (the charging statement), which records each view as an access.downloaded event."""
+    def find(s: Session) -> str:
+        return _project_led_by(username)(s).replace("/projects/", "/charging/projects/") + "/statement"
+    return find
+
+
 TEAM, DATA, TRAFFIC = 'data-testid="project-team"', "<h2>Data extract</h2>", 'data-testid="workspace-traffic"'
 PUBLICATIONS = "<h2 id=\"publications\">Publications</h2>"
 
@@ -71,6 +78,8 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", _project_led_by("researcher", "/data"), 6, DATA),
     ("researcher", _project_led_by("researcher", "/sessions"), 3, TRAFFIC),
     ("researcher", _project_led_by("researcher", "/outputs"), 4, PUBLICATIONS),
+    # 7 reads, then the view recorded in its own transaction: the audit head's two updates and the event's insert
+    ("researcher", _charges_of_project_led_by("researcher"), 10, 'data-testid="charges-summary"'),
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
     ("researcher", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
