@@ -1,8 +1,9 @@
 """What is waiting for a person: the counts and links their home page shows, most urgent first.
 
-One plain function per role, each built on the services' own queries and the same per-object rules as the page
-it links to (a checker never counts a request of their own project, a DAC member counts only their own votes
-owed - never how many others have voted - and a recused member counts nothing). A person with several roles
+One plain function per role, each counting with the same per-object rules as the page it links to (a checker
+never counts a request of their own project, a DAC member counts only their own votes owed - never how many others
+have voted - and a recused member counts nothing). Where that page's list would load whole rows only to count them,
+the count runs in the database with the SQL form of each rule. A person with several roles
 sees the items of each, merged and ordered by urgency.
 """
 
@@ -13,7 +14,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.orm import Session
 
 from gateway.charging.invoices import list_invoices
@@ -22,10 +23,9 @@ from gateway.models import User
 from gateway.outputs import service as outputs
 from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
 from gateway.permissions import Permission, Role, has_permission
-from projects import applications, dac
+from projects import applications, dac, lifecycle
 from projects.accreditation import list_for_officer
-from projects.lifecycle import list_projects
-from projects.models import Application, Project
+from projects.models import Application, Project, Review, ReviewAssignment
 from projects.workflow import FINAL_PROJECT_STATES, AppState, ProjectState
 
 NEAR_EXPIRY_DAYS = 30
@@ -80,47 +80,62 @@ def _item(kind: str, count: int, urgent: bool = False) -> list[Waiting]:
 
 # --- one function per role ------------------------------------------------------------------------------------
 
+def _count(entity: type[Application] | type[Project], *conditions: ColumnElement[bool]) -> ScalarSelect[int]:
+    return select(func.count()).select_from(entity).where(*conditions).scalar_subquery()
+
+
 class Reads:
-    """The lists several roles' items share, each read once per home page (a DAC chair who is also a member)."""
+    """The counts several roles' items share, each read once per home page (a DAC chair who is also a member).
 
-    def __init__(self, session: Session, user: User) -> None:
-        self.session, self.user = session, user
+    Counted in the database, one statement per group, with the SQL forms of the services' own rules
+    (``can_view_application_clause``, ``is_recused_clause``, ``can_view_project_clause``): a count never loads the
+    rows it counts, and tests/integration/test_rules_in_sql.py holds each SQL form to its Python rule."""
 
-    @functools.cached_property
-    def applications_with_reviews(self) -> list[Application]:
-        return applications.list_applications(self.session, self.user)
-
-    def applications(self) -> list[Application]:
-        """The person's visible applications: the committee's list if already read, else one without reviews."""
-        if "applications_with_reviews" in self.__dict__:
-            return self.applications_with_reviews
-        return applications.list_applications(self.session, self.user, with_reviews=False)
+    def __init__(self, session: Session, user: User, today: dt.date) -> None:
+        self.session, self.user, self.today = session, user, today
 
     @functools.cached_property
-    def projects(self) -> list[Project]:
-        return list_projects(self.session, self.user)
+    def committee(self) -> tuple[int, int, int]:
+        """(votes owed, submitted to assign, under review to decide) over the applications this person may see and
+        is not recused from. A vote is owed on an application under review where the person has an assignment with
+        no vote of this round."""
+        user = self.user
+        open_to_them = (applications.can_view_application_clause(user), ~dac.is_recused_clause(user))
+        voted = Application.assignments.any((ReviewAssignment.reviewer_id == user.id)
+                                            & ReviewAssignment.reviews.any(Review.round == Application.round))
+        under_review = Application.state == AppState.UNDER_REVIEW.value
+        row = self.session.execute(select(
+            _count(Application, *open_to_them, under_review, dac.own_assignment_clause(user), ~voted),
+            _count(Application, *open_to_them, Application.state == AppState.SUBMITTED.value),
+            _count(Application, *open_to_them, under_review))).one()
+        return row[0], row[1], row[2]
+
+    def near_expiry(self, led_only: bool) -> list[Waiting]:
+        """Active projects this person may see (only those they lead, if ``led_only``) ending within
+        NEAR_EXPIRY_DAYS, urgent if one ends within URGENT_EXPIRY_DAYS."""
+        ending, urgent = self.session.execute(select(*self.near_expiry_counts(led_only))).one()
+        return _item("projects_near_expiry", ending, bool(urgent))
+
+    def near_expiry_counts(self, led_only: bool) -> tuple[ScalarSelect[int], ScalarSelect[int]]:
+        today = self.today
+        ending = (Project.state == ProjectState.ACTIVE.value, lifecycle.can_view_project_clause(self.user),
+                  Project.end_date.between(today, today + dt.timedelta(days=NEAR_EXPIRY_DAYS)),
+                  *((Project.lead_id == self.user.id,) if led_only else ()))
+        return (_count(Project, *ending),
+                _count(Project, *ending, Project.end_date <= today + dt.timedelta(days=URGENT_EXPIRY_DAYS)))
 
 
 def dac_member_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Votes this member owes: assigned, not recused, application under review, no vote of theirs this round."""
-    owed = 0
-    for application in reads.applications_with_reviews:
-        if application.state != AppState.UNDER_REVIEW or dac.is_recused(user, application):
-            continue
-        own = dac.assignment_of(user, application)
-        if own is not None and not any(r.round == application.round for r in own.reviews):
-            owed += 1
-    return _item("votes_owed", owed)
+    return _item("votes_owed", reads.committee[0])
 
 
 def dac_chair_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Submitted applications to give reviewers, and those under review to decide - never one the chair is
     recused from - plus any vote the chair owes as a reviewer."""
-    rows = [a for a in reads.applications_with_reviews if not dac.is_recused(user, a)]
-    to_assign = sum(a.state == AppState.SUBMITTED for a in rows)
+    _owed, to_assign, to_decide = reads.committee
     return dac_member_items(reads, user, today) + (
-        _item("applications_to_assign", to_assign)
-        + _item("applications_to_decide", sum(a.state == AppState.UNDER_REVIEW for a in rows)))
+        _item("applications_to_assign", to_assign) + _item("applications_to_decide", to_decide))
 
 
 def accreditation_officer_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
@@ -152,7 +167,7 @@ def held_extracts(session: Session, user: User) -> list[ExtractVersion]:
 
 
 def admin_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
-    return _item("extracts_held", len(held_extracts(reads.session, user))) + _near_expiry(reads.projects, today)
+    return _item("extracts_held", len(held_extracts(reads.session, user))) + reads.near_expiry(led_only=False)
 
 
 def finance_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
@@ -161,20 +176,14 @@ def finance_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
 
 def researcher_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Output requests returned to their author, the person's applications and amendments sent back for changes,
-    and the projects they lead that end soon."""
-    returned = outputs.returned_to(reads.session, user)
-    sent_back = [a for a in reads.applications()
-                 if a.state == AppState.CHANGES_REQUESTED and applications.is_team_member(user, a)]
-    led = [p for p in reads.projects if p.lead_id == user.id]
-    return (_item("outputs_returned", returned) + _item("applications_returned", len(sent_back))
-            + _near_expiry(led, today))
-
-
-def _near_expiry(projects: list[Project], today: dt.date) -> list[Waiting]:
-    ending = [p for p in projects if p.state == ProjectState.ACTIVE
-              and today <= p.end_date <= today + dt.timedelta(days=NEAR_EXPIRY_DAYS)]
-    urgent = any(p.end_date <= today + dt.timedelta(days=URGENT_EXPIRY_DAYS) for p in ending)
-    return _item("projects_near_expiry", len(ending), urgent)
+    and the projects they lead that end soon: all four counts in one statement. A team member may always open their
+    team's application (can_view_application), so the team rule alone picks the applications."""
+    sent_back = _count(Application, Application.state == AppState.CHANGES_REQUESTED.value,
+                       applications.team_member_clause(user))
+    returned, sent, ending, urgent = reads.session.execute(select(
+        outputs.returned_to_count(user).scalar_subquery(), sent_back, *reads.near_expiry_counts(led_only=True))).one()
+    return (_item("outputs_returned", returned) + _item("applications_returned", sent)
+            + _item("projects_near_expiry", ending, bool(urgent)))
 
 
 ROLE_ITEMS: dict[Role, Callable[[Reads, User, dt.date], list[Waiting]]] = {
@@ -199,7 +208,7 @@ _NEEDS: dict[Role, Permission] = {
 def waiting_for(session: Session, user: User, today: dt.date) -> list[Waiting]:
     """Everything waiting for this person over all their roles, each kind once, most urgent first."""
     found: dict[str, Waiting] = {}
-    reads = Reads(session, user)
+    reads = Reads(session, user, today)
     for role, compute in ROLE_ITEMS.items():
         if role.value in user.roles and has_permission(user, _NEEDS[role]):
             for item in compute(reads, user, today):

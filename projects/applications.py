@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload, load_only, selectinload
 
 from gateway import audit
@@ -77,6 +77,20 @@ def can_view_application(user: User, application: Application) -> bool:
     return has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
 
 
+# The same two rules as SQL conditions on Application, for pages that count rows instead of loading them. Each must
+# select exactly the rows its Python twin accepts (tests/integration/test_rules_in_sql.py holds them together).
+
+def team_member_clause(user: User) -> ColumnElement[bool]:
+    """``is_team_member`` in the database: the applicant or a named member."""
+    return or_(Application.applicant_id == user.id, Application.members.any(ApplicationMember.user_id == user.id))
+
+
+def can_view_application_clause(user: User) -> ColumnElement[bool]:
+    """``can_view_application`` in the database (the person's permissions are read here, in Python)."""
+    committee = has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
+    return or_(team_member_clause(user), Application.state != AppState.DRAFT.value if committee else false())
+
+
 def can_edit_application(user: User, application: Application) -> bool:
     return user.id == application.applicant_id and application.state in EDITABLE_STATES
 
@@ -136,8 +150,7 @@ def list_applications(session: Session, user: User, with_reviews: bool = True) -
         *_LIST, *(_WITH_REVIEWS if with_reviews else (lazyload(Application.assignments),)))
     if not (has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)):
         # the same rule narrowed in the database: without those permissions only the team's own are visible
-        query = query.where(or_(Application.applicant_id == user.id,
-                                Application.members.any(ApplicationMember.user_id == user.id)))
+        query = query.where(team_member_clause(user))
     return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 

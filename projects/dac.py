@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, false, or_
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -20,7 +21,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from projects import dates, events
-from projects.applications import is_team_member, max_term_months
+from projects.applications import is_team_member, max_term_months, team_member_clause
 from projects.dates import latest_access_end
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move
@@ -46,6 +47,21 @@ def assignment_of(user: User, application: Application) -> ReviewAssignment | No
 def is_recused(user: User, application: Application) -> bool:
     assignment = assignment_of(user, application)
     return automatic_conflict(user, application) is not None or bool(assignment and assignment.conflict)
+
+
+def own_assignment_clause(user: User) -> ColumnElement[bool]:
+    """``assignment_of(user, application) is not None`` in the database, as a condition on Application."""
+    return Application.assignments.any(ReviewAssignment.reviewer_id == user.id)
+
+
+def is_recused_clause(user: User) -> ColumnElement[bool]:
+    """``is_recused`` in the database: on the applying team, at the applying organisation, or a declared conflict
+    on the person's own assignment (tests/integration/test_rules_in_sql.py holds the two together)."""
+    same_organisation = (Application.organisation_id == user.organisation_id if user.organisation_id is not None
+                         else false())
+    declared = Application.assignments.any((ReviewAssignment.reviewer_id == user.id)
+                                           & ReviewAssignment.conflict.is_(True))
+    return or_(team_member_clause(user), same_organisation, declared)
 
 
 def _check_not_recused(user: User, application: Application, doing: str) -> None:

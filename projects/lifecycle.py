@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
@@ -39,6 +39,13 @@ def can_view_project(user: User, project: Project) -> bool:
     return is_member(user, project) or any(role.value in user.roles for role in STAFF_ROLES)
 
 
+def can_view_project_clause(user: User) -> ColumnElement[bool]:
+    """``can_view_project`` in the database, as a condition on Project (tests/integration/test_rules_in_sql.py)."""
+    if any(role.value in user.roles for role in STAFF_ROLES):
+        return true()
+    return Project.members.any(ProjectMember.user_id == user.id)
+
+
 # The team's accounts without their role grants (loaded only if asked for), and the organisation in the same query.
 _PROJECT_PAGE = (selectinload(Project.members).joinedload(ProjectMember.user).lazyload(User.role_grants),
                  joinedload(Project.organisation))
@@ -63,9 +70,7 @@ def list_projects(session: Session, user: User) -> list[Project]:
     """The projects this person can see. The database narrows the rows by the same rule (staff see every project,
     anyone else the ones they are a member of), so a researcher's list does not load the whole table;
     can_view_project still decides each row."""
-    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST)
-    if not any(role.value in user.roles for role in STAFF_ROLES):
-        query = query.where(Project.members.any(ProjectMember.user_id == user.id))
+    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST).where(can_view_project_clause(user))
     return [p for p in session.scalars(query) if can_view_project(user, p)]
 
 

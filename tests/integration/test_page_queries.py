@@ -72,7 +72,7 @@ PUBLICATIONS = "<h2 id=\"publications\">Publications</h2>"
 
 
 BUDGETS: list[tuple[str, Page, int, str]] = [
-    ("researcher", "/home", 6, "Welcome, Dr Amara Okafor"),
+    ("researcher", "/home", 2, "Welcome, Dr Amara Okafor"),
     ("researcher", "/projects/", 3, "Approved projects you can see"),
     ("researcher", ("/projects/", r"/projects/\d+"), 5, 'data-testid="workspace-card"'),
     ("researcher", _project_led_by("researcher", "/data"), 6, DATA),
@@ -83,7 +83,7 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
     ("researcher", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
-    ("researcher2", "/home", 6, "Welcome, Dr Tom Brennan"),
+    ("researcher2", "/home", 2, "Welcome, Dr Tom Brennan"),
     ("researcher2", "/outputs/", 6, OUTPUT_TITLE),
     ("researcher2", _output_request, 6, OUTPUT_TITLE),
     ("researcher2", _project_of_output(), 5, 'data-testid="workspace-card"'),
@@ -94,14 +94,14 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("checker1", _project_of_output(), 2, TEAM),
     ("checker1", _project_of_output("/data"), 6, DATA),
     ("checker1", _project_of_output("/outputs"), 4, PUBLICATIONS),
-    ("dacchair", "/home", 5, "Welcome, Prof. Helen Marsh"),
+    ("dacchair", "/home", 2, "Welcome, Prof. Helen Marsh"),
     ("dacchair", "/applications/", 3, "Applications for the data access committee"),
     ("dacchair", ("/applications/", r"/applications/\d+"), 6, "Variables requested"),
     ("dacchair", _under_review, 6, "Variables requested"),
     ("dacchair", ("/projects/", r"/projects/\d+"), 2, TEAM),
     ("dacchair", _project_led_by("researcher", "/data"), 6, DATA),
     ("dacchair", _project_led_by("researcher", "/outputs"), 3, PUBLICATIONS),
-    ("dac2", "/home", 5, "Welcome, Dr Sofia Rossi"),
+    ("dac2", "/home", 2, "Welcome, Dr Sofia Rossi"),
     ("dac2", _under_review, 5, "Submit vote"),
     ("laymember", _under_review, 5, 'data-testid="conflict-form"'),
 ]
