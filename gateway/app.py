@@ -79,6 +79,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["sde_directory"] = LdapDirectory(settings.ldap) if settings.ldap else None
     csrf.init_app(app)
     app.jinja_env.add_extension("jinja2.ext.do")
+    from gateway.web.register import KeptPageShortcut
+
+    app.wsgi_app = KeptPageShortcut(app.wsgi_app, app)  # type: ignore[method-assign]
     if settings.security.trusted_proxies:
         hops = settings.security.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]

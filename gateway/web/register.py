@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, session
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request, session
 
 from gateway import csv_safe
 from gateway.db import commits_in_process
@@ -15,6 +15,9 @@ from gateway.trust import register as register_rows
 from gateway.web.access import public
 from gateway.web.context import catalogue, current_user, db, settings
 from gateway.web.recorded import records_download
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 bp = Blueprint("register", __name__)
 
@@ -29,6 +32,7 @@ class _Kept:
     key: Hashable  # what the rows were built from (gateway.trust.register.RowsCache)
     script_root: str
     html: str
+    body: bytes  # the page as sent (UTF-8), for KeptPageShortcut
     checked_at: float  # when the key was last read from the database (the clock's reading just before)
     commits: int  # this process's commit count just before that read (gateway.db.commits_in_process)
 
@@ -48,13 +52,21 @@ class PublicPage:
         self.clock = clock
         self._kept: _Kept | None = None
 
-    def fresh(self, script_root: str) -> str | None:
+    def _fresh(self, script_root: str) -> _Kept | None:
         kept = self._kept  # one read: another thread may replace it meanwhile (an atomic assignment)
         if kept is None or kept.script_root != script_root or kept.commits != commits_in_process():
             return None
         if self.clock() - kept.checked_at >= self.recheck_seconds:
             return None
-        return kept.html
+        return kept
+
+    def fresh(self, script_root: str) -> str | None:
+        kept = self._fresh(script_root)
+        return kept.html if kept is not None else None
+
+    def fresh_body(self, script_root: str) -> bytes | None:
+        kept = self._fresh(script_root)
+        return kept.body if kept is not None else None
 
     def checked(self) -> tuple[float, int]:
         """Read before the database is asked: the moment and commit count the answer is at least as new as."""
@@ -63,7 +75,7 @@ class PublicPage:
     def keep(self, key: Hashable, script_root: str, since: tuple[float, int], render: Callable[[], str]) -> str:
         kept = self._kept
         html = kept.html if kept is not None and (kept.key, kept.script_root) == (key, script_root) else render()
-        self._kept = _Kept(key, script_root, html, *since)
+        self._kept = _Kept(key, script_root, html, html.encode(), *since)
         return html
 
 
@@ -73,6 +85,32 @@ def _public_page() -> PublicPage:
         seconds = settings().public.register_recheck_seconds
         page = current_app.extensions.setdefault("sde_register_page", PublicPage(seconds))
     return page
+
+
+class KeptPageShortcut:
+    """WSGI middleware: a plain ``GET /register`` with no session cookie and no query string is answered from the
+    fresh kept page before Flask builds a request, with the headers the view's answer carries (the policy and fixed
+    headers of gateway/app.py, ``Vary: Cookie``). Nothing personal can be in it: without the session cookie there is
+    no person and no message waiting. No rate limit, access rule or CSRF check applies to the page (it is public and
+    only read); anything else, or a page not fresh, goes through Flask and the view as usual.
+    """
+
+    def __init__(self, wsgi_app: WSGIApplication, app: Flask) -> None:
+        self.wsgi_app, self.app = wsgi_app, app
+        self.cookie = f"{app.config['SESSION_COOKIE_NAME']}="
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if (environ.get("PATH_INFO") == "/register" and environ.get("REQUEST_METHOD") == "GET"
+                and not environ.get("QUERY_STRING") and self.cookie not in environ.get("HTTP_COOKIE", "")):
+            page: PublicPage | None = self.app.extensions.get("sde_register_page")
+            body = page.fresh_body((environ.get("SCRIPT_NAME") or "").rstrip("/")) if page is not None else None
+            if body is not None:
+                policy, fixed = self.app.extensions["sde_security_headers"]
+                start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                          ("Content-Length", str(len(body))), ("Vary", "Cookie"),
+                                          ("Content-Security-Policy", policy), *fixed])
+                return [body]
+        return self.wsgi_app(environ, start_response)
 
 
 @bp.get("/register")

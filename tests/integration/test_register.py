@@ -180,3 +180,21 @@ def test_the_kept_register_page_carries_the_same_headers_as_a_rendered_one(app: 
         headers = {k: v for k, v in response.headers.items() if k != "Content-Length"}
         assert headers == PUBLIC_HEADERS
     assert rendered.get_data() == kept.get_data() == checked.get_data()
+
+
+def test_a_fresh_kept_page_is_answered_before_flask_only_without_a_session_cookie(app: Flask, client: FlaskClient,
+                                                                                  demo_users: dict[str, int]) -> None:
+    """gateway/web/register.py KeptPageShortcut: the kept page goes out without a Flask request (no hook runs), to
+    a request with no session cookie and no query string; anything else reaches the view."""
+    from flask import request
+
+    rendered = client.get("/register")
+    reached: list[str] = []
+    app.before_request_funcs.setdefault(None, []).insert(0, lambda: reached.append(request.full_path))
+    kept = client.get("/register")
+    assert reached == [] and kept.status_code == 200 and kept.get_data() == rendered.get_data()
+    assert client.get("/register?sort=title").status_code == 200
+    assert reached == ["/register?sort=title"]
+    client.set_cookie("sde_session", "anything")
+    assert client.get("/register").status_code == 200
+    assert reached == ["/register?sort=title", "/register?"]
