@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from gateway.charging.invoices import list_invoices
@@ -84,6 +84,47 @@ def _count(entity: type[Application] | type[Project], *conditions: ColumnElement
     return select(func.count()).select_from(entity).where(*conditions).scalar_subquery()
 
 
+# The counting statements, built once per process for each shape the person's roles give them (SQLAlchemy keeps the
+# compiled form): a request only binds the person's id, organisation and today's date.
+_USER, _ORGANISATION = bindparam("user_id"), bindparam("organisation_id")
+_TODAY, _NEAR, _URGENT = bindparam("today"), bindparam("near"), bindparam("urgent")
+
+
+@functools.cache
+def _committee_statement(sees_submitted: bool, has_organisation: bool) -> Select[tuple[int, int, int]]:
+    open_to_them = (applications.can_view_application_clause(_USER, sees_submitted),
+                    ~dac.is_recused_clause(_USER, _ORGANISATION if has_organisation else None))
+    voted = Application.assignments.any((ReviewAssignment.reviewer_id == _USER)
+                                        & ReviewAssignment.reviews.any(Review.round == Application.round))
+    under_review = Application.state == AppState.UNDER_REVIEW.value
+    return select(_count(Application, *open_to_them, under_review, dac.own_assignment_clause(_USER), ~voted),
+                  _count(Application, *open_to_them, Application.state == AppState.SUBMITTED.value),
+                  _count(Application, *open_to_them, under_review))
+
+
+def _near_expiry_counts(staff: bool, led_only: bool) -> tuple[ScalarSelect[int], ScalarSelect[int]]:
+    """Active projects the person may see (only those they lead, if ``led_only``) ending between today and
+    NEAR_EXPIRY_DAYS ahead; and of those, the ones ending within URGENT_EXPIRY_DAYS."""
+    ending = (Project.state == ProjectState.ACTIVE.value, lifecycle.can_view_project_clause(_USER, staff),
+              Project.end_date.between(_TODAY, _NEAR), *((Project.lead_id == _USER,) if led_only else ()))
+    return _count(Project, *ending), _count(Project, *ending, Project.end_date <= _URGENT)
+
+
+@functools.cache
+def _near_expiry_statement(staff: bool) -> Select[tuple[int, int]]:
+    return select(*_near_expiry_counts(staff, led_only=False))
+
+
+@functools.cache
+def _researcher_statement(staff: bool) -> Select[tuple[int, int, int, int]]:
+    """Requests returned to their author, the person's team's applications sent back for changes (a team member may
+    always open their team's application: the team rule alone picks them), the projects they lead ending soon."""
+    sent_back = _count(Application, Application.state == AppState.CHANGES_REQUESTED.value,
+                       applications.team_member_clause(_USER))
+    return select(outputs.returned_to_count(_USER).scalar_subquery(), sent_back,
+                  *_near_expiry_counts(staff, led_only=True))
+
+
 class Reads:
     """The counts several roles' items share, each read once per home page (a DAC chair who is also a member).
 
@@ -92,37 +133,32 @@ class Reads:
     rows it counts, and tests/integration/test_rules_in_sql.py holds each SQL form to its Python rule."""
 
     def __init__(self, session: Session, user: User, today: dt.date) -> None:
-        self.session, self.user, self.today = session, user, today
+        self.session, self.user = session, user
+        self.values = {"user_id": user.id, "organisation_id": user.organisation_id, "today": today,
+                       "near": today + dt.timedelta(days=NEAR_EXPIRY_DAYS),
+                       "urgent": today + dt.timedelta(days=URGENT_EXPIRY_DAYS)}
 
     @functools.cached_property
     def committee(self) -> tuple[int, int, int]:
         """(votes owed, submitted to assign, under review to decide) over the applications this person may see and
         is not recused from. A vote is owed on an application under review where the person has an assignment with
         no vote of this round."""
-        user = self.user
-        open_to_them = (applications.can_view_application_clause(user), ~dac.is_recused_clause(user))
-        voted = Application.assignments.any((ReviewAssignment.reviewer_id == user.id)
-                                            & ReviewAssignment.reviews.any(Review.round == Application.round))
-        under_review = Application.state == AppState.UNDER_REVIEW.value
-        row = self.session.execute(select(
-            _count(Application, *open_to_them, under_review, dac.own_assignment_clause(user), ~voted),
-            _count(Application, *open_to_them, Application.state == AppState.SUBMITTED.value),
-            _count(Application, *open_to_them, under_review))).one()
-        return row[0], row[1], row[2]
+        statement = _committee_statement(applications.sees_submitted_applications(self.user),
+                                         self.user.organisation_id is not None)
+        owed, to_assign, to_decide = self.session.execute(statement, self.values).one()
+        return owed, to_assign, to_decide
 
-    def near_expiry(self, led_only: bool) -> list[Waiting]:
-        """Active projects this person may see (only those they lead, if ``led_only``) ending within
-        NEAR_EXPIRY_DAYS, urgent if one ends within URGENT_EXPIRY_DAYS."""
-        ending, urgent = self.session.execute(select(*self.near_expiry_counts(led_only))).one()
+    def near_expiry(self) -> list[Waiting]:
+        """Every active project this person may see that ends soon (an administrator's view)."""
+        ending, urgent = self.session.execute(_near_expiry_statement(lifecycle.is_staff(self.user)),
+                                              self.values).one()
         return _item("projects_near_expiry", ending, bool(urgent))
 
-    def near_expiry_counts(self, led_only: bool) -> tuple[ScalarSelect[int], ScalarSelect[int]]:
-        today = self.today
-        ending = (Project.state == ProjectState.ACTIVE.value, lifecycle.can_view_project_clause(self.user),
-                  Project.end_date.between(today, today + dt.timedelta(days=NEAR_EXPIRY_DAYS)),
-                  *((Project.lead_id == self.user.id,) if led_only else ()))
-        return (_count(Project, *ending),
-                _count(Project, *ending, Project.end_date <= today + dt.timedelta(days=URGENT_EXPIRY_DAYS)))
+    def researcher(self) -> tuple[int, int, int, int]:
+        """(returned requests, applications sent back, led projects ending soon, of which urgent)."""
+        returned, sent_back, ending, urgent = self.session.execute(
+            _researcher_statement(lifecycle.is_staff(self.user)), self.values).one()
+        return returned, sent_back, ending, urgent
 
 
 def dac_member_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
@@ -167,7 +203,7 @@ def held_extracts(session: Session, user: User) -> list[ExtractVersion]:
 
 
 def admin_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
-    return _item("extracts_held", len(held_extracts(reads.session, user))) + reads.near_expiry(led_only=False)
+    return _item("extracts_held", len(held_extracts(reads.session, user))) + reads.near_expiry()
 
 
 def finance_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
@@ -176,13 +212,9 @@ def finance_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
 
 def researcher_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
     """Output requests returned to their author, the person's applications and amendments sent back for changes,
-    and the projects they lead that end soon: all four counts in one statement. A team member may always open their
-    team's application (can_view_application), so the team rule alone picks the applications."""
-    sent_back = _count(Application, Application.state == AppState.CHANGES_REQUESTED.value,
-                       applications.team_member_clause(user))
-    returned, sent, ending, urgent = reads.session.execute(select(
-        outputs.returned_to_count(user).scalar_subquery(), sent_back, *reads.near_expiry_counts(led_only=True))).one()
-    return (_item("outputs_returned", returned) + _item("applications_returned", sent)
+    and the projects they lead that end soon: all four counts in one statement."""
+    returned, sent_back, ending, urgent = reads.researcher()
+    return (_item("outputs_returned", returned) + _item("applications_returned", sent_back)
             + _item("projects_near_expiry", ending, bool(urgent)))
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, false, func, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload, load_only, selectinload
 
 from gateway import audit
@@ -69,26 +69,32 @@ def is_team_member(user: User, application: Application) -> bool:
     return user.id == application.applicant_id or any(m.user_id == user.id for m in application.members)
 
 
+def sees_submitted_applications(user: User) -> bool:
+    """The committee and project managers may see every application once it is submitted, not only their team's."""
+    return has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
+
+
 def can_view_application(user: User, application: Application) -> bool:
     if is_team_member(user, application):
         return True
     if application.state == AppState.DRAFT:
         return False  # a draft is the team's own business
-    return has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
+    return sees_submitted_applications(user)
 
 
 # The same two rules as SQL conditions on Application, for pages that count rows instead of loading them. Each must
-# select exactly the rows its Python twin accepts (tests/integration/test_rules_in_sql.py holds them together).
+# select exactly the rows its Python twin accepts (tests/integration/test_rules_in_sql.py holds them together). They
+# take the person's id as a value or as a bound parameter, so a statement built from them can be built once per
+# process; what the person's roles decide is passed in, worked out in Python.
 
-def team_member_clause(user: User) -> ColumnElement[bool]:
+def team_member_clause(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
     """``is_team_member`` in the database: the applicant or a named member."""
-    return or_(Application.applicant_id == user.id, Application.members.any(ApplicationMember.user_id == user.id))
+    return or_(Application.applicant_id == user_id, Application.members.any(ApplicationMember.user_id == user_id))
 
 
-def can_view_application_clause(user: User) -> ColumnElement[bool]:
-    """``can_view_application`` in the database (the person's permissions are read here, in Python)."""
-    committee = has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)
-    return or_(team_member_clause(user), Application.state != AppState.DRAFT.value if committee else false())
+def can_view_application_clause(user_id: int | BindParameter[int], sees_submitted: bool) -> ColumnElement[bool]:
+    """``can_view_application`` in the database; ``sees_submitted`` is ``sees_submitted_applications(user)``."""
+    return or_(team_member_clause(user_id), Application.state != AppState.DRAFT.value if sees_submitted else false())
 
 
 def can_edit_application(user: User, application: Application) -> bool:
@@ -148,9 +154,9 @@ def list_applications(session: Session, user: User, with_reviews: bool = True) -
     ``with_reviews`` the reviewers and votes are not read up front (a list page that shows neither)."""
     query = select(Application).order_by(Application.id.desc()).options(
         *_LIST, *(_WITH_REVIEWS if with_reviews else (lazyload(Application.assignments),)))
-    if not (has_permission(user, Permission.REVIEW_APPLICATIONS) or has_permission(user, Permission.MANAGE_PROJECTS)):
+    if not sees_submitted_applications(user):
         # the same rule narrowed in the database: without those permissions only the team's own are visible
-        query = query.where(team_member_clause(user))
+        query = query.where(team_member_clause(user.id))
     return [a for a in session.scalars(query) if can_view_application(user, a)]
 
 

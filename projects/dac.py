@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, false, or_
+from sqlalchemy import BindParameter, ColumnElement, false, or_
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -49,19 +49,20 @@ def is_recused(user: User, application: Application) -> bool:
     return automatic_conflict(user, application) is not None or bool(assignment and assignment.conflict)
 
 
-def own_assignment_clause(user: User) -> ColumnElement[bool]:
+def own_assignment_clause(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
     """``assignment_of(user, application) is not None`` in the database, as a condition on Application."""
-    return Application.assignments.any(ReviewAssignment.reviewer_id == user.id)
+    return Application.assignments.any(ReviewAssignment.reviewer_id == user_id)
 
 
-def is_recused_clause(user: User) -> ColumnElement[bool]:
-    """``is_recused`` in the database: on the applying team, at the applying organisation, or a declared conflict
-    on the person's own assignment (tests/integration/test_rules_in_sql.py holds the two together)."""
-    same_organisation = (Application.organisation_id == user.organisation_id if user.organisation_id is not None
-                         else false())
-    declared = Application.assignments.any((ReviewAssignment.reviewer_id == user.id)
+def is_recused_clause(user_id: int | BindParameter[int],
+                      organisation_id: int | BindParameter[int] | None) -> ColumnElement[bool]:
+    """``is_recused`` in the database: on the applying team, at the applying organisation (``organisation_id``, the
+    person's, None if they have none), or a declared conflict on the person's own assignment
+    (tests/integration/test_rules_in_sql.py holds the two together)."""
+    same_organisation = Application.organisation_id == organisation_id if organisation_id is not None else false()
+    declared = Application.assignments.any((ReviewAssignment.reviewer_id == user_id)
                                            & ReviewAssignment.conflict.is_(True))
-    return or_(team_member_clause(user), same_organisation, declared)
+    return or_(team_member_clause(user_id), same_organisation, declared)
 
 
 def _check_not_recused(user: User, application: Application, doing: str) -> None:

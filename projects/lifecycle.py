@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import BindParameter, ColumnElement, select, true
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
@@ -35,15 +35,18 @@ def is_member(user: User, project: Project) -> bool:
     return any(m.user_id == user.id for m in project.members)
 
 
+def is_staff(user: User) -> bool:
+    return any(role.value in user.roles for role in STAFF_ROLES)
+
+
 def can_view_project(user: User, project: Project) -> bool:
-    return is_member(user, project) or any(role.value in user.roles for role in STAFF_ROLES)
+    return is_member(user, project) or is_staff(user)
 
 
-def can_view_project_clause(user: User) -> ColumnElement[bool]:
-    """``can_view_project`` in the database, as a condition on Project (tests/integration/test_rules_in_sql.py)."""
-    if any(role.value in user.roles for role in STAFF_ROLES):
-        return true()
-    return Project.members.any(ProjectMember.user_id == user.id)
+def can_view_project_clause(user_id: int | BindParameter[int], staff: bool) -> ColumnElement[bool]:
+    """``can_view_project`` in the database, as a condition on Project; ``staff`` is ``is_staff(user)``
+    (tests/integration/test_rules_in_sql.py holds the two together)."""
+    return true() if staff else Project.members.any(ProjectMember.user_id == user_id)
 
 
 # The team's accounts without their role grants (loaded only if asked for), and the organisation in the same query.
@@ -70,7 +73,9 @@ def list_projects(session: Session, user: User) -> list[Project]:
     """The projects this person can see. The database narrows the rows by the same rule (staff see every project,
     anyone else the ones they are a member of), so a researcher's list does not load the whole table;
     can_view_project still decides each row."""
-    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST).where(can_view_project_clause(user))
+    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST)
+    if not is_staff(user):
+        query = query.where(can_view_project_clause(user.id, staff=False))
     return [p for p in session.scalars(query) if can_view_project(user, p)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import BindParameter, Select, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit, outbox
@@ -200,17 +200,17 @@ def requests_for(session: Session, user: User, with_contents: bool = True) -> li
     return [r for r in rows if is_member(user, r.project)]
 
 
-def returned_to_count(user: User) -> Select[tuple[int]]:
+def returned_to_count(user_id: int | BindParameter[int]) -> Select[tuple[int]]:
     """The statement counting the requests of this person's that are returned to them: authored by them, on a project
     they are still a member of (the rule requests_for applies)."""
     return select(func.count()).select_from(OutputRequest).where(
-        OutputRequest.author_id == user.id, OutputRequest.state == OutputState.RETURNED,
-        OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))
+        OutputRequest.author_id == user_id, OutputRequest.state == OutputState.RETURNED,
+        OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user_id)))
 
 
 def returned_to(session: Session, user: User) -> int:
     """How many requests of this person's are returned to them, counted in the database."""
-    return session.scalar(returned_to_count(user)) or 0
+    return session.scalar(returned_to_count(user.id)) or 0
 
 
 def queue(session: Session, user: User) -> list[OutputRequest]:

@@ -84,15 +84,16 @@ def test_each_sql_form_selects_the_rows_its_python_rule_accepts(session_factory:
         seen: dict[str, set[bool]] = {}
         for user in users:
             pairs: list[tuple[str, type[Application] | type[Project], ColumnElement[bool], set[int]]] = [
-                ("team", Application, applications.team_member_clause(user),
+                ("team", Application, applications.team_member_clause(user.id),
                  {a.id for a in apps if applications.is_team_member(user, a)}),
-                ("view application", Application, applications.can_view_application_clause(user),
+                ("view application", Application,
+                 applications.can_view_application_clause(user.id, applications.sees_submitted_applications(user)),
                  {a.id for a in apps if applications.can_view_application(user, a)}),
-                ("recused", Application, dac.is_recused_clause(user),
+                ("recused", Application, dac.is_recused_clause(user.id, user.organisation_id),
                  {a.id for a in apps if dac.is_recused(user, a)}),
-                ("assigned", Application, dac.own_assignment_clause(user),
+                ("assigned", Application, dac.own_assignment_clause(user.id),
                  {a.id for a in apps if dac.assignment_of(user, a) is not None}),
-                ("view project", Project, lifecycle.can_view_project_clause(user),
+                ("view project", Project, lifecycle.can_view_project_clause(user.id, lifecycle.is_staff(user)),
                  {p.id for p in projects if lifecycle.can_view_project(user, p)}),
             ]
             for name, entity, clause, expected in pairs:
