@@ -31,7 +31,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import wiring
 from gateway.config import Settings, load_settings
-from gateway.db import make_engine, make_session_factory
+from gateway.db import make_engine, make_reading_session_factory, make_session_factory
 from gateway.errors import DomainError
 from gateway.identity import tokens
 from gateway.identity.ldap_directory import LdapDirectory
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["sde_engine"] = engine
     app.extensions["sde_sessionmaker"] = make_session_factory(engine)
     app.extensions["sde_read_sessionmaker"] = make_session_factory(engine, read_mostly=True)
+    app.extensions["sde_page_sessionmaker"] = make_reading_session_factory(engine)
     app.extensions["sde_directory"] = LdapDirectory(settings.ldap) if settings.ldap else None
     csrf.init_app(app)
     app.jinja_env.add_extension("jinja2.ext.do")

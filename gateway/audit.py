@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
-from gateway.db import utcnow
+from gateway.db import begin_transaction, utcnow
 from gateway.models import AuditEvent, AuditHead, User
 
 GENESIS_HASH = "0" * 64
@@ -127,6 +127,7 @@ def verify(session: Session, batch: int = 1000) -> VerifyResult:
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
+    begin_transaction(session)  # the rows stream through a server-side cursor: one transaction, not a page's reads
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)):
         if event.seq != expected_seq:
             return VerifyResult(False, checked, expected_seq,
@@ -184,6 +185,7 @@ def search(session: Session, filters: AuditFilter, *, limit: int | None = 200,
 
 def iter_all(session: Session, filters: AuditFilter) -> Iterator[AuditEvent]:
     query = filters.apply(select(AuditEvent)).order_by(AuditEvent.seq)
+    begin_transaction(session)  # the rows stream through a server-side cursor: one transaction, not a page's reads
     yield from session.scalars(query.execution_options(yield_per=500))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 import select
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -112,6 +113,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     engine = create_engine(url, pool_pre_ping=True, **kwargs)
     _quick_ping(engine.dialect)
+    event.listen(engine, "before_cursor_execute", _refuse_writes_without_transaction)
     return engine
 
 
@@ -136,6 +138,24 @@ def _quick_ping(dialect: Dialect) -> None:
 
 
 READ_MOSTLY = "sde_read_mostly"
+# Sessions that read without a transaction (PostgreSQL only, see ``make_reading_session_factory``).
+AUTOCOMMIT_READS = "sde_autocommit_reads"
+_AUTOCOMMIT = "AUTOCOMMIT"
+# What may run on such a session before ``begin_transaction``: a query that changes nothing and locks nothing.
+_READ = re.compile(r"\s*(SELECT|WITH|SHOW)\b", re.IGNORECASE)
+_NOT_A_READ = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE|pg_advisory_\w+)\b", re.IGNORECASE)  # FOR UPDATE too
+
+
+class WriteWithoutTransaction(RuntimeError):
+    """A change sent on a session that reads without a transaction, where it would commit statement by statement."""
+
+
+def _refuse_writes_without_transaction(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    options = conn.get_execution_options()
+    if options.get(AUTOCOMMIT_READS) and options.get("isolation_level") == _AUTOCOMMIT and (
+            not _READ.match(statement) or _NOT_A_READ.search(statement)):
+        raise WriteWithoutTransaction("a change on a session reading without a transaction: call begin_transaction "
+                                      f"(gateway.web.context.run does) first: {statement[:80]!r}")
 
 
 def serialise(session: Session, name: str) -> None:
@@ -159,6 +179,36 @@ def make_session_factory(engine: Engine, read_mostly: bool = False) -> sessionma
 
     bind = engine.execution_options(**{READ_MOSTLY: True}) if read_mostly else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def make_reading_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for requests that only read (a page's GET), which on PostgreSQL send no BEGIN and no ROLLBACK: each
+    query runs on its own, as it would in a READ COMMITTED transaction (every statement sees the data committed when
+    it starts), two round trips fewer per request. Nothing can be changed on them until ``begin_transaction`` starts a
+    real transaction: any other statement is refused (``_refuse_writes_without_transaction``), so a change and its
+    audit event still commit together or not at all. SQLite (in-process, no round trips) keeps its deferred
+    transaction, as ``make_session_factory(read_mostly=True)``."""
+    if engine.dialect.name != "postgresql":
+        return make_session_factory(engine, read_mostly=True)
+    factory = make_session_factory(engine)
+    factory.configure(bind=engine.execution_options(**{READ_MOSTLY: True, AUTOCOMMIT_READS: True,
+                                                        "isolation_level": _AUTOCOMMIT}))
+    return factory
+
+
+def begin_transaction(session: Session) -> None:
+    """Before changing anything, or a read that needs a transaction (rows streamed through a server-side cursor), on
+    a session that may be reading without one: end the reading (nothing to commit, no round trip) and start a real
+    transaction for what follows. Objects already read stay loaded. A no-op on every other session, and once the
+    real transaction has begun."""
+    bind = session.get_bind()
+    if bind.get_execution_options().get("isolation_level") != _AUTOCOMMIT:
+        return
+    if session.in_transaction():
+        if session.connection().get_execution_options().get("isolation_level") != _AUTOCOMMIT:
+            return  # already writing
+        session.commit()
+    session.connection(execution_options={"isolation_level": bind.dialect.default_isolation_level})
 
 
 @contextmanager

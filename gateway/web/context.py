@@ -12,6 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import Settings
+from gateway.db import begin_transaction
 from gateway.models import User
 from projects.catalogue import Catalogue
 
@@ -33,12 +34,18 @@ def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def db() -> Session:
-    """The request's session, opened on first use and closed when the request ends."""
+    """The request's session, opened on first use and closed when the request ends. A page's GET reads without a
+    transaction on PostgreSQL (gateway.db.make_reading_session_factory); ``run`` starts one for any change. An API
+    GET keeps its read transaction (its token's bookkeeping is written on the same session)."""
     if "db_session" not in g:
-        safe = request.method in {"GET", "HEAD", "OPTIONS"}
-        factory: sessionmaker[Session] = current_app.extensions[
-            "sde_read_sessionmaker" if safe else "sde_sessionmaker"]
+        kind = "sde_sessionmaker"
+        if request.method in SAFE_METHODS:
+            kind = "sde_read_sessionmaker" if request.path.startswith("/api/") else "sde_page_sessionmaker"
+        factory: sessionmaker[Session] = current_app.extensions[kind]
         g.db_session = factory()
     return g.db_session
 
@@ -57,6 +64,7 @@ def require_user() -> User:
 def run(command: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one service call as one transaction: its change and its audit event commit together."""
     session = db()
+    begin_transaction(session)  # a GET's session reads without a transaction until now
     try:
         result = command(session, *args, **kwargs)
         session.commit()
