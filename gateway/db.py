@@ -208,7 +208,9 @@ def begin_transaction(session: Session) -> None:
         if session.connection().get_execution_options().get("isolation_level") != _AUTOCOMMIT:
             return  # already writing
         session.commit()
-    session.connection(execution_options={"isolation_level": bind.dialect.default_isolation_level})
+    # the server's own default, read at the engine's first connection (PostgreSQL's is READ COMMITTED)
+    level = bind.dialect.default_isolation_level or "READ COMMITTED"
+    session.connection(execution_options={"isolation_level": level})
 
 
 @contextmanager

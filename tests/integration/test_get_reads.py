@@ -92,6 +92,14 @@ def test_a_change_on_a_get_commits_with_its_audit_event_or_not_at_all(app: Flask
     assert states == [True, True]  # each ran inside one server-side transaction
 
 
+def test_a_change_before_any_read_on_a_get_runs_in_one_transaction(app: Flask, session_factory: sessionmaker[Session],
+                                                                   demo_users: dict[str, int]) -> None:
+    user_id, states = demo_users["researcher"], list[bool]()
+    with app.test_request_context("/register", method="GET"):  # nothing read yet on the request's session
+        run(_rename(user_id, "Renamed first thing", fail=False, states=states))
+    assert _committed(session_factory, user_id) == ("Renamed first thing", 1) and states == [True]
+
+
 def test_a_change_on_a_page_read_outside_run_is_refused_and_never_committed(app: Flask, backend: str,
                                                                             session_factory: sessionmaker[Session],
                                                                             demo_users: dict[str, int]) -> None:
