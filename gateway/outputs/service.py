@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import audit, outbox
 from gateway.config import Settings
@@ -171,6 +172,47 @@ def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
     request = session.get(OutputRequest, request_id, options=_PAGE)
     if request is None or not can_view(user, request):
         raise NotFound("No such output request.")  # not yours answers exactly like not there
+    return request
+
+
+# The request page's reads, each a statement built once per process (SQLAlchemy keeps a built statement's cache key,
+# so a request pays only for the round trip and the rows), and each read only when the person viewing sees what it
+# holds: the request with its author, groups and its project's team (the rows, not the people: the rules need only
+# who is on it); its files, with their votes for an output checker who may review it (nobody else sees votes); its
+# comments; its reviews for that checker. Exceptions are read when the page shows one (a failing file).
+_WITHOUT_GRANTS = lazyload(User.role_grants)
+_PAGE_REQUEST = select(OutputRequest).where(OutputRequest.id == bindparam("request_id")).options(
+    joinedload(OutputRequest.project).lazyload(Project.variables),
+    joinedload(OutputRequest.project).joinedload(Project.members).lazyload(ProjectMember.user),
+    joinedload(OutputRequest.author).options(_WITHOUT_GRANTS),
+    joinedload(OutputRequest.groups),
+    lazyload(OutputRequest.files), lazyload(OutputRequest.reviews), lazyload(OutputRequest.comments),
+    lazyload(OutputRequest.exceptions).joinedload(OutputException.requested_by).options(_WITHOUT_GRANTS),
+    lazyload(OutputRequest.exceptions).joinedload(OutputException.decisions)
+    .joinedload(OutputExceptionDecision.checker).options(_WITHOUT_GRANTS))
+_PAGE_FILES = (select(OutputFile).where(OutputFile.request_id == bindparam("request_id")).order_by(OutputFile.id)
+               .options(lazyload(OutputFile.votes)))
+_PAGE_FILES_VOTES = (select(OutputFile).where(OutputFile.request_id == bindparam("request_id"))
+                     .order_by(OutputFile.id)
+                     .options(joinedload(OutputFile.votes).joinedload(OutputVote.reviewer).options(_WITHOUT_GRANTS)))
+_PAGE_REVIEWS = (select(OutputReview).where(OutputReview.request_id == bindparam("request_id"))
+                 .order_by(OutputReview.id).options(joinedload(OutputReview.reviewer).options(_WITHOUT_GRANTS)))
+_PAGE_COMMENTS = (select(OutputComment).where(OutputComment.request_id == bindparam("request_id"))
+                  .order_by(OutputComment.id).options(joinedload(OutputComment.author).options(_WITHOUT_GRANTS)))
+
+
+def request_page(session: Session, user: User, request_id: int) -> OutputRequest:
+    """The request as get_request gives it, by the same rule, with what its page shows to this person read."""
+    key = {"request_id": request_id}
+    request = session.execute(_PAGE_REQUEST, key).unique().scalar_one_or_none()
+    if request is None or not can_view(user, request):
+        raise NotFound("No such output request.")  # not yours answers exactly like not there
+    checker = can_review(user, request)
+    set_committed_value(request, "files",
+                        list(session.scalars(_PAGE_FILES_VOTES if checker else _PAGE_FILES, key).unique()))
+    set_committed_value(request, "comments", list(session.scalars(_PAGE_COMMENTS, key).unique()))
+    if checker:
+        set_committed_value(request, "reviews", list(session.scalars(_PAGE_REVIEWS, key).unique()))
     return request
 
 

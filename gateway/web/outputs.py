@@ -128,24 +128,27 @@ def new(project_id: int) -> Any:
 @requires(Permission.VIEW_PROJECTS)
 def view(request_id: int) -> Any:
     user = require_user()
-    item = _load(request_id)
+    item = service.request_page(db(), user, request_id)
     author = item.author_id == user.id
     checker = service.can_review(user, item)
     editable = author and item.state in EDITABLE_STATES
     previews = {f.id: _csv_preview(f) for f in item.files if checker and f.extension == "csv"}
+    # votes, reviews and the decision's problems only where the page shows them: to a checker who may review it
     return render_template(
         "outputs/view.html", item=item, user=user, owners=OUTPUT_OWNERS, author=author, checker=checker,
         conflict=service.review_conflict(user, item) if has_permission(user, Permission.REVIEW_OUTPUTS) else None,
         editable=editable, problems=service.submission_problems(item) if editable else [],
         previews=previews, votes={f.id: service.visible_votes(user, item, f) for f in item.files},
         my_votes={f.id: next((v.vote for v in service.current_votes(f) if v.reviewer_id == user.id), None)
-                  for f in item.files},
+                  for f in item.files} if checker else {},
         reviews=service.round_reviews(item) if service.unblinded(user, item) and checker else [],
-        own_review=service.own_review(user, item), comments=service.visible_comments(user, item),
-        reviewing=item.state in REVIEWABLE_STATES, approval_problems=service.approval_problems(item),
+        own_review=service.own_review(user, item) if checker else None,
+        comments=service.visible_comments(user, item),
+        reviewing=item.state in REVIEWABLE_STATES,
+        approval_problems=service.approval_problems(item) if checker and item.state == OutputState.REVIEWED else [],
         limits=settings().outputs, is_released=item.state == OutputState.RELEASED,
         is_member=is_member(user, item.project),
-        exceptions={f.id: service.current_exception(item, f) for f in item.files},
+        exception_for=lambda f: service.current_exception(item, f),
         exception_decisions=lambda e: service.visible_exception_decisions(user, item, e),
         can_ask_exception=author and item.state in service.EXCEPTION_STATES,
         can_answer_exception=checker and item.state in {*REVIEWABLE_STATES, OutputState.REVIEWED},
