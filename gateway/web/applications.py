@@ -112,7 +112,7 @@ def risk_for(user: Any, application: Application) -> tuple[Any, bool]:
 @bp.get("/<int:application_id>")
 @requires(Permission.VIEW_PROJECTS)
 def view(application_id: int) -> Any:
-    return _view_page(_load(application_id))
+    return _view_page(applications.application_page(db(), require_user(), application_id))
 
 
 def _view_page(application: Application, decision_form: DecisionForm | None = None) -> Any:
