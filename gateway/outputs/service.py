@@ -228,17 +228,21 @@ _WITHOUT_CONTENTS = (lazyload(OutputRequest.groups), lazyload(OutputRequest.file
                      lazyload(OutputRequest.comments), lazyload(OutputRequest.exceptions))
 
 
+# The database narrows the rows by the same rule (is_member still decides each one); each row's project comes joined
+# (one per request) and the projects' teams in one more query, not one each. Built once per process, with and without
+# the contents (SQLAlchemy keeps a built statement's cache key).
+_REQUESTS_FOR = (select(OutputRequest).order_by(OutputRequest.id.desc())
+                 .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == bindparam("user_id"))))
+                 .options(joinedload(OutputRequest.project).lazyload(Project.variables),
+                          joinedload(OutputRequest.project).selectinload(Project.members)
+                          .joinedload(ProjectMember.user).lazyload(User.role_grants)))
+_REQUESTS_FOR_WITHOUT_CONTENTS = _REQUESTS_FOR.options(*_WITHOUT_CONTENTS)
+
+
 def requests_for(session: Session, user: User, with_contents: bool = True) -> list[OutputRequest]:
     """The requests of the projects this person belongs to, newest first; without ``with_contents`` their groups,
     files, reviews, comments and exceptions are read only if a caller asks (a page listing them shows none)."""
-    # The database narrows the rows by the same rule (is_member still decides each one), and each row's project and
-    # team come in one more query, not one each.
-    rows = session.scalars(select(OutputRequest).order_by(OutputRequest.id.desc())
-                           .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))
-                           .options(selectinload(OutputRequest.project).lazyload(Project.variables),
-                                    selectinload(OutputRequest.project).selectinload(Project.members)
-                                    .joinedload(ProjectMember.user).lazyload(User.role_grants),
-                                    *(() if with_contents else _WITHOUT_CONTENTS)))
+    rows = session.scalars(_REQUESTS_FOR if with_contents else _REQUESTS_FOR_WITHOUT_CONTENTS, {"user_id": user.id})
     return [r for r in rows if is_member(user, r.project)]
 
 
