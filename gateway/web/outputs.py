@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 from flask_wtf import FlaskForm
@@ -169,15 +169,36 @@ def made_by(item: Any) -> dict[str, str] | None:
             "call": str(record.get("kind") or ""), "source": source if isinstance(source, str) else ""}
 
 
+class PreviewCell(NamedTuple):
+    """One cell of the checker's table: its text and, when the automatic check judged it, the verdict it shows."""
+
+    text: str
+    judged: bool
+    shown: str  # the verdict shown: "suppressed" for a suppressed cell that passed, else the check's status
+    rules: list[str]
+    recomputed: bool  # the check recomputed the cell and found another value (expected)
+    expected: Any
+
+
+def _cell(text: str, verdict: dict[str, Any] | None) -> PreviewCell:
+    if not verdict:
+        return PreviewCell(text, False, "", [], False, None)
+    status = verdict.get("status", "")
+    shown = "suppressed" if verdict.get("suppressed") and status == "pass" else status
+    return PreviewCell(text, True, shown, verdict.get("rules", []), "expected" in verdict, verdict.get("expected"))
+
+
 def _csv_preview(item: Any) -> dict[str, Any]:
-    """The submitted CSV as rows of (text, verdict) for the checker's table, verdicts in CSV coordinates."""
+    """The submitted CSV as rows of cells for the checker's table, verdicts in CSV coordinates (worked out here once,
+    not looked up in the template cell by cell)."""
     try:
         data = files.read_stored(settings().outputs_dir, item.stored_name, item.sha256)
     except OSError:
         return {"rows": [], "error": "The stored copy does not match its hash."}
     grid = checks.csv_grid(data)
     verdicts = {(c["row"], c["col"]): c for c in (item.check_result or {}).get("cells", [])}
-    rows = [[(text, verdicts.get((r, c))) for c, text in enumerate(row)] for r, row in enumerate(grid[:PREVIEW_ROWS])]
+    rows = [[_cell(text, verdicts.get((r, c))) for c, text in enumerate(row)]
+            for r, row in enumerate(grid[:PREVIEW_ROWS])]
     return {"rows": rows, "truncated": len(grid) > PREVIEW_ROWS, "error": None}
 
 
