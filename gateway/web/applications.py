@@ -124,7 +124,9 @@ def _view_page(application: Application, decision_form: DecisionForm | None = No
                 if can_edit else {})
     assignment = dac.assignment_of(user, application)
     is_chair = has_permission(user, Permission.CHAIR_DAC)
-    reviewer_choices = dac.reviewers_available(session, application) if is_chair else []
+    # the committee to choose from, where the chair's assignment form shows
+    reviewer_choices = dac.reviewers_available(session, application) \
+        if is_chair and application.state in dac.ASSIGNABLE_STATES else []
     risk, exact = risk_for(user, application)
     # the forms of what this person can act on: the team's draft, their own assignment, the chair's
     return render_template(

@@ -65,7 +65,7 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("checker1", _project_of_output, 8, "Data extract"),
     ("dacchair", "/home", 5, "Welcome, Prof. Helen Marsh"),
     ("dacchair", "/applications/", 3, "Applications for the data access committee"),
-    ("dacchair", ("/applications/", r"/applications/\d+"), 6, "Variables requested"),
+    ("dacchair", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
     ("dacchair", _under_review, 6, "Variables requested"),
     ("dacchair", ("/projects/", r"/projects/\d+"), 7, "Data extract"),
     ("dac2", "/home", 5, "Welcome, Dr Sofia Rossi"),
