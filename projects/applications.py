@@ -111,19 +111,20 @@ def get_application(session: Session, user: User, application_id: int) -> Applic
 # The application page's three statements as in _PAGE, each built once per process (SQLAlchemy keeps a built
 # statement's cache key; a selectin load builds its statement on every request): the application with its
 # organisation, team and decisions; its variables; its reviewers (with their roles) and their votes, in the order
-# they were assigned.
+# they were assigned. The reviewers are read up front for anyone but the team, and for the team once a round is
+# decided (the reviewers' comments to the applicant); otherwise on first use, in one statement.
+_ASSIGNMENTS = (joinedload(ReviewAssignment.reviewer).joinedload(User.role_grants),
+                joinedload(ReviewAssignment.reviews))
 _PAGE_APPLICATION = select(Application).where(Application.id == bindparam("application_id")).options(
     joinedload(Application.organisation),
     joinedload(Application.members).joinedload(ApplicationMember.user).lazyload(User.role_grants),
     joinedload(Application.decisions),
-    lazyload(Application.variables), lazyload(Application.assignments))
+    lazyload(Application.variables), lazyload(Application.assignments).options(*_ASSIGNMENTS))
 _PAGE_VARIABLES = (select(ApplicationVariable)
                    .where(ApplicationVariable.application_id == bindparam("application_id"))
                    .order_by(ApplicationVariable.dataset, ApplicationVariable.variable))
 _PAGE_ASSIGNMENTS = (select(ReviewAssignment).where(ReviewAssignment.application_id == bindparam("application_id"))
-                     .order_by(ReviewAssignment.id)
-                     .options(joinedload(ReviewAssignment.reviewer).joinedload(User.role_grants),
-                              joinedload(ReviewAssignment.reviews)))
+                     .order_by(ReviewAssignment.id).options(*_ASSIGNMENTS))
 
 
 def application_page(session: Session, user: User, application_id: int) -> Application:
@@ -133,7 +134,8 @@ def application_page(session: Session, user: User, application_id: int) -> Appli
     if application is None or not can_view_application(user, application):
         raise NotFound("No such application.")  # not yours answers exactly like not there: ids cannot be probed
     set_committed_value(application, "variables", list(session.scalars(_PAGE_VARIABLES, key)))
-    set_committed_value(application, "assignments", list(session.scalars(_PAGE_ASSIGNMENTS, key).unique()))
+    if not is_team_member(user, application) or application.decisions:
+        set_committed_value(application, "assignments", list(session.scalars(_PAGE_ASSIGNMENTS, key).unique()))
     return application
 
 

@@ -122,7 +122,9 @@ def _view_page(application: Application, decision_form: DecisionForm | None = No
     can_edit = applications.can_edit_application(user, application)
     problems = (applications.submission_problems(session, application, catalogue(), settings().dac, today())
                 if can_edit else {})
-    assignment = dac.assignment_of(user, application)
+    # the committee's part of the page (reviewers, votes, quorum) is worked out only for the committee, who see it
+    committee = has_permission(user, Permission.REVIEW_APPLICATIONS)
+    assignment = dac.assignment_of(user, application) if committee else None
     is_chair = has_permission(user, Permission.CHAIR_DAC)
     # the committee to choose from, where the chair's assignment form shows
     reviewer_choices = dac.reviewers_available(session, application) \
@@ -132,10 +134,11 @@ def _view_page(application: Application, decision_form: DecisionForm | None = No
     return render_template(
         "applications/view.html", application=application, user=user, problems=problems,
         can_edit=can_edit, owners=APPLICATION_OWNERS,
-        assignment=assignment, recused=dac.is_recused(user, application),
-        auto_conflict=dac.automatic_conflict(user, application),
-        reviews=dac.visible_reviews(user, application), quorum=dac.quorum(application, settings().dac),
-        count_visible=dac.count_visible(user, application), risk=risk, exact=exact,
+        assignment=assignment, recused=committee and dac.is_recused(user, application),
+        auto_conflict=dac.automatic_conflict(user, application) if committee else None,
+        reviews=dac.visible_reviews(user, application) if committee else [],
+        quorum=dac.quorum(application, settings().dac) if committee else None,
+        count_visible=committee and dac.count_visible(user, application), risk=risk, exact=exact,
         rounded_count=preview.rounded_count, rounded_share=preview.rounded_share, targets=preview.TARGETS,
         describe_generalisation=preview.describe,
         reviewer_choices=reviewer_choices, member_form=MemberForm() if can_edit else None,

@@ -53,7 +53,7 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", "/projects/", 3, "Approved projects you can see"),
     ("researcher", ("/projects/", r"/projects/\d+"), 15, "Workspace sessions"),
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
-    ("researcher", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
+    ("researcher", ("/applications/", r"/applications/\d+"), 4, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
     ("researcher2", "/home", 6, "Welcome, Dr Tom Brennan"),
     ("researcher2", "/outputs/", 5, OUTPUT_TITLE),
