@@ -229,20 +229,34 @@ _WITHOUT_CONTENTS = (lazyload(OutputRequest.groups), lazyload(OutputRequest.file
 
 
 # The database narrows the rows by the same rule (is_member still decides each one); each row's project comes joined
-# (one per request) and the projects' teams in one more query, not one each. Built once per process, with and without
-# the contents (SQLAlchemy keeps a built statement's cache key).
+# (one per request) and the projects' teams in one more query, not one each. Built once per process (SQLAlchemy
+# keeps a built statement's cache key).
 _REQUESTS_FOR = (select(OutputRequest).order_by(OutputRequest.id.desc())
                  .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == bindparam("user_id"))))
                  .options(joinedload(OutputRequest.project).lazyload(Project.variables),
                           joinedload(OutputRequest.project).selectinload(Project.members)
                           .joinedload(ProjectMember.user).lazyload(User.role_grants)))
-_REQUESTS_FOR_WITHOUT_CONTENTS = _REQUESTS_FOR.options(*_WITHOUT_CONTENTS)
 
 
-def requests_for(session: Session, user: User, with_contents: bool = True) -> list[OutputRequest]:
-    """The requests of the projects this person belongs to, newest first; without ``with_contents`` their groups,
-    files, reviews, comments and exceptions are read only if a caller asks (a page listing them shows none)."""
-    rows = session.scalars(_REQUESTS_FOR if with_contents else _REQUESTS_FOR_WITHOUT_CONTENTS, {"user_id": user.id})
+def requests_for(session: Session, user: User) -> list[OutputRequest]:
+    """The requests of the projects this person belongs to, newest first (a page listing them, which shows none of
+    their contents and has read the person's projects already, uses requests_of)."""
+    rows = session.scalars(_REQUESTS_FOR, {"user_id": user.id})
+    return [r for r in rows if is_member(user, r.project)]
+
+
+# The requests of projects already read with their teams: each request's project is found among them, not read again.
+_REQUESTS_OF = (select(OutputRequest).where(OutputRequest.project_id.in_(bindparam("project_ids", expanding=True)))
+                .order_by(OutputRequest.id.desc()).options(*_WITHOUT_CONTENTS))
+
+
+def requests_of(session: Session, user: User, projects: list[Project]) -> list[OutputRequest]:
+    """requests_for, when the caller has read this person's projects (with their teams) already: the requests of
+    those of them this person belongs to, newest first, without their contents; is_member decides each one."""
+    ids = [p.id for p in projects if is_member(user, p)]
+    if not ids:
+        return []
+    rows = session.scalars(_REQUESTS_OF, {"project_ids": ids})
     return [r for r in rows if is_member(user, r.project)]
 
 

@@ -90,7 +90,7 @@ def _age(moment: dt.datetime | None) -> str:
 def index() -> Any:
     user = require_user()
     projects = [p for p in lifecycle.list_projects(db(), user) if is_member(user, p)]
-    return render_template("outputs/index.html", requests=service.requests_for(db(), user, with_contents=False),
+    return render_template("outputs/index.html", requests=service.requests_of(db(), user, projects),
                            projects=projects, owners=OUTPUT_OWNERS,
                            can_request=has_permission(user, Permission.REQUEST_OUTPUTS),
                            is_checker=has_permission(user, Permission.REVIEW_OUTPUTS))

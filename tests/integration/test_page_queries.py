@@ -56,7 +56,7 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", ("/applications/", r"/applications/\d+"), 4, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
     ("researcher2", "/home", 6, "Welcome, Dr Tom Brennan"),
-    ("researcher2", "/outputs/", 5, OUTPUT_TITLE),
+    ("researcher2", "/outputs/", 4, OUTPUT_TITLE),
     ("researcher2", _output_request, 4, OUTPUT_TITLE),
     ("researcher2", _project_of_output, 15, "Workspace sessions"),
     ("checker1", "/home", 2, "Welcome, Ali Hassan"),
