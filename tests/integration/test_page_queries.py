@@ -53,7 +53,7 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", "/projects/", 3, "Approved projects you can see"),
     ("researcher", ("/projects/", r"/projects/\d+"), 15, "Workspace sessions"),
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
-    ("researcher", ("/applications/", r"/applications/\d+"), 4, "Variables requested"),
+    ("researcher", ("/applications/", r"/applications/\d+"), 3, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),
     ("researcher2", "/home", 6, "Welcome, Dr Tom Brennan"),
     ("researcher2", "/outputs/", 4, OUTPUT_TITLE),
@@ -65,12 +65,12 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("checker1", _project_of_output, 8, "Data extract"),
     ("dacchair", "/home", 5, "Welcome, Prof. Helen Marsh"),
     ("dacchair", "/applications/", 3, "Applications for the data access committee"),
-    ("dacchair", ("/applications/", r"/applications/\d+"), 5, "Variables requested"),
-    ("dacchair", _under_review, 6, "Variables requested"),
+    ("dacchair", ("/applications/", r"/applications/\d+"), 4, "Variables requested"),
+    ("dacchair", _under_review, 5, "Variables requested"),
     ("dacchair", ("/projects/", r"/projects/\d+"), 7, "Data extract"),
     ("dac2", "/home", 5, "Welcome, Dr Sofia Rossi"),
-    ("dac2", _under_review, 5, "Submit vote"),
-    ("laymember", _under_review, 5, 'data-testid="conflict-form"'),
+    ("dac2", _under_review, 4, "Submit vote"),
+    ("laymember", _under_review, 4, 'data-testid="conflict-form"'),
 ]
 class Statements:
     """Every statement sent on the engine; SQLite's BEGIN (issued by the app's own hook) is not a query."""
