@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, false, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, false, func, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload, load_only, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import audit
 from gateway.config import DacSettings
@@ -124,6 +125,37 @@ def get_application(session: Session, user: User, application_id: int) -> Applic
     application = session.get(Application, application_id, options=_PAGE)
     if application is None or not can_view_application(user, application):
         raise NotFound("No such application.")  # not yours answers exactly like not there: ids cannot be probed
+    return application
+
+
+# The application page's three statements as in _PAGE, each built once per process (SQLAlchemy keeps a built
+# statement's cache key; a selectin load builds its statement on every request): the application with its
+# organisation, team and decisions; its variables; its reviewers (with their roles) and their votes, in the order
+# they were assigned. The reviewers are read up front for anyone but the team, and for the team once a round is
+# decided (the reviewers' comments to the applicant); otherwise on first use, in one statement.
+_ASSIGNMENTS = (joinedload(ReviewAssignment.reviewer).joinedload(User.role_grants),
+                joinedload(ReviewAssignment.reviews))
+_PAGE_APPLICATION = select(Application).where(Application.id == bindparam("application_id")).options(
+    joinedload(Application.organisation),
+    joinedload(Application.members).joinedload(ApplicationMember.user).lazyload(User.role_grants),
+    joinedload(Application.decisions),
+    lazyload(Application.variables), lazyload(Application.assignments).options(*_ASSIGNMENTS))
+_PAGE_VARIABLES = (select(ApplicationVariable)
+                   .where(ApplicationVariable.application_id == bindparam("application_id"))
+                   .order_by(ApplicationVariable.dataset, ApplicationVariable.variable))
+_PAGE_ASSIGNMENTS = (select(ReviewAssignment).where(ReviewAssignment.application_id == bindparam("application_id"))
+                     .order_by(ReviewAssignment.id).options(*_ASSIGNMENTS))
+
+
+def application_page(session: Session, user: User, application_id: int) -> Application:
+    """The application as get_application gives it, by the same rule, for its page (read at the start of a request)."""
+    key = {"application_id": application_id}
+    application = session.execute(_PAGE_APPLICATION, key).unique().scalar_one_or_none()
+    if application is None or not can_view_application(user, application):
+        raise NotFound("No such application.")  # not yours answers exactly like not there: ids cannot be probed
+    set_committed_value(application, "variables", list(session.scalars(_PAGE_VARIABLES, key)))
+    if not is_team_member(user, application) or application.decisions:
+        set_committed_value(application, "assignments", list(session.scalars(_PAGE_ASSIGNMENTS, key).unique()))
     return application
 
 

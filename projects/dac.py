@@ -80,11 +80,15 @@ def is_lay(user: User) -> bool:
 
 # --- assignment and conflicts ------------------------------------------------------------------------
 
+# the states in which the chair may assign reviewers
+ASSIGNABLE_STATES = frozenset({AppState.SUBMITTED, AppState.UNDER_REVIEW})
+
+
 def assign_reviewers(session: Session, actor: User, application: Application, reviewers: list[User]) -> None:
     """Ask DAC members to review; the first assignment (or a resubmission) opens the review."""
     check_permission(actor, Permission.CHAIR_DAC)
     _check_not_recused(actor, application, "assign reviewers")
-    if application.state not in {AppState.SUBMITTED, AppState.UNDER_REVIEW}:
+    if application.state not in ASSIGNABLE_STATES:
         raise InvalidTransition("Reviewers can be assigned only to a submitted application or one under review.")
     errors: list[str] = []
     for reviewer in reviewers:

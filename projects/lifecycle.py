@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BindParameter, ColumnElement, select, true
+from sqlalchemy import BindParameter, ColumnElement, bindparam, select, true
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
@@ -69,14 +69,17 @@ def get_project(session: Session, user: User, project_id: int) -> Project:
     return project
 
 
+# built once per process, for staff and for anyone else (SQLAlchemy keeps a built statement's cache key)
+_ALL_PROJECTS = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST)
+_MEMBER_PROJECTS = _ALL_PROJECTS.where(can_view_project_clause(bindparam("user_id"), staff=False))
+
+
 def list_projects(session: Session, user: User) -> list[Project]:
     """The projects this person can see. The database narrows the rows by the same rule (staff see every project,
     anyone else the ones they are a member of), so a researcher's list does not load the whole table;
     can_view_project still decides each row."""
-    query = select(Project).order_by(Project.id.desc()).options(*_PROJECT_LIST)
-    if not is_staff(user):
-        query = query.where(can_view_project_clause(user.id, staff=False))
-    return [p for p in session.scalars(query) if can_view_project(user, p)]
+    rows = session.scalars(_ALL_PROJECTS) if is_staff(user) else session.scalars(_MEMBER_PROJECTS, {"user_id": user.id})
+    return [p for p in rows if can_view_project(user, p)]
 
 
 def create_project(session: Session, actor: User, application: Application, decision: Decision,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway.charging.models import FrozenQuote
@@ -200,9 +200,13 @@ def quote_for_application(session: Session, application: Application, today: dt.
     return build_quote(tariff, inputs_for(session, tariff, application, today))
 
 
+# built once per process: the application page asks on every view (SQLAlchemy keeps a built statement's cache key)
+_FROZEN_QUOTE = (select(FrozenQuote).where(FrozenQuote.application_id == bindparam("application_id"))
+                 .options(joinedload(FrozenQuote.lines)))  # its lines, same query
+
+
 def frozen_quote_of(session: Session, application_id: int) -> FrozenQuote | None:
-    return session.scalars(select(FrozenQuote).where(FrozenQuote.application_id == application_id)
-                           .options(joinedload(FrozenQuote.lines))).unique().one_or_none()  # its lines, same query
+    return session.scalars(_FROZEN_QUOTE, {"application_id": application_id}).unique().one_or_none()
 
 
 def project_quotes(session: Session, project: Project) -> list[FrozenQuote]:

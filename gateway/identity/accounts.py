@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from gateway import audit
@@ -218,8 +218,12 @@ def sign_out_everywhere(session: Session, user: User) -> None:
     audit.record(session, user, "auth.signed_out_everywhere", "user", user.id, {"sessions_ended": ended})
 
 
+# built once per process (SQLAlchemy keeps a built statement's cache key): the chair's application page asks each view
+_WITH_ROLES = (select(User).where(User.role_grants.any(UserRole.role.in_(bindparam("roles", expanding=True))),
+                                  User.is_active.is_(True))
+               .order_by(User.display_name, User.id).options(joinedload(User.role_grants)))  # their roles, same query
+
+
 def users_with_roles(session: Session, roles: list[str]) -> list[User]:
     """Active users holding any of ``roles``, by name."""
-    query = (select(User).where(User.role_grants.any(UserRole.role.in_(roles)), User.is_active.is_(True))
-             .order_by(User.display_name, User.id).options(joinedload(User.role_grants)))  # their roles, same query
-    return list(session.scalars(query).unique())
+    return list(session.scalars(_WITH_ROLES, {"roles": list(roles)}).unique())

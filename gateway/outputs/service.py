@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, func, select
+from sqlalchemy import BindParameter, Select, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gateway import audit, outbox
 from gateway.config import Settings
@@ -174,6 +175,47 @@ def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
     return request
 
 
+# The request page's reads, each a statement built once per process (SQLAlchemy keeps a built statement's cache key,
+# so a request pays only for the round trip and the rows), and each read only when the person viewing sees what it
+# holds: the request with its author, groups and its project's team (the rows, not the people: the rules need only
+# who is on it); its files, with their votes for an output checker who may review it (nobody else sees votes); its
+# comments; its reviews for that checker. Exceptions are read when the page shows one (a failing file).
+_WITHOUT_GRANTS = lazyload(User.role_grants)
+_PAGE_REQUEST = select(OutputRequest).where(OutputRequest.id == bindparam("request_id")).options(
+    joinedload(OutputRequest.project).lazyload(Project.variables),
+    joinedload(OutputRequest.project).joinedload(Project.members).lazyload(ProjectMember.user),
+    joinedload(OutputRequest.author).options(_WITHOUT_GRANTS),
+    joinedload(OutputRequest.groups),
+    lazyload(OutputRequest.files), lazyload(OutputRequest.reviews), lazyload(OutputRequest.comments),
+    lazyload(OutputRequest.exceptions).joinedload(OutputException.requested_by).options(_WITHOUT_GRANTS),
+    lazyload(OutputRequest.exceptions).joinedload(OutputException.decisions)
+    .joinedload(OutputExceptionDecision.checker).options(_WITHOUT_GRANTS))
+_PAGE_FILES = (select(OutputFile).where(OutputFile.request_id == bindparam("request_id")).order_by(OutputFile.id)
+               .options(lazyload(OutputFile.votes)))
+_PAGE_FILES_VOTES = (select(OutputFile).where(OutputFile.request_id == bindparam("request_id"))
+                     .order_by(OutputFile.id)
+                     .options(joinedload(OutputFile.votes).joinedload(OutputVote.reviewer).options(_WITHOUT_GRANTS)))
+_PAGE_REVIEWS = (select(OutputReview).where(OutputReview.request_id == bindparam("request_id"))
+                 .order_by(OutputReview.id).options(joinedload(OutputReview.reviewer).options(_WITHOUT_GRANTS)))
+_PAGE_COMMENTS = (select(OutputComment).where(OutputComment.request_id == bindparam("request_id"))
+                  .order_by(OutputComment.id).options(joinedload(OutputComment.author).options(_WITHOUT_GRANTS)))
+
+
+def request_page(session: Session, user: User, request_id: int) -> OutputRequest:
+    """The request as get_request gives it, by the same rule, with what its page shows to this person read."""
+    key = {"request_id": request_id}
+    request = session.execute(_PAGE_REQUEST, key).unique().scalar_one_or_none()
+    if request is None or not can_view(user, request):
+        raise NotFound("No such output request.")  # not yours answers exactly like not there
+    checker = can_review(user, request)
+    set_committed_value(request, "files",
+                        list(session.scalars(_PAGE_FILES_VOTES if checker else _PAGE_FILES, key).unique()))
+    set_committed_value(request, "comments", list(session.scalars(_PAGE_COMMENTS, key).unique()))
+    if checker:
+        set_committed_value(request, "reviews", list(session.scalars(_PAGE_REVIEWS, key).unique()))
+    return request
+
+
 def get_file(request: OutputRequest, file_id: int) -> OutputFile:
     found = next((f for f in request.files if f.id == file_id), None)
     if found is None:
@@ -186,17 +228,35 @@ _WITHOUT_CONTENTS = (lazyload(OutputRequest.groups), lazyload(OutputRequest.file
                      lazyload(OutputRequest.comments), lazyload(OutputRequest.exceptions))
 
 
-def requests_for(session: Session, user: User, with_contents: bool = True) -> list[OutputRequest]:
-    """The requests of the projects this person belongs to, newest first; without ``with_contents`` their groups,
-    files, reviews, comments and exceptions are read only if a caller asks (a page listing them shows none)."""
-    # The database narrows the rows by the same rule (is_member still decides each one), and each row's project and
-    # team come in one more query, not one each.
-    rows = session.scalars(select(OutputRequest).order_by(OutputRequest.id.desc())
-                           .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user.id)))
-                           .options(selectinload(OutputRequest.project).lazyload(Project.variables),
-                                    selectinload(OutputRequest.project).selectinload(Project.members)
-                                    .joinedload(ProjectMember.user).lazyload(User.role_grants),
-                                    *(() if with_contents else _WITHOUT_CONTENTS)))
+# The database narrows the rows by the same rule (is_member still decides each one); each row's project comes joined
+# (one per request) and the projects' teams in one more query, not one each. Built once per process (SQLAlchemy
+# keeps a built statement's cache key).
+_REQUESTS_FOR = (select(OutputRequest).order_by(OutputRequest.id.desc())
+                 .where(OutputRequest.project.has(Project.members.any(ProjectMember.user_id == bindparam("user_id"))))
+                 .options(joinedload(OutputRequest.project).lazyload(Project.variables),
+                          joinedload(OutputRequest.project).selectinload(Project.members)
+                          .joinedload(ProjectMember.user).lazyload(User.role_grants)))
+
+
+def requests_for(session: Session, user: User) -> list[OutputRequest]:
+    """The requests of the projects this person belongs to, newest first (a page listing them, which shows none of
+    their contents and has read the person's projects already, uses requests_of)."""
+    rows = session.scalars(_REQUESTS_FOR, {"user_id": user.id})
+    return [r for r in rows if is_member(user, r.project)]
+
+
+# The requests of projects already read with their teams: each request's project is found among them, not read again.
+_REQUESTS_OF = (select(OutputRequest).where(OutputRequest.project_id.in_(bindparam("project_ids", expanding=True)))
+                .order_by(OutputRequest.id.desc()).options(*_WITHOUT_CONTENTS))
+
+
+def requests_of(session: Session, user: User, projects: list[Project]) -> list[OutputRequest]:
+    """requests_for, when the caller has read this person's projects (with their teams) already: the requests of
+    those of them this person belongs to, newest first, without their contents; is_member decides each one."""
+    ids = [p.id for p in projects if is_member(user, p)]
+    if not ids:
+        return []
+    rows = session.scalars(_REQUESTS_OF, {"project_ids": ids})
     return [r for r in rows if is_member(user, r.project)]
 
 

@@ -112,32 +112,40 @@ def risk_for(user: Any, application: Application) -> tuple[Any, bool]:
 @bp.get("/<int:application_id>")
 @requires(Permission.VIEW_PROJECTS)
 def view(application_id: int) -> Any:
-    return _view_page(_load(application_id))
+    return _view_page(applications.application_page(db(), require_user(), application_id))
 
 
 def _view_page(application: Application, decision_form: DecisionForm | None = None) -> Any:
     """The application page; a decision that was refused shows again as the chair typed it."""
     user = require_user()
     session = db()
+    can_edit = applications.can_edit_application(user, application)
     problems = (applications.submission_problems(session, application, catalogue(), settings().dac, today())
-                if applications.can_edit_application(user, application) else {})
-    assignment = dac.assignment_of(user, application)
+                if can_edit else {})
+    # the committee's part of the page (reviewers, votes, quorum) is worked out only for the committee, who see it
+    committee = has_permission(user, Permission.REVIEW_APPLICATIONS)
+    assignment = dac.assignment_of(user, application) if committee else None
+    is_chair = has_permission(user, Permission.CHAIR_DAC)
+    # the committee to choose from, where the chair's assignment form shows
     reviewer_choices = dac.reviewers_available(session, application) \
-        if has_permission(user, Permission.CHAIR_DAC) else []
+        if is_chair and application.state in dac.ASSIGNABLE_STATES else []
     risk, exact = risk_for(user, application)
+    # the forms of what this person can act on: the team's draft, their own assignment, the chair's
     return render_template(
         "applications/view.html", application=application, user=user, problems=problems,
-        can_edit=applications.can_edit_application(user, application), owners=APPLICATION_OWNERS,
-        assignment=assignment, recused=dac.is_recused(user, application),
-        auto_conflict=dac.automatic_conflict(user, application),
-        reviews=dac.visible_reviews(user, application), quorum=dac.quorum(application, settings().dac),
-        count_visible=dac.count_visible(user, application), risk=risk, exact=exact,
+        can_edit=can_edit, owners=APPLICATION_OWNERS,
+        assignment=assignment, recused=committee and dac.is_recused(user, application),
+        auto_conflict=dac.automatic_conflict(user, application) if committee else None,
+        reviews=dac.visible_reviews(user, application) if committee else [],
+        quorum=dac.quorum(application, settings().dac) if committee else None,
+        count_visible=committee and dac.count_visible(user, application), risk=risk, exact=exact,
         rounded_count=preview.rounded_count, rounded_share=preview.rounded_share, targets=preview.TARGETS,
         describe_generalisation=preview.describe,
-        reviewer_choices=reviewer_choices, member_form=MemberForm(), action_form=EmptyForm(),
-        assign_form=AssignForm(), conflict_form=ConflictForm(), review_form=ReviewForm(),
-        decision_form=decision_form or DecisionForm(), catalogue=catalogue(),
-        is_chair=has_permission(user, Permission.CHAIR_DAC),
+        reviewer_choices=reviewer_choices, member_form=MemberForm() if can_edit else None,
+        assign_form=AssignForm() if is_chair else None,
+        conflict_form=ConflictForm() if assignment else None, review_form=ReviewForm() if assignment else None,
+        decision_form=decision_form or (DecisionForm() if is_chair else None), catalogue=catalogue(),
+        is_chair=is_chair,
         voted=bool(assignment and any(r.round == application.round for r in assignment.reviews)))
 
 

@@ -25,6 +25,7 @@ from gateway.web.recorded import records_download
 from projects import applications, lifecycle
 from projects.models import Application, Project
 from projects.money import format_money, format_percent, parse_pounds
+from projects.workflow import AppState
 
 bp = Blueprint("charging", __name__, url_prefix="/charging")
 
@@ -41,6 +42,10 @@ def charging_quote(application: Application) -> quotes.Quote | None:
 
 @bp.app_template_global("charging_frozen_quote")
 def charging_frozen_quote(application: Application) -> Any:
+    """The quote frozen at approval; an application in any other state has none (charging.approval.freeze_quote is
+    subscribed to the approval event), so its page does not look one up."""
+    if application.state != AppState.APPROVED:
+        return None
     return quotes.frozen_quote_of(db(), application.id)
 
 

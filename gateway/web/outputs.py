@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Blueprint, flash, redirect, render_template, request, send_file, url_for
 from flask_wtf import FlaskForm
@@ -90,7 +90,7 @@ def _age(moment: dt.datetime | None) -> str:
 def index() -> Any:
     user = require_user()
     projects = [p for p in lifecycle.list_projects(db(), user) if is_member(user, p)]
-    return render_template("outputs/index.html", requests=service.requests_for(db(), user, with_contents=False),
+    return render_template("outputs/index.html", requests=service.requests_of(db(), user, projects),
                            projects=projects, owners=OUTPUT_OWNERS,
                            can_request=has_permission(user, Permission.REQUEST_OUTPUTS),
                            is_checker=has_permission(user, Permission.REVIEW_OUTPUTS))
@@ -128,24 +128,27 @@ def new(project_id: int) -> Any:
 @requires(Permission.VIEW_PROJECTS)
 def view(request_id: int) -> Any:
     user = require_user()
-    item = _load(request_id)
+    item = service.request_page(db(), user, request_id)
     author = item.author_id == user.id
     checker = service.can_review(user, item)
     editable = author and item.state in EDITABLE_STATES
     previews = {f.id: _csv_preview(f) for f in item.files if checker and f.extension == "csv"}
+    # votes, reviews and the decision's problems only where the page shows them: to a checker who may review it
     return render_template(
         "outputs/view.html", item=item, user=user, owners=OUTPUT_OWNERS, author=author, checker=checker,
         conflict=service.review_conflict(user, item) if has_permission(user, Permission.REVIEW_OUTPUTS) else None,
         editable=editable, problems=service.submission_problems(item) if editable else [],
         previews=previews, votes={f.id: service.visible_votes(user, item, f) for f in item.files},
         my_votes={f.id: next((v.vote for v in service.current_votes(f) if v.reviewer_id == user.id), None)
-                  for f in item.files},
+                  for f in item.files} if checker else {},
         reviews=service.round_reviews(item) if service.unblinded(user, item) and checker else [],
-        own_review=service.own_review(user, item), comments=service.visible_comments(user, item),
-        reviewing=item.state in REVIEWABLE_STATES, approval_problems=service.approval_problems(item),
+        own_review=service.own_review(user, item) if checker else None,
+        comments=service.visible_comments(user, item),
+        reviewing=item.state in REVIEWABLE_STATES,
+        approval_problems=service.approval_problems(item) if checker and item.state == OutputState.REVIEWED else [],
         limits=settings().outputs, is_released=item.state == OutputState.RELEASED,
         is_member=is_member(user, item.project),
-        exceptions={f.id: service.current_exception(item, f) for f in item.files},
+        exception_for=lambda f: service.current_exception(item, f),
         exception_decisions=lambda e: service.visible_exception_decisions(user, item, e),
         can_ask_exception=author and item.state in service.EXCEPTION_STATES,
         can_answer_exception=checker and item.state in {*REVIEWABLE_STATES, OutputState.REVIEWED},
@@ -166,15 +169,36 @@ def made_by(item: Any) -> dict[str, str] | None:
             "call": str(record.get("kind") or ""), "source": source if isinstance(source, str) else ""}
 
 
+class PreviewCell(NamedTuple):
+    """One cell of the checker's table: its text and, when the automatic check judged it, the verdict it shows."""
+
+    text: str
+    judged: bool
+    shown: str  # the verdict shown: "suppressed" for a suppressed cell that passed, else the check's status
+    rules: list[str]
+    recomputed: bool  # the check recomputed the cell and found another value (expected)
+    expected: Any
+
+
+def _cell(text: str, verdict: dict[str, Any] | None) -> PreviewCell:
+    if not verdict:
+        return PreviewCell(text, False, "", [], False, None)
+    status = verdict.get("status", "")
+    shown = "suppressed" if verdict.get("suppressed") and status == "pass" else status
+    return PreviewCell(text, True, shown, verdict.get("rules", []), "expected" in verdict, verdict.get("expected"))
+
+
 def _csv_preview(item: Any) -> dict[str, Any]:
-    """The submitted CSV as rows of (text, verdict) for the checker's table, verdicts in CSV coordinates."""
+    """The submitted CSV as rows of cells for the checker's table, verdicts in CSV coordinates (worked out here once,
+    not looked up in the template cell by cell)."""
     try:
         data = files.read_stored(settings().outputs_dir, item.stored_name, item.sha256)
     except OSError:
         return {"rows": [], "error": "The stored copy does not match its hash."}
     grid = checks.csv_grid(data)
     verdicts = {(c["row"], c["col"]): c for c in (item.check_result or {}).get("cells", [])}
-    rows = [[(text, verdicts.get((r, c))) for c, text in enumerate(row)] for r, row in enumerate(grid[:PREVIEW_ROWS])]
+    rows = [[_cell(text, verdicts.get((r, c))) for c, text in enumerate(row)]
+            for r, row in enumerate(grid[:PREVIEW_ROWS])]
     return {"rows": rows, "truncated": len(grid) > PREVIEW_ROWS, "error": None}
 
 
