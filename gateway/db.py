@@ -7,17 +7,18 @@ import hashlib
 import logging
 import re
 import select
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -280,3 +281,37 @@ def _after_commit(session: Session) -> None:
 def _after_rollback(session: Session) -> None:
     session.info.pop(_AFTER_COMMIT, None)
     _run(session.info.pop(_AFTER_ROLLBACK, []))
+
+
+# --- reads a page needs more than once --------------------------------------------------------------------------
+
+_READ_MEMO = "sde_read_memo"
+
+
+def remembered(session: Session, key: Hashable, read: Callable[[], T]) -> T:
+    """``read()``'s answer, kept on the session until anything is written or its transaction ends.
+
+    For a read that several parts of one page need (a project's invoices for its budget and for its statement):
+    the second asks nothing of the database. Whatever the session writes through the ORM (a pending change, a
+    flush, an INSERT, UPDATE or DELETE sent with ``session.execute``) forgets every answer. Not seen: a write sent
+    on ``session.connection()`` directly, and what other transactions commit meanwhile; so a decision (may this
+    workspace start?) reads afresh instead of through here.
+    """
+    memo: dict[Hashable, Any] = session.info.setdefault(_READ_MEMO, {})
+    if key in memo and not (session.new or session.dirty or session.deleted):
+        return memo[key]  # type: ignore[no-any-return]
+    answer = read()
+    memo[key] = answer
+    return answer
+
+
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_transaction_end")
+def _forget_reads(session: Session, *_: object) -> None:
+    session.info.pop(_READ_MEMO, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_reads_after_write(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info.pop(_READ_MEMO, None)

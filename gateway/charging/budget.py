@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import ORMExecuteState, Session, lazyload
+from sqlalchemy import select
+from sqlalchemy.orm import Session, lazyload
 
 from gateway import audit, outbox
 from gateway.charging.models import Invoice, MeterEvent, ProjectBudget
 from gateway.charging.pricing import basis_for, priced_lines
-from gateway.db import utcnow
+from gateway.db import remembered, utcnow
 from gateway.errors import Conflict, ValidationError
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
@@ -78,26 +78,31 @@ def _warning_percent() -> int:
 
 
 def budget_of(session: Session, project: Project) -> ProjectBudget | None:
+    """The project's cap, if finance set one (remembered until anything is written: for pages)."""
+    return remembered(session, ("budget", project.id), lambda: _budget_row(session, project))
+
+
+def _budget_row(session: Session, project: Project) -> ProjectBudget | None:
     return session.scalar(select(ProjectBudget).where(ProjectBudget.project_id == project.id))
 
 
-def project_invoices(session: Session, project: Project) -> list[Invoice]:
-    """Every invoice and credit note of the project, oldest first, without their lines. Remembered for the rest of
-    the transaction until anything is written, like the budget status: a project page needs them for the budget and
-    again for the statement."""
-    memo: dict[tuple[str, int], object] = session.info.setdefault(_MEMO, {})
-    key = ("invoices", project.id)
-    if key in memo and not (session.new or session.dirty or session.deleted):
-        return list(memo[key])  # type: ignore[call-overload]
-    rows = list(session.scalars(select(Invoice).where(Invoice.project_id == project.id).order_by(Invoice.id)
+def _invoices(session: Session, project: Project) -> list[Invoice]:
+    return list(session.scalars(select(Invoice).where(Invoice.project_id == project.id).order_by(Invoice.id)
                                 .options(lazyload(Invoice.lines))))
-    memo[key] = rows
-    return list(rows)
 
 
-def spent_pence(session: Session, project: Project) -> int:
+def project_invoices(session: Session, project: Project) -> list[Invoice]:
+    """Every invoice and credit note of the project, oldest first, without their lines. Remembered until anything is
+    written, like the budget status: a project's charges page needs them for the budget and again for the
+    statement."""
+    return list(remembered(session, ("invoices", project.id), lambda: tuple(_invoices(session, project))))
+
+
+def spent_pence(session: Session, project: Project, afresh: bool = False) -> int:
+    """Charged and accrued so far. ``afresh``: for a decision, everything read now (nothing a page remembered),
+    so usage or an invoice committed by another transaction since counts."""
     invoiced = 0
-    for invoice in project_invoices(session, project):
+    for invoice in _invoices(session, project) if afresh else project_invoices(session, project):
         if invoice.state == "void":
             continue
         invoiced += -invoice.total_pence if invoice.kind == "credit_note" else invoice.total_pence
@@ -111,42 +116,27 @@ def spent_pence(session: Session, project: Project) -> int:
     return invoiced + accrued
 
 
+def _status(session: Session, project: Project, budget: ProjectBudget | None, afresh: bool = False) -> BudgetStatus:
+    return BudgetStatus(budget.cap_pence if budget else None, spent_pence(session, project, afresh),
+                        _warning_percent())
+
+
 def budget_status(session: Session, project: Project) -> BudgetStatus:
-    """Remembered for the rest of the transaction until anything is written (each answer costs up to five queries,
-    and a page may ask for it more than once)."""
-    memo: dict[tuple[str, int], object] = session.info.setdefault(_MEMO, {})
-    key = ("status", project.id)
-    if key in memo and not (session.new or session.dirty or session.deleted):
-        return memo[key]  # type: ignore[return-value]
-    budget = budget_of(session, project)
-    status = BudgetStatus(budget.cap_pence if budget else None, spent_pence(session, project), _warning_percent())
-    memo[key] = status
-    return status
-
-
-_MEMO = "sde_budget_status"
-
-
-@event.listens_for(Session, "after_flush")
-@event.listens_for(Session, "after_transaction_end")
-def _forget_statuses(session: Session, *_: object) -> None:
-    session.info.pop(_MEMO, None)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _forget_after_write(state: ORMExecuteState) -> None:
-    if not state.is_select:
-        state.session.info.pop(_MEMO, None)
+    """For pages: remembered until anything is written (each answer costs up to five queries, and a page may ask for
+    it more than once). Decisions use check_budget and evaluate_budget, which read afresh."""
+    return remembered(session, ("budget_status", project.id),
+                      lambda: _status(session, project, budget_of(session, project)))
 
 
 def check_budget(session: Session, project: Project, what: str) -> None:
-    """Refuse ``what`` ("workspace" or "output_check") when the project's budget is used up. A project without a cap
-    has nothing to use up, so its spend is worked out only when it has one (the project page asks this for its
-    workspace card on every view: one statement for most projects instead of four or five)."""
-    budget = budget_of(session, project)
+    """Refuse ``what`` ("workspace" or "output_check") when the project's budget is used up. A decision, so nothing
+    is taken from what a page remembered. A project without a cap has nothing to use up, so its spend is worked out
+    only when it has one (the project page asks this for its workspace card on every view: one statement for most
+    projects instead of four or five)."""
+    budget = _budget_row(session, project)
     if budget is None:
         return
-    status = BudgetStatus(budget.cap_pence, spent_pence(session, project), _warning_percent())
+    status = _status(session, project, budget, afresh=True)
     if status.state == "exhausted":
         raise BudgetExhausted(
             f"The budget for {project.reference} is used up: {status.describe()} "
@@ -164,7 +154,7 @@ def set_budget(session: Session, actor: User, project: Project, cap_pence: int, 
         errors["reason"] = ["Give a reason (for example the purchase order)."]
     if errors:
         raise ValidationError("The budget could not be set.", field_errors=errors)
-    budget = budget_of(session, project)
+    budget = _budget_row(session, project)
     previous = budget.cap_pence if budget else None
     if budget is None:
         budget = ProjectBudget(project_id=project.id, cap_pence=cap_pence, reason=reason.strip(), set_by_id=actor.id,
@@ -181,10 +171,10 @@ def set_budget(session: Session, actor: User, project: Project, cap_pence: int, 
 
 def evaluate_budget(session: Session, project: Project) -> BudgetStatus | None:
     """Send the warning (once per cap) and the exhausted notice; clear 'exhausted' after a raise."""
-    budget = budget_of(session, project)
+    budget = _budget_row(session, project)
     if budget is None:
         return None
-    status = BudgetStatus(budget.cap_pence, spent_pence(session, project), _warning_percent())
+    status = _status(session, project, budget, afresh=True)
     if status.state in {"warning", "exhausted"} and budget.warned_cap_pence != budget.cap_pence:
         budget.warned_at, budget.warned_cap_pence = utcnow(), budget.cap_pence
         _notify(session, project, f"Budget warning for {project.reference}",

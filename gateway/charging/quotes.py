@@ -24,10 +24,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload, lazyload
+from sqlalchemy.orm import Session, joinedload
 
 from gateway.charging.models import FrozenQuote
 from gateway.charging.tariff import Tariff, tariff_in_force
+from gateway.db import remembered
 from projects.models import Application, Project
 from projects.money import apply_basis_points, format_money, vat_on
 
@@ -210,13 +211,14 @@ def frozen_quote_of(session: Session, application_id: int) -> FrozenQuote | None
 
 
 def project_quotes(session: Session, project: Project) -> list[FrozenQuote]:
-    """The project's frozen quotes with their lines, oldest first, in one statement (a project has a few)."""
-    return list(session.scalars(select(FrozenQuote).where(FrozenQuote.project_id == project.id)
-                                .order_by(FrozenQuote.id).options(joinedload(FrozenQuote.lines))).unique())
+    """The project's frozen quotes with their lines, oldest first, in one statement (a project has a few). Remembered
+    until anything is written: the charges page shows them and prices accrued usage on the latest."""
+    return list(remembered(session, ("quotes", project.id), lambda: tuple(session.scalars(
+        select(FrozenQuote).where(FrozenQuote.project_id == project.id).order_by(FrozenQuote.id)
+        .options(joinedload(FrozenQuote.lines))).unique())))
 
 
 def price_basis(session: Session, project: Project) -> FrozenQuote | None:
     """The quote whose tariff version and organisation rule price the project's metered usage (the latest)."""
-    return session.scalar(select(FrozenQuote).where(FrozenQuote.project_id == project.id)
-                          .order_by(FrozenQuote.id.desc()).limit(1)
-                          .options(lazyload(FrozenQuote.lines)))  # the basis needs the quote's terms, not its lines
+    frozen = project_quotes(session, project)
+    return frozen[-1] if frozen else None

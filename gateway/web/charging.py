@@ -49,7 +49,6 @@ def charging_frozen_quote(application: Application) -> Any:
     return quotes.frozen_quote_of(db(), application.id)
 
 
-@bp.app_template_global("charging_summary")
 def charging_summary(project: Project) -> dict[str, Any] | None:
     """Statement and budget, for the project's team and finance only (the statement page adds the frozen quotes)."""
     user = current_user()

@@ -78,8 +78,9 @@ BUDGETS: list[tuple[str, Page, int, str]] = [
     ("researcher", _project_led_by("researcher", "/data"), 6, DATA),
     ("researcher", _project_led_by("researcher", "/sessions"), 3, TRAFFIC),
     ("researcher", _project_led_by("researcher", "/outputs"), 4, PUBLICATIONS),
-    # 7 reads, then the view recorded in its own transaction: the audit head's two updates and the event's insert
-    ("researcher", _charges_of_project_led_by("researcher"), 10, 'data-testid="charges-summary"'),
+    # 6 reads (session, project, budget, invoices, usage not yet invoiced, quotes with their lines, which also give
+    # the price basis), then the view recorded in its own transaction: the audit head's two updates, the event's insert
+    ("researcher", _charges_of_project_led_by("researcher"), 9, 'data-testid="charges-summary"'),
     ("researcher", "/applications/", 3, "Your team&#39;s applications"),
     ("researcher", ("/applications/", r"/applications/\d+"), 3, "Variables requested"),
     ("researcher", "/outputs/", 4, "output requests"),

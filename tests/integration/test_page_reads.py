@@ -6,22 +6,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import demo
-from gateway.charging import budget, tariff
-from gateway.charging.models import Invoice, TariffVersion
+from gateway.charging import budget, quotes, tariff
+from gateway.charging.models import FrozenQuote, Invoice, MeterEvent, TariffVersion
 from gateway.charging.tariff import load_tariff, record_version
 from gateway.config import Settings
-from gateway.db import unit_of_work, utcnow
+from gateway.db import remembered, unit_of_work, utcnow
+from gateway.models import User
+from gateway.permissions import Role
 from gateway.workspaces.entitlement import workspace_id
 from gateway.workspaces.models import WorkspaceSession
 from projects import agreements
-from projects.models import AgreementAcceptance, Project, ProjectMember
+from projects.models import AgreementAcceptance, Application, Project, ProjectMember
+from projects.money import MAX_PENCE
 from tests.conftest import sign_in_session
 from tests.support import factories as f
+from tests.support.databases import postgres_only
+
+
+def _seed(factory: sessionmaker[Session], settings: Settings) -> None:
+    with unit_of_work(factory) as s:
+        demo.seed(s, settings)
+
+
+def _first_project(s: Session) -> Project:
+    project = s.scalars(select(Project).order_by(Project.id)).first()
+    assert project is not None
+    return project
 
 
 def test_current_and_accepted_answers_for_the_current_version_only(session_factory: sessionmaker[Session],
@@ -40,11 +56,9 @@ def test_current_and_accepted_answers_for_the_current_version_only(session_facto
 
 def test_project_invoices_are_read_again_after_a_write(session_factory: sessionmaker[Session],
                                                        settings: Settings) -> None:
+    _seed(session_factory, settings)
     with unit_of_work(session_factory) as s:
-        demo.seed(s, settings)
-    with unit_of_work(session_factory) as s:
-        project = s.scalars(select(Project).order_by(Project.id)).first()
-        assert project is not None
+        project = _first_project(s)
         before = budget.project_invoices(s, project)
         version = record_version(s, load_tariff())
         s.add(Invoice(project_id=project.id, period="2026-01", currency="GBP", tariff_version_id=version.id,
@@ -53,6 +67,89 @@ def test_project_invoices_are_read_again_after_a_write(session_factory: sessionm
         after = budget.project_invoices(s, project)
         assert len(after) == len(before) + 1
         assert after[-1].period == "2026-01"
+
+
+def test_a_remembered_read_is_forgotten_after_any_write(session_factory: sessionmaker[Session],
+                                                        demo_users: dict[str, int]) -> None:
+    """A pending change, a flush, an UPDATE statement and the end of the transaction each forget what was read."""
+    reads: list[int] = []
+
+    def read() -> int:
+        reads.append(len(reads) + 1)
+        return reads[-1]
+
+    with unit_of_work(session_factory) as s:
+        assert remembered(s, "k", read) == 1
+        assert remembered(s, "k", read) == 1  # kept: nothing written
+        person = f.user(s, "researcher")
+        person.display_name = "Renamed"  # a pending change: read again, not kept past it
+        assert remembered(s, "k", read) == 2
+        s.flush()
+        assert remembered(s, "k", read) == 3
+        assert remembered(s, "k", read) == 3
+        s.execute(update(User).where(User.id == -1).values(display_name="nobody"))
+        assert remembered(s, "k", read) == 4
+    with session_factory() as s:
+        assert remembered(s, "k", read) == 5  # another transaction: read again
+
+
+def test_the_price_basis_and_quotes_are_read_again_after_a_quote_is_frozen(
+        session_factory: sessionmaker[Session], settings: Settings) -> None:
+    _seed(session_factory, settings)
+    with unit_of_work(session_factory) as s:
+        project = next(p for p in s.scalars(select(Project).order_by(Project.id)) if quotes.project_quotes(s, p))
+        before = quotes.project_quotes(s, project)
+        assert quotes.price_basis(s, project) is before[-1]
+        latest = before[-1]
+        unquoted = s.scalar(select(Application.id).where(Application.id.not_in(select(FrozenQuote.application_id))))
+        assert unquoted is not None  # a quote names one application; any not yet quoted will do here
+        s.add(FrozenQuote(project_id=project.id, application_id=unquoted,
+                          tariff_version_id=latest.tariff_version_id, org_type="commercial",
+                          multiplier_basis_points=latest.multiplier_basis_points,
+                          vat_basis_points=latest.vat_basis_points, currency=latest.currency, net_pence=0,
+                          vat_pence=0, total_pence=0, frozen_by_id=latest.frozen_by_id))
+        s.flush()
+        after = quotes.project_quotes(s, project)
+        assert len(after) == len(before) + 1
+        basis = quotes.price_basis(s, project)
+        assert basis is after[-1] and basis.org_type == "commercial"
+
+
+def test_a_budget_set_in_the_transaction_is_the_one_checked(session_factory: sessionmaker[Session],
+                                                            settings: Settings) -> None:
+    _seed(session_factory, settings)
+    with unit_of_work(session_factory) as s:
+        project = _first_project(s)
+        finance = next(u for u in s.scalars(select(User)) if Role.FINANCE in u.roles)
+        budget.set_budget(s, finance, project, 10_000_000, "first cap")
+        assert budget.budget_status(s, project).cap_pence == 10_000_000
+        budget.set_budget(s, finance, project, 1, "cut to a penny")
+        assert budget.budget_of(s, project) is not None and budget.budget_status(s, project).cap_pence == 1
+        with pytest.raises(budget.BudgetExhausted):
+            budget.check_budget(s, project, "workspace")
+
+
+@postgres_only
+def test_a_budget_decision_counts_usage_committed_meanwhile(session_factory: sessionmaker[Session],
+                                                            settings: Settings) -> None:
+    """What a page remembers is not what a decision uses: usage another transaction commits between two checks in
+    one transaction is counted by the second (an attack found in review, when check_budget used the page memo)."""
+    _seed(session_factory, settings)
+    with unit_of_work(session_factory) as s:
+        project = _first_project(s)
+        finance = next(u for u in s.scalars(select(User)) if Role.FINANCE in u.roles)
+        budget.set_budget(s, finance, project, MAX_PENCE, "room to spare")
+    with unit_of_work(session_factory) as s:
+        project = _first_project(s)
+        assert budget.budget_status(s, project).state != "exhausted"  # a page's view, remembered
+        budget.check_budget(s, project, "output_check")  # allowed
+        with unit_of_work(session_factory) as other:
+            now = utcnow()
+            other.add(MeterEvent(event_key="test:big-fee", project_id=project.id, user_id=None, kind="fee",
+                                 quantity=1, unit="item", period=f"{now.year:04d}-{now.month:02d}", occurred_at=now,
+                                 recorded_at=now, description="big fee", amount_pence=2 * MAX_PENCE))
+        with pytest.raises(budget.BudgetExhausted):
+            budget.check_budget(s, project, "output_check")
 
 
 def test_a_stored_tariff_is_read_once_per_process(app: Flask, session_factory: sessionmaker[Session]) -> None:
@@ -83,8 +180,7 @@ def test_a_version_whose_content_does_not_match_its_id_is_not_kept(session_facto
 
 def test_the_workspace_button_follows_the_persons_own_open_session(app: Flask, settings: Settings,
                                                                    session_factory: sessionmaker[Session]) -> None:
-    with unit_of_work(session_factory) as s:
-        demo.seed(s, settings)
+    _seed(session_factory, settings)
     with unit_of_work(session_factory) as s:
         person = f.user(s, "researcher")
         project = s.scalars(select(Project).where(Project.members.any(ProjectMember.user_id == person.id))
