@@ -78,7 +78,9 @@ def record(session: Session, actor: Actor, action: str, object_type: str,
     """Append one event in the caller's transaction.
 
     The head row is updated first, which takes the row lock (PostgreSQL) or the write lock
-    (SQLite), so concurrent writers queue here instead of forking the chain.
+    (SQLite), so concurrent writers queue here instead of forking the chain. The head's hash is written here
+    too, not by a database trigger: code running against a database a migration behind would otherwise chain
+    events to a stale hash, and a trigger would also follow a tail rewritten by hand.
     """
     seq, prev_hash = session.execute(
         update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
@@ -144,9 +146,12 @@ def verify(session: Session, batch: int = 1000) -> VerifyResult:
     if head is None:
         return VerifyResult(False, checked, None, "the audit head row is missing")
     if head.seq != checked or head.hash != prev_hash:
+        # only record() moves the head: an event inserted or removed by hand leaves it behind or ahead
+        how = ("events removed from the end" if head.seq > checked else
+               "events added outside the gateway" if head.seq < checked else "the last event replaced")
         return VerifyResult(False, checked, checked + 1 if head.seq > checked else head.seq,
                             f"the log ends at event {checked} but the head records event {head.seq} "
-                            "(events removed from the end, or the head altered)")
+                            f"({how}, or the head altered)")
     return VerifyResult(True, checked)
 
 

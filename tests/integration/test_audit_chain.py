@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import audit
 from gateway.cli import main
 from gateway.db import make_engine, make_session_factory, unit_of_work
-from gateway.models import AuditEvent
+from gateway.models import AuditEvent, AuditHead
 
 
 def append(factory: sessionmaker[Session], n: int) -> None:
@@ -101,6 +101,47 @@ def test_database_refuses_update_and_delete_of_events(factory: sessionmaker[Sess
             conn.execute(text(statement))
     engine.dispose()
     assert verify_cli(database_url)[0] == 0
+
+
+def test_an_event_inserted_without_reserving_its_number_is_reported(factory: sessionmaker[Session],
+                                                                     database_url: str) -> None:
+    """Someone with database access appends a well-formed event by hand: the head does not follow it, so
+    `sde audit verify` names the mismatch instead of passing a chain that grew behind the gateway's back (and no
+    database trigger moves the head for them)."""
+    append(factory, 2)
+    with unit_of_work(factory) as s:
+        last = s.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert last is not None
+        forged = AuditEvent(seq=3, occurred_at=last.occurred_at, actor_id=None, actor_label="intruder",
+                            action="test.forged", object_type="thing", object_id="3", details={},
+                            prev_hash=last.hash)
+        forged.hash = audit.event_hash(forged)
+        s.add(forged)
+    with factory() as s:
+        head = s.get(AuditHead, 1)
+        assert head is not None and head.seq == 2 and head.hash == last.hash
+    code, output = verify_cli(database_url)
+    assert code == 1 and "head records event 2 (events added outside the gateway" in output, output
+
+
+def test_a_tail_rewritten_by_hand_is_reported(factory: sessionmaker[Session], database_url: str) -> None:
+    """Past the append-only guard, the last two events are replaced by a well-linked forged pair: the head still
+    names the real last event, so verify reports it. (A trigger moving the head on each insert, tried and dropped in
+    review, let this verify.)"""
+    append(factory, 5)
+    tamper(database_url, "DELETE FROM audit_events WHERE seq >= 4")
+    with unit_of_work(factory) as s:
+        prev = s.scalars(select(AuditEvent).where(AuditEvent.seq == 3)).one()
+        for seq in (4, 5):
+            forged = AuditEvent(seq=seq, occurred_at=prev.occurred_at, actor_id=None, actor_label="nobody",
+                                action="test.innocent", object_type="thing", object_id=str(seq), details={},
+                                prev_hash=prev.hash)
+            forged.hash = audit.event_hash(forged)
+            s.add(forged)
+            s.flush()
+            prev = forged
+    code, output = verify_cli(database_url)
+    assert code == 1 and "the last event replaced" in output, output
 
 
 def test_event_rolls_back_with_the_change_it_records(factory: sessionmaker[Session]) -> None:
