@@ -268,19 +268,18 @@ def returned_to_count(user_id: int | BindParameter[int]) -> Select[tuple[int]]:
         OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user_id)))
 
 
-def returned_to(session: Session, user: User) -> int:
-    """How many requests of this person's are returned to them, counted in the database."""
-    return session.scalar(returned_to_count(user.id)) or 0
+# Requests awaiting review or a decision, oldest first, with every row's project (and its team, for the conflict
+# rule) in one more query, not one each; built once per process.
+_AWAITING_CHECKS = (select(OutputRequest)
+                    .where(OutputRequest.state.in_([OutputState.SUBMITTED.value, OutputState.PARTIALLY_REVIEWED.value,
+                                                    OutputState.REVIEWED.value]))
+                    .order_by(OutputRequest.submitted_at, OutputRequest.id)
+                    .options(selectinload(OutputRequest.project).lazyload(Project.variables)))
 
 
 def queue(session: Session, user: User) -> list[OutputRequest]:
     """The checker's queue: requests awaiting review or a decision that this checker may check, oldest first."""
-    waiting = {OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED}
-    rows = session.scalars(select(OutputRequest).where(OutputRequest.state.in_([s.value for s in waiting]))
-                           .order_by(OutputRequest.submitted_at, OutputRequest.id)
-                           # every row's project (and its team, for the conflict rule) in one query, not one each
-                           .options(selectinload(OutputRequest.project).lazyload(Project.variables)))
-    return [r for r in rows if can_review(user, r)]
+    return [r for r in session.scalars(_AWAITING_CHECKS) if can_review(user, r)]
 
 
 def released_for_project(session: Session, project: Project) -> list[OutputRequest]:

@@ -21,6 +21,8 @@ from gateway.db import unit_of_work, utcnow
 from gateway.home import NEAR_EXPIRY_DAYS, URGENT_EXPIRY_DAYS, Waiting, waiting_for
 from gateway.models import User
 from gateway.outputs import service as outputs
+from gateway.outputs.models import OutputRequest
+from gateway.outputs.workflow import OutputState
 from gateway.permissions import Permission, Role, has_permission
 from projects import applications, dac, lifecycle
 from projects.models import Application, ApplicationMember, Project, ProjectMember, ReviewAssignment
@@ -57,6 +59,10 @@ def _edge_cases(s: Session) -> None:
                                           ProjectMember.user_id == second.lead_id))
     s.execute(delete(ProjectMember).where(ProjectMember.project_id == first.id,
                                           ProjectMember.user_id != first.lead_id))
+    # output requests returned to their authors: one to the first project's lead, still on its team (counted), one
+    # to the second's, who has left it (not counted), and one in another state (not counted)
+    for project, state in ((first, OutputState.RETURNED), (second, OutputState.RETURNED), (first, OutputState.PENDING)):
+        s.add(OutputRequest(project_id=project.id, author_id=project.lead_id, title="Edge case", state=state.value))
     closed = s.scalar(select(Project).where(Project.id.not_in([first.id, second.id])).order_by(Project.id))
     if closed is not None:
         closed.state, closed.end_date = ProjectState.CLOSED.value, TODAY + dt.timedelta(days=3)
@@ -124,7 +130,8 @@ def _expected(s: Session, user: User) -> dict[str, tuple[int, bool]]:
 
     visible = applications.list_applications(s, user)
     if Role.RESEARCHER.value in user.roles and has_permission(user, Permission.VIEW_PROJECTS):
-        add("outputs_returned", outputs.returned_to(s, user))
+        add("outputs_returned", sum(r.author_id == user.id and r.state == OutputState.RETURNED
+                                    for r in outputs.requests_for(s, user)))
         add("applications_returned", sum(a.state == AppState.CHANGES_REQUESTED
                                          and applications.is_team_member(user, a) for a in visible))
         near([p for p in lifecycle.list_projects(s, user) if p.lead_id == user.id])
@@ -160,4 +167,4 @@ def test_home_counts_equal_the_python_rules_over_whole_rows(session_factory: ses
             counted = {i.kind: (i.count, i.urgent) for i in items if i.kind in COUNTED_IN_SQL}
             assert counted == _expected(s, user), user.username
             shown |= set(counted)
-    assert shown >= {"votes_owed", "applications_to_decide", "projects_near_expiry"}, shown
+    assert shown >= {"votes_owed", "applications_to_decide", "projects_near_expiry", "outputs_returned"}, shown
