@@ -250,12 +250,8 @@ def user_create(username: str, display_name: str, email: str | None, roles: tupl
 
     if password_stdin and password is not None:
         _fail("give the password either with --password or with --password-stdin, not both")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            _fail("--password-stdin: standard input held no password")
-    elif password is None:
-        password = click.prompt("Initial password", hide_input=True, confirmation_prompt=True)
+    if password is None:
+        password = _password_typed("Initial password", password_stdin)
     _, factory = _factory()
     try:
         with unit_of_work(factory) as session:
@@ -264,8 +260,45 @@ def user_create(username: str, display_name: str, email: str | None, roles: tupl
             click.echo(f"Created {created.username} with roles: {', '.join(sorted(created.roles)) or 'none'}")
             click.echo("They will be asked to choose their own password when they first sign in.")
     except DomainError as exc:
-        details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
-        _fail(f"{exc.message} {details}".strip())
+        _fail_with(exc)
+
+
+def _password_typed(prompt: str, from_stdin: bool) -> str:
+    """A password from the first line of standard input (scripts), or typed at the prompt twice, not echoed."""
+    if not from_stdin:
+        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        _fail("--password-stdin: standard input held no password")
+    return password
+
+
+def _fail_with(exc: DomainError) -> None:
+    details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
+    _fail(f"{exc.message} {details}".strip())
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the temporary password from the first line of standard input (for scripts)")
+def user_set_password(username: str, password_stdin: bool) -> None:
+    """Set a temporary password on a local account (for someone who forgot theirs, an administrator included). The
+    password is asked for twice; the person must replace it at their next sign-in, and their sessions end."""
+    from gateway.identity.accounts import find_user, set_temporary_password
+
+    password = _password_typed("Temporary password", password_stdin)
+    _, factory = _factory()
+    try:
+        with unit_of_work(factory) as session:
+            target = find_user(session, username)
+            if target is None:
+                _fail(f"no account is called {username!r}")
+            ended = set_temporary_password(session, _cli_actor(), target, password)
+            click.echo(f"Temporary password set for {target.username}; sessions ended: {ended}.")
+            click.echo("They will be asked to choose their own password when they next sign in.")
+    except DomainError as exc:
+        _fail_with(exc)
 
 
 @main.group()
@@ -295,8 +328,7 @@ def token_create(username: str, name: str, days: int, scopes: tuple[str, ...], r
                 return
             _, plain = create_token(session, _cli_actor(), owner, name, days, list(scopes) or None, read_only)
     except DomainError as exc:
-        details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
-        _fail(f"{exc.message} {details}".strip())
+        _fail_with(exc)
         return
     click.echo(plain)
 

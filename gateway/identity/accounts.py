@@ -144,6 +144,34 @@ def reset_second_factor(session: Session, actor: User, target: User) -> None:
     audit.record(session, actor, "user.second_factor_reset", "user", target.id)
 
 
+def set_temporary_password(session: Session, operator: str, target: User, password: str) -> int:
+    """For a forgotten password, from the server (``sde user set-password``; ``operator`` is its label): a password
+    the person must replace at their next sign-in, as with a new account. Every session of the person ends (returns
+    how many) and a lock from failed sign-ins is lifted; their second factor stays, so the temporary password alone
+    does not sign anyone in as a person who has one.
+
+    There is no such form on the pages: an administrator who could both reset someone's second factor and set their
+    password could become that person (an output checker, say) alone. Someone who can run commands on the server can
+    already change the database, so the command adds no power. Directory accounts' passwords belong to the
+    directory."""
+    if target.source != "local":
+        raise Conflict("This account's password belongs to the organisation's directory (LDAP): reset it there.")
+    problems = password_problems(password, target.username, (target.display_name, (target.email or "").split("@")[0]))
+    if problems:
+        raise ValidationError("The password could not be set.", field_errors={"password": problems})
+    # the row locked and read again, so a password change committed meanwhile loses no session version (FOR NO KEY
+    # UPDATE: a sign-in may still add its session row, whose generation the new version then ends)
+    session.refresh(target, with_for_update={"key_share": True})
+    unlocked = target.locked_until is not None  # locked out while trying to remember it: the reset lets them in
+    target.password_hash = hash_password(password)
+    target.must_change_password = True
+    target.failed_logins, target.locked_until = 0, None
+    ended = end_sessions(session, target, "password reset on the server")
+    audit.record(session, operator, "user.password_reset", "user", target.id,
+                 {"sessions_ended": ended, "unlocked": unlocked})
+    return ended
+
+
 def role_policies(session: Session, default: bool) -> dict[str, bool]:
     """Whether each role needs a second factor: its own policy row, else ``default`` (on in production)."""
     stored = {p.role: p.totp_required for p in session.scalars(select(RolePolicy))}

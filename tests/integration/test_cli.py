@@ -55,6 +55,32 @@ def test_user_create_reports_problems_clearly(database_url: str) -> None:
     assert unknown_role.exit_code != 0 and "unknown role" in unknown_role.output
 
 
+def test_user_set_password_sets_a_temporary_one_for_someone_who_cannot_sign_in(database_url: str) -> None:
+    """The server's way back in for the only administrator: the same rules and record as the account page's."""
+    from gateway.db import make_engine, make_session_factory
+    from gateway.identity.accounts import find_user
+    from gateway.identity.passwords import verify_password
+    from gateway.models import AuditEvent
+
+    assert run(database_url, "user", "create", "onlyadmin", "--name", "Only Admin", "--role", "admin",
+               "--password", "a-long-real-password").exit_code == 0
+    weak = run(database_url, "user", "set-password", "onlyadmin", "--password-stdin", input="short\n")
+    assert weak.exit_code != 0 and "12 characters" in weak.output
+    chosen = "copper-lantern-meadow-72\n"
+    nobody = run(database_url, "user", "set-password", "nobody", "--password-stdin", input=chosen)
+    assert nobody.exit_code != 0 and "no account is called 'nobody'" in nobody.output
+    done = run(database_url, "user", "set-password", "onlyadmin", "--password-stdin", input=chosen)
+    assert done.exit_code == 0 and "sessions ended: 0" in done.output, done.output
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as s:
+        person = find_user(s, "onlyadmin")
+        assert person is not None and person.must_change_password and person.password_hash is not None
+        assert verify_password(person.password_hash, "copper-lantern-meadow-72")
+        [event] = s.query(AuditEvent).filter(AuditEvent.action == "user.password_reset").all()
+        assert event.actor_label.startswith("cli") and event.object_id == str(person.id)
+    engine.dispose()
+
+
 def test_token_create_prints_a_working_token(database_url: str, app, client) -> None:
     run(database_url, "demo", "--seed-only")
     result = run(database_url, "token", "create", "auditor", "--name", "script")

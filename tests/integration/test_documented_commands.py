@@ -99,6 +99,11 @@ def test_the_operators_commands_on_a_fresh_database(box: Sandbox, server_url: st
                                 "--password-stdin", stdin="green-kettle-spoon-61\n")
     sde(box, "user", "create", "carol", "--name", "Carol C", "--password", "x", "--password-stdin", stdin="y\n",
         expect=1)  # both: refused
+    # bob forgot his: a temporary one, typed at the prompt twice; he must replace it when he next signs in
+    temporary = "amber-willow-socket-35\n" * 2
+    assert "Temporary password set for bob" in sde(box, "user", "set-password", "bob", stdin=temporary)
+    reset = "SELECT actor_label LIKE 'cli:%' FROM audit_events WHERE action = 'user.password_reset'"
+    assert sql(box, reset) == [(True,)]
 
     token = sde(box, "token", "create", "alice", "--days", "7", "--scope", "manage_users", "--read-only").strip()
     assert token.startswith("sde_")
