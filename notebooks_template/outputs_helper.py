@@ -51,11 +51,14 @@ def _record_dict(output: Any) -> dict[str, Any]:
     return record if isinstance(record, dict) else record.to_dict()
 
 
-def save_output(output: Any, name: str, outputs_dir: Path | None = None, allow_fail: bool = False) -> Path:
+def save_output(output: Any, name: str, outputs_dir: Path | None = None, allow_fail: bool = False,
+                source: str | None = None) -> Path:
     """Write ``<name>.csv`` (the table) and ``<name>.sdc.json`` (its check record); return the CSV path.
 
     ``output`` is what a ``disclosure_control`` function returned. An output whose status is
-    "fail" is refused unless ``allow_fail=True`` (it would be refused at release anyway).
+    "fail" is refused unless ``allow_fail=True`` (it would be refused at release anyway). ``source``
+    is the code of the cell that made it, for a caller that knows it (the R package, whose cells
+    IPython does not see); by default, the IPython cell running now.
     """
     if not NAME_RE.match(name):
         raise ValueError("name: letters, digits, '_' or '-', at most 64 characters")
@@ -73,7 +76,7 @@ def save_output(output: Any, name: str, outputs_dir: Path | None = None, allow_f
         "status": status,
         "record": _record_dict(output),
     }
-    source = _cell_source()
+    source = str(source)[:MAX_SOURCE_CHARS] if source else _cell_source()
     if source:
         sidecar["source"] = source
     (folder / f"{name}.sdc.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str))

@@ -372,6 +372,7 @@ def test_template_notebooks_run_and_save_a_checked_output(hub: DevHub, alice: Wo
     sidecar = json.loads((outputs / "sex_by_age_band.sdc.json").read_text())
     assert sidecar["status"] in ("pass", "review")
     assert sidecar["record"]["kind"] == "crosstab"
+    assert "save_output(" in sidecar["source"]  # the cell that made it, for the output checkers
     assert (outputs / "sex_by_age_band.csv").exists()
     # ...and the gateway can run the recorded query again on the extract (as the gateway writes it: parquet),
     # with the same verdict.
@@ -395,8 +396,10 @@ def test_r_template_notebook_runs_in_the_sandbox_and_saves_its_checked_table(hub
     assert example.error is None, example.error
     assert "admissions 240 3" in example.stdout, example.stdout  # load_extract read the extract's first table
     assert (outputs / "age_band_by_sex.csv").read_bytes()
-    record = json.loads((outputs / "age_band_by_sex.sdc.json").read_bytes())["record"]
-    assert record["query"]["dataset"] == "admissions", record
+    sidecar = json.loads((outputs / "age_band_by_sex.sdc.json").read_bytes())
+    assert sidecar["record"]["query"]["dataset"] == "admissions", sidecar["record"]
+    # the R cell that made it, for the output checkers (the kernel ran the notebook's code cells as one cell)
+    assert "save_output(checked, paste0(row_var" in sidecar["source"], sidecar.get("source")
 
 
 def test_downloads_and_export_are_refused(alice: Workspace) -> None:

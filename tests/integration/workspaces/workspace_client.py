@@ -87,7 +87,7 @@ class Workspace:
                     "content": {
                         "code": code,
                         "silent": False,
-                        "store_history": False,
+                        "store_history": True,  # as JupyterLab runs a researcher's cell (IPython's In)
                         "user_expressions": {},
                         "allow_stdin": False,
                         "stop_on_error": True,

@@ -202,8 +202,23 @@ sdc_survival <- function(data, time, event, group = NULL, dataset = .dataset(dat
 # Write `<name>.csv` and its check record `<name>.sdc.json` to outputs/ with the Python helper; the CSV's path.
 save_output <- function(output, name, outputs_dir = NULL, allow_fail = FALSE) {
   if (!inherits(output, "sdc_output")) stop("output: what an sdc_ function returned")
-  path <- .python()$helper$save_output(output$py, name, outputs_dir = outputs_dir, allow_fail = allow_fail)
+  path <- .python()$helper$save_output(output$py, name, outputs_dir = outputs_dir, allow_fail = allow_fail,
+                                       source = .cell_source())
   reticulate::py_str(path)
+}
+
+# The code of the notebook cell running now, as the kernel (IRkernel) received it; NULL outside a kernel (Rscript).
+# Saved with the output, so the output checkers see the code that made the table beside it, as for Python. Only
+# the cell's text, never its output.
+.cell_source <- function() {
+  for (frame in rev(sys.frames())) {
+    self <- get0(".self", envir = frame, inherits = TRUE)
+    if (inherits(self, "Executor")) {
+      code <- tryCatch(self$current_request$content$code, error = function(e) NULL)
+      if (is.character(code) && length(code) == 1) return(code)
+    }
+  }
+  NULL
 }
 
 # The outputs saved so far, with their status.
