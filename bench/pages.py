@@ -10,8 +10,11 @@ user load, the signed cookie, the rate limiter's check, the permission checks of
 security headers, rendering the bare layout).
 
 Targets: every signed-in page <= 5 ms median and <= 6 SQL statements; `/register` (signed out, cached) <= 1.5x
-the baseline. Prints PASS/FAIL per target and exits 1 if any failed. A bench, not a test: timings depend on the
-machine (report `uptime` next to the figures).
+the baseline. The statements that append an audit event (the head reserved, the event, the head's new hash) are
+counted apart, in the "audit" column, and not against the 6: a page that records who viewed it (the charges
+statement, an `access.downloaded` event, as information governance asks) writes those three whatever it reads,
+and the chain needs all three. Every other statement, write or read, counts. Prints PASS/FAIL per target and
+exits 1 if any failed. A bench, not a test: timings depend on the machine (report `uptime` next to the figures).
 
     .venv/bin/python bench/pages.py [--rounds 300] [--patients 1000]
 """
@@ -39,6 +42,8 @@ PASSWORD = "demo-password"  # the documented demo password (gateway/demo.py)
 TARGET_MS, TARGET_SQL, TARGET_REGISTER_RATIO = 5.0, 6, 1.5
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+# gateway.audit.record's three statements: the head reserved, the event, the head's new hash
+AUDIT_WRITE = re.compile(r"\s*(UPDATE audit_head |INSERT INTO audit_events )")
 
 
 @dataclass
@@ -46,8 +51,9 @@ class Row:
     label: str
     median_ms: float
     p90_ms: float
-    statements: int
+    statements: int  # not counting audit_writes
     status: int
+    audit_writes: int = 0
 
 
 def bare_app() -> Any:
@@ -64,10 +70,12 @@ class StatementCounter:
         from sqlalchemy import event
 
         self.count = 0
+        self.audit = 0  # of which appending an audit event
         event.listen(engine, "before_cursor_execute", self._seen)
 
-    def _seen(self, *_args: Any) -> None:
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.count += 1
+        self.audit += bool(AUDIT_WRITE.match(statement))
 
 
 def timed(call: Callable[[], Any], rounds: int) -> list[float]:
@@ -98,11 +106,13 @@ def first_link(client: Any, page: str, pattern: str) -> str | None:
 
 def page_row(label: str, client: Any, url: str, counter: StatementCounter, rounds: int) -> Row:
     resp = client.get(url)
-    before = counter.count
+    before, audit_before = counter.count, counter.audit
     resp = client.get(url)
-    statements = counter.count - before
+    audit = counter.audit - audit_before
+    statements = counter.count - before - audit
     times = timed(lambda: client.get(url), rounds)
-    return Row(label, statistics.median(times), statistics.quantiles(times, n=10)[-1], statements, resp.status_code)
+    return Row(label, statistics.median(times), statistics.quantiles(times, n=10)[-1], statements, resp.status_code,
+               audit)
 
 
 def frame_rows(app: Any, client: Any, rounds: int) -> list[tuple[str, float]]:
@@ -226,8 +236,8 @@ def run(app: Any, args: argparse.Namespace) -> int:
     failed = 0
     print(f"\nin-process, PostgreSQL, {args.rounds} timed requests per page, load average "
           f"{os.getloadavg()[0]:.2f}; times in ms")
-    print(f"{'page':<42} {'median':>7} {'p90':>7} {'SQL':>4} {'x base':>7} {'status':>6}  verdict")
-    print(f"{baseline.label:<42} {baseline.median_ms:>7.2f} {baseline.p90_ms:>7.2f} {'-':>4} {'1.00':>7} "
+    print(f"{'page':<42} {'median':>7} {'p90':>7} {'SQL':>4} {'audit':>5} {'x base':>7} {'status':>6}  verdict")
+    print(f"{baseline.label:<42} {baseline.median_ms:>7.2f} {baseline.p90_ms:>7.2f} {'-':>4} {'-':>5} {'1.00':>7} "
           f"{baseline.status:>6}  -")
     for row, signed_in in rows:
         ratio = row.median_ms / baseline.median_ms
@@ -238,7 +248,8 @@ def run(app: Any, args: argparse.Namespace) -> int:
             ok = ratio <= TARGET_REGISTER_RATIO and row.status == 200
             why = f"<= {TARGET_REGISTER_RATIO:g}x base"
         failed += not ok
-        print(f"{row.label:<42} {row.median_ms:>7.2f} {row.p90_ms:>7.2f} {row.statements:>4} {ratio:>7.2f} "
+        print(f"{row.label:<42} {row.median_ms:>7.2f} {row.p90_ms:>7.2f} {row.statements:>4} {row.audit_writes:>5} "
+              f"{ratio:>7.2f} "
               f"{row.status:>6}  {'PASS' if ok else 'FAIL'} ({why})")
     print("\nrequest frame, part by part (median ms, one signed-in researcher)")
     for label, ms in parts:
