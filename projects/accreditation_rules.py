@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway.db import utcnow
@@ -30,11 +30,14 @@ def is_valid(accreditation: Accreditation, on: dt.date | None = None) -> bool:
     return accreditation.status == "verified" and accreditation.expiry_date >= (on or today())
 
 
+# Read on every project overview (the workspace card): built once per process.
+_VALID = select(Accreditation).where(Accreditation.user_id == bindparam("user_id"), Accreditation.status == "verified",
+                                     Accreditation.expiry_date >= bindparam("day"))
+
+
 def valid_accreditation(session: Session, user: User, on: dt.date | None = None) -> Accreditation | None:
     """The user's valid accreditation with the latest expiry, if any (full preferred over provisional)."""
-    day = on or today()
-    rows = session.scalars(select(Accreditation).where(
-        Accreditation.user_id == user.id, Accreditation.status == "verified", Accreditation.expiry_date >= day))
+    rows = session.scalars(_VALID, {"user_id": user.id, "day": on or today()})
     best = sorted(rows, key=lambda a: (a.level == "full", a.expiry_date), reverse=True)
     return best[0] if best else None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -24,13 +24,16 @@ def current(session: Session) -> DataAccessAgreement | None:
     return session.scalar(select(DataAccessAgreement).order_by(DataAccessAgreement.version.desc()).limit(1))
 
 
+_CURRENT_AND_ACCEPTED = (select(DataAccessAgreement, AgreementAcceptance.id)
+                         .outerjoin(AgreementAcceptance,
+                                    and_(AgreementAcceptance.version == DataAccessAgreement.version,
+                                         AgreementAcceptance.user_id == bindparam("user_id")))
+                         .order_by(DataAccessAgreement.version.desc()).limit(1))  # built once per process
+
+
 def current_and_accepted(session: Session, user: User) -> tuple[DataAccessAgreement | None, bool]:
     """The current agreement and whether this person has accepted that version, in one statement."""
-    row = session.execute(
-        select(DataAccessAgreement, AgreementAcceptance.id)
-        .outerjoin(AgreementAcceptance, and_(AgreementAcceptance.version == DataAccessAgreement.version,
-                                             AgreementAcceptance.user_id == user.id))
-        .order_by(DataAccessAgreement.version.desc()).limit(1)).first()
+    row = session.execute(_CURRENT_AND_ACCEPTED, {"user_id": user.id}).first()
     if row is None:
         return None, False
     return row[0], row[1] is not None

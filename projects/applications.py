@@ -163,13 +163,17 @@ def amendments_of(session: Session, user: User, project: Project) -> list[Applic
     """The project's amendments this person may open, newest first (a draft stays its team's own business). The
     teams come in the same statement (who may open each; a project has a few amendments of a few people each), and
     only the columns the list shows and the rule reads are loaded: any other is refused rather than read row by row."""
-    query = (select(Application).where(Application.project_id == project.id).order_by(Application.id.desc())
-             .options(load_only(Application.id, Application.reference, Application.state, Application.applicant_id,
-                                raiseload=True),
-                      joinedload(Application.members).load_only(ApplicationMember.user_id, raiseload=True)
-                      .lazyload(ApplicationMember.user),
-                      lazyload(Application.variables), lazyload(Application.assignments)))
-    return [a for a in session.scalars(query).unique() if can_view_application(user, a)]
+    rows = session.scalars(_AMENDMENTS, {"project_id": project.id}).unique()
+    return [a for a in rows if can_view_application(user, a)]
+
+
+_AMENDMENTS = (select(Application).where(Application.project_id == bindparam("project_id"))
+               .order_by(Application.id.desc())
+               .options(load_only(Application.id, Application.reference, Application.state, Application.applicant_id,
+                                  raiseload=True),
+                        joinedload(Application.members).load_only(ApplicationMember.user_id, raiseload=True)
+                        .lazyload(ApplicationMember.user),
+                        lazyload(Application.variables), lazyload(Application.assignments)))  # once per process
 
 
 # A list needs each application's team (who may see it, conflicts) and, for the committee's counts, its reviewers'

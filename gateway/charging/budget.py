@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, lazyload
 
 from gateway import audit, outbox
@@ -82,13 +82,20 @@ def budget_of(session: Session, project: Project) -> ProjectBudget | None:
     return remembered(session, ("budget", project.id), lambda: _budget_row(session, project))
 
 
+# Read on every project and charges page: built once per process (SQLAlchemy keeps a built statement's cache key).
+_BUDGET = select(ProjectBudget).where(ProjectBudget.project_id == bindparam("project_id"))
+_INVOICES = (select(Invoice).where(Invoice.project_id == bindparam("project_id")).order_by(Invoice.id)
+             .options(lazyload(Invoice.lines)))
+_NOT_INVOICED = select(MeterEvent).where(MeterEvent.project_id == bindparam("project_id"),
+                                         MeterEvent.invoice_id.is_(None))
+
+
 def _budget_row(session: Session, project: Project) -> ProjectBudget | None:
-    return session.scalar(select(ProjectBudget).where(ProjectBudget.project_id == project.id))
+    return session.scalar(_BUDGET, {"project_id": project.id})
 
 
 def _invoices(session: Session, project: Project) -> list[Invoice]:
-    return list(session.scalars(select(Invoice).where(Invoice.project_id == project.id).order_by(Invoice.id)
-                                .options(lazyload(Invoice.lines))))
+    return list(session.scalars(_INVOICES, {"project_id": project.id}))
 
 
 def project_invoices(session: Session, project: Project) -> list[Invoice]:
@@ -106,8 +113,7 @@ def spent_pence(session: Session, project: Project, afresh: bool = False) -> int
         if invoice.state == "void":
             continue
         invoiced += -invoice.total_pence if invoice.kind == "credit_note" else invoice.total_pence
-    pending = list(session.scalars(select(MeterEvent).where(MeterEvent.project_id == project.id,
-                                                           MeterEvent.invoice_id.is_(None))))
+    pending = list(session.scalars(_NOT_INVOICED, {"project_id": project.id}))
     accrued = 0
     if pending:
         basis = basis_for(session, project)

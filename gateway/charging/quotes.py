@@ -214,8 +214,11 @@ def project_quotes(session: Session, project: Project) -> list[FrozenQuote]:
     """The project's frozen quotes with their lines, oldest first, in one statement (a project has a few). Remembered
     until anything is written: the charges page shows them and prices accrued usage on the latest."""
     return list(remembered(session, ("quotes", project.id), lambda: tuple(session.scalars(
-        select(FrozenQuote).where(FrozenQuote.project_id == project.id).order_by(FrozenQuote.id)
-        .options(joinedload(FrozenQuote.lines))).unique())))
+        _PROJECT_QUOTES, {"project_id": project.id}).unique())))
+
+
+_PROJECT_QUOTES = (select(FrozenQuote).where(FrozenQuote.project_id == bindparam("project_id"))
+                   .order_by(FrozenQuote.id).options(joinedload(FrozenQuote.lines)))  # built once per process
 
 
 def price_basis(session: Session, project: Project) -> FrozenQuote | None:

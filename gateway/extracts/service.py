@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit, outbox
@@ -302,14 +302,20 @@ def run_queued_builds(settings: Settings, factory: sessionmaker[Session]) -> lis
     return built
 
 
+# The project's Data page reads these on every view: built once per process (SQLAlchemy keeps a built statement's
+# cache key, so a view pays only for the round trip and the rows).
+_VERSIONS = (select(ExtractVersion).where(ExtractVersion.project_id == bindparam("project_id"))
+             .order_by(ExtractVersion.version.desc()))
+_LATEST_BUILD = (select(ExtractBuild).where(ExtractBuild.project_id == bindparam("project_id"))
+                 .order_by(ExtractBuild.id.desc()).limit(1))
+
+
 def versions(session: Session, project: Project) -> list[ExtractVersion]:
-    return list(session.scalars(select(ExtractVersion).where(ExtractVersion.project_id == project.id)
-                                .order_by(ExtractVersion.version.desc())))
+    return list(session.scalars(_VERSIONS, {"project_id": project.id}))
 
 
 def latest_build(session: Session, project: Project) -> ExtractBuild | None:
-    return session.scalar(select(ExtractBuild).where(ExtractBuild.project_id == project.id)
-                          .order_by(ExtractBuild.id.desc()).limit(1))
+    return session.scalar(_LATEST_BUILD, {"project_id": project.id})
 
 
 def live_version(settings: Settings, project: Project) -> int | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit, outbox
@@ -86,10 +86,14 @@ def hub_client(settings: Settings) -> HubClient:
 
 
 def open_sessions(session: Session, project: Project | None = None) -> list[WorkspaceSession]:
-    query = select(WorkspaceSession).where(WorkspaceSession.stopped_at.is_(None))
-    if project is not None:
-        query = query.where(WorkspaceSession.project_id == project.id)
-    return list(session.scalars(query))
+    if project is None:
+        return list(session.scalars(_OPEN))
+    return list(session.scalars(_OPEN_FOR_PROJECT, {"project_id": project.id}))
+
+
+# the project overview reads a project's open sessions on every view: built once per process
+_OPEN = select(WorkspaceSession).where(WorkspaceSession.stopped_at.is_(None))
+_OPEN_FOR_PROJECT = _OPEN.where(WorkspaceSession.project_id == bindparam("project_id"))
 
 
 def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, server: str, hub_user: str,
