@@ -107,7 +107,7 @@ def project_invoices(session: Session, project: Project) -> list[Invoice]:
 
 def spent_pence(session: Session, project: Project, afresh: bool = False) -> int:
     """Charged and accrued so far. ``afresh``: for a decision, everything read now (nothing a page remembered),
-    so usage or an invoice committed by another transaction since counts."""
+    so usage, an invoice or a quote committed by another transaction since counts."""
     invoiced = 0
     for invoice in _invoices(session, project) if afresh else project_invoices(session, project):
         if invoice.state == "void":
@@ -116,7 +116,7 @@ def spent_pence(session: Session, project: Project, afresh: bool = False) -> int
     pending = list(session.scalars(_NOT_INVOICED, {"project_id": project.id}))
     accrued = 0
     if pending:
-        basis = basis_for(session, project)
+        basis = basis_for(session, project, afresh)
         net = sum(line.amount_pence for line in priced_lines(session, project, pending, basis))
         accrued = net + vat_on(net, basis.vat_basis_points)
     return invoiced + accrued

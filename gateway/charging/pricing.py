@@ -37,8 +37,10 @@ class PriceBasis:
         return apply_basis_points(base_pence, self.multiplier_basis_points)
 
 
-def basis_for(session: Session, project: Project) -> PriceBasis:
-    quote = price_basis(session, project)
+def basis_for(session: Session, project: Project, afresh: bool = True) -> PriceBasis:
+    """How the project's usage is priced. Read afresh unless a page says otherwise (``afresh=False``): invoices,
+    fees and budget decisions price on the quote in force now."""
+    quote = price_basis(session, project, afresh)
     if quote is not None:
         return PriceBasis(stored_tariff(session, quote.tariff_version_id), quote.tariff_version_id, quote.org_type,
                           quote.multiplier_basis_points, quote.vat_basis_points)

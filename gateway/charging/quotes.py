@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from gateway.charging.models import FrozenQuote
 from gateway.charging.tariff import Tariff, tariff_in_force
@@ -221,7 +221,13 @@ _PROJECT_QUOTES = (select(FrozenQuote).where(FrozenQuote.project_id == bindparam
                    .order_by(FrozenQuote.id).options(joinedload(FrozenQuote.lines)))  # built once per process
 
 
-def price_basis(session: Session, project: Project) -> FrozenQuote | None:
-    """The quote whose tariff version and organisation rule price the project's metered usage (the latest)."""
+def price_basis(session: Session, project: Project, afresh: bool = False) -> FrozenQuote | None:
+    """The quote whose tariff version and organisation rule price the project's metered usage (the latest).
+    ``afresh``: for a decision or a charge, read now, not taken from what a page remembered (a quote frozen by
+    another transaction since counts)."""
+    if afresh:
+        return session.scalar(select(FrozenQuote).where(FrozenQuote.project_id == project.id)
+                              .order_by(FrozenQuote.id.desc()).limit(1)
+                              .options(lazyload(FrozenQuote.lines)))  # the basis needs the quote's terms only
     frozen = project_quotes(session, project)
     return frozen[-1] if frozen else None

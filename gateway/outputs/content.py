@@ -8,12 +8,12 @@ rows, column- and index-oriented objects, pandas' "split" layout), anywhere in t
 Record-level data is looked for in three ways: too many rows, a column named or shaped like an
 identifier, and any of the project's pseudonyms anywhere in the bytes. The pseudonym search does not
 trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
-order mark), undoes HTML entities, percent-encoding, base64 and hex runs, and searches the text as it is,
-folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces and dashes do
-not hide a pseudonym) and reversed, with one Aho-Corasick automaton over all the project's pseudonyms.
-Truncated pseudonyms are found too: any run of 12 or more hex digits that is the start or the end of a
-pseudonym. Messages name positions and counts, never the content, so a refusal cannot be used to read
-data back out.
+order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, and searches the
+text as it is, folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces
+and dashes do not hide a pseudonym) and reversed, with one Aho-Corasick automaton over all the project's
+pseudonyms. Truncated pseudonyms are found too: any run of 12 or more hex digits that is the start or the
+end of a pseudonym. Messages name positions and counts, never the content, so a refusal cannot be used to
+read data back out.
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts = decodings(data)
     if extension == "png":
         texts.extend(png_text(data))
+    if extension == "json":
+        texts.extend(json_strings(texts[0]))
     extra: list[str] = []
     for text in texts:
         for variant in (html.unescape(text), unquote(text)):
@@ -127,6 +129,28 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts.extend(extra)
     hidden = [run for text in texts for run in _decoded_runs(text)]
     return texts + hidden
+
+
+def json_strings(text: str) -> list[str]:
+    """A JSON document's keys and strings as a parser reads them, in order, one per line ([] when it is not JSON):
+    a pseudonym written with escapes (``\\u0039``, or ``\\n`` between its parts) is not in the raw text, but is in
+    what any reader of the file gets back."""
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    strings: list[str] = []
+    stack: list[Any] = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            strings.append(item)
+        elif isinstance(item, dict):
+            for key, value in reversed(item.items()):
+                stack.extend((value, key))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return ["\n".join(strings)] if strings else []
 
 
 def png_text(data: bytes) -> list[str]:

@@ -153,7 +153,9 @@ def view(request_id: int) -> Any:
         can_ask_exception=author and item.state in service.EXCEPTION_STATES,
         can_answer_exception=checker and item.state in {*REVIEWABLE_STATES, OutputState.REVIEWED},
         can_return_early=checker and item.state in EARLY_RETURN_STATES,
-        code={f.id: made_by(f) for f in item.files if checker or author},
+        # checkers only: the page is read outside the workspace, and a sidecar's text is the researcher's own,
+        # checked for pseudonyms only, so showing it to its author would let any text out unreviewed
+        code={f.id: made_by(f) for f in item.files if checker},
         decision_label=EXCEPTION_DECISION_LABELS)
 
 

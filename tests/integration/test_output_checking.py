@@ -369,10 +369,33 @@ def test_the_checkers_page_shows_suppressed_cells_integers_sentences_and_the_cod
     assert not re.search(r">\s*\d+\.0\s*<", html)  # whole counts are integers in the table
     assert "dc.crosstab(&#39;region&#39;, &#39;sex&#39;" in html  # the notebook cell, escaped
     assert "&#34;index&#34;" in html or "&quot;index&quot;" in html or '"index"' in html  # the recorded query
-    # the researcher sees their own code too, not the checkers' cell verdicts
+    # the researcher sees neither the code sent from their workspace (it would leave unchecked) nor the verdicts
     sign_in_session(client, session_factory, "researcher")
     mine = client.get(f"/outputs/{request_id}").get_data(as_text=True)
-    assert 'data-testid="recorded-query"' in mine and "data-verdict" not in mine
+    assert 'data-testid="recorded-query"' not in mine and "data-verdict" not in mine
+
+
+def test_the_sidecars_text_is_not_shown_to_the_researcher_outside_the_workspace(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """The request page is read outside the workspace: text a researcher put in a sidecar by hand (the cell source,
+    the recorded query) must not come back to them there, or it leaves unchecked. The checkers still see it."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
+    sidecar = folder / "by_region.sdc.json"
+    content = json.loads(sidecar.read_text())
+    content["source"] = "row 1: born 1961-03-04, SW1A 1AA, C34.1"
+    content["record"]["query"]["smuggled"] = "row 2: born 1958-11-30, E1 6AN, I21.0"
+    sidecar.write_text(json.dumps(content))
+    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])  # a draft, never submitted
+    client = app.test_client()
+    sign_in_session(client, session_factory, "researcher")
+    mine = client.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert 'data-testid="file-by_region.csv"' in mine
+    assert "SW1A 1AA" not in mine and "E1 6AN" not in mine and 'data-testid="cell-source"' not in mine
+    act(session_factory, request_id, "researcher", service.submit)
+    sign_in_session(client, session_factory, "checker1")
+    theirs = client.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert "SW1A 1AA" in theirs and "E1 6AN" in theirs
 
 
 def test_pages_and_api_for_exceptions_early_return_and_publishing(

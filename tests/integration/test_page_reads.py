@@ -152,6 +152,43 @@ def test_a_budget_decision_counts_usage_committed_meanwhile(session_factory: ses
             budget.check_budget(s, project, "output_check")
 
 
+@postgres_only
+def test_a_budget_decision_prices_usage_on_a_quote_frozen_meanwhile(session_factory: sessionmaker[Session],
+                                                                    settings: Settings) -> None:
+    """The price basis a decision uses is read afresh too: a page that remembered the project's quotes must not
+    let a later check in the same transaction price usage on the basis it saw before a new quote was frozen."""
+    _seed(session_factory, settings)
+    with unit_of_work(session_factory) as s:
+        project = next(p for p in s.scalars(select(Project).order_by(Project.id)) if quotes.project_quotes(s, p))
+        project_id, now = project.id, utcnow()
+        s.add(MeterEvent(event_key="test:seats", project_id=project.id, user_id=None, kind="seat_month",
+                         quantity=50, unit="seat", period=f"{now.year:04d}-{now.month:02d}", occurred_at=now,
+                         recorded_at=now, description="seats"))
+    with unit_of_work(session_factory) as s:
+        project = s.get_one(Project, project_id)
+        finance = next(u for u in s.scalars(select(User)) if Role.FINANCE in u.roles)
+        cap = budget.spent_pence(s, project, afresh=True) + 1
+        budget.set_budget(s, finance, project, cap, "just above what is spent")
+    with unit_of_work(session_factory) as s:
+        project = s.get_one(Project, project_id)
+        assert budget.budget_status(s, project).state != "exhausted"  # a page's view: the quotes remembered
+        budget.check_budget(s, project, "workspace")  # allowed
+        with unit_of_work(session_factory) as other:  # a dearer quote frozen meanwhile (an amendment approved)
+            latest = quotes.project_quotes(other, other.get_one(Project, project_id))[-1]
+            unquoted = other.scalar(select(Application.id).where(
+                Application.id.not_in(select(FrozenQuote.application_id))))
+            assert unquoted is not None
+            other.add(FrozenQuote(project_id=project_id, application_id=unquoted,
+                                  tariff_version_id=latest.tariff_version_id, org_type=latest.org_type,
+                                  multiplier_basis_points=latest.multiplier_basis_points * 10,
+                                  vat_basis_points=latest.vat_basis_points, currency=latest.currency, net_pence=0,
+                                  vat_pence=0, total_pence=0, frozen_by_id=latest.frozen_by_id))
+        with session_factory() as fresh:  # read from scratch, the quote has used the budget up
+            assert budget.spent_pence(fresh, fresh.get_one(Project, project_id), afresh=True) > cap
+        with pytest.raises(budget.BudgetExhausted):
+            budget.check_budget(s, project, "workspace")
+
+
 def test_a_stored_tariff_is_read_once_per_process(app: Flask, session_factory: sessionmaker[Session]) -> None:
     engine = app.extensions["sde_engine"]
     sent: list[str] = []

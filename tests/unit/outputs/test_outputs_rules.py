@@ -108,6 +108,9 @@ ATTACKS = {  # finding 3 and what an attacker tries next: the pseudonym dressed 
     "in a png text chunk": ("plot.png", b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 5 + 32) + b"tEXt" + b"Note\x00"
                             + P.encode() + b"\x00\x00\x00\x00"),
     "in the file name": (f"{P}.csv", b"a,b\n1,2\n"),
+    "json unicode escapes": ("rows.json", ('["' + "".join(f"\\u{ord(c):04x}" for c in P) + '"]').encode()),
+    "json split by escaped newlines": ("rows.json", json.dumps({"note": "\n".join(P[i:i + 8] for i in range(0, 32, 8))})
+                                       .encode()),
 }
 
 
@@ -124,6 +127,9 @@ def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
     sidecar = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "record": {"query": {"description": P}}})
     with pytest.raises(ValidationError, match="pseudonyms"):
         files.take_bytes("t.csv", data, sidecar.encode(), LIMITS, PSEUDONYMS)
+    escaped = '{"record": {}, "source": "' + "".join(f"\\u{ord(c):04x}" for c in P) + '"}'  # as json.loads reads it
+    with pytest.raises(ValidationError, match="pseudonyms"):
+        files.take_bytes("t.csv", data, escaped.encode(), LIMITS, PSEUDONYMS)
     with pytest.raises(ValidationError, match="not one that save_output writes"):
         files.take_bytes("t.csv", data, b"[]", LIMITS, PSEUDONYMS)
     taken = files.take_bytes("t.csv", data, json.dumps({"sha256": "x", "record": {}}).encode(), LIMITS, PSEUDONYMS)
