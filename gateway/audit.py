@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,8 +125,41 @@ class VerifyResult:
         return f"audit chain BROKEN at event {self.bad_seq}: {self.reason}"
 
 
-def verify(session: Session, batch: int = 1000) -> VerifyResult:
-    """Walk the whole chain; report the first event that is altered, missing or out of place."""
+@dataclass(frozen=True)
+class Anchor:
+    """The head as it once was (``sde audit head``), kept outside the database. The chain alone cannot show a log
+    rewritten by someone who gets past the append-only triggers, recomputes every later hash and moves the head to
+    match; an anchor can, because the rewritten log no longer holds that event with that hash."""
+
+    seq: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        """``SEQ HASH`` as ``sde audit head`` prints it (or ``SEQ:HASH``); ValueError naming what is wrong."""
+        parts = text.replace(":", " ").split()
+        if len(parts) != 2 or not parts[0].isdecimal() or not re.fullmatch(r"[0-9a-f]{64}", parts[1]):
+            raise ValueError(f"not an anchor (event number, then its 64-character hash): {text.strip()[:80]!r}")
+        return cls(int(parts[0]), parts[1])
+
+
+def current_head(session: Session) -> Anchor:
+    """The last event's number and hash, to keep outside the database as an anchor."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        raise LookupError("the audit head row is missing")
+    return Anchor(head.seq, head.hash)
+
+
+def verify(session: Session, batch: int = 1000, anchors: Iterable[Anchor] = ()) -> VerifyResult:
+    """Walk the whole chain; report the first event that is altered, missing or out of place, or that differs from
+    an anchor kept outside the database."""
+    kept: dict[int, set[str]] = {}
+    for anchor in anchors:
+        kept.setdefault(anchor.seq, set()).add(anchor.hash)
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
@@ -139,6 +173,10 @@ def verify(session: Session, batch: int = 1000) -> VerifyResult:
                                 "previous-hash link does not match the event before it (removed or reordered)")
         if event_hash(event) != event.hash:
             return VerifyResult(False, checked, event.seq, "stored fields do not match the event's hash (altered)")
+        if event.seq in kept and kept[event.seq] != {event.hash}:
+            return VerifyResult(False, checked, event.seq,
+                                "the event's hash differs from the anchor kept outside the database (the log was "
+                                "rewritten at or before this event and its hashes recomputed)")
         prev_hash = event.hash
         expected_seq += 1
         checked += 1
@@ -149,9 +187,15 @@ def verify(session: Session, batch: int = 1000) -> VerifyResult:
         # only record() moves the head: an event inserted or removed by hand leaves it behind or ahead
         how = ("events removed from the end" if head.seq > checked else
                "events added outside the gateway" if head.seq < checked else "the last event replaced")
-        return VerifyResult(False, checked, checked + 1 if head.seq > checked else head.seq,
+        first_wrong = checked + 1 if head.seq > checked else head.seq + 1 if head.seq < checked else checked
+        return VerifyResult(False, checked, first_wrong,
                             f"the log ends at event {checked} but the head records event {head.seq} "
                             f"({how}, or the head altered)")
+    beyond = [seq for seq in kept if seq > checked]
+    if beyond:
+        return VerifyResult(False, checked, min(beyond),
+                            f"an anchor kept outside the database names event {min(beyond)}, but the log ends at "
+                            f"event {checked} (events removed from the end and the head moved back)")
     return VerifyResult(True, checked)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.charging import cli as charging_cli
@@ -473,19 +474,46 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain; exit 0 if intact, 1 naming the first bad event."""
+@click.option("--anchors", "anchors_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file of anchors, one `SEQ HASH` per line as `sde audit head` printed them (# starts a comment)")
+def audit_verify(anchors_file: Path | None) -> None:
+    """Check the hash chain, and each anchor given; exit 0 if intact, 1 naming the first bad event."""
+    anchors: list[audit.Anchor] = []
+    if anchors_file is not None:
+        for number, line in enumerate(anchors_file.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.split("#", 1)[0].strip():
+                try:
+                    anchors.append(audit.Anchor.parse(line.split("#", 1)[0]))
+                except ValueError as exc:
+                    _fail(f"{anchors_file}, line {number}: {exc}")
+    session = _audit_session()
+    try:
+        result = audit.verify(session, anchors=anchors)
+    finally:
+        session.close()
+    click.echo(result.describe() + (f" against {len(anchors)} anchors" if anchors and result.ok else ""))
+    if not result.ok:
+        sys.exit(1)
+
+
+@audit_group.command("head")
+def audit_head() -> None:
+    """Print the last event's number and hash (`SEQ HASH`): append it to a file kept outside the database (write-once
+    storage, another host) on a schedule, and give that file to `sde audit verify --anchors`."""
+    session = _audit_session()
+    try:
+        click.echo(str(audit.current_head(session)))
+    except LookupError as exc:
+        _fail(str(exc))
+    finally:
+        session.close()
+
+
+def _audit_session() -> Session:
     _, factory = _factory()
     if not inspect(factory.kw["bind"]).has_table("audit_events"):
         _fail("the database has no tables yet: run `sde init` first")
-    session = factory()
-    try:
-        result = audit.verify(session)
-    finally:
-        session.close()
-    click.echo(result.describe())
-    if not result.ok:
-        sys.exit(1)
+    return factory()
 
 
 @main.command("backup")

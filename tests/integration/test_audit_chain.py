@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Connection, Engine, create_engine, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,14 +38,49 @@ def tamper(database_url: str, *statements: str) -> None:
     """Edit rows by hand, as someone with database access might, bypassing the append-only triggers."""
     engine: Engine = create_engine(database_url)
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SET LOCAL session_replication_role = replica"))
-        else:
-            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update"))
-            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_delete"))
+        _past_the_triggers(conn)
         for statement in statements:
             conn.execute(text(statement))
     engine.dispose()
+
+
+def _past_the_triggers(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+    else:
+        conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update"))
+        conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_delete"))
+
+
+def rewrite_from(database_url: str, seq: int, details: dict[str, object]) -> None:
+    """The strongest rewrite a database administrator can make: past the append-only triggers, event ``seq`` gets
+    new details, it and every later event their hashes recomputed, and the head moved to match."""
+    engine: Engine = create_engine(database_url)
+    with engine.begin() as conn:
+        _past_the_triggers(conn)
+        with Session(bind=conn) as s:
+            prev: str | None = None
+            for event in s.scalars(select(AuditEvent).where(AuditEvent.seq >= seq).order_by(AuditEvent.seq)):
+                if event.seq == seq:
+                    event.details = details
+                else:
+                    event.prev_hash = prev
+                event.hash = prev = audit.event_hash(event)
+                s.flush()
+            s.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+    engine.dispose()
+
+
+def head_cli(database_url: str) -> str:
+    result = CliRunner().invoke(main, ["audit", "head"], env={"SDE_DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def verify_with_anchors(database_url: str, anchors: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["audit", "verify", "--anchors", str(anchors)],
+                                env={"SDE_DATABASE_URL": database_url})
+    return result.exit_code, result.output
 
 
 def test_intact_chain_verifies(factory: sessionmaker[Session], database_url: str) -> None:
@@ -122,6 +158,7 @@ def test_an_event_inserted_without_reserving_its_number_is_reported(factory: ses
         assert head is not None and head.seq == 2 and head.hash == last.hash
     code, output = verify_cli(database_url)
     assert code == 1 and "head records event 2 (events added outside the gateway" in output, output
+    assert "BROKEN at event 3:" in output, output  # the first event added, not the last genuine one
 
 
 def test_a_tail_rewritten_by_hand_is_reported(factory: sessionmaker[Session], database_url: str) -> None:
@@ -201,3 +238,43 @@ def test_details_round_trip_exactly(factory: sessionmaker[Session]) -> None:
         stored = s.scalars(select(AuditEvent)).one()
         assert json.loads(json.dumps(stored.details, sort_keys=True)) == json.loads(json.dumps(details, sort_keys=True))
         assert audit.verify(s).ok
+
+
+def test_a_log_rewritten_with_its_hashes_and_head_is_caught_by_an_anchor_kept_outside(
+        factory: sessionmaker[Session], database_url: str, tmp_path: Path) -> None:
+    """Someone past the append-only triggers rewrites event 2, recomputes every later hash and moves the head: the
+    chain alone cannot tell (what auditors.md says), but the head printed earlier by `sde audit head` and kept
+    outside the database no longer matches, and verify names the first anchored event that changed."""
+    append(factory, 3)
+    anchors = tmp_path / "anchors"
+    anchors.write_text(f"# kept on another host\n{head_cli(database_url)}\n")
+    append(factory, 2)
+    with anchors.open("a") as out:
+        out.write(head_cli(database_url) + "  # after five\n")
+    assert verify_with_anchors(database_url, anchors)[0] == 0
+
+    rewrite_from(database_url, 2, {"i": 1, "note": "nothing happened"})
+    assert verify_cli(database_url)[0] == 0  # the limit an anchor is for
+    code, output = verify_with_anchors(database_url, anchors)
+    assert code == 1 and "BROKEN at event 3:" in output and "anchor kept outside the database" in output, output
+
+
+def test_events_cut_from_the_end_with_the_head_moved_back_are_caught_by_an_anchor(
+        factory: sessionmaker[Session], database_url: str, tmp_path: Path) -> None:
+    append(factory, 5)
+    anchors = tmp_path / "anchors"
+    anchors.write_text(head_cli(database_url) + "\n")
+    tamper(database_url, "DELETE FROM audit_events WHERE seq > 3",
+           "UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit_events WHERE seq = 3) WHERE id = 1")
+    assert verify_cli(database_url)[0] == 0
+    code, output = verify_with_anchors(database_url, anchors)
+    assert code == 1 and "BROKEN at event 5:" in output and "log ends at event 3" in output, output
+
+
+def test_a_malformed_anchor_is_refused_naming_its_line(factory: sessionmaker[Session], database_url: str,
+                                                         tmp_path: Path) -> None:
+    append(factory, 1)
+    anchors = tmp_path / "anchors"
+    anchors.write_text(head_cli(database_url) + "\n1 not-a-hash\n")
+    code, output = verify_with_anchors(database_url, anchors)
+    assert code == 1 and "line 2" in output and "not an anchor" in output, output

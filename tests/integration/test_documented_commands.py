@@ -124,6 +124,10 @@ def test_the_operators_commands_on_a_fresh_database(box: Sandbox, server_url: st
     backup = tmp_path / "site.tar.gz"
     assert "Backed up" in sde(box, "backup", str(backup))
     assert "audit chain intact" in sde(box, "audit", "verify")
+    anchors = tmp_path / "audit-anchors"
+    anchors.write_text(sde(box, "audit", "head"))
+    assert re.fullmatch(r"\d+ [0-9a-f]{64}\n", anchors.read_text())
+    assert "against 1 anchors" in sde(box, "audit", "verify", "--anchors", str(anchors))
     assert sql(box, "SELECT count(*) FROM audit_events WHERE action = 'instance.backed_up'") == [(1,)]
 
     with sandbox("sde_docs_restore", server_url) as elsewhere:  # the backup restored into another, empty database
