@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -23,10 +23,16 @@ from gateway.host_permissions import private_umask, secure_instance
 
 
 def _cli_actor() -> str:
+    """Who ran the command, for the audit log: the account the process runs as, from its user id (getpass.getuser
+    would take the USER or LOGNAME variables, which anyone can set to another person's name), and, when run
+    through sudo, who ran sudo (SUDO_USER: set by sudo, and at worst a claim beside the real account)."""
+    uid = os.getuid()
     try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        account = f"uid {uid}"
+    through = os.environ.get("SUDO_USER", "").strip()[:32]
+    return f"cli:{account}" + (f" (sudo from {through})" if through and through != account else "")
 
 
 def _factory():

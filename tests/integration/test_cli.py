@@ -81,6 +81,32 @@ def test_user_set_password_sets_a_temporary_one_for_someone_who_cannot_sign_in(d
     engine.dispose()
 
 
+def test_the_audit_log_names_the_account_that_ran_a_command_not_the_name_in_its_environment(
+        database_url: str) -> None:
+    """USER and LOGNAME are the caller's to set: a command run with another person's name in them is still recorded
+    as the account it ran as; a sudo caller is added beside it, never instead of it."""
+    import os
+    import pwd
+
+    from sqlalchemy import select
+
+    from gateway.db import make_engine, make_session_factory
+    from gateway.models import AuditEvent
+
+    account = pwd.getpwuid(os.getuid()).pw_name
+    forged = {"USER": "alice", "LOGNAME": "alice", "USERNAME": "alice", "LNAME": "alice"}
+    assert run(database_url, "user", "create", "first", "--name", "First Admin", "--role", "admin",
+               "--password", "a-long-real-password", env={**forged, "SUDO_USER": ""}).exit_code == 0
+    assert run(database_url, "user", "create", "second", "--name", "Second Admin", "--role", "admin",
+               "--password", "a-long-real-password", env={**forged, "SUDO_USER": "bob"}).exit_code == 0
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as s:
+        labels = list(s.scalars(select(AuditEvent.actor_label).where(AuditEvent.action == "user.created")
+                                .order_by(AuditEvent.seq)))
+    engine.dispose()
+    assert labels == [f"cli:{account}", f"cli:{account} (sudo from bob)"]
+
+
 def test_token_create_prints_a_working_token(database_url: str, app, client) -> None:
     run(database_url, "demo", "--seed-only")
     result = run(database_url, "token", "create", "auditor", "--name", "script")
