@@ -254,6 +254,21 @@ def _new_password_problems(user: User, password: str, again: str) -> dict[str, l
     return errors
 
 
+def _read_again_locked(session: Session, ws: WebSession) -> User:
+    """The person's row locked and read again, with this session: a reset on the server (``sde user set-password``),
+    a lock or another change committed since the request began wins, instead of being overwritten by what was read
+    before it (a password change would otherwise silently undo a temporary password just set)."""
+    user = ws.user
+    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    session.refresh(user, attribute_names=["password_hash", "must_change_password", "session_version",
+                                           "failed_logins", "locked_until", "is_active"])
+    session.refresh(ws, attribute_names=["state", "generation"])
+    if ws.state == S.ENDED or ws.generation != user.session_version or not user.is_active:
+        raise Conflict("This session has ended meanwhile (your password was reset, or your account locked). "
+                       "Sign in again.")
+    return user
+
+
 def _set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     user.must_change_password = False
@@ -264,7 +279,7 @@ def set_first_password(session: Session, security: SecuritySettings, ws: WebSess
                        again: str) -> Outcome:
     """The new-password step: the person replaces the password someone else chose, then is signed in."""
     check_state(ws, S.NEW_PASSWORD)
-    user = ws.user
+    user = _read_again_locked(session, ws)
     errors = _new_password_problems(user, password, again)
     if errors:
         raise ValidationError("Choose another password.", field_errors=errors)
@@ -283,10 +298,10 @@ def change_password(session: Session, security: SecuritySettings, ws: WebSession
     count is committed). Every other session of the person ends; this one goes on.
     """
     check_state(ws, S.SIGNED_IN)
-    user = ws.user
-    if user.source != "local" or user.password_hash is None:
+    if ws.user.source != "local" or ws.user.password_hash is None:
         raise Conflict("Your password belongs to your organisation's directory: change it there.")
-    if not verify_password(user.password_hash, current):
+    user = _read_again_locked(session, ws)
+    if user.password_hash is None or not verify_password(user.password_hash, current):
         outcome = register_failure(session, user, security, "password_change")
         return {"current_password": [outcome.message if outcome.locked else "Your current password is not right."]}
     errors = _new_password_problems(user, password, again)

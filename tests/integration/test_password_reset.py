@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import SecuritySettings
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import Conflict, ValidationError
-from gateway.identity import accounts
+from gateway.identity import accounts, signin
+from gateway.identity.passwords import verify_password
 from gateway.identity.sessions import SignInState, live_session, open_session
 from gateway.models import User
 from tests.integration.test_security_signin import (
@@ -163,3 +164,28 @@ def test_a_reset_racing_the_persons_own_password_change_ends_every_session(
     reset.close()
     with session_factory() as s:
         assert live_session(s, key) is None, "a session opened during the reset outlived it"
+
+
+@postgres_only
+def test_the_persons_own_change_read_before_a_reset_does_not_undo_it(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """The person's password change began (their session and account read) before the operator's reset committed:
+    the change is refused, and the temporary password the operator gives them is the one in force (it was silently
+    overwritten: found in review)."""
+    with unit_of_work(session_factory) as s:
+        person = s.get(User, demo_users["researcher"])
+        assert person is not None
+        _ws, key = open_session(s, person, SignInState.SIGNED_IN, SecuritySettings(), method="password")
+    change = session_factory()
+    ws = live_session(change, key)  # read at the start of the request, as the page does
+    assert ws is not None
+    _reset(session_factory, "researcher")
+    with pytest.raises(Conflict, match="ended meanwhile"):
+        signin.change_password(change, SecuritySettings(), ws, PASSWORD, "a-brand-new-passphrase-9",
+                               "a-brand-new-passphrase-9")
+    change.rollback()
+    change.close()
+    with session_factory() as s:
+        person = s.get(User, demo_users["researcher"])
+        assert person is not None and person.must_change_password
+        assert verify_password(person.password_hash or "", TEMPORARY)
