@@ -233,27 +233,32 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
             notes.append(f"{len(mismatches)} cell(s) differ from the recomputed table: the file was edited by hand "
                          "or made from other data.")
     differencing = check_differencing(fresh, earlier, config)
-    for flag in differencing.flags:
-        key = (json.dumps(list(flag.new.cell[0])), json.dumps(list(flag.new.cell[1])))
-        where = by_key.get(key)
-        if where is not None:
-            cells[where]["status"] = "fail"
-            cells[where]["rules"] = sorted({*cells[where]["rules"], "differencing"})
-    own = [flag for flag in differencing.flags if flag.earlier.record_uid not in elsewhere]
-    if own:
-        notes.append(dc.DifferencingReport(own, config.threshold).summary)
     checker_notes: list[str] = []
     described: list[str] = []
     for flag in differencing.flags:
+        where = by_key.get((json.dumps(list(flag.new.cell[0])), json.dumps(list(flag.new.cell[1]))))
+        if where is not None:
+            cells[where]["status"] = "fail"
+            cells[where]["rules"] = sorted({*cells[where]["rules"], "differencing"})
+        # the researcher's cell by its place in the file, never its labels: a margin's label is the recorded
+        # margins_name (sidecar text) and the notes are read outside the workspace; the labels are the checkers'
+        cell = f"The cell at row {where[0] + 1}, column {where[1] + 1}" if where else "A cell"
         source = elsewhere.get(flag.earlier.record_uid)
         if source is None:
+            notes.append(f"{cell} and a cell of a table already released from this project describe nested "
+                         f"populations that differ by fewer than {config.threshold} people: subtracting one from "
+                         "the other would reveal a small group.")
             described.append(flag.describe())
+            checker_notes.append(f"Differencing: {flag.describe()}.")
             continue
-        notes.append(flag.describe_unnamed(config.threshold))
-        where = (f"{source.path} in released output request {source.request_id} of project "
-                 f"{source.project_reference}")
-        described.append(f"{flag.describe()} (released elsewhere: {where})")
-        checker_notes.append(f"Differencing ledger: {flag.describe().replace(flag.earlier.record_uid, where)}.")
+        notes.append(f"{cell} describes a population nested with a cell of a table already released elsewhere "
+                     f"from the same data, and the two differ by fewer than {config.threshold} people: subtracting "
+                     "one from the other would reveal a small group. Widen or merge categories, or ask the output "
+                     "checkers.")
+        released = (f"{source.path} in released output request {source.request_id} of project "
+                    f"{source.project_reference}")
+        described.append(f"{flag.describe()} (released elsewhere: {released})")
+        checker_notes.append(f"Differencing ledger: {flag.describe().replace(flag.earlier.record_uid, released)}.")
     status = worst(output.status, "fail" if mismatches else "pass", differencing.status)
     return {
         "method": "recomputed",

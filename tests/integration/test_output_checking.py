@@ -33,6 +33,7 @@ from tests.integration.test_outputs import (
     notebook_crosstab,
     outputs_of,
     ready_project,
+    released_request,
     review_all,
     work,
 )
@@ -540,3 +541,25 @@ def test_where_a_table_sits_in_a_json_file_is_not_named_by_its_keys_to_the_resea
     assert "In JSON table 1, column 1 looks like an identifier" in notes and MARKER not in notes
     assert MARKER not in researcher_sees(app, session_factory, request_id)
     assert MARKER in checker_sees(app, session_factory, request_id)  # the summary names the keys, for the checkers
+
+
+def test_a_differencing_note_names_the_researchers_cell_by_position_not_by_its_labels(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """A differencing note named the cell by its labels, and a margin's label is the recorded ``margins_name``:
+    text from the sidecar, read on the author's page outside the workspace. The note now gives the cell's row and
+    column in the file; the checkers read the labels, the earlier output and the counts."""
+    released_request(session_factory, settings, project_id, "everyone", margins=True)
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "not_decile_10", suppress=True,
+                      filters={"imd_decile": {"between": [1, 9]}}, margins=True, margins_name=MARKER)
+    request_id = new_request(session_factory, settings, project_id, ["not_decile_10.csv"])
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    item = get(session_factory, request_id).files[0]
+    assert item.check_status == "fail"
+    assert any(MARKER in d for d in item.check_result["differencing"])  # the margin's cell is one of those flagged
+    notes = " ".join(item.check_result["notes"])
+    assert MARKER not in notes and "differ by 4" not in notes and "row 2, column 2" in notes
+    assert MARKER not in researcher_sees(app, session_factory, request_id)
+    theirs = checker_sees(app, session_factory, request_id)
+    assert MARKER in theirs and "differ by 4 people" in theirs
