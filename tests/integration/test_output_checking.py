@@ -563,3 +563,28 @@ def test_a_differencing_note_names_the_researchers_cell_by_position_not_by_its_l
     assert MARKER not in researcher_sees(app, session_factory, request_id)
     theirs = checker_sees(app, session_factory, request_id)
     assert MARKER in theirs and "differ by 4 people" in theirs
+
+
+def test_acros_exception_and_comments_from_the_workspace_are_shown_to_the_checkers_only(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """ACRO's results.json is handed over from the workspace: its exception, comments, output names and check names
+    are the researcher's text. The author's page, read outside the workspace, said them back; now it says only that
+    ACRO asked for an exception or holds comments. The checkers read them all."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    (folder / "acro").mkdir()
+    (folder / "acro" / "output_0_0.csv").write_text("region,n\nNorth,40\nSouth,30\n")
+    entry = {"status": "fail", "type": "table", "properties": {"method": "crosstab"}, "command": "",
+             "summary": "", "timestamp": "", "outcome": {},
+             "files": [{"name": "output_0_0.csv", "sdc": {"summary": {f"{MARKER}-check": 2}}}],
+             "exception": f"exception: row 1 born 1961-03-04 {MARKER}", "comments": [f"comment: SW1A 1AA {MARKER}"]}
+    (folder / "acro" / "results.json").write_text(json.dumps({"version": "1.0.2", "results": {f"{MARKER}-uid": entry}}))
+    request_id = new_request(session_factory, settings, project_id, ["acro/output_0_0.csv", "acro/results.json"],
+                             kinds={"acro/results.json": "supporting"})
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    mine = researcher_sees(app, session_factory, request_id)
+    assert 'data-testid="acro-verdict"' in mine and 'data-testid="acro-exception"' in mine
+    assert MARKER not in mine and "1961-03-04" not in mine and "SW1A 1AA" not in mine
+    theirs = checker_sees(app, session_factory, request_id)
+    assert f"exception: row 1 born 1961-03-04 {MARKER}" in theirs and f"comment: SW1A 1AA {MARKER}" in theirs
+    assert f"{MARKER}-check: 2 cells" in theirs and f"output {MARKER}-uid" in theirs
