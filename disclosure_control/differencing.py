@@ -46,18 +46,6 @@ class DifferencingFlag:
             f"one population lies inside the other"
         )
 
-    def describe_unnamed(self, threshold: int) -> str:
-        """The finding told without the earlier table: no name, no cell, no count, no difference.
-
-        For a researcher whose table conflicts with a table released elsewhere (another project's release): they
-        learn which of their own cells is the problem, never the other table, its cells or how far apart they are.
-        """
-        return (
-            f"cell {list(self.new.cell)} describes a population nested with a cell of a table already released "
-            f"elsewhere from the same data, and the two differ by fewer than {threshold} people: subtracting one "
-            "from the other would reveal a small group. Widen or merge categories, or ask the output checkers."
-        )
-
 
 @dataclass(frozen=True)
 class DifferencingReport:

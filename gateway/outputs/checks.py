@@ -60,7 +60,16 @@ EXTREME_LABEL = re.compile(r"^(min|max|minimum|maximum)$", re.IGNORECASE)
 
 
 class CannotRecompute(Exception):
-    """The record cannot be re-run here; the message says why (the file then goes to manual review)."""
+    """The record cannot be re-run here (the file then goes to manual review).
+
+    ``reason`` names the part of the record at fault, never its value: it goes into the notes, which the author reads
+    outside the workspace, and the sidecar is text the researcher wrote. ``detail`` (the value, or the error's own
+    message quoting it) is for the checkers only.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason} ({detail})" if detail else reason)
+        self.reason, self.detail = reason, detail
 
 
 def worst(*statuses: str) -> str:
@@ -100,7 +109,7 @@ def load_dataset(extract: Path | None, dataset: str | None) -> pd.DataFrame:
     manifest = json.loads((extract / "manifest.json").read_text(encoding="utf-8"))
     table = next((t for t in manifest.get("tables", []) if t.get("dataset") == dataset), None)
     if table is None:
-        raise CannotRecompute(f"the extract has no dataset '{dataset}'")
+        raise CannotRecompute("the extract has no dataset of the name recorded", repr(dataset))
     return pd.read_parquet(extract / table["file"])
 
 
@@ -112,7 +121,7 @@ def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = 
     """
     kind = record.get("kind")
     if kind not in RECOMPUTABLE:
-        raise CannotRecompute(f"a {kind} output is not recomputed automatically")
+        raise CannotRecompute("an output of the kind recorded is not recomputed automatically", repr(kind))
     query = record.get("query") or {}
     data = load_dataset(extract, query.get("dataset"))
     common: dict[str, Any] = {"margins": bool(query.get("margins")), "margins_name": query.get("margins_name", "All"),
@@ -134,7 +143,7 @@ def recompute(record: dict[str, Any], extract: Path | None, config: SDCConfig = 
             output = pivot_table(data, query["values"], query["index"], query.get("columns") or None,
                                  aggfunc=query["aggfunc"], **common)
     except (KeyError, ValueError, TypeError) as exc:
-        raise CannotRecompute(f"the recorded query cannot be run on the extract: {exc}") from exc
+        raise CannotRecompute("the recorded query cannot be run on the extract", str(exc)) from exc
     mitigation = record.get("mitigation") or {}
     if mitigation.get("method") in {"suppression", "merged_steps"}:
         output = output.suppressed()
@@ -155,14 +164,14 @@ def _refit(kind: str, query: dict[str, Any], data: pd.DataFrame, config: SDCConf
             continue  # whether statsmodels prints its progress: the gateway fits quietly either way
         if key not in FIT_OPTIONS or isinstance(value, bool) or not isinstance(value, str | int) \
                 or value not in FIT_OPTIONS[key]:
-            raise CannotRecompute(f"the fit option {key}={value!r} is not refitted at the gateway")
+            raise CannotRecompute("a recorded fit option is not refitted at the gateway", f"{key}={value!r}")
         options[key] = value
     try:
         check_formula(formula, data)
         return getattr(dc, kind)(formula, data, dataset=query.get("dataset"), filters=query.get("filters") or None,
                                  config=config, **options)
     except Exception as exc:  # the record is researcher-written: any failure to refit means manual review
-        raise CannotRecompute(f"the recorded model cannot be fitted on the extract: {exc}") from exc
+        raise CannotRecompute("the recorded model cannot be fitted on the extract", str(exc)) from exc
 
 
 def _layout(table: pd.DataFrame) -> tuple[int, int]:
@@ -224,27 +233,32 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
             notes.append(f"{len(mismatches)} cell(s) differ from the recomputed table: the file was edited by hand "
                          "or made from other data.")
     differencing = check_differencing(fresh, earlier, config)
-    for flag in differencing.flags:
-        key = (json.dumps(list(flag.new.cell[0])), json.dumps(list(flag.new.cell[1])))
-        where = by_key.get(key)
-        if where is not None:
-            cells[where]["status"] = "fail"
-            cells[where]["rules"] = sorted({*cells[where]["rules"], "differencing"})
-    own = [flag for flag in differencing.flags if flag.earlier.record_uid not in elsewhere]
-    if own:
-        notes.append(dc.DifferencingReport(own, config.threshold).summary)
     checker_notes: list[str] = []
     described: list[str] = []
     for flag in differencing.flags:
+        where = by_key.get((json.dumps(list(flag.new.cell[0])), json.dumps(list(flag.new.cell[1]))))
+        if where is not None:
+            cells[where]["status"] = "fail"
+            cells[where]["rules"] = sorted({*cells[where]["rules"], "differencing"})
+        # the researcher's cell by its place in the file, never its labels: a margin's label is the recorded
+        # margins_name (sidecar text) and the notes are read outside the workspace; the labels are the checkers'
+        cell = f"The cell at row {where[0] + 1}, column {where[1] + 1}" if where else "A cell"
         source = elsewhere.get(flag.earlier.record_uid)
         if source is None:
+            notes.append(f"{cell} and a cell of a table already released from this project describe nested "
+                         f"populations that differ by fewer than {config.threshold} people: subtracting one from "
+                         "the other would reveal a small group.")
             described.append(flag.describe())
+            checker_notes.append(f"Differencing: {flag.describe()}.")
             continue
-        notes.append(flag.describe_unnamed(config.threshold))
-        where = (f"{source.path} in released output request {source.request_id} of project "
-                 f"{source.project_reference}")
-        described.append(f"{flag.describe()} (released elsewhere: {where})")
-        checker_notes.append(f"Differencing ledger: {flag.describe().replace(flag.earlier.record_uid, where)}.")
+        notes.append(f"{cell} describes a population nested with a cell of a table already released elsewhere "
+                     f"from the same data, and the two differ by fewer than {config.threshold} people: subtracting "
+                     "one from the other would reveal a small group. Widen or merge categories, or ask the output "
+                     "checkers.")
+        released = (f"{source.path} in released output request {source.request_id} of project "
+                    f"{source.project_reference}")
+        described.append(f"{flag.describe()} (released elsewhere: {released})")
+        checker_notes.append(f"Differencing ledger: {flag.describe().replace(flag.earlier.record_uid, released)}.")
     status = worst(output.status, "fail" if mismatches else "pass", differencing.status)
     return {
         "method": "recomputed",
@@ -326,7 +340,8 @@ def check_heuristic(data: bytes, extension: str, config: SDCConfig = DEFAULT_CON
         found_rules = [f"{n} {'cell' if n == 1 else 'cells'} {rule.replace('_', ' ')}" for rule, n in counts.items()
                        if n]
         if found_rules:
-            lines.append(f"{table.where.capitalize()}: " + ", ".join(found_rules) + ".")
+            at = f" ({table.path})" if table.path else ""  # the summary is the checkers' only
+            lines.append(f"{table.where.capitalize()}{at}: " + ", ".join(found_rules) + ".")
         status = worst(status, *(cell["status"] for cell in flagged))
     if not found.tables:
         notes.append("No table was found in it: a person must read all of it (the automatic checks cannot tell "
@@ -364,8 +379,10 @@ def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: lis
         try:
             result = check_recorded(data, item.sdc_record, extract, earlier, elsewhere=elsewhere)
         except CannotRecompute as exc:
-            return check_heuristic(data, item.extension, reason=f"Not recomputed: {exc}.", pseudonyms=pseudonyms,
-                                   max_rows=max_rows)
+            fallback = check_heuristic(data, item.extension, reason=f"Not recomputed: {exc.reason}.",
+                                       pseudonyms=pseudonyms, max_rows=max_rows)
+            fallback["checker_notes"] = [f"Not recomputed: {exc}."] if exc.detail else []
+            return fallback
         if pseudonyms and pseudonyms.count(content.search_texts(data, item.extension)):
             result["status"] = "fail"
             result["notes"].append("It holds one of this project's patient pseudonyms (or a part of one).")

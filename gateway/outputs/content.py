@@ -53,11 +53,16 @@ ID_COLUMN_MIN_ROWS = 20
 
 @dataclass
 class Table:
-    """One table found in a file: where (for messages), its header and its rows of text."""
+    """One table found in a file: where (for messages), its header and its rows of text.
+
+    ``where`` names a position only ("table at line 3", "JSON table 2"), as messages may; ``path`` is where a JSON
+    table sits by the document's own keys, which are the researcher's text, so it is for the checkers only.
+    """
 
     where: str
     header: list[str]
     rows: list[list[str]]
+    path: str = ""
 
 
 @dataclass
@@ -386,7 +391,8 @@ def json_tables(document: Any) -> list[Table]:
     found: list[Table] = []
 
     def add(where: str, header: list[str], rows: list[list[Any]]) -> None:
-        found.append(Table(where, header, [[_cell_text(v) for v in row] for row in rows]))
+        found.append(Table(f"JSON table {len(found) + 1}", header, [[_cell_text(v) for v in row] for row in rows],
+                           where))
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, list) and node:

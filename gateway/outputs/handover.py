@@ -37,6 +37,7 @@ from gateway import audit
 from gateway.config import Settings
 from gateway.errors import AuthenticationFailed, NotFound, ValidationError
 from gateway.models import User
+from gateway.outputs import files as intake
 from gateway.outputs import service
 from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.workspaces.entitlement import workspace_id
@@ -205,13 +206,31 @@ def submit(session: Session, settings: Settings, context: HandoverContext, body:
                                   source=f"workspace hand-over ({context.workspace.server_name})")
 
 
-def record_refusal(session: Session, user_id: int, project_id: int, request_id: Any, name: Any, message: str) -> None:
-    """A refused hand-over is kept in the audit log (what was tried, never the bytes), in its own transaction."""
+def record_refusal(session: Session, settings: Settings, user_id: int, project_id: int, request_id: Any, name: Any,
+                   message: str) -> None:
+    """A refused hand-over is kept in the audit log (what was tried, never the bytes), in its own transaction.
+
+    The name is the researcher's text and the log is read outside the workspace: it is kept only when it is a plain
+    file name holding none of the project's pseudonyms (as an accepted file's name is); otherwise only its SHA-256,
+    and the refusal's words, which quote the name, say "the file" instead.
+    """
     user = session.get(User, user_id)
-    assert user is not None
+    project = session.get(Project, project_id)
+    assert user is not None and project is not None
+    text = name if isinstance(name, str) else ""
+    try:
+        plain = intake.check_name(text) == text and not service.project_pseudonyms(settings, project).count([text])
+    except ValidationError:
+        plain = False
+    reason = message
+    if not plain:
+        for form in filter(None, {text, text.strip(), text.strip().replace("\\", "/")}):
+            reason = reason.replace(f"'{form}'", "the file").replace(form, "the file")
     audit.record(session, user, "output_request.handover_refused", "project", project_id,
                  {"request_id": request_id if isinstance(request_id, int) else None,
-                  "name": name[:200] if isinstance(name, str) else None, "reason": message[:500]})
+                  "name": text if plain else None,
+                  "name_sha256": hashlib.sha256(text.encode()).hexdigest() if text and not plain else None,
+                  "reason": reason[:500]})
 
 
 def secret_path(state_dir: Path) -> Path:

@@ -54,7 +54,7 @@ def files() -> Any:
     except DomainError as exc:
         messages = [m for ms in exc.field_errors.values() for m in ms] or [exc.message]
         with unit_of_work(current_app.extensions["sde_sessionmaker"]) as s:
-            handover.record_refusal(s, user_id, project_id, body.get("request_id"), body.get("name"),
+            handover.record_refusal(s, settings(), user_id, project_id, body.get("request_id"), body.get("name"),
                                     " ".join(messages))
         raise
     return jsonify({"request_id": item.request_id, "name": item.path, "version": item.version, "sha256": item.sha256,

@@ -6,6 +6,7 @@ nothing behind but an audit event. An audit hook proves the gateway opens nothin
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import sys
 import threading
@@ -196,3 +197,23 @@ def test_a_workspace_that_fails_to_start_leaves_no_open_session_and_so_no_live_c
         credential = handover.mint_credential(settings, ws.id, uid, project_id)
         with pytest.raises(handover.CredentialError, match="ended"):
             handover.context_for(s, settings, credential, "researcher", ws.server_name)
+
+
+def test_a_refused_hand_overs_name_reaches_the_audit_log_only_when_plain_and_free_of_pseudonyms(
+        client: Any, world: dict[str, Any], session_factory: sessionmaker[Session]) -> None:
+    """The name sent with a hand-over is the researcher's text. A refused one was kept in the audit log as sent (up
+    to 200 characters of anything, or a pseudonym the intake had just refused), read outside the workspace. It is
+    kept now only as a plain file name without pseudonyms; otherwise only its SHA-256, to match a name one holds."""
+    pseudonym = cohort()["pseudo_id"][5]
+    sent = {"prose": "../row 1: born 1961-03-04, SW1A 1AA, C34.1", "pseudonym": f"p {pseudonym}.csv",
+            "plain": "big.exe"}
+    for name in sent.values():
+        assert call(client, "files", file_body(world, "researcher", name, b"region,n\nNorth,40\n"),
+                    world=world).status_code == 422
+    with session_factory() as s:
+        kept = [e.details for e in s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "output_request.handover_refused").order_by(AuditEvent.seq))]
+    text = json.dumps(kept)
+    assert "1961-03-04" not in text and pseudonym not in text
+    assert [k["name"] for k in kept] == [None, None, "big.exe"]
+    assert kept[0]["name_sha256"] == hashlib.sha256(sent["prose"].encode()).hexdigest()

@@ -33,6 +33,7 @@ from tests.integration.test_outputs import (
     notebook_crosstab,
     outputs_of,
     ready_project,
+    released_request,
     review_all,
     work,
 )
@@ -463,3 +464,127 @@ def test_removing_a_file_removes_its_exception(session_factory: sessionmaker[Ses
         assert s.scalars(select(OutputException)).all() == []
         assert s.scalars(select(OutputExceptionDecision)).all() == []
     assert get(session_factory, request_id).files == []
+
+
+# --- text from the workspace in the automatic check's notes and in ACRO's results (reached outside) ---------------
+
+MARKER = "smuggledZQXJV"  # stands for anything a researcher might write in a handed-over file to read it outside
+
+
+def researcher_sees(app: Flask, factory: sessionmaker[Session], request_id: int) -> str:
+    """All the author receives about a request outside the workspace: its page and its API answer."""
+    client = app.test_client()
+    sign_in_session(client, factory, "researcher")
+    page = client.get(f"/outputs/{request_id}").get_data(as_text=True)
+    with unit_of_work(factory) as s:
+        _, bearer = tokens.create_token(s, "test", f.user(s, "researcher"), "api")
+    api = client.get(f"/api/v1/output-requests/{request_id}", headers={"Authorization": f"Bearer {bearer}"})
+    assert api.status_code == 200
+    return page + api.get_data(as_text=True)
+
+
+def checker_sees(app: Flask, factory: sessionmaker[Session], request_id: int) -> str:
+    client = app.test_client()
+    sign_in_session(client, factory, "checker1")
+    return client.get(f"/outputs/{request_id}").get_data(as_text=True)
+
+
+def _ols(record: dict) -> None:  # type: ignore[type-arg]
+    record["kind"] = "ols"
+    record["query"] = {"dataset": "patients", "formula": "imd_decile ~ C(region)", "fit": {"cov_type": MARKER}}
+
+
+@pytest.mark.parametrize("smuggle", [
+    lambda record: record["query"].update(dataset=MARKER),  # "the extract has no dataset ..."
+    lambda record: record.update(kind=MARKER),  # "a ... output is not recomputed automatically"
+    lambda record: record["query"].update(index=[MARKER]),  # pandas' KeyError, quoted in the reason
+    _ols,  # "the fit option cov_type=... is not refitted"
+    lambda record: (_ols(record), record["query"].update(fit={MARKER: 1})),  # the option's name
+    lambda record: (_ols(record), record["query"].update(fit={}, formula=f"imd_decile ~ {MARKER}")),  # patsy
+], ids=["dataset", "kind", "column", "fit-value", "fit-name", "formula"])
+def test_why_a_record_was_not_recomputed_carries_no_text_from_the_sidecar_to_the_researcher(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask, smuggle) -> None:  # type: ignore[no-untyped-def]
+    """The automatic check's notes are on the author's request page, read outside the workspace: a reason quoting
+    the sidecar (a dataset, a column, a fit option, a formula) let any text the researcher wrote there out
+    unchecked. The researcher reads that the record was not recomputed and which part of it is at fault; the
+    checkers read the value too."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
+    sidecar = folder / "by_region.sdc.json"
+    content = json.loads(sidecar.read_text())
+    smuggle(content["record"])
+    sidecar.write_text(json.dumps(content))
+    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    item = get(session_factory, request_id).files[0]
+    assert item.check_result["method"] == "heuristic"
+    notes = " ".join(item.check_result["notes"])
+    assert "Not recomputed" in notes and MARKER not in notes
+    assert MARKER in " ".join(item.check_result["checker_notes"])
+    assert MARKER not in researcher_sees(app, session_factory, request_id)
+    assert 'data-testid="checker-note">Not recomputed' in checker_sees(app, session_factory, request_id)
+
+
+def test_where_a_table_sits_in_a_json_file_is_not_named_by_its_keys_to_the_researcher(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """A JSON table was named by its path of keys ("In $.<key>, column 1 looks like an identifier"): the keys are
+    the researcher's text, and the note is read outside the workspace. It is now "JSON table 1"."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    rows = [{"code": number, "n": 3} for number in ("9434765919", "9434765870", "4010232137")]
+    (folder / "codes.json").write_text(json.dumps({f"row 1 born 1961-03-04 {MARKER}": rows}))
+    request_id = new_request(session_factory, settings, project_id, ["codes.json"])
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    item = get(session_factory, request_id).files[0]
+    notes = " ".join(item.check_result["notes"])
+    assert "In JSON table 1, column 1 looks like an identifier" in notes and MARKER not in notes
+    assert MARKER not in researcher_sees(app, session_factory, request_id)
+    assert MARKER in checker_sees(app, session_factory, request_id)  # the summary names the keys, for the checkers
+
+
+def test_a_differencing_note_names_the_researchers_cell_by_position_not_by_its_labels(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """A differencing note named the cell by its labels, and a margin's label is the recorded ``margins_name``:
+    text from the sidecar, read on the author's page outside the workspace. The note now gives the cell's row and
+    column in the file; the checkers read the labels, the earlier output and the counts."""
+    released_request(session_factory, settings, project_id, "everyone", margins=True)
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "not_decile_10", suppress=True,
+                      filters={"imd_decile": {"between": [1, 9]}}, margins=True, margins_name=MARKER)
+    request_id = new_request(session_factory, settings, project_id, ["not_decile_10.csv"])
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    item = get(session_factory, request_id).files[0]
+    assert item.check_status == "fail"
+    assert any(MARKER in d for d in item.check_result["differencing"])  # the margin's cell is one of those flagged
+    notes = " ".join(item.check_result["notes"])
+    assert MARKER not in notes and "differ by 4" not in notes and "row 2, column 2" in notes
+    assert MARKER not in researcher_sees(app, session_factory, request_id)
+    theirs = checker_sees(app, session_factory, request_id)
+    assert MARKER in theirs and "differ by 4 people" in theirs
+
+
+def test_acros_exception_and_comments_from_the_workspace_are_shown_to_the_checkers_only(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """ACRO's results.json is handed over from the workspace: its exception, comments, output names and check names
+    are the researcher's text. The author's page, read outside the workspace, said them back; now it says only that
+    ACRO asked for an exception or holds comments. The checkers read them all."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    (folder / "acro").mkdir()
+    (folder / "acro" / "output_0_0.csv").write_text("region,n\nNorth,40\nSouth,30\n")
+    entry = {"status": "fail", "type": "table", "properties": {"method": "crosstab"}, "command": "",
+             "summary": "", "timestamp": "", "outcome": {},
+             "files": [{"name": "output_0_0.csv", "sdc": {"summary": {f"{MARKER}-check": 2}}}],
+             "exception": f"exception: row 1 born 1961-03-04 {MARKER}", "comments": [f"comment: SW1A 1AA {MARKER}"]}
+    (folder / "acro" / "results.json").write_text(json.dumps({"version": "1.0.2", "results": {f"{MARKER}-uid": entry}}))
+    request_id = new_request(session_factory, settings, project_id, ["acro/output_0_0.csv", "acro/results.json"],
+                             kinds={"acro/results.json": "supporting"})
+    act(session_factory, request_id, "researcher", service.submit)
+    work(session_factory, settings)
+    mine = researcher_sees(app, session_factory, request_id)
+    assert 'data-testid="acro-verdict"' in mine and 'data-testid="acro-exception"' in mine
+    assert MARKER not in mine and "1961-03-04" not in mine and "SW1A 1AA" not in mine
+    theirs = checker_sees(app, session_factory, request_id)
+    assert f"exception: row 1 born 1961-03-04 {MARKER}" in theirs and f"comment: SW1A 1AA {MARKER}" in theirs
+    assert f"{MARKER}-check: 2 cells" in theirs and f"output {MARKER}-uid" in theirs
