@@ -160,6 +160,9 @@ def verify(session: Session, batch: int = 1000, anchors: Iterable[Anchor] = ()) 
     kept: dict[int, set[str]] = {}
     for anchor in anchors:
         kept.setdefault(anchor.seq, set()).add(anchor.hash)
+    if kept.get(0, {GENESIS_HASH}) != {GENESIS_HASH}:  # the empty log's head: no event is there to compare with
+        return VerifyResult(False, 0, 0, "an anchor kept outside the database names event 0 with a hash other than "
+                                         "the empty log's (the anchor is wrong)")
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0

@@ -311,3 +311,16 @@ def test_an_empty_log_verifies_and_a_missing_head_is_reported(factory: sessionma
     with factory() as s:
         result = audit.verify(s)
     assert not result.ok and result.reason == "the audit head row is missing", result.describe()
+
+
+def test_an_anchor_at_event_0_must_be_the_empty_log(factory: sessionmaker[Session], database_url: str,
+                                                     tmp_path: Path) -> None:
+    """`sde audit head` on an empty log prints event 0 and the genesis hash; an anchor at 0 with any other hash
+    matches no log, and was passed without being checked (found in review)."""
+    anchors = tmp_path / "anchors"
+    anchors.write_text(head_cli(database_url) + "\n")
+    append(factory, 2)
+    assert verify_with_anchors(database_url, anchors)[0] == 0
+    anchors.write_text(f"0 {'ab' * 32}\n")
+    code, output = verify_with_anchors(database_url, anchors)
+    assert code == 1 and "BROKEN at event 0:" in output, output
