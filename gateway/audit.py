@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, select, true, update
 from sqlalchemy.orm import Session
 
 from gateway.db import begin_transaction, utcnow
@@ -160,11 +160,23 @@ def verify(session: Session, batch: int = 1000, anchors: Iterable[Anchor] = ()) 
     kept: dict[int, set[str]] = {}
     for anchor in anchors:
         kept.setdefault(anchor.seq, set()).add(anchor.hash)
+    if kept.get(0, {GENESIS_HASH}) != {GENESIS_HASH}:  # the empty log's head: no event is there to compare with
+        return VerifyResult(False, 0, 0, "an anchor kept outside the database names event 0 with a hash other than "
+                                         "the empty log's (the anchor is wrong)")
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
     begin_transaction(session)  # the rows stream through a server-side cursor: one transaction, not a page's reads
-    for event in session.scalars(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch)):
+    # The head comes with every event, from the same statement and so the same snapshot: read afterwards, it could
+    # count events the gateway recorded while a long log was being read (READ COMMITTED) and raise a false alarm.
+    rows = session.execute(select(AuditHead.seq, AuditHead.hash, AuditEvent).select_from(AuditHead)
+                           .outerjoin(AuditEvent, true()).where(AuditHead.id == 1)
+                           .order_by(AuditEvent.seq).execution_options(yield_per=batch))
+    head: tuple[int, str] | None = None
+    for head_seq, head_hash, event in rows:
+        head = (head_seq, head_hash)
+        if event is None:  # an empty log
+            break
         if event.seq != expected_seq:
             return VerifyResult(False, checked, expected_seq,
                                 f"event {expected_seq} is missing (next stored event is {event.seq})")
@@ -180,16 +192,16 @@ def verify(session: Session, batch: int = 1000, anchors: Iterable[Anchor] = ()) 
         prev_hash = event.hash
         expected_seq += 1
         checked += 1
-    head = session.get(AuditHead, 1)
     if head is None:
         return VerifyResult(False, checked, None, "the audit head row is missing")
-    if head.seq != checked or head.hash != prev_hash:
+    head_seq, head_hash = head
+    if head_seq != checked or head_hash != prev_hash:
         # only record() moves the head: an event inserted or removed by hand leaves it behind or ahead
-        how = ("events removed from the end" if head.seq > checked else
-               "events added outside the gateway" if head.seq < checked else "the last event replaced")
-        first_wrong = checked + 1 if head.seq > checked else head.seq + 1 if head.seq < checked else checked
+        how = ("events removed from the end" if head_seq > checked else
+               "events added outside the gateway" if head_seq < checked else "the last event replaced")
+        first_wrong = checked + 1 if head_seq > checked else head_seq + 1 if head_seq < checked else checked
         return VerifyResult(False, checked, first_wrong,
-                            f"the log ends at event {checked} but the head records event {head.seq} "
+                            f"the log ends at event {checked} but the head records event {head_seq} "
                             f"({how}, or the head altered)")
     beyond = [seq for seq in kept if seq > checked]
     if beyond:

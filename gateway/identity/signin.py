@@ -66,8 +66,10 @@ def _locked_message(user: User) -> str:
 def register_failure(session: Session, user: User, security: SecuritySettings, stage: str) -> Outcome:
     """Count one wrong secret; at the limit, lock the account and end all its sessions (half-done ones too).
 
-    The user's row is locked and re-read first, so guesses sent in parallel each count (no lost update)."""
-    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    The user's row is locked and re-read first, so guesses sent in parallel each count (no lost update). FOR NO KEY
+    UPDATE, as everywhere the row is locked: a sign-in adding its session row (key share) goes on, where it could
+    otherwise hold the very session the lockout waits to end, and deadlock."""
+    session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     session.refresh(user, attribute_names=["failed_logins", "locked_until", "session_version"])
     user.failed_logins += 1
     audit.record(session, user, "auth.failed", "user", user.id,
@@ -257,9 +259,10 @@ def _new_password_problems(user: User, password: str, again: str) -> dict[str, l
 def _read_again_locked(session: Session, ws: WebSession) -> User:
     """The person's row locked and read again, with this session: a reset on the server (``sde user set-password``),
     a lock or another change committed since the request began wins, instead of being overwritten by what was read
-    before it (a password change would otherwise silently undo a temporary password just set)."""
+    before it (a password change would otherwise silently undo a temporary password just set). FOR NO KEY UPDATE,
+    as ``register_failure`` and the reset: a sign-in adding its session row is not blocked (a deadlock otherwise)."""
     user = ws.user
-    session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     session.refresh(user, attribute_names=["password_hash", "must_change_password", "session_version",
                                            "failed_logins", "locked_until", "is_active"])
     session.refresh(ws, attribute_names=["state", "generation"])

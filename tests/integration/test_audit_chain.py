@@ -16,6 +16,7 @@ from gateway import audit
 from gateway.cli import main
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.models import AuditEvent, AuditHead
+from tests.support.databases import postgres_only
 
 
 def append(factory: sessionmaker[Session], n: int) -> None:
@@ -278,3 +279,48 @@ def test_a_malformed_anchor_is_refused_naming_its_line(factory: sessionmaker[Ses
     anchors.write_text(head_cli(database_url) + "\n1 not-a-hash\n")
     code, output = verify_with_anchors(database_url, anchors)
     assert code == 1 and "line 2" in output and "not an anchor" in output, output
+
+
+@postgres_only
+def test_events_appended_while_verify_reads_the_log_are_no_false_alarm(
+        factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway keeps recording while a scheduled verify walks a long log: the head it compares with must be the
+    head of the log it read, not one moved since (a false "events removed from the end": found in review)."""
+    append(factory, 3)
+    hashed = audit.event_hash
+    appended: list[bool] = []
+
+    def hash_and_append_once(event: AuditEvent) -> str:
+        if not appended:
+            appended.append(True)
+            append(factory, 1)  # committed by the gateway while verify is part way through
+        return hashed(event)
+
+    monkeypatch.setattr(audit, "event_hash", hash_and_append_once)
+    with factory() as s:
+        result = audit.verify(s, batch=1)
+    assert appended and result.ok, result.describe()
+
+
+def test_an_empty_log_verifies_and_a_missing_head_is_reported(factory: sessionmaker[Session],
+                                                               database_url: str) -> None:
+    with factory() as s:
+        assert audit.verify(s) == audit.VerifyResult(True, 0)
+    append(factory, 2)
+    tamper(database_url, "DELETE FROM audit_head")
+    with factory() as s:
+        result = audit.verify(s)
+    assert not result.ok and result.reason == "the audit head row is missing", result.describe()
+
+
+def test_an_anchor_at_event_0_must_be_the_empty_log(factory: sessionmaker[Session], database_url: str,
+                                                     tmp_path: Path) -> None:
+    """`sde audit head` on an empty log prints event 0 and the genesis hash; an anchor at 0 with any other hash
+    matches no log, and was passed without being checked (found in review)."""
+    anchors = tmp_path / "anchors"
+    anchors.write_text(head_cli(database_url) + "\n")
+    append(factory, 2)
+    assert verify_with_anchors(database_url, anchors)[0] == 0
+    anchors.write_text(f"0 {'ab' * 32}\n")
+    code, output = verify_with_anchors(database_url, anchors)
+    assert code == 1 and "BROKEN at event 0:" in output, output

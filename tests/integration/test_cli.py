@@ -82,11 +82,16 @@ def test_user_set_password_sets_a_temporary_one_for_someone_who_cannot_sign_in(d
 
 
 def test_the_audit_log_names_the_account_that_ran_a_command_not_the_name_in_its_environment(
-        database_url: str) -> None:
+        database_url: str, tmp_path: Path, monkeypatch) -> None:
     """USER and LOGNAME are the caller's to set: a command run with another person's name in them is still recorded
-    as the account it ran as; a sudo caller is added beside it, never instead of it."""
+    as the account it ran as; where the kernel keeps no login, a sudo caller is added beside it, never instead of
+    it."""
     import os
     import pwd
+
+    from gateway import cli
+
+    monkeypatch.setattr(cli, "LOGINUID", tmp_path / "no-login-recorded")
 
     from sqlalchemy import select
 
@@ -105,6 +110,59 @@ def test_the_audit_log_names_the_account_that_ran_a_command_not_the_name_in_its_
                                 .order_by(AuditEvent.seq)))
     engine.dispose()
     assert labels == [f"cli:{account}", f"cli:{account} (sudo from bob)"]
+
+
+def _actor_labels(database_url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from gateway.db import make_engine, make_session_factory
+    from gateway.models import AuditEvent
+
+    engine = make_engine(database_url)
+    with make_session_factory(engine)() as s:
+        labels = list(s.scalars(select(AuditEvent.actor_label).where(AuditEvent.action == "user.created")
+                                .order_by(AuditEvent.seq)))
+    engine.dispose()
+    return labels
+
+
+def test_the_audit_log_names_the_login_kept_by_the_kernel_not_a_sudo_user_anyone_can_set(
+        database_url: str, tmp_path: Path, monkeypatch) -> None:
+    """An operator in a shell as the service account (``sudo -iu sde``) can set SUDO_USER to a colleague's name;
+    the login the kernel keeps for the session (pam_loginuid) survives sudo and su and only root can change it, so
+    where there is one it names the person, and SUDO_USER is not believed (found in review: it was)."""
+    import os
+    import pwd
+
+    from gateway import cli
+
+    account, other = pwd.getpwuid(os.getuid()).pw_name, pwd.getpwuid(65534).pw_name
+    loginuid = tmp_path / "loginuid"
+    monkeypatch.setattr(cli, "LOGINUID", loginuid)
+    loginuid.write_text("65534")
+    assert run(database_url, "user", "create", "first", "--name", "First Admin", "--role", "admin",
+               "--password", "a-long-real-password", env={"SUDO_USER": "carol"}).exit_code == 0
+    loginuid.write_text(str(os.getuid()))
+    assert run(database_url, "user", "create", "second", "--name", "Second Admin", "--role", "admin",
+               "--password", "a-long-real-password", env={"SUDO_USER": "carol"}).exit_code == 0
+    assert _actor_labels(database_url) == [f"cli:{account} (logged in as {other})", f"cli:{account}"]
+
+
+def test_a_long_account_name_still_fits_the_audit_log(database_url: str, monkeypatch) -> None:
+    """Account names from a directory (SSSD's ``name@domain``) can be long: the command must not fail, on
+    PostgreSQL, for an actor label over the column's 100 characters (found in review: it did)."""
+    import pwd
+
+    from gateway import cli
+
+    long_name = "firstname.lastname-with-a-long-suffix@research.example-university.ac.uk"
+    monkeypatch.setattr(cli, "LOGINUID", Path("/nonexistent/loginuid"))  # SUDO_USER is used: the longest label
+    monkeypatch.setattr(cli.pwd, "getpwuid", lambda uid: pwd.struct_passwd((long_name, "x", uid, uid, "", "/", "")))
+    result = run(database_url, "user", "create", "first", "--name", "First Admin", "--role", "admin",
+                 "--password", "a-long-real-password", env={"SUDO_USER": "s" * 40})
+    assert result.exit_code == 0, result.output
+    [label] = _actor_labels(database_url)
+    assert len(label) <= 100 and label.startswith("cli:firstname.lastname"), label
 
 
 def test_token_create_prints_a_working_token(database_url: str, app, client) -> None:

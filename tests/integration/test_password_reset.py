@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import SecuritySettings
@@ -18,8 +19,8 @@ from gateway.db import unit_of_work, utcnow
 from gateway.errors import Conflict, ValidationError
 from gateway.identity import accounts, signin
 from gateway.identity.passwords import verify_password
-from gateway.identity.sessions import SignInState, live_session, open_session
-from gateway.models import User
+from gateway.identity.sessions import SignInState, end_session, live_session, open_session
+from gateway.models import User, WebSession
 from tests.integration.test_security_signin import (
     PASSWORD,
     _admin_client,
@@ -189,3 +190,59 @@ def test_the_persons_own_change_read_before_a_reset_does_not_undo_it(
         person = s.get(User, demo_users["researcher"])
         assert person is not None and person.must_change_password
         assert verify_password(person.password_hash or "", TEMPORARY)
+
+
+@postgres_only
+@pytest.mark.parametrize("current", [PASSWORD, "not-the-password"])  # a wrong one is the last allowed: the lockout
+def test_a_password_change_and_a_sign_in_replacing_a_half_done_one_do_not_deadlock(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], current: str) -> None:
+    """A sign-in in another browser ends the half-done sign-in it replaces (that session row locked), then adds its
+    own session, whose reference to the account needs a key-share lock on it; the password change meanwhile locks
+    the account and waits to end that half-done session. A FOR UPDATE lock on the account blocks the key-share one,
+    and the two deadlocked (found in review): the change, and a failure's count, lock it FOR NO KEY UPDATE, as the
+    reset does."""
+    with unit_of_work(session_factory) as s:
+        person = s.get(User, demo_users["researcher"])
+        assert person is not None
+        _ws, key = open_session(s, person, SignInState.SIGNED_IN, SecuritySettings(), method="password")
+        half_done, _ = open_session(s, person, SignInState.CODE, SecuritySettings(), method="password")
+    sign_in = session_factory()
+    replaced = sign_in.get(WebSession, half_done.id)
+    assert replaced is not None
+    end_session(sign_in, replaced, "replaced by a new sign-in")  # that row locked until the sign-in commits
+
+    failures: list[BaseException] = []
+
+    def change() -> None:
+        with session_factory() as s:
+            try:
+                ws = live_session(s, key)
+                assert ws is not None
+                errors = signin.change_password(s, SecuritySettings(max_failed_logins=1), ws, current,
+                                                "a-brand-new-passphrase-9", "a-brand-new-passphrase-9")
+                assert bool(errors) == (current != PASSWORD), errors
+                s.commit()
+            except BaseException as exc:  # reported by the test
+                failures.append(exc)
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    with session_factory() as watch:  # until the change waits for the half-done session's row
+        for _ in range(200):
+            waiting = watch.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                        "AND datname = current_database()"))
+            watch.rollback()
+            if waiting:
+                break
+            thread.join(0.05)
+    person = sign_in.get(User, demo_users["researcher"])
+    assert person is not None
+    try:
+        open_session(sign_in, person, SignInState.SIGNED_IN, SecuritySettings(), method="password")
+        sign_in.commit()
+    except BaseException as exc:  # reported by the test
+        failures.append(exc)
+        sign_in.rollback()
+    sign_in.close()
+    thread.join(30)
+    assert not thread.is_alive() and not failures, failures
