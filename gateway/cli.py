@@ -517,6 +517,8 @@ def audit_verify(anchors_file: Path | None) -> None:
                     anchors.append(audit.Anchor.parse(line.split("#", 1)[0]))
                 except ValueError as exc:
                     _fail(f"{anchors_file}, line {number}: {exc}")
+        if not anchors:  # a scheduled check against an emptied file must not pass as if it had checked them
+            _fail(f"{anchors_file} holds no anchors (`sde audit head` prints one per line)")
     session = _audit_session()
     try:
         result = audit.verify(session, anchors=anchors)

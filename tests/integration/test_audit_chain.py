@@ -279,6 +279,9 @@ def test_a_malformed_anchor_is_refused_naming_its_line(factory: sessionmaker[Ses
     anchors.write_text(head_cli(database_url) + "\n1 not-a-hash\n")
     code, output = verify_with_anchors(database_url, anchors)
     assert code == 1 and "line 2" in output and "not an anchor" in output, output
+    anchors.write_text("# emptied by somebody\n\n")
+    code, output = verify_with_anchors(database_url, anchors)
+    assert code == 1 and "holds no anchors" in output, output
 
 
 @postgres_only
