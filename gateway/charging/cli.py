@@ -68,7 +68,7 @@ def invoices_run(month: str) -> None:
     """Draft this month's invoices from metered usage. Running it again creates no duplicates."""
     from gateway.charging.invoices import run_month
     from gateway.charging.metering import meter_compute_sessions
-    from gateway.cli import _cli_actor  # the account that ran it, as every other command records (loaded by now)
+    from gateway.identity.operator import cli_actor
 
     settings = load_settings()
     factory = make_session_factory(make_engine(settings.resolved_database_url))
@@ -76,7 +76,7 @@ def invoices_run(month: str) -> None:
     try:
         with unit_of_work(factory) as session:
             meter_compute_sessions(session)
-            result = run_month(session, _cli_actor(), month, today)
+            result = run_month(session, cli_actor(), month, today)
             lines = [f"  {i.number}  {i.period}  {format_money(i.total_pence, i.currency):>12}  project {i.project_id}"
                      for i in result.created]
             summary = result.describe()

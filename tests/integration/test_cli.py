@@ -89,9 +89,9 @@ def test_the_audit_log_names_the_account_that_ran_a_command_not_the_name_in_its_
     import os
     import pwd
 
-    from gateway import cli
+    from gateway.identity import operator
 
-    monkeypatch.setattr(cli, "LOGINUID", tmp_path / "no-login-recorded")
+    monkeypatch.setattr(operator, "LOGINUID", tmp_path / "no-login-recorded")
 
     from sqlalchemy import select
 
@@ -134,11 +134,11 @@ def test_the_audit_log_names_the_login_kept_by_the_kernel_not_a_sudo_user_anyone
     import os
     import pwd
 
-    from gateway import cli
+    from gateway.identity import operator
 
     account, other = pwd.getpwuid(os.getuid()).pw_name, pwd.getpwuid(65534).pw_name
     loginuid = tmp_path / "loginuid"
-    monkeypatch.setattr(cli, "LOGINUID", loginuid)
+    monkeypatch.setattr(operator, "LOGINUID", loginuid)
     loginuid.write_text("65534")
     assert run(database_url, "user", "create", "first", "--name", "First Admin", "--role", "admin",
                "--password", "a-long-real-password", env={"SUDO_USER": "carol"}).exit_code == 0
@@ -153,11 +153,12 @@ def test_a_long_account_name_still_fits_the_audit_log(database_url: str, monkeyp
     PostgreSQL, for an actor label over the column's 100 characters (found in review: it did)."""
     import pwd
 
-    from gateway import cli
+    from gateway.identity import operator
 
     long_name = "firstname.lastname-with-a-long-suffix@research.example-university.ac.uk"
-    monkeypatch.setattr(cli, "LOGINUID", Path("/nonexistent/loginuid"))  # SUDO_USER is used: the longest label
-    monkeypatch.setattr(cli.pwd, "getpwuid", lambda uid: pwd.struct_passwd((long_name, "x", uid, uid, "", "/", "")))
+    monkeypatch.setattr(operator, "LOGINUID", Path("/nonexistent/loginuid"))  # SUDO_USER is used: the longest label
+    monkeypatch.setattr(operator.pwd, "getpwuid",
+                        lambda uid: pwd.struct_passwd((long_name, "x", uid, uid, "", "/", "")))
     result = run(database_url, "user", "create", "first", "--name", "First Admin", "--role", "admin",
                  "--password", "a-long-real-password", env={"SUDO_USER": "s" * 40})
     assert result.exit_code == 0, result.output

@@ -114,7 +114,11 @@ def test_models_and_curves_are_refitted_with_the_gateway_rules(session_factory: 
 
     injected = files["injected"].check_result
     assert not marker.exists()
-    assert injected["method"] == "heuristic" and any("is not allowed in a formula" in n for n in injected["notes"])
+    # why, with the formula's words, is for the checkers; the author's notes name only the part at fault
+    assert injected["method"] == "heuristic"
+    assert any("is not allowed in a formula" in n for n in injected["checker_notes"])
+    assert any("the recorded model cannot be fitted" in n for n in injected["notes"])
+    assert not any("__import__" in n or "is not allowed" in n for n in injected["notes"])
 
     merged = files["by_arm"].check_result
     assert (files["by_arm"].check_status, merged["method"], merged["mismatches"]) == ("pass", "recomputed", [])
