@@ -124,8 +124,8 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts = decodings(data)
     if extension == "png":
         texts.extend(png_text(data))
-    if extension == "json":
-        texts.extend(json_strings(texts[0]))
+    if extension == "json":  # every reading, as for the raw search: a file in UTF-16 without a BOM parses too
+        texts.extend(strings for text in list(texts) for strings in json_strings(text))
     extra: list[str] = []
     for text in texts:
         for variant in (html.unescape(text), unquote(text)):

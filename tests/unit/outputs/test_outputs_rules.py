@@ -109,6 +109,8 @@ ATTACKS = {  # finding 3 and what an attacker tries next: the pseudonym dressed 
                             + P.encode() + b"\x00\x00\x00\x00"),
     "in the file name": (f"{P}.csv", b"a,b\n1,2\n"),
     "json unicode escapes": ("rows.json", ('["' + "".join(f"\\u{ord(c):04x}" for c in P) + '"]').encode()),
+    "json unicode escapes in utf-16 without a byte order mark": (
+        "rows.json", ('["' + "".join(f"\\u{ord(c):04x}" for c in P) + '"]').encode("utf-16-le")),
     "json split by escaped newlines": ("rows.json", json.dumps({"note": "\n".join(P[i:i + 8] for i in range(0, 32, 8))})
                                        .encode()),
 }
