@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select, true, update
+from sqlalchemy import Select, bindparam, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from gateway.db import begin_transaction, utcnow
@@ -74,19 +74,32 @@ def _normalise_details(details: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(details or {}, default=str, sort_keys=True))
 
 
+_EVENTS, _HEAD = AuditEvent.__table__, AuditHead.__table__
+# Built once per process (every change in the gateway appends an event). The event's values are named e_<column>,
+# typed as their columns (UTC times, JSON), so no execution parameter can be taken for a column of the head.
+_EVENT_VALUES = {c.name: bindparam(f"e_{c.name}", type_=c.type) for c in _EVENTS.columns}
+_RESERVE = (update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq + 1)
+            .returning(_HEAD.c.seq, _HEAD.c.hash))
+_APPEND = insert(_EVENTS).values(_EVENT_VALUES)
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(hash=bindparam("e_hash", type_=_HEAD.c.hash.type))
+# PostgreSQL: the event and the head's new hash in one statement, one round trip fewer for every change
+_appended = insert(_EVENTS).values(_EVENT_VALUES).returning(_EVENTS.c.hash).cte("appended")
+_APPEND_AND_MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == 1)
+                         .values(hash=select(_appended.c.hash).scalar_subquery()).add_cte(_appended))
+
+
 def record(session: Session, actor: Actor, action: str, object_type: str,
            object_id: str | int | None = None, details: dict[str, Any] | None = None) -> AuditEvent:
-    """Append one event in the caller's transaction.
+    """Append one event in the caller's transaction, and return it (not added to the session: it is written here).
 
     The head row is updated first, which takes the row lock (PostgreSQL) or the write lock
     (SQLite), so concurrent writers queue here instead of forking the chain. The head's hash is written here
     too, not by a database trigger: code running against a database a migration behind would otherwise chain
-    events to a stale hash, and a trigger would also follow a tail rewritten by hand.
+    events to a stale hash, and a trigger would also follow a tail rewritten by hand. The caller's pending
+    changes are flushed first, as any query would, so they are in the same transaction before the event.
     """
-    seq, prev_hash = session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash).execution_options(synchronize_session=False)
-    ).one()
+    session.flush()
+    seq, prev_hash = session.execute(_RESERVE).one()
     if isinstance(actor, User | Person):
         actor_id, actor_label = actor.id, actor.username
     else:
@@ -103,12 +116,12 @@ def record(session: Session, actor: Actor, action: str, object_type: str,
         prev_hash=prev_hash,
     )
     event.hash = event_hash(event)
-    session.add(event)
-    session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(hash=event.hash)
-        .execution_options(synchronize_session=False)
-    )
-    session.flush()
+    values = {f"e_{name}": getattr(event, name) for name in _EVENT_VALUES}
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_APPEND_AND_MOVE_HEAD, values)
+    else:
+        session.execute(_APPEND, values)
+        session.execute(_MOVE_HEAD, values)
     return event
 
 
