@@ -10,11 +10,12 @@ user load, the signed cookie, the rate limiter's check, the permission checks of
 security headers, rendering the bare layout).
 
 Targets: every signed-in page <= 5 ms median and <= 6 SQL statements; `/register` (signed out, cached) <= 1.5x
-the baseline. The statements that append an audit event (the head reserved, the event, the head's new hash) are
-counted apart, in the "audit" column, and not against the 6: a page that records who viewed it (the charges
-statement, an `access.downloaded` event, as information governance asks) writes those three whatever it reads,
-and the chain needs all three. Every other statement, write or read, counts. Prints PASS/FAIL per target and
-exits 1 if any failed. A bench, not a test: timings depend on the machine (report `uptime` next to the figures).
+the baseline. The statements that append an audit event (the head reserved, then the event and the head's new
+hash: one statement on PostgreSQL) are counted apart, in the "audit" column, and not against the 6: a page that
+records who viewed it (the charges statement, an `access.downloaded` event, as information governance asks) writes
+those whatever it reads, and the chain needs them. Every other statement, write or read, counts. Prints PASS/FAIL
+per target and exits 1 if any failed. A bench, not a test: timings depend on the machine (report `uptime` next to
+the figures).
 
     .venv/bin/python bench/pages.py [--rounds 300] [--patients 1000]
 """
@@ -42,8 +43,10 @@ PASSWORD = "demo-password"  # the documented demo password (gateway/demo.py)
 TARGET_MS, TARGET_SQL, TARGET_REGISTER_RATIO = 5.0, 6, 1.5
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-# gateway.audit.record's three statements: the head reserved, the event, the head's new hash
-AUDIT_WRITE = re.compile(r"\s*(UPDATE audit_head |INSERT INTO audit_events )")
+# gateway.audit.record's statements: the head reserved, then the event and the head's new hash (on PostgreSQL one
+# statement, the event appended in a WITH clause)
+AUDIT_WRITE = re.compile(
+    r"\s*(UPDATE audit_head |INSERT INTO audit_events |WITH appended AS\s*\(INSERT INTO audit_events )")
 
 
 @dataclass
