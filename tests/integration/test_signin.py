@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pyotp
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit
 from gateway.config import LdapSettings, SecuritySettings
-from gateway.db import unit_of_work
+from gateway.db import unit_of_work, utcnow
 from gateway.identity import accounts, signin
 from gateway.identity.ldap_directory import LdapDirectory
 from gateway.identity.sessions import S, open_session
@@ -230,3 +231,24 @@ def test_a_code_is_used_only_once_even_by_two_sign_ins_at_the_same_moment(
         late.close()
     assert replay.state is None
     assert "auth.totp_replay_refused" in actions(session_factory)
+
+
+def test_after_a_lock_ends_the_next_wrong_password_locks_again(session_factory: sessionmaker[Session],
+                                                              demo_users: dict[str, int]) -> None:
+    """signing-in.md: the count is reset only by a complete sign-in (or an unlock), not by the lock running out."""
+    for _ in range(3):
+        attempt(session_factory, "researcher", "wrong-password")
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None and user.locked_until is not None
+        user.locked_until = utcnow() - dt.timedelta(seconds=1)  # the lock has run out
+    outcome = attempt(session_factory, "researcher", "wrong-password")
+    assert outcome.locked and outcome.message and "locked" in outcome.message
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None and user.locked_until is not None
+        user.locked_until = utcnow() - dt.timedelta(seconds=1)
+    assert attempt(session_factory, "researcher", "demo-password").state is S.SIGNED_IN
+    with session_factory() as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None and user.failed_logins == 0
