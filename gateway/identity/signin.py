@@ -176,6 +176,10 @@ def verify_second_factor(session: Session, security: SecuritySettings, ws: WebSe
     """The code step: a fresh authenticator code, or an unused recovery code (which is then spent)."""
     check_state(ws, S.CODE)
     user = ws.user
+    # Locked and read again first (FOR NO KEY UPDATE, as register_failure): two requests sending one code at the
+    # same moment are decided one after the other, so the second sees the step, or the recovery code, spent.
+    session.refresh(user, attribute_names=["totp_secret", "totp_last_step", "failed_logins", "locked_until",
+                                           "session_version"], with_for_update={"key_share": True})
     if _is_locked(user, utcnow()):
         return Outcome(None, user, _locked_message(user))
     assert user.totp_secret is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pyotp
@@ -11,11 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit
 from gateway.config import LdapSettings, SecuritySettings
-from gateway.db import unit_of_work
+from gateway.db import unit_of_work, utcnow
 from gateway.identity import accounts, signin
 from gateway.identity.ldap_directory import LdapDirectory
 from gateway.identity.sessions import S, open_session
-from gateway.models import AuditEvent, User
+from gateway.models import AuditEvent, User, WebSession
+from tests.support.databases import postgres_only
 
 SECURITY = SecuritySettings(max_failed_logins=3, lockout_minutes=15)
 
@@ -201,3 +203,52 @@ def test_chain_stays_intact_through_sign_in_activity(session_factory: sessionmak
     attempt(session_factory, "researcher", "demo-password")
     with session_factory() as s:
         assert audit.verify(s).ok
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_code_is_used_only_once_even_by_two_sign_ins_at_the_same_moment(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """Two half-done sign-ins send the same fresh code at once (a phished code relayed, say). The second request
+    read the person before the first one committed, and decides after it: it must still see the code as spent."""
+    secret = enrol(session_factory, "checker1")
+    fresh = pyotp.TOTP(secret).at(time.time() + 30)  # enrolment spent the current step
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "checker1")
+        assert user is not None
+        first_id = open_session(s, user, S.CODE, SECURITY)[0].id
+        second_id = open_session(s, user, S.CODE, SECURITY)[0].id
+    late = session_factory()
+    try:
+        late_ws = late.get(WebSession, second_id)
+        assert late_ws is not None and late_ws.user.totp_last_step is not None  # read before the first commits
+        with unit_of_work(session_factory) as s:
+            ws = s.get(WebSession, first_id)
+            assert ws is not None
+            assert signin.verify_second_factor(s, SECURITY, ws, fresh).state is S.SIGNED_IN
+        replay = signin.verify_second_factor(late, SECURITY, late_ws, fresh)
+        late.commit()
+    finally:
+        late.close()
+    assert replay.state is None
+    assert "auth.totp_replay_refused" in actions(session_factory)
+
+
+def test_after_a_lock_ends_the_next_wrong_password_locks_again(session_factory: sessionmaker[Session],
+                                                              demo_users: dict[str, int]) -> None:
+    """signing-in.md: the count is reset only by a complete sign-in (or an unlock), not by the lock running out."""
+    for _ in range(3):
+        attempt(session_factory, "researcher", "wrong-password")
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None and user.locked_until is not None
+        user.locked_until = utcnow() - dt.timedelta(seconds=1)  # the lock has run out
+    outcome = attempt(session_factory, "researcher", "wrong-password")
+    assert outcome.locked and outcome.message and "locked" in outcome.message
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None and user.locked_until is not None
+        user.locked_until = utcnow() - dt.timedelta(seconds=1)
+    assert attempt(session_factory, "researcher", "demo-password").state is S.SIGNED_IN
+    with session_factory() as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None and user.failed_logins == 0
