@@ -419,7 +419,8 @@ def _select_cohort(
             keep &= pc.is_in(key, value_set=with_condition).to_numpy(zero_copy_only=False)
         matching += int(keep.sum())
         if spec.apply_opt_out:
-            opted = pc.fill_null(batch.column(opt_out.name), False).to_numpy(zero_copy_only=False)
+            # fail safe: a patient whose opt-out the source does not know (an empty flag) is removed as one
+            opted = pc.fill_null(batch.column(opt_out.name), True).to_numpy(zero_copy_only=False)
             removed += int((keep & opted).sum())
             keep &= ~opted
         kept.append(key.filter(pa.array(keep)).cast(pa.string()))

@@ -183,6 +183,30 @@ def test_opt_outs_appear_only_when_the_opt_out_does_not_apply(small_source, smal
         assert opted_out <= released
 
 
+def test_a_patient_whose_opt_out_is_not_known_is_removed_as_an_opt_out(small_source, small_tables, tmp_path) -> None:
+    """Fail safe: an empty opt-out flag (a source that does not know) is treated as an opt-out, never as consent."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(small_source, source)
+    patients = pq.read_table(source / "patients.parquet")
+    flags = patients.column("national_data_opt_out").to_pylist()
+    unknown = [i for i, flag in enumerate(flags) if flag is False][:20]
+    for i in unknown:
+        flags[i] = None
+    column = patients.schema.get_field_index("national_data_opt_out")
+    pq.write_table(patients.set_column(column, patients.schema.field(column), pa.array(flags, pa.bool_())),
+                   source / "patients.parquet")
+    numbers = patients.column("nhs_number").to_pylist()
+    opted_out = {numbers[i] for i, flag in enumerate(flags) if flag is True}
+    not_known = set(pseudonymise(KEY_A, pd.Series([numbers[i] for i in unknown])))
+    with tempfile.TemporaryDirectory() as root:
+        built = build_extract(_spec(datasets={"patients": ["sex"]}), source, root)
+        released = set(_read(Path(root), "proj", built.version)["patients"][PSEUDONYM_COLUMN])
+        assert not released & not_known
+        assert built.cohort.opt_outs_removed == len(opted_out) + len(unknown)
+
+
 def test_the_manifest_records_the_moment_the_caller_gives(small_source) -> None:
     """The gateway passes its own clock (which the demo runs behind to build a history); alone, the real time."""
     moment = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
