@@ -134,14 +134,18 @@ def _check_editable(request: OutputRequest) -> None:
                        "pending or returned.")
 
 
+def _changed_meanwhile(now: str) -> Conflict:
+    return Conflict(f"The request changed while you were working on it (it is now {label(now)}); reload the page "
+                    "and try again.")
+
+
 def _move(session: Session, actor: User | str, request: OutputRequest, target: OutputState,
           details: dict[str, Any] | None = None) -> None:
     # Re-read the state under a row lock: two people acting at once each decided on what they read, and the second
     # must not move the request from a state it has already left (read committed would let both writes through).
     stored = session.scalar(select(OutputRequest.state).where(OutputRequest.id == request.id).with_for_update())
     if stored is not None and stored != request.state:
-        raise Conflict(f"The request changed while you were working on it (it is now {label(stored)}); reload the "
-                       "page and try again.")
+        raise _changed_meanwhile(stored)
     check_output_move(request.state, target)
     previous = request.state
     request.state = target
@@ -489,11 +493,16 @@ def current_votes(item: OutputFile) -> list[OutputVote]:
 
 def _fresh_under_lock(session: Session, request: OutputRequest) -> None:
     """Lock the request's row and forget what was read of it before, so the checks that follow see what others
-    committed meanwhile (one checker's vote in one tab racing their review submitted in another)."""
-    session.expire(request)
-    for item in request.files:
-        session.expire(item)
+    committed meanwhile (one checker's vote in one tab racing their review submitted in another; a checker's answer
+    to an exception, changed in place, racing the other's approval). Rows loaded before are expired one by one: a
+    reloaded collection hands back the objects already in the session as they were read."""
+    session.flush()
     session.execute(select(OutputRequest.id).where(OutputRequest.id == request.id).with_for_update())
+    read_before = [*request.reviews, *request.files, *(v for item in request.files for v in item.votes),
+                   *request.exceptions, *(d for e in request.exceptions for d in e.decisions)]
+    for row in read_before:
+        session.expire(row)
+    session.expire(request)
 
 
 def vote(session: Session, actor: User, request: OutputRequest, item: OutputFile, choice: str) -> OutputVote:
@@ -678,6 +687,7 @@ def decide_exception(session: Session, actor: User, request: OutputRequest, item
     """A checker accepts or refuses the exception on a file, always with a reason (one answer each, changeable
     until the request is decided)."""
     check_can_review(actor, request)
+    _fresh_under_lock(session, request)  # a decision made meanwhile is seen, and one in flight waits for this
     if request.state not in {*REVIEWABLE_STATES, OutputState.REVIEWED}:
         raise Conflict(f"The request is {label(request.state)}; exceptions are answered while it is being checked.")
     if request.state == OutputState.REVIEWED and actor.id not in {r.reviewer_id for r in round_reviews(request)}:
@@ -779,6 +789,10 @@ def publish_comment(session: Session, actor: User, request: OutputRequest, comme
 def decide(session: Session, actor: User, request: OutputRequest, outcome: str, comment: str) -> None:
     """After two reviews: approve (both approved every output), return with a public comment, or reject."""
     check_can_review(actor, request)
+    seen = request.state
+    _fresh_under_lock(session, request)  # what approval checks (votes, exceptions and their answers) as committed
+    if request.state != seen:
+        raise _changed_meanwhile(request.state)
     if request.state != OutputState.REVIEWED:
         raise Conflict(f"A decision needs two submitted reviews; the request is {label(request.state)}.")
     targets = {"approve": OutputState.APPROVED, "return": OutputState.RETURNED, "reject": OutputState.REJECTED}
