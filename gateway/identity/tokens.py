@@ -78,18 +78,13 @@ def get_token(session: Session, actor: User, token_id: int) -> ApiToken:
     return token
 
 
-def revoke_token(session: Session, actor: User, token: ApiToken, run_by: str | None = None) -> None:
-    """``run_by``: who ran the server command that names ``actor`` (``sde token revoke --by``), recorded beside them,
-    since that name is typed by the caller."""
+def revoke_token(session: Session, actor: User, token: ApiToken) -> None:
     check_can_revoke_token(actor, token)
     if token.revoked_at is not None:
         return
     token.revoked_at = utcnow()
     token.revoked_by_id = actor.id
-    details: dict[str, object] = {"owner_id": token.user_id}
-    if run_by is not None:
-        details["run_by"] = run_by
-    audit.record(session, actor, "token.revoked", "api_token", token.id, details)
+    audit.record(session, actor, "token.revoked", "api_token", token.id, {"owner_id": token.user_id})
 
 
 # The statement every API request sends, built once per process (see gateway.identity.sessions): the token, its
