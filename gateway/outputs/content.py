@@ -10,10 +10,11 @@ identifier, and any of the project's pseudonyms anywhere in the bytes. The pseud
 trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
 order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, and searches the
 text as it is, folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces
-and dashes do not hide a pseudonym) and reversed, with one Aho-Corasick automaton over all the project's
-pseudonyms. Truncated pseudonyms are found too: any run of 12 or more hex digits that is the start or the
-end of a pseudonym. Messages name positions and counts, never the content, so a refusal cannot be used to
-read data back out.
+and dashes do not hide a pseudonym) and reversed. Truncated pseudonyms are found too: any run of 12 or more
+hex digits from anywhere in a pseudonym (its start, its end or its middle: dropping a digit from each end
+of every pseudonym still leaves 30 that single out a patient), by a sorted table of every 12-digit window
+of every pseudonym; a pseudonym that is not hex digits is found whole, by an Aho-Corasick automaton.
+Messages name positions and counts, never the content, so a refusal cannot be used to read data back out.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ from typing import Any
 from urllib.parse import unquote
 
 import ahocorasick
+import numpy as np
 
 TEXT_TYPES = frozenset({"csv", "txt", "json", "md", "html"})
 IMAGE_TYPES = frozenset({"png", "svg"})
-MIN_FRAGMENT = 12  # hex digits of a pseudonym's start or end that count as the pseudonym
+MIN_FRAGMENT = 12  # hex digits from anywhere in a pseudonym that count as the pseudonym
+_NIBBLE = np.full(256, 0, dtype=np.uint64)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint64)
+_IS_HEX = np.zeros(256, dtype=np.int64)
+_IS_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = 1
 ENCODED_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 IDENTIFIER_COLUMN = re.compile(
@@ -191,8 +197,10 @@ def png_text(data: bytes) -> list[str]:
 class PseudonymMatcher:
     """Finds any of a set of pseudonyms in text, however it is dressed up (see the module docstring).
 
-    One automaton holds, for each pseudonym of hex digits, its first and its last ``MIN_FRAGMENT`` digits
-    (a whole pseudonym contains both), and any other pseudonym whole.
+    For each pseudonym of more than ``MIN_FRAGMENT`` hex digits, every window of ``MIN_FRAGMENT`` digits is kept,
+    as a 48-bit number in one sorted array (8 bytes a window, far less than an automaton's nodes), so a run of
+    ``MIN_FRAGMENT`` digits from anywhere in a pseudonym is found, not only its first or last; any other
+    pseudonym is found whole by one automaton.
     """
 
     def __init__(self, pseudonyms: Iterable[str]) -> None:
@@ -200,11 +208,16 @@ class PseudonymMatcher:
         folded.discard("")
         self.size = len(folded)
         patterns: set[str] = set()
+        by_length: dict[int, list[str]] = {}
         for value in folded:
             if len(value) > MIN_FRAGMENT and re.fullmatch(r"[0-9a-f]+", value):
-                patterns.update((value[:MIN_FRAGMENT], value[-MIN_FRAGMENT:]))
+                by_length.setdefault(len(value), []).append(value)
             else:
                 patterns.add(value)
+        windows = [_windows(np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8).reshape(-1, length))
+                   for length, values in by_length.items()]
+        self._windows = np.unique(np.concatenate([w.ravel() for w in windows])) if windows else \
+            np.empty(0, dtype=np.uint64)
         self._automaton: Any = None
         if patterns:
             automaton = ahocorasick.Automaton()
@@ -221,6 +234,19 @@ class PseudonymMatcher:
             return 0
         return sum(1 for _ in self._automaton.iter(text))
 
+    def _window_hits(self, squashed: str) -> int:
+        """How many windows of hex digits in the text (folded, only [0-9a-z] left) are windows of a pseudonym."""
+        if not self._windows.size or len(squashed) < MIN_FRAGMENT:
+            return 0
+        digits = np.frombuffer(squashed.encode("ascii"), dtype=np.uint8)
+        is_hex = np.concatenate(([0], np.cumsum(_IS_HEX[digits])))
+        whole = (is_hex[MIN_FRAGMENT:] - is_hex[:-MIN_FRAGMENT]) == MIN_FRAGMENT  # windows of hex digits only
+        if not whole.any():
+            return 0
+        found = _windows(digits.reshape(1, -1)).ravel()[whole]
+        at = np.searchsorted(self._windows, found).clip(max=self._windows.size - 1)
+        return int(np.count_nonzero(self._windows[at] == found))
+
     def count(self, texts: Iterable[str]) -> int:
         """How many pseudonym pieces the texts hold (0 means none was found); stops at the first text with any."""
         if not self:
@@ -228,10 +254,22 @@ class PseudonymMatcher:
         for text in texts:
             folded = text.casefold()
             squashed = NOT_ALNUM.sub("", folded)
-            hits = self._hits(folded) + self._hits(squashed) + self._hits(squashed[::-1])
+            reversed_ = squashed[::-1]
+            hits = (self._hits(folded) + self._hits(squashed) + self._hits(reversed_)
+                    + self._window_hits(squashed) + self._window_hits(reversed_))
             if hits:
                 return hits
         return 0
+
+
+def _windows(digits: np.ndarray) -> np.ndarray:
+    """Every ``MIN_FRAGMENT``-digit window of each row of ASCII hex digits, as 48-bit numbers (rows by windows)."""
+    nibbles = _NIBBLE[digits]
+    count = digits.shape[1] - MIN_FRAGMENT + 1
+    value = np.zeros((digits.shape[0], count), dtype=np.uint64)
+    for k in range(MIN_FRAGMENT):
+        value = (value << np.uint64(4)) | nibbles[:, k:k + count]
+    return value
 
 
 _CACHE: dict[tuple[str, float], PseudonymMatcher] = {}

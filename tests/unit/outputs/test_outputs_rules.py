@@ -124,6 +124,23 @@ def test_a_project_pseudonym_anywhere_in_any_form_is_blocked(attack: str) -> Non
         files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
 
 
+TRUNCATED = {  # only a pseudonym's first and last 12 digits were searched: one digit off each end hid all 30 others
+    "a digit cut from each end": ("rows.csv", f"ref,n\nx{P[1:31]}x,12\n".encode()),
+    "its middle 12 digits": ("rows.txt", f"id {P[10:22]}".encode()),
+    "its middle, reversed": ("rows.txt", P[4:28][::-1].encode()),
+    "its middle, split across cells": ("rows.csv", f"a,b\n{P[2:16]},{P[16:30]}\n".encode()),
+    "its middle in the sidecar-free json": ("rows.json", json.dumps([{"id": P[1:31].upper()}]).encode()),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(TRUNCATED))
+def test_any_twelve_digits_from_anywhere_in_a_pseudonym_are_blocked(attack: str) -> None:
+    name, data = TRUNCATED[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+    files.take_bytes("short.txt", f"id {P[10:21]}".encode(), None, LIMITS, PSEUDONYMS)  # 11 digits: not a match
+
+
 def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
     data = b"region,F\nNorth,40\n"
     sidecar = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "record": {"query": {"description": P}}})
