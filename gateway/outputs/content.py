@@ -8,7 +8,8 @@ rows, column- and index-oriented objects, pandas' "split" layout), anywhere in t
 Record-level data is looked for in three ways: too many rows, a column named or shaped like an
 identifier, and any of the project's pseudonyms anywhere in the bytes. The pseudonym search does not
 trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
-order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, and searches the
+order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, reads the text an HTML,
+SVG or Markdown page shows (its tags and comments gone), and searches the
 text as it is, folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces
 and dashes do not hide a pseudonym) and reversed. Truncated pseudonyms are found too: any run of 12 or more
 hex digits from anywhere in a pseudonym (its start, its end or its middle: dropping a digit from each end
@@ -41,6 +42,7 @@ import numpy as np
 
 TEXT_TYPES = frozenset({"csv", "txt", "json", "md", "html"})
 IMAGE_TYPES = frozenset({"png", "svg"})
+MARKUP_TYPES = frozenset({"html", "svg", "md"})  # shown by a browser or a Markdown viewer, with their tags gone
 MIN_FRAGMENT = 12  # hex digits from anywhere in a pseudonym that count as the pseudonym
 _NIBBLE = np.full(256, 0, dtype=np.uint64)
 _NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint64)
@@ -130,6 +132,8 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts = decodings(data)
     if extension == "png":
         texts.extend(png_text(data))
+    if extension in MARKUP_TYPES:  # what a browser shows: tags and comments between a pseudonym's parts are gone
+        texts.extend(shown for text in list(texts) if (shown := markup_text(text)))
     if extension == "json":  # every reading, as for the raw search: a file in UTF-16 without a BOM parses too
         texts.extend(strings for text in list(texts) for strings in json_strings(text))
     extra: list[str] = []
@@ -140,6 +144,43 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts.extend(extra)
     hidden = [run for text in texts for run in _decoded_runs(text)]
     return texts + hidden
+
+
+class _ShownText(HTMLParser):
+    """The text of an HTML, SVG or Markdown page's elements, joined with nothing between them."""
+
+    HIDDEN = frozenset({"script", "style"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def markup_text(text: str) -> str:
+    """The text a page shows, without its tags, comments, scripts or styles ("" when it has no tags): a pseudonym
+    split by ``<i></i>`` or ``<!--x-->`` in the source is whole on the screen."""
+    if "<" not in text:
+        return ""
+    parser = _ShownText()
+    try:
+        parser.feed(text)
+        parser.close()
+    except (AssertionError, ValueError):
+        pass
+    return "".join(parser.parts)
 
 
 def json_strings(text: str) -> list[str]:

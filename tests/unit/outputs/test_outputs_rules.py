@@ -141,6 +141,27 @@ def test_any_twelve_digits_from_anywhere_in_a_pseudonym_are_blocked(attack: str)
     files.take_bytes("short.txt", f"id {P[10:21]}".encode(), None, LIMITS, PSEUDONYMS)  # 11 digits: not a match
 
 
+MARKUP = {  # a page or drawing shows a pseudonym whole that its source splits with tags, each part under 12 digits
+    "html split by empty tags": ("page.html", ("<p>" + "<i></i>".join(P[i:i + 8] for i in range(0, 32, 8))
+                                               + "</p>").encode()),
+    "html split by comments": ("page.html", ("<p>" + "<!--x-->".join(P[i:i + 8] for i in range(0, 32, 8))
+                                             + "</p>").encode()),
+    "html split across table cells of one row": ("page.html", ("<table><tr>" + "".join(
+        f"<td>{P[i:i + 8]}</td>" for i in range(0, 32, 8)) + "</tr></table>").encode()),
+    "svg tspans": ("plot.svg", ('<svg xmlns="http://www.w3.org/2000/svg"><text>' + "".join(
+        f"<tspan>{P[i:i + 8]}</tspan>" for i in range(0, 32, 8)) + "</text></svg>").encode()),
+    "markdown with inline html": ("notes.md", ("Case " + "<b></b>".join(P[i:i + 8] for i in range(0, 32, 8))
+                                               + "\n").encode()),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(MARKUP))
+def test_a_pseudonym_split_by_markup_is_blocked(attack: str) -> None:
+    name, data = MARKUP[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+
+
 def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
     data = b"region,F\nNorth,40\n"
     sidecar = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "record": {"query": {"description": P}}})
