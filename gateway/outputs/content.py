@@ -10,7 +10,8 @@ identifier, and any of the project's pseudonyms anywhere in the bytes. The pseud
 trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
 order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, reads the text an HTML,
 SVG or Markdown page shows (its tags and comments gone), and searches the
-text as it is, folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces
+text as it is, folded as a reader takes it (lower case, fullwidth and accented forms undone, any script's digits
+and look-alike letters as 0-9 and a-f), with every separator removed (so prefixes, suffixes, quotes, spaces
 and dashes do not hide a pseudonym) and reversed. Truncated pseudonyms are found too: any run of 12 or more
 hex digits from anywhere in a pseudonym (its start, its end or its middle: dropping a digit from each end
 of every pseudonym still leaves 30 that single out a patient), by a sorted table of every 12-digit window
@@ -28,7 +29,9 @@ import io
 import json
 import re
 import struct
+import sys
 import threading
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +53,10 @@ _IS_HEX = np.zeros(256, dtype=np.int64)
 _IS_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = 1
 ENCODED_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+# Letters of other scripts drawn like the hex letters (after NFKD and casefold), and every script's decimal digits
+CONFUSABLE = {"\u0430": "a", "\u03b1": "a", "\u0251": "a", "\u044c": "b", "\u0185": "b", "\u0441": "c",
+              "\u03f2": "c", "\u217d": "c", "\u0501": "d", "\u217e": "d", "\u0435": "e", "\u0454": "e",
+              "\u0192": "f", "\u03dd": "f"}
 IDENTIFIER_COLUMN = re.compile(
     r"^(nhs[\s_-]*(number|no|num)?|pseudo[\s_-]*id|pseudonym\w*|patient[\s_-]*(id|identifier|number)|"
     r"person[\s_-]*id|subject[\s_-]*id|mrn|hospital[\s_-]*number|chi[\s_-]*(number|no)?|date[\s_-]*of[\s_-]*birth|"
@@ -235,6 +242,23 @@ def png_text(data: bytes) -> list[str]:
 
 # --- pseudonyms ---------------------------------------------------------------------------------------------
 
+_FOLD: dict[int, str] = {}
+
+
+def fold(text: str) -> str:
+    """Text as a reader takes it: compatibility forms (fullwidth, mathematical, circled) and accents undone,
+    lower case, any script's decimal digits as 0-9 and look-alike letters of other scripts as a-f."""
+    if text.isascii():
+        return text.casefold()
+    if not _FOLD:
+        table = {ord(k): v for k, v in CONFUSABLE.items()}
+        for point in range(0x80, sys.maxunicode + 1):
+            if unicodedata.category(chr(point)) == "Nd":
+                table[point] = str(unicodedata.decimal(chr(point)))
+        _FOLD.update(table)
+    return unicodedata.normalize("NFKD", text).casefold().translate(_FOLD)
+
+
 class PseudonymMatcher:
     """Finds any of a set of pseudonyms in text, however it is dressed up (see the module docstring).
 
@@ -245,7 +269,7 @@ class PseudonymMatcher:
     """
 
     def __init__(self, pseudonyms: Iterable[str]) -> None:
-        folded = {NOT_ALNUM.sub("", p.casefold()) for p in pseudonyms if p and p.strip()}
+        folded = {NOT_ALNUM.sub("", fold(p)) for p in pseudonyms if p and p.strip()}
         folded.discard("")
         self.size = len(folded)
         patterns: set[str] = set()
@@ -293,7 +317,7 @@ class PseudonymMatcher:
         if not self:
             return 0
         for text in texts:
-            folded = text.casefold()
+            folded = fold(text)
             squashed = NOT_ALNUM.sub("", folded)
             reversed_ = squashed[::-1]
             hits = (self._hits(folded) + self._hits(squashed) + self._hits(reversed_)

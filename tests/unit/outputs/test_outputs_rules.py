@@ -162,6 +162,30 @@ def test_a_pseudonym_split_by_markup_is_blocked(attack: str) -> None:
         files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
 
 
+def _look_alike(text: str, letters: dict[str, str]) -> str:
+    return "".join(letters.get(c, c) for c in text)
+
+
+LOOK_ALIKES = {  # characters a reader takes for the pseudonym's digits and letters, but the search dropped
+    "fullwidth": ("rows.csv", ("a,b\nx," + "".join(chr(ord(c) + 0xFEE0) for c in P) + "\n").encode()),
+    "mathematical bold digits": ("rows.txt", "".join(chr(0x1D7CE + int(c)) if c.isdigit() else c for c in P)
+                                 .encode()),
+    "arabic-indic digits": ("rows.txt", "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in P).encode()),
+    "letters with accents": ("rows.txt", _look_alike(P, {"a": "\u00e1", "c": "\u00e7", "e": "\u00e9", "d": "\u010f"})
+                             .encode()),
+    "combining accents on letters": ("rows.txt", "".join(c + "\u0301" if c.isalpha() else c for c in P).encode()),
+    "cyrillic a, c, e": ("rows.txt", _look_alike(P, {"a": "\u0430", "c": "\u0441", "e": "\u0435"}).encode()),
+    "fullwidth in utf-16": ("rows.txt", "".join(chr(ord(c) + 0xFEE0) for c in P).encode("utf-16")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(LOOK_ALIKES))
+def test_a_pseudonym_in_look_alike_characters_is_blocked(attack: str) -> None:
+    name, data = LOOK_ALIKES[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+
+
 def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
     data = b"region,F\nNorth,40\n"
     sidecar = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "record": {"query": {"description": P}}})
