@@ -17,6 +17,10 @@ from gateway.models import RecoveryCode, RolePolicy, User, UserRole
 from gateway.permissions import Permission, Role, check_can_change_roles, check_permission, parse_roles
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+# The names the audit log gives the gateway's own events (audit.SYSTEM, an account made from the directory): a person
+# with one of them would have their acts read, and found by the auditors' actor filter, as the gateway's.
+RESERVED_USERNAMES = frozenset({"system", "ldap"})
+RESERVED_MESSAGE = "That name is used by the gateway for its own events in the audit log; choose another."
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -41,6 +45,8 @@ def _validate_new_user(session: Session, username: str, display_name: str, passw
     if not USERNAME_RE.match(username):
         errors["username"] = ["Use 2 to 64 lower-case letters, digits, dots, hyphens or underscores, "
                               "starting with a letter."]
+    elif username in RESERVED_USERNAMES:
+        errors["username"] = [RESERVED_MESSAGE]
     elif find_user(session, username) is not None:
         errors["username"] = ["That username is already taken."]
     if not display_name.strip():

@@ -16,11 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import SYSTEM
 from gateway.config import SecuritySettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, ValidationError
 from gateway.identity import totp
-from gateway.identity.accounts import find_user, record_login_time, sync_directory_roles, totp_required_for
+from gateway.identity.accounts import (
+    RESERVED_USERNAMES,
+    find_user,
+    record_login_time,
+    sync_directory_roles,
+    totp_required_for,
+)
 from gateway.identity.ldap_directory import DirectoryUnavailable, LdapDirectory
 from gateway.identity.passwords import DUMMY_HASH, hash_password, needs_rehash, password_problems, verify_password
 from gateway.identity.sessions import S, SignInState, check_state, end_session, end_sessions, move, open_session
@@ -176,6 +183,9 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
             return register_failure(session, user, security, "password")
         return Outcome(None, None, GENERIC_FAILURE)
     if user is None:
+        if found.username in RESERVED_USERNAMES or ":" in found.username:  # the log's own names, or a CLI label's
+            audit.record(session, SYSTEM, "auth.refused_reserved_name", "user", None, {"dn": found.dn})
+            return Outcome(None, None, GENERIC_FAILURE)
         user = User(username=found.username, display_name=found.display_name, email=found.email,
                     source="ldap", password_hash=None)
         session.add(user)
