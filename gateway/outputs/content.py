@@ -9,7 +9,7 @@ Record-level data is looked for in three ways: too many rows, a column named or 
 identifier, and any of the project's pseudonyms anywhere in the bytes. The pseudonym search does not
 trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
 order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, reads the text an HTML,
-SVG or Markdown page shows (its tags and comments gone), and searches the
+SVG or Markdown page shows (its tags and comments gone), reads every table's columns downwards, and searches the
 text as it is, folded as a reader takes it (lower case, fullwidth and accented forms undone, any script's digits
 and look-alike letters as 0-9 and a-f), with every separator removed (so prefixes, suffixes, quotes, spaces
 and dashes do not hide a pseudonym) and reversed. Truncated pseudonyms are found too: any run of 12 or more
@@ -141,6 +141,8 @@ def search_texts(data: bytes, extension: str) -> list[str]:
         texts.extend(png_text(data))
     if extension in MARKUP_TYPES:  # what a browser shows: tags and comments between a pseudonym's parts are gone
         texts.extend(shown for text in list(texts) if (shown := markup_text(text)))
+    if extension in TEXT_TYPES:  # every reading's tables, down their columns
+        texts.extend(column for text in list(texts) for column in column_texts(text, extension))
     if extension == "json":  # every reading, as for the raw search: a file in UTF-16 without a BOM parses too
         texts.extend(strings for text in list(texts) for strings in json_strings(text))
     extra: list[str] = []
@@ -537,31 +539,38 @@ def json_tables(document: Any) -> list[Table]:
 def read_contents(data: bytes, extension: str) -> Contents:
     """Find the tables in a file of any allowed type."""
     texts = decodings(data)
-    text = texts[0]
     if extension in IMAGE_TYPES:
         return Contents("image", "none", [], texts)
     if extension not in TEXT_TYPES:
         return Contents("binary", "none", [], texts)
-    tables: list[Table] = []
-    structure = "none"
-    if extension == "csv":
-        tables = csv_table(text)
-        structure = "csv"
-    elif extension == "json":
-        try:
-            tables = json_tables(json.loads(text))
-            structure = "json"
-        except ValueError:
-            tables = text_tables(text)
-            structure = "text (not valid JSON)"
-    elif extension == "html":
-        tables, inner = html_tables(text)
-        tables += text_tables(inner, "text table")
-        structure = "html"
-    else:  # txt and md: pipe tables, delimited and space-aligned columns
-        tables = text_tables(text)
-        structure = "text"
+    tables, structure = _tables(texts[0], extension)
     return Contents("text", structure if tables else "none", tables, texts)
+
+
+def _tables(text: str, extension: str) -> tuple[list[Table], str]:
+    """The tables in one reading of a text file, and how they were found."""
+    if extension == "csv":
+        return csv_table(text), "csv"
+    if extension == "json":
+        try:
+            return json_tables(json.loads(text)), "json"
+        except (ValueError, RecursionError):
+            return text_tables(text), "text (not valid JSON)"
+    if extension == "html":
+        tables, inner = html_tables(text)
+        return tables + text_tables(inner, "text table"), "html"
+    return text_tables(text), "text"  # txt and md: pipe tables, delimited and space-aligned columns
+
+
+def column_texts(text: str, extension: str) -> list[str]:
+    """Each table's columns read downwards, one column after another: a pseudonym written a few digits a row, with
+    each row's label between the parts across, is whole down its column."""
+    found = []
+    for table in _tables(text, extension)[0]:
+        rows = [table.header, *table.rows]
+        width = max(len(row) for row in rows)
+        found.append("\n".join("".join(row[j] for row in rows if j < len(row)) for j in range(width)))
+    return found
 
 
 # --- record-level data --------------------------------------------------------------------------------------

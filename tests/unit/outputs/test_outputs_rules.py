@@ -186,6 +186,28 @@ def test_a_pseudonym_in_look_alike_characters_is_blocked(attack: str) -> None:
         files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
 
 
+DOWN_A_COLUMN = {  # a pseudonym read down a column, a few digits a row, each row's label between the parts
+    "csv, one digit a row": ("rows.csv", ("row,v\n" + "".join(f"r{i},{c}\n" for i, c in enumerate(P))).encode()),
+    "csv, four digits a row": ("rows.csv", ("region,code\n" + "".join(f"Region {i},{P[i:i + 4]}\n"
+                                                                      for i in range(0, 32, 4))).encode()),
+    "markdown table": ("rows.md", ("| r | v |\n|---|---|\n" + "".join(f"| r{i} | {P[i:i + 4]} |\n"
+                                                                     for i in range(0, 32, 4))).encode()),
+    "json records": ("rows.json", json.dumps([{"k": f"r{i}", "v": P[i:i + 4]} for i in range(0, 32, 4)]).encode()),
+    "csv in utf-16 without a byte order mark": ("rows.csv", ("row,v\n" + "".join(f"r{i},{P[i:i + 4]}\n"
+                                                             for i in range(0, 32, 4))).encode("utf-16-le")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(DOWN_A_COLUMN))
+def test_a_pseudonym_written_down_a_column_is_blocked(attack: str) -> None:
+    name, data = DOWN_A_COLUMN[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS_LONG, PSEUDONYMS)
+
+
+LIMITS_LONG = OutputSettings(max_file_bytes=5000, max_csv_rows=100)
+
+
 def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
     data = b"region,F\nNorth,40\n"
     sidecar = json.dumps({"sha256": hashlib.sha256(data).hexdigest(), "record": {"query": {"description": P}}})
