@@ -3,20 +3,21 @@
 Every allowed text type is read for tables: CSV (any common delimiter), TXT (tab, pipe, comma or
 space-aligned columns), Markdown pipe tables, HTML ``<table>`` elements and JSON (arrays of records or of
 rows, column- and index-oriented objects, pandas' "split" layout), anywhere in the document. Images
-(PNG, SVG) are for a person to look at; the text they carry (SVG text, PNG text chunks) is still searched.
+(PNG, SVG) are for a person to look at; the text they carry (SVG text, every PNG chunk but the pixels, inflated
+when it is compressed, and what follows the PNG's end) is still searched.
 
-Record-level data is looked for in three ways: too many rows, a column named or shaped like an
-identifier, and any of the project's pseudonyms anywhere in the bytes. The pseudonym search does not
-trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
-order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, reads the text an HTML,
-SVG or Markdown page shows (its tags and comments gone), reads every table's columns downwards, and searches the
-text as it is, folded as a reader takes it (lower case, fullwidth and accented forms undone, any script's digits
-and look-alike letters as 0-9 and a-f), with every separator removed (so prefixes, suffixes, quotes, spaces
-and dashes do not hide a pseudonym) and reversed. Truncated pseudonyms are found too: any run of 12 or more
-hex digits from anywhere in a pseudonym (its start, its end or its middle: dropping a digit from each end
-of every pseudonym still leaves 30 that single out a patient), by a sorted table of every 12-digit window
-of every pseudonym; a pseudonym that is not hex digits is found whole, by an Aho-Corasick automaton.
-Messages name positions and counts, never the content, so a refusal cannot be used to read data back out.
+Record-level data is looked for in three ways: too many rows, a column named or shaped like an identifier, and any
+of the project's pseudonyms anywhere in the bytes. The pseudonym search does not trust the file's own structure or
+encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte order mark) and UTF-7, undoes HTML entities,
+percent-encoding, JSON escapes, base64 and hex runs, reads the text an HTML, SVG or Markdown page shows (its tags
+and comments gone), reads every table's columns downwards, and searches the text as it is, folded as a reader takes
+it (lower case, fullwidth and accented forms undone, any script's digits and look-alike letters as 0-9 and a-f),
+with every separator removed (so prefixes, suffixes, quotes, spaces and dashes do not hide a pseudonym) and
+reversed. Truncated pseudonyms are found too: any run of 12 or more hex digits from anywhere in a pseudonym (its
+start, its end or its middle: dropping a digit from each end of every pseudonym still leaves 30 that single out a
+patient), by a sorted table of every 12-digit window of every pseudonym; a pseudonym that is not hex digits is found
+whole, by an Aho-Corasick automaton. Messages name positions and counts, never the content, so a refusal cannot be
+used to read data back out.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def decodings(data: bytes) -> list[str]:
             found.append(data[:usable].decode(codec, errors="ignore"))
             found.append(data[1:1 + usable - (4 if "32" in codec else 2)].decode(codec, errors="ignore"))
     found.append(data.decode("latin-1"))
+    if b"+" in data:  # UTF-7 may write any character, a digit too, as base64 of its UTF-16 between '+' and '-'
+        found.append(data.decode("utf-7", errors="replace"))
     unique: list[str] = []
     for text in found:
         if text not in unique:
@@ -224,22 +227,48 @@ def png_text(data: bytes) -> list[str]:
         length, kind = struct.unpack(">I4s", data[position:position + 8])
         body = data[position + 8:position + 8 + length]
         position += 12 + length
+        if kind == b"IEND":  # whatever follows the image's end, compressed too
+            texts.append(_inflated(data[position:]))
+            break
         try:
             if kind == b"tEXt":
                 texts.append(body.decode("latin-1"))
             elif kind == b"zTXt":
                 keyword, _, rest = body.partition(b"\x00")
-                texts.append(keyword.decode("latin-1") + " " + zlib.decompress(rest[1:]).decode("latin-1"))
+                texts.append(keyword.decode("latin-1") + " " + _inflate(rest[1:]).decode("latin-1"))
             elif kind == b"iTXt":
                 keyword, _, rest = body.partition(b"\x00")
                 compressed, rest = rest[0], rest[2:]
                 _language, _, rest = rest.partition(b"\x00")
                 _translated, _, rest = rest.partition(b"\x00")
                 texts.append(keyword.decode("latin-1") + " "
-                             + (zlib.decompress(rest) if compressed else rest).decode("utf-8", errors="replace"))
+                             + (_inflate(rest) if compressed else rest).decode("utf-8", errors="replace"))
+            elif kind not in {b"IDAT", b"IEND"}:  # any other chunk (a private one too) may hold compressed text
+                texts.append(_inflated(body))
         except (zlib.error, IndexError, UnicodeDecodeError):
             texts.append(body.decode("latin-1"))
     return texts
+
+
+PNG_CHUNK_TEXT_LIMIT = 16 << 20  # a compressed chunk is read this far: 5 MB of zlib can unpack to 5 GB
+
+
+def _inflate(stream: bytes) -> bytes:
+    """A zlib stream decompressed as far as ``PNG_CHUNK_TEXT_LIMIT`` (zlib.error when it is not one)."""
+    return zlib.decompressobj().decompress(stream, PNG_CHUNK_TEXT_LIMIT)
+
+
+def _inflated(body: bytes) -> str:
+    """The first zlib stream in a chunk's first bytes, decompressed as far as ``PNG_CHUNK_TEXT_LIMIT`` ("" for none):
+    it may follow a keyword and flags, as in zTXt and iTXt."""
+    for start in range(min(len(body) - 1, 128)):
+        if body[start] & 0x0F != 8 or ((body[start] << 8) | body[start + 1]) % 31:
+            continue  # not a zlib header
+        try:
+            return _inflate(body[start:]).decode("latin-1")
+        except zlib.error:
+            continue
+    return ""
 
 
 # --- pseudonyms ---------------------------------------------------------------------------------------------

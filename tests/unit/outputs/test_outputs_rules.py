@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,30 @@ def test_a_pseudonym_written_down_a_column_is_blocked(attack: str) -> None:
 
 
 LIMITS_LONG = OutputSettings(max_file_bytes=5000, max_csv_rows=100)
+
+
+def _utf7_in_short_runs(text: str) -> bytes:
+    """UTF-7 that shifts every character to base64 (as UTF-7 may), each run under 16 characters and ended by '.'."""
+    return ".".join("+" + base64.b64encode(text[i:i + 3].encode("utf-16-be")).decode().rstrip("=") + "-"
+                    for i in range(0, len(text), 3)).encode("ascii")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+OTHER_ENCODINGS = {  # encodings a reader decodes with one call, that the search did not try
+    "utf-7 in short shifted runs": ("rows.txt", _utf7_in_short_runs(P)),
+    "a compressed private png chunk": ("plot.png", b"\x89PNG\r\n\x1a\n" + _png_chunk(b"prVt", zlib.compress(
+        f"id={P}".encode())) + _png_chunk(b"IEND", b"")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(OTHER_ENCODINGS))
+def test_a_pseudonym_in_other_encodings_is_blocked(attack: str) -> None:
+    name, data = OTHER_ENCODINGS[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
 
 
 def test_a_pseudonym_in_the_sidecar_is_blocked_too() -> None:
