@@ -12,7 +12,7 @@ from gateway.audit import Actor
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.identity.passwords import hash_password, password_problems
-from gateway.identity.sessions import end_sessions
+from gateway.identity.sessions import bump_session_version, end_sessions
 from gateway.models import RecoveryCode, RolePolicy, User, UserRole
 from gateway.permissions import Permission, Role, check_can_change_roles, check_permission, parse_roles
 
@@ -106,7 +106,7 @@ def _replace_roles(session: Session, actor: Actor, target: User, wanted: set[str
     granted_by = actor.id if isinstance(actor, User) else None
     for role in sorted(wanted - current):
         target.role_grants.append(UserRole(role=role, granted_by_id=granted_by))
-    target.session_version += 1  # roles changed: sessions must pick up the new rights
+    bump_session_version(target)  # roles changed: sessions must pick up the new rights
     session.flush()
     details = {"added": sorted(wanted - current), "removed": sorted(current - wanted), "via": via}
     if reason is not None:
@@ -127,7 +127,7 @@ def set_active(session: Session, actor: User, target: User, active: bool) -> Non
     if target.is_active == active:
         return
     target.is_active = active
-    target.session_version += 1
+    bump_session_version(target)
     audit.record(session, actor, "user.activated" if active else "user.deactivated", "user", target.id)
 
 
@@ -146,7 +146,7 @@ def reset_second_factor(session: Session, actor: User, target: User) -> None:
     target.totp_last_step = None
     for code in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == target.id)):
         session.delete(code)
-    target.session_version += 1
+    bump_session_version(target)
     audit.record(session, actor, "user.second_factor_reset", "user", target.id)
 
 

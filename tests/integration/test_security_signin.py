@@ -877,3 +877,45 @@ def test_a_right_password_racing_a_lockout_does_not_sign_in(session_factory: ses
         outcome = signin.sign_in_with_password(s, SecuritySettings(), None, "researcher", PASSWORD)
     assert outcome.state is None and outcome.message is not None and "locked" in outcome.message
     assert user_row(session_factory, "researcher").locked_until is not None
+
+
+@pytest.mark.parametrize("admin_action", ["reset_second_factor", "roles"])
+def test_an_administrators_session_ending_is_not_lost_to_a_password_change_meanwhile(
+        settings: Settings, session_factory: sessionmaker[Session], demo_users: dict[str, int], backend: str,
+        admin_action: str) -> None:
+    """Attack: whoever holds a person's session changes the password while an administrator resets the person's
+    second factor (a lost or stolen phone). The administrator's request read the session version before the change
+    raised it and wrote its own +1 over it: the same number the change gave the attacker's session, which so lived
+    on. Every change of the version is now one atomic increment in the database."""
+    from gateway.identity import signin
+    from gateway.identity.sessions import S, live_session, open_session
+
+    if backend != "postgresql":
+        pytest.skip("SQLite's write lock spans the whole transaction: the change cannot commit meanwhile")
+    security = settings.security
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None
+        ws, key = open_session(s, user, S.SIGNED_IN, security)
+    admin_session = session_factory()
+    try:
+        target = accounts.find_user(admin_session, "researcher")
+        admin = accounts.find_user(admin_session, "admin")
+        assert target is not None and admin is not None
+        _ = target.session_version, target.roles  # read when the administrator's request began
+        with unit_of_work(session_factory) as s:  # the attacker's password change commits meanwhile
+            from gateway.models import WebSession
+
+            mine = s.get(WebSession, ws.id)
+            assert mine is not None
+            assert signin.change_password(s, security, mine, PASSWORD, "copper-meadow-violin-72",
+                                          "copper-meadow-violin-72") == {}
+        if admin_action == "reset_second_factor":
+            accounts.reset_second_factor(admin_session, admin, target)
+        else:
+            accounts.set_roles(admin_session, admin, target, {"researcher", "output_checker"}, reason="Test.")
+        admin_session.commit()
+    finally:
+        admin_session.close()
+    with session_factory() as s:
+        assert live_session(s, key) is None
