@@ -349,7 +349,8 @@ def token_list(username: str) -> None:
 @token.command("revoke")
 @click.argument("token_id", type=int)
 @click.option("--by", "by_username", required=True,
-              help="Who is revoking it: the token's owner or an administrator (recorded as the revoker)")
+              help="Whose authority: the token's owner or an administrator (recorded as the revoker; the audit "
+                   "event names the account that ran the command)")
 def token_revoke(token_id: int, by_username: str) -> None:
     """Revoke token TOKEN_ID at once (for a leaked token; the owner can also revoke it on their account page)."""
     from gateway.identity.accounts import find_user
@@ -363,7 +364,7 @@ def token_revoke(token_id: int, by_username: str) -> None:
                 _fail(f"no active user {by_username!r}")
                 return
             token = get_token(session, actor, token_id)
-            revoke_token(session, actor, token)
+            revoke_token(session, actor, token, operator=_cli_actor())
             click.echo(f"Revoked token {token.id} ({token.prefix}…, {token.name}) of user {token.user.username}")
     except DomainError as exc:
         _fail(exc.message)

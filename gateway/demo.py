@@ -237,7 +237,7 @@ def _released_output(settings: Settings, factory: sessionmaker[Session]) -> str:
                                    "Counts under the threshold suppressed, with secondary suppression.")
         service.add_file_bytes(session, author, request, settings, "by_borough.csv", table, sidecar, group.id,
                                "output")
-        service.submit(session, author, request)
+        service.submit(session, author, request, settings)
         request_id = request.id
     context = outbox.WorkerContext(settings=settings, factory=factory)
     outbox.process(context)  # the automatic checks

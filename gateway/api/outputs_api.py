@@ -182,7 +182,7 @@ def add_output_group(request_id: int, body: GroupIn) -> OutputRequestOut:
                tag="outputs", permission=Permission.REQUEST_OUTPUTS, response=OutputRequestOut, errors=(409,))
 def submit_output_request(request_id: int) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.submit, require_user(), item)
+    run(service.submit, require_user(), item, settings())
     return _out(item)
 
 

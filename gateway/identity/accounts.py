@@ -12,11 +12,15 @@ from gateway.audit import Actor
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.identity.passwords import hash_password, password_problems
-from gateway.identity.sessions import end_sessions
+from gateway.identity.sessions import bump_session_version, end_sessions
 from gateway.models import RecoveryCode, RolePolicy, User, UserRole
 from gateway.permissions import Permission, Role, check_can_change_roles, check_permission, parse_roles
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+# The names the audit log gives the gateway's own events (audit.SYSTEM, an account made from the directory): a person
+# with one of them would have their acts read, and found by the auditors' actor filter, as the gateway's.
+RESERVED_USERNAMES = frozenset({"system", "ldap"})
+RESERVED_MESSAGE = "That name is used by the gateway for its own events in the audit log; choose another."
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -41,6 +45,8 @@ def _validate_new_user(session: Session, username: str, display_name: str, passw
     if not USERNAME_RE.match(username):
         errors["username"] = ["Use 2 to 64 lower-case letters, digits, dots, hyphens or underscores, "
                               "starting with a letter."]
+    elif username in RESERVED_USERNAMES:
+        errors["username"] = [RESERVED_MESSAGE]
     elif find_user(session, username) is not None:
         errors["username"] = ["That username is already taken."]
     if not display_name.strip():
@@ -100,7 +106,7 @@ def _replace_roles(session: Session, actor: Actor, target: User, wanted: set[str
     granted_by = actor.id if isinstance(actor, User) else None
     for role in sorted(wanted - current):
         target.role_grants.append(UserRole(role=role, granted_by_id=granted_by))
-    target.session_version += 1  # roles changed: sessions must pick up the new rights
+    bump_session_version(target)  # roles changed: sessions must pick up the new rights
     session.flush()
     details = {"added": sorted(wanted - current), "removed": sorted(current - wanted), "via": via}
     if reason is not None:
@@ -121,7 +127,7 @@ def set_active(session: Session, actor: User, target: User, active: bool) -> Non
     if target.is_active == active:
         return
     target.is_active = active
-    target.session_version += 1
+    bump_session_version(target)
     audit.record(session, actor, "user.activated" if active else "user.deactivated", "user", target.id)
 
 
@@ -140,7 +146,7 @@ def reset_second_factor(session: Session, actor: User, target: User) -> None:
     target.totp_last_step = None
     for code in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == target.id)):
         session.delete(code)
-    target.session_version += 1
+    bump_session_version(target)
     audit.record(session, actor, "user.second_factor_reset", "user", target.id)
 
 

@@ -127,9 +127,21 @@ def end_session(session: Session, ws: WebSession, reason: str) -> None:
     session.flush()
 
 
+def bump_session_version(user: User) -> None:
+    """End every session of ``user`` by raising their version, as one increment in the database (``SET
+    session_version = session_version + 1``), never a number worked out from what this request read: a password
+    change committed meanwhile gives its own session the next number, which a written number would repeat, and so
+    keep alive."""
+    user.session_version = User.session_version + 1  # type: ignore[assignment]
+
+
 def end_sessions(session: Session, user: User, reason: str, keep: WebSession | None = None) -> int:
     """End every open session of ``user`` (but ``keep``); returns how many. Raising the version also ends
-    any session this misses, because a session lives only while its generation matches."""
+    any session this misses, because a session lives only while its generation matches. The row is locked and its
+    version read again first (as the password change and the lockout already do before calling here): signing out
+    everywhere, or setting up an authenticator, could otherwise write the number a change meanwhile gave its own
+    session."""
+    session.refresh(user, attribute_names=["session_version"], with_for_update={"key_share": True})
     user.session_version += 1
     if keep is not None:
         keep.generation = user.session_version

@@ -16,11 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import SYSTEM
 from gateway.config import SecuritySettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, ValidationError
 from gateway.identity import totp
-from gateway.identity.accounts import find_user, record_login_time, sync_directory_roles, totp_required_for
+from gateway.identity.accounts import (
+    RESERVED_USERNAMES,
+    find_user,
+    record_login_time,
+    sync_directory_roles,
+    totp_required_for,
+)
 from gateway.identity.ldap_directory import DirectoryUnavailable, LdapDirectory
 from gateway.identity.passwords import DUMMY_HASH, hash_password, needs_rehash, password_problems, verify_password
 from gateway.identity.sessions import S, SignInState, check_state, end_session, end_sessions, move, open_session
@@ -83,6 +90,16 @@ def register_failure(session: Session, user: User, security: SecuritySettings, s
     return Outcome(None, user, GENERIC_FAILURE if stage == "password" else WRONG_CODE)
 
 
+def _lock_and_read(session: Session, user: User, *extra: str) -> None:
+    """Lock the person's row (FOR NO KEY UPDATE, as everywhere) and read again what a step decides on.
+
+    A request read the row when it began; guesses sent in parallel lock the account meanwhile, or spend the code
+    this one holds. Read under the lock, the lock (and the last code step) is the one every other request sees:
+    no more secrets are tried than the limit allows, and a code is used once."""
+    session.refresh(user, attribute_names=["failed_logins", "locked_until", "session_version", "is_active", *extra],
+                    with_for_update={"key_share": True})
+
+
 def _after_authentication(user: User) -> SignInState:
     """Once both factors are proven: a password someone else chose must be replaced first."""
     return S.NEW_PASSWORD if user.must_change_password and user.source == "local" else S.SIGNED_IN
@@ -106,6 +123,13 @@ def _advance(session: Session, security: SecuritySettings, ws: WebSession, targe
 
 def _after_password(session: Session, security: SecuritySettings, user: User, totp_by_default: bool,
                     replaces: WebSession | None) -> Outcome:
+    _lock_and_read(session, user)  # the right password, but parallel wrong ones may have locked the account since
+    if _is_locked(user, utcnow()):
+        audit.record(session, user, "auth.refused_locked", "user", user.id)
+        return Outcome(None, user, _locked_message(user))
+    if not user.is_active:
+        audit.record(session, user, "auth.refused_inactive", "user", user.id)
+        return Outcome(None, None, GENERIC_FAILURE)
     if replaces is not None:
         end_session(session, replaces, "replaced by a new sign-in")
     if user.totp_enabled:
@@ -159,6 +183,9 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
             return register_failure(session, user, security, "password")
         return Outcome(None, None, GENERIC_FAILURE)
     if user is None:
+        if found.username in RESERVED_USERNAMES or ":" in found.username:  # the log's own names, or a CLI label's
+            audit.record(session, SYSTEM, "auth.refused_reserved_name", "user", None, {"dn": found.dn})
+            return Outcome(None, None, GENERIC_FAILURE)
         user = User(username=found.username, display_name=found.display_name, email=found.email,
                     source="ldap", password_hash=None)
         session.add(user)
@@ -176,12 +203,12 @@ def verify_second_factor(session: Session, security: SecuritySettings, ws: WebSe
     """The code step: a fresh authenticator code, or an unused recovery code (which is then spent)."""
     check_state(ws, S.CODE)
     user = ws.user
-    # Locked and read again first (FOR NO KEY UPDATE, as register_failure): two requests sending one code at the
-    # same moment are decided one after the other, so the second sees the step, or the recovery code, spent.
-    session.refresh(user, attribute_names=["totp_secret", "totp_last_step", "failed_logins", "locked_until",
-                                           "session_version"], with_for_update={"key_share": True})
+    _lock_and_read(session, user, "totp_last_step")
+    session.refresh(ws, attribute_names=["state", "generation"])
     if _is_locked(user, utcnow()):
         return Outcome(None, user, _locked_message(user))
+    if ws.state != S.CODE or ws.generation != user.session_version or not user.is_active:
+        return Outcome(None, user, "This sign-in has ended meanwhile. Sign in again.")
     assert user.totp_secret is not None
     step = totp.matching_step(user.totp_secret, code)
     if step is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
@@ -78,13 +79,19 @@ def get_token(session: Session, actor: User, token_id: int) -> ApiToken:
     return token
 
 
-def revoke_token(session: Session, actor: User, token: ApiToken) -> None:
+def revoke_token(session: Session, actor: User, token: ApiToken, operator: str | None = None) -> None:
+    """``operator``: who ran ``sde token revoke`` (gateway.identity.operator), when ``actor`` is only the person the
+    command named with ``--by``; the audit event is then the command's, with that name as a claim beside it."""
     check_can_revoke_token(actor, token)
     if token.revoked_at is not None:
         return
     token.revoked_at = utcnow()
     token.revoked_by_id = actor.id
-    audit.record(session, actor, "token.revoked", "api_token", token.id, {"owner_id": token.user_id})
+    details: dict[str, Any] = {"owner_id": token.user_id}
+    if operator is not None:
+        details["by"] = actor.username
+    audit.record(session, operator if operator is not None else actor, "token.revoked", "api_token", token.id,
+                 details)
 
 
 # The statement every API request sends, built once per process (see gateway.identity.sessions): the token, its

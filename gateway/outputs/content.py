@@ -3,17 +3,21 @@
 Every allowed text type is read for tables: CSV (any common delimiter), TXT (tab, pipe, comma or
 space-aligned columns), Markdown pipe tables, HTML ``<table>`` elements and JSON (arrays of records or of
 rows, column- and index-oriented objects, pandas' "split" layout), anywhere in the document. Images
-(PNG, SVG) are for a person to look at; the text they carry (SVG text, PNG text chunks) is still searched.
+(PNG, SVG) are for a person to look at; the text they carry (SVG text, every PNG chunk but the pixels, inflated
+when it is compressed, and what follows the PNG's end) is still searched.
 
-Record-level data is looked for in three ways: too many rows, a column named or shaped like an
-identifier, and any of the project's pseudonyms anywhere in the bytes. The pseudonym search does not
-trust the file's own structure or encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte
-order mark), undoes HTML entities, percent-encoding, JSON escapes, base64 and hex runs, and searches the
-text as it is, folded to lower case, with every separator removed (so prefixes, suffixes, quotes, spaces
-and dashes do not hide a pseudonym) and reversed, with one Aho-Corasick automaton over all the project's
-pseudonyms. Truncated pseudonyms are found too: any run of 12 or more hex digits that is the start or the
-end of a pseudonym. Messages name positions and counts, never the content, so a refusal cannot be used to
-read data back out.
+Record-level data is looked for in three ways: too many rows, a column named or shaped like an identifier, and any
+of the project's pseudonyms anywhere in the bytes. The pseudonym search does not trust the file's own structure or
+encoding: it decodes UTF-8, UTF-16 and UTF-32 (with or without a byte order mark) and UTF-7, undoes HTML entities,
+percent-encoding, JSON escapes, base64 and hex runs, reads the text an HTML, SVG or Markdown page shows (its tags
+and comments gone), reads every table's columns downwards, and searches the text as it is, folded as a reader takes
+it (lower case, fullwidth and accented forms undone, any script's digits and look-alike letters as 0-9 and a-f),
+with every separator removed (so prefixes, suffixes, quotes, spaces and dashes do not hide a pseudonym) and
+reversed. Truncated pseudonyms are found too: any run of 12 or more hex digits from anywhere in a pseudonym (its
+start, its end or its middle: dropping a digit from each end of every pseudonym still leaves 30 that single out a
+patient), by a sorted table of every 12-digit window of every pseudonym; a pseudonym that is not hex digits is found
+whole, by an Aho-Corasick automaton. Messages name positions and counts, never the content, so a refusal cannot be
+used to read data back out.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import io
 import json
 import re
 import struct
+import sys
 import threading
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,12 +42,22 @@ from typing import Any
 from urllib.parse import unquote
 
 import ahocorasick
+import numpy as np
 
 TEXT_TYPES = frozenset({"csv", "txt", "json", "md", "html"})
 IMAGE_TYPES = frozenset({"png", "svg"})
-MIN_FRAGMENT = 12  # hex digits of a pseudonym's start or end that count as the pseudonym
+MARKUP_TYPES = frozenset({"html", "svg", "md"})  # shown by a browser or a Markdown viewer, with their tags gone
+MIN_FRAGMENT = 12  # hex digits from anywhere in a pseudonym that count as the pseudonym
+_NIBBLE = np.full(256, 0, dtype=np.uint64)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint64)
+_IS_HEX = np.zeros(256, dtype=np.int64)
+_IS_HEX[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = 1
 ENCODED_RUN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+# Letters of other scripts drawn like the hex letters (after NFKD and casefold), and every script's decimal digits
+CONFUSABLE = {"\u0430": "a", "\u03b1": "a", "\u0251": "a", "\u044c": "b", "\u0185": "b", "\u0441": "c",
+              "\u03f2": "c", "\u217d": "c", "\u0501": "d", "\u217e": "d", "\u0435": "e", "\u0454": "e",
+              "\u0192": "f", "\u03dd": "f"}
 IDENTIFIER_COLUMN = re.compile(
     r"^(nhs[\s_-]*(number|no|num)?|pseudo[\s_-]*id|pseudonym\w*|patient[\s_-]*(id|identifier|number)|"
     r"person[\s_-]*id|subject[\s_-]*id|mrn|hospital[\s_-]*number|chi[\s_-]*(number|no)?|date[\s_-]*of[\s_-]*birth|"
@@ -93,6 +109,8 @@ def decodings(data: bytes) -> list[str]:
             found.append(data[:usable].decode(codec, errors="ignore"))
             found.append(data[1:1 + usable - (4 if "32" in codec else 2)].decode(codec, errors="ignore"))
     found.append(data.decode("latin-1"))
+    if b"+" in data:  # UTF-7 may write any character, a digit too, as base64 of its UTF-16 between '+' and '-'
+        found.append(data.decode("utf-7", errors="replace"))
     unique: list[str] = []
     for text in found:
         if text not in unique:
@@ -124,6 +142,10 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts = decodings(data)
     if extension == "png":
         texts.extend(png_text(data))
+    if extension in MARKUP_TYPES:  # what a browser shows: tags and comments between a pseudonym's parts are gone
+        texts.extend(shown for text in list(texts) if (shown := markup_text(text)))
+    if extension in TEXT_TYPES:  # every reading's tables, down their columns
+        texts.extend(column for text in list(texts) for column in column_texts(text, extension))
     if extension == "json":  # every reading, as for the raw search: a file in UTF-16 without a BOM parses too
         texts.extend(strings for text in list(texts) for strings in json_strings(text))
     extra: list[str] = []
@@ -134,6 +156,43 @@ def search_texts(data: bytes, extension: str) -> list[str]:
     texts.extend(extra)
     hidden = [run for text in texts for run in _decoded_runs(text)]
     return texts + hidden
+
+
+class _ShownText(HTMLParser):
+    """The text of an HTML, SVG or Markdown page's elements, joined with nothing between them."""
+
+    HIDDEN = frozenset({"script", "style"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def markup_text(text: str) -> str:
+    """The text a page shows, without its tags, comments, scripts or styles ("" when it has no tags): a pseudonym
+    split by ``<i></i>`` or ``<!--x-->`` in the source is whole on the screen."""
+    if "<" not in text:
+        return ""
+    parser = _ShownText()
+    try:
+        parser.feed(text)
+        parser.close()
+    except (AssertionError, ValueError):
+        pass
+    return "".join(parser.parts)
 
 
 def json_strings(text: str) -> list[str]:
@@ -168,43 +227,93 @@ def png_text(data: bytes) -> list[str]:
         length, kind = struct.unpack(">I4s", data[position:position + 8])
         body = data[position + 8:position + 8 + length]
         position += 12 + length
+        if kind == b"IEND":  # whatever follows the image's end, compressed too
+            texts.append(_inflated(data[position:]))
+            break
         try:
             if kind == b"tEXt":
                 texts.append(body.decode("latin-1"))
             elif kind == b"zTXt":
                 keyword, _, rest = body.partition(b"\x00")
-                texts.append(keyword.decode("latin-1") + " " + zlib.decompress(rest[1:]).decode("latin-1"))
+                texts.append(keyword.decode("latin-1") + " " + _inflate(rest[1:]).decode("latin-1"))
             elif kind == b"iTXt":
                 keyword, _, rest = body.partition(b"\x00")
                 compressed, rest = rest[0], rest[2:]
                 _language, _, rest = rest.partition(b"\x00")
                 _translated, _, rest = rest.partition(b"\x00")
                 texts.append(keyword.decode("latin-1") + " "
-                             + (zlib.decompress(rest) if compressed else rest).decode("utf-8", errors="replace"))
+                             + (_inflate(rest) if compressed else rest).decode("utf-8", errors="replace"))
+            elif kind not in {b"IDAT", b"IEND"}:  # any other chunk (a private one too) may hold compressed text
+                texts.append(_inflated(body))
         except (zlib.error, IndexError, UnicodeDecodeError):
             texts.append(body.decode("latin-1"))
     return texts
 
 
+PNG_CHUNK_TEXT_LIMIT = 16 << 20  # a compressed chunk is read this far: 5 MB of zlib can unpack to 5 GB
+
+
+def _inflate(stream: bytes) -> bytes:
+    """A zlib stream decompressed as far as ``PNG_CHUNK_TEXT_LIMIT`` (zlib.error when it is not one)."""
+    return zlib.decompressobj().decompress(stream, PNG_CHUNK_TEXT_LIMIT)
+
+
+def _inflated(body: bytes) -> str:
+    """The first zlib stream in a chunk's first bytes, decompressed as far as ``PNG_CHUNK_TEXT_LIMIT`` ("" for none):
+    it may follow a keyword and flags, as in zTXt and iTXt."""
+    for start in range(min(len(body) - 1, 128)):
+        if body[start] & 0x0F != 8 or ((body[start] << 8) | body[start + 1]) % 31:
+            continue  # not a zlib header
+        try:
+            return _inflate(body[start:]).decode("latin-1")
+        except zlib.error:
+            continue
+    return ""
+
+
 # --- pseudonyms ---------------------------------------------------------------------------------------------
+
+_FOLD: dict[int, str] = {}
+
+
+def fold(text: str) -> str:
+    """Text as a reader takes it: compatibility forms (fullwidth, mathematical, circled) and accents undone,
+    lower case, any script's decimal digits as 0-9 and look-alike letters of other scripts as a-f."""
+    if text.isascii():
+        return text.casefold()
+    if not _FOLD:
+        table = {ord(k): v for k, v in CONFUSABLE.items()}
+        for point in range(0x80, sys.maxunicode + 1):
+            if unicodedata.category(chr(point)) == "Nd":
+                table[point] = str(unicodedata.decimal(chr(point)))
+        _FOLD.update(table)
+    return unicodedata.normalize("NFKD", text).casefold().translate(_FOLD)
+
 
 class PseudonymMatcher:
     """Finds any of a set of pseudonyms in text, however it is dressed up (see the module docstring).
 
-    One automaton holds, for each pseudonym of hex digits, its first and its last ``MIN_FRAGMENT`` digits
-    (a whole pseudonym contains both), and any other pseudonym whole.
+    For each pseudonym of more than ``MIN_FRAGMENT`` hex digits, every window of ``MIN_FRAGMENT`` digits is kept,
+    as a 48-bit number in one sorted array (8 bytes a window, far less than an automaton's nodes), so a run of
+    ``MIN_FRAGMENT`` digits from anywhere in a pseudonym is found, not only its first or last; any other
+    pseudonym is found whole by one automaton.
     """
 
     def __init__(self, pseudonyms: Iterable[str]) -> None:
-        folded = {NOT_ALNUM.sub("", p.casefold()) for p in pseudonyms if p and p.strip()}
+        folded = {NOT_ALNUM.sub("", fold(p)) for p in pseudonyms if p and p.strip()}
         folded.discard("")
         self.size = len(folded)
         patterns: set[str] = set()
+        by_length: dict[int, list[str]] = {}
         for value in folded:
             if len(value) > MIN_FRAGMENT and re.fullmatch(r"[0-9a-f]+", value):
-                patterns.update((value[:MIN_FRAGMENT], value[-MIN_FRAGMENT:]))
+                by_length.setdefault(len(value), []).append(value)
             else:
                 patterns.add(value)
+        windows = [_windows(np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8).reshape(-1, length))
+                   for length, values in by_length.items()]
+        self._windows = np.unique(np.concatenate([w.ravel() for w in windows])) if windows else \
+            np.empty(0, dtype=np.uint64)
         self._automaton: Any = None
         if patterns:
             automaton = ahocorasick.Automaton()
@@ -221,17 +330,42 @@ class PseudonymMatcher:
             return 0
         return sum(1 for _ in self._automaton.iter(text))
 
+    def _window_hits(self, squashed: str) -> int:
+        """How many windows of hex digits in the text (folded, only [0-9a-z] left) are windows of a pseudonym."""
+        if not self._windows.size or len(squashed) < MIN_FRAGMENT:
+            return 0
+        digits = np.frombuffer(squashed.encode("ascii"), dtype=np.uint8)
+        is_hex = np.concatenate(([0], np.cumsum(_IS_HEX[digits])))
+        whole = (is_hex[MIN_FRAGMENT:] - is_hex[:-MIN_FRAGMENT]) == MIN_FRAGMENT  # windows of hex digits only
+        if not whole.any():
+            return 0
+        found = _windows(digits.reshape(1, -1)).ravel()[whole]
+        at = np.searchsorted(self._windows, found).clip(max=self._windows.size - 1)
+        return int(np.count_nonzero(self._windows[at] == found))
+
     def count(self, texts: Iterable[str]) -> int:
         """How many pseudonym pieces the texts hold (0 means none was found); stops at the first text with any."""
         if not self:
             return 0
         for text in texts:
-            folded = text.casefold()
+            folded = fold(text)
             squashed = NOT_ALNUM.sub("", folded)
-            hits = self._hits(folded) + self._hits(squashed) + self._hits(squashed[::-1])
+            reversed_ = squashed[::-1]
+            hits = (self._hits(folded) + self._hits(squashed) + self._hits(reversed_)
+                    + self._window_hits(squashed) + self._window_hits(reversed_))
             if hits:
                 return hits
         return 0
+
+
+def _windows(digits: np.ndarray) -> np.ndarray:
+    """Every ``MIN_FRAGMENT``-digit window of each row of ASCII hex digits, as 48-bit numbers (rows by windows)."""
+    nibbles = _NIBBLE[digits]
+    count = digits.shape[1] - MIN_FRAGMENT + 1
+    value = np.zeros((digits.shape[0], count), dtype=np.uint64)
+    for k in range(MIN_FRAGMENT):
+        value = (value << np.uint64(4)) | nibbles[:, k:k + count]
+    return value
 
 
 _CACHE: dict[tuple[str, float], PseudonymMatcher] = {}
@@ -434,31 +568,38 @@ def json_tables(document: Any) -> list[Table]:
 def read_contents(data: bytes, extension: str) -> Contents:
     """Find the tables in a file of any allowed type."""
     texts = decodings(data)
-    text = texts[0]
     if extension in IMAGE_TYPES:
         return Contents("image", "none", [], texts)
     if extension not in TEXT_TYPES:
         return Contents("binary", "none", [], texts)
-    tables: list[Table] = []
-    structure = "none"
-    if extension == "csv":
-        tables = csv_table(text)
-        structure = "csv"
-    elif extension == "json":
-        try:
-            tables = json_tables(json.loads(text))
-            structure = "json"
-        except ValueError:
-            tables = text_tables(text)
-            structure = "text (not valid JSON)"
-    elif extension == "html":
-        tables, inner = html_tables(text)
-        tables += text_tables(inner, "text table")
-        structure = "html"
-    else:  # txt and md: pipe tables, delimited and space-aligned columns
-        tables = text_tables(text)
-        structure = "text"
+    tables, structure = _tables(texts[0], extension)
     return Contents("text", structure if tables else "none", tables, texts)
+
+
+def _tables(text: str, extension: str) -> tuple[list[Table], str]:
+    """The tables in one reading of a text file, and how they were found."""
+    if extension == "csv":
+        return csv_table(text), "csv"
+    if extension == "json":
+        try:
+            return json_tables(json.loads(text)), "json"
+        except (ValueError, RecursionError):
+            return text_tables(text), "text (not valid JSON)"
+    if extension == "html":
+        tables, inner = html_tables(text)
+        return tables + text_tables(inner, "text table"), "html"
+    return text_tables(text), "text"  # txt and md: pipe tables, delimited and space-aligned columns
+
+
+def column_texts(text: str, extension: str) -> list[str]:
+    """Each table's columns read downwards, one column after another: a pseudonym written a few digits a row, with
+    each row's label between the parts across, is whole down its column."""
+    found = []
+    for table in _tables(text, extension)[0]:
+        rows = [table.header, *table.rows]
+        width = max(len(row) for row in rows)
+        found.append("\n".join("".join(row[j] for row in rows if j < len(row)) for j in range(width)))
+    return found
 
 
 # --- record-level data --------------------------------------------------------------------------------------

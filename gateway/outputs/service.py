@@ -431,14 +431,23 @@ def submission_problems(request: OutputRequest) -> list[str]:
     return problems
 
 
-def submit(session: Session, actor: User, request: OutputRequest) -> None:
-    """Send the request to the checkers (a returned request starts a new round); the automatic checks follow."""
+def submit(session: Session, actor: User, request: OutputRequest, settings: Settings) -> None:
+    """Send the request to the checkers (a returned request starts a new round); the automatic checks follow.
+
+    The title and the groups' names, descriptions and controls leave in the release package's manifest, so they pass
+    the pseudonym search here, as the files did when handed over (they can change only until it is submitted)."""
     check_author(actor, request)
     check_output_move(request.state, OutputState.SUBMITTED)
     check_can_request(session, actor, request.project)
     problems = submission_problems(request)
     if problems:
         raise ValidationError("The request cannot be submitted yet.", field_errors={"request": problems})
+    words = [request.title, *(text for g in request.groups for text in (g.name, g.context, g.controls))]
+    if project_pseudonyms(settings, request.project).count(["\n".join(words)]):
+        raise ValidationError("The request cannot be submitted: it holds a patient pseudonym.", field_errors={
+            "request": ["The request's title, or a group's name, description or controls, holds one of this "
+                        "project's patient pseudonyms (or a part of one); it would leave in the release package. "
+                        "Remove it."]})
     resubmission = request.state == OutputState.RETURNED
     if resubmission:
         request.round += 1

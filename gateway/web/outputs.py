@@ -226,7 +226,7 @@ def remove_file(request_id: int, file_id: int) -> Any:
 def submit(request_id: int) -> Any:
     item = _load(request_id)
     return _attempt(item, "Submitted. The automatic checks run first, then two output checkers review it.",
-                    service.submit, require_user(), item)
+                    service.submit, require_user(), item, settings())
 
 
 @bp.post("/<int:request_id>/withdraw")

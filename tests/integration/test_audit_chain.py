@@ -327,3 +327,35 @@ def test_an_anchor_at_event_0_must_be_the_empty_log(factory: sessionmaker[Sessio
     anchors.write_text(f"0 {'ab' * 32}\n")
     code, output = verify_with_anchors(database_url, anchors)
     assert code == 1 and "BROKEN at event 0:" in output, output
+
+
+@pytest.mark.parametrize("username", ["system", "ldap", "System"])
+def test_no_account_can_take_a_name_the_log_uses_for_the_gateway_itself(factory: sessionmaker[Session],
+                                                                        username: str) -> None:
+    """Attack: an account named "system" (or "ldap"), made by an administrator or arriving from the directory, has
+    every act it does shown in the log (and found by the auditors' actor filter) under the name the gateway's own
+    events carry, so a person's release or decision reads as the gateway's. Those names are refused as usernames."""
+    from gateway.errors import ValidationError
+    from gateway.identity import accounts, signin
+    from gateway.identity.ldap_directory import DirectoryUser
+
+    with unit_of_work(factory) as session, pytest.raises(ValidationError) as refused:
+        accounts.create_local_user(session, "cli:test", username=username, display_name="Some One",
+                                   password="violet-harbour-lantern-8")
+    assert refused.value.field_errors["username"] == [accounts.RESERVED_MESSAGE]
+
+    class Directory:
+        def authenticate(self, name: str, password: str) -> DirectoryUser:
+            return DirectoryUser(dn=f"uid={name},ou=people", username=name.lower(), display_name="Some One",
+                                 email=None, groups=frozenset())
+
+        def roles_for(self, found: DirectoryUser) -> set[str]:
+            return set()
+
+    from gateway.config import SecuritySettings
+
+    with unit_of_work(factory) as session:
+        outcome = signin.sign_in_with_password(session, SecuritySettings(), Directory(),  # type: ignore[arg-type]
+                                               username, "whatever-they-typed")
+        assert outcome.state is None
+        assert accounts.find_user(session, username.lower()) is None

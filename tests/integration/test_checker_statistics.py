@@ -48,7 +48,7 @@ def submitted(factory: sessionmaker[Session], settings: Settings, project_id: in
     folder = outputs_of(settings, factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, factory, project_id), folder, name, suppress=suppress)
     request_id = new_request(factory, settings, project_id, [f"{name}.csv"])
-    act(factory, request_id, "researcher", service.submit)
+    act(factory, request_id, "researcher", service.submit, settings)
     work(factory, settings)
     return request_id
 
@@ -67,7 +67,7 @@ def scenario(factory: sessionmaker[Session], settings: Settings, project_id: int
     folder = outputs_of(settings, factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, factory, project_id), folder, "small", suppress=True)
     hand_over(factory, settings, r2, folder, "small.csv")
-    act(factory, r2, "researcher", service.submit)
+    act(factory, r2, "researcher", service.submit, settings)
     work(factory, settings)
     review_all(factory, r2, "checker1", "approve")
     review_all(factory, r2, "checker2", "approve")

@@ -73,7 +73,7 @@ def nested_request(settings: Settings, factory: sessionmaker[Session], project_i
     notebook_crosstab(load_extract(settings, factory, project_id), folder, "not_decile_10", suppress=True,
                       filters={"imd_decile": {"between": [1, 9]}})
     request_id = new_request(factory, settings, project_id, ["not_decile_10.csv"], author=author)
-    act(factory, request_id, author, service.submit)
+    act(factory, request_id, author, service.submit, settings)
     work(factory, settings)
     return request_id
 
@@ -128,7 +128,7 @@ def test_a_table_of_another_project_that_is_not_released_is_not_compared(
     folder = outputs_of(settings, session_factory, "researcher", project_a)
     notebook_crosstab(load_extract(settings, session_factory, project_a), folder, "everyone", suppress=True)
     pending = new_request(session_factory, settings, project_a, ["everyone.csv"])
-    act(session_factory, pending, "researcher", service.submit)
+    act(session_factory, pending, "researcher", service.submit, settings)
     work(session_factory, settings)
     review_all(session_factory, pending, "checker1", "approve")  # reviewed, even approved once, but never released
     project_b = second_project(session_factory)
@@ -179,7 +179,7 @@ def test_two_requests_checked_at_the_same_time_cannot_both_be_approved(
     folder = outputs_of(settings, session_factory, "researcher", project_a)
     notebook_crosstab(load_extract(settings, session_factory, project_a), folder, "everyone", suppress=True)
     first = new_request(session_factory, settings, project_a, ["everyone.csv"])
-    act(session_factory, first, "researcher", service.submit)
+    act(session_factory, first, "researcher", service.submit, settings)
     work(session_factory, settings)
     project_b = second_project(session_factory)
     with_population(settings, session_factory, project_b, POPULATION)
@@ -212,7 +212,7 @@ def test_an_approval_is_not_refused_for_tables_released_before_the_checks(
     notebook_crosstab(load_extract(settings, session_factory, project_b), folder, "by_region", suppress=True,
                       filters={"imd_decile": {"between": [1, 10]}})  # the same people: no small difference
     request_id = new_request(session_factory, settings, project_b, ["by_region.csv"], author="researcher2")
-    act(session_factory, request_id, "researcher2", service.submit)
+    act(session_factory, request_id, "researcher2", service.submit, settings)
     work(session_factory, settings)
     review_all(session_factory, request_id, "checker1", "approve")
     review_all(session_factory, request_id, "checker2", "approve")

@@ -164,7 +164,7 @@ def test_every_other_way_in_is_refused(client: Any, world: dict[str, Any], setti
     assert ok.status_code == 201
     with unit_of_work(session_factory) as s:
         request = s.get(OutputRequest, b["request"])
-        service.submit(s, f.user(s, "dualrole"), request)
+        service.submit(s, f.user(s, "dualrole"), request, settings)
     late = call(client, "files", file_body(world, "dualrole", "u.csv", b"region,n\nNorth,40\n"), user="dualrole",
                 world=world)
     assert late.status_code == 409

@@ -55,7 +55,7 @@ def failing_request(factory: sessionmaker[Session], settings: Settings, project_
     folder = outputs_of(settings, factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, factory, project_id), folder, name, suppress=False)
     request_id = new_request(factory, settings, project_id, [f"{name}.csv"])
-    act(factory, request_id, "researcher", service.submit)
+    act(factory, request_id, "researcher", service.submit, settings)
     work(factory, settings)
     assert get(factory, request_id).files[0].check_status == "fail"
     return request_id
@@ -122,7 +122,7 @@ def test_approval_waits_for_the_automatic_checks(session_factory: sessionmaker[S
     folder = outputs_of(settings, session_factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit)  # the worker has not run the checks
+    act(session_factory, request_id, "researcher", service.submit, settings)  # the worker has not run the checks
     review_all(session_factory, request_id, "checker1", "approve")
     review_all(session_factory, request_id, "checker2", "approve")
     with pytest.raises(Conflict, match="has not been through the automatic checks"):
@@ -188,7 +188,7 @@ def test_an_exception_is_bound_to_the_files_bytes(session_factory: sessionmaker[
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "small", suppress=False,
                       margins=True)
     hand_over(session_factory, settings, request_id, folder, "small.csv")
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     request = get(session_factory, request_id)
     assert request.files[0].version == 2 and request.files[0].check_status == "fail"
@@ -235,7 +235,7 @@ def test_exception_rules(session_factory: sessionmaker[Session], settings: Setti
     folder = outputs_of(settings, session_factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "fine", suppress=True)
     passing = new_request(session_factory, settings, project_id, ["fine.csv"])
-    act(session_factory, passing, "researcher", service.submit)
+    act(session_factory, passing, "researcher", service.submit, settings)
     work(session_factory, settings)
     with pytest.raises(Conflict, match="did not fail"):
         on_file(session_factory, passing, "researcher", service.request_exception, JUSTIFICATION, settings)
@@ -250,7 +250,7 @@ def test_a_checker_returns_early_and_the_people_concerned_are_emailed(
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
     with pytest.raises(Conflict, match="awaiting review"):  # pending: nothing to return
         act(session_factory, request_id, "checker1", service.return_early, "Too soon.")
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     submitted = [m["to"] for m in emails(session_factory) if "submitted for checking" in m["subject"]]
     with session_factory() as s:
         expected = {u.email for u in service.checkers_for(s, s.get(OutputRequest, request_id))}
@@ -274,7 +274,7 @@ def test_a_checker_returns_early_and_the_people_concerned_are_emailed(
         author_email = f.user(s, "researcher").email
     returned = [m for m in emails(session_factory) if m["to"] == author_email and "returned" in m["subject"]]
     assert len(returned) == 1 and "Label the columns" in returned[0]["body"]
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     assert get(session_factory, request_id).round == 2
     assert len([m for m in emails(session_factory) if "resubmitted for checking" in m["subject"]]) == len(expected)
 
@@ -288,7 +288,7 @@ def test_request_changes_on_a_whole_group(session_factory: sessionmaker[Session]
     (folder / "notes.txt").write_text("How the tables were made.")
     request_id = new_request(session_factory, settings, project_id, ["a.csv", "b.csv", "notes.txt"],
                              kinds={"notes.txt": "supporting"})
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     with unit_of_work(session_factory) as s:
         request = s.get(OutputRequest, request_id)
         assert request is not None
@@ -358,7 +358,7 @@ def test_the_checkers_page_shows_suppressed_cells_integers_sentences_and_the_cod
     content["source"] = "out = dc.crosstab('region', 'sex', data=df, dataset='patients').suppressed()"
     sidecar.write_text(json.dumps(content))
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     client = app.test_client()
     sign_in_session(client, session_factory, "checker1")
@@ -393,7 +393,7 @@ def test_the_sidecars_text_is_not_shown_to_the_researcher_outside_the_workspace(
     mine = client.get(f"/outputs/{request_id}").get_data(as_text=True)
     assert 'data-testid="file-by_region.csv"' in mine
     assert "SW1A 1AA" not in mine and "E1 6AN" not in mine and 'data-testid="cell-source"' not in mine
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     sign_in_session(client, session_factory, "checker1")
     theirs = client.get(f"/outputs/{request_id}").get_data(as_text=True)
     assert "SW1A 1AA" in theirs and "E1 6AN" in theirs
@@ -449,6 +449,32 @@ def test_a_justification_or_reason_holding_a_pseudonym_is_refused(
         on_file(session_factory, request_id, "checker1", service.decide_exception, "accept",
                 f"Fine, it is {pseudonym[:14]}.", settings)
     assert events(session_factory, request_id, "output_request.exception_decided") == []
+
+
+@pytest.mark.parametrize("where", ["title", "group name", "group context", "group controls"])
+def test_a_request_whose_title_or_group_holds_a_pseudonym_cannot_be_submitted(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, where: str) -> None:
+    """Attack: the request's title and its groups' name, description and controls leave in the release package's
+    manifest.json, but only the files, the justifications and the reasons were searched: a pseudonym read off the
+    workspace's screen and typed into a group's description left with the approved files. They are searched
+    when the request is submitted, as everything else that leaves is."""
+    folder = outputs_of(settings, session_factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
+    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
+    pseudonym = str(load_extract(settings, session_factory, project_id)["pseudo_id"].iloc[0])
+    with unit_of_work(session_factory) as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        group = request.groups[0]
+        fields = {"title": request.title, "group name": group.name, "group context": group.context,
+                  "group controls": group.controls}
+        fields[where] = f"{fields[where]} (see {pseudonym[2:30]})"
+        request.title = fields["title"]
+        service.save_group(s, f.user(s, "researcher"), request, fields["group name"], fields["group context"],
+                           fields["group controls"], group.id)
+    with pytest.raises(ValidationError, match="pseudonym"):
+        act(session_factory, request_id, "researcher", service.submit, settings)
+    assert get(session_factory, request_id).state == OutputState.PENDING
 
 
 def test_removing_a_file_removes_its_exception(session_factory: sessionmaker[Session], settings: Settings,
@@ -515,7 +541,7 @@ def test_why_a_record_was_not_recomputed_carries_no_text_from_the_sidecar_to_the
     smuggle(content["record"])
     sidecar.write_text(json.dumps(content))
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     assert item.check_result["method"] == "heuristic"
@@ -534,7 +560,7 @@ def test_where_a_table_sits_in_a_json_file_is_not_named_by_its_keys_to_the_resea
     rows = [{"code": number, "n": 3} for number in ("9434765919", "9434765870", "4010232137")]
     (folder / "codes.json").write_text(json.dumps({f"row 1 born 1961-03-04 {MARKER}": rows}))
     request_id = new_request(session_factory, settings, project_id, ["codes.json"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     notes = " ".join(item.check_result["notes"])
@@ -553,7 +579,7 @@ def test_a_differencing_note_names_the_researchers_cell_by_position_not_by_its_l
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "not_decile_10", suppress=True,
                       filters={"imd_decile": {"between": [1, 9]}}, margins=True, margins_name=MARKER)
     request_id = new_request(session_factory, settings, project_id, ["not_decile_10.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     assert item.check_status == "fail"
@@ -580,7 +606,7 @@ def test_acros_exception_and_comments_from_the_workspace_are_shown_to_the_checke
     (folder / "acro" / "results.json").write_text(json.dumps({"version": "1.0.2", "results": {f"{MARKER}-uid": entry}}))
     request_id = new_request(session_factory, settings, project_id, ["acro/output_0_0.csv", "acro/results.json"],
                              kinds={"acro/results.json": "supporting"})
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     mine = researcher_sees(app, session_factory, request_id)
     assert 'data-testid="acro-verdict"' in mine and 'data-testid="acro-exception"' in mine

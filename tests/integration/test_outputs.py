@@ -186,7 +186,7 @@ def released_request(factory: sessionmaker[Session], settings: Settings, project
     folder = outputs_of(settings, factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, factory, project_id), folder, name, suppress=True, **filters)
     request_id = new_request(factory, settings, project_id, [f"{name}.csv"])
-    act(factory, request_id, "researcher", service.submit)
+    act(factory, request_id, "researcher", service.submit, settings)
     work(factory, settings)
     review_all(factory, request_id, "checker1", "approve")
     review_all(factory, request_id, "checker2", "approve")
@@ -223,11 +223,11 @@ def test_neither_the_author_nor_a_project_member_can_review(session_factory: ses
     folder = outputs_of(settings, session_factory, "dualrole", project_id)
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
     own = new_request(session_factory, settings, project_id, ["by_region.csv"], author="dualrole")
-    act(session_factory, own, "dualrole", service.submit)
+    act(session_factory, own, "dualrole", service.submit, settings)
     folder = outputs_of(settings, session_factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
     colleague = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, colleague, "researcher", service.submit)
+    act(session_factory, colleague, "researcher", service.submit, settings)
 
     with pytest.raises(PermissionDenied, match="you wrote this request"):
         review_all(session_factory, own, "dualrole", "approve")
@@ -246,7 +246,7 @@ def test_a_single_approval_does_not_release(session_factory: sessionmaker[Sessio
     folder = outputs_of(settings, session_factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     review_all(session_factory, request_id, "checker1", "approve")
     assert get(session_factory, request_id).state == OutputState.PARTIALLY_REVIEWED
@@ -266,7 +266,7 @@ def test_blinded_until_both_reviews_then_approved_and_released(session_factory: 
     (folder / "notes.txt").write_text("How the table was made.")
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv", "notes.txt"],
                              kinds={"notes.txt": "supporting"})
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     assert item.check_status == "pass" and item.check_result["method"] == "recomputed"
@@ -311,7 +311,7 @@ def test_return_needs_a_public_comment_and_a_resubmitted_file_loses_its_votes(
     data = load_extract(settings, session_factory, project_id)
     notebook_crosstab(data, folder, "by_region", suppress=False)
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     assert item.check_status == "fail"
@@ -327,7 +327,7 @@ def test_return_needs_a_public_comment_and_a_resubmitted_file_loses_its_votes(
         request = s.get(OutputRequest, request_id)
         assert request is not None
         assert request.files[0].version == 2 and service.current_votes(request.files[0]) == []
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     request = get(session_factory, request_id)
     assert (request.round, request.state, request.files[0].check_status) == (2, OutputState.SUBMITTED, "pass")
@@ -350,7 +350,7 @@ def test_a_file_edited_after_saving_is_flagged_by_recomputation(session_factory:
     content["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     sidecar.write_text(json.dumps(content))
     request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     assert item.check_status == "fail"
@@ -378,7 +378,7 @@ def test_an_output_differing_from_a_released_one_by_a_small_group_is_flagged(
     notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "not_decile_10", suppress=True,
                       filters={"imd_decile": {"between": [1, 9]}})
     request_id = new_request(session_factory, settings, project_id, ["not_decile_10.csv"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     item = get(session_factory, request_id).files[0]
     assert item.check_status == "fail"
@@ -392,7 +392,7 @@ def test_files_without_a_record_get_heuristic_checks_for_manual_review(
     (folder / "hand.csv").write_text("group,n,max\nA,3,90\nB,120,71\n")
     (folder / "plot.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><rect width="5" height="5"/></svg>')
     request_id = new_request(session_factory, settings, project_id, ["hand.csv", "plot.svg"])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     hand, plot = get(session_factory, request_id).files
     assert hand.check_status == "fail" and hand.check_result["method"] == "heuristic"
@@ -446,7 +446,7 @@ def approved_request(factory: sessionmaker[Session], settings: Settings, project
     folder = outputs_of(settings, factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
     request_id = new_request(factory, settings, project_id, ["by_region.csv"])
-    act(factory, request_id, "researcher", service.submit)
+    act(factory, request_id, "researcher", service.submit, settings)
     work(factory, settings)  # the automatic checks, which approval waits for
     review_all(factory, request_id, "checker1", "approve")
     review_all(factory, request_id, "checker2", "approve")

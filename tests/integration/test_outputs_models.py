@@ -93,7 +93,7 @@ def test_models_and_curves_are_refitted_with_the_gateway_rules(session_factory: 
 
     names = ["fine", "small_cell", "edited", "injected", "by_arm", "by_arm_raw"]
     request_id = new_request(session_factory, settings, project_id, [f"{n}.csv" for n in names])
-    act(session_factory, request_id, "researcher", service.submit)
+    act(session_factory, request_id, "researcher", service.submit, settings)
     work(session_factory, settings)
     files = {item.path.removesuffix(".csv"): item for item in get(session_factory, request_id).files}
 

@@ -47,7 +47,7 @@ def submitted(factory: sessionmaker[Session], settings: Settings, project_id: in
     folder = outputs_of(settings, factory, "researcher", project_id)
     notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
     request_id = new_request(factory, settings, project_id, ["by_region.csv"])
-    act(factory, request_id, "researcher", service.submit)
+    act(factory, request_id, "researcher", service.submit, settings)
     work(factory, settings)
     return request_id
 

@@ -772,3 +772,150 @@ def test_the_worker_forgets_sessions_long_over_and_keeps_the_rest(session_factor
     assert sweep_sessions(session_factory) == 2
     with session_factory() as s:
         assert {ws.id for ws in s.scalars(select(WebSession))} == keep
+
+
+def _code_sessions(session_factory: sessionmaker[Session], security: SecuritySettings, username: str,
+                   count: int) -> tuple[str, list[int]]:
+    from gateway.identity.sessions import S, open_session
+
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, username)
+        assert user is not None
+        secret = pyotp.random_base32()
+        user.totp_secret, user.totp_confirmed_at = secret, user.created_at
+        return secret, [open_session(s, user, S.CODE, security)[0].id for _ in range(count)]
+
+
+def _in_parallel(session_factory: sessionmaker[Session], backend: str, ws_ids: list[int], code: str) -> list[Any]:
+    """verify_second_factor for each session at once, every request having read the person's row first."""
+    import threading
+
+    from gateway.errors import InvalidTransition
+    from gateway.identity import signin
+    from gateway.models import WebSession
+
+    barrier = threading.Barrier(len(ws_ids)) if backend == "postgresql" else None
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def attempt(ws_id: int) -> None:
+        try:
+            with unit_of_work(session_factory) as s:
+                ws = s.get(WebSession, ws_id)
+                assert ws is not None
+                _ = (ws.user.failed_logins, ws.user.totp_last_step)  # read before the others write, as a request
+                if barrier is not None:
+                    barrier.wait(timeout=30)
+                results.append(signin.verify_second_factor(s, SECURITY_FOR_RACES, ws, code).state)
+        except InvalidTransition:  # the session ended (the lockout) before this request read it
+            results.append(None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in ws_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+SECURITY_FOR_RACES = SecuritySettings(max_failed_logins=3)
+
+
+def test_wrong_codes_sent_in_parallel_stop_at_the_lockout_limit(session_factory: sessionmaker[Session],
+                                                                 demo_users: dict[str, int], backend: str) -> None:
+    """Attack: six guesses at once against a limit of three. Each request checked the lock on the row it read at
+    its start, so all six codes were tried (and a right one would have signed in) although the third locked the
+    account. The row is now locked and read again before a code is looked at: the fourth on finds it locked."""
+    _secret, ws_ids = _code_sessions(session_factory, SECURITY_FOR_RACES, "checker2", 6)
+    assert _in_parallel(session_factory, backend, ws_ids, "000000") == [None] * 6
+    row = user_row(session_factory, "checker2")
+    assert row.failed_logins == SECURITY_FOR_RACES.max_failed_logins
+    assert row.locked_until is not None
+
+
+def test_one_code_sent_twice_at_once_signs_in_once(session_factory: sessionmaker[Session],
+                                                   demo_users: dict[str, int], backend: str) -> None:
+    """Attack: the person's code replayed at the same moment (seen over a shoulder, or relayed) in a second sign-in
+    with the stolen password. Both requests read the last used step before either wrote it, so both signed in; the
+    row lock now makes the second see the step used and refuse it as a replay."""
+    from gateway.identity.sessions import S
+
+    secret, ws_ids = _code_sessions(session_factory, SECURITY_FOR_RACES, "checker2", 2)
+    results = _in_parallel(session_factory, backend, ws_ids, pyotp.TOTP(secret).now())
+    assert sorted(r is S.SIGNED_IN for r in results) == [False, True]
+    assert len(events(session_factory, "auth.totp_replay_refused")) == 1
+
+
+def test_a_right_password_racing_a_lockout_does_not_sign_in(session_factory: sessionmaker[Session],
+                                                            demo_users: dict[str, int], backend: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: many passwords at once; the account locks while the right one is being checked. The lock was read
+    when the request began, so the right password still signed in (and reset the count and the lock). The row is
+    now locked and read again before a session opens."""
+    import datetime as dt
+
+    from gateway.db import utcnow
+    from gateway.identity import signin
+
+    if backend != "postgresql":
+        pytest.skip("SQLite holds one write lock for the whole transaction: the lockout cannot commit meanwhile")
+    real = signin.verify_password
+
+    def verify_then_lock(stored: str, password: str) -> bool:
+        right = real(stored, password)
+        with unit_of_work(session_factory) as other:  # the parallel wrong guesses' lockout commits now
+            user = accounts.find_user(other, "researcher")
+            assert user is not None
+            user.failed_logins, user.locked_until = 5, utcnow() + dt.timedelta(minutes=15)
+        return right
+
+    monkeypatch.setattr(signin, "verify_password", verify_then_lock)
+    with unit_of_work(session_factory) as s:
+        outcome = signin.sign_in_with_password(s, SecuritySettings(), None, "researcher", PASSWORD)
+    assert outcome.state is None and outcome.message is not None and "locked" in outcome.message
+    assert user_row(session_factory, "researcher").locked_until is not None
+
+
+@pytest.mark.parametrize("admin_action", ["reset_second_factor", "roles"])
+def test_an_administrators_session_ending_is_not_lost_to_a_password_change_meanwhile(
+        settings: Settings, session_factory: sessionmaker[Session], demo_users: dict[str, int], backend: str,
+        admin_action: str) -> None:
+    """Attack: whoever holds a person's session changes the password while an administrator resets the person's
+    second factor (a lost or stolen phone). The administrator's request read the session version before the change
+    raised it and wrote its own +1 over it: the same number the change gave the attacker's session, which so lived
+    on. Every change of the version is now one atomic increment in the database."""
+    from gateway.identity import signin
+    from gateway.identity.sessions import S, live_session, open_session
+
+    if backend != "postgresql":
+        pytest.skip("SQLite's write lock spans the whole transaction: the change cannot commit meanwhile")
+    security = settings.security
+    with unit_of_work(session_factory) as s:
+        user = accounts.find_user(s, "researcher")
+        assert user is not None
+        ws, key = open_session(s, user, S.SIGNED_IN, security)
+    admin_session = session_factory()
+    try:
+        target = accounts.find_user(admin_session, "researcher")
+        admin = accounts.find_user(admin_session, "admin")
+        assert target is not None and admin is not None
+        _ = target.session_version, target.roles  # read when the administrator's request began
+        with unit_of_work(session_factory) as s:  # the attacker's password change commits meanwhile
+            from gateway.models import WebSession
+
+            mine = s.get(WebSession, ws.id)
+            assert mine is not None
+            assert signin.change_password(s, security, mine, PASSWORD, "copper-meadow-violin-72",
+                                          "copper-meadow-violin-72") == {}
+        if admin_action == "reset_second_factor":
+            accounts.reset_second_factor(admin_session, admin, target)
+        else:
+            accounts.set_roles(admin_session, admin, target, {"researcher", "output_checker"}, reason="Test.")
+        admin_session.commit()
+    finally:
+        admin_session.close()
+    with session_factory() as s:
+        assert live_session(s, key) is None

@@ -209,3 +209,27 @@ def test_a_refusal_by_role_is_forbidden_not_a_scope_problem(
         client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
     refused = client.get("/api/v1/users", headers=auth(_token(session_factory, "researcher")))
     assert refused.status_code == 403 and refused.json["error"] == "forbidden"
+
+
+def test_sde_token_revoke_records_who_ran_it_not_only_the_name_given(database_url: str,
+                                                                   session_factory: sessionmaker[Session],
+                                                                   demo_users: dict[str, int]) -> None:
+    """Attack: anyone who can run ``sde`` on the server wrote the revocation into the audit log as an administrator's
+    own act (``--by admin``: actor id and name the admin's, no trace of the command's account). The event's actor is
+    now the account that ran the command (as every other command records it); ``--by`` is kept as whose authority
+    it claims."""
+    from gateway.identity.operator import cli_actor
+
+    env = {"SDE_DATABASE_URL": database_url, "SDE_INSTANCE_DIR": tempfile.mkdtemp(prefix="sde-cli-")}
+    runner = CliRunner()
+    made = runner.invoke(main, ["token", "create", "finance", "--name", "reports"], env=env)
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(main, ["token", "list", "finance"], env=env)
+    token_id = listed.output.split("\t")[0]
+    revoked = runner.invoke(main, ["token", "revoke", token_id, "--by", "admin"], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    with session_factory() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked")).one()
+        assert (event.actor_id, event.actor_label) == (None, cli_actor())
+        assert event.details["by"] == "admin"
+        assert s.get(ApiToken, int(token_id)).revoked_by_id == demo_users["admin"]

@@ -219,7 +219,7 @@ def test_real_acro_results_are_shown_beside_the_gateways_verdict_and_released_pu
     report = result.json()
     assert report["pandas"].startswith("2.3") and report["drafts"] == [request_id]
     assert report["sent"] == ["acro/output_0_0.csv", "acro/results.json"]
-    act(factory, request_id, "researcher", service.submit)
+    act(factory, request_id, "researcher", service.submit, settings)
     work(factory, settings)
     table = next(item for item in get(factory, request_id).files if item.path == "acro/output_0_0.csv")
     assert table.check_status == "review"  # no record: the gateway's heuristics find no small count left

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,114 @@ ATTACKS = {  # finding 3 and what an attacker tries next: the pseudonym dressed 
 def test_a_project_pseudonym_anywhere_in_any_form_is_blocked(attack: str) -> None:
     name, data = ATTACKS[attack]
     files.take_bytes("harmless.txt", b"North 40\nSouth 35\n", None, LIMITS, PSEUDONYMS)  # nothing to find: fine
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+
+
+TRUNCATED = {  # only a pseudonym's first and last 12 digits were searched: one digit off each end hid all 30 others
+    "a digit cut from each end": ("rows.csv", f"ref,n\nx{P[1:31]}x,12\n".encode()),
+    "its middle 12 digits": ("rows.txt", f"id {P[10:22]}".encode()),
+    "its middle, reversed": ("rows.txt", P[4:28][::-1].encode()),
+    "its middle, split across cells": ("rows.csv", f"a,b\n{P[2:16]},{P[16:30]}\n".encode()),
+    "its middle in the sidecar-free json": ("rows.json", json.dumps([{"id": P[1:31].upper()}]).encode()),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(TRUNCATED))
+def test_any_twelve_digits_from_anywhere_in_a_pseudonym_are_blocked(attack: str) -> None:
+    name, data = TRUNCATED[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+    files.take_bytes("short.txt", f"id {P[10:21]}".encode(), None, LIMITS, PSEUDONYMS)  # 11 digits: not a match
+
+
+MARKUP = {  # a page or drawing shows a pseudonym whole that its source splits with tags, each part under 12 digits
+    "html split by empty tags": ("page.html", ("<p>" + "<i></i>".join(P[i:i + 8] for i in range(0, 32, 8))
+                                               + "</p>").encode()),
+    "html split by comments": ("page.html", ("<p>" + "<!--x-->".join(P[i:i + 8] for i in range(0, 32, 8))
+                                             + "</p>").encode()),
+    "html split across table cells of one row": ("page.html", ("<table><tr>" + "".join(
+        f"<td>{P[i:i + 8]}</td>" for i in range(0, 32, 8)) + "</tr></table>").encode()),
+    "svg tspans": ("plot.svg", ('<svg xmlns="http://www.w3.org/2000/svg"><text>' + "".join(
+        f"<tspan>{P[i:i + 8]}</tspan>" for i in range(0, 32, 8)) + "</text></svg>").encode()),
+    "markdown with inline html": ("notes.md", ("Case " + "<b></b>".join(P[i:i + 8] for i in range(0, 32, 8))
+                                               + "\n").encode()),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(MARKUP))
+def test_a_pseudonym_split_by_markup_is_blocked(attack: str) -> None:
+    name, data = MARKUP[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+
+
+def _look_alike(text: str, letters: dict[str, str]) -> str:
+    return "".join(letters.get(c, c) for c in text)
+
+
+LOOK_ALIKES = {  # characters a reader takes for the pseudonym's digits and letters, but the search dropped
+    "fullwidth": ("rows.csv", ("a,b\nx," + "".join(chr(ord(c) + 0xFEE0) for c in P) + "\n").encode()),
+    "mathematical bold digits": ("rows.txt", "".join(chr(0x1D7CE + int(c)) if c.isdigit() else c for c in P)
+                                 .encode()),
+    "arabic-indic digits": ("rows.txt", "".join(chr(0x0660 + int(c)) if c.isdigit() else c for c in P).encode()),
+    "letters with accents": ("rows.txt", _look_alike(P, {"a": "\u00e1", "c": "\u00e7", "e": "\u00e9", "d": "\u010f"})
+                             .encode()),
+    "combining accents on letters": ("rows.txt", "".join(c + "\u0301" if c.isalpha() else c for c in P).encode()),
+    "cyrillic a, c, e": ("rows.txt", _look_alike(P, {"a": "\u0430", "c": "\u0441", "e": "\u0435"}).encode()),
+    "fullwidth in utf-16": ("rows.txt", "".join(chr(ord(c) + 0xFEE0) for c in P).encode("utf-16")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(LOOK_ALIKES))
+def test_a_pseudonym_in_look_alike_characters_is_blocked(attack: str) -> None:
+    name, data = LOOK_ALIKES[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
+
+
+DOWN_A_COLUMN = {  # a pseudonym read down a column, a few digits a row, each row's label between the parts
+    "csv, one digit a row": ("rows.csv", ("row,v\n" + "".join(f"r{i},{c}\n" for i, c in enumerate(P))).encode()),
+    "csv, four digits a row": ("rows.csv", ("region,code\n" + "".join(f"Region {i},{P[i:i + 4]}\n"
+                                                                      for i in range(0, 32, 4))).encode()),
+    "markdown table": ("rows.md", ("| r | v |\n|---|---|\n" + "".join(f"| r{i} | {P[i:i + 4]} |\n"
+                                                                     for i in range(0, 32, 4))).encode()),
+    "json records": ("rows.json", json.dumps([{"k": f"r{i}", "v": P[i:i + 4]} for i in range(0, 32, 4)]).encode()),
+    "csv in utf-16 without a byte order mark": ("rows.csv", ("row,v\n" + "".join(f"r{i},{P[i:i + 4]}\n"
+                                                             for i in range(0, 32, 4))).encode("utf-16-le")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(DOWN_A_COLUMN))
+def test_a_pseudonym_written_down_a_column_is_blocked(attack: str) -> None:
+    name, data = DOWN_A_COLUMN[attack]
+    with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
+        files.take_bytes(name, data, None, LIMITS_LONG, PSEUDONYMS)
+
+
+LIMITS_LONG = OutputSettings(max_file_bytes=5000, max_csv_rows=100)
+
+
+def _utf7_in_short_runs(text: str) -> bytes:
+    """UTF-7 that shifts every character to base64 (as UTF-7 may), each run under 16 characters and ended by '.'."""
+    return ".".join("+" + base64.b64encode(text[i:i + 3].encode("utf-16-be")).decode().rstrip("=") + "-"
+                    for i in range(0, len(text), 3)).encode("ascii")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+OTHER_ENCODINGS = {  # encodings a reader decodes with one call, that the search did not try
+    "utf-7 in short shifted runs": ("rows.txt", _utf7_in_short_runs(P)),
+    "a compressed private png chunk": ("plot.png", b"\x89PNG\r\n\x1a\n" + _png_chunk(b"prVt", zlib.compress(
+        f"id={P}".encode())) + _png_chunk(b"IEND", b"")),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(OTHER_ENCODINGS))
+def test_a_pseudonym_in_other_encodings_is_blocked(attack: str) -> None:
+    name, data = OTHER_ENCODINGS[attack]
     with pytest.raises(ValidationError, match="one of this project's patient pseudonyms"):
         files.take_bytes(name, data, None, LIMITS, PSEUDONYMS)
 
