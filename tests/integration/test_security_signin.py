@@ -26,6 +26,7 @@ from gateway.db import unit_of_work
 from gateway.identity import accounts
 from gateway.models import ApiToken, AuditEvent, User
 from tests.integration.test_pages import csrf_from
+from tests.support.databases import postgres_only
 
 PASSWORD = "demo-password"
 COOKIE = "sde_session"
@@ -849,6 +850,7 @@ def test_one_code_sent_twice_at_once_signs_in_once(session_factory: sessionmaker
     assert len(events(session_factory, "auth.totp_replay_refused")) == 1
 
 
+@postgres_only  # SQLite holds one write lock for the whole transaction: nothing can commit meanwhile
 def test_a_right_password_racing_a_lockout_does_not_sign_in(session_factory: sessionmaker[Session],
                                                             demo_users: dict[str, int], backend: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -860,8 +862,6 @@ def test_a_right_password_racing_a_lockout_does_not_sign_in(session_factory: ses
     from gateway.db import utcnow
     from gateway.identity import signin
 
-    if backend != "postgresql":
-        pytest.skip("SQLite holds one write lock for the whole transaction: the lockout cannot commit meanwhile")
     real = signin.verify_password
 
     def verify_then_lock(stored: str, password: str) -> bool:
@@ -880,6 +880,7 @@ def test_a_right_password_racing_a_lockout_does_not_sign_in(session_factory: ses
 
 
 @pytest.mark.parametrize("admin_action", ["reset_second_factor", "roles"])
+@postgres_only  # SQLite holds one write lock for the whole transaction: nothing can commit meanwhile
 def test_an_administrators_session_ending_is_not_lost_to_a_password_change_meanwhile(
         settings: Settings, session_factory: sessionmaker[Session], demo_users: dict[str, int], backend: str,
         admin_action: str) -> None:
@@ -890,8 +891,6 @@ def test_an_administrators_session_ending_is_not_lost_to_a_password_change_meanw
     from gateway.identity import signin
     from gateway.identity.sessions import S, live_session, open_session
 
-    if backend != "postgresql":
-        pytest.skip("SQLite's write lock spans the whole transaction: the change cannot commit meanwhile")
     security = settings.security
     with unit_of_work(session_factory) as s:
         user = accounts.find_user(s, "researcher")
