@@ -245,7 +245,7 @@ def release_scenario(box: Sandbox, factory: Any, settings: Any, megabytes: int,
                 for name in names:  # as the workspace hands them over (the gateway never reads the folder)
                     service.add_file_bytes(session, researcher, request, settings, name, (folder / name).read_bytes(),
                                            None, group.id, "output")
-                service.submit(session, researcher, request)
+                service.submit(session, researcher, request, settings)
                 request_id = request.id
             break
         except DomainError as exc:

@@ -132,7 +132,7 @@ def _returned_request(factory: sessionmaker[Session], settings: Settings, projec
     (folder / "notes.txt").write_text("How the table was made.\n")
     request_id = new_request(factory, settings, project_id, ["small_cells.csv", "notes.txt"],
                              kinds={"notes.txt": "supporting"})
-    act(factory, request_id, "researcher", outputs.submit)
+    act(factory, request_id, "researcher", outputs.submit, settings)
     work(factory, settings)
     with unit_of_work(factory) as s:  # an exception on the failing table, refused by one checker
         request = s.get(OutputRequest, request_id)

@@ -553,7 +553,7 @@ class World:
         ids = (ids[0], hand_over(self.factory, self.settings, ids[0], folder, "counts.csv", ids[2], "output", author),
                ids[2])
         if stage != "pending":
-            act(self.factory, ids[0], author, outputs.submit)
+            act(self.factory, ids[0], author, outputs.submit, self.settings)
             work(self.factory, self.settings)
         if stage in {"voted", "reviewed", "release"}:
             with unit_of_work(self.factory) as s:
