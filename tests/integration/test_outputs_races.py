@@ -117,19 +117,28 @@ def test_a_vote_racing_the_same_checkers_review_submission_is_refused(
         assert [v.vote for item in request.files for v in service.current_votes(item)] == ["approve"]
 
 
+def _reviewed_with_an_exception_accepted_by_both(factory: sessionmaker[Session], settings: Settings,
+                                                 project_id: int) -> int:
+    """A failing table with an exception asked for, both reviews in, and both checkers' answers "accept"."""
+    from tests.integration.test_output_checking import JUSTIFICATION, failing_request, on_file
+
+    request_id = failing_request(factory, settings, project_id)
+    on_file(factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    review_all(factory, request_id, "checker1", "approve")
+    review_all(factory, request_id, "checker2", "approve")
+    for checker in ("checker1", "checker2"):
+        on_file(factory, request_id, checker, service.decide_exception, "accept", "Published.", settings)
+    return request_id
+
+
 def test_an_approval_racing_a_checker_refusing_the_exception_is_refused(
         session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
     """Checker1 approves on exceptions read as accepted by both, while checker2 changes their answer to refuse: the
     approval must see the refusal (both act under the request's row lock and read it afresh), not release a failing
     file one of its two checkers refused."""
-    from tests.integration.test_output_checking import JUSTIFICATION, failing_request, on_file
+    from tests.integration.test_output_checking import on_file
 
-    request_id = failing_request(session_factory, settings, project_id)
-    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
-    review_all(session_factory, request_id, "checker1", "approve")
-    review_all(session_factory, request_id, "checker2", "approve")
-    for checker in ("checker1", "checker2"):
-        on_file(session_factory, request_id, checker, service.decide_exception, "accept", "Published.", settings)
+    request_id = _reviewed_with_an_exception_accepted_by_both(session_factory, settings, project_id)
     late, request = loaded(session_factory, request_id, "checker1")
     _ = [(e.file_sha256, list(e.decisions)) for e in request.exceptions]  # read as accepted by both
     try:
@@ -148,14 +157,7 @@ def test_an_exception_answer_racing_the_decision_is_refused_once_decided(
         session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
     """The other order: checker2's refusal, read before checker1's approval committed, must not be recorded on a
     request already approved (it would say the file was refused while its release goes ahead)."""
-    from tests.integration.test_output_checking import JUSTIFICATION, failing_request, on_file
-
-    request_id = failing_request(session_factory, settings, project_id)
-    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
-    review_all(session_factory, request_id, "checker1", "approve")
-    review_all(session_factory, request_id, "checker2", "approve")
-    for checker in ("checker1", "checker2"):
-        on_file(session_factory, request_id, checker, service.decide_exception, "accept", "Published.", settings)
+    request_id = _reviewed_with_an_exception_accepted_by_both(session_factory, settings, project_id)
     late, request = loaded(session_factory, request_id, "checker2")
     _ = [(e.file_sha256, list(e.decisions)) for e in request.exceptions]
     try:

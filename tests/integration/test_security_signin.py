@@ -700,40 +700,9 @@ def test_wrong_codes_sent_in_parallel_each_count(settings: Settings, session_fac
 
     On PostgreSQL every guess first reads the count, then all write at once (a barrier): without the row lock
     the increments are lost. SQLite takes its write lock when a transaction begins, so there they queue."""
-    import threading
-
-    from gateway.identity import signin
-    from gateway.identity.sessions import S, open_session
-
     security = settings.security.model_copy(update={"max_failed_logins": 100})
-    with unit_of_work(session_factory) as s:
-        user = accounts.find_user(s, "checker2")
-        assert user is not None
-        user.totp_secret, user.totp_confirmed_at = pyotp.random_base32(), user.created_at
-        keys = [open_session(s, user, S.CODE, security)[0].id for _ in range(6)]
-    barrier = threading.Barrier(len(keys)) if backend == "postgresql" else None
-    errors: list[BaseException] = []
-
-    def guess(ws_id: int) -> None:
-        try:
-            with unit_of_work(session_factory) as s:
-                from gateway.models import WebSession
-
-                ws = s.get(WebSession, ws_id)
-                assert ws is not None
-                _ = ws.user.failed_logins  # read before the others write, as a real request would
-                if barrier is not None:
-                    barrier.wait(timeout=30)
-                assert signin.verify_second_factor(s, security, ws, "000000").state is None
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guess, args=(k,)) for k in keys]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors
+    _secret, keys = _code_sessions(session_factory, security, "checker2", 6)
+    assert _in_parallel(session_factory, backend, keys, "000000", security) == [None] * 6
     assert user_row(session_factory, "checker2").failed_logins == len(keys)
 
 
@@ -787,7 +756,8 @@ def _code_sessions(session_factory: sessionmaker[Session], security: SecuritySet
         return secret, [open_session(s, user, S.CODE, security)[0].id for _ in range(count)]
 
 
-def _in_parallel(session_factory: sessionmaker[Session], backend: str, ws_ids: list[int], code: str) -> list[Any]:
+def _in_parallel(session_factory: sessionmaker[Session], backend: str, ws_ids: list[int], code: str,
+                 security: SecuritySettings | None = None) -> list[Any]:
     """verify_second_factor for each session at once, every request having read the person's row first."""
     import threading
 
@@ -807,7 +777,7 @@ def _in_parallel(session_factory: sessionmaker[Session], backend: str, ws_ids: l
                 _ = (ws.user.failed_logins, ws.user.totp_last_step)  # read before the others write, as a request
                 if barrier is not None:
                     barrier.wait(timeout=30)
-                results.append(signin.verify_second_factor(s, SECURITY_FOR_RACES, ws, code).state)
+                results.append(signin.verify_second_factor(s, security or SECURITY_FOR_RACES, ws, code).state)
         except InvalidTransition:  # the session ended (the lockout) before this request read it
             results.append(None)
         except BaseException as exc:
