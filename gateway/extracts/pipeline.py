@@ -400,6 +400,7 @@ def _select_cohort(
     with_condition = _patients_with_conditions(spec, catalogue, source_dir, batch_size) if cohort.conditions else None
     boroughs = pa.array(cohort.boroughs or [], pa.string())
     kept: list[pa.Array] = []
+    opted_keys: list[pa.Array] = []  # patients with a row that opts out (or does not know), in the cohort or not
     matching = removed = 0
     for batch in _batches(source_dir / population.file, columns, batch_size):
         key = batch.column(population.patient_key)
@@ -423,8 +424,15 @@ def _select_cohort(
             opted = pc.fill_null(batch.column(opt_out.name), True).to_numpy(zero_copy_only=False)
             removed += int((keep & opted).sum())
             keep &= ~opted
+            opted_keys.append(key.filter(pa.array(opted)).cast(pa.string()))
         kept.append(key.filter(pa.array(keep)).cast(pa.string()))
     released = pa.concat_arrays(kept) if kept else pa.array([], pa.string())
+    if opted_keys:
+        # The opt-out belongs to the patient, not to a row: a patient listed again with an empty or false flag is
+        # still removed (a source that lists a patient twice must not release them on the row that forgot).
+        also_opted = pc.is_in(released, value_set=pa.concat_arrays(opted_keys)).to_numpy(zero_copy_only=False)
+        removed += int(also_opted.sum())
+        released = released.filter(pa.array(~also_opted))
     counts = CohortCounts(patients_matching=matching, opt_outs_removed=removed, patients_released=len(released))
     return released, counts
 

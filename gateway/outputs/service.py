@@ -661,6 +661,7 @@ def request_exception(session: Session, actor: User, request: OutputRequest, ite
     It can be reworded until a checker has answered it.
     """
     check_author(actor, request)
+    _fresh_under_lock(session, request)  # a checker's answer committed meanwhile is seen: no rewording after it
     if request.state not in EXCEPTION_STATES:
         raise Conflict(f"The request is {label(request.state)}; exceptions can be asked for while it is submitted, "
                        "under review or returned.")

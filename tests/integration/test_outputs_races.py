@@ -170,3 +170,30 @@ def test_an_exception_answer_racing_the_decision_is_refused_once_decided(
         late.rollback()
         late.close()
     assert get(session_factory, request_id).state == OutputState.APPROVED
+
+
+def test_an_exception_reworded_while_a_checker_accepts_it_is_refused(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """The researcher rewords an exception they read as unanswered while a checker accepts it: the rewording must see
+    the answer (under the request's row lock) and be refused, not leave an acceptance standing on a justification
+    the checker never read."""
+    from tests.integration.test_output_checking import JUSTIFICATION, failing_request, on_file
+
+    request_id = failing_request(session_factory, settings, project_id)
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    late, request = loaded(session_factory, request_id, "researcher")
+    _ = [(e.justification, list(e.decisions)) for e in request.exceptions]  # read as not yet answered
+    try:
+        on_file(session_factory, request_id, "checker1", service.decide_exception,  # commits first
+                "accept", "The ONS table is published.", settings)
+        with pytest.raises(Conflict, match="already been answered"):
+            service.request_exception(late, f.user(late, "researcher"), request, request.files[0],
+                                      "Anything at all: the cell of 3 is fine, trust me on this one.", settings)
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    with session_factory() as s:
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        assert [e.justification for e in request.exceptions] == [JUSTIFICATION]

@@ -207,6 +207,30 @@ def test_a_patient_whose_opt_out_is_not_known_is_removed_as_an_opt_out(small_sou
         assert built.cohort.opt_outs_removed == len(opted_out) + len(unknown)
 
 
+def test_a_patient_listed_twice_is_removed_if_any_row_says_opted_out(small_source, tmp_path) -> None:
+    """A population table listing a patient twice, once opted out and once not (or not known), must not release them:
+    the opt-out belongs to the patient, not to one of their rows."""
+    import shutil
+
+    source = tmp_path / "source"
+    shutil.copytree(small_source, source)
+    patients = pq.read_table(source / "patients.parquet")
+    flags = patients.column("national_data_opt_out").to_pylist()
+    numbers = patients.column("nhs_number").to_pylist()
+    consenting = [i for i, flag in enumerate(flags) if flag is False][:10]
+    duplicate = patients.take(pa.array(consenting))
+    column = duplicate.schema.get_field_index("national_data_opt_out")
+    opted = [True] * 5 + [None] * 5  # a second row saying opted out, or not known
+    duplicate = duplicate.set_column(column, duplicate.schema.field(column), pa.array(opted, pa.bool_()))
+    pq.write_table(pa.concat_tables([patients, duplicate]), source / "patients.parquet")
+    withdrawn = set(pseudonymise(KEY_A, pd.Series([numbers[i] for i in consenting])))
+    with tempfile.TemporaryDirectory() as root:
+        built = build_extract(_spec(datasets={"patients": ["sex"]}), source, root)
+        released = set(_read(Path(root), "proj", built.version)["patients"][PSEUDONYM_COLUMN])
+        assert not released & withdrawn
+        assert built.cohort.patients_released == len(released)
+
+
 def test_the_manifest_records_the_moment_the_caller_gives(small_source) -> None:
     """The gateway passes its own clock (which the demo runs behind to build a history); alone, the real time."""
     moment = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
