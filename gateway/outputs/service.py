@@ -128,7 +128,10 @@ def check_author(user: User, request: OutputRequest) -> None:
         raise PermissionDenied("Only the author of the request can change it.")
 
 
-def _check_editable(request: OutputRequest) -> None:
+def _check_editable(session: Session, request: OutputRequest) -> None:
+    """Under the request's lock, on its state as committed: a tab read while the request was returned must not change
+    its files or groups after another tab submitted it."""
+    _fresh_under_lock(session, request)
     if request.state not in EDITABLE_STATES:
         raise Conflict(f"The request is {label(request.state)}; files and groups can change only while it is "
                        "pending or returned.")
@@ -312,7 +315,7 @@ def create_request(session: Session, actor: User, project: Project, title: str) 
 def save_group(session: Session, actor: User, request: OutputRequest, name: str, context: str, controls: str,
                group_id: int | None = None) -> OutputGroup:
     check_author(actor, request)
-    _check_editable(request)
+    _check_editable(session, request)
     name = name.strip()
     errors: dict[str, list[str]] = {}
     if not name:
@@ -345,7 +348,7 @@ def add_file_bytes(session: Session, actor: User, request: OutputRequest, settin
     unless the bytes and record are unchanged. The stored copy is what is checked.
     """
     check_author(actor, request)
-    _check_editable(request)
+    _check_editable(session, request)
     check_can_request(session, actor, request.project)
     name = intake.check_name(name)
     existing = next((f for f in request.files if f.path == name), None)
@@ -406,7 +409,7 @@ def drafts_for(session: Session, user: User, project: Project) -> list[OutputReq
 
 def remove_file(session: Session, actor: User, request: OutputRequest, item: OutputFile) -> None:
     check_author(actor, request)
-    _check_editable(request)
+    _check_editable(session, request)
     for exception in [e for e in request.exceptions if e.file_id == item.id]:
         request.exceptions.remove(exception)
     request.files.remove(item)

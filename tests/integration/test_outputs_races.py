@@ -197,3 +197,22 @@ def test_an_exception_reworded_while_a_checker_accepts_it_is_refused(
         request = s.get(OutputRequest, request_id)
         assert request is not None
         assert [e.justification for e in request.exceptions] == [JUSTIFICATION]
+
+
+def test_a_file_changed_in_a_stale_tab_after_resubmission_is_refused(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """Two tabs of the researcher on a returned request: one resubmits, the other (read while it was returned) then
+    removes a file. What is under review must stay what was submitted, so the change is refused."""
+    request_id = submitted(session_factory, settings, project_id)
+    act(session_factory, request_id, "checker1", service.return_early, "Please add a note on the method.")
+    late, request = loaded(session_factory, request_id, "researcher")
+    try:
+        act(session_factory, request_id, "researcher", service.submit, settings)  # commits first
+        with pytest.raises(Conflict, match="pending or returned"):
+            service.remove_file(late, f.user(late, "researcher"), request, request.files[0])
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    request = get(session_factory, request_id)
+    assert request.state == OutputState.SUBMITTED and len(request.files) == 1
