@@ -13,6 +13,8 @@ there; these tests run on PostgreSQL.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,20 +63,29 @@ def loaded(factory: sessionmaker[Session], request_id: int, username: str) -> tu
     return s, request
 
 
+def refused_after(late: Session, first: Callable[[], object], late_step: Callable[[], object],
+                  match: str | None = None) -> None:
+    """``first`` commits on its own session; then ``late_step``, on the session ``late`` that read the request
+    before that commit, must be refused (and nothing of it kept)."""
+    try:
+        first()
+        with pytest.raises(Conflict, match=match):
+            late_step()
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+
+
 def test_an_approval_and_a_return_at_the_same_moment_do_not_both_happen(
         session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
     request_id = submitted(session_factory, settings, project_id)
     review_all(session_factory, request_id, "checker1", "approve")
     review_all(session_factory, request_id, "checker2", "approve")
     late, request = loaded(session_factory, request_id, "checker2")
-    try:
-        act(session_factory, request_id, "checker1", service.decide, "approve", "")  # commits first
-        with pytest.raises(Conflict, match="changed"):
-            service.decide(late, f.user(late, "checker2"), request, "return", "Please widen the age bands.")
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+    refused_after(late, lambda: act(session_factory, request_id, "checker1", service.decide, "approve", ""),
+                  lambda: service.decide(late, f.user(late, "checker2"), request, "return", "Widen the age bands."),
+                  "changed")
     assert get(session_factory, request_id).state == OutputState.APPROVED
     work(session_factory, settings)
     assert get(session_factory, request_id).state == OutputState.RELEASED
@@ -103,14 +114,9 @@ def test_a_vote_racing_the_same_checkers_review_submission_is_refused(
     """Two tabs of one checker: a vote in flight while the review is submitted must not change the submitted review."""
     request_id = submitted(session_factory, settings, project_id)
     late, request = loaded(session_factory, request_id, "checker1")
-    try:
-        review_all(session_factory, request_id, "checker1", "approve")  # commits first: the review is in
-        with pytest.raises(Conflict, match="already submitted"):
-            service.vote(late, f.user(late, "checker1"), request, request.files[0], "changes_requested")
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+    refused_after(late, lambda: review_all(session_factory, request_id, "checker1", "approve"),  # the review is in
+                  lambda: service.vote(late, f.user(late, "checker1"), request, request.files[0], "changes_requested"),
+                  "already submitted")
     with session_factory() as s:
         request = s.get(OutputRequest, request_id)
         assert request is not None
@@ -141,15 +147,9 @@ def test_an_approval_racing_a_checker_refusing_the_exception_is_refused(
     request_id = _reviewed_with_an_exception_accepted_by_both(session_factory, settings, project_id)
     late, request = loaded(session_factory, request_id, "checker1")
     _ = [(e.file_sha256, list(e.decisions)) for e in request.exceptions]  # read as accepted by both
-    try:
-        on_file(session_factory, request_id, "checker2", service.decide_exception,  # commits first
-                "refuse", "The ONS table is not public after all.", settings)
-        with pytest.raises(Conflict, match="refused by"):
-            service.decide(late, f.user(late, "checker1"), request, "approve", "")
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+    refused_after(late, lambda: on_file(session_factory, request_id, "checker2", service.decide_exception, "refuse",
+                                        "The ONS table is not public after all.", settings),
+                  lambda: service.decide(late, f.user(late, "checker1"), request, "approve", ""), "refused by")
     assert get(session_factory, request_id).state == OutputState.REVIEWED
 
 
@@ -160,15 +160,9 @@ def test_an_exception_answer_racing_the_decision_is_refused_once_decided(
     request_id = _reviewed_with_an_exception_accepted_by_both(session_factory, settings, project_id)
     late, request = loaded(session_factory, request_id, "checker2")
     _ = [(e.file_sha256, list(e.decisions)) for e in request.exceptions]
-    try:
-        act(session_factory, request_id, "checker1", service.decide, "approve", "")  # commits first
-        with pytest.raises(Conflict):
-            service.decide_exception(late, f.user(late, "checker2"), request, request.files[0], "refuse",
-                                     "Not public.", settings)
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+    refused_after(late, lambda: act(session_factory, request_id, "checker1", service.decide, "approve", ""),
+                  lambda: service.decide_exception(late, f.user(late, "checker2"), request, request.files[0],
+                                                   "refuse", "Not public.", settings))
     assert get(session_factory, request_id).state == OutputState.APPROVED
 
 
@@ -183,16 +177,11 @@ def test_an_exception_reworded_while_a_checker_accepts_it_is_refused(
     on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
     late, request = loaded(session_factory, request_id, "researcher")
     _ = [(e.justification, list(e.decisions)) for e in request.exceptions]  # read as not yet answered
-    try:
-        on_file(session_factory, request_id, "checker1", service.decide_exception,  # commits first
-                "accept", "The ONS table is published.", settings)
-        with pytest.raises(Conflict, match="already been answered"):
-            service.request_exception(late, f.user(late, "researcher"), request, request.files[0],
-                                      "Anything at all: the cell of 3 is fine, trust me on this one.", settings)
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+    refused_after(late, lambda: on_file(session_factory, request_id, "checker1", service.decide_exception, "accept",
+                                        "The ONS table is published.", settings),
+                  lambda: service.request_exception(late, f.user(late, "researcher"), request, request.files[0],
+                                                    "Anything at all: the cell of 3 is fine, trust me.", settings),
+                  "already been answered")
     with session_factory() as s:
         request = s.get(OutputRequest, request_id)
         assert request is not None
@@ -206,13 +195,8 @@ def test_a_file_changed_in_a_stale_tab_after_resubmission_is_refused(
     request_id = submitted(session_factory, settings, project_id)
     act(session_factory, request_id, "checker1", service.return_early, "Please add a note on the method.")
     late, request = loaded(session_factory, request_id, "researcher")
-    try:
-        act(session_factory, request_id, "researcher", service.submit, settings)  # commits first
-        with pytest.raises(Conflict, match="pending or returned"):
-            service.remove_file(late, f.user(late, "researcher"), request, request.files[0])
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+    refused_after(late, lambda: act(session_factory, request_id, "researcher", service.submit, settings),
+                  lambda: service.remove_file(late, f.user(late, "researcher"), request, request.files[0]),
+                  "pending or returned")
     request = get(session_factory, request_id)
     assert request.state == OutputState.SUBMITTED and len(request.files) == 1
