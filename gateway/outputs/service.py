@@ -446,11 +446,8 @@ def submit(session: Session, actor: User, request: OutputRequest, settings: Sett
     if problems:
         raise ValidationError("The request cannot be submitted yet.", field_errors={"request": problems})
     words = [request.title, *(text for g in request.groups for text in (g.name, g.context, g.controls))]
-    if project_pseudonyms(settings, request.project).count(["\n".join(words)]):
-        raise ValidationError("The request cannot be submitted: it holds a patient pseudonym.", field_errors={
-            "request": ["The request's title, or a group's name, description or controls, holds one of this "
-                        "project's patient pseudonyms (or a part of one); it would leave in the release package. "
-                        "Remove it."]})
+    check_no_pseudonym(settings, request, "request", "\n".join(words), "The request cannot be submitted",
+                       "The request's title, or a group's name, description or controls,")
     resubmission = request.state == OutputState.RETURNED
     if resubmission:
         request.round += 1
@@ -648,11 +645,12 @@ def automatic_check_problem(request: OutputRequest, item: OutputFile, reviewers:
     return None
 
 
-def check_no_pseudonym(settings: Settings, request: OutputRequest, field: str, text: str) -> None:
+def check_no_pseudonym(settings: Settings, request: OutputRequest, field: str, text: str,
+                       refused: str = "The text could not be saved", holder: str = "It") -> None:
     """Text that leaves in the release package passes the same pseudonym search as every file's bytes."""
     if project_pseudonyms(settings, request.project).count([text]):
-        raise ValidationError("The text could not be saved: it holds a patient pseudonym.", field_errors={field: [
-            "It holds one of this project's patient pseudonyms (or a part of one); it would leave in the "
+        raise ValidationError(f"{refused}: it holds a patient pseudonym.", field_errors={field: [
+            f"{holder} holds one of this project's patient pseudonyms (or a part of one); it would leave in the "
             "release package. Remove it."]})
 
 
