@@ -137,14 +137,13 @@ def bump_session_version(user: User) -> None:
 
 def end_sessions(session: Session, user: User, reason: str, keep: WebSession | None = None) -> int:
     """End every open session of ``user`` (but ``keep``); returns how many. Raising the version also ends
-    any session this misses, because a session lives only while its generation matches. The row is locked and its
-    version read again first (as the password change and the lockout already do before calling here): signing out
-    everywhere, or setting up an authenticator, could otherwise write the number a change meanwhile gave its own
-    session."""
-    session.refresh(user, attribute_names=["session_version"], with_for_update={"key_share": True})
-    user.session_version += 1
+    any session this misses, because a session lives only while its generation matches. The version is raised in
+    the database (``bump_session_version``) and read back: signing out everywhere, or setting up an authenticator,
+    could otherwise write the number a change meanwhile gave its own session."""
+    bump_session_version(user)
+    session.flush()
     if keep is not None:
-        keep.generation = user.session_version
+        keep.generation = user.session_version  # the raised number, read back under the update's row lock
     query = (update(WebSession).where(WebSession.user_id == user.id, WebSession.state != S.ENDED.value)
              .values(state=S.ENDED.value, ended_at=utcnow(), end_reason=reason, pending_totp_secret=None))
     if keep is not None:

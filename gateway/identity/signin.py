@@ -76,8 +76,7 @@ def register_failure(session: Session, user: User, security: SecuritySettings, s
     The user's row is locked and re-read first, so guesses sent in parallel each count (no lost update). FOR NO KEY
     UPDATE, as everywhere the row is locked: a sign-in adding its session row (key share) goes on, where it could
     otherwise hold the very session the lockout waits to end, and deadlock."""
-    session.refresh(user, attribute_names=["failed_logins", "locked_until", "session_version"],
-                    with_for_update={"key_share": True})
+    _lock_and_read(session, user)
     user.failed_logins += 1
     audit.record(session, user, "auth.failed", "user", user.id,
                  {"stage": stage, "consecutive_failures": user.failed_logins})
@@ -293,9 +292,7 @@ def _read_again_locked(session: Session, ws: WebSession) -> User:
     before it (a password change would otherwise silently undo a temporary password just set). FOR NO KEY UPDATE,
     as ``register_failure`` and the reset: a sign-in adding its session row is not blocked (a deadlock otherwise)."""
     user = ws.user
-    session.refresh(user, attribute_names=["password_hash", "must_change_password", "session_version",
-                                           "failed_logins", "locked_until", "is_active"],
-                    with_for_update={"key_share": True})
+    _lock_and_read(session, user, "password_hash", "must_change_password")
     session.refresh(ws, attribute_names=["state", "generation"])
     if ws.state == S.ENDED or ws.generation != user.session_version or not user.is_active:
         raise Conflict("This session has ended meanwhile (your password was reset, or your account locked). "
