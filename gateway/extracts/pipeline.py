@@ -384,6 +384,15 @@ def _patients_with_conditions(spec: ExtractSpec, catalogue: Catalogue, source_di
     return pa.array(sorted(k for k in found if k is not None), pa.string())
 
 
+def _require_true_or_false(path: Path, column: str) -> None:
+    """Opt-out flags are read only as true or false (or empty, which counts as opted out): a source sending "Y"/"N"
+    or 1/0 is refused with its reason, not guessed at."""
+    found = pq.read_schema(path).field(column).type
+    if not pa.types.is_boolean(found):
+        raise SourceError(f"{path.name}: the opt-out column {column} must hold true or false (or be empty), "
+                          f"but holds {found}; convert it in the source before building")
+
+
 def _select_cohort(
     spec: ExtractSpec, catalogue: Catalogue, source_dir: Path, batch_size: int
 ) -> tuple[pa.Array, CohortCounts]:
@@ -397,6 +406,8 @@ def _select_cohort(
     columns = [population.patient_key, dob.name, opt_out.name]
     if cohort.boroughs is not None and borough is not None:
         columns.append(borough.name)
+    if spec.apply_opt_out:
+        _require_true_or_false(source_dir / population.file, opt_out.name)
     with_condition = _patients_with_conditions(spec, catalogue, source_dir, batch_size) if cohort.conditions else None
     boroughs = pa.array(cohort.boroughs or [], pa.string())
     kept: list[pa.Array] = []

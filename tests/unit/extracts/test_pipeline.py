@@ -231,6 +231,29 @@ def test_a_patient_listed_twice_is_removed_if_any_row_says_opted_out(small_sourc
         assert built.cohort.patients_released == len(released)
 
 
+@pytest.mark.parametrize("values, arrow_type", [
+    (["Y", "N"], pa.string()), ([1, 0], pa.int64()), (["true", "false"], pa.large_string())])
+def test_an_opt_out_column_that_is_not_true_or_false_fails_the_build_with_a_plain_reason(
+        small_source, tmp_path, values, arrow_type) -> None:
+    """A source whose opt-out flags arrive as text or numbers is not guessed at: the build stops, names the column
+    and the type it found, and writes no extract."""
+    import shutil
+
+    from gateway.extracts.pipeline import SourceError
+
+    source = tmp_path / "source"
+    shutil.copytree(small_source, source)
+    patients = pq.read_table(source / "patients.parquet")
+    column = patients.schema.get_field_index("national_data_opt_out")
+    flags = [values[0] if flag else values[1] for flag in patients.column(column).to_pylist()]
+    field = pa.field("national_data_opt_out", arrow_type)
+    pq.write_table(patients.set_column(column, field, pa.array(flags, arrow_type)), source / "patients.parquet")
+    root = tmp_path / "extracts"
+    with pytest.raises(SourceError, match=r"national_data_opt_out.*true or false"):
+        build_extract(_spec(datasets={"patients": ["sex"]}), source, root)
+    assert not list(root.rglob("*.parquet"))
+
+
 def test_the_manifest_records_the_moment_the_caller_gives(small_source) -> None:
     """The gateway passes its own clock (which the demo runs behind to build a history); alone, the real time."""
     moment = datetime(2026, 6, 1, 9, 30, tzinfo=UTC)
