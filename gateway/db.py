@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import re
@@ -151,10 +152,16 @@ class WriteWithoutTransaction(RuntimeError):
     """A change sent on a session that reads without a transaction, where it would commit statement by statement."""
 
 
+@functools.lru_cache(maxsize=2048)
+def _only_reads(statement: str) -> bool:
+    """Whether a statement changes and locks nothing. Remembered per statement text: a page sends the same few
+    statements, each built once per process, on every request."""
+    return bool(_READ.match(statement)) and not _NOT_A_READ.search(statement)
+
+
 def _refuse_writes_without_transaction(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
     options = conn.get_execution_options()
-    if options.get(AUTOCOMMIT_READS) and options.get("isolation_level") == _AUTOCOMMIT and (
-            not _READ.match(statement) or _NOT_A_READ.search(statement)):
+    if options.get(AUTOCOMMIT_READS) and options.get("isolation_level") == _AUTOCOMMIT and not _only_reads(statement):
         raise WriteWithoutTransaction("a change on a session reading without a transaction: call begin_transaction "
                                       f"(gateway.web.context.run does) first: {statement[:80]!r}")
 
