@@ -159,6 +159,29 @@ class Anchor:
         return cls(int(parts[0]), parts[1])
 
 
+MAX_ANCHORS = 100_000  # a kept file grows by one line per scheduled `sde audit head`: years of them
+
+
+def parse_anchors(text: str) -> list[Anchor]:
+    """A kept list of anchors, one ``SEQ HASH`` per line as ``sde audit head`` prints them; ``#`` starts a comment
+    and blank lines are skipped. ValueError naming the first bad line, or saying the list holds none (a scheduled
+    check against an emptied file must not pass as if it had checked them)."""
+    anchors: list[Anchor] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        kept = line.split("#", 1)[0]
+        if not kept.strip():
+            continue
+        try:
+            anchors.append(Anchor.parse(kept))
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+        if len(anchors) > MAX_ANCHORS:
+            raise ValueError(f"more than {MAX_ANCHORS:,} anchors: keep the most recent ones")
+    if not anchors:
+        raise ValueError("no anchors given (`sde audit head` prints one per line, as `SEQ HASH`)")
+    return anchors
+
+
 def current_head(session: Session) -> Anchor:
     """The last event's number and hash, to keep outside the database as an anchor."""
     head = session.get(AuditHead, 1)

@@ -474,14 +474,10 @@ def audit_verify(anchors_file: Path | None) -> None:
     """Check the hash chain, and each anchor given; exit 0 if intact, 1 naming the first bad event."""
     anchors: list[audit.Anchor] = []
     if anchors_file is not None:
-        for number, line in enumerate(anchors_file.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.split("#", 1)[0].strip():
-                try:
-                    anchors.append(audit.Anchor.parse(line.split("#", 1)[0]))
-                except ValueError as exc:
-                    _fail(f"{anchors_file}, line {number}: {exc}")
-        if not anchors:  # a scheduled check against an emptied file must not pass as if it had checked them
-            _fail(f"{anchors_file} holds no anchors (`sde audit head` prints one per line)")
+        try:
+            anchors = audit.parse_anchors(anchors_file.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            _fail(f"{anchors_file}: {exc}")
     session = _audit_session()
     try:
         result = audit.verify(session, anchors=anchors)

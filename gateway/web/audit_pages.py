@@ -14,7 +14,7 @@ from gateway.permissions import Permission
 from gateway.web import objects
 from gateway.web.access import requires
 from gateway.web.context import db, require_user, settings
-from gateway.web.forms import AuditFilterForm
+from gateway.web.forms import AnchorsForm, AuditFilterForm
 from gateway.web.recorded import records_download
 from gateway.workspaces import traffic
 
@@ -104,8 +104,37 @@ def workspace_sessions() -> Any:
                            threshold=traffic.human_bytes(settings().workspaces.traffic_alert_bytes))
 
 
+def _head() -> audit.Anchor | None:
+    """The head to keep as an anchor; None when its row is missing (which verification reports)."""
+    try:
+        return audit.current_head(db())
+    except LookupError:
+        return None
+
+
 @bp.get("/verify")
 @requires(Permission.VIEW_AUDIT_LOG)
 def verify() -> Any:
     result = audit.verify(db())
-    return render_template("audit/verify.html", result=result)
+    return render_template("audit/verify.html", result=result, anchors=0, head=_head(),
+                           form=AnchorsForm())
+
+
+@bp.post("/verify")
+@requires(Permission.VIEW_AUDIT_LOG)
+def verify_anchors() -> Any:
+    """The chain checked against anchors the auditor kept outside the database (as `sde audit verify --anchors`):
+    a log rewritten with its hashes recomputed and its head moved no longer holds an anchored event's hash."""
+    form = AnchorsForm()
+    kept: list[audit.Anchor] = []
+    if form.validate_on_submit():
+        try:
+            kept = audit.parse_anchors(form.anchors.data or "")
+        except ValueError as exc:
+            form.anchors.errors = [f"Anchors you kept, {exc}."]
+    if form.errors or not kept:
+        return render_template("audit/verify.html", result=None, anchors=0, head=_head(),
+                               form=form), 422
+    result = audit.verify(db(), anchors=kept)
+    return render_template("audit/verify.html", result=result, anchors=len(kept), head=_head(),
+                           form=form)

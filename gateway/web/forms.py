@@ -106,6 +106,14 @@ class AuditFilterForm(FlaskForm):
     until = NhsDateField("To date (inclusive)", subject="The to date")
 
 
+class AnchorsForm(FlaskForm):
+    """Anchors an auditor kept (``SEQ HASH`` lines, as the verify page and ``sde audit head`` show the head), checked
+    against the log. Changes nothing; the CSRF token still comes with it, as with every POST."""
+
+    anchors = TextAreaField("Anchors you kept", validators=[DataRequired("Paste at least one anchor you kept."),
+                                                             Length(max=10_000_000)])
+
+
 class ConfirmForm(FlaskForm):
     confirm = BooleanField("I have saved my recovery codes")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, create_engine, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,8 @@ from gateway import audit
 from gateway.cli import main
 from gateway.db import make_engine, make_session_factory, unit_of_work
 from gateway.models import AuditEvent, AuditHead
+from tests.conftest import sign_in_session
+from tests.integration.test_pages import csrf_from
 from tests.support.databases import postgres_only
 
 
@@ -281,7 +285,7 @@ def test_a_malformed_anchor_is_refused_naming_its_line(factory: sessionmaker[Ses
     assert code == 1 and "line 2" in output and "not an anchor" in output, output
     anchors.write_text("# emptied by somebody\n\n")
     code, output = verify_with_anchors(database_url, anchors)
-    assert code == 1 and "holds no anchors" in output, output
+    assert code == 1 and "no anchors given" in output, output
 
 
 @postgres_only
@@ -359,3 +363,55 @@ def test_no_account_can_take_a_name_the_log_uses_for_the_gateway_itself(factory:
                                                username, "whatever-they-typed")
         assert outcome.state is None
         assert accounts.find_user(session, username.lower()) is None
+
+
+def _verify_page(client: FlaskClient, anchors: str) -> tuple[int, str]:
+    page = client.get("/audit/verify").get_data(as_text=True)
+    response = client.post("/audit/verify", data={"csrf_token": csrf_from(page), "anchors": anchors})
+    return response.status_code, response.get_data(as_text=True)
+
+
+def test_an_auditor_keeps_the_head_from_the_page_and_the_page_catches_a_rewrite_with_it(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int],
+        database_url: str) -> None:
+    """An auditor without server access keeps their own anchors: the page shows the head to copy, and checks the
+    log against the kept lines; a log rewritten past the triggers, its hashes and head recomputed, passes the plain
+    check and fails the check against the kept anchor, naming the event."""
+    sign_in_session(client, session_factory, "auditor")
+    page = client.get("/audit/verify").get_data(as_text=True)
+    kept = re.search(r'data-testid="audit-head">([^<]+)<', page)
+    assert kept, page
+    with session_factory() as s:
+        assert kept.group(1) == str(audit.current_head(s))
+    status, html = _verify_page(client, f"# kept on my laptop\n{kept.group(1)}\n")
+    assert status == 200 and "every one of the 1 anchor you kept matches" in html, html
+
+    rewrite_from(database_url, 2, {"note": "nothing happened"})
+    assert "The chain is intact" in client.get("/audit/verify").get_data(as_text=True)  # the limit anchors are for
+    status, html = _verify_page(client, kept.group(1))
+    assert status == 200 and "The audit chain is broken" in html and "anchor kept outside the database" in html
+
+
+def test_anchors_the_page_cannot_read_are_refused_naming_the_line_and_kept_in_the_box(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    sign_in_session(client, session_factory, "auditor")
+    with session_factory() as s:
+        head = str(audit.current_head(s))
+    status, html = _verify_page(client, f"{head}\n12 not-a-hash")
+    assert status == 422 and "line 2: not an anchor" in html and "not-a-hash</textarea>" in html, html
+    assert 'data-testid="verify-result"' not in html  # no verdict on anchors it could not read
+    status, html = _verify_page(client, "# only a comment\n\n")
+    assert status == 422 and "no anchors given" in html
+    status, html = _verify_page(client, "")
+    assert status == 422 and "Paste at least one anchor you kept." in html
+
+
+def test_checking_anchors_takes_the_form_token_and_the_auditor_role(
+        client: FlaskClient, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    with session_factory() as s:
+        head = str(audit.current_head(s))
+    sign_in_session(client, session_factory, "auditor")
+    assert client.post("/audit/verify", data={"anchors": head}).status_code == 400  # no CSRF token
+    sign_in_session(client, session_factory, "admin")
+    page = client.get("/home").get_data(as_text=True)
+    assert client.post("/audit/verify", data={"csrf_token": csrf_from(page), "anchors": head}).status_code == 403

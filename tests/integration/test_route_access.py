@@ -64,6 +64,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("audit.events", "GET"): frozenset({Role.AUDITOR}),
     ("audit.export_csv", "GET"): frozenset({Role.AUDITOR}),
     ("audit.verify", "GET"): frozenset({Role.AUDITOR}),
+    ("audit.verify_anchors", "POST"): frozenset({Role.AUDITOR}),
     ("audit.refusals", "GET"): frozenset({Role.AUDITOR}),
     ("audit.workspace_sessions", "GET"): frozenset({Role.AUDITOR}),
     ("api.openapi", "GET"): PUBLIC,
