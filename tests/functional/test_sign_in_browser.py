@@ -116,6 +116,10 @@ def test_admin_makes_totp_mandatory_and_the_role_must_enrol(
     page.get_by_role("link", name="Verify the chain").click()
     expect(page.get_by_test_id("verify-result")).to_contain_text("The chain is intact")
     screenshot(page, "audit-verify")
+    kept = page.get_by_test_id("audit-head").inner_text().strip()  # what the auditor copies to keep
+    page.get_by_label("Anchors you kept").fill(f"# my copy\n{kept}")
+    page.get_by_role("button", name="Check against these anchors").click()
+    expect(page.get_by_test_id("verify-result")).to_contain_text("every one of the 1 anchor you kept matches")
 
 
 # --- production settings: a second factor for every role, and passwords people choose themselves --------------
