@@ -5,7 +5,7 @@ a decision (gateway.notifications) act on them here, in the emitter's transactio
 loads every module that registers an outbox handler (extracts, workspaces, output checks and release). Every
 entry point calls ``wire()`` once before it serves or runs anything: create_app (web and API), the ``sde``
 command group and the worker. Reading this file answers "what happens when a project is approved, amended,
-leaves the active state or has its tier raised", and who is emailed about it.
+leaves the active state (or comes back to it) or has its tier raised", and who is emailed about it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from gateway.charging.approval import freeze_quote
 from gateway.charging.jobs import daily_charging
 from gateway.charging.tariff import tariff_in_force
 from gateway.extracts.service import request_build
+from gateway.outputs.release import requeue_held
 from gateway.workspaces.service import stop_member_workspaces, stop_project_workspaces
 from projects import events, scheduled, tariff
 from projects.workflow import ProjectState
@@ -51,6 +52,12 @@ def destroy_key_when_closed(session: Session, event: events.ProjectStateChanged)
     if event.target in (ProjectState.CLOSED, ProjectState.REVOKED):
         outbox.enqueue(session, "extract.destroy_key", {"project_id": event.project.id},
                        dedupe_key=f"destroy-key:{event.project.id}")
+
+
+def release_held_outputs(session: Session, event: events.ProjectStateChanged) -> None:
+    """A project active again (reinstated or extended) releases what was approved while it was held."""
+    if event.target == ProjectState.ACTIVE:
+        requeue_held(session, event.project.id, f"{event.previous}-{event.project.state_changed_at.isoformat()}")
 
 
 def stop_workspaces_for_high_tier(session: Session, event: events.SecurityTierRaised) -> None:
@@ -84,6 +91,7 @@ def wire() -> None:
         subscribe(events.ProjectAmended, rebuild_extract_after_amendment)
         subscribe(events.ProjectStateChanged, stop_workspaces_leaving_active)
         subscribe(events.ProjectStateChanged, destroy_key_when_closed)
+        subscribe(events.ProjectStateChanged, release_held_outputs)
         subscribe(events.SecurityTierRaised, stop_workspaces_for_high_tier)
         subscribe(events.ApplicationApproved, freeze_approved_quote)
         subscribe(events.MembersRemoved, stop_removed_members_workspaces)

@@ -31,6 +31,7 @@ from gateway.models import User
 from gateway.permissions import Permission, check_permission
 from gateway.workspaces.entitlement import workspace_id
 from projects.cohort import to_spec
+from projects.lifecycle import is_member
 from projects.models import Project
 from projects.workflow import ProjectState
 
@@ -215,9 +216,13 @@ def release_held(session: Session, settings: Settings, actor: User, project: Pro
     never the proposer, confirms with a reason of their own).
 
     Only the newest version can be released: a proposal or a review is of one version's risk report, and a
-    rebuild makes a new version that needs its own.
+    rebuild makes a new version that needs its own. A custodian on the project's team neither proposes nor
+    confirms: the risk is accepted by someone who does not get the data.
     """
     check_permission(actor, Permission.RELEASE_EXTRACTS)
+    if is_member(actor, project):  # as an output checker is never one on their own project
+        raise PermissionDenied("You are on this project's team: another custodian must accept the risk of its "
+                               "extract.")
     if project.state in {ProjectState.CLOSED, ProjectState.REVOKED}:
         raise Conflict(f"The project is {project.state}: no extract can be released into it.")
     reason = reason.strip()

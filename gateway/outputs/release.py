@@ -16,6 +16,10 @@ Steps (outbox kind ``outputs.release``, run by the worker):
 A crash in 1 or 2 leaves no package under the final name (leftover temporary files are removed on retry)
 and the request still approved; a crash after 2 leaves a complete package that the retry verifies and
 reuses. So there is either a complete release or none, never a partial one.
+
+A project suspended or revoked after the approval holds the release: the request stays approved and nothing is
+released (checked before building and again in the transaction that releases). Reinstating the project queues
+the release again (``requeue_held``, subscribed in gateway.wiring).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
 from gateway.outputs import files as intake
 from gateway.outputs.models import OutputFile, OutputRequest
-from gateway.outputs.service import current_exception, current_votes, round_reviews
+from gateway.outputs.service import HOLDING_PROJECT_STATES, current_exception, current_votes, round_reviews
 from gateway.outputs.workflow import OutputState, check_output_move
 
 MANIFEST = "manifest.json"
@@ -261,7 +265,7 @@ def release(factory: sessionmaker[Session], settings: Any, request_id: int, paus
             return False
         if request.state == OutputState.RELEASED:
             return True
-        if request.state != OutputState.APPROVED:
+        if request.state != OutputState.APPROVED or request.project.state in HOLDING_PROJECT_STATES:
             return False
         final, digest = publish(request, settings.outputs_dir, pause)
     pause("before_commit")
@@ -270,6 +274,8 @@ def release(factory: sessionmaker[Session], settings: Any, request_id: int, paus
         assert request is not None
         if request.state == OutputState.RELEASED:
             return True
+        if request.project.state in HOLDING_PROJECT_STATES:
+            return False  # suspended or revoked meanwhile: the package stays unreleased (reused if reinstated)
         check_output_move(request.state, OutputState.RELEASED)
         request.state = OutputState.RELEASED
         request.released_at, request.package_name, request.package_sha256 = utcnow(), final.name, digest
@@ -287,6 +293,18 @@ def package_path(request: OutputRequest, storage_dir: Path) -> Path:
     if request.state != OutputState.RELEASED or not request.package_name:
         raise FileNotFoundError("not released")
     return releases_dir(storage_dir) / request.package_name
+
+
+def requeue_held(session: Session, project_id: int, occasion: str) -> None:
+    """Queue the release of every approved, unreleased request of a project again (its release was held while the
+    project was suspended); ``occasion`` makes the queued message new (the first one is done)."""
+    from sqlalchemy import select
+
+    held = session.scalars(select(OutputRequest.id).where(OutputRequest.project_id == project_id,
+                                                          OutputRequest.state == OutputState.APPROVED))
+    for request_id in held:
+        outbox.enqueue(session, "outputs.release", {"request_id": request_id},
+                       dedupe_key=f"outputs.release:{request_id}:{occasion}")
 
 
 @outbox.handler("outputs.release")

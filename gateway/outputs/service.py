@@ -49,6 +49,8 @@ KINDS = ("output", "supporting")
 EXCEPTION_DECISIONS = ("accept", "refuse")
 # the states in which a researcher may ask for an exception on a file whose automatic check failed
 EXCEPTION_STATES = frozenset({OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.RETURNED})
+# the project states in which nothing of the project's leaves: suspended (during an investigation) or revoked
+HOLDING_PROJECT_STATES = frozenset({ProjectState.SUSPENDED, ProjectState.REVOKED})
 
 
 # --- adapters to the other parts ------------------------------------------------------------------------------
@@ -121,6 +123,14 @@ def check_can_request(session: Session, user: User, project: Project) -> None:
         raise Conflict(f"Project {project.reference} is {project.state}: outputs cannot be requested.")
     check_accredited(session, user, "request outputs")
     check_budget(session, project)
+
+
+def check_project_releases(project: Project) -> None:
+    """Nothing is approved for release from a suspended or revoked project (the checkers may still return or reject
+    its requests); the worker holds an approved request's release the same way (gateway/outputs/release.py)."""
+    if project.state in HOLDING_PROJECT_STATES:
+        raise Conflict(f"Project {project.reference} is {project.state}: no output can be approved for release from "
+                       "it. Return or reject the request, or decide once the project is reinstated.")
 
 
 def check_author(user: User, request: OutputRequest) -> None:
@@ -810,6 +820,7 @@ def decide(session: Session, actor: User, request: OutputRequest, outcome: str, 
     if outcome not in targets:
         raise ValidationError("Choose approve, return or reject.", field_errors={"outcome": ["Choose an outcome."]})
     if outcome == "approve":
+        check_project_releases(request.project)
         problems = approval_problems(request) + differencing_since_checks(session, request)
         if problems:
             raise Conflict(" ".join(problems))

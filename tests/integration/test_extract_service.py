@@ -222,3 +222,28 @@ def test_extract_files_are_read_only_and_carry_no_nhs_number(settings: Settings,
         for column in table.column_names:
             values = {str(v) for v in table.column(column).to_pylist()}
             assert not values & source_numbers
+
+
+def test_a_custodian_on_the_projects_team_cannot_release_its_held_extract(
+        settings: Settings, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """An administrator who is also a researcher on the project accepts no risk for their own team's data: as an
+    output checker on their own project, they are conflicted, alone or as one of the two custodians."""
+    from gateway.identity import accounts
+
+    with unit_of_work(session_factory) as s:
+        accounts.create_local_user(s, "test", username="leadadmin", display_name="Lead Admin",
+                                   password="a-long-pass-99", roles=["researcher", "admin"])
+        f.accredit(s, "leadadmin")
+    project_id = f.approved_project(session_factory, applicant="leadadmin")
+    settings.extracts.k = 1000  # every class is smaller than k: the version is held, and high risk
+    service.run_queued_builds(settings, session_factory)
+    with unit_of_work(session_factory) as s, pytest.raises(PermissionDenied, match="on this project's team"):
+        service.release_held(s, settings, f.user(s, "leadadmin"), s.get(Project, project_id), 1, REASON)
+    with unit_of_work(session_factory) as s:  # proposed by another custodian, the team's one cannot confirm it
+        assert service.release_held(s, settings, f.user(s, "admin"), s.get(Project, project_id), 1,
+                                    REASON) == "proposed"
+    with unit_of_work(session_factory) as s, pytest.raises(PermissionDenied, match="on this project's team"):
+        service.release_held(s, settings, f.user(s, "leadadmin"), s.get(Project, project_id), 1, "Agreed.")
+    with session_factory() as s:
+        assert current_extract(settings.extracts_root, s.get(Project, project_id)) is None
+        assert audit.search(s, audit.AuditFilter(action="extract.released")) == []

@@ -569,3 +569,62 @@ def keys_of(node: Any) -> set[str]:
     if isinstance(node, list):
         return {k for v in node for k in keys_of(v)}
     return set()
+
+
+# --- a project under suspension or revoked lets nothing out ----------------------------------------------------
+
+def reviewed_request(factory: sessionmaker[Session], settings: Settings, project_id: int) -> int:
+    """A request both checkers have reviewed and approved, awaiting the decision."""
+    folder = outputs_of(settings, factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
+    request_id = new_request(factory, settings, project_id, ["by_region.csv"])
+    act(factory, request_id, "researcher", service.submit, settings)
+    work(factory, settings)
+    review_all(factory, request_id, "checker1", "approve")
+    review_all(factory, request_id, "checker2", "approve")
+    return request_id
+
+
+def change_project(factory: sessionmaker[Session], project_id: int, command: Any, reason: str) -> None:
+    with unit_of_work(factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        command(s, f.user(s, "admin"), project, reason)
+
+
+lifecycle_state = {"suspend": "suspended", "revoke": "revoked"}
+
+
+@pytest.mark.parametrize("action", list(lifecycle_state))
+def test_a_suspended_or_revoked_project_has_no_output_approved(session_factory: sessionmaker[Session],
+                                                               settings: Settings, project_id: int,
+                                                               action: str) -> None:
+    from projects import lifecycle
+
+    request_id = reviewed_request(session_factory, settings, project_id)
+    change_project(session_factory, project_id, getattr(lifecycle, action), "investigation of a breach")
+    with pytest.raises(Conflict, match=f"is {lifecycle_state[action]}: no output can be approved"):
+        act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    work(session_factory, settings)
+    assert get(session_factory, request_id).state == OutputState.REVIEWED
+    assert _published(settings) == []
+    act(session_factory, request_id, "checker1", service.decide, "reject", "The project's access was stopped.")
+    assert get(session_factory, request_id).state == OutputState.REJECTED
+
+
+def test_an_approved_request_is_released_only_once_its_suspended_project_is_reinstated(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    from projects import lifecycle
+
+    request_id = reviewed_request(session_factory, settings, project_id)
+    act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    # suspended after the approval committed, before the worker built the package
+    change_project(session_factory, project_id, lifecycle.suspend, "investigation of a breach")
+    work(session_factory, settings)
+    assert get(session_factory, request_id).state == OutputState.APPROVED
+    assert _published(settings) == []
+    change_project(session_factory, project_id, lifecycle.reinstate, "investigation closed")
+    work(session_factory, settings)
+    request = get(session_factory, request_id)
+    assert request.state == OutputState.RELEASED
+    assert [p.name for p in _published(settings)] == [request.package_name]
