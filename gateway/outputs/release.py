@@ -33,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from disclosure_control import PublicRecord, Record
@@ -43,6 +44,7 @@ from gateway.outputs import files as intake
 from gateway.outputs.models import OutputFile, OutputRequest
 from gateway.outputs.service import HOLDING_PROJECT_STATES, current_exception, current_votes, round_reviews
 from gateway.outputs.workflow import OutputState, check_output_move
+from projects.models import Project
 
 MANIFEST = "manifest.json"
 RESULTS = "results.json"  # SACRO-Viewer / ACRO layout
@@ -274,7 +276,11 @@ def release(factory: sessionmaker[Session], settings: Any, request_id: int, paus
         assert request is not None
         if request.state == OutputState.RELEASED:
             return True
-        if request.project.state in HOLDING_PROJECT_STATES:
+        # the project's row held (FOR SHARE) and read afresh: a suspension being made now commits first and holds
+        # the release, or waits until the release is recorded; never both at once
+        project = session.get(Project, request.project_id, with_for_update={"read": True}, populate_existing=True)
+        assert project is not None
+        if project.state in HOLDING_PROJECT_STATES:
             return False  # suspended or revoked meanwhile: the package stays unreleased (reused if reinstated)
         check_output_move(request.state, OutputState.RELEASED)
         request.state = OutputState.RELEASED
@@ -298,8 +304,6 @@ def package_path(request: OutputRequest, storage_dir: Path) -> Path:
 def requeue_held(session: Session, project_id: int, occasion: str) -> None:
     """Queue the release of every approved, unreleased request of a project again (its release was held while the
     project was suspended); ``occasion`` makes the queued message new (the first one is done)."""
-    from sqlalchemy import select
-
     held = session.scalars(select(OutputRequest.id).where(OutputRequest.project_id == project_id,
                                                           OutputRequest.state == OutputState.APPROVED))
     for request_id in held:

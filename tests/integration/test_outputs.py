@@ -36,6 +36,7 @@ from notebooks_template.outputs_helper import save_output
 from projects import applications, dac
 from projects.models import Application, Project
 from tests.support import factories as f
+from tests.support.databases import postgres_only
 from tests.support.handover import hand_over
 
 REPO = Path(__file__).resolve().parents[2]
@@ -628,3 +629,36 @@ def test_an_approved_request_is_released_only_once_its_suspended_project_is_rein
     request = get(session_factory, request_id)
     assert request.state == OutputState.RELEASED
     assert [p.name for p in _published(settings)] == [request.package_name]
+
+
+@postgres_only
+def test_a_release_racing_a_suspension_waits_for_it_and_then_holds(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """The project is being suspended (its change not yet committed) while the worker records the release: the
+    release waits for the suspension and then holds, rather than recording a release on a project suspended at the
+    same moment."""
+    import threading
+
+    from projects import lifecycle
+
+    request_id = reviewed_request(session_factory, settings, project_id)
+    act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    suspending = session_factory()
+    outcome: list[bool] = []
+
+    def suspend_uncommitted(step: str) -> None:
+        if step == "before_commit":  # the package is built; the suspension's change is made but not committed
+            project = suspending.get(Project, project_id)
+            assert project is not None
+            lifecycle.suspend(suspending, f.user(suspending, "admin"), project, "investigation of a breach")
+            suspending.flush()
+
+    worker = threading.Thread(target=lambda: outcome.append(release_mod.release(
+        session_factory, settings, request_id, pause=suspend_uncommitted)))
+    worker.start()
+    worker.join(timeout=2)  # waiting on the project's row, or done if nothing waits
+    suspending.commit()
+    suspending.close()
+    worker.join(timeout=30)
+    assert outcome == [False]
+    assert get(session_factory, request_id).state == OutputState.APPROVED
