@@ -147,6 +147,16 @@ def new_request(factory: sessionmaker[Session], settings: Settings, project_id: 
     return request_id
 
 
+def submitted(factory: sessionmaker[Session], settings: Settings, project_id: int) -> int:
+    """A request of the researcher's suppressed crosstab, submitted and through its automatic check."""
+    folder = outputs_of(settings, factory, "researcher", project_id)
+    notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
+    request_id = new_request(factory, settings, project_id, ["by_region.csv"])
+    act(factory, request_id, "researcher", service.submit, settings)
+    work(factory, settings)
+    return request_id
+
+
 def act(factory: sessionmaker[Session], request_id: int, username: str, command: Any, *args: Any) -> Any:
     with unit_of_work(factory) as s:
         request = s.get(OutputRequest, request_id)
@@ -244,11 +254,7 @@ def test_neither_the_author_nor_a_project_member_can_review(session_factory: ses
 
 def test_a_single_approval_does_not_release(session_factory: sessionmaker[Session], settings: Settings,
                                             project_id: int) -> None:
-    folder = outputs_of(settings, session_factory, "researcher", project_id)
-    notebook_crosstab(load_extract(settings, session_factory, project_id), folder, "by_region", suppress=True)
-    request_id = new_request(session_factory, settings, project_id, ["by_region.csv"])
-    act(session_factory, request_id, "researcher", service.submit, settings)
-    work(session_factory, settings)
+    request_id = submitted(session_factory, settings, project_id)
     review_all(session_factory, request_id, "checker1", "approve")
     assert get(session_factory, request_id).state == OutputState.PARTIALLY_REVIEWED
     with pytest.raises(Conflict, match="two submitted reviews"):
@@ -576,11 +582,7 @@ def keys_of(node: Any) -> set[str]:
 
 def reviewed_request(factory: sessionmaker[Session], settings: Settings, project_id: int) -> int:
     """A request both checkers have reviewed and approved, awaiting the decision."""
-    folder = outputs_of(settings, factory, "researcher", project_id)
-    notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
-    request_id = new_request(factory, settings, project_id, ["by_region.csv"])
-    act(factory, request_id, "researcher", service.submit, settings)
-    work(factory, settings)
+    request_id = submitted(factory, settings, project_id)
     review_all(factory, request_id, "checker1", "approve")
     review_all(factory, request_id, "checker2", "approve")
     return request_id

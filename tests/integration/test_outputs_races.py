@@ -26,12 +26,9 @@ from gateway.outputs.workflow import OutputState
 from tests.integration.test_outputs import (
     act,
     get,
-    load_extract,
-    new_request,
-    notebook_crosstab,
-    outputs_of,
     ready_project,
     review_all,
+    submitted,
     work,
 )
 from tests.support import factories as f
@@ -43,15 +40,6 @@ pytestmark = postgres_only
 @pytest.fixture
 def project_id(session_factory: sessionmaker[Session], settings: Settings, demo_users: dict[str, int]) -> int:
     return ready_project(session_factory, settings)
-
-
-def submitted(factory: sessionmaker[Session], settings: Settings, project_id: int) -> int:
-    folder = outputs_of(settings, factory, "researcher", project_id)
-    notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
-    request_id = new_request(factory, settings, project_id, ["by_region.csv"])
-    act(factory, request_id, "researcher", service.submit, settings)
-    work(factory, settings)
-    return request_id
 
 
 def loaded(factory: sessionmaker[Session], request_id: int, username: str) -> tuple[Session, OutputRequest]:
