@@ -5,9 +5,9 @@ Why an image and not project quotas: the host's filesystem here (ext4 on the roo
 home fails with "No space left on device" inside the workspace while the host's disk is untouched.
 
 Layout: the image of <homes_root>/<project>/<user> is <homes_root>/.images/<project>/<user>.ext4 (root only,
-0600). Images are sparse, so a home takes on the host only what the researcher wrote. Homes stay mounted while
-the gateway may read their outputs/ (also when the server is stopped); `mount_all` mounts them again after a
-reboot and `unmount_all` takes them down (uninstall, tests, the end of `sde demo`).
+0600). Images are sparse, so a home takes on the host only what the researcher wrote. Homes stay mounted when
+their server stops (the gateway never reads them: outputs are handed over through the hub); `mount_all` mounts
+them again after a reboot and `unmount_all` takes them down (uninstall, tests, the end of `sde demo`).
 """
 
 from __future__ import annotations

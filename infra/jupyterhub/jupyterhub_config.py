@@ -138,8 +138,7 @@ if settings.spawner == "sandbox":
     import home_quota
     from sandbox_spawner import SandboxSpawner, ensure_bridge
 
-    # Homes keep their files in loop-mounted images; after a reboot, mount them again so the gateway finds
-    # outputs saved before it.
+    # Homes keep their files in loop-mounted images; after a reboot, mount them again (as they were before it).
     home_quota.mount_all(settings.homes_root)
 
     # The hub API listens on the bridge so sandboxes (with no other route) can report to it.

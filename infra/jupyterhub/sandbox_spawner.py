@@ -65,6 +65,29 @@ STAGE_SCRIPT = ('set -e; mount --bind -o ro "$1" "$2"; mount --bind "$3" "$4"; m
 TEAM_INSIDE = "team"  # the team folder's place in the home, as the sandbox sees it
 SERVER_PORT = 8888  # inside the namespace every server may use the same port
 CFS_PERIOD_US = 100_000
+# How the server starts inside the sandbox: a Python that first makes itself non-dumpable (PR_SET_DUMPABLE 0), then
+# runs jupyterhub-singleuser in the same process. The server is where the browser egress rules are kept and counted,
+# and its kernels and terminals run as the same uid: without this, any of them could open /proc/<server>/mem and
+# write the server's memory (or read its environment and file descriptors), which is what refusing ptrace and
+# process_vm_writev is meant to stop. Kernels it starts are dumpable again after their exec, as ordinary programs.
+# -I: isolated mode, so nothing is imported from the current folder (the home) or from PYTHON* variables.
+SERVER_LAUNCHER = (
+    "import ctypes, sys\n"
+    "if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0\n"
+    "    sys.exit('londonsde: could not make the workspace server non-dumpable')\n"
+    "sys.argv[0] = 'jupyterhub-singleuser'\n"
+    "from jupyterhub.singleuser import main\n"
+    "sys.exit(main())\n"
+)
+# What a sandbox writes to its stdout and stderr (the server's log, and whatever its kernels echo there: ipykernel
+# copies every subprocess's and C library's output to the stream it inherited, so `!head /data/x.csv` would land
+# there) reaches the hub through a pipe, never the hub's own log file: logged line by line under the workspace's
+# name while the server starts (the spawn's errors, for the operator), at most OUTPUT_LOG_BYTES of it; after that it
+# is read and dropped, at most OUTPUT_READ_BYTES_PER_SECOND, so a flood neither fills the host's disk nor busies
+# the hub (a writer past the rate waits on the pipe, in its own sandbox).
+OUTPUT_LOG_BYTES = 256 * 1024
+OUTPUT_LINE_CHARS = 2000
+OUTPUT_READ_BYTES_PER_SECOND = 2 * 1024 * 1024  # above what the notebook itself shows (1 MB/s)
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -210,8 +233,9 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
         # LocalProcessSpawner looks the user up in /etc/passwd; workspace users are not there.
         return env
 
-    async def wait_until_listening(self, ip: str, port: int, timeout: float) -> None:
-        """Return once the server accepts connections; raise at once if its process exits.
+    async def wait_until_listening(self, ip: str, port: int, timeout: float) -> bool:
+        """Return True once the server accepts connections (False after `timeout`); raise at once if its process
+        exits.
 
         The hub's own readiness check backs off exponentially (0.2 s, 0.4 s, 0.8 s, 1.6 s, ...),
         so a server ready at 1.5 s would be noticed only at about 3 s; polling here every 50 ms
@@ -226,13 +250,114 @@ class WorkspaceSpawnerBase(LocalProcessSpawner):
                 _reader, writer = await asyncio.open_connection(ip, port)
             except OSError:
                 if asyncio.get_running_loop().time() > deadline:
-                    return  # let the hub's own timeout report it
+                    return False  # let the hub's own timeout report it
                 await asyncio.sleep(0.05)
                 continue
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+            return True
+
+
+class OutputRelay:
+    """Drains a sandbox's stdout/stderr pipe in the hub's event loop: see OUTPUT_LOG_BYTES above."""
+
+    def __init__(self, fd: int, log: Any, name: str) -> None:
+        self.fd, self.log, self.name = fd, log, name
+        self.logging = True  # until the server is up (stop_logging) or the allowance is spent
+        self.logged = self.dropped = 0
+        self._partial = b""
+        self._window_start, self._window_bytes = time.monotonic(), 0
+        self._loop = asyncio.get_running_loop()
+        self._resume: asyncio.TimerHandle | None = None
+        os.set_blocking(fd, False)
+        self._loop.add_reader(fd, self._readable)
+
+    def drain(self) -> None:
+        """Log what is waiting in the pipe now (a server that failed to start: its last words)."""
+        while self.fd >= 0 and self.logging:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self._take(chunk)
+        self._flush_partial()
+
+    def stop_logging(self) -> None:
+        if self.logging:
+            self._flush_partial()
+            self.logging = False
+
+    def close(self) -> None:
+        if self.fd < 0:
             return
+        if self._resume is not None:
+            self._resume.cancel()
+        self._loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        if self.dropped:
+            self.log.info("workspace %s: %d bytes of later output not logged", self.name, self.dropped)
+
+    def _readable(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._flush_partial()
+            self.close()
+            return
+        if self.logging:
+            self._take(chunk)
+        else:
+            self.dropped += len(chunk)
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_bytes = now, 0
+        self._window_bytes += len(chunk)
+        if self._window_bytes >= OUTPUT_READ_BYTES_PER_SECOND:  # wait for the next second before reading on
+            self._loop.remove_reader(self.fd)
+            self._resume = self._loop.call_later(max(0.0, 1.0 - (now - self._window_start)), self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._resume = None
+        if self.fd >= 0:
+            self._window_start, self._window_bytes = time.monotonic(), 0
+            self._loop.add_reader(self.fd, self._readable)
+
+    def _take(self, chunk: bytes) -> None:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > OUTPUT_LINE_CHARS:
+            lines.append(self._partial)
+            self._partial = b""
+        for line in lines:
+            self._log_line(line)
+
+    def _flush_partial(self) -> None:
+        if self._partial:
+            self._log_line(self._partial)
+            self._partial = b""
+
+    def _log_line(self, raw: bytes) -> None:
+        if not self.logging:
+            self.dropped += len(raw)
+            return
+        text = raw.decode("utf-8", "replace")[:OUTPUT_LINE_CHARS]
+        # One log record per line, control characters escaped: a workspace cannot start a line of the hub's log.
+        text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+        self.logged += len(text)
+        if self.logged > OUTPUT_LOG_BYTES:
+            self.logging = False
+            self.dropped += len(raw)
+            self.log.warning("workspace %s: output past %d bytes is not logged", self.name, OUTPUT_LOG_BYTES)
+            return
+        self.log.info("workspace %s: %s", self.name, text)
 
 
 def make_traversable(folder: Path) -> None:
@@ -459,6 +584,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
     ).tag(config=True)
 
     sandbox: SandboxState | None = None
+    output: OutputRelay | None = None
 
     # -- state ------------------------------------------------------------------------------
 
@@ -478,6 +604,9 @@ class SandboxSpawner(WorkspaceSpawnerBase):
         if self.sandbox is not None:
             teardown(self.sandbox)
             self.sandbox = None
+        if self.output is not None:
+            self.output.close()
+            self.output = None
         super().clear_state()
 
     # -- set-up -----------------------------------------------------------------------------
@@ -589,7 +718,7 @@ class SandboxSpawner(WorkspaceSpawnerBase):
             "--bind", f"{runtime}/{STAGE_TEAM}", f"{home_inside}/{TEAM_INSIDE}",
             "--chdir", home_inside,
             "--",
-            f"{venv}/bin/jupyterhub-singleuser",
+            f"{venv}/bin/python", "-I", "-c", SERVER_LAUNCHER,
             *self.get_args(),
         ]  # fmt: skip
         # The extract and the home lie in folders no other account may enter (the instance folder is 0700): root
@@ -651,12 +780,28 @@ class SandboxSpawner(WorkspaceSpawnerBase):
                 with open(procs, "w") as fh:
                     fh.write(pid)
 
+        # stdout and stderr: a pipe of the hub's (OutputRelay), never the hub's own log file.
+        output_read, output_write = os.pipe()
         try:
-            self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True, pass_fds=(seccomp_fd,))
+            self.proc = Popen(cmd, env=env, preexec_fn=join_cgroups, start_new_session=True, pass_fds=(seccomp_fd,),
+                              stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write)
+        except BaseException:
+            os.close(output_read)
+            raise
         finally:
             os.close(seccomp_fd)
+            os.close(output_write)
+        if self.output is not None:
+            self.output.close()
+        self.output = OutputRelay(output_read, self.log, f"{self.user.name}/{self.name}")
         self.pid = self.proc.pid
-        await self.wait_until_listening(address, SERVER_PORT, timeout=self.start_timeout)
+        try:
+            listening = await self.wait_until_listening(address, SERVER_PORT, timeout=self.start_timeout)
+        except BaseException:
+            self.output.drain()
+            raise
+        if listening:  # from here on, what the workspace prints may be its data: not kept on the host
+            self.output.stop_logging()
         return (address, SERVER_PORT)
 
     async def stop(self, now: bool = False) -> None:

@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -282,3 +283,82 @@ def test_the_home_image_is_private_and_mounted_with_nosuid(hub: DevHub, workspac
     options = subprocess.run(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint", str(home)], capture_output=True,
                              text=True, check=True).stdout
     assert {"nosuid", "nodev"} <= set(options.strip().split(","))
+
+
+# --- the server against its own kernels, and the host's log against the workspace (session 11) -------------------
+
+SERVER_PROCESS = r"""
+import json, os
+server = os.getppid()  # the kernel's parent: the single-user server, which keeps the browser egress rules
+def attempt(action):
+    try:
+        action()
+        return "ok"
+    except OSError as exc:
+        return type(exc).__name__
+def write_own_bytes_back():
+    start = int(next(l for l in open(f"/proc/{server}/maps") if " rw-p " in l).split("-")[0], 16)
+    fd = os.open(f"/proc/{server}/mem", os.O_RDWR)
+    try:
+        os.pwrite(fd, os.pread(fd, 16, start), start)
+    finally:
+        os.close(fd)
+print(json.dumps({
+    "server_cmdline": open(f"/proc/{server}/cmdline").read().split("\0")[:3],
+    "mem": attempt(write_own_bytes_back),
+    "environ": attempt(lambda: open(f"/proc/{server}/environ").read()),
+    "fds": attempt(lambda: os.listdir(f"/proc/{server}/fd")),
+    "own_mem": attempt(lambda: open("/proc/self/mem", "rb").close()),
+}))
+"""
+
+
+def test_the_server_cannot_be_read_or_written_from_its_kernels(workspace: Workspace, kernel: str) -> None:
+    """The server is where the egress rules are kept and counted; its kernels run as the same uid. Refusing ptrace
+    and process_vm_writev was not enough: /proc/<server>/mem could be opened for writing all the same."""
+    report = run(workspace, kernel, SERVER_PROCESS)
+    assert isinstance(report, dict)
+    assert report["server_cmdline"][0].endswith("/bin/python")  # the launcher that makes the server non-dumpable
+    assert report["mem"] == "PermissionError"
+    assert report["environ"] == "PermissionError"
+    assert report["fds"] == "PermissionError"
+    assert report["own_mem"] == "ok"  # a kernel is an ordinary program again after its exec
+
+
+HOST_LOG = r"""
+import json, os, subprocess, sys, time
+marker = "{marker}"
+subprocess.run(["sh", "-c", f"echo {{marker}}-echoed-by-ipykernel; echo {{marker}}-on-stderr >&2"])
+originals = [s._original_stdstream_copy for s in (sys.stdout, sys.stderr)
+             if getattr(s, "_original_stdstream_copy", None) is not None]
+targets = []
+for fd in originals:
+    targets.append(os.readlink(f"/proc/self/fd/{{fd}}"))
+    os.write(fd, f"\n[W 2026-01-01 00:00:00.000 JupyterHub app:1] {{marker}}-forged\n".encode())
+    flood = subprocess.Popen(["dd", "if=/dev/zero", "bs=64k", "count=256"], stdout=fd, stderr=subprocess.DEVNULL)
+    try:
+        flood.wait(timeout=8)
+    except subprocess.TimeoutExpired:
+        flood.kill()
+        flood.wait()
+print(json.dumps({{"originals": len(originals), "targets": targets}}))
+"""
+
+
+def test_what_a_workspace_prints_never_reaches_the_hubs_log_file(hub: DevHub, workspace: Workspace,
+                                                                  kernel: str) -> None:
+    """The server's stdout and stderr were the hub's own log file, which every kernel inherited (ipykernel keeps the
+    original streams open and copies every subprocess's output there): a kernel could forge hub log lines, fill the
+    host's disk past its quota, and `!cat /data/...` left extract rows in a host log."""
+    marker = f"sde-probe-{os.getpid()}"
+    before = hub.log_path.stat().st_size
+    report = run(workspace, kernel, HOST_LOG.format(marker=marker), timeout=120)
+    assert isinstance(report, dict)
+    assert report["originals"] == 2
+    assert all(target.startswith("pipe:") for target in report["targets"]), report
+    time.sleep(1)
+    written = hub.log_path.read_bytes()
+    assert marker.encode() not in written[before:]
+    assert len(written) - before < 256 * 1024  # 2 x 16 MiB were written to those streams
+    # While it starts, the server's own log still reaches the operator, one prefixed line at a time.
+    assert f"workspace {USER}/{PROJECT}: ".encode() in written
