@@ -11,6 +11,8 @@ Real services, the real worker pass and the real web app against the test databa
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -23,6 +25,9 @@ from gateway.identity import tokens
 from gateway.models import AuditEvent
 from gateway.outputs import service
 from gateway.outputs.workflow import OutputState
+from projects import dac
+from projects.models import Application
+from projects.workflow import AppState
 from tests.conftest import sign_in_session
 from tests.integration.test_output_checking import JUSTIFICATION, events, failing_request, on_file
 from tests.integration.test_outputs import (
@@ -228,3 +233,99 @@ def test_the_api_takes_the_round_read_and_answers_409_for_an_earlier_one(
     assert get(session_factory, request_id).state == OutputState.REVIEWED
     assert api.post(f"{base}/decision", json={"outcome": "approve"}, headers=headers).status_code == 200  # optional
     assert get(session_factory, request_id).state == OutputState.APPROVED
+
+
+# --- applications: the committee's forms -------------------------------------------------------------------
+
+@pytest.fixture
+def applicant(session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher")
+
+
+def changes_requested(factory: sessionmaker[Session], app_id: int) -> None:
+    with unit_of_work(factory) as s:
+        application = s.get(Application, app_id)
+        assert application is not None
+        dac.decide(s, f.user(s, "dacchair"), application, f.DAC, outcome="changes_requested", conditions="",
+                   message="Say how opted-out patients are removed.", access_end_date=None, today=f.TODAY)
+
+
+def application(factory: sessionmaker[Session], app_id: int) -> Application:
+    with factory() as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        _ = [a.reviews for a in found.assignments], found.decisions
+        return found
+
+
+def test_a_chairs_decision_form_from_round_1_does_not_decide_round_2(
+        session_factory: sessionmaker[Session], applicant: None, app: Flask) -> None:
+    app_id = f.awaiting_decision(session_factory)
+    page, html = tab(app, session_factory, "dacchair", f"/applications/{app_id}")  # round 1, quorate
+    stale = hidden_fields(html, f"/applications/{app_id}/decision")
+    changes_requested(session_factory, app_id)  # decided in another tab
+    f.submit(session_factory, app_id)
+    f.review_round(session_factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    before = audit_actions(session_factory, "application", app_id)
+
+    answer = page.post(f"/applications/{app_id}/decision",
+                       data={**stale, "outcome": "rejected", "message": "Opted-out patients are still included."})
+    assert answer.status_code == 409
+    html = answer.get_data(as_text=True)
+    refused(html)
+    assert "Opted-out patients are still included." in html  # what was typed stays on the form
+    assert hidden_fields(html, f"/applications/{app_id}/decision")["round"] == "2"
+    found = application(session_factory, app_id)
+    assert (found.round, found.state, [d.round for d in found.decisions]) == (2, AppState.UNDER_REVIEW, [1])
+    assert audit_actions(session_factory, "application", app_id) == before
+
+
+def test_a_vote_form_from_round_1_does_not_vote_in_round_2(
+        session_factory: sessionmaker[Session], applicant: None, app: Flask) -> None:
+    app_id = f.draft(session_factory)
+    f.submit(session_factory, app_id)
+    with unit_of_work(session_factory) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [f.user(s, n) for n in ("dac1", "dac2", "laymember")])
+        dac.declare_conflict(s, f.user(s, "dac1"), found, False, "")
+    page, html = tab(app, session_factory, "dac1", f"/applications/{app_id}")  # round 1, not yet voted
+    stale = hidden_fields(html, f"/applications/{app_id}/review")
+    f.review_round(session_factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    changes_requested(session_factory, app_id)
+    f.submit(session_factory, app_id)
+    with unit_of_work(session_factory) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [])  # the same reviewers: round 2 opens
+
+    answer = page.post(f"/applications/{app_id}/review", data={**stale, "vote": "approve"}, follow_redirects=True)
+    refused(answer.get_data(as_text=True))
+    found = application(session_factory, app_id)
+    assert (found.round, dac.current_reviews(found)) == (2, [])
+
+
+def test_the_dac_api_takes_the_round_read_and_answers_409_for_an_earlier_one(
+        session_factory: sessionmaker[Session], applicant: None, app: Flask) -> None:
+    app_id = f.awaiting_decision(session_factory)
+    changes_requested(session_factory, app_id)
+    f.submit(session_factory, app_id)
+    with unit_of_work(session_factory) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [])
+    api = app.test_client()
+    vote = api.post(f"/api/v1/applications/{app_id}/reviews", json={"vote": "approve", "round": 1},
+                    headers=bearer(session_factory, "dac1"))
+    assert vote.status_code == 409 and vote.get_json()["error"] == "conflict"
+    refused(vote.get_json()["detail"])
+    f.review_round(session_factory, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+    end = (f.TODAY + dt.timedelta(days=300)).isoformat()
+    decision = api.post(f"/api/v1/applications/{app_id}/decision", headers=bearer(session_factory, "dacchair"),
+                        json={"outcome": "approved", "access_end_date": end, "round": 1})
+    assert decision.status_code == 409
+    assert application(session_factory, app_id).state == AppState.UNDER_REVIEW
+    approved = api.post(f"/api/v1/applications/{app_id}/decision", headers=bearer(session_factory, "dacchair"),
+                        json={"outcome": "approved", "access_end_date": end, "round": 2})
+    assert approved.status_code == 200 and approved.get_json()["state"] == "approved"
