@@ -33,6 +33,8 @@ class ExceptionDecisionOut(BaseModel):
 class OutputExceptionOut(BaseModel):
     sha256: str = Field(description="The file's SHA-256 the exception was asked for; another version is not covered")
     justification: str
+    justification_sha256: str = Field(description="The SHA-256 of the justification's UTF-8 text; send it with your "
+                                                   "answer to answer these words")
     requested_by: str
     requested_at: dt.datetime
     decisions: list[ExceptionDecisionOut] = Field(description="Those you may see: checkers their own until both "
@@ -90,7 +92,8 @@ def _exception_out(r: OutputRequest, item: OutputFile, user: User) -> OutputExce
     if found is None:
         return None
     return OutputExceptionOut(
-        sha256=found.file_sha256, justification=found.justification, requested_by=found.requested_by.username,
+        sha256=found.file_sha256, justification=found.justification,
+        justification_sha256=found.justification_sha256, requested_by=found.requested_by.username,
         requested_at=found.requested_at,
         decisions=[ExceptionDecisionOut(checker=d.checker.username, decision=d.decision, reason=d.reason,
                                         decided_at=d.decided_at)
@@ -135,6 +138,10 @@ class ExceptionDecisionIn(Strict):
     decision: Literal["accept", "refuse"]
     reason: str = Field(min_length=1, max_length=10000, description="Recorded in the audit log and the manifest")
     round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
+    justification_sha256: str | None = Field(
+        default=None, pattern="^[0-9a-f]{64}$",
+        description="The `justification_sha256` of the exception you read. The author may reword it until a checker "
+                    "has answered; if the words have changed since, nothing is recorded and the answer is 409")
 
 
 class GroupVoteIn(Strict):
@@ -251,7 +258,7 @@ def request_output_exception(request_id: int, file_id: int, body: ExceptionIn) -
 def decide_output_exception(request_id: int, file_id: int, body: ExceptionDecisionIn) -> OutputRequestOut:
     item = _load(request_id)
     run(service.decide_exception, require_user(), item, service.get_file(item, file_id), body.decision, body.reason,
-        settings(), body.round)
+        settings(), body.round, body.justification_sha256)
     return _out(item)
 
 

@@ -705,9 +705,14 @@ def request_exception(session: Session, actor: User, request: OutputRequest, ite
 
 
 def decide_exception(session: Session, actor: User, request: OutputRequest, item: OutputFile, decision: str,
-                     reason: str, settings: Settings, round_seen: int | None = None) -> OutputExceptionDecision:
+                     reason: str, settings: Settings, round_seen: int | None = None,
+                     justification_seen: str | None = None) -> OutputExceptionDecision:
     """A checker accepts or refuses the exception on a file, always with a reason (one answer each, changeable
-    until the request is decided)."""
+    until the request is decided).
+
+    ``justification_seen`` is the SHA-256 of the words the checker's page showed (None when the caller does not
+    say): the author may reword the exception until a checker has answered, and an answer to the earlier words is
+    refused."""
     check_can_review(actor, request)
     _fresh_under_lock(session, request)  # a decision made meanwhile is seen, and one in flight waits for this
     _check_round(request, round_seen, "answer the exception")
@@ -718,6 +723,9 @@ def decide_exception(session: Session, actor: User, request: OutputRequest, item
     exception = current_exception(request, item)
     if exception is None:
         raise Conflict(f"No exception has been asked for on '{item.path}' as it is now.")
+    if justification_seen is not None and justification_seen != exception.justification_sha256:
+        raise Conflict(f"The exception on '{item.path}' has been reworded since you opened it. Nothing was recorded; "
+                       "read it as it is now and answer again.")
     errors: dict[str, list[str]] = {}
     if decision not in EXCEPTION_DECISIONS:
         errors["decision"] = ["Choose accept or refuse."]

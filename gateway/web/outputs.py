@@ -288,7 +288,8 @@ def decide_exception(request_id: int, file_id: int) -> Any:
     service.check_can_review(require_user(), item)
     return _attempt(item, "Your answer to the exception is saved.", service.decide_exception, require_user(), item,
                     service.get_file(item, file_id), request.form.get("decision", ""),
-                    request.form.get("reason", ""), settings(), round_seen())
+                    request.form.get("reason", ""), settings(), round_seen(),
+                    request.form.get("justification_sha256", ""))
 
 
 @bp.post("/<int:request_id>/return-early")

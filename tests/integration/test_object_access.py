@@ -318,7 +318,9 @@ MATRIX: dict[tuple[str, str], Case] = {
                                                changes=True,
                                                objects={"request_id": "submitted", "file_id": "submitted_file"},
                                                body={"decision": "accept", "reason": "Checked the source.",
-                                                     "round": "1"},
+                                                     "round": "1", "justification_sha256": hashlib.sha256(
+                                                         b"A published national figure: no new information.")
+                                                     .hexdigest()},
                                                mixed=(("file_id", "B"),)),
     ("outputs.return_early", "POST"): Case(ROLE, actor="checker1", ok=PAGE, fresh="submitted_request", changes=True,
                                            objects={"request_id": "submitted"},

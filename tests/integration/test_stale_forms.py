@@ -329,3 +329,43 @@ def test_the_dac_api_takes_the_round_read_and_answers_409_for_an_earlier_one(
     approved = api.post(f"/api/v1/applications/{app_id}/decision", headers=bearer(session_factory, "dacchair"),
                         json={"outcome": "approved", "access_end_date": end, "round": 2})
     assert approved.status_code == 200 and approved.get_json()["state"] == "approved"
+
+
+def test_an_exception_answer_does_not_accept_words_reworded_after_the_page_was_opened(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """Within one round: nobody has answered the exception yet, so its author may reword it; an answer from a page
+    that showed the earlier words is refused (the form posts the SHA-256 of the words it showed), and the API
+    takes the same digest."""
+    request_id = failing_request(session_factory, settings, project_id)
+    file_id = get(session_factory, request_id).files[0].id
+    on_file(session_factory, request_id, "researcher", service.request_exception, JUSTIFICATION, settings)
+    url = f"/outputs/{request_id}/files/{file_id}/exception/decision"
+    page, html = tab(app, session_factory, "checker1", f"/outputs/{request_id}")
+    stale = hidden_fields(html, url)
+    reworded = "Every cell of this table is safe to release, whatever its size."
+    on_file(session_factory, request_id, "researcher", service.request_exception, reworded, settings)
+
+    answer = page.post(url, data={**stale, "decision": "accept", "reason": "A published national figure."},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "reworded since you opened" in answer, answer
+    api, headers = app.test_client(), bearer(session_factory, "checker1")
+    shown = api.get(f"/api/v1/output-requests/{request_id}", headers=headers).get_json()["files"][0]["exception"]
+    assert shown["justification"] == reworded
+    api_url = f"/api/v1/output-requests/{request_id}/files/{file_id}/exception/decision"
+    body = {"decision": "accept", "reason": "Published.", "justification_sha256": "0" * 64}
+    refusal = api.put(api_url, json=body, headers=headers)
+    assert refusal.status_code == 409 and "reworded since you opened" in refusal.get_json()["detail"]
+    request = get(session_factory, request_id)
+    exception = service.current_exception(request, request.files[0])
+    assert exception is not None and exception.decisions == []
+    assert exception.justification == reworded
+
+    # read afresh, the words shown are the words answered
+    fresh = page.get(f"/outputs/{request_id}").get_data(as_text=True)
+    page.post(url, data={**hidden_fields(fresh, url), "decision": "refuse", "reason": "Not justified."})
+    body["justification_sha256"] = shown["justification_sha256"]
+    assert api.put(api_url, json=body, headers=bearer(session_factory, "checker2")).status_code == 200
+    request = get(session_factory, request_id)
+    exception = service.current_exception(request, request.files[0])
+    assert exception is not None
+    assert sorted(d.decision for d in exception.decisions) == ["accept", "refuse"]
