@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, ColumnElement, false, or_
+from sqlalchemy import BindParameter, ColumnElement, false, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -24,7 +24,7 @@ from projects import dates, events
 from projects.applications import is_team_member, max_term_months, team_member_clause
 from projects.dates import latest_access_end
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
-from projects.workflow import AppState, check_application_move
+from projects.workflow import AppState, check_application_move, check_round
 from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
 
 VOTES = ("approve", "approve_with_conditions", "changes_requested", "reject")
@@ -135,18 +135,35 @@ def declare_conflict(session: Session, actor: User, application: Application, co
 
 # --- votes ----------------------------------------------------------------------------------------------
 
+def _fresh_under_lock(session: Session, application: Application, round_seen: int | None, again: str) -> None:
+    """Lock the application's row and forget what was read of it, so the round, the state and the votes checked next
+    are as committed (a resubmission, a decision or a vote committed since the page was read is seen; one in flight
+    waits). Then refuse a form rendered for another round: a vote or a decision from a page opened before the
+    application was returned and resubmitted would count in a round its sender never read."""
+    session.flush()
+    session.execute(select(Application.id).where(Application.id == application.id).with_for_update())
+    for row in [*application.assignments, *(r for a in application.assignments for r in a.reviews)]:
+        session.expire(row)
+    session.expire(application)
+    check_round("This application", application.round, round_seen, again)
+
+
 def current_reviews(application: Application) -> list[Review]:
     return [r for a in application.assignments for r in a.reviews if r.round == application.round]
 
 
 def submit_review(session: Session, actor: User, application: Application, vote: str, comment_private: str,
-                  comment_applicant: str) -> Review:
+                  comment_applicant: str, round_seen: int | None = None) -> Review:
+    """``round_seen``: the round the reviewer's page showed (None when the caller does not say); another is
+    refused."""
+    if assignment_of(actor, application) is None:
+        raise PermissionDenied("You are not a reviewer of this application.")
+    _check_not_recused(actor, application, "vote")
+    _fresh_under_lock(session, application, round_seen, "vote")
     if application.state != AppState.UNDER_REVIEW:
         raise InvalidTransition("Votes can be cast only while the application is under review.")
     assignment = assignment_of(actor, application)
-    if assignment is None:
-        raise PermissionDenied("You are not a reviewer of this application.")
-    _check_not_recused(actor, application, "vote")
+    assert assignment is not None  # assignments are never removed
     if assignment.conflict is None:
         raise Conflict("Declare whether you have a conflict of interest before you vote.")
     if vote not in VOTES:
@@ -237,13 +254,15 @@ def quorum(application: Application, dac: DacSettings) -> Quorum:
 
 def decide(session: Session, actor: User, application: Application, dac: DacSettings, *, outcome: str,
            conditions: str, message: str, access_end_date: dt.date | None, today: dt.date,
-           security_tier: str | None = None) -> Decision:
+           security_tier: str | None = None, round_seen: int | None = None) -> Decision:
     """Record the chair's decision. Approving a new application also sets the project's security tier
-    (`standard` when not given); an amendment keeps the project's tier, and naming a different one is refused."""
+    (`standard` when not given); an amendment keeps the project's tier, and naming a different one is refused.
+    ``round_seen`` is the round the chair's page showed (None when the caller does not say): another is refused."""
     from projects import lifecycle
 
     check_permission(actor, Permission.CHAIR_DAC)
     _check_not_recused(actor, application, "decide this application")
+    _fresh_under_lock(session, application, round_seen, "decide")
     target = OUTCOMES.get(outcome)
     if target is None:
         raise ValidationError("The decision could not be recorded.", field_errors={"outcome": ["Choose a decision."]})

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from gateway.errors import InvalidTransition
+from gateway.errors import Conflict, InvalidTransition
 
 
 class AppState(StrEnum):
@@ -85,6 +85,22 @@ def check_move(transitions: Mapping[tuple[Any, Any], str], current: str, target:
     if (type(target)(current), target) not in transitions:
         raise InvalidTransition(f"{what} that is {current.replace('_', ' ')} cannot be moved to "
                                 f"{target.value.replace('_', ' ')}.")
+
+
+def check_round(what: str, current: int, seen: int | None, again: str) -> None:
+    """Refuse an action sent from a page (or an API read) of another round than the current one.
+
+    ``what`` names the thing ("This request"), ``seen`` is the round the form was rendered for (None: the caller did
+    not say, as an API client may not; 0: a form that carries no round, from a page older than the field), ``again``
+    what to do once the current round is read ("decide"). Called under the row's lock, before anything changes.
+    """
+    if seen is None or seen == current:
+        return
+    if 1 <= seen < current:
+        raise Conflict(f"{what} has been resubmitted since you opened it: it is now in round {current}. Nothing was "
+                       f"recorded; read round {current} and {again} again.")
+    raise Conflict(f"This page is out of date: {what[0].lower()}{what[1:]} is in round {current}. Nothing was "
+                   f"recorded; reload the page, read round {current} and {again} again.")
 
 
 def check_application_move(current: str, target: AppState) -> None:

@@ -33,6 +33,8 @@ class ExceptionDecisionOut(BaseModel):
 class OutputExceptionOut(BaseModel):
     sha256: str = Field(description="The file's SHA-256 the exception was asked for; another version is not covered")
     justification: str
+    justification_sha256: str = Field(description="The SHA-256 of the justification's UTF-8 text; send it with your "
+                                                   "answer to answer these words")
     requested_by: str
     requested_at: dt.datetime
     decisions: list[ExceptionDecisionOut] = Field(description="Those you may see: checkers their own until both "
@@ -90,7 +92,8 @@ def _exception_out(r: OutputRequest, item: OutputFile, user: User) -> OutputExce
     if found is None:
         return None
     return OutputExceptionOut(
-        sha256=found.file_sha256, justification=found.justification, requested_by=found.requested_by.username,
+        sha256=found.file_sha256, justification=found.justification,
+        justification_sha256=found.justification_sha256, requested_by=found.requested_by.username,
         requested_at=found.requested_at,
         decisions=[ExceptionDecisionOut(checker=d.checker.username, decision=d.decision, reason=d.reason,
                                         decided_at=d.decided_at)
@@ -107,13 +110,23 @@ class GroupIn(Strict):
     controls: str = Field(default="", max_length=10000, description="The disclosure controls applied")
 
 
+ROUND_HELP = ("The round you read (the request's `round`). If the request has been returned and resubmitted since, "
+              "nothing is recorded and the answer is 409; without it, the current round is acted on")
+
+
+class RoundQuery(Strict):
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
+
+
 class VoteIn(Strict):
     vote: Literal["approve", "changes_requested"]
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
 
 
 class DecisionIn(Strict):
     outcome: Literal["approve", "return", "reject"]
     comment: str = Field(default="", max_length=10000, description="Public; needed to return or reject")
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
 
 
 class ExceptionIn(Strict):
@@ -124,15 +137,22 @@ class ExceptionIn(Strict):
 class ExceptionDecisionIn(Strict):
     decision: Literal["accept", "refuse"]
     reason: str = Field(min_length=1, max_length=10000, description="Recorded in the audit log and the manifest")
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
+    justification_sha256: str | None = Field(
+        default=None, pattern="^[0-9a-f]{64}$",
+        description="The `justification_sha256` of the exception you read. The author may reword it until a checker "
+                    "has answered; if the words have changed since, nothing is recorded and the answer is 409")
 
 
 class GroupVoteIn(Strict):
     vote: Literal["approve", "changes_requested"]
     comment: str = Field(default="", max_length=10000, description="Public once the round ends; optional")
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
 
 
 class ReturnIn(Strict):
     comment: str = Field(min_length=1, max_length=10000, description="Public: what the researcher should change")
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
 
 
 def _load(request_id: int) -> OutputRequest:
@@ -199,14 +219,15 @@ def withdraw_output_request(request_id: int) -> OutputRequestOut:
                permission=Permission.REVIEW_OUTPUTS, body=VoteIn, errors=(409,))
 def vote_output_file(request_id: int, file_id: int, body: VoteIn) -> None:
     item = _load(request_id)
-    run(service.vote, require_user(), item, service.get_file(item, file_id), body.vote)
+    run(service.vote, require_user(), item, service.get_file(item, file_id), body.vote, body.round)
 
 
 @api.operation("/output-requests/<int:request_id>/reviews", "POST", summary="Submit your review of this round",
-               tag="outputs", permission=Permission.REVIEW_OUTPUTS, response=OutputRequestOut, errors=(409,))
-def submit_output_review(request_id: int) -> OutputRequestOut:
+               tag="outputs", permission=Permission.REVIEW_OUTPUTS, query=RoundQuery, response=OutputRequestOut,
+               errors=(409,))
+def submit_output_review(request_id: int, query: RoundQuery) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.submit_review, require_user(), item)
+    run(service.submit_review, require_user(), item, query.round)
     return _out(item)
 
 
@@ -215,7 +236,7 @@ def submit_output_review(request_id: int) -> OutputRequestOut:
                permission=Permission.REVIEW_OUTPUTS, body=DecisionIn, response=OutputRequestOut, errors=(409,))
 def decide_output_request(request_id: int, body: DecisionIn) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.decide, require_user(), item, body.outcome, body.comment)
+    run(service.decide, require_user(), item, body.outcome, body.comment, body.round)
     return _out(item)
 
 
@@ -237,7 +258,7 @@ def request_output_exception(request_id: int, file_id: int, body: ExceptionIn) -
 def decide_output_exception(request_id: int, file_id: int, body: ExceptionDecisionIn) -> OutputRequestOut:
     item = _load(request_id)
     run(service.decide_exception, require_user(), item, service.get_file(item, file_id), body.decision, body.reason,
-        settings())
+        settings(), body.round, body.justification_sha256)
     return _out(item)
 
 
@@ -246,7 +267,7 @@ def decide_output_exception(request_id: int, file_id: int, body: ExceptionDecisi
                permission=Permission.REVIEW_OUTPUTS, body=ReturnIn, response=OutputRequestOut, errors=(409,))
 def return_output_request(request_id: int, body: ReturnIn) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.return_early, require_user(), item, body.comment)
+    run(service.return_early, require_user(), item, body.comment, body.round)
     return _out(item)
 
 
@@ -256,7 +277,8 @@ def return_output_request(request_id: int, body: ReturnIn) -> OutputRequestOut:
                errors=(409,))
 def vote_output_group(request_id: int, group_id: int, body: GroupVoteIn) -> OutputRequestOut:
     item = _load(request_id)
-    run(service.vote_group, require_user(), item, service.get_group(item, group_id), body.vote, body.comment)
+    run(service.vote_group, require_user(), item, service.get_group(item, group_id), body.vote, body.comment,
+        body.round)
     return _out(item)
 
 

@@ -174,10 +174,15 @@ class ConflictIn(Strict):
     reason: str = Field(default="", max_length=2000)
 
 
+ROUND_HELP = ("The round you read (the application's `round`). If the application has been returned and resubmitted "
+              "since, nothing is recorded and the answer is 409; without it, the current round is acted on")
+
+
 class ReviewIn(Strict):
     vote: Literal["approve", "approve_with_conditions", "changes_requested", "reject"]
     comment_applicant: str = Field(default="", max_length=5000)
     comment_private: str = Field(default="", max_length=5000)
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
 
 
 class ReviewOut(BaseModel):
@@ -211,6 +216,7 @@ class DecisionIn(Strict):
     security_tier: Literal["standard", "high"] | None = Field(
         default=None, description="The new project's security tier when approving (standard if omitted); "
         "an amendment keeps the project's tier")
+    round: int | None = Field(default=None, ge=1, description=ROUND_HELP)
 
 
 class ProjectOut(BaseModel):
@@ -400,7 +406,8 @@ def get_reviews_of(application: Application) -> ReviewsOut:
                errors=(409,))
 def post_review(application_id: int, body: ReviewIn) -> ReviewsOut:
     application = _application(application_id)
-    run(dac.submit_review, require_user(), application, body.vote, body.comment_private, body.comment_applicant)
+    run(dac.submit_review, require_user(), application, body.vote, body.comment_private, body.comment_applicant,
+        body.round)
     return get_reviews_of(application)
 
 
@@ -409,7 +416,8 @@ def post_review(application_id: int, body: ReviewIn) -> ReviewsOut:
 def post_decision(application_id: int, body: DecisionIn) -> ApplicationOut:
     application = _application(application_id)
     run(dac.decide, require_user(), application, settings().dac, outcome=body.outcome, conditions=body.conditions,
-        message=body.message, access_end_date=body.access_end_date, today=today(), security_tier=body.security_tier)
+        message=body.message, access_end_date=body.access_end_date, today=today(), security_tier=body.security_tier,
+        round_seen=body.round)
     return _application_out(application)
 
 

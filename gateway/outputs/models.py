@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -188,6 +189,12 @@ class OutputException(Base):
     decisions: Mapped[list[OutputExceptionDecision]] = relationship(
         back_populates="exception", cascade="all, delete-orphan", order_by="OutputExceptionDecision.id",
         lazy="selectin")
+
+    @property
+    def justification_sha256(self) -> str:
+        """The digest of the words as they are now: a checker's answer names the words it answers, since they can be
+        reworded until a checker has answered."""
+        return hashlib.sha256(self.justification.encode()).hexdigest()
 
 
 class OutputExceptionDecision(Base):

@@ -41,7 +41,7 @@ from gateway.permissions import ROLE_PERMISSIONS, Permission, has_permission
 from projects.accreditation_rules import check_accredited
 from projects.lifecycle import is_member
 from projects.models import Project, ProjectMember
-from projects.workflow import ProjectState
+from projects.workflow import ProjectState, check_round
 
 REVIEWS_NEEDED = 2
 VOTES = ("approve", "changes_requested")
@@ -524,9 +524,18 @@ def _fresh_under_lock(session: Session, request: OutputRequest) -> None:
     session.expire(request)
 
 
-def vote(session: Session, actor: User, request: OutputRequest, item: OutputFile, choice: str) -> OutputVote:
+def _check_round(request: OutputRequest, round_seen: int | None, again: str) -> None:
+    """A checker's form acts on the round it was rendered for: one opened before the request was returned and
+    resubmitted would vote, review or decide on a round its checker never saw (call after _fresh_under_lock)."""
+    check_round("This request", request.round, round_seen, again)
+
+
+def vote(session: Session, actor: User, request: OutputRequest, item: OutputFile, choice: str,
+         round_seen: int | None = None) -> OutputVote:
+    """``round_seen``: the round the checker's page showed (None when the caller does not say); another is refused."""
     check_can_review(actor, request)
     _fresh_under_lock(session, request)
+    _check_round(request, round_seen, "vote")
     if request.state not in REVIEWABLE_STATES:
         raise Conflict(f"Votes can be cast only while the request awaits review; it is {label(request.state)}.")
     if own_review(actor, request) is not None:
@@ -579,10 +588,12 @@ def _new_comment(session: Session, actor: User, request: OutputRequest, text: st
     return comment
 
 
-def submit_review(session: Session, actor: User, request: OutputRequest) -> OutputReview:
+def submit_review(session: Session, actor: User, request: OutputRequest,
+                  round_seen: int | None = None) -> OutputReview:
     """Submit this checker's votes for the round; the second review unblinds both."""
     check_can_review(actor, request)
     _fresh_under_lock(session, request)
+    _check_round(request, round_seen, "review it")
     if request.state not in REVIEWABLE_STATES:
         raise Conflict(f"The request is {label(request.state)}; it is not awaiting review.")
     if own_review(actor, request) is not None:
@@ -704,11 +715,17 @@ def request_exception(session: Session, actor: User, request: OutputRequest, ite
 
 
 def decide_exception(session: Session, actor: User, request: OutputRequest, item: OutputFile, decision: str,
-                     reason: str, settings: Settings) -> OutputExceptionDecision:
+                     reason: str, settings: Settings, round_seen: int | None = None,
+                     justification_seen: str | None = None) -> OutputExceptionDecision:
     """A checker accepts or refuses the exception on a file, always with a reason (one answer each, changeable
-    until the request is decided)."""
+    until the request is decided).
+
+    ``justification_seen`` is the SHA-256 of the words the checker's page showed (None when the caller does not
+    say): the author may reword the exception until a checker has answered, and an answer to the earlier words is
+    refused."""
     check_can_review(actor, request)
     _fresh_under_lock(session, request)  # a decision made meanwhile is seen, and one in flight waits for this
+    _check_round(request, round_seen, "answer the exception")
     if request.state not in {*REVIEWABLE_STATES, OutputState.REVIEWED}:
         raise Conflict(f"The request is {label(request.state)}; exceptions are answered while it is being checked.")
     if request.state == OutputState.REVIEWED and actor.id not in {r.reviewer_id for r in round_reviews(request)}:
@@ -716,6 +733,9 @@ def decide_exception(session: Session, actor: User, request: OutputRequest, item
     exception = current_exception(request, item)
     if exception is None:
         raise Conflict(f"No exception has been asked for on '{item.path}' as it is now.")
+    if justification_seen is not None and justification_seen != exception.justification_sha256:
+        raise Conflict(f"The exception on '{item.path}' has been reworded since you opened it. Nothing was recorded; "
+                       "read it as it is now and answer again.")
     errors: dict[str, list[str]] = {}
     if decision not in EXCEPTION_DECISIONS:
         errors["decision"] = ["Choose accept or refuse."]
@@ -749,9 +769,12 @@ def visible_exception_decisions(user: User, request: OutputRequest,
 
 # --- returning early, group votes, comments made public -------------------------------------------------------
 
-def return_early(session: Session, actor: User, request: OutputRequest, comment: str) -> None:
+def return_early(session: Session, actor: User, request: OutputRequest, comment: str,
+                 round_seen: int | None = None) -> None:
     """A checker sends the request back before both reviews are in, telling the researcher what to change."""
     check_can_review(actor, request)
+    _fresh_under_lock(session, request)
+    _check_round(request, round_seen, "decide")
     if request.state not in EARLY_RETURN_STATES:
         raise Conflict(f"Only a request awaiting review can be returned early; it is {label(request.state)}.")
     if not comment.strip():
@@ -767,12 +790,15 @@ def return_early(session: Session, actor: User, request: OutputRequest, comment:
 
 
 def vote_group(session: Session, actor: User, request: OutputRequest, group: OutputGroup, choice: str,
-               comment: str = "") -> list[OutputVote]:
+               comment: str = "", round_seen: int | None = None) -> list[OutputVote]:
     """One vote on every output file of a group (typically "request changes"), with an optional comment."""
+    check_can_review(actor, request)
+    _fresh_under_lock(session, request)  # the group's files as they are in the round the form was rendered for
+    _check_round(request, round_seen, "vote")
     outputs = [f for f in request.files if f.group_id == group.id and f.kind == "output"]
     if not outputs:
         raise Conflict(f"Group '{group.name}' has no output files to vote on.")
-    cast = [vote(session, actor, request, item, choice) for item in outputs]
+    cast = [vote(session, actor, request, item, choice, round_seen) for item in outputs]
     if comment.strip():
         add_comment(session, actor, request, f"On group '{group.name}': {comment.strip()}", "public")
     return cast
@@ -807,11 +833,16 @@ def publish_comment(session: Session, actor: User, request: OutputRequest, comme
                  {"comment": comment.id, "round": comment.round})
 
 
-def decide(session: Session, actor: User, request: OutputRequest, outcome: str, comment: str) -> None:
-    """After two reviews: approve (both approved every output), return with a public comment, or reject."""
+def decide(session: Session, actor: User, request: OutputRequest, outcome: str, comment: str,
+           round_seen: int | None = None) -> None:
+    """After two reviews: approve (both approved every output), return with a public comment, or reject.
+
+    ``round_seen`` is the round the checker's page showed (None when the caller does not say): a decision form left
+    open in round 1 must not return or reject round 2, which its checker never read."""
     check_can_review(actor, request)
     seen = request.state
     _fresh_under_lock(session, request)  # what approval checks (votes, exceptions and their answers) as committed
+    _check_round(request, round_seen, "decide")
     if request.state != seen:
         raise _changed_meanwhile(request.state)
     if request.state != OutputState.REVIEWED:

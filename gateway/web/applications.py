@@ -25,6 +25,7 @@ from gateway.web.forms import (
     NewApplicationForm,
     ReviewForm,
     SubmitForm,
+    round_seen,
 )
 from gateway.web.forms_errors import apply_errors
 from gateway.web.labels import label
@@ -319,7 +320,8 @@ def review(application_id: int) -> Any:
     form = ReviewForm()
     if form.validate_on_submit():
         return _attempt(application, "Your vote is recorded.", dac.submit_review, require_user(), application,
-                        form.vote.data or "", form.comment_private.data or "", form.comment_applicant.data or "")
+                        form.vote.data or "", form.comment_private.data or "", form.comment_applicant.data or "",
+                        round_seen())
     flash("Choose a vote.", "error")
     return _to(application)
 
@@ -339,7 +341,8 @@ def decide(application_id: int) -> Any:
         try:
             run(dac.decide, require_user(), application, settings().dac, outcome=outcome,
                 conditions=form.conditions.data or "", message=form.message.data or "",
-                access_end_date=form.access_end_date.data if new else None, today=today(), security_tier=tier)
+                access_end_date=form.access_end_date.data if new else None, today=today(), security_tier=tier,
+                round_seen=round_seen())
         except ValidationError as exc:  # shown on the form, with what was typed
             for message in apply_errors(form, exc):
                 flash(message, "error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -251,3 +252,10 @@ class InvoiceRunForm(FlaskForm):
 class AcceptAgreementForm(FlaskForm):
     accept = BooleanField("I have read and accept the data access agreement")
     version = IntegerField(validators=[DataRequired()])
+
+
+def round_seen() -> int:
+    """The round the posted form was rendered for (its hidden ``round`` field). A form without one (a page older than
+    the field) gives 0, which the services refuse as out of date: a page that does not say which round it showed
+    decides nothing."""
+    return request.form.get("round", 0, type=int)

@@ -28,7 +28,7 @@ from gateway.outputs.workflow import (
 from gateway.permissions import Permission, has_permission
 from gateway.web.access import requires
 from gateway.web.context import current_user, db, require_user, run, settings
-from gateway.web.forms import EmptyForm
+from gateway.web.forms import EmptyForm, round_seen
 from gateway.web.forms_errors import apply_errors
 from gateway.web.recorded import records_download
 from projects import lifecycle
@@ -242,7 +242,7 @@ def vote(request_id: int, file_id: int) -> Any:
     item = _load(request_id)
     service.check_can_review(require_user(), item)
     return _attempt(item, "Vote saved.", service.vote, require_user(), item, service.get_file(item, file_id),
-                    request.form.get("vote", ""))
+                    request.form.get("vote", ""), round_seen())
 
 
 @bp.post("/<int:request_id>/comments")
@@ -260,7 +260,7 @@ def comment(request_id: int) -> Any:
 def submit_review(request_id: int) -> Any:
     item = _load(request_id)
     service.check_can_review(require_user(), item)
-    return _attempt(item, "Review submitted.", service.submit_review, require_user(), item)
+    return _attempt(item, "Review submitted.", service.submit_review, require_user(), item, round_seen())
 
 
 @bp.post("/<int:request_id>/decide")
@@ -269,7 +269,7 @@ def decide(request_id: int) -> Any:
     item = _load(request_id)
     service.check_can_review(require_user(), item)
     return _attempt(item, "Decision recorded.", service.decide, require_user(), item, request.form.get("outcome", ""),
-                    request.form.get("comment", ""))
+                    request.form.get("comment", ""), round_seen())
 
 
 @bp.post("/<int:request_id>/files/<int:file_id>/exception")
@@ -288,7 +288,8 @@ def decide_exception(request_id: int, file_id: int) -> Any:
     service.check_can_review(require_user(), item)
     return _attempt(item, "Your answer to the exception is saved.", service.decide_exception, require_user(), item,
                     service.get_file(item, file_id), request.form.get("decision", ""),
-                    request.form.get("reason", ""), settings())
+                    request.form.get("reason", ""), settings(), round_seen(),
+                    request.form.get("justification_sha256", ""))
 
 
 @bp.post("/<int:request_id>/return-early")
@@ -297,7 +298,7 @@ def return_early(request_id: int) -> Any:
     item = _load(request_id)
     service.check_can_review(require_user(), item)
     return _attempt(item, "Returned to the researcher.", service.return_early, require_user(), item,
-                    request.form.get("comment", ""))
+                    request.form.get("comment", ""), round_seen())
 
 
 @bp.post("/<int:request_id>/groups/<int:group_id>/vote")
@@ -306,7 +307,8 @@ def vote_group(request_id: int, group_id: int) -> Any:
     item = _load(request_id)
     service.check_can_review(require_user(), item)
     return _attempt(item, "Vote saved on every output file in the group.", service.vote_group, require_user(), item,
-                    service.get_group(item, group_id), request.form.get("vote", ""), request.form.get("comment", ""))
+                    service.get_group(item, group_id), request.form.get("vote", ""), request.form.get("comment", ""),
+                    round_seen())
 
 
 @bp.post("/<int:request_id>/comments/<int:comment_id>/publish")

@@ -25,6 +25,7 @@ from projects.workflow import (
     ProjectState,
 )
 from tests.support import factories as f
+from tests.support.databases import postgres_only
 
 
 @pytest.fixture
@@ -312,3 +313,34 @@ def test_rejected_applications_never_reach_the_register(world: sessionmaker[Sess
     with world() as s:
         assert register.rows(s, f.catalogue()) == []
         assert s.scalars(select(Project)).all() == []
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_decision_read_in_round_1_is_refused_once_round_2_is_quorate(world: sessionmaker[Session]) -> None:
+    """The chair's session read the application in round 1, quorate; before it writes, the application is sent back,
+    resubmitted and voted on again. The round is read afresh under the application's lock, not the round 1 the
+    session still holds, and nothing is decided."""
+    app_id = f.awaiting_decision(world)
+    late = world()
+    try:
+        application = late.get(Application, app_id)
+        assert application is not None
+        _ = [a.reviews for a in application.assignments], f.user(late, "dacchair")
+        with unit_of_work(world) as s:
+            found = s.get(Application, app_id)
+            assert found is not None
+            dac.decide(s, f.user(s, "dacchair"), found, f.DAC, outcome="changes_requested", conditions="",
+                       message="Narrow the cohort.", access_end_date=None, today=f.TODAY)
+        f.submit(world, app_id)
+        f.review_round(world, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
+        with pytest.raises(Conflict, match="resubmitted since you opened it"):
+            dac.decide(late, f.user(late, "dacchair"), application, f.DAC, outcome="rejected", conditions="",
+                       message="The cohort is too wide.", access_end_date=None, today=f.TODAY, round_seen=1)
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    with world() as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        assert (found.round, found.state, [d.round for d in found.decisions]) == (2, AppState.UNDER_REVIEW, [1])

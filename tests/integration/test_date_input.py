@@ -22,6 +22,7 @@ from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
 from tests.support import factories as f
 from tests.support.date_boxes import boxes
+from tests.support.forms import hidden_fields
 
 BOX = r'<input class="nhsuk-input nhsuk-input--width-(\d) nhsuk-date-input__input( nhsuk-input--error)?"\s+' \
       r'id="{name}-{part}" name="{name}-{part}" type="text" inputmode="numeric" value="([^"]*)">'
@@ -164,7 +165,8 @@ def test_an_amendment_decision_has_no_end_date_boxes_and_ignores_any_posted(
     page = client.get(f"/applications/{amendment_id}").get_data(as_text=True)
     assert 'data-testid="decision-form"' in page and "access_end_date-day" not in page
     response = client.post(f"/applications/{amendment_id}/decision", data={
-        "csrf_token": csrf_from(page), "outcome": "approved", **boxes("access_end_date", ("31", "2", "99999"))})
+        **hidden_fields(page, f"/applications/{amendment_id}/decision"), "outcome": "approved",
+        **boxes("access_end_date", ("31", "2", "99999"))})
     assert response.status_code == 302
     with session_factory() as s:
         application, project = s.get(Application, amendment_id), s.get(Project, project_id)
@@ -185,9 +187,10 @@ def test_a_refused_decision_shows_again_with_what_the_chair_typed(
     typed = {"conditions": "Publish only counts of 10 or more.", "message": "Thank you for a clear application."}
     end = f.TODAY + dt.timedelta(days=200)
     for outcome, status, said in (("approved", 409, "No quorum yet"), ("", 422, "Choose a decision")):
-        token = csrf_from(client.get(f"/applications/{app_id}").get_data(as_text=True))
+        form = hidden_fields(client.get(f"/applications/{app_id}").get_data(as_text=True),
+                             f"/applications/{app_id}/decision")
         response = client.post(f"/applications/{app_id}/decision", data={
-            "csrf_token": token, "outcome": outcome, **typed, **boxes("access_end_date", end)})
+            **form, "outcome": outcome, **typed, **boxes("access_end_date", end)})
         page = html.unescape(response.get_data(as_text=True))
         assert response.status_code == status and said in page, outcome
         assert typed["conditions"] in page and typed["message"] in page, outcome

@@ -39,6 +39,7 @@ from tests.integration.test_outputs import (
 )
 from tests.integration.test_pages import csrf_from
 from tests.support import factories as f
+from tests.support.forms import hidden_fields
 from tests.support.handover import hand_over
 
 JUSTIFICATION = "The South/M cell is a published national figure (ONS table 3), so it adds no new information."
@@ -108,8 +109,10 @@ def test_a_failing_small_csv_is_refused_at_approval_without_an_exception_by_serv
     sign_in_session(page, session_factory, "checker2")
     html = page.get(f"/outputs/{request_id}").get_data(as_text=True)
     assert "failed its automatic check and has no exception" in html  # shown before the button is pressed
-    answer = page.post(f"/outputs/{request_id}/decide", data={"csrf_token": csrf_from(html), "outcome": "approve"},
+    answer = page.post(f"/outputs/{request_id}/decide",
+                       data={**hidden_fields(html, f"/outputs/{request_id}/decide"), "outcome": "approve"},
                        follow_redirects=True)
+    assert "Decision recorded" not in answer.get_data(as_text=True)
     assert "failed its automatic check and has no exception" in answer.get_data(as_text=True)
     assert get(session_factory, request_id).state == OutputState.REVIEWED
     work(session_factory, settings)

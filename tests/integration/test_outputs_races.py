@@ -188,3 +188,27 @@ def test_a_file_changed_in_a_stale_tab_after_resubmission_is_refused(
                   "pending or returned")
     request = get(session_factory, request_id)
     assert request.state == OutputState.SUBMITTED and len(request.files) == 1
+
+
+def test_a_decision_read_in_round_1_is_refused_once_round_2_is_reviewed(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """The checker's session read the request in round 1, awaiting a decision; before it writes, the request is
+    returned, resubmitted and reviewed again (awaiting a decision once more). The round the decision is checked
+    against is read afresh under the request's lock, not the round 1 the session still holds."""
+    request_id = submitted(session_factory, settings, project_id)
+    review_all(session_factory, request_id, "checker1", "changes_requested")
+    review_all(session_factory, request_id, "checker2", "changes_requested")
+    late, request = loaded(session_factory, request_id, "checker1")
+
+    def round_2_reviewed() -> None:
+        act(session_factory, request_id, "checker2", service.decide, "return", "Describe the population.")
+        act(session_factory, request_id, "researcher", service.submit, settings)
+        work(session_factory, settings)
+        review_all(session_factory, request_id, "checker1", "approve")
+        review_all(session_factory, request_id, "checker2", "approve")
+
+    refused_after(late, round_2_reviewed,
+                  lambda: service.decide(late, f.user(late, "checker1"), request, "reject", "Still undescribed.", 1),
+                  "resubmitted since you opened it")
+    request = get(session_factory, request_id)
+    assert (request.round, request.state) == (2, OutputState.REVIEWED)

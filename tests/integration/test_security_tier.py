@@ -24,6 +24,7 @@ from tests.conftest import sign_in_session
 from tests.support import factories as f
 from tests.support.databases import postgres_only
 from tests.support.date_boxes import boxes
+from tests.support.forms import hidden_fields
 
 HIGH = "High: no copy out, no terminals"
 
@@ -143,8 +144,8 @@ def test_chair_chooses_the_tier_on_the_decision_form(client: FlaskClient, world:
     assert "Security tier of the project" in form
     assert HIGH in form and ">Standard<" in form
     end = f.TODAY + dt.timedelta(days=100)
-    post = {"csrf_token": _csrf(html), "outcome": "approved", **boxes("access_end_date", end), "conditions": "",
-            "message": ""}
+    post = {**hidden_fields(html, f"/applications/{app_id}/decision"), "outcome": "approved",
+            **boxes("access_end_date", end), "conditions": "", "message": ""}
     # a tier that is not offered is refused with a message, and nothing is decided
     response = client.post(f"/applications/{app_id}/decision", data={**post, "security_tier": "extreme"},
                            follow_redirects=True)
