@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from hub_settings import load_settings, release_host_claim  # noqa: E402
 from sandbox_spawner import CGROUP_CONTROLLERS, CGROUP_ROOT, cleanup_instance  # noqa: E402
 
 REPO_ROOT = HERE.parents[1]
@@ -81,6 +83,48 @@ def missing_facilities(singleuser_prefix: Path) -> list[str]:
     return missing
 
 
+ROOT_PREFIX = "londonsde-hub-"
+OWNER_FILE = "devhub.json"  # who made the hub and what it holds on the host, for sweep_orphaned_hubs
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/<pid>/stat), or None if it is gone: with the pid, it names one
+    process even after the pid is reused."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, started: str | None) -> bool:
+    return pid is not None and started is not None and _started(pid) == started
+
+
+def sweep_orphaned_hubs(tmp: Path | None = None) -> list[Path]:
+    """Undo the hubs of test runs that died without their clean-up (a pytest killed with SIGKILL): stop the hub
+    and its proxy if they still run, remove its sandboxes, bridge and firewall table, forget its claim in the host
+    registry, and delete its folder. Without this, the registry keeps the dead hub's ports, and a later hub that
+    draws one of them from the system's free ports refuses to start. A hub whose owner still runs is left alone,
+    and so is a folder without an owner file. Returns the folders swept."""
+    swept = []
+    for root in sorted((tmp or Path(tempfile.gettempdir())).glob(f"{ROOT_PREFIX}*")):
+        try:
+            owner = json.loads((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner.get("owner_pid"), owner.get("owner_started")):
+            continue
+        for pid_key, started_key in (("hub_pid", "hub_started"), ("proxy_pid", "proxy_started")):
+            if _alive(owner.get(pid_key), owner.get(started_key)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(owner[pid_key], signal.SIGKILL)
+        cleanup_instance(owner["bridge"], owner["homes_root"])
+        release_host_claim(Path(owner["registry"]), Path(owner["state_dir"]))
+        shutil.rmtree(root, ignore_errors=True)
+        swept.append(root)
+    return swept
+
+
 class DevHub:
     """A real hub in a temp dir. Use as a context manager; see `settings_env` for the knobs."""
 
@@ -94,7 +138,9 @@ class DevHub:
     ) -> None:
         self.spawner = spawner
         self._own_root = root is None
-        self.root = Path(tempfile.mkdtemp(prefix="londonsde-hub-")) if root is None else root
+        if os.geteuid() == 0:  # what a killed earlier run left would hold ports (its clean-up needs root)
+            sweep_orphaned_hubs()
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX)) if root is None else root
         # The sandbox needs no way in (root binds the extract and home for it): private, as in production. The
         # plain baseline spawner runs the server straight as the workspace uid, which must traverse to its home.
         folder_mode = 0o700 if spawner == "sandbox" else 0o755
@@ -124,6 +170,20 @@ class DevHub:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.root / "hub.log"
+        self.registry = load_settings(self.settings_env()).host_registry
+        self._record_owner()
+
+    def _record_owner(self) -> None:
+        """Write who made this hub and what it holds on the host (sweep_orphaned_hubs reads it)."""
+        owner: dict[str, Any] = {
+            "owner_pid": os.getpid(), "owner_started": _started(os.getpid()), "bridge": self.bridge,
+            "homes_root": str(self.homes_root), "state_dir": str(self.state_dir), "registry": str(self.registry)}
+        if self.proc is not None:
+            owner.update(hub_pid=self.proc.pid, hub_started=_started(self.proc.pid))
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                proxy = int((self.state_dir / "proxy.pid").read_text().strip())
+                owner.update(proxy_pid=proxy, proxy_started=_started(proxy))
+        (self.root / OWNER_FILE).write_text(json.dumps(owner))
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -215,6 +275,7 @@ class DevHub:
                 raise RuntimeError(f"hub exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 if requests.get(f"{self.url}/hub/api/", timeout=1).status_code == 200:
+                    self._record_owner()  # with the hub's and the proxy's pids, for a sweep after a crash
                     return self
             except requests.RequestException:
                 pass
@@ -270,5 +331,7 @@ class DevHub:
             self.stop()
         finally:
             self.cleanup_host()
+            # a folder kept to read after a failure must not keep the ports: the next hub may draw one of them
+            release_host_claim(self.registry, self.state_dir)
             if self._own_root and exc_type is None and not os.environ.get("LONDONSDE_KEEP_HUB_DIR"):
                 shutil.rmtree(self.root, ignore_errors=True)

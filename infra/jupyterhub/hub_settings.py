@@ -168,6 +168,22 @@ def claim_host_resources(settings: HubSettings) -> None:
         temporary.replace(registry)
 
 
+def release_host_claim(registry: Path, state_dir: Path) -> None:
+    """Forget the claim of the instance kept in ``state_dir`` (a throw-away hub that is done, or whose owner died):
+    its ports, bridge, subnet and uids are free for the next instance. Safe to repeat."""
+    if not registry.exists():
+        return
+    me = str(state_dir.resolve())
+    with open(registry.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table: dict[str, dict[str, Any]] = json.loads(registry.read_text()) if registry.exists() else {}
+        if table.pop(me, None) is None:
+            return
+        temporary = registry.with_suffix(".tmp")
+        temporary.write_text(json.dumps(table, indent=1, sort_keys=True))
+        temporary.replace(registry)
+
+
 def _coerce(kind: Any, raw: Any) -> Any:
     text = str(raw)
     if kind in (int, "int"):
