@@ -102,9 +102,26 @@ def can_edit_application(user: User, application: Application) -> bool:
     return user.id == application.applicant_id and application.state in EDITABLE_STATES
 
 
-def check_can_edit_application(user: User, application: Application) -> None:
+def lock_afresh(session: Session, application: Application) -> None:
+    """Lock the application's row and forget what was read of it, so what is checked next (its state, round, team,
+    assignments and votes) is as committed: a submission, withdrawal, decision or vote committed since this session
+    read it is seen, and one in flight waits. Every command that moves or changes an application calls it before
+    checking: two tabs, or the applicant and the chair, each acted on what they had read, and the later write
+    overwrote the earlier (an approved application marked withdrawn, a submitted one edited)."""
+    session.flush()
+    session.execute(select(Application.id).where(Application.id == application.id).with_for_update())
+    for row in [*application.assignments, *(r for a in application.assignments for r in a.reviews)]:
+        session.expire(row)
+    session.expire(application)
+
+
+def check_can_edit_application(user: User, application: Application, session: Session | None = None) -> None:
+    """The applicant, while the application is a draft or returned for changes. With ``session`` (a command about
+    to change it), judged on the application as committed, under its lock."""
     if user.id != application.applicant_id:
         raise PermissionDenied("Only the applicant can change this application.")
+    if session is not None:
+        lock_afresh(session, application)
     if application.state not in EDITABLE_STATES:
         raise Conflict("This application cannot be changed now: it is "
                        f"{application.state.replace('_', ' ')}.")
@@ -264,7 +281,7 @@ def update_draft(session: Session, actor: User, application: Application, change
                  catalogue: Catalogue | None = None) -> list[str]:
     """Save whatever is given (partial is fine); only the format of each value is checked here, and the cohort
     criteria against the catalogue (which must then be given), so nothing unselectable is ever stored."""
-    check_can_edit_application(actor, application)
+    check_can_edit_application(actor, application, session)
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError("The application could not be saved.",
@@ -301,7 +318,7 @@ class VariableChoice:
 
 def set_variables(session: Session, actor: User, application: Application, catalogue: Catalogue,
                   choices: list[VariableChoice]) -> None:
-    check_can_edit_application(actor, application)
+    check_can_edit_application(actor, application, session)
     errors: dict[str, list[str]] = {}
     for choice in choices:
         found = lookup(catalogue, choice.dataset, choice.variable)
@@ -334,7 +351,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
     fewer variables. Checked like any edit of the draft; the audit event says what changed."""
     from projects.extract_terms import Generalisation
 
-    check_can_edit_application(actor, application)
+    check_can_edit_application(actor, application, session)
     try:
         chosen = Generalisation(**generalisation)
     except (TypeError, ValueError):
@@ -368,7 +385,7 @@ def apply_generalisation(session: Session, actor: User, application: Application
 
 
 def add_member(session: Session, actor: User, application: Application, member: User, project_role: str) -> None:
-    check_can_edit_application(actor, application)
+    check_can_edit_application(actor, application, session)
     project_role = project_role.strip() or "analyst"
     if any(m.user_id == member.id for m in application.members):
         raise Conflict(f"{member.display_name} is already on the team.")
@@ -383,7 +400,7 @@ def add_member(session: Session, actor: User, application: Application, member: 
 
 
 def remove_member(session: Session, actor: User, application: Application, member_user_id: int) -> None:
-    check_can_edit_application(actor, application)
+    check_can_edit_application(actor, application, session)
     if member_user_id == application.applicant_id:
         raise Conflict("The applicant cannot be removed from their own application.")
     row = next((m for m in application.members if m.user_id == member_user_id), None)
@@ -475,7 +492,7 @@ def submission_problems(session: Session, application: Application, catalogue: C
 
 def submit(session: Session, actor: User, application: Application, catalogue: Catalogue, dac: DacSettings,
            accepted_agreement_version: int | None, today: dt.date) -> None:
-    check_can_edit_application(actor, application)
+    check_can_edit_application(actor, application, session)
     check_accredited(session, actor, "submit an application", today)
     check_application_move(application.state, AppState.SUBMITTED)
     problems = submission_problems(session, application, catalogue, dac, today)
@@ -505,6 +522,7 @@ def submit(session: Session, actor: User, application: Application, catalogue: C
 def withdraw(session: Session, actor: User, application: Application) -> None:
     if actor.id != application.applicant_id:
         raise PermissionDenied("Only the applicant can withdraw this application.")
+    lock_afresh(session, application)
     check_application_move(application.state, AppState.WITHDRAWN)
     previous = application.state
     application.state = AppState.WITHDRAWN

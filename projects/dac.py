@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import BindParameter, ColumnElement, false, or_, select
+from sqlalchemy import BindParameter, ColumnElement, false, or_
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -21,7 +21,7 @@ from gateway.identity.accounts import users_with_roles
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from projects import dates, events
-from projects.applications import is_team_member, max_term_months, team_member_clause
+from projects.applications import is_team_member, lock_afresh, max_term_months, team_member_clause
 from projects.dates import latest_access_end
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move, check_round
@@ -88,6 +88,7 @@ def assign_reviewers(session: Session, actor: User, application: Application, re
     """Ask DAC members to review; the first assignment (or a resubmission) opens the review."""
     check_permission(actor, Permission.CHAIR_DAC)
     _check_not_recused(actor, application, "assign reviewers")
+    lock_afresh(session, application)  # a withdrawal committed meanwhile must not go under review
     if application.state not in ASSIGNABLE_STATES:
         raise InvalidTransition("Reviewers can be assigned only to a submitted application or one under review.")
     errors: list[str] = []
@@ -140,11 +141,7 @@ def _fresh_under_lock(session: Session, application: Application, round_seen: in
     are as committed (a resubmission, a decision or a vote committed since the page was read is seen; one in flight
     waits). Then refuse a form rendered for another round: a vote or a decision from a page opened before the
     application was returned and resubmitted would count in a round its sender never read."""
-    session.flush()
-    session.execute(select(Application.id).where(Application.id == application.id).with_for_update())
-    for row in [*application.assignments, *(r for a in application.assignments for r in a.reviews)]:
-        session.expire(row)
-    session.expire(application)
+    lock_afresh(session, application)
     check_round("This application", application.round, round_seen, again)
 
 

@@ -344,3 +344,77 @@ def test_a_decision_read_in_round_1_is_refused_once_round_2_is_quorate(world: se
         found = s.get(Application, app_id)
         assert found is not None
         assert (found.round, found.state, [d.round for d in found.decisions]) == (2, AppState.UNDER_REVIEW, [1])
+
+
+def _late(factory: sessionmaker[Session], app_id: int, username: str) -> tuple[Session, Application]:
+    """A session (a second tab, or a second person) that read the application before anything below commits."""
+    late = factory()
+    application = late.get(Application, app_id)
+    assert application is not None
+    _ = application.members, application.variables, [a.reviews for a in application.assignments]
+    f.user(late, username)
+    return late, application
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_withdrawal_read_before_the_approval_does_not_withdraw_an_approved_application(
+        world: sessionmaker[Session]) -> None:
+    """The applicant withdraws from a page read while the application was under review; the chair approved it
+    meanwhile. The withdrawal is judged on the state as committed, under the application's lock: refused, and the
+    approved application (whose project exists) is not marked withdrawn."""
+    app_id = f.awaiting_decision(world)
+    late, application = _late(world, app_id, "researcher")
+    try:
+        with unit_of_work(world) as s:
+            found = s.get(Application, app_id)
+            assert found is not None
+            dac.decide(s, f.user(s, "dacchair"), found, f.DAC, outcome="approved", conditions="", message="",
+                       access_end_date=f.TODAY + dt.timedelta(days=365), today=f.TODAY)
+        with pytest.raises(InvalidTransition):
+            applications.withdraw(late, f.user(late, "researcher"), application)
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    assert app_state(world, app_id) == AppState.APPROVED
+
+
+@postgres_only
+def test_a_draft_saved_from_a_tab_read_before_submission_changes_nothing(world: sessionmaker[Session]) -> None:
+    """One tab submits the application; another, read while it was a draft, saves a new title after. The committee
+    must review what was submitted: the late save is refused on the state as committed."""
+    app_id = f.draft(world)
+    late, application = _late(world, app_id, "researcher")
+    try:
+        f.submit(world, app_id)
+        with pytest.raises(Conflict, match="cannot be changed now: it is submitted"):
+            applications.update_draft(late, f.user(late, "researcher"), application, {"title": "Something else"})
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    with world() as s:
+        found = s.get(Application, app_id)
+        assert found is not None and found.title == "Asthma and deprivation" and found.state == AppState.SUBMITTED
+
+
+@postgres_only
+def test_reviewers_assigned_from_a_page_read_before_the_withdrawal_do_not_reopen_it(
+        world: sessionmaker[Session]) -> None:
+    """The chair assigns reviewers from a page read while the application was submitted; the applicant withdrew it
+    meanwhile. Assigning is refused on the state as committed: a withdrawn application does not go under review."""
+    app_id = f.draft(world)
+    f.submit(world, app_id)
+    late, application = _late(world, app_id, "dacchair")
+    try:
+        with unit_of_work(world) as s:
+            found = s.get(Application, app_id)
+            assert found is not None
+            applications.withdraw(s, f.user(s, "researcher"), found)
+        with pytest.raises(InvalidTransition):
+            dac.assign_reviewers(late, f.user(late, "dacchair"), application, [f.user(late, "dac1")])
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    assert app_state(world, app_id) == AppState.WITHDRAWN

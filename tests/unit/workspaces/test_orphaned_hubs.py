@@ -33,7 +33,8 @@ def _hub_folder(tmp: Path, registry: Path, name: str, owner_pid: int, owner_star
     settings = load_settings({"LONDONSDE_HUB_STATE_DIR": str(state), "LONDONSDE_HUB_HOST_REGISTRY": str(registry),
                               "LONDONSDE_HUB_PUBLIC_PORT": str(port), "LONDONSDE_HUB_BRIDGE": f"sdet{name}",
                               "LONDONSDE_HUB_SUBNET": f"10.213.{port % 250 + 1}.0/26",
-                              "LONDONSDE_HUB_HUB_PORT": str(port + 100), "LONDONSDE_HUB_PROXY_API_PORT": str(port + 200),
+                              "LONDONSDE_HUB_HUB_PORT": str(port + 100),
+                              "LONDONSDE_HUB_PROXY_API_PORT": str(port + 200),
                               "LONDONSDE_HUB_UID_BASE": str(100_000 + port * 1000), "LONDONSDE_HUB_UID_COUNT": "1000"})
     claim_host_resources(settings)
     (root / OWNER_FILE).write_text(json.dumps({
