@@ -212,7 +212,11 @@ def record_accreditation(session: Session, actor: User, store: CertificateStore,
     return accreditation
 
 
-def _check_pending(accreditation: Accreditation) -> None:
+def _check_pending(session: Session, accreditation: Accreditation) -> None:
+    """Judged on the record as committed, under its row lock: two officers (or one officer's two tabs) each decided
+    on what they had read, and the later decision overwrote the earlier, final one."""
+    session.flush()
+    session.refresh(accreditation, with_for_update=True)
     if accreditation.status != "pending":
         raise InvalidTransition(f"This accreditation has already been {accreditation.status}; that decision is "
                                 "final. The researcher records a new accreditation to renew or correct it.")
@@ -221,7 +225,7 @@ def _check_pending(accreditation: Accreditation) -> None:
 def verify_accreditation(session: Session, actor: User, accreditation: Accreditation, *,
                          on: dt.date | None = None) -> None:
     check_can_decide_accreditation(actor, accreditation)
-    _check_pending(accreditation)
+    _check_pending(session, accreditation)
     if accreditation.expiry_date < (on or today()):
         raise InvalidTransition(f"This accreditation expired on {accreditation.expiry_date.isoformat()}, so it "
                                 "cannot be verified. Reject it and ask the researcher to record a current one.")
@@ -236,7 +240,7 @@ def verify_accreditation(session: Session, actor: User, accreditation: Accredita
 
 def reject_accreditation(session: Session, actor: User, accreditation: Accreditation, reason: str) -> None:
     check_can_decide_accreditation(actor, accreditation)
-    _check_pending(accreditation)
+    _check_pending(session, accreditation)
     reason = reason.strip()
     if not reason:
         raise ValidationError("Give a reason for rejecting.",

@@ -61,7 +61,11 @@ def previous_month(day: dt.date) -> str:
     return f"{last.year:04d}-{last.month:02d}"
 
 
-def _check_move(invoice: Invoice, target: str) -> None:
+def _check_move(session: Session, invoice: Invoice, target: str) -> None:
+    """Judged on the invoice as committed, under its row lock: two finance tabs each acted on what they had read, and
+    a void read before a payment reached the database's guard as an error instead of this message."""
+    session.flush()
+    session.refresh(invoice, with_for_update=True)
     if target not in TRANSITIONS[invoice.state]:
         if invoice.state != "draft":
             raise InvalidTransition(f"{invoice.number} is {invoice.state}; it cannot become {target}. "
@@ -229,7 +233,7 @@ def add_line(session: Session, actor: User, invoice: Invoice, description: str, 
 
 def issue(session: Session, actor: User, invoice: Invoice, today: dt.date, due_days: int = 30) -> Invoice:
     check_permission(actor, Permission.MANAGE_CHARGES)
-    _check_move(invoice, "issued")
+    _check_move(session, invoice, "issued")
     invoice.state = "issued"
     invoice.issued_at = utcnow()
     invoice.issued_by_id = actor.id
@@ -256,7 +260,7 @@ def record_payment(session: Session, actor: User, invoice: Invoice, reference: s
     if not reference:
         raise ValidationError("The payment could not be recorded.",
                               field_errors={"reference": ["Enter the payment reference (for example the remittance)."]})
-    _check_move(invoice, "paid")
+    _check_move(session, invoice, "paid")
     invoice.state = "paid"
     invoice.paid_at = utcnow()
     invoice.paid_by_id = actor.id
@@ -273,7 +277,7 @@ def void(session: Session, actor: User, invoice: Invoice, reason: str) -> Invoic
     reason = reason.strip()
     if not reason:
         raise ValidationError("The invoice could not be voided.", field_errors={"reason": ["Give a reason."]})
-    _check_move(invoice, "void")
+    _check_move(session, invoice, "void")
     released = 0
     if invoice.state == "draft":
         for event in session.scalars(select(MeterEvent).where(MeterEvent.invoice_id == invoice.id)):

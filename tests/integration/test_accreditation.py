@@ -31,6 +31,7 @@ from projects.demo_people import DemoCertificateStore, minimal_pdf, minimal_png,
 from projects.models import Accreditation, Organisation
 from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
+from tests.support.databases import postgres_only
 from tests.support.date_boxes import as_page
 
 ONS = service.SCHEMES[0]
@@ -610,3 +611,27 @@ def test_the_worker_sweeps_certificate_files_no_record_refers_to(app: Flask, peo
     removed = sweep_certificates(app.extensions["sde_settings"], people)
     assert removed == [old_orphan.name]
     assert sorted(p.name for p in _stored_files(store)) == sorted([referenced.name, new_orphan.name, "notes.txt"])
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_rejection_read_before_the_verification_does_not_overturn_it(app: Flask,
+                                                                       people: sessionmaker[Session]) -> None:
+    """An officer's two tabs (or two officers): one verifies, the other, read while the record was pending, rejects
+    after. A decision is final, and the second is judged on the record as committed: refused, the first stands."""
+    accreditation_id = record_pending(people, app, "researcher")
+    late = people()
+    try:
+        stale = late.get(Accreditation, accreditation_id)
+        assert stale is not None and stale.status == "pending"
+        officer = user(late, "accreditor")
+        verify(people, accreditation_id)
+        with pytest.raises(InvalidTransition, match="already been verified"):
+            service.reject_accreditation(late, officer, stale, "The certificate looks altered.")
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    with people() as s:
+        found = s.get(Accreditation, accreditation_id)
+        assert found is not None and found.status == "verified"
+        assert actions(s, accreditation_id)[-1] == "accreditation.verified"

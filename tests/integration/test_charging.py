@@ -23,6 +23,7 @@ from gateway.workspaces.models import WorkspaceSession
 from projects.models import Application, Project
 from projects.tariff import DEFAULT_TARIFF
 from tests.support import factories as f
+from tests.support.databases import postgres_only
 
 NOW = utcnow()
 THIS_MONTH = metering.period_of(NOW)
@@ -383,3 +384,33 @@ def test_an_invoice_past_two_to_the_31_pence_is_stored_whole(world: sessionmaker
         assert invoice is not None and invoice.net_pence > 2**31
         assert invoice.total_pence == invoice.net_pence + invoice.vat_pence
         assert max(line.amount_pence for line in invoice.lines) > 2**31
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_void_read_before_the_payment_does_not_void_a_paid_invoice(world: sessionmaker[Session]) -> None:
+    """Two finance tabs: one records the payment, the other, read while the invoice was issued, voids it after. The
+    void is judged on the invoice as committed (paid is final): refused, and the payment stands."""
+    f.approved_project(world)
+    invoice_id = run(world).created[0].id
+    with unit_of_work(world) as s:
+        invoice = s.get(Invoice, invoice_id)
+        assert invoice is not None
+        invoices.issue(s, f.user(s, "finance"), invoice, f.TODAY)
+    late = world()
+    try:
+        stale = late.get(Invoice, invoice_id)
+        assert stale is not None and stale.state == "issued"
+        f.user(late, "finance")
+        with unit_of_work(world) as s:
+            invoice = s.get(Invoice, invoice_id)
+            assert invoice is not None
+            invoices.record_payment(s, f.user(s, "finance"), invoice, "BACS 5521")
+        with pytest.raises(InvalidTransition, match="is paid"):
+            invoices.void(late, f.user(late, "finance"), stale, "raised in error")
+            late.commit()
+    finally:
+        late.rollback()
+        late.close()
+    with world() as s:
+        invoice = s.get(Invoice, invoice_id)
+        assert invoice is not None and (invoice.state, invoice.payment_reference) == ("paid", "BACS 5521")
