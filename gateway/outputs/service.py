@@ -558,7 +558,11 @@ def vote(session: Session, actor: User, request: OutputRequest, item: OutputFile
 
 
 def add_comment(session: Session, actor: User, request: OutputRequest, text: str, visibility: str,
-                item: OutputFile | None = None) -> OutputComment:
+                item: OutputFile | None = None, round_seen: int | None = None) -> OutputComment:
+    """A comment on the round the writer's page showed (``round_seen``; None when the caller does not say): one
+    written about round 1's files and sent after the request came back as round 2 would be filed under round 2."""
+    _fresh_under_lock(session, request)
+    _check_round(request, round_seen, "comment")
     text = text.strip()
     if not text:
         raise ValidationError("The comment could not be saved.", field_errors={"text": ["Write a comment."]})

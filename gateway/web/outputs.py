@@ -252,7 +252,7 @@ def comment(request_id: int) -> Any:
     file_id = request.form.get("file_id", type=int)
     target = service.get_file(item, file_id) if file_id else None
     return _attempt(item, "Comment added.", service.add_comment, require_user(), item, request.form.get("text", ""),
-                    request.form.get("visibility", "public"), target)
+                    request.form.get("visibility", "public"), target, round_seen())
 
 
 @bp.post("/<int:request_id>/review")

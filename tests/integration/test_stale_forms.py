@@ -34,11 +34,11 @@ from tests.integration.test_outputs import (
     act,
     get,
     load_extract,
-    new_request,
     notebook_crosstab,
     outputs_of,
     ready_project,
     review_all,
+    submitted,
     work,
 )
 from tests.support import factories as f
@@ -49,16 +49,6 @@ from tests.support.handover import hand_over
 @pytest.fixture
 def project_id(session_factory: sessionmaker[Session], settings: Settings, demo_users: dict[str, int]) -> int:
     return ready_project(session_factory, settings)
-
-
-def submitted(factory: sessionmaker[Session], settings: Settings, project_id: int) -> int:
-    """A request with one suppressed table (its automatic check passes), submitted and checked: round 1."""
-    folder = outputs_of(settings, factory, "researcher", project_id)
-    notebook_crosstab(load_extract(settings, factory, project_id), folder, "by_region", suppress=True)
-    request_id = new_request(factory, settings, project_id, ["by_region.csv"])
-    act(factory, request_id, "researcher", service.submit, settings)
-    work(factory, settings)
-    return request_id
 
 
 def resubmitted(factory: sessionmaker[Session], settings: Settings, request_id: int) -> None:
@@ -182,6 +172,26 @@ def test_a_return_early_form_from_round_1_does_not_return_round_2(
     request = get(session_factory, request_id)
     assert request.state == OutputState.SUBMITTED
     assert len(events(session_factory, request_id, "output_request.returned")) == 1
+
+
+def test_a_comment_form_from_round_1_is_not_filed_under_round_2(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """A checker's comment written about round 1's files, sent after the request came back as round 2, would be
+    filed as a comment on round 2 (and, public, shown to the researcher as about files it never saw)."""
+    request_id = submitted(session_factory, settings, project_id)
+    page, html = tab(app, session_factory, "checker1", f"/outputs/{request_id}")
+    stale = hidden_fields(html, f"/outputs/{request_id}/comments")
+    act(session_factory, request_id, "checker2", service.return_early, "Label the columns.")
+    resubmitted(session_factory, settings, request_id)
+
+    refused(page.post(f"/outputs/{request_id}/comments",
+                      data={**stale, "text": "Row 3 is too small.", "visibility": "public"},
+                      follow_redirects=True).get_data(as_text=True))
+    assert [c.text for c in get(session_factory, request_id).comments] == ["Label the columns."]
+    fresh = page.get(f"/outputs/{request_id}").get_data(as_text=True)
+    page.post(f"/outputs/{request_id}/comments", data={**hidden_fields(fresh, f"/outputs/{request_id}/comments"),
+                                                       "text": "Row 3 is fine now.", "visibility": "public"})
+    assert [(c.text, c.round) for c in get(session_factory, request_id).comments][-1] == ("Row 3 is fine now.", 2)
 
 
 def test_an_exception_answer_from_round_1_does_not_accept_the_reworded_exception(
