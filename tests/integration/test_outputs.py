@@ -308,6 +308,38 @@ def test_a_former_team_member_made_an_output_checker_cannot_check_the_projects_r
     assert get(session_factory, request_id).state == OutputState.APPROVED
 
 
+def test_the_checkers_pages_read_the_former_team_with_the_project(session_factory: sessionmaker[Session],
+                                                                   settings: Settings, project_id: int,
+                                                                   app: Flask) -> None:
+    """The conflict rule's former team comes joined to the project the rule reads (bench/pages.py's budget): the
+    queue, the request page and the home page send no statement of their own for it, and as many statements once
+    the project has a former member as before."""
+    from tests.integration.test_page_queries import Statements
+
+    request_id = submitted(session_factory, settings, project_id)
+    statements = Statements(app.extensions["sde_engine"])
+    client = app.test_client()
+    sign_in_session(client, session_factory, "checker1")
+
+    def sent() -> dict[str, int]:
+        counts = {}
+        for page, shows in (("/outputs/queue", f"/outputs/{request_id}"),
+                            (f"/outputs/{request_id}", "Submit my review"), ("/home", "output request to check")):
+            client.get(page)  # per-process caches filled
+            statements.sent.clear()
+            response = client.get(page)
+            assert response.status_code == 200 and shows in response.get_data(as_text=True), page
+            reads_former = [q for q in statements.sent if "project_former_members" in q]
+            assert reads_former, page  # the rule has the former team to read
+            assert not [q for q in reads_former if q.lstrip().startswith("SELECT project_former_members.")], page
+            counts[page] = len(statements.sent)
+        return counts
+
+    before = sent()
+    remove_from_team(session_factory, project_id, "dualrole")
+    assert sent() == before
+
+
 def test_a_single_approval_does_not_release(session_factory: sessionmaker[Session], settings: Settings,
                                             project_id: int) -> None:
     request_id = submitted(session_factory, settings, project_id)
