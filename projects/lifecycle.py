@@ -14,7 +14,7 @@ from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from projects import cohort, events
 from projects.applications import ARTICLE6, ARTICLE9, COMMON_LAW
-from projects.models import Application, Decision, Project, ProjectMember, ProjectVariable
+from projects.models import Application, Decision, Project, ProjectFormerMember, ProjectMember, ProjectVariable
 from projects.workflow import PROJECT_TRANSITIONS, ProjectState, check_project_move
 from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIERS
 
@@ -33,6 +33,11 @@ def legal_basis_text(application: Application) -> str:
 
 def is_member(user: User, project: Project) -> bool:
     return any(m.user_id == user.id for m in project.members)
+
+
+def was_member(user: User, project: Project) -> bool:
+    """Taken off the project's team at some time (whether or not they are on it again)."""
+    return any(f.user_id == user.id for f in project.former_members)
 
 
 def is_staff(user: User) -> bool:
@@ -115,11 +120,9 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     assert project is not None
     before_members = {m.user_id for m in project.members}
     wanted_members = {m.user_id: m.project_role for m in amendment.members}
-    project.members = [m for m in project.members if m.user_id in wanted_members]
     removed = before_members - set(wanted_members)
     if removed:
-        events.emit(session, events.MembersRemoved(project, frozenset(removed), "removed from the project team by "
-                                                   "amendment " + amendment.reference))
+        remove_members(session, project, removed, "removed from the project team by amendment " + amendment.reference)
     for user_id, role in wanted_members.items():
         if user_id not in before_members:
             project.members.append(ProjectMember(user_id=user_id, project_role=role))
@@ -150,10 +153,23 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     session.flush()
     audit.record(session, actor, "project.amended", "project", project.id,
                  {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
+                 "removed": sorted(str(u) for u in removed),
                   "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date,
                   "cohort": cohort.copied(project), "changed": changed})
     events.emit(session, events.ProjectAmended(project, amendment, actor))  # an active one's extract is rebuilt
     return project
+
+
+def remove_members(session: Session, project: Project, user_ids: set[int], reason: str) -> None:
+    """Take these people off the team: their member rows go, a former-member row each is kept (the conflict rules
+    read it), and MembersRemoved is emitted (their workspaces stop). Every removal goes through here; the caller
+    records the change in the audit log (an amendment's project.amended names who left)."""
+    leaving = [m for m in project.members if m.user_id in user_ids]
+    left_at = utcnow()
+    project.former_members.extend(ProjectFormerMember(user_id=m.user_id, joined_at=m.added_at or left_at,
+                                                      left_at=left_at, reason=reason) for m in leaving)
+    project.members = [m for m in project.members if m.user_id not in user_ids]
+    events.emit(session, events.MembersRemoved(project, frozenset(m.user_id for m in leaving), reason))
 
 
 def _move(session: Session, actor: User | str, project: Project, target: ProjectState, reason: str) -> None:

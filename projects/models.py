@@ -312,6 +312,9 @@ class Project(Base):
     lead: Mapped[User] = relationship(foreign_keys=[lead_id])
     members: Mapped[list[ProjectMember]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                         lazy="selectin")
+    # Read only where a rule asks (the output checks' conflict rule): the pages that ask load it with the project.
+    former_members: Mapped[list[ProjectFormerMember]] = relationship(back_populates="project",
+                                                                     order_by="ProjectFormerMember.id")
     variables: Mapped[list[ProjectVariable]] = relationship(
         back_populates="project", cascade="all, delete-orphan", lazy="selectin",
         order_by="(ProjectVariable.dataset, ProjectVariable.variable)")
@@ -329,6 +332,23 @@ class ProjectMember(Base):
 
     project: Mapped[Project] = relationship(back_populates="members")
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class ProjectFormerMember(Base):
+    """Someone taken off the project's team: their ProjectMember row goes, this one stays (one per departure, written
+    in the same transaction), so the rules remember who has been on the team: an output checker never checks the
+    outputs of a project they were on (gateway.outputs.service.review_conflict)."""
+
+    __tablename__ = "project_former_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # the ProjectMember row's added_at
+    left_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(Text)  # e.g. "removed from the project team by amendment LSDE-2026-0004"
+
+    project: Mapped[Project] = relationship(back_populates="former_members")
 
 
 class ProjectVariable(Base):

@@ -39,7 +39,7 @@ from gateway.outputs.workflow import (
 )
 from gateway.permissions import ROLE_PERMISSIONS, Permission, has_permission
 from projects.accreditation_rules import check_accredited
-from projects.lifecycle import is_member
+from projects.lifecycle import is_member, was_member
 from projects.models import Project, ProjectMember
 from projects.workflow import ProjectState, check_round
 
@@ -100,6 +100,8 @@ def review_conflict(user: User, request: OutputRequest) -> str | None:
         return "you wrote this request"
     if is_member(user, request.project):
         return "you are on this project's team"
+    if was_member(user, request.project):
+        return "you were on this project's team"
     return None
 
 
@@ -169,12 +171,13 @@ def _move(session: Session, actor: User | str, request: OutputRequest, target: O
 
 # --- reading ----------------------------------------------------------------------------------------------
 
-# The request page in five statements: the request with its project, team and groups (few rows each: joined); its
-# files with their votes; its reviews; its comments; its exceptions with their decisions. Nobody's role grants: the
-# page decides only about the person viewing it (their roles came with their session).
+# The request page in five statements: the request with its project, team, former team and groups (few rows each:
+# joined); its files with their votes; its reviews; its comments; its exceptions with their decisions. Nobody's role
+# grants: the page decides only about the person viewing it (their roles came with their session).
 _PAGE = (joinedload(OutputRequest.project).lazyload(Project.variables),
          joinedload(OutputRequest.project).joinedload(Project.members).joinedload(ProjectMember.user)
          .lazyload(User.role_grants),
+         joinedload(OutputRequest.project).joinedload(Project.former_members),
          joinedload(OutputRequest.groups),
          selectinload(OutputRequest.files).joinedload(OutputFile.votes).joinedload(OutputVote.reviewer)
          .lazyload(User.role_grants),
@@ -194,13 +197,15 @@ def get_request(session: Session, user: User, request_id: int) -> OutputRequest:
 
 # The request page's reads, each a statement built once per process (SQLAlchemy keeps a built statement's cache key,
 # so a request pays only for the round trip and the rows), and each read only when the person viewing sees what it
-# holds: the request with its author, groups and its project's team (the rows, not the people: the rules need only
-# who is on it); its files, with their votes for an output checker who may review it (nobody else sees votes); its
-# comments; its reviews for that checker. Exceptions are read when the page shows one (a failing file).
+# holds: the request with its author, groups and its project's team and former team (the rows, not the people: the
+# rules need only who is or was on it); its files, with their votes for an output checker who may review it (nobody
+# else sees votes); its comments; its reviews for that checker. Exceptions are read when the page shows one (a
+# failing file).
 _WITHOUT_GRANTS = lazyload(User.role_grants)
 _PAGE_REQUEST = select(OutputRequest).where(OutputRequest.id == bindparam("request_id")).options(
     joinedload(OutputRequest.project).lazyload(Project.variables),
     joinedload(OutputRequest.project).joinedload(Project.members).lazyload(ProjectMember.user),
+    joinedload(OutputRequest.project).joinedload(Project.former_members),
     joinedload(OutputRequest.author).options(_WITHOUT_GRANTS),
     joinedload(OutputRequest.groups),
     lazyload(OutputRequest.files), lazyload(OutputRequest.reviews), lazyload(OutputRequest.comments),
@@ -285,13 +290,15 @@ def returned_to_count(user_id: int | BindParameter[int]) -> Select[tuple[int]]:
         OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user_id)))
 
 
-# Requests awaiting review or a decision, oldest first, with every row's project (and its team, for the conflict
-# rule) in one more query, not one each; built once per process.
+# Requests awaiting review or a decision, oldest first, with every row's project and its former team (joined: a few
+# rows each) in one more query and the projects' teams in one more, not one each: the conflict rule reads both.
+# Built once per process.
 _AWAITING_CHECKS = (select(OutputRequest)
                     .where(OutputRequest.state.in_([OutputState.SUBMITTED.value, OutputState.PARTIALLY_REVIEWED.value,
                                                     OutputState.REVIEWED.value]))
                     .order_by(OutputRequest.submitted_at, OutputRequest.id)
-                    .options(selectinload(OutputRequest.project).lazyload(Project.variables)))
+                    .options(selectinload(OutputRequest.project).lazyload(Project.variables),
+                             selectinload(OutputRequest.project).joinedload(Project.former_members)))
 
 
 def queue(session: Session, user: User) -> list[OutputRequest]:

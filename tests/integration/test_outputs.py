@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +36,7 @@ from gateway.workspaces.spec import workspace_home
 from notebooks_template.outputs_helper import save_output
 from projects import applications, dac
 from projects.models import Application, Project
+from tests.conftest import sign_in_session
 from tests.support import factories as f
 from tests.support.databases import postgres_only
 from tests.support.handover import hand_over
@@ -250,6 +252,92 @@ def test_neither_the_author_nor_a_project_member_can_review(session_factory: ses
         assert service.queue(s, f.user(s, "dualrole")) == []
         assert {r.id for r in service.queue(s, f.user(s, "checker1"))} == {own, colleague}
     assert get(session_factory, colleague).state == OutputState.SUBMITTED
+
+
+def remove_from_team(factory: sessionmaker[Session], project_id: int, username: str) -> None:
+    """The lead's amendment takes `username` off the project's team, approved by the committee."""
+    with unit_of_work(factory) as s:
+        lead = f.user(s, "researcher")
+        amendment = applications.start_amendment(s, lead, s.get(Project, project_id))
+        applications.remove_member(s, lead, amendment, f.user(s, username).id)
+        applications.update_draft(s, lead, amendment, {"amendment_summary": f"{username} leaves the team."})
+        amendment_id = amendment.id
+    f.submit(factory, amendment_id)
+    f.review_round(factory, amendment_id, {"dac1": "approve"})
+    with unit_of_work(factory) as s:
+        dac.decide(s, f.user(s, "dacchair"), s.get(Application, amendment_id), f.DAC, outcome="approved",
+                   conditions="", message="", access_end_date=None, today=f.TODAY)
+
+
+def set_roles(factory: sessionmaker[Session], username: str, roles: list[str]) -> None:
+    with unit_of_work(factory) as s:
+        accounts.set_roles(s, f.user(s, "admin"), f.user(s, username), roles, "Changes job.")
+
+
+def test_a_former_team_member_made_an_output_checker_cannot_check_the_projects_requests(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int, app: Flask) -> None:
+    """`dualrole`, a researcher on the team, leaves it by amendment and is later made an output checker: the queue
+    does not offer the team's request, the page says why, nobody asks them to check it, and their vote, review and
+    decision are refused. The request is checked by two others as before."""
+    request_id = submitted(session_factory, settings, project_id)
+    set_roles(session_factory, "dualrole", ["researcher"])
+    remove_from_team(session_factory, project_id, "dualrole")
+    set_roles(session_factory, "dualrole", ["researcher", "output_checker"])
+
+    with session_factory() as s:
+        assert service.queue(s, f.user(s, "dualrole")) == []
+        assert [r.id for r in service.queue(s, f.user(s, "checker1"))] == [request_id]
+        request = s.get(OutputRequest, request_id)
+        assert request is not None
+        assert "dualrole" not in {u.username for u in service.checkers_for(s, request)}
+        assert "checker1" in {u.username for u in service.checkers_for(s, request)}
+    with pytest.raises(PermissionDenied, match="you were on this project's team"):
+        review_all(session_factory, request_id, "dualrole", "approve")
+    page = app.test_client()
+    sign_in_session(page, session_factory, "dualrole")
+    assert f"/outputs/{request_id}" not in page.get("/outputs/queue").get_data(as_text=True)
+    html = page.get(f"/outputs/{request_id}").get_data(as_text=True)
+    assert "You cannot check this request" in html and "you were on this project&#39;s team" in html
+
+    review_all(session_factory, request_id, "checker1", "approve")
+    review_all(session_factory, request_id, "checker2", "approve")
+    with pytest.raises(PermissionDenied, match="you were on this project's team"):
+        act(session_factory, request_id, "dualrole", service.decide, "approve", "")
+    assert get(session_factory, request_id).state == OutputState.REVIEWED
+    act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    assert get(session_factory, request_id).state == OutputState.APPROVED
+
+
+def test_the_checkers_pages_read_the_former_team_with_the_project(session_factory: sessionmaker[Session],
+                                                                   settings: Settings, project_id: int,
+                                                                   app: Flask) -> None:
+    """The conflict rule's former team comes joined to the project the rule reads (bench/pages.py's budget): the
+    queue, the request page and the home page send no statement of their own for it, and as many statements once
+    the project has a former member as before."""
+    from tests.integration.test_page_queries import Statements
+
+    request_id = submitted(session_factory, settings, project_id)
+    statements = Statements(app.extensions["sde_engine"])
+    client = app.test_client()
+    sign_in_session(client, session_factory, "checker1")
+
+    def sent() -> dict[str, int]:
+        counts = {}
+        for page, shows in (("/outputs/queue", f"/outputs/{request_id}"),
+                            (f"/outputs/{request_id}", "Submit my review"), ("/home", "output request to check")):
+            client.get(page)  # per-process caches filled
+            statements.sent.clear()
+            response = client.get(page)
+            assert response.status_code == 200 and shows in response.get_data(as_text=True), page
+            reads_former = [q for q in statements.sent if "project_former_members" in q]
+            assert reads_former, page  # the rule has the former team to read
+            assert not [q for q in reads_former if q.lstrip().startswith("SELECT project_former_members.")], page
+            counts[page] = len(statements.sent)
+        return counts
+
+    before = sent()
+    remove_from_team(session_factory, project_id, "dualrole")
+    assert sent() == before
 
 
 def test_a_single_approval_does_not_release(session_factory: sessionmaker[Session], settings: Settings,

@@ -72,3 +72,35 @@ def test_a_removed_member_is_stopped_at_once_and_cannot_start_again(world: sessi
         open_workspace(world, settings, leaver_id, project_id)
     with pytest.raises(NotEntitled, match="not on this project's team"):
         open_workspace(world, settings, stayer_id, other_id)
+
+
+def test_a_removed_member_is_remembered_as_a_former_member(world: sessionmaker[Session]) -> None:
+    """Their member row goes; a former-member row (when they joined and left, and why) is written in the same
+    transaction as the amendment's project.amended event, which names who left. Leaving twice leaves two rows."""
+    project_id = f.approved_project(world)
+    _amend_team(world, project_id, add="researcher2", remove=None)
+    with world() as s:
+        project = s.get(Project, project_id)
+        assert project is not None and project.former_members == []
+        joined = next(m.added_at for m in project.members if m.user.username == "researcher2")
+
+    _amend_team(world, project_id, add=None, remove="researcher2")
+
+    with world() as s:
+        project, leaver = s.get(Project, project_id), f.user(s, "researcher2")
+        assert project is not None
+        assert {m.user_id for m in project.members} == {project.lead_id}
+        [former] = project.former_members
+        amended = s.scalars(select(AuditEvent).where(AuditEvent.action == "project.amended")
+                            .order_by(AuditEvent.seq)).all()[-1]
+        assert (former.user_id, former.joined_at) == (leaver.id, joined)
+        assert former.left_at >= joined and amended.details["amendment"] in former.reason
+        assert amended.details["removed"] == [str(leaver.id)]
+        assert amended.details["members"] == [str(project.lead_id)]
+
+    _amend_team(world, project_id, add="researcher2", remove=None)
+    _amend_team(world, project_id, add=None, remove="researcher2")
+    with world() as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        assert [r.user_id for r in project.former_members] == [f.user(s, "researcher2").id] * 2
