@@ -24,6 +24,7 @@ for entry in (str(HERE), str(HERE.parents[1])):
 
 from handover_handler import handlers as handover_handlers  # noqa: E402
 from hub_settings import claim_host_resources, load_settings, read_or_create_secret  # noqa: E402
+from server_tokens import install_activity_handler  # noqa: E402
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
 from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
@@ -66,7 +67,9 @@ c.JupyterHub.load_roles = [
     {
         # Replaces the default `user` role ("self"), which would let researchers start, stop and
         # configure servers. They may use their running servers and see their own model;
-        # users:activity!user keeps activity reports (and hence idle culling) working.
+        # users:activity!user keeps activity reports (and hence idle culling) working. JupyterHub cannot
+        # narrow it to one server, so the hub's activity endpoint is replaced (below) by one that takes a
+        # server's activity only from that server's own token.
         # The hub warns at start that this role lacks 'self': that is the point (docs/operators.md).
         "name": "user",
         "scopes": ["access:servers!user", "read:users!user", "read:servers!user", "users:activity!user"],
@@ -74,6 +77,7 @@ c.JupyterHub.load_roles = [
     {"name": "londonsde-gateway", "services": ["gateway"], "scopes": list(GATEWAY_SCOPES)},
 ]
 c.JupyterHub.services = [{"name": "gateway", "api_token": read_or_create_secret(settings.gateway_token_path)}]
+install_activity_handler()  # server_tokens.py: project A's server cannot keep project B's from being culled
 
 # -- outputs: a workspace hands files over through the hub to the gateway (handover_handler.py) ------------
 c.JupyterHub.extra_handlers = handover_handlers(settings.gateway_url,
