@@ -23,6 +23,7 @@ for entry in (str(HERE), str(HERE.parents[1])):
         sys.path.insert(0, entry)
 
 from handover_handler import handlers as handover_handlers  # noqa: E402
+from handover_handler import limit_request_bodies  # noqa: E402
 from hub_settings import claim_host_resources, load_settings, read_or_create_secret  # noqa: E402
 from server_tokens import install_activity_handler  # noqa: E402
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
@@ -82,6 +83,9 @@ install_activity_handler()  # server_tokens.py: project A's server cannot keep p
 # -- outputs: a workspace hands files over through the hub to the gateway (handover_handler.py) ------------
 c.JupyterHub.extra_handlers = handover_handlers(settings.gateway_url,
                                                 read_or_create_secret(settings.handover_secret_path))
+# Any request body the hub reads is at most 1 MiB, refused from its headers (Tornado's default is 100 MB, held in
+# the memory of the hub, which every workspace depends on); the hand-over raises it for its own, checked, requests.
+limit_request_bodies()
 
 if settings.cull_idle_seconds > 0:
     c.JupyterHub.services.append(
