@@ -23,7 +23,9 @@ for entry in (str(HERE), str(HERE.parents[1])):
         sys.path.insert(0, entry)
 
 from handover_handler import handlers as handover_handlers  # noqa: E402
+from handover_handler import limit_request_bodies  # noqa: E402
 from hub_settings import claim_host_resources, load_settings, read_or_create_secret  # noqa: E402
+from server_tokens import install_activity_handler  # noqa: E402
 from ticket_authenticator import TicketAuthenticator  # noqa: E402
 
 from gateway.workspaces.hub import GATEWAY_SCOPES  # noqa: E402
@@ -66,7 +68,9 @@ c.JupyterHub.load_roles = [
     {
         # Replaces the default `user` role ("self"), which would let researchers start, stop and
         # configure servers. They may use their running servers and see their own model;
-        # users:activity!user keeps activity reports (and hence idle culling) working.
+        # users:activity!user keeps activity reports (and hence idle culling) working. JupyterHub cannot
+        # narrow it to one server, so the hub's activity endpoint is replaced (below) by one that takes a
+        # server's activity only from that server's own token.
         # The hub warns at start that this role lacks 'self': that is the point (docs/operators.md).
         "name": "user",
         "scopes": ["access:servers!user", "read:users!user", "read:servers!user", "users:activity!user"],
@@ -74,10 +78,14 @@ c.JupyterHub.load_roles = [
     {"name": "londonsde-gateway", "services": ["gateway"], "scopes": list(GATEWAY_SCOPES)},
 ]
 c.JupyterHub.services = [{"name": "gateway", "api_token": read_or_create_secret(settings.gateway_token_path)}]
+install_activity_handler()  # server_tokens.py: project A's server cannot keep project B's from being culled
 
 # -- outputs: a workspace hands files over through the hub to the gateway (handover_handler.py) ------------
 c.JupyterHub.extra_handlers = handover_handlers(settings.gateway_url,
                                                 read_or_create_secret(settings.handover_secret_path))
+# Any request body the hub reads is at most 1 MiB, refused from its headers (Tornado's default is 100 MB, held in
+# the memory of the hub, which every workspace depends on); the hand-over raises it for its own, checked, requests.
+limit_request_bodies()
 
 if settings.cull_idle_seconds > 0:
     c.JupyterHub.services.append(

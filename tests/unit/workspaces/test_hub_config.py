@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tornado.httpserver import HTTPServer
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
@@ -14,22 +15,32 @@ from gateway.workspaces.hub import GATEWAY_SCOPES
 CONFIG = Path(__file__).resolve().parents[3] / "infra" / "jupyterhub" / "jupyterhub_config.py"
 
 
-def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spawner: str) -> Config:
+def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spawner: str,
+         server_kwargs: dict[str, object] | None = None) -> Config:
+    """The config as the hub loads it; ``server_kwargs`` receives what it set for the hub's HTTPServer, which is
+    then reset (the setting is for the whole process, and this one is pytest's)."""
     monkeypatch.setenv("LONDONSDE_HUB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("LONDONSDE_HUB_SPAWNER", spawner)
     monkeypatch.setenv("LONDONSDE_HUB_CULL_IDLE_SECONDS", "1800")
     monkeypatch.setenv("LONDONSDE_HUB_HOST_REGISTRY", str(tmp_path / "instances.json"))
     umask = os.umask(0o022)
     os.umask(umask)
+    saved = HTTPServer._save_configuration()
     try:
-        return PyFileConfigLoader(CONFIG.name, path=str(CONFIG.parent)).load_config()
+        config = PyFileConfigLoader(CONFIG.name, path=str(CONFIG.parent)).load_config()
+        if server_kwargs is not None:
+            server_kwargs.update(HTTPServer._save_configuration()[1])
+        return config
     finally:
         os.umask(umask)  # the config sets the hub's umask (077); keep this test process's own
+        HTTPServer._restore_configuration(saved)
 
 
 @pytest.mark.parametrize("spawner", ["local", "kubernetes"])
 def test_config_roles_state_and_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, spawner: str) -> None:
-    c = load(monkeypatch, tmp_path, spawner)
+    server_kwargs: dict[str, object] = {}
+    c = load(monkeypatch, tmp_path, spawner, server_kwargs)
+    assert server_kwargs == {"max_body_size": 1024 * 1024}  # any request body the hub reads (the hand-over's aside)
     state = tmp_path / "state"
     assert c.JupyterHub.db_url == f"sqlite:///{state / 'jupyterhub.sqlite'}"
     assert c.JupyterHub.cookie_secret_file == str(state / "cookie-secret")
