@@ -153,7 +153,7 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
     session.flush()
     audit.record(session, actor, "project.amended", "project", project.id,
                  {"amendment": amendment.reference, "members": sorted(str(u) for u in wanted_members),
-                 "removed": sorted(str(u) for u in removed),
+                  "removed": sorted(str(u) for u in removed),
                   "variables": sorted(f"{d}.{v}" for d, v in wanted_vars), "end_date": project.end_date,
                   "cohort": cohort.copied(project), "changed": changed})
     events.emit(session, events.ProjectAmended(project, amendment, actor))  # an active one's extract is rebuilt
