@@ -172,7 +172,7 @@ def list_output_requests() -> list[OutputRequestOut]:
 @api.operation("/output-requests/queue", "GET", summary="The output checker's queue", tag="outputs",
                permission=Permission.REVIEW_OUTPUTS, response=OutputRequestOut, response_is_list=True)
 def output_queue() -> list[OutputRequestOut]:
-    return [_out(r) for r in service.queue(db(), require_user())]
+    return [_out(r) for r in service.queue(db(), require_user(), whole=True)]
 
 
 @api.operation("/projects/<int:project_id>/output-requests", "POST", summary="Start an output request",

@@ -290,20 +290,30 @@ def returned_to_count(user_id: int | BindParameter[int]) -> Select[tuple[int]]:
         OutputRequest.project.has(Project.members.any(ProjectMember.user_id == user_id)))
 
 
-# Requests awaiting review or a decision, oldest first, with every row's project and its former team (joined: a few
-# rows each) in one more query and the projects' teams in one more, not one each: the conflict rule reads both.
-# Built once per process.
-_AWAITING_CHECKS = (select(OutputRequest)
-                    .where(OutputRequest.state.in_([OutputState.SUBMITTED.value, OutputState.PARTIALLY_REVIEWED.value,
-                                                    OutputState.REVIEWED.value]))
-                    .order_by(OutputRequest.submitted_at, OutputRequest.id)
-                    .options(selectinload(OutputRequest.project).lazyload(Project.variables),
-                             selectinload(OutputRequest.project).joinedload(Project.former_members)))
+# Requests awaiting review or a decision, oldest first, in a fixed number of statements however many wait: the
+# requests with their projects and the projects' former teams (joined: a few rows each), the projects' teams (the rows:
+# the conflict rule needs only who is on them), then for the queue and home pages only the files (names and automatic
+# verdicts) and the reviews (how many, and whose): nothing else of a request, nor anybody's account. The API's queue
+# gives each request whole, each relationship read for every request at once. Built once per process.
+_AWAITING = (select(OutputRequest)
+             .where(OutputRequest.state.in_([OutputState.SUBMITTED.value, OutputState.PARTIALLY_REVIEWED.value,
+                                             OutputState.REVIEWED.value]))
+             .order_by(OutputRequest.submitted_at, OutputRequest.id))
+_AWAITING_PROJECTS = (joinedload(OutputRequest.project).lazyload(Project.variables),
+                      joinedload(OutputRequest.project).joinedload(Project.former_members),
+                      joinedload(OutputRequest.project).selectinload(Project.members).lazyload(ProjectMember.user))
+_AWAITING_CHECKS = _AWAITING.options(
+    *_AWAITING_PROJECTS, selectinload(OutputRequest.files).lazyload(OutputFile.votes),
+    selectinload(OutputRequest.reviews).lazyload(OutputReview.reviewer), lazyload(OutputRequest.groups),
+    lazyload(OutputRequest.comments), lazyload(OutputRequest.exceptions), lazyload(OutputRequest.author))
+_AWAITING_CHECKS_WHOLE = _AWAITING.options(*_AWAITING_PROJECTS)
 
 
-def queue(session: Session, user: User) -> list[OutputRequest]:
-    """The checker's queue: requests awaiting review or a decision that this checker may check, oldest first."""
-    return [r for r in session.scalars(_AWAITING_CHECKS) if can_review(user, r)]
+def queue(session: Session, user: User, whole: bool = False) -> list[OutputRequest]:
+    """The checker's queue: requests awaiting review or a decision that this checker may check, oldest first.
+    ``whole``: with all of each request (the API's answer), not only what the queue page and the home page show."""
+    rows = session.scalars(_AWAITING_CHECKS_WHOLE if whole else _AWAITING_CHECKS).unique()
+    return [r for r in rows if can_review(user, r)]
 
 
 def released_for_project(session: Session, project: Project) -> list[OutputRequest]:

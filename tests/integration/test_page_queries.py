@@ -190,3 +190,42 @@ def test_a_project_data_page_sends_as_many_statements_with_amendments_as_without
         count, page = sent(username)
         assert count == without[username], username
         assert [r for r in references if r in page] == list(shows), username
+
+
+def test_the_checkers_queue_and_home_send_as_many_statements_however_many_requests_wait(
+        app: Flask, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    """The demo's queue is empty; a queue with requests from two projects (each with files and reviews) must read
+    them in a fixed number of statements, not one per request or per relationship of each."""
+    from sqlalchemy import update
+
+    from gateway.db import utcnow
+
+    with unit_of_work(session_factory) as s:
+        demo.seed(s, settings)
+    statements = Statements(app.extensions["sde_engine"])
+    client = app.test_client()
+    sign_in_session(client, session_factory, "checker1")
+
+    def sent(page: str) -> int:
+        client.get(page)
+        statements.sent.clear()
+        response = client.get(page)
+        assert response.status_code == 200
+        return len(statements.sent)
+
+    empty = {page: sent(page) for page in ("/outputs/queue", "/home")}
+    with unit_of_work(session_factory) as s:  # requests waiting on two projects (set straight to submitted)
+        for username in ("researcher", "researcher2", "researcher2"):
+            author = s.scalar(select(User).where(User.username == username))
+            assert author is not None
+            project = s.scalar(select(Project).where(Project.members.any(ProjectMember.user_id == author.id)))
+            assert project is not None
+            request = outputs.create_request(s, author, project, f"Waiting from {username}")
+            outputs.save_group(s, author, request, "Counts", "Patients by borough.", "Small counts suppressed.")
+            s.flush()
+            s.execute(update(OutputRequest).where(OutputRequest.id == request.id)
+                      .values(state="submitted", submitted_at=utcnow()))
+    assert "Waiting from researcher2" in client.get("/outputs/queue").get_data(as_text=True)
+    waiting = {page: sent(page) for page in ("/outputs/queue", "/home")}
+    assert waiting["/outputs/queue"] <= 5 and waiting["/home"] <= 5, (empty, waiting,
+                                                                      [q.split(" FROM ")[-1][:60] for q in statements.sent])
