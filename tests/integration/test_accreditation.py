@@ -33,6 +33,7 @@ from tests.conftest import sign_in_session
 from tests.integration.test_pages import csrf_from
 from tests.support.databases import postgres_only
 from tests.support.date_boxes import as_page
+from tests.support.late import late_session, refused_on
 
 ONS = service.SCHEMES[0]
 PDF = minimal_pdf(["Test certificate"])
@@ -619,18 +620,13 @@ def test_a_rejection_read_before_the_verification_does_not_overturn_it(app: Flas
     """An officer's two tabs (or two officers): one verifies, the other, read while the record was pending, rejects
     after. A decision is final, and the second is judged on the record as committed: refused, the first stands."""
     accreditation_id = record_pending(people, app, "researcher")
-    late = people()
-    try:
+    with late_session(people) as late:
         stale = late.get(Accreditation, accreditation_id)
         assert stale is not None and stale.status == "pending"
         officer = user(late, "accreditor")
         verify(people, accreditation_id)
-        with pytest.raises(InvalidTransition, match="already been verified"):
-            service.reject_accreditation(late, officer, stale, "The certificate looks altered.")
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+        refused_on(late, InvalidTransition, lambda: service.reject_accreditation(
+            late, officer, stale, "The certificate looks altered."), match="already been verified")
     with people() as s:
         found = s.get(Accreditation, accreditation_id)
         assert found is not None and found.status == "verified"

@@ -26,6 +26,7 @@ from projects.workflow import (
 )
 from tests.support import factories as f
 from tests.support.databases import postgres_only
+from tests.support.late import late_session, refused_on
 
 
 @pytest.fixture
@@ -321,11 +322,8 @@ def test_a_decision_read_in_round_1_is_refused_once_round_2_is_quorate(world: se
     resubmitted and voted on again. The round is read afresh under the application's lock, not the round 1 the
     session still holds, and nothing is decided."""
     app_id = f.awaiting_decision(world)
-    late = world()
-    try:
-        application = late.get(Application, app_id)
-        assert application is not None
-        _ = [a.reviews for a in application.assignments], f.user(late, "dacchair")
+    with late_session(world) as late:
+        application = _read_by(late, app_id, "dacchair")
         with unit_of_work(world) as s:
             found = s.get(Application, app_id)
             assert found is not None
@@ -333,27 +331,23 @@ def test_a_decision_read_in_round_1_is_refused_once_round_2_is_quorate(world: se
                        message="Narrow the cohort.", access_end_date=None, today=f.TODAY)
         f.submit(world, app_id)
         f.review_round(world, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
-        with pytest.raises(Conflict, match="resubmitted since you opened it"):
-            dac.decide(late, f.user(late, "dacchair"), application, f.DAC, outcome="rejected", conditions="",
-                       message="The cohort is too wide.", access_end_date=None, today=f.TODAY, round_seen=1)
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+        refused_on(late, Conflict, lambda: dac.decide(
+            late, f.user(late, "dacchair"), application, f.DAC, outcome="rejected", conditions="",
+            message="The cohort is too wide.", access_end_date=None, today=f.TODAY, round_seen=1),
+            match="resubmitted since you opened it")
     with world() as s:
         found = s.get(Application, app_id)
         assert found is not None
         assert (found.round, found.state, [d.round for d in found.decisions]) == (2, AppState.UNDER_REVIEW, [1])
 
 
-def _late(factory: sessionmaker[Session], app_id: int, username: str) -> tuple[Session, Application]:
-    """A session (a second tab, or a second person) that read the application before anything below commits."""
-    late = factory()
+def _read_by(late: Session, app_id: int, username: str) -> Application:
+    """The application (with its team, variables and votes) and ``username``, as a page read them."""
     application = late.get(Application, app_id)
     assert application is not None
     _ = application.members, application.variables, [a.reviews for a in application.assignments]
     f.user(late, username)
-    return late, application
+    return application
 
 
 @postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
@@ -363,19 +357,15 @@ def test_a_withdrawal_read_before_the_approval_does_not_withdraw_an_approved_app
     meanwhile. The withdrawal is judged on the state as committed, under the application's lock: refused, and the
     approved application (whose project exists) is not marked withdrawn."""
     app_id = f.awaiting_decision(world)
-    late, application = _late(world, app_id, "researcher")
-    try:
+    with late_session(world) as late:
+        application = _read_by(late, app_id, "researcher")
         with unit_of_work(world) as s:
             found = s.get(Application, app_id)
             assert found is not None
             dac.decide(s, f.user(s, "dacchair"), found, f.DAC, outcome="approved", conditions="", message="",
                        access_end_date=f.TODAY + dt.timedelta(days=365), today=f.TODAY)
-        with pytest.raises(InvalidTransition):
-            applications.withdraw(late, f.user(late, "researcher"), application)
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+        refused_on(late, InvalidTransition,
+                   lambda: applications.withdraw(late, f.user(late, "researcher"), application))
     assert app_state(world, app_id) == AppState.APPROVED
 
 
@@ -384,15 +374,12 @@ def test_a_draft_saved_from_a_tab_read_before_submission_changes_nothing(world: 
     """One tab submits the application; another, read while it was a draft, saves a new title after. The committee
     must review what was submitted: the late save is refused on the state as committed."""
     app_id = f.draft(world)
-    late, application = _late(world, app_id, "researcher")
-    try:
+    with late_session(world) as late:
+        application = _read_by(late, app_id, "researcher")
         f.submit(world, app_id)
-        with pytest.raises(Conflict, match="cannot be changed now: it is submitted"):
-            applications.update_draft(late, f.user(late, "researcher"), application, {"title": "Something else"})
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+        refused_on(late, Conflict, lambda: applications.update_draft(
+            late, f.user(late, "researcher"), application, {"title": "Something else"}),
+            match="cannot be changed now: it is submitted")
     with world() as s:
         found = s.get(Application, app_id)
         assert found is not None and found.title == "Asthma and deprivation" and found.state == AppState.SUBMITTED
@@ -405,16 +392,12 @@ def test_reviewers_assigned_from_a_page_read_before_the_withdrawal_do_not_reopen
     meanwhile. Assigning is refused on the state as committed: a withdrawn application does not go under review."""
     app_id = f.draft(world)
     f.submit(world, app_id)
-    late, application = _late(world, app_id, "dacchair")
-    try:
+    with late_session(world) as late:
+        application = _read_by(late, app_id, "dacchair")
         with unit_of_work(world) as s:
             found = s.get(Application, app_id)
             assert found is not None
             applications.withdraw(s, f.user(s, "researcher"), found)
-        with pytest.raises(InvalidTransition):
-            dac.assign_reviewers(late, f.user(late, "dacchair"), application, [f.user(late, "dac1")])
-            late.commit()
-    finally:
-        late.rollback()
-        late.close()
+        refused_on(late, InvalidTransition, lambda: dac.assign_reviewers(
+            late, f.user(late, "dacchair"), application, [f.user(late, "dac1")]))
     assert app_state(world, app_id) == AppState.WITHDRAWN
