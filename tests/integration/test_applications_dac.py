@@ -324,11 +324,7 @@ def test_a_decision_read_in_round_1_is_refused_once_round_2_is_quorate(world: se
     app_id = f.awaiting_decision(world)
     with late_session(world) as late:
         application = _read_by(late, app_id, "dacchair")
-        with unit_of_work(world) as s:
-            found = s.get(Application, app_id)
-            assert found is not None
-            dac.decide(s, f.user(s, "dacchair"), found, f.DAC, outcome="changes_requested", conditions="",
-                       message="Narrow the cohort.", access_end_date=None, today=f.TODAY)
+        _chair_decides(world, app_id, "changes_requested", "Narrow the cohort.")
         f.submit(world, app_id)
         f.review_round(world, app_id, {"dac1": "approve", "dac2": "approve", "laymember": "approve"})
         refused_on(late, Conflict, lambda: dac.decide(
@@ -339,6 +335,16 @@ def test_a_decision_read_in_round_1_is_refused_once_round_2_is_quorate(world: se
         found = s.get(Application, app_id)
         assert found is not None
         assert (found.round, found.state, [d.round for d in found.decisions]) == (2, AppState.UNDER_REVIEW, [1])
+
+
+def _chair_decides(factory: sessionmaker[Session], app_id: int, outcome: str, message: str = "",
+                   access_end_date: dt.date | None = None) -> None:
+    """The chair's decision, committed (while a late session holds what it read before)."""
+    with unit_of_work(factory) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.decide(s, f.user(s, "dacchair"), found, f.DAC, outcome=outcome, conditions="", message=message,
+                   access_end_date=access_end_date, today=f.TODAY)
 
 
 def _read_by(late: Session, app_id: int, username: str) -> Application:
@@ -359,11 +365,7 @@ def test_a_withdrawal_read_before_the_approval_does_not_withdraw_an_approved_app
     app_id = f.awaiting_decision(world)
     with late_session(world) as late:
         application = _read_by(late, app_id, "researcher")
-        with unit_of_work(world) as s:
-            found = s.get(Application, app_id)
-            assert found is not None
-            dac.decide(s, f.user(s, "dacchair"), found, f.DAC, outcome="approved", conditions="", message="",
-                       access_end_date=f.TODAY + dt.timedelta(days=365), today=f.TODAY)
+        _chair_decides(world, app_id, "approved", access_end_date=f.TODAY + dt.timedelta(days=365))
         refused_on(late, InvalidTransition,
                    lambda: applications.withdraw(late, f.user(late, "researcher"), application))
     assert app_state(world, app_id) == AppState.APPROVED

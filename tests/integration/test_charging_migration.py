@@ -15,14 +15,7 @@ from tests.support import factories as f
 
 
 def test_0004_upgrades_a_populated_database(scratch_url: str) -> None:
-    from gateway import demo
-
-    upgrade(scratch_url)
-    engine = make_engine(scratch_url)
-    factory = make_session_factory(engine)
-    with unit_of_work(factory) as s:
-        demo.seed_users(s, "test")
-        f.accredit(s, "researcher")
+    engine, factory = f.migrated_with_people(scratch_url)
     project_id = f.approved_project(factory)
     engine.dispose()
     # back to 0003 (as a database from before charging), with its projects, then forward again

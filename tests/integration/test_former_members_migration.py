@@ -15,15 +15,7 @@ from tests.support import factories as f
 
 
 def test_0023_recovers_the_members_removed_before_it_from_the_audit_log(scratch_url: str) -> None:
-    from gateway import demo
-
-    upgrade(scratch_url)
-    engine = make_engine(scratch_url)
-    factory = make_session_factory(engine)
-    with unit_of_work(factory) as s:
-        demo.seed_users(s, "test")
-        for name in ("researcher", "researcher2"):
-            f.accredit(s, name)
+    engine, factory = f.migrated_with_people(scratch_url, ("researcher", "researcher2"))
     app_id = f.draft(factory)
     with unit_of_work(factory) as s:  # researcher2 on the first team (project.created names usernames)
         applications.add_member(s, f.user(s, "researcher"), s.get(Application, app_id), f.user(s, "researcher2"),

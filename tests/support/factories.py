@@ -163,3 +163,20 @@ def release_extract(settings: Any, factory: sessionmaker[Session], project_id: i
             assert project is not None
             if extracts.release_held(s, settings, user(s, username), project, version, reason) == "released":
                 return
+
+
+def migrated_with_people(url: str, accredited: tuple[str, ...] = ("researcher",)) -> tuple[Any, sessionmaker[Session]]:
+    """A database migrated to the newest revision with the demo's people, ``accredited`` accredited: (its engine, a
+    session factory), for a migration test to fill, take back a revision and bring forward again."""
+    from gateway import demo
+    from gateway.db import make_engine, make_session_factory, unit_of_work
+    from gateway.migrate import upgrade
+
+    upgrade(url)
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as s:
+        demo.seed_users(s, "test")
+        for name in accredited:
+            accredit(s, name)
+    return engine, factory

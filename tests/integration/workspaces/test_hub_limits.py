@@ -12,7 +12,6 @@ environment). With them it must not be able to:
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import threading
@@ -30,17 +29,11 @@ import requests
 from gateway.workspaces.hub import HubClient
 from gateway.workspaces.spec import TIERS, WorkspaceSpec
 from gateway.workspaces.tickets import mint_ticket
+from tests.integration.workspaces.test_local_hub import pytestmark  # noqa: F401 (a local hub: the same needs)
 from tests.integration.workspaces.workspace_client import Workspace, browser_login
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "infra" / "jupyterhub"))
-from devhub import DevHub, default_singleuser_prefix, free_port
-
-REASONS = []
-if os.geteuid() != 0:
-    REASONS.append("must run as root (servers run as a mapped uid)")
-if not (default_singleuser_prefix() / "bin" / "jupyterhub-singleuser").exists():
-    REASONS.append("single-user env missing: run infra/jupyterhub/build_singleuser_env.sh")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(REASONS), reason="; ".join(REASONS))]
+from devhub import DevHub, free_port
 
 USER = "_u7"
 PROJECTS = ("p1", "p2")
