@@ -3,7 +3,9 @@
 Creates a throwaway PostgreSQL database and instance folder, runs `sde init` and `sde demo --seed-only` into them
 (as `sde demo` does), then builds the real app in this process (create_app, the demo's settings) and calls its pages
 through Flask's test client, signed in as the demo researcher, output checker and DAC chair. A bare Flask app
-answering one short page, called the same way, is the baseline. For each page it prints the median and p90 time,
+answering one short page, called the same way, is the baseline. The demo's checkers' queue is empty, so one request
+is added to it first (researcher2's, submitted with a group and no files), for the queue, the checkers' home and the
+checker's view of a waiting request to show something. For each page it prints the median and p90 time,
 the SQL statements the request ran (a SQLAlchemy `before_cursor_execute` listener on the app's engine), and the
 ratio to the baseline's median. A second table times the parts of the request frame on their own (session and
 user load, the signed cookie, the rate limiter's check, the permission checks of the menu, the CSRF token, the
@@ -191,7 +193,35 @@ def main() -> int:
             app.extensions["sde_engine"].dispose()
 
 
+WAITING_TITLE = "Bench: a request awaiting its checks"
+
+
+def add_waiting_request(app: Any) -> None:
+    """The demo's queue is empty, so the checkers' queue and home would be timed with nothing to show: researcher2
+    starts a request on their project, with a group, and it is set to submitted (no files: the bench has no
+    workspace to hand them over from)."""
+    from sqlalchemy import select, update
+
+    from gateway.db import unit_of_work, utcnow
+    from gateway.models import User
+    from gateway.outputs import service as outputs
+    from gateway.outputs.models import OutputRequest
+    from projects.models import Project, ProjectMember
+
+    with unit_of_work(app.extensions["sde_sessionmaker"]) as s:
+        author = s.scalar(select(User).where(User.username == "researcher2"))
+        assert author is not None
+        project = s.scalar(select(Project).where(Project.members.any(ProjectMember.user_id == author.id)))
+        assert project is not None
+        request = outputs.create_request(s, author, project, WAITING_TITLE)
+        outputs.save_group(s, author, request, "Counts", "Patients by borough.", "Small counts suppressed.")
+        s.flush()
+        s.execute(update(OutputRequest).where(OutputRequest.id == request.id)
+                  .values(state="submitted", submitted_at=utcnow()))
+
+
 def run(app: Any, args: argparse.Namespace) -> int:
+    add_waiting_request(app)
     counter = StatementCounter(app.extensions["sde_engine"])
     bare = bare_app().test_client()
     base_times = timed(lambda: bare.get("/"), args.rounds)

@@ -21,7 +21,6 @@ from gateway.charging.invoices import list_invoices
 from gateway.extracts.models import ExtractVersion
 from gateway.models import User
 from gateway.outputs import service as outputs
-from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
 from gateway.permissions import Permission, Role, has_permission
 from projects import applications, dac, lifecycle
 from projects.accreditation import list_for_officer
@@ -178,13 +177,15 @@ def accreditation_officer_items(reads: Reads, user: User, today: dt.date) -> lis
     return _item("accreditations_to_verify", len(list_for_officer(reads.session, user, "pending")))
 
 
+_CHECKER_COUNTS = outputs.checker_counts(_USER)  # built once per process
+
+
 def output_checker_items(reads: Reads, user: User, today: dt.date) -> list[Waiting]:
-    """The checker's own queue (which already leaves out their own projects' requests): those they have not yet
-    reviewed this round, and those with both reviews in that await a decision."""
-    queue = outputs.queue(reads.session, user)
-    to_check = [r for r in queue if r.state in REVIEWABLE_STATES and outputs.own_review(user, r) is None]
-    to_decide = [r for r in queue if r.state == OutputState.REVIEWED]
-    return _item("outputs_to_check", len(to_check)) + _item("outputs_to_decide", len(to_decide))
+    """The checker's own queue (which leaves out requests of projects they are or were on, and their own), counted in
+    one statement: those they have not yet reviewed this round, and those with both reviews in that await a
+    decision."""
+    to_check, to_decide = reads.session.execute(_CHECKER_COUNTS, reads.values).one()
+    return _item("outputs_to_check", to_check) + _item("outputs_to_decide", to_decide)
 
 
 def held_extracts(session: Session, user: User) -> list[ExtractVersion]:

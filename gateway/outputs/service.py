@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, bindparam, func, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,7 +40,7 @@ from gateway.outputs.workflow import (
 from gateway.permissions import ROLE_PERMISSIONS, Permission, has_permission
 from projects.accreditation_rules import check_accredited
 from projects.lifecycle import is_member, was_member
-from projects.models import Project, ProjectMember
+from projects.models import Project, ProjectFormerMember, ProjectMember
 from projects.workflow import ProjectState, check_round
 
 REVIEWS_NEEDED = 2
@@ -103,6 +103,28 @@ def review_conflict(user: User, request: OutputRequest) -> str | None:
     if was_member(user, request.project):
         return "you were on this project's team"
     return None
+
+
+def no_review_conflict_clause(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
+    """``review_conflict(user, request) is None`` in the database, as a condition on OutputRequest: not its author,
+    and neither on its project's team nor ever taken off it (tests/integration/test_rules_in_sql.py holds the two
+    together)."""
+    return (OutputRequest.author_id != user_id) & ~OutputRequest.project.has(or_(
+        Project.members.any(ProjectMember.user_id == user_id),
+        Project.former_members.any(ProjectFormerMember.user_id == user_id)))
+
+
+def checker_counts(user_id: int | BindParameter[int]) -> Select[tuple[int, int]]:
+    """The checker's queue counted in the database, by the queue's own rule (no_review_conflict_clause): (requests
+    awaiting review with no review of theirs this round, requests with both reviews in awaiting a decision)."""
+    open_to_them = no_review_conflict_clause(user_id)
+    reviewed_by_them = OutputRequest.reviews.any((OutputReview.reviewer_id == user_id)
+                                                 & (OutputReview.round == OutputRequest.round))
+    to_check = select(func.count()).select_from(OutputRequest).where(
+        OutputRequest.state.in_([s.value for s in REVIEWABLE_STATES]), open_to_them, ~reviewed_by_them)
+    to_decide = select(func.count()).select_from(OutputRequest).where(
+        OutputRequest.state == OutputState.REVIEWED.value, open_to_them)
+    return select(to_check.scalar_subquery(), to_decide.scalar_subquery())
 
 
 def can_review(user: User, request: OutputRequest) -> bool:

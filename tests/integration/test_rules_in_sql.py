@@ -21,11 +21,18 @@ from gateway.db import unit_of_work, utcnow
 from gateway.home import NEAR_EXPIRY_DAYS, URGENT_EXPIRY_DAYS, Waiting, waiting_for
 from gateway.models import User
 from gateway.outputs import service as outputs
-from gateway.outputs.models import OutputRequest
-from gateway.outputs.workflow import OutputState
+from gateway.outputs.models import OutputRequest, OutputReview
+from gateway.outputs.workflow import REVIEWABLE_STATES, OutputState
 from gateway.permissions import Permission, Role, has_permission
 from projects import applications, dac, lifecycle
-from projects.models import Application, ApplicationMember, Project, ProjectMember, ReviewAssignment
+from projects.models import (
+    Application,
+    ApplicationMember,
+    Project,
+    ProjectFormerMember,
+    ProjectMember,
+    ReviewAssignment,
+)
 from projects.workflow import AppState, ProjectState
 
 TODAY = utcnow().date()
@@ -63,6 +70,21 @@ def _edge_cases(s: Session) -> None:
     # to the second's, who has left it (not counted), and one in another state (not counted)
     for project, state in ((first, OutputState.RETURNED), (second, OutputState.RETURNED), (first, OutputState.PENDING)):
         s.add(OutputRequest(project_id=project.id, author_id=project.lead_id, title="Edge case", state=state.value))
+    # requests awaiting the checkers: submitted (by the first project's lead; checker1 reviewed its earlier round),
+    # partly reviewed by checker1 this round, reviewed; checker2 was once on the first project's team
+    waiting = {state: OutputRequest(project_id=first.id, author_id=first.lead_id, title="Waiting", state=state.value,
+                                    round=2, submitted_at=utcnow())
+               for state in (OutputState.SUBMITTED, OutputState.PARTIALLY_REVIEWED, OutputState.REVIEWED)}
+    s.add(OutputRequest(project_id=second.id, author_id=user("checker1").id, title="Theirs", round=1,
+                        state=OutputState.SUBMITTED.value, submitted_at=utcnow()))
+    s.add_all(waiting.values())
+    s.flush()
+    s.add(OutputReview(request_id=waiting[OutputState.PARTIALLY_REVIEWED].id, reviewer_id=user("checker1").id,
+                       round=2, outcome="approve", submitted_at=utcnow()))
+    s.add(OutputReview(request_id=waiting[OutputState.SUBMITTED].id, reviewer_id=user("checker1").id, round=1,
+                       outcome="approve", submitted_at=utcnow()))
+    s.add(ProjectFormerMember(project_id=first.id, user_id=user("checker2").id, joined_at=utcnow(),
+                              left_at=utcnow(), reason="edge case"))
     closed = s.scalar(select(Project).where(Project.id.not_in([first.id, second.id])).order_by(Project.id))
     if closed is not None:
         closed.state, closed.end_date = ProjectState.CLOSED.value, TODAY + dt.timedelta(days=3)
@@ -75,7 +97,8 @@ def _seeded(factory: sessionmaker[Session], settings: Settings) -> None:
         _edge_cases(s)
 
 
-def _ids(s: Session, entity: type[Application] | type[Project], clause: ColumnElement[bool]) -> set[int]:
+def _ids(s: Session, entity: type[Application] | type[Project] | type[OutputRequest],
+         clause: ColumnElement[bool]) -> set[int]:
     return set(s.scalars(select(entity.id).where(clause)))
 
 
@@ -87,9 +110,11 @@ def test_each_sql_form_selects_the_rows_its_python_rule_accepts(session_factory:
         apps = list(s.scalars(select(Application).options(
             selectinload(Application.members), selectinload(Application.assignments))))
         projects = list(s.scalars(select(Project).options(selectinload(Project.members))))
+        requests = list(s.scalars(select(OutputRequest)))
         seen: dict[str, set[bool]] = {}
         for user in users:
-            pairs: list[tuple[str, type[Application] | type[Project], ColumnElement[bool], set[int]]] = [
+            pairs: list[tuple[str, type[Application] | type[Project] | type[OutputRequest], ColumnElement[bool],
+                              set[int]]] = [
                 ("team", Application, applications.team_member_clause(user.id),
                  {a.id for a in apps if applications.is_team_member(user, a)}),
                 ("view application", Application,
@@ -101,10 +126,12 @@ def test_each_sql_form_selects_the_rows_its_python_rule_accepts(session_factory:
                  {a.id for a in apps if dac.assignment_of(user, a) is not None}),
                 ("view project", Project, lifecycle.can_view_project_clause(user.id, lifecycle.is_staff(user)),
                  {p.id for p in projects if lifecycle.can_view_project(user, p)}),
+                ("no review conflict", OutputRequest, outputs.no_review_conflict_clause(user.id),
+                 {r.id for r in requests if outputs.review_conflict(user, r) is None}),
             ]
             for name, entity, clause, expected in pairs:
                 assert _ids(s, entity, clause) == expected, (name, user.username)
-                rows = apps if entity is Application else projects
+                rows = {Application: apps, Project: projects, OutputRequest: requests}[entity]
                 seen.setdefault(name, set()).update(row.id in expected for row in rows)
         # not vacuous: every rule both accepted and refused some row for someone
         assert all(outcomes == {True, False} for outcomes in seen.values()), seen
@@ -150,11 +177,16 @@ def _expected(s: Session, user: User) -> dict[str, tuple[int, bool]]:
         add("applications_to_decide", sum(a.state == AppState.UNDER_REVIEW for a in open_to_chair))
     if Role.ADMIN.value in user.roles and has_permission(user, Permission.RELEASE_EXTRACTS):
         near(lifecycle.list_projects(s, user))
+    if Role.OUTPUT_CHECKER.value in user.roles and has_permission(user, Permission.REVIEW_OUTPUTS):
+        queue = outputs.queue(s, user)
+        add("outputs_to_check", sum(r.state in REVIEWABLE_STATES and outputs.own_review(user, r) is None
+                                    for r in queue))
+        add("outputs_to_decide", sum(r.state == OutputState.REVIEWED for r in queue))
     return found
 
 
 COUNTED_IN_SQL = {"outputs_returned", "applications_returned", "projects_near_expiry", "votes_owed",
-                  "applications_to_assign", "applications_to_decide"}
+                  "applications_to_assign", "applications_to_decide", "outputs_to_check", "outputs_to_decide"}
 
 
 def test_home_counts_equal_the_python_rules_over_whole_rows(session_factory: sessionmaker[Session],
@@ -167,4 +199,5 @@ def test_home_counts_equal_the_python_rules_over_whole_rows(session_factory: ses
             counted = {i.kind: (i.count, i.urgent) for i in items if i.kind in COUNTED_IN_SQL}
             assert counted == _expected(s, user), user.username
             shown |= set(counted)
-    assert shown >= {"votes_owed", "applications_to_decide", "projects_near_expiry", "outputs_returned"}, shown
+    assert shown >= {"votes_owed", "applications_to_decide", "projects_near_expiry", "outputs_returned",
+                     "outputs_to_check", "outputs_to_decide"}, shown
