@@ -87,8 +87,8 @@ ASSIGNABLE_STATES = frozenset({AppState.SUBMITTED, AppState.UNDER_REVIEW})
 def assign_reviewers(session: Session, actor: User, application: Application, reviewers: list[User]) -> None:
     """Ask DAC members to review; the first assignment (or a resubmission) opens the review."""
     check_permission(actor, Permission.CHAIR_DAC)
+    lock_afresh(session, application)  # a withdrawal (or the chair's own conflict) committed meanwhile is seen
     _check_not_recused(actor, application, "assign reviewers")
-    lock_afresh(session, application)  # a withdrawal committed meanwhile must not go under review
     if application.state not in ASSIGNABLE_STATES:
         raise InvalidTransition("Reviewers can be assigned only to a submitted application or one under review.")
     errors: list[str] = []
@@ -118,6 +118,9 @@ def assign_reviewers(session: Session, actor: User, application: Application, re
 
 def declare_conflict(session: Session, actor: User, application: Application, conflict: bool,
                      reason: str) -> None:
+    """Under the application's lock, as votes and decisions are: a vote or a decision being made now either commits
+    first or sees the declaration (a recused member never votes or decides on a page read before it)."""
+    lock_afresh(session, application)
     assignment = assignment_of(actor, application)
     if assignment is None:
         raise PermissionDenied("You are not a reviewer of this application.")
@@ -155,8 +158,8 @@ def submit_review(session: Session, actor: User, application: Application, vote:
     refused."""
     if assignment_of(actor, application) is None:
         raise PermissionDenied("You are not a reviewer of this application.")
-    _check_not_recused(actor, application, "vote")
     _fresh_under_lock(session, application, round_seen, "vote")
+    _check_not_recused(actor, application, "vote")  # as committed: a conflict declared in another tab counts
     if application.state != AppState.UNDER_REVIEW:
         raise InvalidTransition("Votes can be cast only while the application is under review.")
     assignment = assignment_of(actor, application)
@@ -258,8 +261,8 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
     from projects import lifecycle
 
     check_permission(actor, Permission.CHAIR_DAC)
-    _check_not_recused(actor, application, "decide this application")
     _fresh_under_lock(session, application, round_seen, "decide")
+    _check_not_recused(actor, application, "decide this application")  # as committed, like the quorum
     target = OUTCOMES.get(outcome)
     if target is None:
         raise ValidationError("The decision could not be recorded.", field_errors={"outcome": ["Choose a decision."]})

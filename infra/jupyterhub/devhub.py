@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -100,14 +101,27 @@ def _alive(pid: int | None, started: str | None) -> bool:
     return pid is not None and started is not None and _started(pid) == started
 
 
+def _made_by_me(path: Path, kind: Any) -> bool:
+    """``path`` is of ``kind`` (not a link to one), this account's, and nobody else may write it."""
+    try:
+        found = path.lstat()
+    except OSError:
+        return False
+    return kind(found.st_mode) and found.st_uid == os.geteuid() and not found.st_mode & 0o022
+
+
 def sweep_orphaned_hubs(tmp: Path | None = None) -> list[Path]:
     """Undo the hubs of test runs that died without their clean-up (a pytest killed with SIGKILL): stop the hub
     and its proxy if they still run, remove its sandboxes, bridge and firewall table, forget its claim in the host
     registry, and delete its folder. Without this, the registry keeps the dead hub's ports, and a later hub that
     draws one of them from the system's free ports refuses to start. A hub whose owner still runs is left alone,
-    and so is a folder without an owner file. Returns the folders swept."""
+    and so is a folder without an owner file, or one (or an owner file) another account made: the temporary folder
+    is everyone's, and root must not kill the processes, nor tear down the bridge, homes and claim, that a file
+    planted there names. Returns the folders swept."""
     swept = []
     for root in sorted((tmp or Path(tempfile.gettempdir())).glob(f"{ROOT_PREFIX}*")):
+        if not (_made_by_me(root, stat.S_ISDIR) and _made_by_me(root / OWNER_FILE, stat.S_ISREG)):
+            continue
         try:
             owner = json.loads((root / OWNER_FILE).read_text())
         except (OSError, ValueError):
@@ -184,6 +198,7 @@ class DevHub:
                 proxy = int((self.state_dir / "proxy.pid").read_text().strip())
                 owner.update(proxy_pid=proxy, proxy_started=_started(proxy))
         (self.root / OWNER_FILE).write_text(json.dumps(owner))
+        os.chmod(self.root / OWNER_FILE, 0o644)  # whatever the umask: the sweep trusts no file others may write
 
     # -- settings ---------------------------------------------------------------------------
 

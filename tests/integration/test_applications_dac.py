@@ -403,3 +403,56 @@ def test_reviewers_assigned_from_a_page_read_before_the_withdrawal_do_not_reopen
         refused_on(late, InvalidTransition, lambda: dac.assign_reviewers(
             late, f.user(late, "dacchair"), application, [f.user(late, "dac1")]))
     assert app_state(world, app_id) == AppState.WITHDRAWN
+
+
+def _declare_conflict(factory: sessionmaker[Session], app_id: int, username: str, conflict: bool) -> None:
+    with unit_of_work(factory) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        reason = "My department runs the study." if conflict else ""
+        dac.declare_conflict(s, f.user(s, username), found, conflict, reason)
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_chair_who_declared_a_conflict_in_another_tab_cannot_decide_from_a_page_read_before(
+        world: sessionmaker[Session]) -> None:
+    """The chair, also a reviewer, declared no conflict; the decision page stays open in one tab while, in another,
+    the chair declares a conflict after all (recused). The decision sent from the first tab is judged on the
+    declaration as committed, under the application's lock: refused, and nothing is decided."""
+    app_id = f.awaiting_decision(world)
+    with unit_of_work(world) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [f.user(s, "dacchair")])
+    _declare_conflict(world, app_id, "dacchair", False)
+    with late_session(world) as late:
+        application = _read_by(late, app_id, "dacchair")
+        _declare_conflict(world, app_id, "dacchair", True)
+        refused_on(late, PermissionDenied, lambda: dac.decide(
+            late, f.user(late, "dacchair"), application, f.DAC, outcome="approved", conditions="", message="",
+            access_end_date=f.TODAY + dt.timedelta(days=365), today=f.TODAY, round_seen=1), match="recused")
+    assert app_state(world, app_id) == AppState.UNDER_REVIEW
+
+
+@postgres_only
+def test_a_reviewer_who_declared_a_conflict_in_another_tab_cannot_vote_from_a_page_read_before(
+        world: sessionmaker[Session]) -> None:
+    """A reviewer declared no conflict and opened the vote form; in another tab they declare a conflict. The vote sent
+    from the first tab is refused on the declaration as committed: a recused member's vote is never recorded."""
+    with unit_of_work(world) as s:
+        f.accredit(s, "researcher")
+    app_id = f.draft(world)
+    f.submit(world, app_id)
+    with unit_of_work(world) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [f.user(s, "dac1")])
+    _declare_conflict(world, app_id, "dac1", False)
+    with late_session(world) as late:
+        application = _read_by(late, app_id, "dac1")
+        _declare_conflict(world, app_id, "dac1", True)
+        refused_on(late, PermissionDenied, lambda: dac.submit_review(
+            late, f.user(late, "dac1"), application, "approve", "", "", round_seen=1), match="recused")
+    with world() as s:
+        found = s.get(Application, app_id)
+        assert found is not None and [r for a in found.assignments for r in a.reviews] == []

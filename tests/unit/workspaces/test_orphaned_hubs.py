@@ -85,3 +85,31 @@ def test_a_hub_records_its_owner_for_the_sweep(tmp_path: Path) -> None:
     owner = json.loads((hub.root / OWNER_FILE).read_text())
     assert owner["bridge"] == hub.bridge and owner["state_dir"] == str(hub.state_dir)
     assert owner["registry"] == str(hub.registry)
+
+
+def test_a_folder_made_by_another_account_is_not_swept(tmp_path: Path) -> None:
+    """The sweep runs as root over the shared temporary folder, where any account may make a folder of that name: one
+    made by another account, whose owner file names a live process of root's as its hub (and the registry, bridge
+    and homes of a real hub), must not have root kill that process, tear down that bridge and homes, or forget that
+    hub's claim. Only folders (and owner files) of the account sweeping are trusted."""
+    import os
+
+    registry = tmp_path / "instances.json"
+    pid, started = _dead_process()
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        victim_started = (Path("/proc") / str(victim.pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+        planted = _hub_folder(tmp_path, registry, "evil01", pid, started, 61004)
+        owner = json.loads((planted / OWNER_FILE).read_text())
+        owner.update(hub_pid=victim.pid, hub_started=victim_started)
+        (planted / OWNER_FILE).write_text(json.dumps(owner))
+        stranger = 65534  # nobody
+        for path in (planted, planted / OWNER_FILE):
+            os.chown(path, stranger, stranger)
+
+        assert sweep_orphaned_hubs(tmp_path) == []
+        assert victim.poll() is None, "root killed a process named by another account's file"
+        assert planted.exists() and _claiming(registry, 61004) == [str((planted / "state").resolve())]
+    finally:
+        victim.kill()
+        victim.wait()
