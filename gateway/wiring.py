@@ -55,8 +55,10 @@ def destroy_key_when_closed(session: Session, event: events.ProjectStateChanged)
 
 
 def release_held_outputs(session: Session, event: events.ProjectStateChanged) -> None:
-    """A project active again (reinstated or extended) releases what was approved while it was held."""
-    if event.target == ProjectState.ACTIVE:
+    """A project active again (reinstated or extended), or reinstated after its end date (expired), releases what
+    was approved while it was held."""
+    if event.target == ProjectState.ACTIVE or (event.previous == ProjectState.SUSPENDED
+                                               and event.target == ProjectState.EXPIRED):
         requeue_held(session, event.project.id, f"{event.previous}-{event.project.state_changed_at.isoformat()}")
 
 

@@ -198,8 +198,15 @@ def suspend(session: Session, actor: User, project: Project, reason: str) -> Non
 
 
 def reinstate(session: Session, actor: User, project: Project, reason: str) -> None:
+    """End a suspension. A project whose end date passed while it was suspended is expired, not active: its access
+    has ended (an approved extension makes it active again)."""
     check_permission(actor, Permission.MANAGE_PROJECTS)
-    _move(session, actor, project, ProjectState.ACTIVE, _need_reason(reason))
+    reason = _need_reason(reason)
+    if project.end_date < utcnow().date():
+        _move(session, actor, project, ProjectState.EXPIRED,
+              f"{reason} (reinstated after its access ended on {project.end_date})")
+        return
+    _move(session, actor, project, ProjectState.ACTIVE, reason)
 
 
 def revoke(session: Session, actor: User, project: Project, reason: str) -> None:
@@ -260,9 +267,10 @@ def close(session: Session, actor: User, project: Project, reason: str) -> None:
 
 
 def expire_due(session: Session, today: dt.date) -> list[str]:
-    """The scheduled job: projects past their end date expire; returns their references."""
-    due = session.scalars(select(Project).where(
-        Project.state.in_([ProjectState.ACTIVE.value, ProjectState.SUSPENDED.value]), Project.end_date < today))
+    """The scheduled job: active projects past their end date expire; returns their references. A suspended one
+    stays suspended until an administrator ends the suspension (reinstate expires it then): expired, it could be
+    extended back to active, and the suspension lifted, by an amendment alone."""
+    due = session.scalars(select(Project).where(Project.state == ProjectState.ACTIVE.value, Project.end_date < today))
     expired = []
     for project in due:
         _move(session, "system", project, ProjectState.EXPIRED, f"access ended on {project.end_date}")

@@ -64,7 +64,7 @@ PROJECT_TRANSITIONS: dict[tuple[ProjectState, ProjectState], str] = {
     (ProjectState.ACTIVE, ProjectState.CLOSED): "close",
     (ProjectState.SUSPENDED, ProjectState.CLOSED): "close",
     (ProjectState.ACTIVE, ProjectState.EXPIRED): "expire",
-    (ProjectState.SUSPENDED, ProjectState.EXPIRED): "expire",
+    (ProjectState.SUSPENDED, ProjectState.EXPIRED): "reinstate after the end date",
     (ProjectState.EXPIRED, ProjectState.ACTIVE): "extend",
 }
 

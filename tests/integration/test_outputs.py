@@ -721,6 +721,42 @@ def test_an_approved_request_is_released_only_once_its_suspended_project_is_rein
     assert [p.name for p in _published(settings)] == [request.package_name]
 
 
+def test_a_suspension_outlasts_the_end_date_and_only_an_administrator_lifts_it(
+        session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
+    """The reviewer's finding: a suspended project whose end date passed was expired by the daily job, then an
+    extension (allowed for an expired project) made it active again, releasing what the suspension held and reopening
+    its workspaces with no administrator reinstating it. A suspension now lasts until an administrator ends it;
+    reinstated after its end date, the project is expired (its access has ended), and what it held is released."""
+    import datetime as dt
+
+    from projects import applications, lifecycle
+
+    request_id = reviewed_request(session_factory, settings, project_id)
+    act(session_factory, request_id, "checker1", service.decide, "approve", "")
+    change_project(session_factory, project_id, lifecycle.suspend, "investigation of a breach")
+    today = dt.datetime.now(dt.UTC).date()
+    with unit_of_work(session_factory) as s:
+        project = s.get(Project, project_id)
+        assert project is not None
+        # the end date passes during the investigation
+        project.start_date, project.end_date = today - dt.timedelta(days=60), today - dt.timedelta(days=1)
+    with unit_of_work(session_factory) as s:
+        assert lifecycle.expire_due(s, today) == []
+    with unit_of_work(session_factory) as s, pytest.raises(Conflict, match="suspended"):
+        project = s.get(Project, project_id)
+        assert project is not None and project.state == "suspended"
+        applications.start_amendment(s, f.user(s, "researcher"), project)
+    work(session_factory, settings)
+    assert get(session_factory, request_id).state == OutputState.APPROVED and _published(settings) == []
+
+    change_project(session_factory, project_id, lifecycle.reinstate, "investigation closed")
+    with session_factory() as s:
+        project = s.get(Project, project_id)
+        assert project is not None and project.state == "expired"
+    work(session_factory, settings)
+    assert get(session_factory, request_id).state == OutputState.RELEASED
+
+
 @postgres_only
 def test_a_release_racing_a_suspension_waits_for_it_and_then_holds(
         session_factory: sessionmaker[Session], settings: Settings, project_id: int) -> None:
