@@ -119,13 +119,18 @@ def assign_reviewers(session: Session, actor: User, application: Application, re
 def declare_conflict(session: Session, actor: User, application: Application, conflict: bool,
                      reason: str) -> None:
     """Under the application's lock, as votes and decisions are: a vote or a decision being made now either commits
-    first or sees the declaration (a recused member never votes or decides on a page read before it)."""
+    first or sees the declaration (a recused member never votes or decides on a page read before it). Only while
+    the application is under review."""
     lock_afresh(session, application)
     assignment = assignment_of(actor, application)
     if assignment is None:
         raise PermissionDenied("You are not a reviewer of this application.")
     if assignment.conflict:
         raise Conflict("You have declared a conflict of interest; it stands for this application.")
+    if application.state != AppState.UNDER_REVIEW:
+        # after a decision, a declaration would recuse the reviewer from the round decided, and its quorum with them
+        raise InvalidTransition("Conflicts of interest are declared while the application is under review; it is "
+                                f"{application.state.replace('_', ' ')}.")
     reason = reason.strip()
     if conflict and not reason:
         raise ValidationError("Your declaration could not be saved.",
@@ -139,12 +144,15 @@ def declare_conflict(session: Session, actor: User, application: Application, co
 
 # --- votes ----------------------------------------------------------------------------------------------
 
-def _fresh_under_lock(session: Session, application: Application, round_seen: int | None, again: str) -> None:
-    """Lock the application's row and forget what was read of it, so the round, the state and the votes checked next
-    are as committed (a resubmission, a decision or a vote committed since the page was read is seen; one in flight
-    waits). Then refuse a form rendered for another round: a vote or a decision from a page opened before the
-    application was returned and resubmitted would count in a round its sender never read."""
+def _fresh_under_lock(session: Session, application: Application, actor: User, doing: str, round_seen: int | None,
+                      again: str) -> None:
+    """Lock the application's row and forget what was read of it, so the recusal, round, state and votes checked next
+    are as committed (a conflict declared, a resubmission, a decision or a vote committed since the page was read is
+    seen; one in flight waits). A recused ``actor`` is refused first (403, whatever page they sent it from); then a
+    form rendered for another round: a vote or a decision from a page opened before the application was returned and
+    resubmitted would count in a round its sender never read."""
     lock_afresh(session, application)
+    _check_not_recused(actor, application, doing)
     check_round("This application", application.round, round_seen, again)
 
 
@@ -158,8 +166,7 @@ def submit_review(session: Session, actor: User, application: Application, vote:
     refused."""
     if assignment_of(actor, application) is None:
         raise PermissionDenied("You are not a reviewer of this application.")
-    _fresh_under_lock(session, application, round_seen, "vote")
-    _check_not_recused(actor, application, "vote")  # as committed: a conflict declared in another tab counts
+    _fresh_under_lock(session, application, actor, "vote", round_seen, "vote")
     if application.state != AppState.UNDER_REVIEW:
         raise InvalidTransition("Votes can be cast only while the application is under review.")
     assignment = assignment_of(actor, application)
@@ -261,8 +268,7 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
     from projects import lifecycle
 
     check_permission(actor, Permission.CHAIR_DAC)
-    _fresh_under_lock(session, application, round_seen, "decide")
-    _check_not_recused(actor, application, "decide this application")  # as committed, like the quorum
+    _fresh_under_lock(session, application, actor, "decide this application", round_seen, "decide")
     target = OUTCOMES.get(outcome)
     if target is None:
         raise ValidationError("The decision could not be recorded.", field_errors={"outcome": ["Choose a decision."]})

@@ -169,6 +169,19 @@ def test_conflicted_member_is_recused(world: sessionmaker[Session]) -> None:
             dac.declare_conflict(s, dac2, app, False, "")  # a declared conflict stands
 
 
+def test_a_conflict_is_declared_while_the_review_is_open_not_after_the_decision(world: sessionmaker[Session]) -> None:
+    """A reviewer declaring a conflict after the chair decided would recuse them from the decided round: their vote
+    would drop out of the quorum the decision was made on. Declarations are made while the application is under
+    review."""
+    app_id = f.awaiting_decision(world)
+    _chair_decides(world, app_id, "approved", access_end_date=f.TODAY + dt.timedelta(days=365))
+    with unit_of_work(world) as s, pytest.raises(InvalidTransition, match="under review"):
+        dac.declare_conflict(s, f.user(s, "dac1"), s.get(Application, app_id), True, "I now advise the team.")
+    with world() as s:
+        app = s.get(Application, app_id)
+        assert app is not None and not dac.is_recused(f.user(s, "dac1"), app)
+
+
 def test_team_members_and_colleagues_are_conflicted_automatically(world: sessionmaker[Session]) -> None:
     with unit_of_work(world) as s:
         org = f.organisation(s, "Imperial College London")
