@@ -85,6 +85,12 @@ def missing_facilities(singleuser_prefix: Path) -> list[str]:
 
 
 ROOT_PREFIX = "londonsde-hub-"
+HOST_ATTEMPTS = 3  # draws of ports, bridge, subnet and uids before a refused hub is reported
+
+
+class HostRefused(RuntimeError):
+    """The hub exited because another instance on this host holds a resource it drew."""
+
 OWNER_FILE = "devhub.json"  # who made the hub and what it holds on the host, for sweep_orphaned_hubs
 
 
@@ -169,16 +175,8 @@ class DevHub:
             os.chmod(path, folder_mode)
         self.runtime_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.runtime_root, 0o755)  # noqa: S103 (the workspace uid reads its passwd file there)
-        self.public_port = free_port()
-        self.hub_port = free_port()
-        self.proxy_api_port = free_port()
-        tag = secrets.token_hex(3)
-        self.bridge = f"sdet{tag}"
-        # A /26 of 10.213.1.0-10.213.255.255 and a uid range of 1000 far above the default's, both at random,
-        # so hubs of tests running side by side (and the host registry's check) do not collide.
-        self.subnet = f"10.213.{secrets.randbelow(255) + 1}.{64 * secrets.randbelow(4)}/26"
-        self.uid_base = 100_000 + 1000 * secrets.randbelow(100_000)
         self.uid_count = 1000
+        self._draw_host_resources()
         self.singleuser_prefix = singleuser_prefix or default_singleuser_prefix()
         self.cull_idle_seconds = cull_idle_seconds
         self.extra_env = extra_env or {}
@@ -186,6 +184,17 @@ class DevHub:
         self.log_path = self.root / "hub.log"
         self.registry = load_settings(self.settings_env()).host_registry
         self._record_owner()
+
+    def _draw_host_resources(self) -> None:
+        """Free loopback ports, a bridge name, a /26 of 10.213.1.0-10.213.255.255 and a uid range of 1000 far above
+        the default's, at random, so hubs of tests running side by side (and the host registry's check) rarely
+        collide; `start` draws again when the registry refuses them."""
+        self.public_port = free_port()
+        self.hub_port = free_port()
+        self.proxy_api_port = free_port()
+        self.bridge = f"sdet{secrets.token_hex(3)}"
+        self.subnet = f"10.213.{secrets.randbelow(255) + 1}.{64 * secrets.randbelow(4)}/26"
+        self.uid_base = 100_000 + 1000 * secrets.randbelow(100_000)
 
     def _record_owner(self) -> None:
         """Write who made this hub and what it holds on the host (sweep_orphaned_hubs reads it)."""
@@ -265,10 +274,25 @@ class DevHub:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, timeout: float = 90.0) -> DevHub:
+        """Start the hub and wait until it answers. A hub of another test running beside this one may hold a
+        resource drawn at random (one /26 in 1,020, say): the registry refuses it and the hub exits, and this draws
+        again, up to HOST_ATTEMPTS times."""
+        for attempt in range(1, HOST_ATTEMPTS + 1):
+            try:
+                return self._start_once(timeout)
+            except HostRefused:
+                if attempt == HOST_ATTEMPTS:
+                    raise
+                self._draw_host_resources()
+                self._record_owner()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> DevHub:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LONDONSDE_HUB_")}
         env.update(self.settings_env())
         env["PYTHONPATH"] = str(REPO_ROOT)
         log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop via the process)
+        logged_before = log.tell()
 
         def reset_signals() -> None:
             # A parent that ignores SIGINT (e.g. a background shell) would make every child
@@ -287,7 +311,12 @@ class DevHub:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}; see {self.log_path}")
+                code, self.proc = self.proc.returncode, None
+                with open(self.log_path, "rb") as written:
+                    written.seek(logged_before)
+                    if b"HostConflict" in written.read():
+                        raise HostRefused(f"the host registry refused this hub's resources; see {self.log_path}")
+                raise RuntimeError(f"hub exited with {code}; see {self.log_path}")
             try:
                 if requests.get(f"{self.url}/hub/api/", timeout=1).status_code == 200:
                     self._record_owner()  # with the hub's and the proxy's pids, for a sweep after a crash

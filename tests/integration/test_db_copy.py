@@ -41,7 +41,7 @@ from gateway.trust import incidents
 from gateway.workspaces import packages
 from gateway.workspaces.models import WorkspaceSession
 from projects import applications, publications
-from projects.models import Project
+from projects.models import Project, ProjectFormerMember
 from tests.conftest import sign_in_session
 from tests.integration.test_outputs import (
     act,
@@ -119,6 +119,9 @@ def seed_everything(settings: Settings) -> dict[str, int]:
         incidents.record_incident(s, admin, utcnow().date() - dt.timedelta(days=3), "Laptop lost \u2013 encrypted",
                                   "A laptop was left on a train.", "The account was disabled the same day.",
                                   utcnow().date())
+        # someone who left the team (an approved amendment writes this; the copy only needs the row)
+        s.add(ProjectFormerMember(project_id=project_id, user_id=f.user(s, "researcher2").id, joined_at=started,
+                                  left_at=utcnow(), reason="removed from the project team \u2013 by amendment"))
         amendment = applications.start_amendment(s, researcher, project)  # names its project: the FK cycle
         applications.update_draft(s, researcher, amendment, {"amendment_summary": "Add deprivation deciles."})
         ids["amendment"] = amendment.id

@@ -67,3 +67,20 @@ def test_a_hub_left_by_a_killed_test_run_is_swept_by_the_next(tmp_path: Path) ->
     assert left["state"] not in json.loads(registry.read_text())
     assert not _host_has("ip", "link", "show", left["bridge"])
     assert not _host_has("nft", "list", "table", "inet", nft_table_name(left["bridge"]))
+
+
+def test_a_hub_refused_a_resource_another_instance_holds_draws_again(tmp_path: Path) -> None:
+    """Two test hubs side by side drew the same /26 (one chance in 1,020 per pair): the second hub exited with
+    HostConflict and its test failed. It now draws its ports, bridge, subnet and uids again."""
+    from devhub import DevHub
+
+    registry, other = tmp_path / "instances.json", tmp_path / "other-instance"
+    other.mkdir()
+    hub = DevHub(spawner="local", extra_env={"LONDONSDE_HUB_HOST_REGISTRY": str(registry)})
+    taken = hub.subnet
+    registry.write_text(json.dumps({str(other.resolve()): {"uids": [1, 2], "bridge": "sdeother", "subnet": taken,
+                                                           "ports": [1]}}))
+    with hub:
+        assert hub.subnet != taken
+        assert "HostConflict" in hub.log_path.read_text()  # the first draw was refused
+        assert str(hub.state_dir.resolve()) in json.loads(registry.read_text())
