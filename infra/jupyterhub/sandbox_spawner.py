@@ -158,8 +158,25 @@ JUPYTER_PATH_VARIABLES = ("JUPYTER_CONFIG_PATH", "JUPYTER_PATH", "JUPYTER_DATA_D
                           "JUPYTER_PLATFORM_DIRS", "JUPYTERLAB_DIR")
 
 
+def exited(pid: int) -> bool:
+    """The process has ended, reaped or not. A zombie still answers signal 0: after a hub crash a workspace's
+    process belongs to init, which may reap it late, and a restarted hub that asked only `kill(pid, 0)` took the
+    dead workspace for a running one and left its sandbox (namespace, cgroups, firewall rules) in place."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in {"Z", "X"}
+
+
 class WorkspaceSpawnerBase(LocalProcessSpawner):
     """What both local spawners share: options, uid, home preparation."""
+
+    async def _signal(self, sig: int) -> bool:
+        """Whether the server's process still exists (after sending ``sig``); a zombie has exited (see `exited`)."""
+        if exited(self.pid):
+            return False
+        return bool(await super()._signal(sig))
 
     extracts_root = Unicode("/srv/londonsde/extracts", help="Extracts must lie under this.").tag(config=True)
     homes_root = Unicode("/srv/londonsde/homes", help="Homes live at <root>/<project>/<user>.").tag(config=True)

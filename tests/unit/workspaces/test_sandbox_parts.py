@@ -10,7 +10,7 @@ import pytest
 from gateway.workspaces.spec import SpecError, workspace_home
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "infra" / "jupyterhub"))
-from sandbox_spawner import UidMap, nft_ruleset
+from sandbox_spawner import UidMap, exited, nft_ruleset
 
 
 def test_uids_are_stable_distinct_and_bounded(tmp_path: Path) -> None:
@@ -42,3 +42,25 @@ def test_homes_live_under_the_project() -> None:
     assert workspace_home("/srv/homes", "alice", "p1") == Path("/srv/homes/p1/alice")
     with pytest.raises(SpecError):
         workspace_home("/srv/homes", "alice", "../p1")
+
+
+def test_a_zombie_workspace_process_counts_as_exited() -> None:
+    """After a hub crash a killed workspace may stay a zombie until init reaps it; signal 0 still reaches a zombie,
+    so the restarted hub took it for running and left its sandbox in place (a CI run caught it)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not exited(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not exited(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(child.pid, 0)  # a zombie, not reaped: signal 0 still succeeds
+        assert exited(child.pid)
+    finally:
+        child.wait()
+    assert exited(child.pid)
