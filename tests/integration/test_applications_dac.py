@@ -418,6 +418,15 @@ def test_reviewers_assigned_from_a_page_read_before_the_withdrawal_do_not_reopen
     assert app_state(world, app_id) == AppState.WITHDRAWN
 
 
+def _reviewer_without_conflict(factory: sessionmaker[Session], app_id: int, username: str) -> None:
+    """The chair assigns ``username`` to review, and they declare no conflict."""
+    with unit_of_work(factory) as s:
+        found = s.get(Application, app_id)
+        assert found is not None
+        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [f.user(s, username)])
+    _declare_conflict(factory, app_id, username, False)
+
+
 def _declare_conflict(factory: sessionmaker[Session], app_id: int, username: str, conflict: bool) -> None:
     with unit_of_work(factory) as s:
         found = s.get(Application, app_id)
@@ -433,11 +442,7 @@ def test_a_chair_who_declared_a_conflict_in_another_tab_cannot_decide_from_a_pag
     the chair declares a conflict after all (recused). The decision sent from the first tab is judged on the
     declaration as committed, under the application's lock: refused, and nothing is decided."""
     app_id = f.awaiting_decision(world)
-    with unit_of_work(world) as s:
-        found = s.get(Application, app_id)
-        assert found is not None
-        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [f.user(s, "dacchair")])
-    _declare_conflict(world, app_id, "dacchair", False)
+    _reviewer_without_conflict(world, app_id, "dacchair")
     with late_session(world) as late:
         application = _read_by(late, app_id, "dacchair")
         _declare_conflict(world, app_id, "dacchair", True)
@@ -456,11 +461,7 @@ def test_a_reviewer_who_declared_a_conflict_in_another_tab_cannot_vote_from_a_pa
         f.accredit(s, "researcher")
     app_id = f.draft(world)
     f.submit(world, app_id)
-    with unit_of_work(world) as s:
-        found = s.get(Application, app_id)
-        assert found is not None
-        dac.assign_reviewers(s, f.user(s, "dacchair"), found, [f.user(s, "dac1")])
-    _declare_conflict(world, app_id, "dac1", False)
+    _reviewer_without_conflict(world, app_id, "dac1")
     with late_session(world) as late:
         application = _read_by(late, app_id, "dac1")
         _declare_conflict(world, app_id, "dac1", True)
