@@ -24,7 +24,7 @@ from gateway.permissions import (
     check_permission,
 )
 from projects import dates, events
-from projects.accreditation_rules import is_valid, today, valid_accreditation
+from projects.accreditation_rules import supervision_problem, today, valid_accreditation
 from projects.certificates import CertificateStore, CheckedCertificate, Upload, check_certificate
 from projects.models import Accreditation
 
@@ -100,7 +100,10 @@ def status_text(accreditation: Accreditation, on: dt.date | None = None) -> str:
     if accreditation.status == "rejected":
         return "Rejected"
     day = long_date(accreditation.expiry_date)
-    return f"Valid until {day}" if is_valid(accreditation, on) else f"Expired on {day}"
+    if accreditation.expiry_date < (on or today()):
+        return f"Expired on {day}"
+    unsupervised = supervision_problem(accreditation, on)
+    return f"Not valid: {unsupervised}" if unsupervised else f"Valid until {day}"
 
 
 # --- queries -------------------------------------------------------------------------------------

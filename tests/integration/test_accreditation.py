@@ -25,7 +25,7 @@ from gateway.outbox import OutboxMessage
 from projects import accreditation as service
 from projects import organisations
 from projects.accreditation import AccreditationInput
-from projects.accreditation_rules import AccreditationRequired, check_accredited, is_valid, today
+from projects.accreditation_rules import AccreditationRequired, check_accredited, is_valid, today, valid_accreditation
 from projects.certificates import MAX_CERTIFICATE_BYTES, CertificateStore, Upload
 from projects.demo_people import DemoCertificateStore, minimal_pdf, minimal_png, seed_people
 from projects.models import Accreditation, Organisation
@@ -232,6 +232,45 @@ def test_provisional_needs_a_supervisor_with_a_valid_full_accreditation_at_the_s
         record = s.get(Accreditation, accepted)
         assert record is not None and record.supervisor_id == user(s, "researcher").id
         assert [u.username for u in service.eligible_supervisors(s, user(s, "third"))] == ["researcher"]
+
+
+def test_provisional_counts_only_while_its_supervision_holds(app: Flask, people: sessionmaker[Session]) -> None:
+    """The supervisor is checked when the record is made, and again every day it is relied on: a supervisor whose
+    full accreditation ends, who leaves the organisation or whose account is deactivated no longer supervises, so the
+    provisional record stops counting (workspaces, applications and metering all ask ``valid_accreditation``)."""
+    full_id = record_pending(people, app, "researcher", expiry_date=today() + dt.timedelta(days=100))
+    verify(people, full_id)
+    provisional_id = record_pending(people, app, "researcher2", level="provisional", supervisor_username="researcher",
+                                    expiry_date=today() + dt.timedelta(days=700))
+    verify(people, provisional_id)
+    later = today() + dt.timedelta(days=101)  # the supervisor's full accreditation has ended by then
+
+    def counts(on: dt.date | None = None) -> bool:
+        with people() as s:
+            record = s.get(Accreditation, provisional_id)
+            assert record is not None
+            valid = valid_accreditation(s, user(s, "researcher2"), on) is not None
+            assert is_valid(record, on) == valid  # the record's page and the rule agree
+            if not valid:
+                assert service.status_text(record, on).startswith("Not valid: ")
+            return valid
+
+    assert counts() and not counts(later)
+    with unit_of_work(people) as s:  # the supervisor moves to another organisation
+        elsewhere = organisations.create_organisation(s, "test", "Greater London Authority", "public_sector")
+        organisations.assign_user(s, "test", user(s, "researcher"), elsewhere)
+    assert not counts()
+    with people() as s:
+        assert "is no longer at" in service.status_text(s.get(Accreditation, provisional_id))
+    with unit_of_work(people) as s:  # back, then deactivated
+        organisations.assign_user(s, "test", user(s, "researcher"),
+                                  s.get(Organisation, user(s, "researcher2").organisation_id))
+    assert counts()
+    with unit_of_work(people) as s:
+        accounts.set_active(s, user(s, "admin"), user(s, "researcher"), False)
+    assert not counts()
+    with people() as s, pytest.raises(AccreditationRequired):
+        check_accredited(s, user(s, "researcher2"), "work on a project")
 
 
 def test_expired_is_invalid_without_anything_being_stored(app: Flask, people: sessionmaker[Session]) -> None:
