@@ -62,6 +62,11 @@ class KubernetesSettings:
     fs_gid: int = 100
     cull_idle_seconds: int = 3600
     cull_every_seconds: int = 300
+    # Where the hub forwards the outputs a workspace hands over: the gateway as the hub reaches it (its
+    # `workspaces.gateway_internal_url`). The placeholder cannot resolve, so an unset value fails loudly.
+    gateway_url: str = "http://gateway.invalid:5000"
+    # The hand-over secret the hub shares with the gateway (a Secret mounted read-only in the hub's pod).
+    handover_secret_file: str = "/etc/londonsde/handover-secret/secret"  # noqa: S105 (a path, not a secret)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> KubernetesSettings:
@@ -174,9 +179,27 @@ def apply_hub_config(c: Any, settings: KubernetesSettings) -> None:
             setattr(c.KubeSpawner, trait, value)
 
 
+# What this repo's jupyterhub_config.py adds to the hub, installed the same way on the chart's hub (whose image holds
+# infra/jupyterhub on its path, as the authenticator class already needs): the pre-spawn hook; the activity check
+# (server_tokens.py: a server's activity only from its own token); the hand-over forwarder and its limits, and the
+# 1 MiB limit on any other request body (handover_handler.py). A missing or empty hand-over secret stops the hub.
 EXTRA_CONFIG = """\
+from pathlib import Path
+
+from handover_handler import handlers as handover_handlers
+from handover_handler import limit_request_bodies
+from server_tokens import install_activity_handler
+
 from gateway.workspaces.kubernetes import KubernetesSettings, spawner_pre_spawn_hook
-c.KubeSpawner.pre_spawn_hook = spawner_pre_spawn_hook(KubernetesSettings.from_env())
+
+londonsde = KubernetesSettings.from_env()
+c.KubeSpawner.pre_spawn_hook = spawner_pre_spawn_hook(londonsde)
+install_activity_handler()
+londonsde_handover_secret = Path(londonsde.handover_secret_file).read_text().strip()
+if not londonsde_handover_secret:
+    raise RuntimeError(f"the hand-over secret {londonsde.handover_secret_file} is empty")
+c.JupyterHub.extra_handlers = handover_handlers(londonsde.gateway_url, londonsde_handover_secret)
+limit_request_bodies()
 """
 
 
@@ -202,9 +225,14 @@ def render_z2jh_values(settings: KubernetesSettings) -> dict[str, Any]:
             "services": {"gateway": {}},
             "extraEnv": {f"LONDONSDE_K8S_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(settings)},
             "extraConfig": {"londonsde": EXTRA_CONFIG},
-            "extraVolumes": [{"name": "ticket-secret", "secret": {"secretName": "londonsde-ticket-secret"}}],
+            "extraVolumes": [
+                {"name": "ticket-secret", "secret": {"secretName": "londonsde-ticket-secret"}},
+                {"name": "handover-secret", "secret": {"secretName": "londonsde-handover-secret"}},
+            ],
             "extraVolumeMounts": [
-                {"name": "ticket-secret", "mountPath": "/etc/londonsde/ticket-secret", "readOnly": True}
+                {"name": "ticket-secret", "mountPath": "/etc/londonsde/ticket-secret", "readOnly": True},
+                {"name": "handover-secret", "mountPath": posixpath.dirname(settings.handover_secret_file),
+                 "readOnly": True},
             ],
             "networkPolicy": {"enabled": True},
         },
@@ -244,8 +272,16 @@ def render_z2jh_values(settings: KubernetesSettings) -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the hub's extra config) as literal blocks, so values.yaml reads as the code it holds."""
+
+
+_Dumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
+
+
 def to_yaml(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 def main(argv: list[str] | None = None) -> int:

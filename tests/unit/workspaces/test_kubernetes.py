@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -21,6 +25,7 @@ from gateway.workspaces.spec import TIERS, SpecError, WorkspaceSpec
 REPO = Path(__file__).resolve().parents[3]
 SETTINGS = KubernetesSettings(extracts_root="/srv/extracts", extracts_pvc="extracts")
 SPEC = WorkspaceSpec("p1", "/srv/extracts/p1/v3", TIERS["medium"])
+MAX_REQUEST_BODY_BYTES = 1 << 20  # the 1 MiB docs/operators.md promises for any request body the hub reads
 
 
 def test_values_deny_all_egress_and_keep_tokens_out() -> None:
@@ -138,3 +143,53 @@ def test_kubespawner_builds_the_pod_we_expect(tmp_path: Path, monkeypatch: pytes
     extract_claim = _field(volumes["extract"], "persistentVolumeClaim", "persistent_volume_claim")
     assert _field(extract_claim, "claimName", "claim_name") == "extracts"
     assert _field(extract_claim, "readOnly", "read_only") is True
+
+
+_RUN_EXTRA_CONFIG = """
+import json, sys
+from traitlets.config import Config
+from tornado.httpserver import HTTPServer
+from jupyterhub import apihandlers
+c = Config()
+exec(sys.stdin.read(), {"c": c})
+activity = [route[1].__name__ for route in apihandlers.default_handlers if route[0].endswith("/activity")]
+print(json.dumps({
+    "pre_spawn_hook": callable(c.KubeSpawner.pre_spawn_hook),
+    "handlers": [[route, handler.__name__, kwargs] for route, handler, kwargs in c.JupyterHub.extra_handlers],
+    "max_body_size": HTTPServer._Configurable__impl_kwargs.get("max_body_size"),
+    "activity": activity,
+}))
+"""
+
+
+def _run_extra_config(tmp_path: Path, secret: str | None) -> subprocess.CompletedProcess[str]:
+    """The rendered hub.extraConfig, run as the chart's hub runs it: against the hub's config object, with
+    infra/jupyterhub on the path (as the hub image has it) and the rendered environment."""
+    values = yaml.safe_load((REPO / "infra" / "kubernetes" / "values.yaml").read_text())
+    env = {**os.environ, **values["hub"]["extraEnv"],
+           "PYTHONPATH": os.pathsep.join([str(REPO / "infra" / "jupyterhub"), str(REPO)]),
+           "LONDONSDE_K8S_GATEWAY_URL": "http://gateway.test:5000",
+           "LONDONSDE_K8S_HANDOVER_SECRET_FILE": str(tmp_path / "secret")}
+    if secret is not None:
+        (tmp_path / "secret").write_text(secret)
+    return subprocess.run([sys.executable, "-c", _RUN_EXTRA_CONFIG], input=values["hub"]["extraConfig"]["londonsde"],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_chart_hub_installs_the_hand_over_its_limits_and_the_activity_check(tmp_path: Path) -> None:
+    ran = _run_extra_config(tmp_path, "s3cret-shared-with-the-gateway\n")
+    assert ran.returncode == 0, ran.stderr
+    installed = json.loads(ran.stdout)
+    assert installed["pre_spawn_hook"] is True
+    (handover,) = installed["handlers"]
+    assert handover[0].startswith("/api/londonsde/handover/") and handover[1] == "HandoverForwarder"
+    assert handover[2] == {"gateway_url": "http://gateway.test:5000", "secret": "s3cret-shared-with-the-gateway"}
+    assert installed["max_body_size"] == MAX_REQUEST_BODY_BYTES
+    assert installed["activity"] == ["OwnServerActivityHandler"]
+
+
+@pytest.mark.parametrize("secret", [None, "", "  \n"])
+def test_the_chart_hub_does_not_start_without_the_hand_over_secret(tmp_path: Path, secret: str | None) -> None:
+    ran = _run_extra_config(tmp_path, secret)
+    assert ran.returncode != 0
+    assert ("is empty" if secret is not None else "No such file") in ran.stderr
