@@ -11,8 +11,10 @@ The hub runs as root with no memory limit and every workspace depends on it, so 
 is bounded. The body is streamed (``stream_request_body``): nothing of it is read until the token, the declared
 ``Content-Length`` (at most ``MAX_BODY_BYTES[op]``) and the limits below have been checked, and every other hub
 endpoint reads at most ``MAX_REQUEST_BODY_BYTES`` (`limit_request_bodies`). Each workspace server has at most one
-request of each kind in flight, and all of them together at most ``MAX_BYTES_IN_FLIGHT``; a request past either
-limit is answered 429 (its body read and dropped, so the workspace sees the message).
+request of each kind in flight, one person's servers together at most ``MAX_BYTES_PER_PERSON`` and all of them
+together at most ``MAX_BYTES_IN_FLIGHT``; a request past a limit is answered 429 (its body read and dropped, so the
+workspace sees the message). A body must arrive at ``BODY_MIN_BYTES_PER_SECOND`` or better (``body_seconds``), so a
+slow sender cannot keep its share of the hub held for long.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ from tornado.httpserver import HTTPServer
 GATEWAY_PATH = "/api/internal/workspace-handover/v1/"
 # The largest body of each kind (the gateway takes up to 64 MiB too; a file is 5 MiB by default, sent as base64).
 MAX_BODY_BYTES = {"files": 64 * 1024 * 1024, "drafts": 64 * 1024, "traffic": 64 * 1024}
-# Every hand-over body the hub holds at one time, from all workspaces together.
+# Every hand-over body the hub holds at one time, from all workspaces together, and from one person's workspaces
+# (all their projects) together: one researcher cannot keep everyone else's hand-overs waiting.
 MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
-# A body must arrive within this many seconds (a slow sender holds its slot no longer).
-BODY_TIMEOUT_SECONDS = 120
+MAX_BYTES_PER_PERSON = MAX_BYTES_IN_FLIGHT // 4
+# A body must arrive within a few seconds plus its size at this rate (a slow sender holds its claim no longer). The
+# sender is a workspace beside the hub (a bridge on one machine, the pod network on Kubernetes): far faster.
+BODY_MIN_SECONDS = 10
+BODY_MIN_BYTES_PER_SECOND = 4 * 1024 * 1024
 # Any other request body the hub reads (Tornado's default is 100 MB, read into memory before any check).
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 
@@ -45,17 +51,27 @@ def limit_request_bodies(max_body_size: int = MAX_REQUEST_BODY_BYTES) -> None:
     HTTPServer.configure(None, max_body_size=max_body_size)
 
 
-class InFlight:
-    """The hand-overs the hub is holding: one of each kind per server, ``limit`` bytes in all."""
+def body_seconds(size: int) -> float:
+    """How long a body of ``size`` bytes may take to arrive."""
+    return BODY_MIN_SECONDS + size / BODY_MIN_BYTES_PER_SECOND
 
-    def __init__(self, limit: int = MAX_BYTES_IN_FLIGHT) -> None:
+
+class InFlight:
+    """The hand-overs the hub is holding: one of each kind per server (``<user>/<server>``), ``per_person`` bytes
+    from one user's servers together, ``limit`` bytes in all."""
+
+    def __init__(self, limit: int = MAX_BYTES_IN_FLIGHT, per_person: int = MAX_BYTES_PER_PERSON) -> None:
         self.limit = limit
+        self.per_person = per_person
         self.held: dict[tuple[str, str], int] = {}
 
     def claim(self, server: str, op: str, size: int) -> str | None:
         """Hold ``size`` bytes for ``server``'s ``op``; None, or why not (the message for a 429)."""
         if (server, op) in self.held:
             return "Another hand-over from this workspace is still being handed over; try again when it has finished."
+        person = server.partition("/")[0]
+        if sum(n for (s, _), n in self.held.items() if s.partition("/")[0] == person) + size > self.per_person:
+            return ("Your other workspaces are still handing files over; try again when they have finished.")
         if sum(self.held.values()) + size > self.limit:
             return "The hub is busy with other hand-overs; try again in a minute."
         self.held[(server, op)] = size
@@ -107,7 +123,7 @@ class HandoverForwarder(APIHandler):
         else:
             self._refusal = web.HTTPError(429, refusal)
         self.request.connection.set_max_body_size(size)
-        self.request.connection.set_body_timeout(BODY_TIMEOUT_SECONDS)
+        self.request.connection.set_body_timeout(body_seconds(size))
 
     def data_received(self, chunk: bytes) -> None:
         if self._claim is not None:
