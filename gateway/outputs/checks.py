@@ -317,7 +317,10 @@ def check_heuristic(data: bytes, extension: str, config: SDCConfig = DEFAULT_CON
     record_level: list[str] = []
     if pseudonyms and pseudonyms.count(content.search_texts(data, extension)):
         record_level.append("It holds one of this project's patient pseudonyms (or a part of one).")
-    if found.kind != "text":
+    if found.kind == "image" and found.tables:
+        notes.append("An image: a person must look at every part of it. The text it draws was read for tables too "
+                     "(styling can hide text from view), and what they hold is checked below.")
+    elif found.kind != "text":
         notes.append("An image or other non-text file: no automatic check can read it, so a person must look at "
                      "every part of it." if found.kind == "image" else
                      f"A .{extension} file is not read by any automatic check: a person must review all of it.")

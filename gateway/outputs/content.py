@@ -3,8 +3,9 @@
 Every allowed text type is read for tables: CSV (any common delimiter), TXT (tab, pipe, comma or
 space-aligned columns), Markdown pipe tables, HTML ``<table>`` elements and JSON (arrays of records or of
 rows, column- and index-oriented objects, pandas' "split" layout), anywhere in the document. Images
-(PNG, SVG) are for a person to look at; the text they carry (SVG text, every PNG chunk but the pixels, inflated
-when it is compressed, and what follows the PNG's end) is still searched.
+(PNG, SVG) are for a person to look at, and may carry no more than they draw (``check_image``); the text an SVG
+draws is read for tables, and the text they carry (SVG text, every PNG chunk but the pixels, inflated when it is
+compressed) is still searched.
 
 Record-level data is looked for in three ways: too many rows, a column named or shaped like an identifier, and any
 of the project's pseudonyms anywhere in the bytes. The pseudonym search does not trust the file's own structure or
@@ -399,6 +400,121 @@ def matcher_for_extract(folder: Path | None) -> PseudonymMatcher:
     return matcher
 
 
+# --- images -------------------------------------------------------------------------------------------------
+# An image is for a person to look at, and the checker's page shows what it draws. So an image may carry no more
+# than it draws: a PNG only the chunks of a plain image, with a few words of text metadata (matplotlib writes its
+# name and version), and nothing after its end; an SVG no element that holds other content (HTML, scripts, frames),
+# no picture but an embedded PNG held to the same rule, and a few words that are not drawn (comments, <metadata>,
+# <desc>, <title>). The text an SVG draws is read for tables like a text file's, as styling can hide it.
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs",
+                        b"bKGD", b"tIME", b"tEXt", b"zTXt", b"iTXt"})
+IMAGE_NOTE_LIMIT = 2048  # characters of text an image may carry that it does not draw
+SVG_NS = "{http://www.w3.org/2000/svg}"
+XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+SVG_REFUSED = frozenset({"foreignObject", "script", "iframe", "object", "embed", "audio", "video", "feImage",
+                         "handler", "listener"})
+SVG_NOT_DRAWN = frozenset({"metadata", "desc", "title"})
+SVG_GEOMETRY = frozenset({"d", "points", "transform", "style", "viewBox", "href", XLINK_HREF})  # not read as text
+SVG_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+EMBEDDED_PNG = "data:image/png;base64,"
+
+
+class ImageRefused(ValueError):
+    """Why an image cannot be an output (the message names no content)."""
+
+
+def check_png(data: bytes) -> list[str]:
+    """Refuse a PNG that is more than a plain image; return the text it carries (its metadata)."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ImageRefused("it is not a PNG image")
+    position, first = len(PNG_SIGNATURE), True
+    while True:
+        if position + 12 > len(data):
+            raise ImageRefused("it ends before its last chunk (IEND)")
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        position += 12 + length
+        if position > len(data):
+            raise ImageRefused("one of its chunks runs past the end of the file")
+        if first and kind != b"IHDR":
+            raise ImageRefused("it does not start with an image header (IHDR)")
+        first = False
+        if kind not in PNG_CHUNKS:
+            raise ImageRefused(f"it holds a chunk of a kind ({kind.decode('latin-1')!r}) a plain image does not "
+                               "need; save the image again without it")
+        if kind == b"IEND":
+            break
+    if position != len(data):
+        raise ImageRefused("it has data after the image's end (IEND)")
+    texts = png_text(data)
+    _limit_notes(texts, "text metadata")
+    return texts
+
+
+def _limit_notes(texts: list[str], what: str) -> None:
+    carried = sum(len(t.strip()) for t in texts)
+    if carried > IMAGE_NOTE_LIMIT:
+        raise ImageRefused(f"it carries {carried:,} characters of {what}, more than the {IMAGE_NOTE_LIMIT:,} an "
+                           "image may hold besides what it draws")
+    if any(text_tables(t) for t in texts):
+        raise ImageRefused(f"its {what} holds a table; put tables in a CSV file")
+
+
+def check_svg(data: bytes) -> list[str]:
+    """Refuse an SVG that holds more than a drawing; return the text it draws (the tables in it are checked)."""
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
+    try:
+        root = fromstring(data)  # a DOCTYPE naming the SVG DTD is fine (matplotlib writes one); entities are not
+    except (ParseError, DefusedXmlException, ValueError):
+        raise ImageRefused("it is not a well-formed SVG document (entity declarations are not accepted)") from None
+    if root.tag != f"{SVG_NS}svg":
+        raise ImageRefused("it is not an SVG drawing (its root is not <svg>)")
+    drawn: list[str] = []
+    notes = [m.group(1) for m in SVG_COMMENT.finditer(decodings(data)[0])]
+    hidden_under: set[int] = set()
+    for element in root.iter():
+        tag = element.tag if isinstance(element.tag, str) else ""
+        local = tag.rpartition("}")[2]
+        if local in SVG_REFUSED:
+            raise ImageRefused(f"it holds a <{local}> element, which carries content that is not a drawing")
+        if not tag.startswith(SVG_NS) and id(element) not in hidden_under:
+            raise ImageRefused("it holds an element that is not SVG outside its <metadata>")
+        if id(element) in hidden_under or local in SVG_NOT_DRAWN:
+            hidden_under.update(id(child) for child in element)
+            notes.extend(t for t in (element.text, *element.attrib.values()) if t and t.strip())
+        else:
+            drawn.extend(t for t in (element.text,) if t and t.strip())
+            drawn.extend(v for k, v in element.attrib.items() if k not in SVG_GEOMETRY and "\n" in v)
+        drawn.extend(t for t in (element.tail,) if t and t.strip())
+        if local == "image":
+            href = element.get("href") or element.get(XLINK_HREF) or ""
+            if not href.startswith(EMBEDDED_PNG):
+                raise ImageRefused("it holds a picture that is not an embedded PNG")
+            try:
+                picture = base64.b64decode(href[len(EMBEDDED_PNG):].strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ImageRefused("it holds an embedded PNG that is not valid base64") from None
+            try:
+                notes.extend(check_png(picture))
+            except ImageRefused as exc:
+                raise ImageRefused(f"a picture in it: {exc}") from None
+    _limit_notes(notes, "text that is not drawn (comments, metadata, descriptions)")
+    return ["\n".join(drawn)]
+
+
+def check_image(data: bytes, extension: str) -> list[str]:
+    """ImageRefused unless the image is only an image; else the text it draws (none for a PNG), read for tables."""
+    if extension == "png":
+        check_png(data)
+        return []
+    return check_svg(data)
+
+
 # --- tables -------------------------------------------------------------------------------------------------
 
 def _blocks(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
@@ -569,7 +685,12 @@ def read_contents(data: bytes, extension: str) -> Contents:
     """Find the tables in a file of any allowed type."""
     texts = decodings(data)
     if extension in IMAGE_TYPES:
-        return Contents("image", "none", [], texts)
+        try:
+            drawn = check_image(data, extension)
+        except ImageRefused:  # refused at intake; an image stored before that rule is for a person to read
+            drawn = []
+        tables = [t for text in drawn for t in text_tables(text, "SVG text table")]
+        return Contents("image", "svg text" if tables else "none", tables, texts)
     if extension not in TEXT_TYPES:
         return Contents("binary", "none", [], texts)
     tables, structure = _tables(texts[0], extension)

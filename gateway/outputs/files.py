@@ -91,12 +91,18 @@ def parse_sidecar(raw: bytes | None, data: bytes) -> dict[str, Any] | None:
 
 
 def check_content(name: str, data: bytes, extension: str, limits: OutputSettings) -> None:
-    """Refuse record-level tables: too many rows, or a column named like a patient identifier."""
+    """Refuse record-level tables: too many rows, or a column named like a patient identifier; and an image that
+    carries more than it draws."""
     if extension == "csv":
         try:
             data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _refuse(f"'{name}' is not a UTF-8 text CSV file.") from None
+    if extension in content.IMAGE_TYPES:
+        try:
+            content.check_image(data, extension)
+        except content.ImageRefused as exc:
+            raise _refuse(f"'{name}' is blocked: {exc}.") from None
     for table in content.read_contents(data, extension).tables:
         if len(table.rows) > limits.max_csv_rows:
             raise _refuse(f"'{name}' is blocked: {table.where} has {len(table.rows):,} rows; at most "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -14,8 +15,10 @@ import pytest
 from gateway.config import OutputSettings
 from gateway.errors import InvalidTransition, ValidationError
 from gateway.outputs import files
+from gateway.outputs.checks import check_heuristic
 from gateway.outputs.content import PseudonymMatcher
 from gateway.outputs.workflow import OUTPUT_OWNERS, OUTPUT_TRANSITIONS, OutputState, check_output_move
+from projects.demo_people import minimal_png
 
 
 def test_every_state_has_an_owner_and_is_reachable_from_pending() -> None:
@@ -45,6 +48,7 @@ def test_a_rejected_request_is_final_and_release_needs_approval() -> None:
 LIMITS = OutputSettings(max_file_bytes=1000, max_csv_rows=3)
 PSEUDONYMS = PseudonymMatcher(["9f86d081884c7d659a2f3c1e5b7a9d11", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"])
 P = "9f86d081884c7d659a2f3c1e5b7a9d11"
+PNG_HEAD, PNG_END = minimal_png()[:-12], minimal_png()[-12:]  # a plain image, and its last chunk (IEND)
 
 
 def test_handed_over_bytes_are_taken_with_their_hash() -> None:
@@ -106,8 +110,8 @@ ATTACKS = {  # finding 3 and what an attacker tries next: the pseudonym dressed 
     "base64": ("rows.txt", base64.b64encode(f"id={P}".encode())),
     "hex of the text": ("rows.txt", P.encode().hex().encode()),
     "in an svg": ("plot.svg", f'<svg xmlns="http://www.w3.org/2000/svg"><text>{P}</text></svg>'.encode()),
-    "in a png text chunk": ("plot.png", b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 5 + 32) + b"tEXt" + b"Note\x00"
-                            + P.encode() + b"\x00\x00\x00\x00"),
+    "in a png text chunk": ("plot.png", PNG_HEAD + struct.pack(">I", 5 + 32) + b"tEXt" + b"Note\x00" + P.encode()
+                            + b"\x00\x00\x00\x00" + PNG_END),
     "in the file name": (f"{P}.csv", b"a,b\n1,2\n"),
     "json unicode escapes": ("rows.json", ('["' + "".join(f"\\u{ord(c):04x}" for c in P) + '"]').encode()),
     "json unicode escapes in utf-16 without a byte order mark": (
@@ -221,8 +225,8 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 OTHER_ENCODINGS = {  # encodings a reader decodes with one call, that the search did not try
     "utf-7 in short shifted runs": ("rows.txt", _utf7_in_short_runs(P)),
-    "a compressed private png chunk": ("plot.png", b"\x89PNG\r\n\x1a\n" + _png_chunk(b"prVt", zlib.compress(
-        f"id={P}".encode())) + _png_chunk(b"IEND", b"")),
+    "a compressed png text chunk": ("plot.png", PNG_HEAD + _png_chunk(b"zTXt", b"Note\x00\x00" + zlib.compress(
+        f"id={P}".encode())) + PNG_END),
 }
 
 
@@ -292,3 +296,82 @@ def test_a_request_can_be_returned_early_but_only_while_it_awaits_review() -> No
     for state in (OutputState.PENDING, OutputState.APPROVED, OutputState.RELEASED, OutputState.RETURNED):
         with pytest.raises(InvalidTransition):
             check_output_move(state, OutputState.RETURNED)
+
+
+# --- images carry no more than they draw ------------------------------------------------------------------------
+
+IMAGE_LIMITS = OutputSettings(max_file_bytes=5_000_000, max_csv_rows=10_000)
+ROWS = "nhs_number,region,n\n" + "".join(f"{9000000000 + i},North,{i % 7}\n" for i in range(20_000))
+SMALL = "region,n\n" + "".join(f"R{i},{i % 5}\n" for i in range(40))
+SVG_OPEN = '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10">'
+CHART = ('<?xml version="1.0" encoding="utf-8" standalone="no"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN"\n'
+         '  "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'  # as matplotlib writes it
+         + SVG_OPEN + '<metadata><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description>'
+         'made with matplotlib 3.9</rdf:Description></rdf:RDF></metadata><!-- Created with matplotlib -->'
+         '<title>Admissions</title><path d="M 0 0 \nL 5 5 \nL 9 2" style="stroke: #000"/><text x="1" y="9">North</text>'
+         '<text x="5" y="9">South</text><image width="2" height="2" xlink:href="data:image/png;base64,'
+         + base64.b64encode(minimal_png()).decode() + '"/></svg>')
+
+
+def _svg(body: str) -> bytes:
+    return (SVG_OPEN + body + "</svg>").encode()
+
+
+HIDING_IMAGES = {  # each was taken at intake, and released as it came (the checker's page shows only the picture)
+    "a table in a png text chunk": ("plot.png", PNG_HEAD + _png_chunk(b"tEXt", b"Data\x00" + ROWS.encode()) + PNG_END,
+                                    "characters of text metadata"),
+    "a small table in a png text chunk": ("plot.png", PNG_HEAD + _png_chunk(b"tEXt", b"Data\x00" + SMALL.encode())
+                                          + PNG_END, "holds a table"),
+    "a table compressed in a png text chunk": ("plot.png", PNG_HEAD + _png_chunk(
+        b"zTXt", b"Data\x00\x00" + zlib.compress(ROWS.encode())) + PNG_END, "characters of text metadata"),
+    "a table after the png's end": ("plot.png", minimal_png() + ROWS.encode(), "after the image's end"),
+    "a private png chunk": ("plot.png", PNG_HEAD + _png_chunk(b"prVt", zlib.compress(ROWS.encode())) + PNG_END,
+                            "a chunk of a kind"),
+    "a png without its end": ("plot.png", PNG_HEAD, "ends before"),
+    "a png that is not one": ("plot.png", b"GIF89a" + ROWS.encode(), "not a PNG"),
+    "a table in an svg foreignObject": ("plot.svg", _svg(
+        '<foreignObject width="10" height="10"><table xmlns="http://www.w3.org/1999/xhtml">'
+        + "".join(f"<tr><td>{line}</td></tr>" for line in ROWS.splitlines()) + "</table></foreignObject>"),
+        "<foreignObject>"),
+    "rows of hidden svg text": ("plot.svg", _svg("".join(
+        f'<text style="display:none">{line}</text>\n' for line in ROWS.splitlines())), "rows"),
+    "a table in an svg comment": ("plot.svg", _svg(f"<!--\n{SMALL}-->"), "holds a table"),
+    "a table in svg metadata": ("plot.svg", _svg(f"<metadata>{SMALL}</metadata>"), "holds a table"),
+    "a long svg description": ("plot.svg", _svg(f"<desc>{'x' * 5000}</desc>"), "not drawn"),
+    "an svg entity": ("plot.svg", b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY r "North,40">]>'
+                      + _svg("<text>&r;</text>"), "well-formed"),
+    "an svg script": ("plot.svg", _svg("<script>var rows = 1;</script>"), "<script>"),
+    "an html element in an svg": ("plot.svg", _svg('<p xmlns="http://www.w3.org/1999/xhtml">North,40</p>'),
+                                  "not SVG"),
+    "a linked picture in an svg": ("plot.svg", _svg('<image xlink:href="https://example.org/x.png"/>'),
+                                   "not an embedded PNG"),
+    "a table after an embedded png's end": ("plot.svg", _svg(
+        '<image xlink:href="data:image/png;base64,' + base64.b64encode(minimal_png() + ROWS.encode()).decode()
+        + '"/>'), "after the image's end"),
+    "an identifier column in svg text": ("plot.svg", _svg("".join(
+        f"<text>{line}</text>\n" for line in ROWS.splitlines()[:30])), "named like a patient identifier"),
+    "not an svg": ("plot.svg", b"<html><body>North,40</body></html>", "not an SVG drawing"),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(HIDING_IMAGES))
+def test_an_image_carries_no_more_than_it_draws(attack: str) -> None:
+    name, data, message = HIDING_IMAGES[attack]
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        files.take_bytes(name, data, None, IMAGE_LIMITS, PSEUDONYMS)
+
+
+def test_plain_charts_are_taken() -> None:
+    matplotlib_png = PNG_HEAD + _png_chunk(b"tEXt", b"Software\x00Matplotlib version3.9.2, https://matplotlib.org/") \
+        + _png_chunk(b"pHYs", struct.pack(">IIB", 3937, 3937, 1)) + PNG_END
+    assert files.take_bytes("plot.png", matplotlib_png, None, IMAGE_LIMITS, PSEUDONYMS).content_type == "image/png"
+    assert files.take_bytes("chart.svg", CHART.encode(), None, IMAGE_LIMITS, PSEUDONYMS).path == "chart.svg"
+
+
+def test_the_text_an_svg_draws_is_checked_like_a_table() -> None:
+    """Styling can hide drawn text from the checker's view: its tables get the heuristic checks of a text file."""
+    drawn = _svg("".join(f'<text font-size="0">{line}</text>\n' for line in SMALL.splitlines()))
+    result = check_heuristic(drawn, "svg")
+    assert result["method"] == "heuristic" and result["tables"] == 1
+    assert "small count" in result["summary"] and "An image" in " ".join(result["notes"])
+    assert check_heuristic(CHART.encode(), "svg")["method"] == "manual"  # labels, not a table
