@@ -425,10 +425,10 @@ def _recorded_dataset(item: OutputFile) -> str:
 
 def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     """Check every file of the request not yet checked; returns how many were checked."""
-    from gateway.outputs.service import extract_dir
+    from gateway.outputs.service import extract_dir, project_pseudonyms
 
     extract = extract_dir(settings, request.project)
-    pseudonyms = content.matcher_for_extract(extract)
+    pseudonyms = project_pseudonyms(settings, request.project)
     earlier = released_records(session, request)
     key = ledger.population_key(extract)
     datasets = {_recorded_dataset(item) for item in request.files if item.check_status == "pending"}

@@ -373,11 +373,12 @@ _CACHE: dict[tuple[str, float], PseudonymMatcher] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def matcher_for_extract(folder: Path | None) -> PseudonymMatcher:
-    """The matcher of every pseudonym in an extract version (cached while its manifest is unchanged)."""
-    if folder is None or not (folder / "manifest.json").is_file():
+def matcher_for_extracts(folders: Iterable[Path]) -> PseudonymMatcher:
+    """The matcher of every pseudonym in any of these extract versions (cached while their manifests are unchanged)."""
+    built = sorted({f for f in folders if (f / "manifest.json").is_file()})
+    if not built:
         return PseudonymMatcher(())
-    key = (str(folder), (folder / "manifest.json").stat().st_mtime)
+    key = tuple((str(f), (f / "manifest.json").stat().st_mtime) for f in built)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -385,13 +386,14 @@ def matcher_for_extract(folder: Path | None) -> PseudonymMatcher:
 
     from gateway.extracts.pipeline import PSEUDONYM_COLUMN
 
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     found: set[str] = set()
-    for table in manifest.get("tables", []):
-        if PSEUDONYM_COLUMN not in {c.get("name") for c in table.get("columns", [])}:
-            continue
-        column = pq.read_table(folder / table["file"], columns=[PSEUDONYM_COLUMN]).column(0)
-        found.update(str(v) for v in column.to_pylist() if v is not None)
+    for folder in built:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        for table in manifest.get("tables", []):
+            if PSEUDONYM_COLUMN not in {c.get("name") for c in table.get("columns", [])}:
+                continue
+            column = pq.read_table(folder / table["file"], columns=[PSEUDONYM_COLUMN]).column(0)
+            found.update(str(v) for v in column.to_pylist() if v is not None)
     matcher = PseudonymMatcher(found)
     with _CACHE_LOCK:
         if len(_CACHE) > 8:

@@ -16,7 +16,7 @@ from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.outputs import files as intake
-from gateway.outputs.content import PseudonymMatcher, matcher_for_extract
+from gateway.outputs.content import PseudonymMatcher, matcher_for_extracts
 from gateway.outputs.models import (
     OutputComment,
     OutputException,
@@ -85,8 +85,17 @@ def extract_dir(settings: Settings, project: Project) -> Path | None:
 
 
 def project_pseudonyms(settings: Settings, project: Project) -> PseudonymMatcher:
-    """Every pseudonym in the project's current extract, ready to search any output for."""
-    return matcher_for_extract(extract_dir(settings, project))
+    """Every pseudonym in every extract version built for the project, ready to search any output for: a running
+    workspace keeps the version it started with and a home keeps files made from earlier ones, so a pseudonym a
+    rebuild dropped (a changed cohort, a new opt-out) is still one of the project's."""
+    from gateway.extracts import storage
+    from gateway.workspaces.entitlement import workspace_id
+
+    name = workspace_id(project)
+    folders = [storage.version_dir(settings.extracts_root, name, v)
+               for v in storage.list_versions(settings.extracts_root, name)]
+    current = extract_dir(settings, project)
+    return matcher_for_extracts([*folders, *([current] if current is not None else [])])
 
 
 # --- who may do what ---------------------------------------------------------------------------------------

@@ -375,3 +375,29 @@ def test_the_text_an_svg_draws_is_checked_like_a_table() -> None:
     assert result["method"] == "heuristic" and result["tables"] == 1
     assert "small count" in result["summary"] and "An image" in " ".join(result["notes"])
     assert check_heuristic(CHART.encode(), "svg")["method"] == "manual"  # labels, not a table
+
+
+def _built_version(folder: Path, pseudonyms: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"pseudo_id": pseudonyms, "age": [40] * len(pseudonyms)}), folder / "patients.parquet")
+    (folder / "manifest.json").write_text(json.dumps({"tables": [{"file": "patients.parquet", "columns": [
+        {"name": "pseudo_id"}, {"name": "age"}]}]}))
+
+
+def test_pseudonyms_of_every_built_version_are_searched_for(tmp_path: Path) -> None:
+    """A workspace keeps the extract version it started with, and a home keeps files made from earlier ones: a
+    patient a rebuild dropped (a new opt-out, a narrower cohort) is still searched for, not only the live version's."""
+    from types import SimpleNamespace
+
+    from gateway.outputs.service import project_pseudonyms
+
+    dropped, kept = "a1b2c3d4e5f60718293a4b5c6d7e8f90", "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    project_dir = tmp_path / "sde-0001"
+    _built_version(project_dir / "v1", [dropped, kept])
+    _built_version(project_dir / "v2", [kept])
+    (project_dir / "current").symlink_to("v2")
+    matcher = project_pseudonyms(SimpleNamespace(extracts_root=tmp_path), SimpleNamespace(reference="SDE-0001"))
+    assert matcher.count([f"id {kept}"]) and matcher.count([f"id {dropped}"])
