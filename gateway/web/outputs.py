@@ -322,6 +322,7 @@ def publish_comment(request_id: int, comment_id: int) -> Any:
 
 
 @bp.get("/<int:request_id>/files/<int:file_id>/preview")
+@records_download("output_request", "request_id")
 @requires(Permission.REVIEW_OUTPUTS)
 def preview(request_id: int, file_id: int) -> Any:
     """The submitted bytes, for checkers only, sandboxed and with their real type (images via <img>)."""

@@ -95,6 +95,7 @@ def records_download(kind: str, id_arg: str | None = None) -> Callable[[F], F]:
                 details["format"] = "json"
             _record(DOWNLOADED, kind, kwargs.get(id_arg) if id_arg else None, details, _signed_in())
             return result
+        wrapper.records_download = kind  # type: ignore[attr-defined]  # copied up by later @wraps; tests look for it
         return wrapper  # type: ignore[return-value]
     return decorate
 

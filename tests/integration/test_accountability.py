@@ -458,3 +458,25 @@ def test_the_database_itself_refuses_a_release_by_its_proposer(
         row.release_proposal_reason = row.release_reason = "Both at once."
         with pytest.raises(IntegrityError):
             s.flush()
+
+
+FILE_MARKERS = ("send_file(", "as_attachment", "Content-Disposition")
+PUBLIC_FILES = {"receipts.receipt"}  # release receipts: public records, signed for anyone to check
+
+
+def test_every_view_that_sends_a_file_records_the_download(app: Flask) -> None:
+    """A view that sends a file, in the pages or the API, carries @records_download (auditors.md: every download by
+    a signed-in person is in the log). Found by the docs audit: a checker's download of a submitted, unreleased
+    output file (the preview) was not recorded."""
+    import inspect
+
+    unrecorded = []
+    for endpoint, view in app.view_functions.items():
+        try:
+            source = inspect.getsource(inspect.unwrap(view))
+        except (OSError, TypeError):
+            continue
+        if any(m in source for m in FILE_MARKERS) and endpoint not in PUBLIC_FILES \
+                and not getattr(view, "records_download", None):
+            unrecorded.append(endpoint)
+    assert unrecorded == []
