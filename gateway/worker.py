@@ -89,19 +89,26 @@ def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date 
     return delivered, failed
 
 
+def daily_jobs_due(now: float, last_run: float | None, today: dt.date, last_day: dt.date | None) -> bool:
+    """At start, hourly, and on the first pass of a new (UTC) day: a project whose end date was yesterday expires,
+    and its workspaces stop, within a pass of midnight, not up to an hour later."""
+    return last_run is None or now - last_run > 3600 or today != last_day
+
+
 def run_forever(settings: Settings, factory: sessionmaker[Session], interval: float = 30.0) -> None:
-    """Deliver the outbox every ``interval`` seconds; the daily jobs run at start and then hourly (idempotent)."""
+    """Deliver the outbox every ``interval`` seconds; the daily jobs (idempotent) as ``daily_jobs_due`` says."""
     wiring.wire()
-    last_jobs = 0.0
+    last_jobs: float | None = None
+    last_day: dt.date | None = None
     while True:
         try:
             now = time.monotonic()
             today = dt.datetime.now(dt.UTC).date()
-            if now - last_jobs > 3600:
+            if daily_jobs_due(now, last_jobs, today, last_day):
                 run_daily_jobs(factory, today)
                 sweep_certificates(settings, factory)
                 sweep_sessions(factory)
-                last_jobs = now
+                last_jobs, last_day = now, today
             sweep_workspaces(settings, factory, today)
             outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
         except (OperationalError, InterfaceError) as exc:

@@ -56,3 +56,15 @@ def test_daily_job_expires_projects_past_their_end_date(settings: Settings, sess
 def test_workflow_docs_match_the_transition_tables() -> None:
     result = CliRunner().invoke(main, ["docs", "diagrams", "--check"])
     assert result.exit_code == 0, result.output
+
+
+def test_daily_jobs_run_at_start_hourly_and_at_the_first_pass_of_a_new_day() -> None:
+    """A project whose end date was yesterday expires (and its workspaces stop) within a pass of midnight: the jobs
+    ran only hourly, so a project stayed open up to an hour past its end (workspaces.md says within a minute)."""
+    from gateway.worker import daily_jobs_due
+
+    monday, tuesday = dt.date(2026, 12, 7), dt.date(2026, 12, 8)
+    assert daily_jobs_due(100.0, None, monday, None)  # at start
+    assert not daily_jobs_due(100.0 + 1800, 100.0, monday, monday)
+    assert daily_jobs_due(100.0 + 3601, 100.0, monday, monday)  # hourly
+    assert daily_jobs_due(100.0 + 60, 100.0, tuesday, monday)  # just past midnight
