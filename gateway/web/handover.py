@@ -23,6 +23,14 @@ bp = Blueprint("handover", __name__, url_prefix="/api/internal/workspace-handove
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
+@bp.before_request
+def _hand_over_bodies() -> None:
+    """A file comes as base64 in JSON (a third larger), up to the hub's 64 MiB: more than the app's limit for other
+    requests (MAX_CONTENT_LENGTH), which Flask would apply first and answer 413. The body is read only in the
+    views, after ``hub_only`` has checked the hub's secret."""
+    request.max_content_length = MAX_BODY_BYTES
+
+
 def _context(check: Any = handover.context_for) -> tuple[handover.HandoverContext, dict[str, Any]]:
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise ValidationError("The hand-over is too large.")

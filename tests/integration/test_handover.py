@@ -217,3 +217,13 @@ def test_a_refused_hand_overs_name_reaches_the_audit_log_only_when_plain_and_fre
     assert "1961-03-04" not in text and pseudonym not in text
     assert [k["name"] for k in kept] == [None, None, "big.exe"]
     assert kept[0]["name_sha256"] == hashlib.sha256(sent["prose"].encode()).hexdigest()
+
+
+def test_a_file_up_to_the_hubs_limit_reaches_the_hand_over_checks(client: Any, world: dict[str, Any]) -> None:
+    """The hub forwards up to 64 MiB, and the hand-over takes up to 64 MiB; the app's 25 MiB limit for every other
+    request answered 413 first, so a file over about 18 MiB (as base64) never reached the checks, whatever
+    outputs.max_file_bytes said (found by the docs audit; this failed first with 413)."""
+    big = {"credential": "not-a-credential", "data": "A" * (30 * 1024 * 1024)}
+    answer = call(client, "files", big, world=world)
+    assert answer.status_code != 413 and "credential" in answer.get_data(as_text=True).lower()
+    assert call(client, "files", big, world=world, secret="wrong").status_code == 401  # the secret first
