@@ -417,8 +417,9 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 SVG_REFUSED = frozenset({"foreignObject", "script", "iframe", "object", "embed", "audio", "video", "feImage",
                          "handler", "listener"})
-SVG_NOT_DRAWN = frozenset({"metadata", "desc", "title"})
+SVG_NOT_DRAWN = frozenset({"metadata", "desc", "title", "style"})  # a stylesheet's text is not drawn either
 SVG_GEOMETRY = frozenset({"d", "points", "transform", "style", "viewBox", "href", XLINK_HREF})  # not read as text
+SVG_ATTRIBUTE_LIMIT = 512  # characters in any other attribute (an id, a class, a font list), where nothing is drawn
 SVG_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
 EMBEDDED_PNG = "data:image/png;base64,"
 
@@ -486,6 +487,8 @@ def check_svg(data: bytes) -> list[str]:
             raise ImageRefused(f"it holds a <{local}> element, which carries content that is not a drawing")
         if not tag.startswith(SVG_NS) and id(element) not in hidden_under:
             raise ImageRefused("it holds an element that is not SVG outside its <metadata>")
+        if any(len(v) > SVG_ATTRIBUTE_LIMIT for k, v in element.attrib.items() if k not in SVG_GEOMETRY):
+            raise ImageRefused(f"one of its attributes holds more than {SVG_ATTRIBUTE_LIMIT} characters")
         if id(element) in hidden_under or local in SVG_NOT_DRAWN:
             hidden_under.update(id(child) for child in element)
             notes.extend(t for t in (element.text, *element.attrib.values()) if t and t.strip())

@@ -340,6 +340,8 @@ HIDING_IMAGES = {  # each was taken at intake, and released as it came (the chec
     "a long svg description": ("plot.svg", _svg(f"<desc>{'x' * 5000}</desc>"), "not drawn"),
     "an svg entity": ("plot.svg", b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY r "North,40">]>'
                       + _svg("<text>&r;</text>"), "well-formed"),
+    "data in an svg stylesheet": ("plot.svg", _svg(f"<style>/* {'QUJD' * 1000} */</style>"), "not drawn"),
+    "data in an svg attribute": ("plot.svg", _svg(f'<g id="{"QUJD" * 200}"/>'), "attributes"),
     "an svg script": ("plot.svg", _svg("<script>var rows = 1;</script>"), "<script>"),
     "an html element in an svg": ("plot.svg", _svg('<p xmlns="http://www.w3.org/1999/xhtml">North,40</p>'),
                                   "not SVG"),
