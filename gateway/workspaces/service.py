@@ -202,9 +202,35 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
                                  {"user": ws.user.username, "server": server, "reason": "start failed"})
         raise WorkspaceUnavailable("The workspace could not be started just now. Nothing has changed; "
                                    "try again in a minute, or contact the service desk.") from exc
+    assert ws_id is not None
+    _check_still_open(factory, client, ws_id, username, server)
     ticket = mint_ticket(load_secret(settings.hub_state_dir / "ticket-secret"), username, server,
                          ttl_seconds=settings.workspaces.ticket_ttl_seconds)
     return client.login_url(ticket)
+
+
+def _check_still_open(factory: sessionmaker[Session], client: HubClient, ws_id: int, username: str,
+                      server: str) -> None:
+    """The session is still open now that its server is ready; else stop the server and send nobody to it.
+
+    A decision that ended the session while the server started (a suspension, a removal, a new agreement version)
+    queued the server's stop, and the worker may have delivered it before the hub had the server: the hub then said
+    there was nothing to stop, and the server started after it, with no open session for any sweep to find. A decision
+    committed after this check queues a stop that reaches the running server.
+    """
+    with factory() as session:
+        ws = session.get(WorkspaceSession, ws_id)
+        if ws is not None and ws.stopped_at is None:
+            return
+        reason = ws.stop_reason if ws is not None else "the session is gone"
+    try:
+        client.stop_server(username, server)
+    except (HubError, OSError, requests.RequestException) as exc:  # the worker stops it, whatever the hub says now
+        log.warning("stopping %s/%s, ended while it started, failed: %s", username, server, exc)
+        with unit_of_work(factory) as session:
+            outbox.enqueue(session, "workspace.stop", {"username": username, "server": server},
+                           dedupe_key=f"workspace-stop:{ws_id}:after-start")
+    raise NotEntitled(f"You cannot open a workspace for this project: it was stopped while it started ({reason}).")
 
 
 def stop_session(session: Session, ws: WorkspaceSession, reason: str, actor: User | str = "system",
