@@ -149,6 +149,18 @@ def test_the_web_page_and_the_api_publish_alike(app: Flask, session_factory: ses
     assert sessions(session_factory)[second].stopped_at is not None
 
 
+def test_the_api_route_refuses_to_start_a_workspace_until_the_new_version_is_accepted(
+        app: Flask, session_factory: sessionmaker[Session], settings: Settings, world: dict[str, Any]) -> None:
+    """The API's start (POST /projects/<id>/workspace) asks the same entitlement: 403, nothing recorded."""
+    publish(session_factory)
+    with unit_of_work(session_factory) as s:
+        _, plain = tokens.create_token(s, "test", f.user(s, "researcher"), "workspace", 30)
+    answer = app.test_client().post(f"/api/v1/projects/{world['project_id']}/workspace",
+                                    headers={"Authorization": f"Bearer {plain}"})
+    assert answer.status_code == 403 and NOT_ACCEPTED in answer.get_json()["detail"], answer.get_json()
+    assert sessions(session_factory) == {}
+
+
 def test_a_tab_showing_the_old_version_cannot_accept_it_for_the_new_one(app: Flask,
                                                                         session_factory: sessionmaker[Session],
                                                                         settings: Settings,

@@ -167,3 +167,27 @@ def test_the_page_and_the_api_say_recused(client: FlaskClient, world: sessionmak
             ReviewAssignment.application_id == amendment_id, ReviewAssignment.reviewer_id == f.user(s, "dac2").id)
                              ).all()
         assert s.scalars(select(ProjectFormerMember)).all() == []
+
+
+def test_the_api_neither_assigns_them_nor_takes_their_vote(client: FlaskClient, world: sessionmaker[Session],
+                                                          on_team: tuple[int, int]) -> None:
+    """The API routes call the same services: the chair cannot assign a member of the project's team, and such a
+    member's vote (on an assignment kept from before this rule) is refused with 403, not counted."""
+    _, amendment_id = on_team
+    with unit_of_work(world) as s:
+        dac2_id = f.user(s, "dac2").id
+        _, chair = tokens.create_token(s, "test", f.user(s, "dacchair"), "recusal test", 30)
+        _, member = tokens.create_token(s, "test", f.user(s, "dac2"), "recusal test", 30)
+    assigned = client.post(f"/api/v1/applications/{amendment_id}/reviewers",
+                           headers={"Authorization": f"Bearer {chair}"}, json={"reviewer_ids": [dac2_id]})
+    assert assigned.status_code == 422 and ON_TEAM in str(assigned.json), assigned.json
+    f.review_round(world, amendment_id, {"laymember": "approve"})
+    with unit_of_work(world) as s:
+        s.add(ReviewAssignment(application_id=amendment_id, reviewer_id=dac2_id,
+                               assigned_by_id=f.user(s, "dacchair").id))
+    voted = client.post(f"/api/v1/applications/{amendment_id}/reviews", headers={"Authorization": f"Bearer {member}"},
+                        json={"vote": "reject", "comment_private": "Keep me on the team."})
+    assert voted.status_code == 403, voted.json
+    with world() as s:
+        amendment = s.get(Application, amendment_id)
+        assert amendment is not None and dac.quorum(amendment, f.DAC).votes == 1
