@@ -171,7 +171,12 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
 def remove_members(session: Session, project: Project, user_ids: set[int], reason: str) -> None:
     """Take these people off the team: their member rows go, a former-member row each is kept (the conflict rules
     read it), and MembersRemoved is emitted (their workspaces stop). Every removal goes through here; the caller
-    records the change in the audit log (an amendment's project.amended names who left)."""
+    records the change in the audit log (an amendment's project.amended names who left).
+
+    The project's row is locked first, to the commit, as a workspace start locks it to check the team once more
+    (gateway.workspaces.service._session_for): a start either commits before the removal's workspaces are looked for
+    (and is stopped with them) or waits and finds the person gone."""
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     leaving = [m for m in project.members if m.user_id in user_ids]
     left_at = utcnow()
     project.former_members.extend(ProjectFormerMember(user_id=m.user_id, joined_at=m.added_at or left_at,

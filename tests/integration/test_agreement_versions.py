@@ -323,3 +323,53 @@ def test_a_workspace_starting_while_the_project_is_suspended_is_refused(session_
     assert len(results) == 1 and isinstance(results[0], workspaces.NotEntitled), results
     assert "The project is suspended." in str(results[0])
     assert all(ws.stopped_at is not None for ws in sessions(session_factory).values())
+
+
+@postgres_only
+def test_a_workspace_starting_while_its_person_is_removed_from_the_team_is_refused(
+        session_factory: sessionmaker[Session], world: dict[str, Any]) -> None:
+    """The same race for a removal by amendment: the start runs at the moment the removal has looked for the
+    person's open workspaces (a subscriber after the one that stops them). The removal locks the project's row before
+    it looks; without that the start saw them still on the team (the removal not committed), recorded its session,
+    and the server ran until the worker's next sweep."""
+    from projects import applications, dac, events
+
+    with unit_of_work(session_factory) as s:
+        lead = f.user(s, "researcher")
+        amendment = applications.start_amendment(s, lead, s.get(Project, world["project_id"]))
+        applications.remove_member(s, lead, amendment, world["people"]["dualrole"])
+        applications.update_draft(s, lead, amendment, {"amendment_summary": "dualrole leaves."})
+        amendment_id = amendment.id
+    f.submit(session_factory, amendment_id)
+    f.review_round(session_factory, amendment_id, {"laymember": "approve"})
+    results: list[object] = []
+    waited: list[bool] = []
+
+    def starting() -> None:
+        try:
+            results.append(start(session_factory, world, "dualrole"))
+        except workspaces.NotEntitled as exc:
+            results.append(exc)
+
+    def start_meanwhile(_session: Session, _event: events.MembersRemoved) -> None:
+        thread = threading.Thread(target=starting)
+        thread.start()
+        thread.join(1.5)
+        waited.append(thread.is_alive())
+        threads.append(thread)
+
+    threads: list[threading.Thread] = []
+    events.SUBSCRIBERS.subscribe(events.MembersRemoved, start_meanwhile)
+    try:
+        with unit_of_work(session_factory) as s:
+            from projects.models import Application
+
+            dac.decide(s, f.user(s, "dacchair"), s.get(Application, amendment_id), f.DAC, outcome="approved",
+                       conditions="", message="", access_end_date=None, today=f.TODAY)
+    finally:
+        events.SUBSCRIBERS.unsubscribe(events.MembersRemoved, start_meanwhile)
+    threads[0].join(30)
+    assert waited == [True], "the start did not wait for the removal"
+    assert len(results) == 1 and isinstance(results[0], workspaces.NotEntitled), results
+    assert "not on this project's team" in str(results[0])
+    assert all(ws.stopped_at is not None for ws in sessions(session_factory).values())
