@@ -142,8 +142,7 @@ class AccreditationExpiring:
 
 EVENT_TYPES: tuple[type, ...] = (ProjectCreated, ProjectAmended, ProjectStateChanged, SecurityTierRaised,
                                  ApplicationApproved, MembersRemoved, AgreementPublished, ApplicationSubmitted,
-                                 ReviewersAssigned,
-                                 ApplicationDecided, AccreditationRecorded, AccreditationVerified,
+                                 ReviewersAssigned, ApplicationDecided, AccreditationRecorded, AccreditationVerified,
                                  AccreditationRejected, AccreditationExpiring)
 
 E = TypeVar("E")

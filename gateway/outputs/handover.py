@@ -137,7 +137,7 @@ def context_for(session: Session, settings: Settings, credential: str, hub_user:
     service.check_can_request(session, context.user, context.project)
     if not has_accepted_current_agreement(session, context.user):
         # a new version stops the person's workspaces when it is published; one still running hands nothing over
-        raise PermissionDenied(NOT_ACCEPTED[:-1] + ": accept it in the gateway, then open the workspace again.")
+        raise PermissionDenied(f"{NOT_ACCEPTED} Accept it in the gateway, then open the workspace again.")
     return context
 
 

@@ -122,11 +122,11 @@ def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, 
     landing in between found no session to stop and the server ran on.
     """
     with unit_of_work(factory) as session:
-        security_tier = session.scalars(select(Project.security_tier).where(Project.id == project_id)
-                                        .with_for_update()).one()
+        session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
         agreements.lock_current(session, exclusive=False)
         project, user = session.get(Project, project_id), session.get(User, user_id)  # read after the locks
         assert project is not None and user is not None
+        security_tier = project.security_tier
         reasons = project_and_team_reasons(user, project)
         if not has_accepted_current_agreement(session, user):
             reasons.append(NOT_ACCEPTED)
@@ -265,17 +265,18 @@ def unaccepted_agreement(version: int) -> str:
     return f"data access agreement version {version} not accepted"
 
 
+# the open sessions of people who have not accepted a version of the agreement
+_OPEN_WITHOUT_ACCEPTANCE = _OPEN.where(~select(AgreementAcceptance.id).where(
+    AgreementAcceptance.user_id == WorkspaceSession.user_id,
+    AgreementAcceptance.version == bindparam("version")).exists())
+
+
 def stop_workspaces_without_agreement(session: Session, agreement: DataAccessAgreement) -> None:
     """Stop the open workspace of everyone who has not accepted this version of the agreement, in the transaction that
     publishes it (when it is new, that is everyone); their next start is refused by the entitlement until they
     accept it."""
     for ws in session.scalars(_OPEN_WITHOUT_ACCEPTANCE, {"version": agreement.version}):
         stop_session(session, ws, unaccepted_agreement(agreement.version))
-
-
-_OPEN_WITHOUT_ACCEPTANCE = _OPEN.where(~select(AgreementAcceptance.id).where(
-    AgreementAcceptance.user_id == WorkspaceSession.user_id,
-    AgreementAcceptance.version == bindparam("version")).exists())
 
 
 def sweep(session: Session, today: dt.date) -> list[int]:
