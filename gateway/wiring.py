@@ -111,6 +111,7 @@ def wire() -> None:
         # The emails that follow a decision, queued after the decision's other side effects.
         subscribe(events.ProjectStateChanged, notifications.project_state_changed)
         subscribe(events.SecurityTierRaised, notifications.security_tier_raised)
+        subscribe(events.AgreementPublished, notifications.agreement_published)
         subscribe(events.ApplicationSubmitted, notifications.application_submitted)
         subscribe(events.ReviewersAssigned, notifications.reviewers_assigned)
         subscribe(events.ApplicationDecided, notifications.application_decided)

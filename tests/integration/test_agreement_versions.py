@@ -108,6 +108,10 @@ def test_publishing_a_new_version_stops_every_running_workspace_until_its_person
     with session_factory() as s:
         stopped = s.scalars(select(AuditEvent).where(AuditEvent.action == "workspace.stopped")).all()
         assert sorted(e.details["user"] for e in stopped) == ["dualrole", "researcher"]
+        emails = [m.payload for m in s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email"))
+                  if m.payload["subject"] == f"New data access agreement (version {version})"]
+        addresses = [f.user(s, n).email for n in ("dualrole", "researcher")]  # dualrole has none
+        assert sorted(m["to"] for m in emails) == sorted(a for a in addresses if a) and emails
     # neither can start again, by the entitlement open_workspace checks or by the session it records
     for who in ("researcher", "dualrole"):
         assert any(NOT_ACCEPTED in r for r in refusal(session_factory, settings, world, who))
