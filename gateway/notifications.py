@@ -16,6 +16,8 @@ from gateway.outbox import send_email
 from gateway.permissions import Role
 from gateway.web.labels import day, label
 from projects import events
+from projects.models import Project, ProjectMember
+from projects.workflow import ProjectState
 
 
 def application_submitted(session: Session, event: events.ApplicationSubmitted) -> None:
@@ -60,6 +62,23 @@ def security_tier_raised(session: Session, event: events.SecurityTierRaised) -> 
                    f"out to the clipboard, small pastes only, no terminals. Running workspaces were stopped; "
                    f"open yours again from the project page.\n\nReason: {event.reason}",
                    dedupe_key=f"project-tier:{project.id}:high:{member.user_id}")
+
+
+def agreement_published(session: Session, event: events.AgreementPublished) -> None:
+    """Everyone on an active project's team: they must accept the new version before they work on the data again
+    (their running workspaces have just been stopped)."""
+    version = event.agreement.version
+    for person in session.scalars(_ON_ACTIVE_TEAMS):
+        send_email(session, person.email, f"New data access agreement (version {version})",
+                   "A new version of the London SDE data access agreement has been published. Read it and accept "
+                   "it in the gateway (Data access agreement) before you open a workspace again: any workspace you "
+                   "had running has been stopped. Your files are kept.",
+                   dedupe_key=f"agreement:{version}:{person.id}")
+
+
+_ON_ACTIVE_TEAMS = (select(User).where(User.is_active.is_(True), User.id.in_(
+    select(ProjectMember.user_id).join(Project, Project.id == ProjectMember.project_id)
+    .where(Project.state == ProjectState.ACTIVE.value))).order_by(User.id))
 
 
 def _accreditation_officers(session: Session) -> list[User]:

@@ -5,7 +5,8 @@ a decision (gateway.notifications) act on them here, in the emitter's transactio
 loads every module that registers an outbox handler (extracts, workspaces, output checks and release). Every
 entry point calls ``wire()`` once before it serves or runs anything: create_app (web and API), the ``sde``
 command group and the worker. Reading this file answers "what happens when a project is approved, amended,
-leaves the active state (or comes back to it) or has its tier raised", and who is emailed about it.
+leaves the active state (or comes back to it) or has its tier raised, or a new data access agreement is published",
+and who is emailed about it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from gateway.charging.jobs import daily_charging
 from gateway.charging.tariff import tariff_in_force
 from gateway.extracts.service import request_build
 from gateway.outputs.release import requeue_held
-from gateway.workspaces.service import stop_member_workspaces, stop_project_workspaces
+from gateway.workspaces.service import (
+    stop_member_workspaces,
+    stop_project_workspaces,
+    stop_workspaces_without_agreement,
+)
 from projects import events, scheduled, tariff
 from projects.workflow import ProjectState
 
@@ -70,6 +75,11 @@ def stop_removed_members_workspaces(session: Session, event: events.MembersRemov
     stop_member_workspaces(session, event.project, set(event.user_ids), event.reason)
 
 
+def stop_workspaces_of_those_not_accepting(session: Session, event: events.AgreementPublished) -> None:
+    """Nobody has accepted a version just published: every running workspace stops until its person accepts it."""
+    stop_workspaces_without_agreement(session, event.agreement)
+
+
 def freeze_approved_quote(session: Session, event: events.ApplicationApproved) -> None:
     freeze_quote(session, event.actor, event.application, event.project, event.today)
 
@@ -97,9 +107,11 @@ def wire() -> None:
         subscribe(events.SecurityTierRaised, stop_workspaces_for_high_tier)
         subscribe(events.ApplicationApproved, freeze_approved_quote)
         subscribe(events.MembersRemoved, stop_removed_members_workspaces)
+        subscribe(events.AgreementPublished, stop_workspaces_of_those_not_accepting)
         # The emails that follow a decision, queued after the decision's other side effects.
         subscribe(events.ProjectStateChanged, notifications.project_state_changed)
         subscribe(events.SecurityTierRaised, notifications.security_tier_raised)
+        subscribe(events.AgreementPublished, notifications.agreement_published)
         subscribe(events.ApplicationSubmitted, notifications.application_submitted)
         subscribe(events.ReviewersAssigned, notifications.reviewers_assigned)
         subscribe(events.ApplicationDecided, notifications.application_decided)

@@ -1,4 +1,10 @@
-"""The data access agreement: versioned terms; submitting an application accepts the current version."""
+"""The data access agreement: versioned terms; submitting an application accepts the current version.
+
+The current version is the newest. Publishing one emits AgreementPublished: the running workspaces of everyone who has
+not accepted it stop (gateway.wiring), and the entitlement refuses a workspace until they accept it. A workspace start
+and a publication serialise on the newest version's row (``lock_current``), so a start either commits before the
+publication looks for running workspaces, or sees the new version.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from gateway import audit
 from gateway.errors import ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, check_permission
+from projects import events
 from projects.models import AgreementAcceptance, DataAccessAgreement
 
 DEFAULT_TEXT = """\
@@ -22,6 +29,21 @@ DEFAULT_TEXT = """\
 
 def current(session: Session) -> DataAccessAgreement | None:
     return session.scalar(select(DataAccessAgreement).order_by(DataAccessAgreement.version.desc()).limit(1))
+
+
+_NEWEST = select(DataAccessAgreement.version).order_by(DataAccessAgreement.version.desc()).limit(1)
+
+
+def lock_current(session: Session, *, exclusive: bool) -> int | None:
+    """Lock the current (newest) version's row to the end of the transaction, ``exclusive`` to publish the next
+    version, shared to record a workspace session; returns its number (None if none is published). Each later
+    statement reads the versions afresh: one published while this waited is seen, and then locked instead. SQLite
+    runs one writer at a time and takes no row lock."""
+    while True:
+        locked = session.scalar(_NEWEST.with_for_update(read=not exclusive))
+        newest = session.scalar(_NEWEST)
+        if locked == newest:
+            return newest
 
 
 _CURRENT_AND_ACCEPTED = (select(DataAccessAgreement, AgreementAcceptance.id)
@@ -40,19 +62,24 @@ def current_and_accepted(session: Session, user: User) -> tuple[DataAccessAgreem
 
 
 def publish(session: Session, actor: User | str, text: str) -> DataAccessAgreement:
-    """A new version; applications submitted from now on must accept it."""
+    """A new version: applications submitted from now on must accept it, and so must everyone before they work on the
+    data again (their running workspaces are stopped, through AgreementPublished)."""
     if isinstance(actor, User):
         check_permission(actor, Permission.MANAGE_AGREEMENTS)
     text = text.strip()
     if len(text) < 20:
         raise ValidationError("The agreement could not be published.",
                               field_errors={"text": ["Enter the full text of the agreement."]})
+    # Held to the commit: a workspace being recorded meanwhile waits and then sees this version, and a second
+    # publication waits and takes the next number.
+    lock_current(session, exclusive=True)
     latest = current(session)
     agreement = DataAccessAgreement(version=(latest.version + 1) if latest else 1, text=text,
                                     published_by_id=actor.id if isinstance(actor, User) else None)
     session.add(agreement)
     session.flush()
     audit.record(session, actor, "agreement.published", "data_access_agreement", agreement.version)
+    events.emit(session, events.AgreementPublished(agreement, actor))  # running workspaces stop (gateway.wiring)
     return agreement
 
 

@@ -23,7 +23,14 @@ from gateway.permissions import Permission, check_permission, has_permission
 from projects import agreements, cohort, dates, events, tariff
 from projects.accreditation_rules import check_accredited, valid_accreditation
 from projects.catalogue import Catalogue, lookup, needs_justification, requestable
-from projects.models import Application, ApplicationMember, ApplicationVariable, Project, ReviewAssignment
+from projects.models import (
+    Application,
+    ApplicationMember,
+    ApplicationVariable,
+    Project,
+    ProjectMember,
+    ReviewAssignment,
+)
 from projects.workflow import AppState, check_application_move
 from projects.workspace_tiers import TIERS
 
@@ -127,12 +134,18 @@ def check_can_edit_application(user: User, application: Application, session: Se
                        f"{application.state.replace('_', ' ')}.")
 
 
+# An amendment's project with its team and former team, the rows only (the committee's conflict rule reads them:
+# projects.dac.automatic_conflict), joined to the application (None, and no rows, for a new application).
+_AMENDED_PROJECT = joinedload(Application.project).options(
+    joinedload(Project.members).lazyload(ProjectMember.user), joinedload(Project.former_members),
+    lazyload(Project.variables))
+
 # The application page in four statements: the application with its organisation, team (without the role grants of
-# the people named) and decisions (few rows each: joined); its variables; its reviewers with their roles (the lay vote
-# of the quorum) and their votes, joined to the assignments.
+# the people named), decisions and amended project (few rows each: joined); its variables; its reviewers with their
+# roles (the lay vote of the quorum) and their votes, joined to the assignments.
 _PAGE = (joinedload(Application.organisation),
          joinedload(Application.members).joinedload(ApplicationMember.user).lazyload(User.role_grants),
-         joinedload(Application.decisions),
+         joinedload(Application.decisions), _AMENDED_PROJECT,
          selectinload(Application.assignments).joinedload(ReviewAssignment.reviewer)
          .joinedload(User.role_grants),
          selectinload(Application.assignments).joinedload(ReviewAssignment.reviews))
@@ -155,7 +168,7 @@ _ASSIGNMENTS = (joinedload(ReviewAssignment.reviewer).joinedload(User.role_grant
 _PAGE_APPLICATION = select(Application).where(Application.id == bindparam("application_id")).options(
     joinedload(Application.organisation),
     joinedload(Application.members).joinedload(ApplicationMember.user).lazyload(User.role_grants),
-    joinedload(Application.decisions),
+    joinedload(Application.decisions), _AMENDED_PROJECT,
     lazyload(Application.variables), lazyload(Application.assignments).options(*_ASSIGNMENTS))
 _PAGE_VARIABLES = (select(ApplicationVariable)
                    .where(ApplicationVariable.application_id == bindparam("application_id"))

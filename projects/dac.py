@@ -1,8 +1,9 @@
 """The data access committee: reviewer assignment, conflicts of interest, blinded votes, quorum, decisions.
 
-A member of the applying team or organisation is conflicted automatically; anyone may also declare a
-conflict. A conflicted member is recused: they cannot see the reviews, vote or decide. Nobody ever
-decides their own application.
+A member of the applying team or organisation is conflicted automatically, and so, for an amendment, is anyone on
+the team of the project it amends (whether or not the amendment keeps them on it) or ever taken off that team;
+anyone may also declare a conflict. A conflicted member is recused: they cannot see the reviews, vote or decide.
+Nobody ever decides their own application.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.permissions import Permission, Role, check_permission, has_permissi
 from projects import dates, events
 from projects.applications import is_team_member, lock_afresh, max_term_months, team_member_clause
 from projects.dates import latest_access_end
+from projects.lifecycle import is_member, on_team_ever_clause, was_member
 from projects.models import Application, Decision, Project, Review, ReviewAssignment
 from projects.workflow import AppState, check_application_move, check_round
 from projects.workspace_tiers import DEFAULT_SECURITY_TIER, SECURITY_TIER_LABELS, SECURITY_TIERS
@@ -33,10 +35,19 @@ OUTCOMES = {"approved": AppState.APPROVED, "rejected": AppState.REJECTED,
 
 
 def automatic_conflict(user: User, application: Application) -> str | None:
+    """Why this person is recused from the application whatever they declare, or None. An amendment's own team can
+    leave out someone on the project's team (the amendment takes them off it), and the project's former members are
+    on neither: both have a stake in the project the amendment changes."""
     if is_team_member(user, application):
         return "is on the applying team"
     if user.organisation_id is not None and user.organisation_id == application.organisation_id:
         return "works at the applying organisation"
+    project = application.project  # an amendment's; None for a new application
+    if project is not None:
+        if is_member(user, project):
+            return "is on the team of the project it amends"
+        if was_member(user, project):
+            return "was on the team of the project it amends"
     return None
 
 
@@ -57,12 +68,13 @@ def own_assignment_clause(user_id: int | BindParameter[int]) -> ColumnElement[bo
 def is_recused_clause(user_id: int | BindParameter[int],
                       organisation_id: int | BindParameter[int] | None) -> ColumnElement[bool]:
     """``is_recused`` in the database: on the applying team, at the applying organisation (``organisation_id``, the
-    person's, None if they have none), or a declared conflict on the person's own assignment
-    (tests/integration/test_rules_in_sql.py holds the two together)."""
+    person's, None if they have none), on or ever on the team of the project an amendment amends, or a declared
+    conflict on the person's own assignment (tests/integration/test_rules_in_sql.py holds the two together)."""
     same_organisation = Application.organisation_id == organisation_id if organisation_id is not None else false()
+    amended_project = Application.project.has(on_team_ever_clause(user_id))
     declared = Application.assignments.any((ReviewAssignment.reviewer_id == user_id)
                                            & ReviewAssignment.conflict.is_(True))
-    return or_(team_member_clause(user_id), same_organisation, declared)
+    return or_(team_member_clause(user_id), same_organisation, amended_project, declared)
 
 
 def _check_not_recused(user: User, application: Application, doing: str) -> None:

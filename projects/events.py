@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from gateway.models import User
-from projects.models import Accreditation, Application, Decision, Project
+from projects.models import Accreditation, Application, DataAccessAgreement, Decision, Project
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,15 @@ class MembersRemoved:
     project: Project
     user_ids: frozenset[int]
     reason: str
+
+
+@dataclass(frozen=True)
+class AgreementPublished:
+    """A new version of the data access agreement is current: nobody has accepted it yet, and nobody may work on the
+    data until they do (running workspaces must stop)."""
+
+    agreement: DataAccessAgreement
+    actor: User | str
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,8 @@ class AccreditationExpiring:
 
 
 EVENT_TYPES: tuple[type, ...] = (ProjectCreated, ProjectAmended, ProjectStateChanged, SecurityTierRaised,
-                                 ApplicationApproved, MembersRemoved, ApplicationSubmitted, ReviewersAssigned,
-                                 ApplicationDecided, AccreditationRecorded, AccreditationVerified,
+                                 ApplicationApproved, MembersRemoved, AgreementPublished, ApplicationSubmitted,
+                                 ReviewersAssigned, ApplicationDecided, AccreditationRecorded, AccreditationVerified,
                                  AccreditationRejected, AccreditationExpiring)
 
 E = TypeVar("E")

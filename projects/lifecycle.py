@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BindParameter, ColumnElement, bindparam, select, true
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select, true
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
@@ -38,6 +38,14 @@ def is_member(user: User, project: Project) -> bool:
 def was_member(user: User, project: Project) -> bool:
     """Taken off the project's team at some time (whether or not they are on it again)."""
     return any(f.user_id == user.id for f in project.former_members)
+
+
+def on_team_ever_clause(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
+    """``is_member(user, project) or was_member(user, project)`` in the database, as a condition on Project: the
+    person is on its team or was ever taken off it (the conflict rules of output checking and of the committee's
+    review of an amendment read it; tests/integration/test_rules_in_sql.py holds each to its Python twin)."""
+    return or_(Project.members.any(ProjectMember.user_id == user_id),
+               Project.former_members.any(ProjectFormerMember.user_id == user_id))
 
 
 def is_staff(user: User) -> bool:
@@ -163,7 +171,12 @@ def apply_amendment(session: Session, actor: User, amendment: Application, decis
 def remove_members(session: Session, project: Project, user_ids: set[int], reason: str) -> None:
     """Take these people off the team: their member rows go, a former-member row each is kept (the conflict rules
     read it), and MembersRemoved is emitted (their workspaces stop). Every removal goes through here; the caller
-    records the change in the audit log (an amendment's project.amended names who left)."""
+    records the change in the audit log (an amendment's project.amended names who left).
+
+    The project's row is locked first, to the commit, as a workspace start locks it to check the team once more
+    (gateway.workspaces.service._session_for): a start either commits before the removal's workspaces are looked for
+    (and is stopped with them) or waits and finds the person gone."""
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     leaving = [m for m in project.members if m.user_id in user_ids]
     left_at = utcnow()
     project.former_members.extend(ProjectFormerMember(user_id=m.user_id, joined_at=m.added_at or left_at,

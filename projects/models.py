@@ -172,6 +172,9 @@ class Application(Base):
     assignments: Mapped[list[ReviewAssignment]] = relationship(
         back_populates="application", cascade="all, delete-orphan", lazy="selectin")
     decisions: Mapped[list[Decision]] = relationship(back_populates="application", order_by="Decision.id")
+    # The project an amendment amends (None for a new application): the committee's conflict rule reads its team and
+    # former team (projects.dac.automatic_conflict). Loaded only where read; the application page joins it.
+    project: Mapped[Project | None] = relationship(foreign_keys=[project_id], viewonly=True)
 
 
 class ApplicationMember(Base):
@@ -337,7 +340,8 @@ class ProjectMember(Base):
 class ProjectFormerMember(Base):
     """Someone taken off the project's team: their ProjectMember row goes, this one stays (one per departure, written
     in the same transaction), so the rules remember who has been on the team: an output checker never checks the
-    outputs of a project they were on (gateway.outputs.service.review_conflict)."""
+    outputs of a project they were on (gateway.outputs.service.review_conflict), and a committee member never reviews
+    or decides an amendment of one (projects.dac.automatic_conflict)."""
 
     __tablename__ = "project_former_members"
 

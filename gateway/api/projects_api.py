@@ -584,7 +584,8 @@ def get_agreement() -> AgreementOut:
     return AgreementOut(version=agreement.version, text=agreement.text, published_at=agreement.published_at)
 
 
-@api.operation("/agreement", "POST", summary="Publish a new version of the agreement", tag="applications",
+@api.operation("/agreement", "POST", summary="Publish a new version of the agreement (every running workspace stops "
+               "until its person accepts it)", tag="applications",
                permission=Permission.MANAGE_AGREEMENTS, body=AgreementIn, response=AgreementOut, status=201)
 def publish_agreement(body: AgreementIn) -> AgreementOut:
     agreement = run(agreements.publish, require_user(), body.text)

@@ -12,11 +12,12 @@ The gateway never reads a researcher's folder. A workspace sends the chosen file
    and those two names.
 3. Here (``context_for``) the hub secret, the credential's signature and expiry, the workspace session
    (still open, this person, this project) and the hub's names must all agree, and the person must still
-   be allowed to request outputs. The only things a workspace can then do are list the person's own draft
-   requests on that project and add a file to one of them (``submit``), through the same intake rules as
-   every file: a refused file is not stored. The bytes can be read afterwards only by output checkers and,
-   once two of them approve, in the release package; nothing sent here is ever shown back to the sandbox or
-   to the researcher except its name, size, hash and verdict.
+   be allowed to request outputs and have accepted the current data access agreement. The only things a
+   workspace can then do are list the person's own draft requests on that project and add a file to one of
+   them (``submit``), through the same intake rules as every file: a refused file is not stored. The bytes
+   can be read afterwards only by output checkers and, once two of them approve, in the release package;
+   nothing sent here is ever shown back to the sandbox or to the researcher except its name, size, hash and
+   verdict.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.config import Settings
-from gateway.errors import AuthenticationFailed, NotFound, ValidationError
+from gateway.errors import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.outputs import files as intake
 from gateway.outputs import service
 from gateway.outputs.models import OutputFile, OutputRequest
-from gateway.workspaces.entitlement import workspace_id
+from gateway.workspaces.entitlement import NOT_ACCEPTED, has_accepted_current_agreement, workspace_id
 from gateway.workspaces.models import WorkspaceSession
 from projects.models import Project
 
@@ -134,6 +135,9 @@ def context_for(session: Session, settings: Settings, credential: str, hub_user:
     """The person, project and workspace session a hand-over call acts for, once everything agrees."""
     context = credential_session(session, settings, credential, hub_user, hub_server, now, require_open=True)
     service.check_can_request(session, context.user, context.project)
+    if not has_accepted_current_agreement(session, context.user):
+        # a new version stops the person's workspaces when it is published; one still running hands nothing over
+        raise PermissionDenied(f"{NOT_ACCEPTED} Accept it in the gateway, then open the workspace again.")
     return context
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -39,8 +39,8 @@ from gateway.outputs.workflow import (
 )
 from gateway.permissions import ROLE_PERMISSIONS, Permission, has_permission
 from projects.accreditation_rules import check_accredited
-from projects.lifecycle import is_member, was_member
-from projects.models import Project, ProjectFormerMember, ProjectMember
+from projects.lifecycle import is_member, on_team_ever_clause, was_member
+from projects.models import Project, ProjectMember
 from projects.workflow import ProjectState, check_round
 
 REVIEWS_NEEDED = 2
@@ -118,9 +118,7 @@ def no_review_conflict_clause(user_id: int | BindParameter[int]) -> ColumnElemen
     """``review_conflict(user, request) is None`` in the database, as a condition on OutputRequest: not its author,
     and neither on its project's team nor ever taken off it (tests/integration/test_rules_in_sql.py holds the two
     together)."""
-    return (OutputRequest.author_id != user_id) & ~OutputRequest.project.has(or_(
-        Project.members.any(ProjectMember.user_id == user_id),
-        Project.former_members.any(ProjectFormerMember.user_id == user_id)))
+    return (OutputRequest.author_id != user_id) & ~OutputRequest.project.has(on_team_ever_clause(user_id))
 
 
 def checker_counts(user_id: int | BindParameter[int]) -> Select[tuple[int, int]]:

@@ -55,6 +55,7 @@ def publish() -> Any:
         except ValidationError as exc:
             extra = apply_errors(form, exc)
         else:
-            flash(f"Version {agreement.version} published. New submissions must accept it.", "success")
+            flash(f"Version {agreement.version} published. New submissions must accept it, and every running workspace "
+                  "has been stopped: each researcher must accept it before they can open one again.", "success")
             return redirect(url_for("agreements.current"))
     return render_template("agreements/publish.html", form=form, extra=extra), 422 if form.errors or extra else 200

@@ -63,19 +63,29 @@ def budget_reason(session: Session, project: Project) -> str | None:
     return None
 
 
-def entitlement(session: Session, user: User, project: Project, extracts_root: Path,
-                today: dt.date | None = None) -> Entitlement:
-    day = today or dt.datetime.now(dt.UTC).date()
+NOT_ACCEPTED = "You have not accepted the current data access agreement."  # the project page links to it
+
+
+def project_and_team_reasons(user: User, project: Project) -> list[str]:
+    """The project is active and the person on its team (the parts of the entitlement a suspension, revocation,
+    closure, expiry or removal from the team takes away), each missing one in plain words."""
     reasons: list[str] = []
     if project.state != ProjectState.ACTIVE:
         reasons.append(f"The project is {project.state}.")
     if not is_member(user, project):
         reasons.append("You are not on this project's team.")
+    return reasons
+
+
+def entitlement(session: Session, user: User, project: Project, extracts_root: Path,
+                today: dt.date | None = None) -> Entitlement:
+    day = today or dt.datetime.now(dt.UTC).date()
+    reasons = project_and_team_reasons(user, project)
     if valid_accreditation(session, user, day) is None:
         reasons.append("Your accreditation is missing or has lapsed.")
     agreement, accepted = agreements.current_and_accepted(session, user)
     if not accepted:
-        reasons.append("You have not accepted the current data access agreement.")
+        reasons.append(NOT_ACCEPTED)
     if (reason := budget_reason(session, project)) is not None:
         reasons.append(reason)
     if current_extract(extracts_root, project) is None:

@@ -2,8 +2,9 @@
 
 Opening checks the derived entitlement, starts (or reuses) the researcher's named server for the project
 through the hub's REST API, records the session, and returns a one-time sign-in link to the hub. Stopping is
-queued in the outbox in the same transaction as the decision that ends entitlement, and the worker's sweep
-stops any session whose entitlement has ended for another reason (lapsed accreditation, removal from the team).
+queued in the outbox in the same transaction as the decision that ends entitlement (a project leaving the active
+state, removal from the team, a new version of the data access agreement), and the worker's sweep stops any session
+whose entitlement has ended for another reason (lapsed accreditation) or that slipped past those decisions.
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ from gateway.config import Settings
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import DomainError, PermissionDenied
 from gateway.models import User
-from gateway.workspaces.entitlement import current_extract, entitlement, workspace_id
+from gateway.workspaces.entitlement import (
+    NOT_ACCEPTED,
+    current_extract,
+    entitlement,
+    has_accepted_current_agreement,
+    project_and_team_reasons,
+    workspace_id,
+)
 from gateway.workspaces.hub import HubClient, HubError
 from gateway.workspaces.models import WorkspaceSession
 from gateway.workspaces.spec import LEGACY_USERNAME_RE, WorkspaceSpec, tier_named
 from gateway.workspaces.tickets import load_secret, mint_ticket
+from projects import agreements
 from projects.accreditation_rules import valid_accreditation
 from projects.lifecycle import is_member
-from projects.models import Project
+from projects.models import AgreementAcceptance, DataAccessAgreement, Project
 from projects.workflow import ProjectState
 
 log = logging.getLogger(__name__)
@@ -104,10 +113,25 @@ def _session_for(factory: sessionmaker[Session], user_id: int, project_id: int, 
     The tier is read here, under a lock on the project's row that lifecycle.raise_security_tier takes too: a raise
     either commits first (and the server starts high) or finds this session open and stops it. Read earlier, a
     raise landing in between would find no session to stop and the server would start in the old tier.
+
+    What the decisions that stop workspaces change is checked again here, under the same locks as they take: the
+    project is active and the person on its team (a suspension, revocation, closure or an amendment's removal writes
+    the project's row, so it waits for this lock or this waits for it), and they have accepted the current data
+    access agreement (a publication holds the current version's row, which this locks for sharing). The decision
+    either commits first, and is seen here, or finds this session open and stops it. Checked only before, a decision
+    landing in between found no session to stop and the server ran on.
     """
     with unit_of_work(factory) as session:
-        security_tier = session.scalars(select(Project.security_tier).where(Project.id == project_id)
-                                        .with_for_update()).one()
+        session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+        agreements.lock_current(session, exclusive=False)
+        project, user = session.get(Project, project_id), session.get(User, user_id)  # read after the locks
+        assert project is not None and user is not None
+        security_tier = project.security_tier
+        reasons = project_and_team_reasons(user, project)
+        if not has_accepted_current_agreement(session, user):
+            reasons.append(NOT_ACCEPTED)
+        if reasons:
+            raise NotEntitled("You cannot open a workspace for this project: " + " ".join(reasons))
         existing = session.scalar(select(WorkspaceSession).where(
             WorkspaceSession.project_id == project_id, WorkspaceSession.user_id == user_id,
             WorkspaceSession.stopped_at.is_(None)))
@@ -178,9 +202,35 @@ def open_workspace(factory: sessionmaker[Session], settings: Settings, user_id: 
                                  {"user": ws.user.username, "server": server, "reason": "start failed"})
         raise WorkspaceUnavailable("The workspace could not be started just now. Nothing has changed; "
                                    "try again in a minute, or contact the service desk.") from exc
+    assert ws_id is not None
+    _check_still_open(factory, client, ws_id, username, server)
     ticket = mint_ticket(load_secret(settings.hub_state_dir / "ticket-secret"), username, server,
                          ttl_seconds=settings.workspaces.ticket_ttl_seconds)
     return client.login_url(ticket)
+
+
+def _check_still_open(factory: sessionmaker[Session], client: HubClient, ws_id: int, username: str,
+                      server: str) -> None:
+    """The session is still open now that its server is ready; else stop the server and send nobody to it.
+
+    A decision that ended the session while the server started (a suspension, a removal, a new agreement version)
+    queued the server's stop, and the worker may have delivered it before the hub had the server: the hub then said
+    there was nothing to stop, and the server started after it, with no open session for any sweep to find. A decision
+    committed after this check queues a stop that reaches the running server.
+    """
+    with factory() as session:
+        ws = session.get(WorkspaceSession, ws_id)
+        if ws is not None and ws.stopped_at is None:
+            return
+        reason = ws.stop_reason if ws is not None else "the session is gone"
+    try:
+        client.stop_server(username, server)
+    except (HubError, OSError, requests.RequestException) as exc:  # the worker stops it, whatever the hub says now
+        log.warning("stopping %s/%s, ended while it started, failed: %s", username, server, exc)
+        with unit_of_work(factory) as session:
+            outbox.enqueue(session, "workspace.stop", {"username": username, "server": server},
+                           dedupe_key=f"workspace-stop:{ws_id}:after-start")
+    raise NotEntitled(f"You cannot open a workspace for this project: it was stopped while it started ({reason}).")
 
 
 def stop_session(session: Session, ws: WorkspaceSession, reason: str, actor: User | str = "system",
@@ -211,9 +261,30 @@ def stop_member_workspaces(session: Session, project: Project, user_ids: set[int
             stop_session(session, ws, reason)
 
 
+def unaccepted_agreement(version: int) -> str:
+    return f"data access agreement version {version} not accepted"
+
+
+# the open sessions of people who have not accepted a version of the agreement
+_OPEN_WITHOUT_ACCEPTANCE = _OPEN.where(~select(AgreementAcceptance.id).where(
+    AgreementAcceptance.user_id == WorkspaceSession.user_id,
+    AgreementAcceptance.version == bindparam("version")).exists())
+
+
+def stop_workspaces_without_agreement(session: Session, agreement: DataAccessAgreement) -> None:
+    """Stop the open workspace of everyone who has not accepted this version of the agreement, in the transaction that
+    publishes it (when it is new, that is everyone); their next start is refused by the entitlement until they
+    accept it."""
+    for ws in session.scalars(_OPEN_WITHOUT_ACCEPTANCE, {"version": agreement.version}):
+        stop_session(session, ws, unaccepted_agreement(agreement.version))
+
+
 def sweep(session: Session, today: dt.date) -> list[int]:
     """Stop every open session whose entitlement has ended; returns the session ids stopped."""
     stopped = []
+    current = agreements.current(session)
+    unaccepted = set() if current is None else {ws.id for ws in session.scalars(_OPEN_WITHOUT_ACCEPTANCE,
+                                                                               {"version": current.version})}
     for ws in open_sessions(session):
         project = session.get(Project, ws.project_id)
         assert project is not None
@@ -224,6 +295,8 @@ def sweep(session: Session, today: dt.date) -> list[int]:
             reason = "removed from the project team"
         elif valid_accreditation(session, ws.user, today) is None:
             reason = "accreditation lapsed"
+        elif current is None or ws.id in unaccepted:
+            reason = "no data access agreement published" if current is None else unaccepted_agreement(current.version)
         if reason:
             stop_session(session, ws, reason)
             stopped.append(ws.id)

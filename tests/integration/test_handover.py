@@ -27,6 +27,7 @@ from gateway.outputs.models import OutputRequest
 from gateway.workspaces import service as workspaces
 from gateway.workspaces.entitlement import current_extract, workspace_id
 from gateway.workspaces.models import WorkspaceSession
+from projects import agreements
 from projects.models import Project
 from tests.integration.test_outputs import cohort, ready_project
 from tests.support import factories as f
@@ -58,6 +59,8 @@ WATCH = HomesWatch()
 def world(session_factory: sessionmaker[Session], settings: Settings, demo_users: dict[str, int]) -> dict[str, Any]:
     """researcher (A) and dualrole (B) on the same project, each with an open workspace session and a draft."""
     project_id = ready_project(session_factory, settings)
+    with unit_of_work(session_factory) as s:  # as anyone who opens a workspace has (the researcher did on submitting)
+        agreements.accept(s, f.user(s, "dualrole"), agreements.current(s).version)  # type: ignore[union-attr]
     settings.hub_state_dir.mkdir(parents=True, exist_ok=True)
     handover.secret_path(settings.hub_state_dir).write_text(SECRET)
     out: dict[str, Any] = {"project_id": project_id}

@@ -19,7 +19,7 @@ from gateway.db import unit_of_work
 from gateway.models import User
 from gateway.outputs import service as outputs
 from gateway.outputs.models import OutputRequest
-from projects import dac
+from projects import dac, lifecycle
 from projects.models import Application, Project, ProjectMember
 from tests.conftest import sign_in_session
 
@@ -230,3 +230,43 @@ def test_the_checkers_queue_and_home_send_as_many_statements_however_many_reques
     sent_last = [q[:60] for q in statements.sent]
     # the queue reads its rows in a fixed number of statements; the home page only counts them (no more than empty)
     assert waiting["/outputs/queue"] <= 5 and waiting["/home"] == empty["/home"], (empty, waiting, sent_last)
+
+
+def test_an_amendments_page_sends_one_statement_more_than_a_new_applications(
+        app: Flask, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    """The committee's conflict rule reads the amended project's team and former team: they come with the amendment
+    in its page's first statement, not one statement per relationship (9 statements before, for the project, its team
+    and its variables read one by one)."""
+    from projects import applications
+    from tests.support import factories as f
+
+    with unit_of_work(session_factory) as s:
+        for name in ("researcher", "researcher2"):
+            f.accredit(s, name)
+    project_id = f.approved_project(session_factory)
+    with unit_of_work(session_factory) as s:  # researcher2 joins the team and then leaves it: one former member
+        project = s.get(Project, project_id)
+        assert project is not None
+        project.members.append(ProjectMember(user_id=f.user(s, "researcher2").id, project_role="analyst"))
+        s.flush()
+        lifecycle.remove_members(s, project, {f.user(s, "researcher2").id}, "left")
+        amendment = applications.start_amendment(s, f.user(s, "researcher"), project)
+        applications.update_draft(s, f.user(s, "researcher"), amendment, {"amendment_summary": "Longer."})
+        amendment_id = amendment.id
+    f.submit(session_factory, amendment_id)
+    f.review_round(session_factory, amendment_id, {"dac1": "approve"})
+    new_id = f.draft(session_factory, applicant="researcher2", title="Another study")
+    f.submit(session_factory, new_id, applicant="researcher2")
+    f.review_round(session_factory, new_id, {"dac1": "approve"})
+    statements = Statements(app.extensions["sde_engine"])
+    for username in ("dacchair", "dac1"):
+        client = app.test_client()
+        sign_in_session(client, session_factory, username)
+        counts = {}
+        for application_id in (new_id, amendment_id):
+            client.get(f"/applications/{application_id}")
+            statements.sent.clear()
+            assert client.get(f"/applications/{application_id}").status_code == 200
+            counts[application_id] = len(statements.sent)
+        # one more: the quote prices the datasets the amendment adds to the project's (it reads the project's variables)
+        assert counts[amendment_id] <= counts[new_id] + 1, (username, counts, [q[:300] for q in statements.sent])

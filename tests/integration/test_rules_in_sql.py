@@ -3,9 +3,10 @@ page's counts (made with them) equal the counts the Python rules give over the w
 
 Run on the demo data plus the states the rules branch on: a declared conflict, a reviewer at the applying
 organisation, a team member who is not the applicant, an applicant no longer listed in their team, a member removed
-from a project's team, a project lead no longer on its team, a closed project, projects ending within a week and
-within a month. Those states are written straight into the rows: the rules must agree on any state the database can
-hold, however it was reached.
+from a project's team, a project lead no longer on its team, an amendment under review with a reviewer on the
+project's team but not on the amendment's and with a chair who was once on the project's team, a closed project,
+projects ending within a week and within a month. Those states are written straight into the rows: the rules must
+agree on any state the database can hold, however it was reached.
 """
 
 from __future__ import annotations
@@ -85,6 +86,19 @@ def _edge_cases(s: Session) -> None:
                        outcome="approve", submitted_at=utcnow()))
     s.add(ProjectFormerMember(project_id=first.id, user_id=user("checker2").id, joined_at=utcnow(),
                               left_at=utcnow(), reason="edge case"))
+    # an amendment of the first project under review, whose team is its lead alone: the lay member is on the
+    # project's team (the amendment takes them off it) and reviews it; the chair was once on the team
+    amendment = Application(reference="AMD-EDGE-1", kind="amendment", project_id=first.id, applicant_id=first.lead_id,
+                            organisation_id=first.organisation_id, title="Edge case", state=AppState.UNDER_REVIEW.value,
+                            submitted_at=utcnow())
+    amendment.members = [ApplicationMember(user_id=first.lead_id, project_role="lead")]
+    s.add(amendment)
+    s.add(ProjectMember(project_id=first.id, user_id=user("laymember").id, project_role="analyst"))
+    s.add(ProjectFormerMember(project_id=first.id, user_id=user("dacchair").id, joined_at=utcnow(),
+                              left_at=utcnow(), reason="edge case"))
+    s.flush()
+    s.add(ReviewAssignment(application_id=amendment.id, reviewer_id=user("laymember").id,
+                           assigned_by_id=user("dacchair").id))
     closed = s.scalar(select(Project).where(Project.id.not_in([first.id, second.id])).order_by(Project.id))
     if closed is not None:
         closed.state, closed.end_date = ProjectState.CLOSED.value, TODAY + dt.timedelta(days=3)
@@ -139,6 +153,9 @@ def test_each_sql_form_selects_the_rows_its_python_rule_accepts(session_factory:
         assert any(a.conflict for a in s.scalars(select(ReviewAssignment)))
         assert any(u.organisation_id is not None and dac.automatic_conflict(u, a) == "works at the applying "
                    "organisation" and dac.assignment_of(u, a) is not None for u in users for a in apps)
+        conflicts = {(u.username, dac.automatic_conflict(u, a)) for u in users for a in apps}
+        assert ("laymember", "is on the team of the project it amends") in conflicts
+        assert ("dacchair", "was on the team of the project it amends") in conflicts
 
 
 def _expected(s: Session, user: User) -> dict[str, tuple[int, bool]]:
