@@ -155,7 +155,10 @@ class Output:
         primary = status == "fail"
         weights = self.counts.to_numpy(dtype=float) if self.counts is not None else np.ones(self.table.shape)
         if self.additive and self.table.ndim == 2:
-            hidden = suppression.secondary(primary, weights, self.margin_row, self.margin_col)
+            # a table of proportions also has lines summing to 1 (rows, columns or all of it), margins or not
+            normalize = self.query.get("normalize") if self.denominators is not None else None
+            extra = suppression.proportion_lines(primary.shape, normalize, self.margin_row, self.margin_col)
+            hidden = suppression.secondary(primary, weights, self.margin_row, self.margin_col, extra)
         else:
             hidden = primary
         table = self.table.copy()
