@@ -108,7 +108,8 @@ PUBLIC_FORMAT = "londonsde.public_record/1"
 
 @dataclass
 class PublicCell:
-    """A cell's labels, verdict and the rules that flagged it: never its value or count."""
+    """A cell's labels, verdict and the rules that flagged it: never its value or count (nor, for a suppressed cell,
+    the rules that hid it)."""
 
     row: list[Any]
     column: list[Any]
@@ -180,7 +181,10 @@ def _public_query(query: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_public(record: Record) -> PublicRecord:
-    cells = [PublicCell(row=list(c.row), column=list(c.column), status=c.status, rules=sorted(c.rules))
+    # a suppressed cell says only that it is suppressed: the rule that hid it describes what it hides ("zeros" is
+    # its count, 0; "threshold" against no rule tells a small cell from a secondary one beside a total)
+    cells = [PublicCell(row=list(c.row), column=list(c.column), status=c.status,
+                        rules=[] if c.status == "suppressed" else sorted(c.rules))
              for c in record.cells]
     mitigation = ({k: v for k, v in record.mitigation.items() if k in _MITIGATION_KEYS}
                   if record.mitigation else None)
