@@ -204,14 +204,18 @@ def _layout(table: pd.DataFrame) -> tuple[int, int]:
 
 def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, earlier: list[Record],
                    config: SDCConfig = DEFAULT_CONFIG,
-                   elsewhere: dict[str, ledger.Released] | None = None) -> dict[str, Any]:
+                   elsewhere: dict[str, ledger.Released] | None = None,
+                   siblings: dict[str, str] | None = None) -> dict[str, Any]:
     """Recompute, compare, apply the rules and the differencing check; the result as JSON.
+
+    ``siblings`` maps the uid of each earlier record that is another output of the same request to its path: the
+    request's files leave together, so they are compared with each other as with a release.
 
     ``elsewhere`` maps the uid of each earlier record released by another project to where it came from: a
     conflict with one of those is told to the researcher without the other table (``notes``), and to the checkers
     with it (``checker_notes`` and ``differencing``).
     """
-    elsewhere = elsewhere or {}
+    elsewhere, siblings = elsewhere or {}, siblings or {}
     record = sidecar["record"]
     notes: list[str] = []
     if not sidecar.get("sidecar_sha256_matches", False):
@@ -278,6 +282,15 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         # margins_name (sidecar text) and the notes are read outside the workspace; the labels are the checkers'
         cell = f"The cell at row {where[0] + 1}, column {where[1] + 1}" if where else "A cell"
         source = elsewhere.get(flag.earlier.record_uid)
+        sibling = siblings.get(flag.earlier.record_uid)
+        if sibling is not None:  # the researcher's own file: its name is theirs, shown on their page already
+            notes.append(f"{cell} and a cell of '{sibling}' in this request describe nested populations that differ "
+                         f"by fewer than {config.threshold} people: released together, subtracting one from the "
+                         "other would reveal a small group. Widen or merge categories, or send only one of them.")
+            described.append(f"{flag.describe().replace(flag.earlier.record_uid, repr(sibling))} (this request)")
+            checker_notes.append(f"Differencing within this request: "
+                                 f"{flag.describe().replace(flag.earlier.record_uid, repr(sibling))}.")
+            continue
         if source is None:
             notes.append(f"{cell} and a cell of a table already released from this project describe nested "
                          f"populations that differ by fewer than {config.threshold} people: subtracting one from "
@@ -411,10 +424,11 @@ def released_records(session: Session, request: OutputRequest) -> list[Record]:
 
 def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: list[Record],
                pseudonyms: content.PseudonymMatcher | None = None, max_rows: int | None = None,
-               elsewhere: dict[str, ledger.Released] | None = None) -> dict[str, Any]:
+               elsewhere: dict[str, ledger.Released] | None = None,
+               siblings: dict[str, str] | None = None) -> dict[str, Any]:
     if item.sdc_record is not None:
         try:
-            result = check_recorded(data, item.sdc_record, extract, earlier, elsewhere=elsewhere)
+            result = check_recorded(data, item.sdc_record, extract, earlier, elsewhere=elsewhere, siblings=siblings)
         except CannotRecompute as exc:
             fallback = check_heuristic(data, item.extension, reason=f"Not recomputed: {exc.reason}.",
                                        pseudonyms=pseudonyms, max_rows=max_rows)
@@ -469,6 +483,20 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     elsewhere = {found.record.uid: found for found in ledger.released_from(session, key, datasets)
                  if found.project_id != request.project_id}
     earlier = earlier + [found.record for found in elsewhere.values()]
+    # the request's own outputs leave together: each is compared with the others checked before it (a file checked
+    # in an earlier run, or earlier in this one), so every pair is compared once, when the later of the two is checked
+    siblings: dict[str, str] = {}
+
+    def add_sibling(item: OutputFile) -> None:
+        result = item.check_result or {}
+        if item.kind == "output" and result.get("method") == "recomputed" and isinstance(result.get("record"), dict):
+            record = Record.from_dict(result["record"])
+            earlier.append(record)
+            siblings[record.uid] = item.path
+
+    for item in request.files:
+        if item.check_status != "pending":
+            add_sibling(item)
     acro = acro_verdicts(request, settings.outputs_dir)
     done = 0
     for item in request.files:
@@ -477,13 +505,15 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
                 item.check_result = {**item.check_result, "acro": acro.get(item.path)}
             continue
         data = intake.read_stored(settings.outputs_dir, item.stored_name, item.sha256)
-        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows, elsewhere)
+        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows, elsewhere,
+                            siblings)
         if item.name == ACRO_RESULTS and any(v["from"] == item.path for v in acro.values()):
             result["notes"].append("ACRO's results.json: its verdicts are shown beside the files it judged.")
         result["acro"] = acro.get(item.path)
         item.check_result, item.check_status, item.checked_at = result, result["status"], utcnow()
         if result["method"] == "recomputed":
             ledger.remember(session, request, item, key, result["record"])
+        add_sibling(item)
         done += 1
         audit.record(session, "system", "output_request.file_checked", "output_request", request.id,
                      {"path": item.path, "version": item.version, "method": result["method"],
