@@ -97,8 +97,10 @@ class Output:
         for name, flagged in self.checks.items():
             if flagged and rules.VERDICT_ORDER[rules.RULES[name].verdict] > rules.VERDICT_ORDER[status]:
                 status = rules.RULES[name].verdict
-        if self.mitigation and self.mitigation.get("method") == "rounding" and status == "fail":
-            # rounding blurs small cells but does not remove them: a checker decides
+        if self.mitigation and self.mitigation.get("method") == "rounding" and status == "fail" \
+                and int(self.mitigation.get("base") or 0) >= self.config.round_base:
+            # rounding blurs small cells but does not remove them: a checker decides (rounding to less than the
+            # round base, rounded(1) above all, leaves a small count as it was, so it is no mitigation)
             status = "review"
         return status
 
