@@ -76,6 +76,9 @@ class Record:
     library: dict[str, str] = field(default_factory=lambda: {"name": LIBRARY_NAME, "version": __version__})
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    # the rows the query's filters select, as ``filters.effective`` writes them from the data (set where the data
+    # is at hand, the gateway's recomputation): what the differencing check compares; checker's evidence only
+    population: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
