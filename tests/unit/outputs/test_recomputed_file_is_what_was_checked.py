@@ -91,3 +91,19 @@ def test_the_manifest_does_not_count_the_rules_that_hid_a_suppressed_cell(extrac
     result = checks.check_recorded(text.encode(), sidecar, extract, [])
     flagged = release.rules_flagged(SimpleNamespace(check_result=result))
     assert "zeros" not in flagged and "threshold" not in flagged, flagged
+
+
+def test_a_models_last_digits_may_differ_but_the_checkers_are_told(extract: Path) -> None:
+    frame = DATA.assign(y=range(len(DATA)))
+    frame.to_parquet(extract / "patients.parquet")
+    out = dc.ols("y ~ C(sex)", frame, dataset="patients")
+    sidecar = {"record": out.record().to_dict(), "sidecar_sha256_matches": True}
+    text = out.to_csv() or ""
+    row = text.split("\n")[1].split(",")
+    nudged = repr(float(row[1]) * (1 + 1e-8))
+    changed = text.replace(",".join(row), ",".join([row[0], nudged, *row[2:]]), 1)
+    result = checks.check_recorded(changed.encode(), sidecar, extract, [])
+    assert result["mismatches"] == []  # within the refit's tolerance, written plainly: allowed
+    assert any("last digits" in note for note in result["checker_notes"])
+    assert not any("last digits" in note for note in result["notes"])  # the checkers', not the researcher's
+    assert not checks.check_recorded(text.encode(), sidecar, extract, [])["checker_notes"]
