@@ -17,8 +17,6 @@ import json
 import os
 import re
 import secrets
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +95,6 @@ TEXT_EXTENSIONS = frozenset({"csv", "txt", "json", "md", "html", "svg"})
 _TEXT_CONTROLS = frozenset("\t\n\f\r")
 _BOMS = ((b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\xfe\xff", "utf-16"),
          (b"\xff\xfe", "utf-16"))
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# the chunks of the PNG standard (image, colour, text, physical size, time); no private chunk, no eXIf, no APNG
-PNG_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
-                        b"cICP", b"bKGD", b"hIST", b"pHYs", b"sPLT", b"tIME", b"tEXt", b"zTXt", b"iTXt"})
 
 
 def is_text(data: bytes) -> bool:
@@ -120,34 +114,12 @@ def is_text(data: bytes) -> bool:
     return False
 
 
-def is_png(data: bytes) -> bool:
-    """Whether the bytes are one PNG image and nothing else: its signature, standard chunks only (each whole, with its
-    CRC), IHDR first and nothing after IEND."""
-    if not data.startswith(PNG_SIGNATURE):
-        return False
-    position, first = len(PNG_SIGNATURE), True
-    while position + 12 <= len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        end = position + 12 + length
-        if kind not in PNG_CHUNKS or (first and kind != b"IHDR") or end > len(data):
-            return False
-        if struct.unpack(">I", data[end - 4:end])[0] != zlib.crc32(data[position + 4:end - 4]):
-            return False
-        position, first = end, False
-        if kind == b"IEND":
-            return position == len(data)
-    return False
-
-
 def check_form(name: str, data: bytes, extension: str) -> None:
-    """Refuse a file that is not of its type: a text type that is not text, a .png that is not one PNG alone (so no
-    compressed or other binary data rides in under a name the checks read as something else)."""
+    """Refuse a file of a text type that is not text, so no compressed or other binary data rides in under a name the
+    checks read as text (images have their own rule: ``content.check_image``)."""
     if extension in TEXT_EXTENSIONS and not is_text(data):
         raise _refuse(f"'{name}' is not a text file, though a .{extension} must be: it holds binary data (compressed "
                       "or encoded). Send the file itself, as text.")
-    if extension == "png" and not is_png(data):
-        raise _refuse(f"'{name}' is not a plain PNG image: it is another kind of file, holds data after the image's "
-                      "end or chunks that are not part of the PNG standard. Save the figure again as a PNG.")
 
 
 def check_content(name: str, data: bytes, extension: str, limits: OutputSettings) -> None:
