@@ -81,7 +81,9 @@ def populations(record: Record) -> list[Population]:
     if record.kind not in _SUPPORTED:
         return []
     query = record.query
-    base = filters_mod.normalise(query.get("filters") or {})
+    # the population as the gateway found it in the data when it has it (conditions that exclude nobody dropped,
+    # ranges over few values as those values), else as the query wrote it
+    base = filters_mod.normalise(record.population if record.population is not None else query.get("filters") or {})
     dataset = query.get("dataset")
     margins_name = query.get("margins_name") if query.get("margins") else None
     out: list[Population] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .record import json_label
@@ -41,9 +42,13 @@ def normalise(filters: Filters | None) -> dict[str, dict[str, Any]]:
 
 def apply(data: pd.DataFrame, filters: Filters | None) -> pd.DataFrame:
     """The rows of ``data`` that satisfy every condition."""
-    canonical = normalise(filters)
-    if not canonical:
+    if not normalise(filters):
         return data
+    return data.loc[_mask(data, filters)]
+
+
+def _mask(data: pd.DataFrame, filters: Filters | None) -> Any:
+    canonical = normalise(filters)
     keep = pd.Series(True, index=data.index)
     for column, cond in canonical.items():
         series = data[column]
@@ -58,7 +63,44 @@ def apply(data: pd.DataFrame, filters: Filters | None) -> pd.DataFrame:
                 keep &= series >= _like(series, low)
             if high is not None:
                 keep &= series <= _like(series, high)
-    return data.loc[keep.to_numpy()]
+    return keep.to_numpy()
+
+
+MAX_LISTED_VALUES = 200
+
+
+def effective(data: pd.DataFrame, filters: Filters | None, max_values: int = MAX_LISTED_VALUES) -> dict[str, Any]:
+    """The population ``filters`` select from ``data``, written so that nesting can be seen from the conditions.
+
+    The differencing check decides from the conditions whether one population lies inside another, so the same
+    rows written otherwise must not hide it: a condition that excludes nobody beside the others (``age >= 0``) is
+    dropped, a list is cut to the values the data holds, and a range over a column of at most ``max_values``
+    distinct values becomes the list of those it holds (``between 1 and 8`` and ``in [1..9]`` then compare).
+    The result names values found in the data, so it is checker's evidence, never released.
+    """
+    canonical = normalise(filters)
+    masks = {column: _mask(data, {column: (filters or {})[column]}) for column in canonical}
+    out: dict[str, Any] = {}
+    for column, cond in canonical.items():
+        series = data[column]
+        if "in" in cond or series.nunique(dropna=True) <= max_values:
+            present = series[masks[column]].dropna().unique()
+            out[column] = {"in": sorted({json_label(v) for v in present}, key=repr)}
+        else:
+            out[column] = cond
+    everyone = _all(masks.values(), len(data))
+    for column in list(out):
+        others = [mask for name, mask in masks.items() if name != column and name in out]
+        if (_all(others, len(data)) == everyone).all():
+            del out[column]  # excludes nobody the other conditions keep
+    return out
+
+
+def _all(masks: Any, length: int) -> Any:
+    keep = np.ones(length, dtype=bool)
+    for mask in masks:
+        keep &= mask
+    return keep
 
 
 def _like(series: pd.Series, value: Any) -> Any:

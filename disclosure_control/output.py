@@ -97,8 +97,10 @@ class Output:
         for name, flagged in self.checks.items():
             if flagged and rules.VERDICT_ORDER[rules.RULES[name].verdict] > rules.VERDICT_ORDER[status]:
                 status = rules.RULES[name].verdict
-        if self.mitigation and self.mitigation.get("method") == "rounding" and status == "fail":
-            # rounding blurs small cells but does not remove them: a checker decides
+        if self.mitigation and self.mitigation.get("method") == "rounding" and status == "fail" \
+                and int(self.mitigation.get("base") or 0) >= self.config.round_base:
+            # rounding blurs small cells but does not remove them: a checker decides (rounding to less than the
+            # round base, rounded(1) above all, leaves a small count as it was, so it is no mitigation)
             status = "review"
         return status
 
@@ -154,8 +156,22 @@ class Output:
         status = self.cell_status.to_numpy()
         primary = status == "fail"
         weights = self.counts.to_numpy(dtype=float) if self.counts is not None else np.ones(self.table.shape)
-        if self.additive and self.table.ndim == 2:
-            hidden = suppression.secondary(primary, weights, self.margin_row, self.margin_col)
+        statistics = len(self.query.get("aggfunc") or []) if self.kind in {"crosstab", "pivot_table"} else 1
+        if statistics > 1 and self.table.shape[1] % statistics == 0:
+            # several statistics side by side, one block each: a group is hidden in every block or none (a mean
+            # shown beside a hidden sum and count is their quotient), and with margins the blocks of counts and sums
+            # add up, and a mean times its count too, so the groups take secondary suppression as one table would
+            n_rows, width = primary.shape[0], primary.shape[1] // statistics
+            groups = primary.reshape(n_rows, statistics, width).any(axis=1)
+            margins = bool(self.query.get("margins"))
+            groups = suppression.secondary(groups, weights[:, :width], margins,
+                                           margins and bool(self.query.get("columns")))
+            hidden = np.tile(groups, (1, statistics))
+        elif self.additive and self.table.ndim == 2:
+            # a table of proportions also has lines summing to 1 (rows, columns or all of it), margins or not
+            normalize = self.query.get("normalize") if self.denominators is not None else None
+            extra = suppression.proportion_lines(primary.shape, normalize, self.margin_row, self.margin_col)
+            hidden = suppression.secondary(primary, weights, self.margin_row, self.margin_col, extra)
         else:
             hidden = primary
         table = self.table.copy()

@@ -76,6 +76,9 @@ class Record:
     library: dict[str, str] = field(default_factory=lambda: {"name": LIBRARY_NAME, "version": __version__})
     uid: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    # the rows the query's filters select, as ``filters.effective`` writes them from the data (set where the data
+    # is at hand, the gateway's recomputation): what the differencing check compares; checker's evidence only
+    population: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +111,8 @@ PUBLIC_FORMAT = "londonsde.public_record/1"
 
 @dataclass
 class PublicCell:
-    """A cell's labels, verdict and the rules that flagged it: never its value or count."""
+    """A cell's labels, verdict and the rules that flagged it: never its value or count (nor, for a suppressed cell,
+    the rules that hid it)."""
 
     row: list[Any]
     column: list[Any]
@@ -180,7 +184,10 @@ def _public_query(query: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_public(record: Record) -> PublicRecord:
-    cells = [PublicCell(row=list(c.row), column=list(c.column), status=c.status, rules=sorted(c.rules))
+    # a suppressed cell says only that it is suppressed: the rule that hid it describes what it hides ("zeros" is
+    # its count, 0; "threshold" against no rule tells a small cell from a secondary one beside a total)
+    cells = [PublicCell(row=list(c.row), column=list(c.column), status=c.status,
+                        rules=[] if c.status == "suppressed" else sorted(c.rules))
              for c in record.cells]
     mitigation = ({k: v for k, v in record.mitigation.items() if k in _MITIGATION_KEYS}
                   if record.mitigation else None)

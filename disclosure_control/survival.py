@@ -5,8 +5,9 @@ it and the number of events. Both are counts of people: a step with 2 deaths amo
 says a lot about those two. So every step needs at least ``survival_threshold`` at risk and
 either no events or at least ``survival_threshold`` events. ``Output.suppressed()`` merges
 consecutive steps until each reported step carries enough events, and stops the curve where
-fewer than the threshold remain at risk: the survival values shown are still the exact KM
-estimates, at fewer times.
+fewer than the threshold remain at risk. The survival shown at a merged step is made from the
+steps shown (the product of 1 - events / at risk over them), not the exact KM value at that time:
+that value is a fraction whose factors are the at-risk numbers of the steps the merge hid.
 
 With ``group=`` (a column or list of columns) there is one curve per group, each computed and
 checked on its own rows only: a pooled check would let a small group's steps hide among the
@@ -60,6 +61,7 @@ def merge_steps(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
     rows: list[tuple[float, int, int, float]] = []
     start_at_risk: int | None = None
     pending = 0
+    survival = 1.0
     for time, row in table.iterrows():
         if start_at_risk is None:
             start_at_risk = int(row["at_risk"])
@@ -67,7 +69,10 @@ def merge_steps(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
             break
         pending += int(row["events"])
         if pending >= threshold:
-            rows.append((float(time), start_at_risk, pending, float(row["survival"])))
+            # made from the steps shown, not the exact KM value here: that is a product over the hidden steps too,
+            # and its fraction (0.8205360278502554 = 348128/424269 = .../(3 x 47 x 51 x 59)) gives them back
+            survival *= 1.0 - pending / start_at_risk
+            rows.append((float(time), start_at_risk, pending, survival))
             start_at_risk, pending = None, 0
     merged = pd.DataFrame(rows, columns=["time", *COLUMNS]).set_index("time")
     return merged.astype({"at_risk": np.int64, "events": np.int64})

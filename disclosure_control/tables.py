@@ -120,6 +120,11 @@ def build_table(
 
     margin_col = margins and bool(cols)
     margin_row = margins
+    if margins and any(str(margins_name) == str(label) for _, labels in [*row_parts, *col_parts] for label in labels):
+        # as pandas refuses it: a total labelled like a category reads as that category, to people and to the
+        # differencing check, which tells margins by their label (the real totals then went uncompared)
+        raise ValueError(f"margins_name {margins_name!r} is also the label of a category: name the margins "
+                         "something else")
     shape = (n_rows + int(margin_row), n_cols + int(margin_col))
 
     # (ids, number of groups, where the groups land in the extended grid)

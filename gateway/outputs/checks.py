@@ -35,6 +35,7 @@ from disclosure_control import (
     pivot_table,
     read_acro_document,
 )
+from disclosure_control import filters as sdc_filters
 from disclosure_control.models import check_formula
 from gateway import audit, outbox
 from gateway.db import unit_of_work, utcnow
@@ -87,6 +88,26 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return None if math.isnan(value) else value
+
+
+def _canonical_number(text: str) -> bool:
+    """Whether ``text`` is a number written as pandas writes one (``repr`` of a float, or a plain integer).
+
+    A model's refitted coefficients may differ from the notebook's in the last digits, so they are compared as
+    numbers; but only numbers written the usual way, so that padding, signs, exponents or extra digits cannot ride
+    along under a pass.
+    """
+    value = _number(text)
+    if value is None or not math.isfinite(value):
+        return text in {"inf", "-inf"}
+    return text == repr(value) or (value.is_integer() and text == str(int(value)))
+
+
+def serialised(grid: list[list[str]]) -> str:
+    """A grid written as ``DataFrame.to_csv`` writes it (minimal quoting, ``\n`` line endings, no BOM)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(grid)
+    return buffer.getvalue()
 
 
 def _same(a: str, b: str, rel_tol: float = 1e-9) -> bool:
@@ -184,14 +205,18 @@ def _layout(table: pd.DataFrame) -> tuple[int, int]:
 
 def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, earlier: list[Record],
                    config: SDCConfig = DEFAULT_CONFIG,
-                   elsewhere: dict[str, ledger.Released] | None = None) -> dict[str, Any]:
+                   elsewhere: dict[str, ledger.Released] | None = None,
+                   siblings: dict[str, str] | None = None) -> dict[str, Any]:
     """Recompute, compare, apply the rules and the differencing check; the result as JSON.
+
+    ``siblings`` maps the uid of each earlier record that is another output of the same request to its path: the
+    request's files leave together, so they are compared with each other as with a release.
 
     ``elsewhere`` maps the uid of each earlier record released by another project to where it came from: a
     conflict with one of those is told to the researcher without the other table (``notes``), and to the checkers
     with it (``checker_notes`` and ``differencing``).
     """
-    elsewhere = elsewhere or {}
+    elsewhere, siblings = elsewhere or {}, siblings or {}
     record = sidecar["record"]
     notes: list[str] = []
     if not sidecar.get("sidecar_sha256_matches", False):
@@ -202,6 +227,9 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         notes.append("The notebook used rule parameters different from the gateway's; the gateway's were applied.")
     output = recompute(record, extract, config)
     fresh = output.record()
+    if fresh.kind in {"crosstab", "pivot_table"}:  # what the differencing check compares: the rows, not the words
+        query = record.get("query") or {}
+        fresh.population = sdc_filters.effective(load_dataset(extract, query.get("dataset")), query.get("filters"))
     expected = csv_grid(output.to_csv() or "")
     submitted = csv_grid(data)
     header_rows, index_cols = _layout(output.table)
@@ -215,7 +243,17 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
                         "count": cell.count, "suppressed": cell.status == "suppressed"}
         by_key[cell.key()] = where
     mismatches: list[list[int]] = []
-    rel_tol = MODEL_REL_TOL if output.kind in MODELS else 1e-9
+    model = output.kind in MODELS
+    near: list[list[int]] = []  # a model's cells within the refit's tolerance but not the recomputed text
+
+    def same(want: str, got: str) -> bool:
+        # what is released is the submitted text, so it must be the recomputed text: a table's cells exactly (a
+        # suppressed cell empty, not blank, a count without padding, zeros or exponent, each of which could carry
+        # what the check hid); a model's coefficients as numbers within the refit's tolerance, written plainly
+        if want == got:
+            return True
+        return bool(model and _canonical_number(got) and _same(want, got, MODEL_REL_TOL))
+
     if len(expected) != len(submitted) or any(len(a) != len(b) for a, b in zip(expected, submitted, strict=False)):
         notes.append(f"The submitted table has a different shape from the recomputed one "
                      f"({len(submitted)} rows against {len(expected)}): it was not made by the recorded query.")
@@ -223,7 +261,9 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
     else:
         for r, (want_row, got_row) in enumerate(zip(expected, submitted, strict=True)):
             for c, (want, got) in enumerate(zip(want_row, got_row, strict=True)):
-                if not _same(want, got, rel_tol):
+                if want != got and same(want, got):
+                    near.append([r, c])
+                if not same(want, got):
                     mismatches.append([r, c])
                     entry = cells.setdefault((r, c), {"status": "pass", "rules": [], "count": None})
                     entry["status"] = "fail"
@@ -232,8 +272,16 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         if mismatches:
             notes.append(f"{len(mismatches)} cell(s) differ from the recomputed table: the file was edited by hand "
                          "or made from other data.")
+        elif not isinstance(data, bytes) or data.decode("utf-8", errors="replace") != serialised(submitted):
+            # the same cells, written otherwise (quotes, line endings, a byte order mark): bits the check never read
+            notes.append("The file is not written as save_output writes the recomputed table (its quoting, line "
+                         "endings or encoding differ): it was edited after it was saved.")
+            mismatches.append([-1, -1])
     differencing = check_differencing(fresh, earlier, config)
     checker_notes: list[str] = []
+    if near:  # the last digits the refit does not decide could carry a few bits each: the checkers see how many
+        checker_notes.append(f"{len(near)} cell(s) of the model differ from the refitted values in their last digits "
+                             f"(within one part in a million), e.g. row {near[0][0] + 1}, column {near[0][1] + 1}.")
     described: list[str] = []
     for flag in differencing.flags:
         where = by_key.get((json.dumps(list(flag.new.cell[0])), json.dumps(list(flag.new.cell[1]))))
@@ -244,6 +292,15 @@ def check_recorded(data: bytes, sidecar: dict[str, Any], extract: Path | None, e
         # margins_name (sidecar text) and the notes are read outside the workspace; the labels are the checkers'
         cell = f"The cell at row {where[0] + 1}, column {where[1] + 1}" if where else "A cell"
         source = elsewhere.get(flag.earlier.record_uid)
+        sibling = siblings.get(flag.earlier.record_uid)
+        if sibling is not None:  # the researcher's own file: its name is theirs, shown on their page already
+            notes.append(f"{cell} and a cell of '{sibling}' in this request describe nested populations that differ "
+                         f"by fewer than {config.threshold} people: released together, subtracting one from the "
+                         "other would reveal a small group. Widen or merge categories, or send only one of them.")
+            described.append(f"{flag.describe().replace(flag.earlier.record_uid, repr(sibling))} (this request)")
+            checker_notes.append(f"Differencing within this request: "
+                                 f"{flag.describe().replace(flag.earlier.record_uid, repr(sibling))}.")
+            continue
         if source is None:
             notes.append(f"{cell} and a cell of a table already released from this project describe nested "
                          f"populations that differ by fewer than {config.threshold} people: subtracting one from "
@@ -377,10 +434,11 @@ def released_records(session: Session, request: OutputRequest) -> list[Record]:
 
 def check_file(item: OutputFile, data: bytes, extract: Path | None, earlier: list[Record],
                pseudonyms: content.PseudonymMatcher | None = None, max_rows: int | None = None,
-               elsewhere: dict[str, ledger.Released] | None = None) -> dict[str, Any]:
+               elsewhere: dict[str, ledger.Released] | None = None,
+               siblings: dict[str, str] | None = None) -> dict[str, Any]:
     if item.sdc_record is not None:
         try:
-            result = check_recorded(data, item.sdc_record, extract, earlier, elsewhere=elsewhere)
+            result = check_recorded(data, item.sdc_record, extract, earlier, elsewhere=elsewhere, siblings=siblings)
         except CannotRecompute as exc:
             fallback = check_heuristic(data, item.extension, reason=f"Not recomputed: {exc.reason}.",
                                        pseudonyms=pseudonyms, max_rows=max_rows)
@@ -435,6 +493,20 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
     elsewhere = {found.record.uid: found for found in ledger.released_from(session, key, datasets)
                  if found.project_id != request.project_id}
     earlier = earlier + [found.record for found in elsewhere.values()]
+    # the request's own outputs leave together: each is compared with the others checked before it (a file checked
+    # in an earlier run, or earlier in this one), so every pair is compared once, when the later of the two is checked
+    siblings: dict[str, str] = {}
+
+    def add_sibling(item: OutputFile) -> None:
+        result = item.check_result or {}
+        if item.kind == "output" and result.get("method") == "recomputed" and isinstance(result.get("record"), dict):
+            record = Record.from_dict(result["record"])
+            earlier.append(record)
+            siblings[record.uid] = item.path
+
+    for item in request.files:
+        if item.check_status != "pending":
+            add_sibling(item)
     acro = acro_verdicts(request, settings.outputs_dir)
     done = 0
     for item in request.files:
@@ -443,13 +515,15 @@ def run_checks(session: Session, settings: Any, request: OutputRequest) -> int:
                 item.check_result = {**item.check_result, "acro": acro.get(item.path)}
             continue
         data = intake.read_stored(settings.outputs_dir, item.stored_name, item.sha256)
-        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows, elsewhere)
+        result = check_file(item, data, extract, earlier, pseudonyms, settings.outputs.max_csv_rows, elsewhere,
+                            siblings)
         if item.name == ACRO_RESULTS and any(v["from"] == item.path for v in acro.values()):
             result["notes"].append("ACRO's results.json: its verdicts are shown beside the files it judged.")
         result["acro"] = acro.get(item.path)
         item.check_result, item.check_status, item.checked_at = result, result["status"], utcnow()
         if result["method"] == "recomputed":
             ledger.remember(session, request, item, key, result["record"])
+        add_sibling(item)
         done += 1
         audit.record(session, "system", "output_request.file_checked", "output_request", request.id,
                      {"path": item.path, "version": item.version, "method": result["method"],

@@ -90,6 +90,38 @@ def parse_sidecar(raw: bytes | None, data: bytes) -> dict[str, Any] | None:
     return sidecar
 
 
+TEXT_EXTENSIONS = frozenset({"csv", "txt", "json", "md", "html", "svg"})
+# control characters a text may hold: tab, line feed, form feed, carriage return
+_TEXT_CONTROLS = frozenset("\t\n\f\r")
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\xfe\xff", "utf-16"),
+         (b"\xff\xfe", "utf-16"))
+
+
+def is_text(data: bytes) -> bool:
+    """Whether the bytes are text: UTF-8 (a BOM allowed), or UTF-16 or UTF-32 with their BOM or UTF-16 without, with
+    no control character but tab, line and page breaks (compressed or other binary data is none of these)."""
+    if data.startswith(b"\xef\xbb\xbf") or not any(data.startswith(bom) for bom, _ in _BOMS):
+        encodings = ["utf-8-sig", "utf-16-le", "utf-16-be"]
+    else:
+        encodings = [next(codec for bom, codec in _BOMS if data.startswith(bom))]
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if not any((ord(c) < 32 and c not in _TEXT_CONTROLS) or 127 <= ord(c) < 160 for c in text):
+            return True
+    return False
+
+
+def check_form(name: str, data: bytes, extension: str) -> None:
+    """Refuse a file of a text type that is not text, so no compressed or other binary data rides in under a name the
+    checks read as text (images have their own rule: ``content.check_image``)."""
+    if extension in TEXT_EXTENSIONS and not is_text(data):
+        raise _refuse(f"'{name}' is not a text file, though a .{extension} must be: it holds binary data (compressed "
+                      "or encoded). Send the file itself, as text.")
+
+
 def check_content(name: str, data: bytes, extension: str, limits: OutputSettings) -> None:
     """Refuse record-level tables: too many rows, or a column named like a patient identifier; and an image that
     carries more than it draws."""
@@ -134,6 +166,7 @@ def take_bytes(name: str, data: bytes, sidecar: bytes | None, limits: OutputSett
         if pseudonyms.count(texts):
             raise _refuse(f"'{clean}' is blocked: it holds one of this project's patient pseudonyms (or a part of "
                           "one). Outputs must not contain record-level identifiers in any form.")
+    check_form(clean, data, extension)  # after the search, so a pseudonym is named as the reason when there is one
     return Intake(clean, data, hashlib.sha256(data).hexdigest(), CONTENT_TYPES[extension], record)
 
 

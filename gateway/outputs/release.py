@@ -78,10 +78,16 @@ def public_record(item: OutputFile) -> PublicRecord | None:
 
 
 def rules_flagged(item: OutputFile) -> dict[str, int]:
-    """How many cells each rule flagged (names and numbers of cells, never their values)."""
+    """How many cells each rule flagged (names and numbers of cells, never their values).
+
+    A suppressed cell is not counted: the rule that hid it describes what it hides (``zeros`` is its count).
+    """
     counts: dict[str, int] = {}
     for cell in (item.check_result or {}).get("cells", []):
-        for rule in cell.get("rules", []):
+        rules = cell.get("rules", [])
+        if cell.get("suppressed"):  # only what the gateway found on the file itself
+            rules = [rule for rule in rules if rule in {"mismatch", "differencing"}]
+        for rule in rules:
             counts[rule] = counts.get(rule, 0) + 1
     return dict(sorted(counts.items()))
 

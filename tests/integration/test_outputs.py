@@ -632,10 +632,11 @@ def test_a_released_package_holds_no_suppressed_count_and_whole_counts_as_intege
     [entry] = manifest["files"]
     assert entry["record"]["format"] == "londonsde.public_record/1" and entry["exceptions"] == []
     cell = next(c for c in entry["record"]["cells"] if c["row"] == ["South"] and c["column"] == ["M"])
-    assert cell == {"row": ["South"], "column": ["M"], "status": "suppressed", "rules": ["threshold"]}
+    # not even the rule that hid it: "zeros" would say the count is 0
+    assert cell == {"row": ["South"], "column": ["M"], "status": "suppressed", "rules": []}
     assert not {"notes", "count", "counts", "value", "differencing", "expected"} & keys_of(manifest)
     [acro] = results["results"].values()
-    assert acro["outcome"]["M"]["South"] == "MinimumThresholdCheck; suppressed; "
+    assert acro["outcome"]["M"]["South"] == "suppressed; "
     assert acro["files"][0]["name"] == "outputs/by_region.csv"
 
 
@@ -655,6 +656,27 @@ def test_the_package_scan_finds_mains_leak(tmp_path: Path) -> None:
     problems = scan_package(package, SimpleNamespace(files=[item]))
     assert any("carries" in p for p in problems) and any("shows its count" in p for p in problems)
     assert any("shows '3'" in p for p in problems)
+
+
+def test_the_package_scan_finds_a_suppressed_zero_named_and_a_count_in_blanks(tmp_path: Path) -> None:
+    """The attack on outputs: "zeros" on a suppressed cell is its count, and a suppressed cell's spaces can count."""
+    from types import SimpleNamespace
+
+    from tests.support.package_scan import scan_package
+
+    hidden = {"row": ["South"], "column": ["M"], "count": 0, "status": "suppressed", "value": None, "rules": ["zeros"]}
+    item = SimpleNamespace(path="by_region.csv", kind="output", check_result={"record": {"cells": [hidden]}},
+                           sdc_record=None)
+    public = {k: hidden[k] for k in ("row", "column", "status", "rules")}
+    package = tmp_path / "p.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("manifest.json", json.dumps({"files": [{"record": {"cells": [public]}}]}))
+        archive.writestr("results.json", json.dumps({"outcome": {"M": {"South": "PresenceOfZeroCheck; suppressed; "}}}))
+        archive.writestr("outputs/by_region.csv", "region,F,M\nNorth,40,35\nSouth,30,   \n")
+    problems = scan_package(package, SimpleNamespace(files=[item]))
+    assert any("names the rules" in p for p in problems)
+    assert any("outcome names the checks" in p for p in problems)
+    assert any("shows '   '" in p for p in problems)
 
 
 def keys_of(node: Any) -> set[str]:

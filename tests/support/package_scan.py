@@ -36,6 +36,12 @@ def _walk(node: Any, path: str, problems: list[str], secrets: list[dict[str, Any
                 numbers = [v for v in node.values() if isinstance(v, int | float) and not isinstance(v, bool)]
                 if cell.get("count") in numbers:
                     problems.append(f"{path}: the suppressed cell {cell['row']}/{cell['column']} shows its count")
+                if node.get("status") == "suppressed" and node.get("rules"):  # "zeros" says the count is 0
+                    problems.append(f"{path}: the suppressed cell {cell['row']}/{cell['column']} names the rules "
+                                    "that hid it")
+        for key, value in node.items():
+            if isinstance(value, str) and value.endswith("suppressed; ") and value != "suppressed; ":
+                problems.append(f"{path}.{key}: a suppressed cell's outcome names the checks that hid it")
         for key, value in node.items():
             _walk(value, f"{path}.{key}", problems, secrets)
     elif isinstance(node, list):
@@ -78,6 +84,6 @@ def scan_package(path: Path, request: Any) -> list[str]:
                 grid = list(csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"))))
                 for cell in suppressed_cells(item):
                     shown = _csv_cell(grid, cell.get("row", []), cell.get("column", []))
-                    if shown not in (None, "", "nan", "NaN"):
+                    if shown not in (None, ""):  # not even blanks or "nan": spaces can count
                         problems.append(f"{name}: suppressed cell {cell['row']}/{cell['column']} shows {shown!r}")
     return problems

@@ -132,8 +132,10 @@ def test_survival_suppression_merges_steps() -> None:
     assert merged.status == "pass"
     assert (merged.table["events"] >= 10).all() and (merged.table["at_risk"] >= 10).all()
     full = out.table["survival"]
-    for time, row in merged.table.iterrows():
-        assert row["survival"] == full.loc[time]  # exact KM values, at fewer times
+    made = np.cumprod(1 - merged.table["events"] / merged.table["at_risk"])
+    # made from the steps shown (the exact KM value's fraction gives the hidden steps back), close to the exact one
+    assert np.allclose(merged.table["survival"], made, rtol=0, atol=1e-12)
+    assert np.allclose(merged.table["survival"], full.loc[merged.table.index], atol=0.05)
     assert merged.mitigation["steps_after"] < merged.mitigation["steps_before"]
 
 
