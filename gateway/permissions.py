@@ -160,6 +160,18 @@ def check_permission(user: User | None, permission: Permission) -> None:
         raise PermissionDenied("You do not have permission to do this.")
 
 
+def account_data_access_problem(user: User) -> str | None:
+    """Why this account may not work with data in a workspace now, or None. Judged on the account itself (never a
+    token's scopes): it must be active and its roles must make it a researcher (the role that makes output requests
+    and works in workspaces). The workspace entitlement asks it at every start and the worker's sweep at every pass,
+    so deactivating an account, or taking its researcher role away, stops its running workspaces too."""
+    if not user.is_active:
+        return "Your account is deactivated."
+    if Permission.REQUEST_OUTPUTS not in role_permissions_of(user):
+        return "Your account no longer has the researcher role."
+    return None
+
+
 # --- per-object rules -------------------------------------------------------------------------
 
 def can_change_roles(actor: User, target: User) -> bool:

@@ -3,7 +3,8 @@
 Opening checks the derived entitlement, starts (or reuses) the researcher's named server for the project
 through the hub's REST API, records the session, and returns a one-time sign-in link to the hub. Stopping is
 queued in the outbox in the same transaction as the decision that ends entitlement, and the worker's sweep
-stops any session whose entitlement has ended for another reason (lapsed accreditation, removal from the team).
+stops any session whose entitlement has ended for another reason (lapsed accreditation, removal from the team, an
+account deactivated or no longer a researcher's).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.config import Settings
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import DomainError, PermissionDenied
 from gateway.models import User
+from gateway.permissions import account_data_access_problem
 from gateway.workspaces.entitlement import current_extract, entitlement, workspace_id
 from gateway.workspaces.hub import HubClient, HubError
 from gateway.workspaces.models import WorkspaceSession
@@ -218,7 +220,9 @@ def sweep(session: Session, today: dt.date) -> list[int]:
         project = session.get(Project, ws.project_id)
         assert project is not None
         reason = None
-        if project.state != ProjectState.ACTIVE:
+        if (problem := account_data_access_problem(ws.user)) is not None:
+            reason = problem.removeprefix("Your ").rstrip(".")  # "account is deactivated", "account no longer has ..."
+        elif project.state != ProjectState.ACTIVE:
             reason = f"project {project.state}"
         elif not is_member(ws.user, project):
             reason = "removed from the project team"
