@@ -3,22 +3,32 @@
 - A deactivated account, or one whose researcher role is taken away, kept its running workspace (and could open
   another, holding any other role): the worker's sweep and the entitlement asked only about the project, the team and
   the accreditation.
+- Directory (LDAP) accounts were matched by username alone and read their groups only at a sign-in: a username the
+  organisation recycled signed the newcomer in as the old account (accreditation, projects, tokens included), a
+  renamed username made a second account for the same person, and an API token kept a role the directory took away,
+  or kept working for a person deleted from the directory.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.config import Settings
+from gateway.config import LdapSettings, SecuritySettings, Settings
 from gateway.db import unit_of_work
-from gateway.identity import accounts
+from gateway.identity import accounts, signin
+from gateway.identity.ldap_directory import LdapDirectory
+from gateway.models import AuditEvent
 from gateway.workspaces import service as workspaces
 from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.models import WorkspaceSession
 from projects.models import Project
 from tests.support import factories as f
+
+SECURITY = SecuritySettings()
 
 
 @pytest.fixture
@@ -62,3 +72,144 @@ def test_an_account_cut_off_by_an_administrator_loses_its_running_workspace(
         # the team's other members are untouched
         assert not list(s.scalars(select(WorkspaceSession).where(WorkspaceSession.stopped_at.is_(None),
                                                                  WorkspaceSession.id != ws_id)))
+
+
+# --- directory (LDAP) accounts --------------------------------------------------------------------------------------
+
+def _directory_person(url: str, uid: str, password: str, groups: tuple[str, ...] = ("sde-researchers",)) -> str:
+    """Add a person to the test directory (a new entry: a new entryUUID) and to ``groups``; returns the DN."""
+    from ldap3 import HASHED_SALTED_SHA, MODIFY_ADD, Connection, Server
+    from ldap3.utils.hashed import hashed
+
+    from tests.support.ldap_server import GROUPS, PEOPLE, ROOT_DN, ROOT_PW
+
+    dn = f"uid={uid},{PEOPLE}"
+    conn = Connection(Server(url), ROOT_DN, ROOT_PW, auto_bind=True)
+    assert conn.add(dn, ["inetOrgPerson"], {"uid": uid, "cn": f"{uid} Person", "sn": "Person",
+                                            "mail": f"{uid}@example.nhs.uk",
+                                            "userPassword": hashed(HASHED_SALTED_SHA, password)}), conn.result
+    for group in groups:
+        assert conn.modify(f"cn={group},{GROUPS}", {"member": [(MODIFY_ADD, [dn])]}), conn.result
+    conn.unbind()
+    return dn
+
+
+def _directory_forget(url: str, dn: str, groups: tuple[str, ...] = ("sde-researchers",)) -> None:
+    from ldap3 import MODIFY_DELETE, Connection, Server
+
+    from tests.support.ldap_server import GROUPS, ROOT_DN, ROOT_PW
+
+    conn = Connection(Server(url), ROOT_DN, ROOT_PW, auto_bind=True)
+    for group in groups:
+        conn.modify(f"cn={group},{GROUPS}", {"member": [(MODIFY_DELETE, [dn])]})
+    assert conn.delete(dn), conn.result
+    conn.unbind()
+
+
+def _unique(stem: str) -> str:
+    import uuid
+
+    return f"{stem}{uuid.uuid4().hex[:8]}"  # the directory is shared by every test of the session
+
+
+@pytest.mark.ldap
+def test_a_recycled_directory_username_does_not_inherit_the_old_account(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], slapd: Any,
+        ldap_settings: LdapSettings) -> None:
+    """Dora leaves: her directory entry is deleted. Months later the organisation gives her username to a new
+    starter (a new entry, same uid, same DN). The gateway matched accounts by username alone, so the newcomer signed in
+    as Dora's account: her verified accreditation, her projects, her tokens. The directory's own id for the entry
+    (entryUUID) now binds the account to the entry it was made from."""
+    directory = LdapDirectory(ldap_settings)
+    uid = _unique("dora")
+    dn = _directory_person(slapd.url, uid, "dora-first-password")
+    with unit_of_work(session_factory) as s:
+        assert signin.sign_in_with_password(s, SECURITY, directory, uid, "dora-first-password").ok
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, uid)
+
+    _directory_forget(slapd.url, dn)
+    _directory_person(slapd.url, uid, "newcomer-password")  # the same name, somebody else
+
+    with unit_of_work(session_factory) as s:
+        outcome = signin.sign_in_with_password(s, SECURITY, directory, uid, "newcomer-password")
+    assert not outcome.ok, "a new directory entry with a recycled username signed in as the old account"
+    with session_factory() as s:
+        refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.refused_directory_entry_changed")).all()
+        assert len(refused) == 1 and refused[0].details["username"] == uid
+
+
+@pytest.mark.ldap
+def test_a_directory_group_taken_away_takes_the_role_from_live_tokens(
+        settings: Settings, demo_users: dict[str, int], slapd: Any, ldap_settings: LdapSettings) -> None:
+    """Erin is on the committee through the directory's sde-dac group and has a token for a script. The organisation
+    takes her off the group, then deletes her entry when she leaves. Roles were read from the groups only at a
+    sign-in, which a token never makes: her token went on voting as a committee member, for up to a year. The
+    worker now reads every directory account's groups on each pass, and deactivates an account whose entry is gone."""
+    from gateway.app import create_app
+    from gateway.identity import tokens
+    from gateway.worker import run_once
+
+    with_directory = settings.model_copy(update={"ldap": ldap_settings})
+    app = create_app(with_directory)
+    factory = app.extensions["sde_sessionmaker"]
+    try:
+        directory = LdapDirectory(ldap_settings)
+        uid = _unique("erin")
+        dn = _directory_person(slapd.url, uid, "erin-password", groups=("sde-researchers", "sde-dac"))
+        with unit_of_work(factory) as s:
+            assert signin.sign_in_with_password(s, SECURITY, directory, uid, "erin-password").ok
+            _, plain = tokens.create_token(s, f.user(s, uid), f.user(s, uid), "committee script", days=300)
+        client = app.test_client()
+        me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"}).get_json()
+        assert "review_applications" in me["permissions"]
+
+        from ldap3 import MODIFY_DELETE, Connection, Server
+
+        from tests.support.ldap_server import GROUPS, ROOT_DN, ROOT_PW
+
+        conn = Connection(Server(slapd.url), ROOT_DN, ROOT_PW, auto_bind=True)
+        assert conn.modify(f"cn=sde-dac,{GROUPS}", {"member": [(MODIFY_DELETE, [dn])]}), conn.result
+        conn.unbind()
+        run_once(with_directory, factory)  # the worker's pass
+        me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"}).get_json()
+        assert "review_applications" not in me["permissions"], "the token kept a role the directory took away"
+        assert "apply" in me["permissions"]  # still a researcher
+
+        _directory_forget(slapd.url, dn)
+        run_once(with_directory, factory)
+        answer = client.get("/api/v1/me", headers={"Authorization": f"Bearer {plain}"})
+        assert answer.status_code == 401, "the token of a person gone from the directory kept working"
+        with factory() as s:
+            gone = f.user(s, uid)
+            assert not gone.is_active
+            actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.object_type == "user",
+                                                                            AuditEvent.object_id == str(gone.id)))]
+            assert "user.roles_changed" in actions and "user.deactivated" in actions
+    finally:
+        app.extensions["sde_engine"].dispose()
+
+
+@pytest.mark.ldap
+def test_one_directory_entry_never_holds_two_accounts(session_factory: sessionmaker[Session],
+                                                      demo_users: dict[str, int],
+                                                      slapd: Any, ldap_settings: LdapSettings) -> None:
+    """The directory renames Fred's username: a second gateway account for the same entry (the same person) would be
+    a second reviewer, a second output checker. Refused, and recorded."""
+    from ldap3 import Connection, Server
+
+    from tests.support.ldap_server import ROOT_DN, ROOT_PW
+
+    directory = LdapDirectory(ldap_settings)
+    uid = _unique("fred")
+    dn = _directory_person(slapd.url, uid, "fred-password")
+    with unit_of_work(session_factory) as s:
+        assert signin.sign_in_with_password(s, SECURITY, directory, uid, "fred-password").ok
+    conn = Connection(Server(slapd.url), ROOT_DN, ROOT_PW, auto_bind=True)
+    assert conn.modify_dn(dn, f"uid={uid}x"), conn.result
+    conn.unbind()
+    with unit_of_work(session_factory) as s:
+        assert not signin.sign_in_with_password(s, SECURITY, directory, f"{uid}x", "fred-password").ok
+    with session_factory() as s:
+        assert accounts.find_user(s, f"{uid}x") is None
+        assert s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.refused_directory_entry_taken")).one()
