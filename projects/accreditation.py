@@ -24,7 +24,7 @@ from gateway.permissions import (
     check_permission,
 )
 from projects import dates, events
-from projects.accreditation_rules import is_valid, today, valid_accreditation
+from projects.accreditation_rules import is_valid, supervision_problem, today, valid_accreditation
 from projects.certificates import CertificateStore, CheckedCertificate, Upload, check_certificate
 from projects.models import Accreditation
 
@@ -229,6 +229,9 @@ def verify_accreditation(session: Session, actor: User, accreditation: Accredita
     if accreditation.expiry_date < (on or today()):
         raise InvalidTransition(f"This accreditation expired on {accreditation.expiry_date.isoformat()}, so it "
                                 "cannot be verified. Reject it and ask the researcher to record a current one.")
+    if (problem := supervision_problem(session, accreditation, on)) is not None:
+        raise InvalidTransition(f"This provisional accreditation cannot be verified: {problem}. Reject it and ask the "
+                                "researcher to record one with a current supervisor.")
     accreditation.status = "verified"
     accreditation.decided_by_id = actor.id
     accreditation.decided_at = utcnow()

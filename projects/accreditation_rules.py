@@ -1,6 +1,7 @@
 """The one rule every later step calls: does this person hold a valid accreditation today?
 
-Valid means verified by an accreditation officer and not past its expiry date. It is computed each
+Valid means verified by an accreditation officer and not past its expiry date (and, for a provisional one, still
+supervised). It is computed each
 time from the records, never stored as a flag that could go stale.
 """
 
@@ -36,10 +37,33 @@ _VALID = select(Accreditation).where(Accreditation.user_id == bindparam("user_id
 
 
 def valid_accreditation(session: Session, user: User, on: dt.date | None = None) -> Accreditation | None:
-    """The user's valid accreditation with the latest expiry, if any (full preferred over provisional)."""
-    rows = session.scalars(_VALID, {"user_id": user.id, "day": on or today()})
+    """The user's valid accreditation with the latest expiry, if any (full preferred over provisional). A provisional
+    one counts only while it is supervised (``supervision_problem``)."""
+    day = on or today()
+    rows = session.scalars(_VALID, {"user_id": user.id, "day": day})
     best = sorted(rows, key=lambda a: (a.level == "full", a.expiry_date), reverse=True)
-    return best[0] if best else None
+    return next((a for a in best if a.level == "full" or supervision_problem(session, a, day) is None), None)
+
+
+def supervision_problem(session: Session, accreditation: Accreditation, on: dt.date | None = None) -> str | None:
+    """Why a provisional accreditation is not supervised now, in words (None when it is, or for a full one). Its
+    supervisor must be active, at the holder's organisation and hold a valid full accreditation, as when it was
+    recorded (docs/accreditation.md), on the day asked about: a supervisor who left, lapsed or was deactivated
+    supervises nobody, and the provisional accreditation stops counting (and cannot be verified) until a new one is
+    recorded with a current supervisor."""
+    if accreditation.level != "provisional":
+        return None
+    day = on or today()
+    holder = session.get(User, accreditation.user_id)
+    supervisor = session.get(User, accreditation.supervisor_id) if accreditation.supervisor_id else None
+    if holder is None or supervisor is None or not supervisor.is_active:
+        return "its supervisor's account is no longer active"
+    if holder.organisation_id is None or supervisor.organisation_id != holder.organisation_id:
+        return f"its supervisor, {supervisor.display_name}, is no longer at the holder's organisation"
+    full = session.scalars(_VALID.where(Accreditation.level == "full"), {"user_id": supervisor.id, "day": day}).first()
+    if full is None:
+        return f"its supervisor, {supervisor.display_name}, no longer holds a valid full accreditation"
+    return None
 
 
 def check_accredited(session: Session, user: User, purpose: str, on: dt.date | None = None) -> Accreditation:

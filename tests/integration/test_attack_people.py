@@ -7,6 +7,8 @@
   organisation recycled signed the newcomer in as the old account (accreditation, projects, tokens included), a
   renamed username made a second account for the same person, and an API token kept a role the directory took away,
   or kept working for a person deleted from the directory.
+- A provisional accreditation's supervisor was checked when the record was made, never again: verified later, or
+  used later, after the supervisor left the organisation, lapsed or was deactivated, it still counted.
 """
 
 from __future__ import annotations
@@ -213,3 +215,54 @@ def test_one_directory_entry_never_holds_two_accounts(session_factory: sessionma
     with session_factory() as s:
         assert accounts.find_user(s, f"{uid}x") is None
         assert s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.refused_directory_entry_taken")).one()
+
+
+# --- provisional (supervised) accreditation -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("supervisor_change", ["moves to another organisation", "is deactivated",
+                                               "lets their accreditation lapse"])
+def test_a_provisional_accreditation_counts_only_while_it_is_supervised(
+        app: Any, session_factory: sessionmaker[Session], demo_users: dict[str, int], supervisor_change: str) -> None:
+    """accreditation.md: a provisional accreditation needs a supervisor at the same organisation holding a valid full
+    accreditation. That was checked when the record was made, never again: once the supervisor left (or lapsed, or
+    was deactivated) the officer could still verify it, and a verified one went on counting, unsupervised."""
+    import datetime as dt
+
+    from gateway.errors import DomainError
+    from projects import accreditation as service
+    from projects import organisations
+    from projects.accreditation_rules import valid_accreditation
+    from projects.models import Accreditation
+    from tests.integration.test_accreditation import record_pending, valid_input  # noqa: F401 - the shared helpers
+
+    with unit_of_work(session_factory) as s:
+        imperial = organisations.create_organisation(s, "test", "Imperial College London", "academic")
+        elsewhere = organisations.create_organisation(s, "test", "King's College London", "academic")
+        for name in ("researcher", "researcher2"):
+            organisations.assign_user(s, "test", f.user(s, name), imperial)
+        f.accredit(s, "researcher", expiry=f.TODAY + dt.timedelta(days=60))  # the supervisor: full
+        elsewhere_id = elsewhere.id
+    waiting = record_pending(session_factory, app, "researcher2", level="provisional",
+                             supervisor_username="researcher")
+    verified = record_pending(session_factory, app, "researcher2", level="provisional",
+                              supervisor_username="researcher", number="AR-2")
+    with unit_of_work(session_factory) as s:
+        service.verify_accreditation(s, f.user(s, "accreditor"), s.get(Accreditation, verified))
+    with session_factory() as s:
+        assert valid_accreditation(s, f.user(s, "researcher2")) is not None  # supervised: it counts
+
+    day = f.TODAY
+    with unit_of_work(session_factory) as s:
+        supervisor = f.user(s, "researcher")
+        if supervisor_change == "moves to another organisation":
+            organisations.assign_user(s, "test", supervisor, s.get(type(imperial), elsewhere_id))
+        elif supervisor_change == "is deactivated":
+            accounts.set_active(s, f.user(s, "admin"), supervisor, False)
+        else:
+            day = f.TODAY + dt.timedelta(days=61)  # past the supervisor's expiry, within the provisional's
+
+    with session_factory() as s:
+        assert valid_accreditation(s, f.user(s, "researcher2"), day) is None, \
+            f"a provisional accreditation counted after its supervisor {supervisor_change}"
+    with pytest.raises(DomainError, match="supervisor"), unit_of_work(session_factory) as s:
+        service.verify_accreditation(s, f.user(s, "accreditor"), s.get(Accreditation, waiting), on=day)
