@@ -9,6 +9,8 @@
   or kept working for a person deleted from the directory.
 - A provisional accreditation's supervisor was checked when the record was made, never again: verified later, or
   used later, after the supervisor left the organisation, lapsed or was deactivated, it still counted.
+- A demonstration database brought into production kept its accounts with the published password: `sde check` (and
+  so `sde serve`) said nothing.
 """
 
 from __future__ import annotations
@@ -266,3 +268,30 @@ def test_a_provisional_accreditation_counts_only_while_it_is_supervised(
             f"a provisional accreditation counted after its supervisor {supervisor_change}"
     with pytest.raises(DomainError, match="supervisor"), unit_of_work(session_factory) as s:
         service.verify_accreditation(s, f.user(s, "accreditor"), s.get(Accreditation, waiting), on=day)
+
+
+# --- demonstration accounts in a live service -----------------------------------------------------------------------
+
+def test_demonstration_accounts_stop_a_production_start(settings: Settings, session_factory: sessionmaker[Session],
+                                                        demo_users: dict[str, int]) -> None:
+    """operators.md: production refuses demo data. `sde demo` and the seeding refuse it, but a demonstration database
+    brought into production (the trial instance promoted, or copied with `sde db copy`) kept its accounts, whose
+    password is published: anyone could sign in as `admin` or `auditor` and, the second factor being set up on first
+    use, enrol their own phone. `sde check` (and so `sde serve`) now refuses production while an active demonstration
+    account exists."""
+    from gateway import deploy_check
+    from tests.integration.test_deploy_check import codes, ctx, production
+
+    found = deploy_check.check_demo_accounts(ctx(production(settings), session_factory))
+    assert codes(found) == {"demo-accounts": deploy_check.Severity.ERROR}
+    assert "admin" in found[0].message
+    assert deploy_check.check_demo_accounts(ctx(settings, session_factory)) == []  # the demonstration itself: fine
+    assert deploy_check.check_demo_accounts in deploy_check.DATABASE_CHECKS
+    with unit_of_work(session_factory) as s:
+        admin = f.user(s, "admin")
+        for name in demo_users:
+            if name != "admin":
+                accounts.set_active(s, admin, f.user(s, name), False)
+    with unit_of_work(session_factory) as s:  # the last one, by another route (there is no self-deactivation)
+        s.get(type(admin), demo_users["admin"]).is_active = False
+    assert deploy_check.check_demo_accounts(ctx(production(settings), session_factory)) == []
