@@ -295,3 +295,38 @@ def test_demonstration_accounts_stop_a_production_start(settings: Settings, sess
     with unit_of_work(session_factory) as s:  # the last one, by another route (there is no self-deactivation)
         s.get(type(admin), demo_users["admin"]).is_active = False
     assert deploy_check.check_demo_accounts(ctx(production(settings), session_factory)) == []
+
+
+# --- an administrator's own accounts (left open: a design decision, see the reason) --------------------------------
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Not fixed: administrators.md says an administrator cannot grant themselves oversight powers, and that no form "
+    "lets one both choose someone's password and reset their second factor, because they could then act as that "
+    "person alone (an output checker making one of the two checks). But an administrator creates local accounts with "
+    "any roles and chooses the first password; the second factor is set up by whoever signs in first. So one "
+    "administrator alone makes an auditor, an output checker or a lay member and signs in as it. Closing it needs a "
+    "two-person rule for accounts with oversight roles (a second administrator, or the operator's `sde user create`) "
+    "or a first password the administrator never sees; the first-hour set-up (docs/operators.md) depends on the "
+    "current behaviour, so the choice is the product owner's."))
+def test_an_administrator_alone_cannot_make_and_become_an_auditor(
+        app: Any, session_factory: sessionmaker[Session], demo_users: dict[str, int]) -> None:
+    from gateway.errors import PermissionDenied
+    from gateway.identity.sessions import SignInState
+
+    with unit_of_work(session_factory) as s:
+        admin = f.user(s, "admin")
+        try:
+            accounts.create_local_user(s, admin, username="puppet", display_name="Pat Puppet",
+                                       password="amber-walnut-meadow-93", roles=["auditor"])
+        except PermissionDenied:
+            return  # refused: the hole is closed
+    with unit_of_work(session_factory) as s:
+        outcome = signin.sign_in_with_password(s, SECURITY, None, "puppet", "amber-walnut-meadow-93")
+        assert outcome.state is SignInState.NEW_PASSWORD and outcome.session is not None
+        done = signin.set_first_password(s, SECURITY, outcome.session, "quiet-harbour-lantern-57",
+                                         "quiet-harbour-lantern-57")
+        assert done.state is SignInState.SIGNED_IN
+        from gateway.permissions import Permission, has_permission
+
+        assert not has_permission(f.user(s, "puppet"), Permission.VIEW_AUDIT_LOG), \
+            "one administrator made an auditor and signed in as it"
