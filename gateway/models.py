@@ -59,6 +59,8 @@ class User(Base):
     # (gateway.permissions.permissions_of intersects the two). None means a browser session: roles only.
     token_scopes: ClassVar[frozenset[str] | None] = None
     token_read_only: ClassVar[bool] = False
+    # When the request's token expires (None for a browser session): a token it makes may not outlive it.
+    token_expires_at: ClassVar[dt.datetime | None] = None
 
     @property
     def roles(self) -> frozenset[str]:

@@ -9,6 +9,7 @@
   or kept working for a person deleted from the directory.
 - A provisional accreditation's supervisor was checked when the record was made, never again: verified later, or
   used later, after the supervisor left the organisation, lapsed or was deactivated, it still counted.
+- A token could make a token outliving it: a leaked token renewed itself for ever.
 - A demonstration database brought into production kept its accounts with the published password: `sde check` (and
   so `sde serve`) said nothing.
 """
@@ -268,6 +269,39 @@ def test_a_provisional_accreditation_counts_only_while_it_is_supervised(
             f"a provisional accreditation counted after its supervisor {supervisor_change}"
     with pytest.raises(DomainError, match="supervisor"), unit_of_work(session_factory) as s:
         service.verify_accreditation(s, f.user(s, "accreditor"), s.get(Accreditation, waiting), on=day)
+
+
+# --- tokens that make tokens ----------------------------------------------------------------------------------------
+
+def test_a_token_cannot_outlive_the_token_that_made_it(app: Any, session_factory: sessionmaker[Session],
+                                                        demo_users: dict[str, int]) -> None:
+    """tokens.py: every token expires, so a leaked one stops working within a year at most. But a token may make
+    another (signing-in.md), and nothing bounded the new one's expiry by its maker's: a leaked token with a day left
+    made itself a 366-day successor, and that one the next, for ever, out of sight of the one revocation the owner
+    would make."""
+    import datetime as dt
+
+    from gateway.identity import tokens
+    from gateway.models import ApiToken
+
+    with unit_of_work(session_factory) as s:
+        owner = f.user(s, "researcher")
+        leaked, plain = tokens.create_token(s, owner, owner, "laptop script", days=2)
+        leaked_expiry = leaked.expires_at
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {plain}"}
+    longer = client.post("/api/v1/tokens", json={"name": "successor", "days": 366}, headers=headers)
+    assert longer.status_code == 422, "a token made a token that outlives it"
+    assert "days" in longer.get_json()["detail"]["fields"]
+    shorter = client.post("/api/v1/tokens", json={"name": "helper", "days": 1}, headers=headers)
+    assert shorter.status_code == 201
+    with session_factory() as s:
+        made = s.get(ApiToken, shorter.get_json()["id"])
+        assert made is not None and made.expires_at <= leaked_expiry + dt.timedelta(seconds=1)
+    # the account page (a browser session, no token) still makes tokens of any length up to the limit
+    with unit_of_work(session_factory) as s:
+        owner = f.user(s, "researcher")
+        assert tokens.create_token(s, owner, owner, "from the page", days=366)[0].expires_at > leaked_expiry
 
 
 # --- demonstration accounts in a live service -----------------------------------------------------------------------
