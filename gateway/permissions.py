@@ -172,6 +172,12 @@ def account_data_access_problem(user: User) -> str | None:
     return None
 
 
+def sits_on_committee(user: User) -> bool:
+    """Whether the person is a member of the data access committee now: an active account whose roles (never a
+    token's scopes) let it review applications. A vote counts towards a quorum only while this holds."""
+    return Permission.REVIEW_APPLICATIONS in role_permissions_of(user)
+
+
 # --- per-object rules -------------------------------------------------------------------------
 
 def can_change_roles(actor: User, target: User) -> bool:

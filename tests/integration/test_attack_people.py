@@ -9,6 +9,7 @@
   or kept working for a person deleted from the directory.
 - A provisional accreditation's supervisor was checked when the record was made, never again: verified later, or
   used later, after the supervisor left the organisation, lapsed or was deactivated, it still counted.
+- A reviewer's vote counted towards the quorum after they were deactivated or taken off the committee.
 - A token could make a token outliving it: a leaked token renewed itself for ever.
 - A demonstration database brought into production kept its accounts with the published password: `sde check` (and
   so `sde serve`) said nothing.
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -269,6 +271,40 @@ def test_a_provisional_accreditation_counts_only_while_it_is_supervised(
             f"a provisional accreditation counted after its supervisor {supervisor_change}"
     with pytest.raises(DomainError, match="supervisor"), unit_of_work(session_factory) as s:
         service.verify_accreditation(s, f.user(s, "accreditor"), s.get(Accreditation, waiting), on=day)
+
+
+# --- the committee's quorum ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change", ["deactivated", "taken off the committee"])
+def test_a_vote_counts_towards_the_quorum_only_while_its_reviewer_is_on_the_committee(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], change: str) -> None:
+    """dac.md: a decision needs 3 votes from non-recused members. A reviewer the administrators deactivate, or take off
+    the committee (for an interest found out after they voted, say), is no longer a member, but their vote went on
+    counting: the chair could decide on it. (The lay vote already counted only while its reviewer held the lay role.)"""
+    from gateway.errors import Conflict
+    from projects import dac
+    from projects.models import Application
+
+    app_id = f.awaiting_decision(session_factory)
+    with unit_of_work(session_factory) as s:
+        admin, reviewer = f.user(s, "admin"), f.user(s, "dac2")
+        if change == "deactivated":
+            accounts.set_active(s, admin, reviewer, False)
+        else:
+            accounts.set_roles(s, admin, reviewer, [], reason="left the committee: undeclared interest found")
+    with pytest.raises(Conflict, match="No quorum"), unit_of_work(session_factory) as s:
+        dac.decide(s, f.user(s, "dacchair"), s.get(Application, app_id), f.DAC, outcome="approved", conditions="",
+                   message="", access_end_date=f.TODAY + dt.timedelta(days=200), today=f.TODAY)
+    # another member's vote makes it up
+    with unit_of_work(session_factory) as s:
+        dac.assign_reviewers(s, f.user(s, "dacchair"), s.get(Application, app_id), [f.user(s, "dacchair")])
+    with unit_of_work(session_factory) as s:
+        chair, application = f.user(s, "dacchair"), s.get(Application, app_id)
+        dac.declare_conflict(s, chair, application, False, "")
+        dac.submit_review(s, chair, application, "approve", "", "")
+    with unit_of_work(session_factory) as s:
+        dac.decide(s, f.user(s, "dacchair"), s.get(Application, app_id), f.DAC, outcome="approved", conditions="",
+                   message="", access_end_date=f.TODAY + dt.timedelta(days=200), today=f.TODAY)
 
 
 # --- tokens that make tokens ----------------------------------------------------------------------------------------
