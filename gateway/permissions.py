@@ -191,6 +191,18 @@ def check_can_change_roles(actor: User, target: User) -> None:
                                else "You do not have permission to change roles.")
 
 
+def can_change_organisation(actor: User, target: User) -> bool:
+    """Administrators record who works where, but never for themselves: the organisation decides who is recused from
+    an application (docs/dac.md) and who may supervise a provisional accreditation, as roles decide oversight."""
+    return has_permission(actor, Permission.MANAGE_ORGANISATIONS) and actor.id != target.id
+
+
+def check_can_change_organisation(actor: User, target: User) -> None:
+    if not can_change_organisation(actor, target):
+        raise PermissionDenied("Administrators cannot change their own organisation." if actor.id == target.id
+                               else "You do not have permission to change organisations.")
+
+
 def can_revoke_token(actor: User, token: ApiToken) -> bool:
     return token.user_id == actor.id or has_permission(actor, Permission.MANAGE_USERS)
 

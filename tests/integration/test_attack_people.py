@@ -10,6 +10,7 @@
 - A provisional accreditation's supervisor was checked when the record was made, never again: verified later, or
   used later, after the supervisor left the organisation, lapsed or was deactivated, it still counted.
 - A reviewer's vote counted towards the quorum after they were deactivated or taken off the committee.
+- An administrator could change their own organisation, and so their recusals as a committee member.
 - A token could make a token outliving it: a leaked token renewed itself for ever.
 - A demonstration database brought into production kept its accounts with the published password: `sde check` (and
   so `sde serve`) said nothing.
@@ -305,6 +306,43 @@ def test_a_vote_counts_towards_the_quorum_only_while_its_reviewer_is_on_the_comm
     with unit_of_work(session_factory) as s:
         dac.decide(s, f.user(s, "dacchair"), s.get(Application, app_id), f.DAC, outcome="approved", conditions="",
                    message="", access_end_date=f.TODAY + dt.timedelta(days=200), today=f.TODAY)
+
+
+@pytest.mark.parametrize("route", ["service", "api"])
+def test_an_administrator_cannot_move_themselves_out_of_a_conflict(
+        app: Any, session_factory: sessionmaker[Session], demo_users: dict[str, int], route: str) -> None:
+    """Who works where decides who is recused (dac.md: people at the applying organisation cannot review, vote or
+    decide) and who may supervise a provisional accreditation. Administrators cannot change their own roles, but
+    could change their own organisation: an administrator who also sits on the committee moved themselves out of
+    their colleague's organisation and was no longer recused."""
+    from gateway.errors import PermissionDenied
+    from gateway.identity import tokens
+    from projects import dac, organisations
+    from projects.models import Application
+
+    with unit_of_work(session_factory) as s:
+        home = organisations.create_organisation(s, "test", "Imperial College London", "academic")
+        away = organisations.create_organisation(s, "test", "King's College London", "academic")
+        organisations.assign_user(s, "test", f.user(s, "researcher"), home)
+        f.accredit(s, "researcher")
+        admin = f.user(s, "admin")
+        admin.role_grants.append(accounts.UserRole(role="dac_member"))  # a second hat, given by another admin
+        organisations.assign_user(s, "test", admin, home)
+        away_id = away.id
+    app_id = f.draft(session_factory)
+    with session_factory() as s:
+        assert dac.is_recused(f.user(s, "admin"), s.get(Application, app_id))
+    if route == "service":
+        with pytest.raises(PermissionDenied), unit_of_work(session_factory) as s:
+            organisations.assign_user(s, f.user(s, "admin"), f.user(s, "admin"), s.get(type(home), away_id))
+    else:
+        with unit_of_work(session_factory) as s:
+            _, plain = tokens.create_token(s, f.user(s, "admin"), f.user(s, "admin"), "orgs", days=1)
+        answer = app.test_client().put(f"/api/v1/users/{demo_users['admin']}/organisation",
+                                       json={"organisation_id": away_id}, headers={"Authorization": f"Bearer {plain}"})
+        assert answer.status_code == 403
+    with session_factory() as s:
+        assert dac.is_recused(f.user(s, "admin"), s.get(Application, app_id))
 
 
 # --- tokens that make tokens ----------------------------------------------------------------------------------------
