@@ -11,6 +11,10 @@
   used later, after the supervisor left the organisation, lapsed or was deactivated, it still counted.
 - A reviewer's vote counted towards the quorum after they were deactivated or taken off the committee.
 - An administrator could change their own organisation, and so their recusals as a committee member.
+- The lead could close a project suspended for an investigation (the owner table says only administrators act on a
+  suspended project).
+- A project's state change was checked against the state its request had read: a closed project could be
+  suspended (then reinstated) by an administrator's page read before the close.
 - A token could make a token outliving it: a leaked token renewed itself for ever.
 - A demonstration database brought into production kept its accounts with the published password: `sde check` (and
   so `sde serve`) said nothing.
@@ -35,6 +39,7 @@ from gateway.workspaces.entitlement import entitlement
 from gateway.workspaces.models import WorkspaceSession
 from projects.models import Project
 from tests.support import factories as f
+from tests.support.databases import postgres_only
 
 SECURITY = SecuritySettings()
 
@@ -343,6 +348,70 @@ def test_an_administrator_cannot_move_themselves_out_of_a_conflict(
         assert answer.status_code == 403
     with session_factory() as s:
         assert dac.is_recused(f.user(s, "admin"), s.get(Application, app_id))
+
+
+# --- a project under suspension -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("route", ["service", "api"])
+def test_the_lead_cannot_close_a_project_suspended_for_an_investigation(
+        app: Any, world: sessionmaker[Session], route: str) -> None:
+    """workflows.md: a suspended project belongs to the administrators (reinstate, revoke, close); the lead closes an
+    active one. The rule let the lead close any project: a lead under investigation closed their suspended project,
+    so the register says "Closed" instead of the "Revoked" the investigation might decide, and the project's
+    pseudonym key was destroyed on the lead's word."""
+    from gateway.errors import PermissionDenied
+    from gateway.identity import tokens
+    from projects import lifecycle
+    from projects.workflow import ProjectState
+
+    project_id = f.approved_project(world)
+    with unit_of_work(world) as s:
+        lifecycle.suspend(s, f.user(s, "admin"), s.get(Project, project_id), "Investigation of a possible breach")
+    if route == "service":
+        with pytest.raises(PermissionDenied), unit_of_work(world) as s:
+            lifecycle.close(s, f.user(s, "researcher"), s.get(Project, project_id), "We have finished")
+    else:
+        with unit_of_work(world) as s:
+            _, plain = tokens.create_token(s, f.user(s, "researcher"), f.user(s, "researcher"), "close", days=1)
+        answer = app.test_client().post(f"/api/v1/projects/{project_id}/close", json={"reason": "We have finished"},
+                                        headers={"Authorization": f"Bearer {plain}"})
+        assert answer.status_code == 403, answer.get_json()
+    with world() as s:
+        project = s.get(Project, project_id)
+        assert project.state == ProjectState.SUSPENDED
+        assert "close" not in lifecycle.available_actions(f.user(s, "researcher"), project)
+        assert "close" in lifecycle.available_actions(f.user(s, "admin"), project)
+
+
+@postgres_only  # on SQLite a writer holds the whole database from its first statement: no interleaving
+def test_a_project_state_change_is_judged_on_the_state_as_committed(world: sessionmaker[Session]) -> None:
+    """Two people at once (or two tabs): the lead closes the project while an administrator, on a page read before,
+    suspends it. Each change was checked against the state its request had read, and the later write won: a closed
+    project (final, its pseudonym key destroyed) became suspended, and could then be reinstated to active. And a
+    lead's close from a page read before a suspension closed the suspended project."""
+    from gateway.errors import DomainError
+    from projects import lifecycle
+    from projects.workflow import ProjectState
+    from tests.support.late import late_session, refused_on
+
+    project_id = f.approved_project(world)
+    with late_session(world) as late:
+        stale, admin = late.get(Project, project_id), f.user(late, "admin")
+        assert stale is not None and stale.state == ProjectState.ACTIVE
+        with unit_of_work(world) as s:
+            lifecycle.close(s, f.user(s, "researcher"), s.get(Project, project_id), "Finished early")
+        refused_on(late, DomainError, lambda: lifecycle.suspend(late, admin, stale, "Investigation"))
+    with world() as s:
+        assert s.get(Project, project_id).state == ProjectState.CLOSED
+
+    other_id = f.approved_project(world, title="Another study")
+    with late_session(world) as late:
+        stale, lead = late.get(Project, other_id), f.user(late, "researcher")
+        with unit_of_work(world) as s:
+            lifecycle.suspend(s, f.user(s, "admin"), s.get(Project, other_id), "Investigation")
+        refused_on(late, DomainError, lambda: lifecycle.close(late, lead, stale, "Finished early"))
+    with world() as s:
+        assert s.get(Project, other_id).state == ProjectState.SUSPENDED
 
 
 # --- tokens that make tokens ----------------------------------------------------------------------------------------
