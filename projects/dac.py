@@ -279,6 +279,8 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
     status = quorum(application, dac)
     if not status.met:
         raise Conflict(f"No quorum yet: {status.describe()}.")
+    if target is AppState.APPROVED and application.kind == "amendment":
+        lifecycle.check_amendable(session, application)
     errors: dict[str, list[str]] = {}
     if target is AppState.APPROVED and application.kind == "new":
         latest = latest_access_end(today, max_term_months())

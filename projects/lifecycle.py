@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
 from gateway.db import utcnow
-from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from gateway.errors import Conflict, InvalidTransition, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from projects import cohort, events
@@ -114,8 +114,24 @@ def create_project(session: Session, actor: User, application: Application, deci
     return project
 
 
+FINAL_STATES = frozenset({ProjectState.CLOSED, ProjectState.REVOKED})
+
+
+def check_amendable(session: Session, amendment: Application) -> None:
+    """An amendment is approved only into a project that has not ended for good: one revoked or closed while the
+    amendment was under review keeps the team, data and terms it ended with (the committee can still refuse it).
+    Judged on the project's status as committed, under its lock."""
+    project = session.get(Project, amendment.project_id)
+    assert project is not None
+    _lock_afresh(session, project)
+    if project.state in FINAL_STATES:
+        raise InvalidTransition(f"{project.reference} was {project.state}: an amendment can no longer be approved "
+                                "into it. Reject the amendment instead.")
+
+
 def apply_amendment(session: Session, actor: User, amendment: Application, decision: Decision,
                     today: dt.date) -> Project:
+    check_amendable(session, amendment)
     project = session.get(Project, amendment.project_id)
     assert project is not None
     before_members = {m.user_id for m in project.members}
