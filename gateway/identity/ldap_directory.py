@@ -50,8 +50,15 @@ class LdapDirectory:
                 f"({s.group_member_attribute}={escape_filter_chars(dn)}))")
 
     def _attributes(self) -> list[str]:
+        """What a search for a person reads. The entry's permanent id only where the directory's schema has it (asked
+        for by a name the schema lacks, the whole search fails: Active Directory has no entryUUID); without it the
+        account is bound to the entry's DN."""
         s = self.settings
-        return [s.user_attribute, s.display_name_attribute, s.email_attribute, s.entry_id_attribute]
+        wanted = [s.user_attribute, s.display_name_attribute, s.email_attribute]
+        schema = self.server.schema
+        if schema is None or s.entry_id_attribute in schema.attribute_types:
+            wanted.append(s.entry_id_attribute)
+        return wanted
 
     def _directory_user(self, conn: Connection, entry: object, typed: str) -> DirectoryUser:
         """The person as the directory describes them, with their groups (read with ``conn``)."""

@@ -15,6 +15,7 @@
   suspended project).
 - A project's state change was checked against the state its request had read: a closed project could be
   suspended (then reinstated) by an administrator's page read before the close.
+- An amendment was approved into a project already revoked or closed.
 - A token could make a token outliving it: a leaked token renewed itself for ever.
 - A demonstration database brought into production kept its accounts with the published password: `sde check` (and
   so `sde serve`) said nothing.
@@ -228,6 +229,18 @@ def test_one_directory_entry_never_holds_two_accounts(session_factory: sessionma
         assert s.scalars(select(AuditEvent).where(AuditEvent.action == "auth.refused_directory_entry_taken")).one()
 
 
+@pytest.mark.ldap
+def test_a_directory_without_the_entry_id_attribute_still_signs_people_in(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], ldap_settings: LdapSettings) -> None:
+    """Asked for an attribute its schema lacks (Active Directory has no entryUUID, OpenLDAP no objectGUID), a directory
+    refuses the whole search: the account is then bound to the entry's DN instead."""
+    directory = LdapDirectory(ldap_settings.model_copy(update={"entry_id_attribute": "objectGUID"}))
+    with unit_of_work(session_factory) as s:
+        assert signin.sign_in_with_password(s, SECURITY, directory, "alice", "alice-ldap-password").ok
+    with session_factory() as s:
+        assert f.user(s, "alice").directory_entry_id == "dn:uid=alice,ou=people,dc=londonsde,dc=test"
+
+
 # --- provisional (supervised) accreditation -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("supervisor_change", ["moves to another organisation", "is deactivated",
@@ -412,6 +425,42 @@ def test_a_project_state_change_is_judged_on_the_state_as_committed(world: sessi
         refused_on(late, DomainError, lambda: lifecycle.close(late, lead, stale, "Finished early"))
     with world() as s:
         assert s.get(Project, other_id).state == ProjectState.SUSPENDED
+
+
+@pytest.mark.parametrize("ended", ["revoke", "close"])
+def test_an_amendment_cannot_change_a_project_that_was_revoked_or_closed(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], ended: str) -> None:
+    """An amendment submitted before the project was revoked (or closed) was still approved into it: a final project
+    took a new team, new variables, a new end date and lay summary, and the public register showed them. Only a
+    refusal can be recorded now."""
+    from gateway.errors import DomainError
+    from projects import applications, dac, lifecycle
+    from projects.models import Application
+    from projects.workflow import ProjectState
+
+    project_id, amendment_id = f.amendment(session_factory, summary="Add a colleague, extend by a year.")
+    with unit_of_work(session_factory) as s:
+        f.accredit(s, "researcher2")
+        lead, amendment = f.user(s, "researcher"), s.get(Application, amendment_id)
+        applications.add_member(s, lead, amendment, f.user(s, "researcher2"), "analyst")
+        applications.update_draft(s, lead, amendment, {"lay_summary": "A new purpose altogether.",
+                                                       "requested_end_date": f.TODAY + dt.timedelta(days=700)})
+    f.submit(session_factory, amendment_id)
+    f.review_round(session_factory, amendment_id, {"dac1": "approve"})
+    with unit_of_work(session_factory) as s:
+        command = lifecycle.revoke if ended == "revoke" else lifecycle.close
+        command(s, f.user(s, "admin"), s.get(Project, project_id), "Breach of the data access agreement")
+    with pytest.raises(DomainError), unit_of_work(session_factory) as s:
+        dac.decide(s, f.user(s, "dacchair"), s.get(Application, amendment_id), f.DAC, outcome="approved",
+                   conditions="", message="", access_end_date=None, today=f.TODAY)
+    with session_factory() as s:
+        project = s.get(Project, project_id)
+        assert project.state in (ProjectState.REVOKED, ProjectState.CLOSED)
+        assert project.lay_summary != "A new purpose altogether."
+        assert {m.user.username for m in project.members} == {"researcher"}
+    with unit_of_work(session_factory) as s:  # a rejection can still close the amendment
+        dac.decide(s, f.user(s, "dacchair"), s.get(Application, amendment_id), f.DAC, outcome="rejected",
+                   conditions="", message="The project's access has ended.", access_end_date=None, today=f.TODAY)
 
 
 # --- tokens that make tokens ----------------------------------------------------------------------------------------
