@@ -168,7 +168,7 @@ def account_data_access_problem(user: User) -> str | None:
     if not user.is_active:
         return "Your account is deactivated."
     if Permission.REQUEST_OUTPUTS not in role_permissions_of(user):
-        return "Your account no longer has the researcher role."
+        return "Your account does not have the researcher role."
     return None
 
 

@@ -221,7 +221,7 @@ def sweep(session: Session, today: dt.date) -> list[int]:
         assert project is not None
         reason = None
         if (problem := account_data_access_problem(ws.user)) is not None:
-            reason = problem.removeprefix("Your ").rstrip(".")  # "account is deactivated", "account no longer has ..."
+            reason = problem.removeprefix("Your ").rstrip(".")  # "account is deactivated", "account does not have ..."
         elif project.state != ProjectState.ACTIVE:
             reason = f"project {project.state}"
         elif not is_member(ws.user, project):
