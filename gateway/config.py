@@ -29,6 +29,9 @@ class LdapSettings(BaseModel):
     group_base: str | None = None
     group_object_class: str = "groupOfNames"
     group_member_attribute: str = "member"
+    # The directory's permanent id of an entry (OpenLDAP: entryUUID; Active Directory: objectGUID): an account stays
+    # bound to the entry it was made from, whatever later holds its username.
+    entry_id_attribute: str = "entryUUID"
     display_name_attribute: str = "cn"
     email_attribute: str = "mail"
     # LDAP group common name -> gateway role names

@@ -346,12 +346,32 @@ def check_hub(ctx: CheckContext) -> list[Finding]:
     return findings
 
 
+def check_demo_accounts(ctx: CheckContext) -> list[Finding]:
+    """Demonstration accounts share a published password (and set up a second factor on first use): in a live service
+    anyone could sign in as one of them, an administrator or an auditor included. Seeding refuses production, but a
+    demonstration database brought into production keeps them."""
+    if not ctx.production:
+        return []
+    from gateway.models import User
+
+    with ctx.factory() as session:  # type: ignore[union-attr]
+        names = list(session.scalars(select(User.username).where(User.is_demo.is_(True), User.is_active.is_(True))
+                                     .order_by(User.username)))
+    if not names:
+        return []
+    return [Finding("demo-accounts", Severity.ERROR,
+                    f"{len(names)} demonstration account{'s' if len(names) != 1 else ''} with the published demo "
+                    f"password can sign in: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}",
+                    "a live service starts from an empty database (`sde init`), never from the demonstration's; "
+                    "otherwise deactivate every demonstration account (Users page)")]
+
+
 CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
     check_secret_key, check_https, check_second_factor, check_database_backend, check_rate_limits, check_tariff,
     check_instance_permissions, check_config_file, check_hub,
 )
 DATABASE_CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
-    check_audit_chain, check_backups, check_closed_project_extracts,
+    check_audit_chain, check_backups, check_closed_project_extracts, check_demo_accounts,
 )
 
 

@@ -45,6 +45,10 @@ class User(Base):
     # their own before anything else. Never set for directory (LDAP) accounts.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Directory (LDAP) accounts: the directory's own id of the entry the account was made from (entryUUID by default,
+    # ``ldap.entry_id_attribute``). A later entry holding the same username (somebody else, given a name that was
+    # freed) is refused: usernames are recycled, entries are not. None for local accounts.
+    directory_entry_id: Mapped[str | None] = mapped_column(String(255))
 
     role_grants: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin",
@@ -55,6 +59,8 @@ class User(Base):
     # (gateway.permissions.permissions_of intersects the two). None means a browser session: roles only.
     token_scopes: ClassVar[frozenset[str] | None] = None
     token_read_only: ClassVar[bool] = False
+    # When the request's token expires (None for a browser session): a token it makes may not outlive it.
+    token_expires_at: ClassVar[dt.datetime | None] = None
 
     @property
     def roles(self) -> frozenset[str]:

@@ -160,6 +160,24 @@ def check_permission(user: User | None, permission: Permission) -> None:
         raise PermissionDenied("You do not have permission to do this.")
 
 
+def account_data_access_problem(user: User) -> str | None:
+    """Why this account may not work with data in a workspace now, or None. Judged on the account itself (never a
+    token's scopes): it must be active and its roles must make it a researcher (the role that makes output requests
+    and works in workspaces). The workspace entitlement asks it at every start and the worker's sweep at every pass,
+    so deactivating an account, or taking its researcher role away, stops its running workspaces too."""
+    if not user.is_active:
+        return "Your account is deactivated."
+    if Permission.REQUEST_OUTPUTS not in role_permissions_of(user):
+        return "Your account does not have the researcher role."
+    return None
+
+
+def sits_on_committee(user: User) -> bool:
+    """Whether the person is a member of the data access committee now: an active account whose roles (never a
+    token's scopes) let it review applications. A vote counts towards a quorum only while this holds."""
+    return Permission.REVIEW_APPLICATIONS in role_permissions_of(user)
+
+
 # --- per-object rules -------------------------------------------------------------------------
 
 def can_change_roles(actor: User, target: User) -> bool:
@@ -171,6 +189,18 @@ def check_can_change_roles(actor: User, target: User) -> None:
     if not can_change_roles(actor, target):
         raise PermissionDenied("Administrators cannot change their own roles." if actor.id == target.id
                                else "You do not have permission to change roles.")
+
+
+def can_change_organisation(actor: User, target: User) -> bool:
+    """Administrators record who works where, but never for themselves: the organisation decides who is recused from
+    an application (docs/dac.md) and who may supervise a provisional accreditation, as roles decide oversight."""
+    return has_permission(actor, Permission.MANAGE_ORGANISATIONS) and actor.id != target.id
+
+
+def check_can_change_organisation(actor: User, target: User) -> None:
+    if not can_change_organisation(actor, target):
+        raise PermissionDenied("Administrators cannot change their own organisation." if actor.id == target.id
+                               else "You do not have permission to change organisations.")
 
 
 def can_revoke_token(actor: User, token: ApiToken) -> bool:

@@ -78,12 +78,34 @@ def sweep_workspaces(settings: Settings, factory: sessionmaker[Session], today: 
     service.reconcile(factory, settings)
 
 
+def sync_directory(settings: Settings, factory: sessionmaker[Session]) -> None:
+    """Every pass: directory accounts take the roles their groups give them now; one whose entry is gone is
+    deactivated (gateway.identity.accounts.sync_directory_accounts). Nothing changes while the directory is down."""
+    if settings.ldap is None:
+        return
+    from gateway.identity.accounts import sync_directory_accounts
+    from gateway.identity.ldap_directory import DirectoryUnavailable, LdapDirectory
+
+    try:
+        with unit_of_work(factory) as session:
+            counts = sync_directory_accounts(session, LdapDirectory(settings.ldap))
+    except DirectoryUnavailable as exc:
+        log.warning("directory not readable, directory accounts not synced this pass: %s", exc)
+        return
+    except Exception:
+        log.exception("directory sync failed")
+        return
+    if counts["deactivated"]:
+        log.warning("deactivated %d directory accounts whose entries are gone", counts["deactivated"])
+
+
 def run_once(settings: Settings, factory: sessionmaker[Session], today: dt.date | None = None) -> tuple[int, list[str]]:
     wiring.wire()
     day = today or dt.datetime.now(dt.UTC).date()
     failed = run_daily_jobs(factory, day)
     sweep_certificates(settings, factory)
     sweep_sessions(factory)
+    sync_directory(settings, factory)
     sweep_workspaces(settings, factory, day)
     delivered = outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
     return delivered, failed
@@ -109,6 +131,7 @@ def run_forever(settings: Settings, factory: sessionmaker[Session], interval: fl
                 sweep_certificates(settings, factory)
                 sweep_sessions(factory)
                 last_jobs, last_day = now, today
+            sync_directory(settings, factory)  # before the workspaces: a person gone from it is stopped this pass
             sweep_workspaces(settings, factory, today)
             outbox.process(outbox.WorkerContext(settings=settings, factory=factory))
         except (OperationalError, InterfaceError) as exc:

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from gateway import audit
 from gateway.db import on_rollback, utcnow
@@ -102,7 +102,8 @@ def status_text(accreditation: Accreditation, on: dt.date | None = None) -> str:
     day = long_date(accreditation.expiry_date)
     if accreditation.expiry_date < (on or today()):
         return f"Expired on {day}"
-    unsupervised = supervision_problem(accreditation, on)
+    session = object_session(accreditation)
+    unsupervised = supervision_problem(session, accreditation, on) if session is not None else None
     return f"Not valid: {unsupervised}" if unsupervised else f"Valid until {day}"
 
 
@@ -232,6 +233,9 @@ def verify_accreditation(session: Session, actor: User, accreditation: Accredita
     if accreditation.expiry_date < (on or today()):
         raise InvalidTransition(f"This accreditation expired on {accreditation.expiry_date.isoformat()}, so it "
                                 "cannot be verified. Reject it and ask the researcher to record a current one.")
+    if (problem := supervision_problem(session, accreditation, on)) is not None:
+        raise InvalidTransition(f"This provisional accreditation cannot be verified: {problem}. Reject it and ask the "
+                                "researcher to record one with a current supervisor.")
     accreditation.status = "verified"
     accreditation.decided_by_id = actor.id
     accreditation.decided_at = utcnow()

@@ -1,10 +1,8 @@
 """The one rule every later step calls: does this person hold a valid accreditation today?
 
-Valid means verified by an accreditation officer and not past its expiry date, and, for a provisional
-(supervised) accreditation, supervised that day: the supervisor's account is active, they are at the holder's
-organisation and they hold a valid full accreditation. It is computed each time from the records, never stored as
-a flag that could go stale, so a supervisor who leaves, is deactivated or lets their own accreditation lapse stops
-supervising at once, as checking them only when the record was made would not.
+Valid means verified by an accreditation officer and not past its expiry date (and, for a provisional one, still
+supervised). It is computed each
+time from the records, never stored as a flag that could go stale.
 """
 
 from __future__ import annotations
@@ -29,13 +27,14 @@ def today() -> dt.date:
     return utcnow().date()
 
 
-def _verified_and_current(accreditation: Accreditation, day: dt.date) -> bool:
-    return accreditation.status == "verified" and accreditation.expiry_date >= day
-
-
 def is_valid(accreditation: Accreditation, on: dt.date | None = None) -> bool:
+    """Verified, not expired and, for a provisional one, supervised on that day (the record's own session is asked)."""
     day = on or today()
-    return _verified_and_current(accreditation, day) and supervision_problem(accreditation, day) is None
+    if accreditation.status != "verified" or accreditation.expiry_date < day:
+        return False
+    session = object_session(accreditation)
+    return accreditation.level == "full" or (session is not None
+                                             and supervision_problem(session, accreditation, day) is None)
 
 
 # Read on every project overview (the workspace card): built once per process.
@@ -43,34 +42,34 @@ _VALID = select(Accreditation).where(Accreditation.user_id == bindparam("user_id
                                      Accreditation.expiry_date >= bindparam("day"))
 
 
-def _holds_valid_full(session: Session, user_id: int, day: dt.date) -> bool:
-    return any(a.level == "full" for a in session.scalars(_VALID, {"user_id": user_id, "day": day}))
-
-
-def supervision_problem(accreditation: Accreditation, on: dt.date | None = None) -> str | None:
-    """Why a provisional accreditation is not supervised on that day, or None (also for a full one)."""
-    if accreditation.level != "provisional":
-        return None
-    session = object_session(accreditation)
-    supervisor, holder = accreditation.supervisor, accreditation.user
-    if session is None or supervisor is None:
-        return "it has no supervisor"
-    if not supervisor.is_active:
-        return f"the supervisor, {supervisor.display_name}, no longer has an active account"
-    if holder.organisation_id is None or supervisor.organisation_id != holder.organisation_id:
-        return f"the supervisor, {supervisor.display_name}, is no longer at the same organisation"
-    if not _holds_valid_full(session, supervisor.id, on or today()):
-        return f"the supervisor, {supervisor.display_name}, no longer holds a valid full accreditation"
-    return None
-
-
 def valid_accreditation(session: Session, user: User, on: dt.date | None = None) -> Accreditation | None:
-    """The user's valid accreditation with the latest expiry, if any (full preferred over provisional; a provisional
-    one only while it is supervised)."""
+    """The user's valid accreditation with the latest expiry, if any (full preferred over provisional). A provisional
+    one counts only while it is supervised (``supervision_problem``)."""
     day = on or today()
     rows = session.scalars(_VALID, {"user_id": user.id, "day": day})
     best = sorted(rows, key=lambda a: (a.level == "full", a.expiry_date), reverse=True)
-    return next((a for a in best if supervision_problem(a, day) is None), None)
+    return next((a for a in best if a.level == "full" or supervision_problem(session, a, day) is None), None)
+
+
+def supervision_problem(session: Session, accreditation: Accreditation, on: dt.date | None = None) -> str | None:
+    """Why a provisional accreditation is not supervised now, in words (None when it is, or for a full one). Its
+    supervisor must be active, at the holder's organisation and hold a valid full accreditation, as when it was
+    recorded (docs/accreditation.md), on the day asked about: a supervisor who left, lapsed or was deactivated
+    supervises nobody, and the provisional accreditation stops counting (and cannot be verified) until a new one is
+    recorded with a current supervisor."""
+    if accreditation.level != "provisional":
+        return None
+    day = on or today()
+    holder = session.get(User, accreditation.user_id)
+    supervisor = session.get(User, accreditation.supervisor_id) if accreditation.supervisor_id else None
+    if holder is None or supervisor is None or not supervisor.is_active:
+        return "its supervisor's account is no longer active"
+    if holder.organisation_id is None or supervisor.organisation_id != holder.organisation_id:
+        return f"its supervisor, {supervisor.display_name}, is no longer at the holder's organisation"
+    full = session.scalars(_VALID.where(Accreditation.level == "full"), {"user_id": supervisor.id, "day": day}).first()
+    if full is None:
+        return f"its supervisor, {supervisor.display_name}, no longer holds a valid full accreditation"
+    return None
 
 
 def check_accredited(session: Session, user: User, purpose: str, on: dt.date | None = None) -> Accreditation:

@@ -20,7 +20,7 @@ from gateway.db import utcnow
 from gateway.errors import Conflict, InvalidTransition, PermissionDenied, ValidationError
 from gateway.identity.accounts import users_with_roles
 from gateway.models import User
-from gateway.permissions import Permission, Role, check_permission, has_permission
+from gateway.permissions import Permission, Role, check_permission, has_permission, sits_on_committee
 from projects import dates, events
 from projects.applications import is_team_member, lock_afresh, max_term_months, team_member_clause
 from projects.dates import latest_access_end
@@ -258,8 +258,11 @@ class Quorum:
 
 
 def quorum(application: Application, dac: DacSettings) -> Quorum:
+    # votes of members not recused, and still on the committee: a reviewer deactivated or taken off it since they
+    # voted is no longer a member, and their vote no longer makes the quorum
     counted = [r for r in current_reviews(application)
-               if not r.assignment.conflict and automatic_conflict(r.assignment.reviewer, application) is None]
+               if not r.assignment.conflict and automatic_conflict(r.assignment.reviewer, application) is None
+               and sits_on_committee(r.assignment.reviewer)]
     amendment = application.kind == "amendment"
     return Quorum(
         votes=len(counted),
@@ -288,6 +291,8 @@ def decide(session: Session, actor: User, application: Application, dac: DacSett
     status = quorum(application, dac)
     if not status.met:
         raise Conflict(f"No quorum yet: {status.describe()}.")
+    if target is AppState.APPROVED and application.kind == "amendment":
+        lifecycle.check_amendable(session, application)
     errors: dict[str, list[str]] = {}
     if target is AppState.APPROVED and application.kind == "new":
         latest = latest_access_end(today, max_term_months())

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from gateway import audit
 from gateway.db import utcnow
-from gateway.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from gateway.errors import Conflict, InvalidTransition, NotFound, PermissionDenied, ValidationError
 from gateway.models import User
 from gateway.permissions import Permission, Role, check_permission, has_permission
 from projects import cohort, events
@@ -122,8 +122,24 @@ def create_project(session: Session, actor: User, application: Application, deci
     return project
 
 
+FINAL_STATES = frozenset({ProjectState.CLOSED, ProjectState.REVOKED})
+
+
+def check_amendable(session: Session, amendment: Application) -> None:
+    """An amendment is approved only into a project that has not ended for good: one revoked or closed while the
+    amendment was under review keeps the team, data and terms it ended with (the committee can still refuse it).
+    Judged on the project's status as committed, under its lock."""
+    project = session.get(Project, amendment.project_id)
+    assert project is not None
+    _lock_afresh(session, project)
+    if project.state in FINAL_STATES:
+        raise InvalidTransition(f"{project.reference} was {project.state}: an amendment can no longer be approved "
+                                "into it. Reject the amendment instead.")
+
+
 def apply_amendment(session: Session, actor: User, amendment: Application, decision: Decision,
                     today: dt.date) -> Project:
+    check_amendable(session, amendment)
     project = session.get(Project, amendment.project_id)
     assert project is not None
     before_members = {m.user_id for m in project.members}
@@ -185,7 +201,18 @@ def remove_members(session: Session, project: Project, user_ids: set[int], reaso
     events.emit(session, events.MembersRemoved(project, frozenset(m.user_id for m in leaving), reason))
 
 
+def _lock_afresh(session: Session, project: Project) -> None:
+    """Lock the project's row and read it again, so a change is judged on the state as committed: the lead closing and
+    an administrator suspending at once (or a page read before the other's change) each checked the state their
+    request had read, and the later write won (a closed project, its key destroyed, became suspended). FOR UPDATE, as
+    raise_security_tier and a workspace start take it."""
+    session.flush()
+    session.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    session.refresh(project)
+
+
 def _move(session: Session, actor: User | str, project: Project, target: ProjectState, reason: str) -> None:
+    _lock_afresh(session, project)
     check_project_move(project.state, target)
     previous = project.state
     project.state = target
@@ -215,6 +242,7 @@ def reinstate(session: Session, actor: User, project: Project, reason: str) -> N
     has ended (an approved extension makes it active again)."""
     check_permission(actor, Permission.MANAGE_PROJECTS)
     reason = _need_reason(reason)
+    _lock_afresh(session, project)  # the end date and state as committed (an amendment may have extended it)
     if project.end_date < utcnow().date():
         _move(session, actor, project, ProjectState.EXPIRED,
               f"{reason} (reinstated after its access ended on {project.end_date})")
@@ -228,9 +256,13 @@ def revoke(session: Session, actor: User, project: Project, reason: str) -> None
 
 
 def can_change_state(user: User, project: Project, action: str) -> bool:
-    """Administrators suspend, reinstate and revoke; the lead or an administrator closes."""
+    """Administrators suspend, reinstate and revoke; an administrator closes, and so does the lead while the project is
+    active. A suspended project is the administrators' (PROJECT_OWNERS): its lead closing it would end the
+    investigation on their own word (closed, not revoked, on the register, and the pseudonym key destroyed)."""
     if action == "close":
-        return user.id == project.lead_id or has_permission(user, Permission.MANAGE_PROJECTS)
+        if has_permission(user, Permission.MANAGE_PROJECTS):
+            return True
+        return user.id == project.lead_id and project.state == ProjectState.ACTIVE
     return action in {"suspend", "reinstate", "revoke"} and has_permission(user, Permission.MANAGE_PROJECTS)
 
 
@@ -275,6 +307,7 @@ def raise_security_tier(session: Session, actor: User, project: Project, reason:
 
 
 def close(session: Session, actor: User, project: Project, reason: str) -> None:
+    _lock_afresh(session, project)  # the lead's right to close depends on the state: judged as committed
     check_can_change_state(actor, project, "close")
     _move(session, actor, project, ProjectState.CLOSED, _need_reason(reason))
 
@@ -285,7 +318,10 @@ def expire_due(session: Session, today: dt.date) -> list[str]:
     extended back to active, and the suspension lifted, by an amendment alone."""
     due = session.scalars(select(Project).where(Project.state == ProjectState.ACTIVE.value, Project.end_date < today))
     expired = []
-    for project in due:
+    for project in list(due):
+        _lock_afresh(session, project)  # suspended or extended meanwhile: as committed, it is not due
+        if project.state != ProjectState.ACTIVE or not project.end_date < today:
+            continue
         _move(session, "system", project, ProjectState.EXPIRED, f"access ended on {project.end_date}")
         expired.append(project.reference)
     return expired

@@ -11,7 +11,7 @@ from gateway import audit
 from gateway.audit import Actor
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.models import User
-from gateway.permissions import Permission, check_permission
+from gateway.permissions import Permission, check_can_change_organisation, check_permission
 from projects.models import Organisation
 
 ORG_TYPES: dict[str, str] = {
@@ -100,8 +100,10 @@ def create_organisation(session: Session, actor: Actor, name: str, org_type: str
 
 
 def assign_user(session: Session, actor: Actor, user: User, organisation: Organisation | None) -> None:
-    """Set (or, with ``None``, clear) the organisation a person belongs to."""
+    """Set (or, with ``None``, clear) the organisation a person belongs to; never one's own."""
     _check(actor)
+    if isinstance(actor, User):
+        check_can_change_organisation(actor, user)
     new_id = organisation.id if organisation is not None else None
     if user.organisation_id == new_id:
         return

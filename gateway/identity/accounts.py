@@ -11,6 +11,7 @@ from gateway import audit
 from gateway.audit import Actor
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, ValidationError
+from gateway.identity.ldap_directory import DirectoryUser, LdapDirectory
 from gateway.identity.passwords import hash_password, password_problems
 from gateway.identity.sessions import bump_session_version, end_sessions
 from gateway.models import RecoveryCode, RolePolicy, User, UserRole
@@ -118,6 +119,64 @@ def sync_directory_roles(session: Session, target: User, roles: set[str]) -> Non
     """LDAP groups are the source of truth for directory accounts."""
     known = {r.value for r in Role}
     _replace_roles(session, "ldap", target, roles & known, via="directory groups")
+
+
+def directory_entry_problem(session: Session, user: User | None, found: DirectoryUser) -> str | None:
+    """Why the directory entry ``found`` may not sign in as ``user`` (the account its username names, or None for a new
+    one), as the audit action of the refusal; None when it may. An account belongs to the entry it was made from:
+    another entry holding the username later (a name the organisation freed and gave to somebody else) is refused,
+    and so is a second account for an entry that has one already (its username renamed in the directory: one
+    person must never be two reviewers)."""
+    if user is not None and user.source != "ldap":
+        return None  # a local account never reaches the directory
+    if user is not None and user.directory_entry_id is not None:
+        return None if user.directory_entry_id == found.entry_id else "auth.refused_directory_entry_changed"
+    owner = session.scalar(select(User).where(User.directory_entry_id == found.entry_id))
+    if owner is not None and (user is None or owner.id != user.id):
+        return "auth.refused_directory_entry_taken"
+    return None
+
+
+def bind_directory_entry(session: Session, user: User, found: DirectoryUser) -> None:
+    """Record the entry an account made before entries were remembered (migration 0024) belongs to: the one holding
+    its username when it is next seen."""
+    if user.directory_entry_id is None:
+        user.directory_entry_id = found.entry_id
+        audit.record(session, "ldap", "user.directory_entry_recorded", "user", user.id,
+                     {"dn": found.dn, "entry_id": found.entry_id})
+
+
+def sync_directory_accounts(session: Session, directory: LdapDirectory) -> dict[str, int]:
+    """The worker's reading of the directory, on every pass: every active directory account gets the roles its
+    groups give it now, and is deactivated when its entry is gone (or its username now belongs to another entry).
+    Roles were otherwise read only at a sign-in, which an API token never makes: a token kept a committee role the
+    directory had taken away, and a person deleted from the directory kept a working token. Raises
+    DirectoryUnavailable, changing nothing, when the directory cannot be read."""
+    accounts = list(session.scalars(select(User).where(User.source == "ldap", User.is_active.is_(True))
+                                    .order_by(User.id)))
+    if not accounts:
+        return {"synced": 0, "deactivated": 0}
+    entries = directory.look_up([a.username for a in accounts])
+    deactivated = synced = 0
+    for account in accounts:
+        if account.username not in entries:
+            continue  # two entries hold the name: the directory must be put right; nothing is decided on it
+        found = entries[account.username]
+        problem = "no longer in the directory" if found is None else (
+            "its username now belongs to another directory entry"
+            if directory_entry_problem(session, account, found) else None)
+        if problem is not None:
+            account.is_active = False
+            bump_session_version(account)
+            audit.record(session, "ldap", "user.deactivated", "user", account.id, {"reason": problem})
+            deactivated += 1
+            continue
+        assert found is not None
+        bind_directory_entry(session, account, found)
+        sync_directory_roles(session, account, directory.roles_for(found))
+        synced += 1
+    session.flush()
+    return {"synced": synced, "deactivated": deactivated}
 
 
 def set_active(session: Session, actor: User, target: User, active: bool) -> None:

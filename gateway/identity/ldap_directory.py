@@ -26,6 +26,7 @@ class DirectoryUser:
     display_name: str
     email: str | None
     groups: frozenset[str]
+    entry_id: str = ""  # the entry's permanent id (``entry_id_attribute``), or its DN when the directory has none
 
 
 class LdapDirectory:
@@ -48,6 +49,33 @@ class LdapDirectory:
         return (f"(&(objectClass={escape_filter_chars(s.group_object_class)})"
                 f"({s.group_member_attribute}={escape_filter_chars(dn)}))")
 
+    def _attributes(self) -> list[str]:
+        """What a search for a person reads. The entry's permanent id only where the directory's schema has it (asked
+        for by a name the schema lacks, the whole search fails: Active Directory has no entryUUID); without it the
+        account is bound to the entry's DN."""
+        s = self.settings
+        wanted = [s.user_attribute, s.display_name_attribute, s.email_attribute]
+        schema = self.server.schema
+        if schema is None or s.entry_id_attribute in schema.attribute_types:
+            wanted.append(s.entry_id_attribute)
+        return wanted
+
+    def _directory_user(self, conn: Connection, entry: object, typed: str) -> DirectoryUser:
+        """The person as the directory describes them, with their groups (read with ``conn``)."""
+        s = self.settings
+        dn = entry.entry_dn  # type: ignore[attr-defined]
+        groups: set[str] = set()
+        if s.group_base:
+            conn.search(s.group_base, self.group_filter(dn), SUBTREE, attributes=["cn"])
+            groups = {str(g.cn.value) for g in conn.entries}
+        attrs = entry.entry_attributes_as_dict  # type: ignore[attr-defined]
+        display = (attrs.get(s.display_name_attribute) or [typed])[0]
+        email = (attrs.get(s.email_attribute) or [None])[0]
+        uid = (attrs.get(s.user_attribute) or [typed])[0]
+        entry_id = (attrs.get(s.entry_id_attribute) or [None])[0]
+        return DirectoryUser(dn=dn, username=str(uid).lower(), display_name=str(display), email=email,
+                             groups=frozenset(groups), entry_id=str(entry_id) if entry_id else f"dn:{dn}")
+
     def authenticate(self, username: str, password: str) -> DirectoryUser | None:
         """The directory's view of the user when the password is right, else None."""
         if not username or not password:
@@ -55,8 +83,7 @@ class LdapDirectory:
         s = self.settings
         try:
             with self._service_connection() as conn:
-                conn.search(s.user_base, self.user_filter(username), SUBTREE,
-                            attributes=[s.user_attribute, s.display_name_attribute, s.email_attribute])
+                conn.search(s.user_base, self.user_filter(username), SUBTREE, attributes=self._attributes())
                 if len(conn.entries) != 1:
                     return None
                 entry = conn.entries[0]
@@ -69,18 +96,31 @@ class LdapDirectory:
                     user_conn.unbind()
                 except LDAPBindError:
                     return None
-                groups: set[str] = set()
-                if s.group_base:
-                    conn.search(s.group_base, self.group_filter(dn), SUBTREE, attributes=["cn"])
-                    groups = {str(g.cn.value) for g in conn.entries}
-                attrs = entry.entry_attributes_as_dict
-                display = (attrs.get(s.display_name_attribute) or [username])[0]
-                email = (attrs.get(s.email_attribute) or [None])[0]
-                uid = (attrs.get(s.user_attribute) or [username])[0]
-                return DirectoryUser(dn=dn, username=str(uid).lower(), display_name=str(display),
-                                     email=email, groups=frozenset(groups))
+                return self._directory_user(conn, entry, username)
         except LDAPException as exc:
             raise DirectoryUnavailable(str(exc)) from exc
+
+    def look_up(self, usernames: list[str]) -> dict[str, DirectoryUser | None]:
+        """Each username's entry as the directory holds it now (None: no entry has it), over one service connection,
+        without a password: the worker's reading of the directory. A username two entries share is left out (the
+        directory is inconsistent; nothing is decided on it). Raises DirectoryUnavailable rather than answer for
+        part of them: an unreachable directory must never read as everybody gone."""
+        s = self.settings
+        found: dict[str, DirectoryUser | None] = {}
+        try:
+            with self._service_connection() as conn:
+                for username in usernames:
+                    if not conn.search(s.user_base, self.user_filter(username), SUBTREE,
+                                       attributes=self._attributes()) and conn.result.get("result") not in (0, 32):
+                        raise DirectoryUnavailable(f"search failed: {conn.result.get('description')}")
+                    entries = list(conn.entries)
+                    if not entries:
+                        found[username] = None
+                    elif len(entries) == 1:
+                        found[username] = self._directory_user(conn, entries[0], username)
+        except LDAPException as exc:
+            raise DirectoryUnavailable(str(exc)) from exc
+        return found
 
     def roles_for(self, user: DirectoryUser) -> set[str]:
         roles: set[str] = set()

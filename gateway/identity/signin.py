@@ -23,6 +23,8 @@ from gateway.errors import Conflict, ValidationError
 from gateway.identity import totp
 from gateway.identity.accounts import (
     RESERVED_USERNAMES,
+    bind_directory_entry,
+    directory_entry_problem,
     find_user,
     record_login_time,
     sync_directory_roles,
@@ -181,17 +183,23 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
         if user is not None:
             return register_failure(session, user, security, "password")
         return Outcome(None, None, GENERIC_FAILURE)
+    if (refused := directory_entry_problem(session, user, found)) is not None:
+        # the right password, but of another entry than the account's: never the account, and not counted against it
+        audit.record(session, SYSTEM, refused, "user", user.id if user else None,
+                     {"username": found.username, "dn": found.dn, "entry_id": found.entry_id})
+        return Outcome(None, None, GENERIC_FAILURE)
     if user is None:
         if found.username in RESERVED_USERNAMES or ":" in found.username:  # the log's own names, or a CLI label's
             audit.record(session, SYSTEM, "auth.refused_reserved_name", "user", None, {"dn": found.dn})
             return Outcome(None, None, GENERIC_FAILURE)
         user = User(username=found.username, display_name=found.display_name, email=found.email,
-                    source="ldap", password_hash=None)
+                    source="ldap", password_hash=None, directory_entry_id=found.entry_id)
         session.add(user)
         session.flush()
         audit.record(session, "ldap", "user.created", "user", user.id,
-                     {"username": user.username, "source": "ldap", "dn": found.dn})
+                     {"username": user.username, "source": "ldap", "dn": found.dn, "entry_id": found.entry_id})
     else:
+        bind_directory_entry(session, user, found)
         user.display_name = found.display_name
         user.email = found.email
     sync_directory_roles(session, user, directory.roles_for(found))

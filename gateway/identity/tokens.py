@@ -27,7 +27,8 @@ def _hash(token: str) -> str:
 
 def grantable_scopes(owner: User) -> list[Permission]:
     """The scopes a new token of this owner may carry: what their roles grant now, and, when the request
-    itself came with a token, no more than that token's scopes (a token cannot mint a wider one)."""
+    itself came with a token, no more than that token's scopes (a token cannot mint a wider one, nor, in
+    ``create_token``, one that expires later)."""
     held = permissions_of(owner)
     return [p for p in Permission if p in held]
 
@@ -41,6 +42,13 @@ def create_token(session: Session, actor: Actor, owner: User, name: str, days: i
         errors["name"] = ["Give the token a name of up to 100 characters."]
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS:
         errors["days"] = [f"Choose between 1 and {MAX_DAYS} days: every token expires."]
+    maker_expires = actor.token_expires_at if isinstance(actor, User) else None
+    if "days" not in errors and maker_expires is not None and utcnow() + dt.timedelta(days=days) > maker_expires:
+        # a token making a token (signing-in.md): never one that outlives it, or a leaked token renews itself for ever
+        left = (maker_expires - utcnow()).days
+        errors["days"] = [f"A token made with a token cannot outlive it: choose at most {left} days."
+                          if left >= 1 else "The token making this one expires within a day: make new tokens from "
+                                            "the account page."]
     allowed = grantable_scopes(owner)
     chosen = [p.value for p in allowed] if scopes is None else list(dict.fromkeys(scopes))
     known, held = {p.value for p in Permission}, {p.value for p in allowed}
@@ -114,6 +122,7 @@ def user_for_token(session: Session, plain: str) -> User | None:
         return None
     token.user.token_scopes = frozenset(token.scopes)
     token.user.token_read_only = token.read_only
+    token.user.token_expires_at = token.expires_at
     # Access bookkeeping, not a change of anything a user decided: not audited, written at most hourly.
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
         token.last_used_at = now

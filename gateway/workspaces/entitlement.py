@@ -1,8 +1,8 @@
 """Who may open a workspace for a project, derived every time from the records (never a stored flag).
 
-Entitled means: the project is active, the person is on its team, their accreditation is valid, they
-have accepted the current data access agreement, the project's budget is not exhausted, and an extract
-is ready. Each missing condition is reported in plain words.
+Entitled means: the account is active and a researcher's, the project is active, the person is on its team,
+their accreditation is valid, they have accepted the current data access agreement, the project's budget is not
+exhausted, and an extract is ready. Each missing condition is reported in plain words.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from gateway.models import User
+from gateway.permissions import account_data_access_problem
 from projects import agreements
 from projects.accreditation_rules import valid_accreditation
 from projects.lifecycle import is_member
@@ -70,6 +71,8 @@ def project_and_team_reasons(user: User, project: Project) -> list[str]:
     """The project is active and the person on its team (the parts of the entitlement a suspension, revocation,
     closure, expiry or removal from the team takes away), each missing one in plain words."""
     reasons: list[str] = []
+    if (problem := account_data_access_problem(user)) is not None:
+        reasons.append(problem)
     if project.state != ProjectState.ACTIVE:
         reasons.append(f"The project is {project.state}.")
     if not is_member(user, project):

@@ -4,7 +4,8 @@ Opening checks the derived entitlement, starts (or reuses) the researcher's name
 through the hub's REST API, records the session, and returns a one-time sign-in link to the hub. Stopping is
 queued in the outbox in the same transaction as the decision that ends entitlement (a project leaving the active
 state, removal from the team, a new version of the data access agreement), and the worker's sweep stops any session
-whose entitlement has ended for another reason (lapsed accreditation) or that slipped past those decisions.
+whose entitlement has ended for another reason (lapsed accreditation, an account deactivated or no longer a
+researcher's) or that slipped past those decisions.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from gateway.config import Settings
 from gateway.db import unit_of_work, utcnow
 from gateway.errors import DomainError, PermissionDenied
 from gateway.models import User
+from gateway.permissions import account_data_access_problem
 from gateway.workspaces.entitlement import (
     NOT_ACCEPTED,
     current_extract,
@@ -289,7 +291,9 @@ def sweep(session: Session, today: dt.date) -> list[int]:
         project = session.get(Project, ws.project_id)
         assert project is not None
         reason = None
-        if project.state != ProjectState.ACTIVE:
+        if (problem := account_data_access_problem(ws.user)) is not None:
+            reason = problem.removeprefix("Your ").rstrip(".")  # "account is deactivated", "account does not have ..."
+        elif project.state != ProjectState.ACTIVE:
             reason = f"project {project.state}"
         elif not is_member(ws.user, project):
             reason = "removed from the project team"
