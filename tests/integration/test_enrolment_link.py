@@ -371,3 +371,31 @@ def test_in_production_the_link_uses_only_the_configured_address(settings: Setti
 def test_the_users_email_is_where_the_link_goes(factory: sessionmaker[Session]) -> None:
     with factory() as s:
         assert s.scalar(select(User.email).where(User.username == "checker1")) == "checker1@demo.londonsde.invalid"
+
+
+def test_after_an_administrators_reset_the_password_alone_sets_up_nothing(production_app: Flask,
+                                                                          factory: sessionmaker[Session]) -> None:
+    """The owner had an app; an administrator reset it (a lost phone). Whoever holds the password is sent to the link
+    step, and the link the owner used before the reset does not work again."""
+    owner = production_app.test_client()
+    password_step(owner, "checker1")
+    before_reset = newest_link(factory, "checker1")
+    assert location(follow(owner, before_reset)).endswith("/login/enrol")
+    secret = secret_on(owner.get("/login/enrol").get_data(as_text=True))
+    assert secret
+    owner.post("/login/enrol", data={"csrf_token": any_token(owner), "code": pyotp.TOTP(secret).now()})
+    assert enrolled(factory, "checker1")
+    attacker = production_app.test_client()
+    password_step(attacker, "checker1")  # waiting for the app's code now: no link is sent
+    stale = newest_link(factory, "checker1")
+    assert stale == before_reset
+    with unit_of_work(factory) as s:
+        admin, target = accounts.find_user(s, "admin"), accounts.find_user(s, "checker1")
+        assert admin is not None and target is not None
+        accounts.reset_second_factor(s, admin, target)
+    assert not signed_in(owner) and not enrolled(factory, "checker1")
+    assert location(password_step(attacker, "checker1")).endswith("/login/verify")
+    try_to_enrol(attacker, "/login/enrol")
+    assert follow(attacker, stale).status_code == 401
+    assert not enrolled(factory, "checker1")
+    assert location(follow(attacker, newest_link(factory, "checker1"))).endswith("/login/enrol")  # only with the email
