@@ -399,3 +399,35 @@ def test_after_an_administrators_reset_the_password_alone_sets_up_nothing(produc
     assert follow(attacker, stale).status_code == 401
     assert not enrolled(factory, "checker1")
     assert location(follow(attacker, newest_link(factory, "checker1"))).endswith("/login/enrol")  # only with the email
+
+
+def test_migration_0024_ends_sign_ins_waiting_at_the_old_enrolment_step(scratch_url: str) -> None:
+    """Sign-ins that reached the set-up page with the password alone before the upgrade must not finish there."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from gateway.db import make_engine
+    from gateway.migrate import alembic_config, upgrade
+    from gateway.models import WebSession
+
+    upgrade(scratch_url)
+    command.downgrade(alembic_config(scratch_url), "0023")
+    engine = make_engine(scratch_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (username, display_name, source, password_hash, is_active, is_demo, "
+                          "failed_logins, session_version, created_at, must_change_password) VALUES ('old', 'Old', "
+                          "'local', 'x', true, false, 0, 1, CURRENT_TIMESTAMP, false)"))
+        uid = conn.scalar(text("SELECT id FROM users WHERE username = 'old'"))
+        for key, state in (("a" * 64, "enrol"), ("b" * 64, "code")):
+            conn.execute(text("INSERT INTO web_sessions (user_id, key_hash, state, generation, created_at, expires_at, "
+                              "pending_totp_secret) VALUES (:uid, :key, :state, 1, CURRENT_TIMESTAMP, "
+                              "CURRENT_TIMESTAMP, 'ABCDEFGHIJKLMNOP')"), {"uid": uid, "key": key, "state": state})
+    engine.dispose()
+    upgrade(scratch_url)
+    engine = make_engine(scratch_url)
+    with Session(engine) as s:
+        rows = {ws.state: ws for ws in s.scalars(select(WebSession))}
+        assert set(rows) == {"ended", "code"}
+        assert rows["ended"].pending_totp_secret is None and rows["ended"].ended_at is not None
+        assert rows["code"].ended_at is None
+    engine.dispose()
