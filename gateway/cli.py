@@ -295,6 +295,31 @@ def user_set_password(username: str, password_stdin: bool) -> None:
         _fail_with(exc)
 
 
+@user.command("enrolment-code")
+@click.argument("username")
+def user_enrolment_code(username: str) -> None:
+    """Issue a one-time code that lets the person set up an authenticator app at their next sign-in: for an account
+    with no email address (or whose mail does not arrive). Hand it over by another route (in person, by phone), never
+    by email; it works once, for the configured minutes, and older codes and links stop working. Recorded in the
+    audit log."""
+    from gateway.identity.accounts import find_user
+    from gateway.identity.enrolment import issue_operator_code
+
+    settings, factory = _factory()
+    try:
+        with unit_of_work(factory) as session:
+            target = find_user(session, username)
+            if target is None:
+                _fail(f"no account is called {username!r}")
+            code, expires = issue_operator_code(session, _cli_actor(), target, settings.security)
+            name = target.username
+    except DomainError as exc:
+        _fail_with(exc)
+    click.echo(f"Set-up code for {name}: {code}")
+    click.echo(f"It works once, until {expires:%Y-%m-%d %H:%M} UTC, after the person's password at sign-in (or on "
+               "Your account, set up an authenticator app). Give it to them by another route than email.")
+
+
 @main.group()
 def token() -> None:
     """Manage personal API tokens."""

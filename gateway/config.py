@@ -62,6 +62,10 @@ class SecuritySettings(BaseModel):
     second_factor_by_default: bool | None = None
     # How long a half-finished sign-in (waiting for a code, an enrolment or a new password) stays open.
     sign_in_step_minutes: int = Field(10, ge=1, le=60)
+    # Setting up an authenticator needs a one-time link (or code) sent to the account's email address first: how
+    # long it works (and how long a sign-in may wait for it), and how many may be sent to one account in an hour.
+    enrolment_link_minutes: int = Field(30, ge=5, le=24 * 60)
+    enrolment_links_per_hour: int = Field(5, ge=1, le=100)
 
     @field_validator("sign_in_limit_per_ip", "sign_in_limit_per_username", "token_limit", "second_factor_limit")
     @classmethod

@@ -134,6 +134,17 @@ def check_second_factor(ctx: CheckContext) -> list[Finding]:
     return findings
 
 
+def check_public_address(ctx: CheckContext) -> list[Finding]:
+    """Production emails and receipts name the service by ``public.base_url`` only (never a request's Host header)."""
+    if not ctx.production or ctx.settings.public.base_url:
+        return []
+    return [Finding("base-url-unset", Severity.WARNING,
+                    "public.base_url is not set: the emails sent before someone sets up an authenticator carry only "
+                    "a code to type (no link), and receipts and /register.json name whatever address a request "
+                    "came to",
+                    "set `public: {base_url: https://your.service.address}` in the SDE_CONFIG file")]
+
+
 def check_database_backend(ctx: CheckContext) -> list[Finding]:
     if not ctx.settings.resolved_database_url.startswith("sqlite"):
         return []
@@ -367,8 +378,8 @@ def check_demo_accounts(ctx: CheckContext) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
-    check_secret_key, check_https, check_second_factor, check_database_backend, check_rate_limits, check_tariff,
-    check_instance_permissions, check_config_file, check_hub,
+    check_secret_key, check_https, check_second_factor, check_public_address, check_database_backend,
+    check_rate_limits, check_tariff, check_instance_permissions, check_config_file, check_hub,
 )
 DATABASE_CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
     check_audit_chain, check_backups, check_closed_project_extracts, check_demo_accounts,

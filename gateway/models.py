@@ -167,8 +167,41 @@ class WebSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(40))
     # An authenticator secret being set up, until a code from it is shown (never in the cookie).
     pending_totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # When this session proved the second channel (the emailed one-time link, or a code from the service desk):
+    # only then may it set up an authenticator (gateway/identity/enrolment.py).
+    enrolment_verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+class EnrolmentCode(Base):
+    """A one-time code that lets one sign-in set up an authenticator: proof of a second channel, so a password
+    alone (phished, a temporary one intercepted, or after an administrator's reset) cannot bind a new factor.
+
+    Only its SHA-256 is kept. An ``email`` code is sent to the account's address and works only in the browser
+    session that asked for it (``web_session_id``); an ``operator`` code is issued on the server (``sde user
+    enrolment-code``) for an account without an address and is handed over by another route. Either works once,
+    until ``expires_at``, while the person's ``session_version`` is still ``generation`` (a password change or reset,
+    a reset of the second factor, a lockout end it), and only if no newer code was issued (``superseded_at``).
+    """
+
+    __tablename__ = "enrolment_codes"
+    __table_args__ = (
+        CheckConstraint("channel IN ('email', 'operator')", name="channel_known"),
+        CheckConstraint("(channel = 'email') = (web_session_id IS NOT NULL)", name="email_bound_to_session"),
+        CheckConstraint("NOT (used_at IS NOT NULL AND superseded_at IS NOT NULL)", name="used_or_superseded"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    web_session_id: Mapped[int | None] = mapped_column(ForeignKey("web_sessions.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEvent(Base):

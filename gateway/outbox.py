@@ -76,9 +76,18 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], *, dedupe_key:
     return message
 
 
-def send_email(session: Session, to: str | None, subject: str, body: str, *, dedupe_key: str | None = None) -> None:
+SCRUBBED_BODY = "(removed once delivered: it carried a one-time code)"
+
+
+def send_email(session: Session, to: str | None, subject: str, body: str, *, dedupe_key: str | None = None,
+               secret: bool = False) -> None:
+    """Queue an email. ``secret``: the body carries a one-time code, removed from the row once it is delivered (or
+    has failed for good), so the table does not keep usable codes."""
     if to:
-        enqueue(session, "email", {"to": to, "subject": subject, "body": body}, dedupe_key=dedupe_key)
+        payload: dict[str, Any] = {"to": to, "subject": subject, "body": body}
+        if secret:
+            payload["secret"] = True
+        enqueue(session, "email", payload, dedupe_key=dedupe_key)
 
 
 def _claim(factory: sessionmaker[Session]) -> tuple[int, str, dict[str, Any]] | None:
@@ -100,6 +109,8 @@ def _finish(factory: sessionmaker[Session], message_id: int, error: str | None) 
     with factory() as session, session.begin():
         message = session.get(OutboxMessage, message_id)
         assert message is not None
+        if message.payload.get("secret") and (error is None or message.attempts >= MAX_ATTEMPTS):
+            message.payload = {**message.payload, "body": SCRUBBED_BODY}
         if error is None:
             message.done_at = utcnow()
             message.last_error = None

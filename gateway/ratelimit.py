@@ -21,8 +21,9 @@ from gateway.config import SecuritySettings
 LOGIN_ENDPOINT = "auth.login"
 # The steps after the password, and the account page's password change: limited per account, so starting the
 # sign-in again (a new cookie) buys no more guesses at a code.
-ACCOUNT_LIMITED_ENDPOINTS = ("auth.second_factor", "auth.enrol", "auth.new_password", "account.change_password")
-SIGN_IN_ENDPOINTS = (LOGIN_ENDPOINT, *ACCOUNT_LIMITED_ENDPOINTS[:3])
+ACCOUNT_LIMITED_ENDPOINTS = ("auth.second_factor", "auth.verify", "auth.send_link", "auth.enrol", "auth.new_password",
+                             "account.change_password", "account.verify_link", "account.send_link")
+SIGN_IN_ENDPOINTS = (LOGIN_ENDPOINT, *ACCOUNT_LIMITED_ENDPOINTS[:5])
 API_BLUEPRINT = "api"
 # Every view given a limit below; with the API blueprint, the only requests the limiter needs to look at.
 LIMITED_ENDPOINTS = frozenset({LOGIN_ENDPOINT, *ACCOUNT_LIMITED_ENDPOINTS})

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.app import create_app
 from gateway.config import ExtractSettings, LdapSettings, SecuritySettings, Settings
-from gateway.db import unit_of_work
+from gateway.db import unit_of_work, utcnow
 from gateway.models import User
 from tests.support import databases
 from tests.support.ldap_server import GROUP_ROLES, GROUPS, PEOPLE, SERVICE_DN, SERVICE_PW, LdapServer, start_slapd
@@ -153,11 +153,16 @@ def sign_in_session(client: FlaskClient, session_factory: sessionmaker[Session],
                     state: str = "signed_in") -> None:
     """Open a server-side session (signed in, or at one sign-in step) and put its key in the client's cookie,
     without the cost of a password hash. The sign-in pages themselves are tested in test_security_signin."""
-    from gateway.identity.sessions import SignInState, open_session
+    from gateway.identity.sessions import SignInState, move, open_session
 
     with unit_of_work(session_factory) as s:
         user = s.query(User).filter_by(username=username).one()
-        _ws, key = open_session(s, user, SignInState(state), SecuritySettings(), method="test")
+        enrol = state == SignInState.ENROL  # reached only through the emailed link: the link step, then the move
+        ws, key = open_session(s, user, SignInState.VERIFY if enrol else SignInState(state), SecuritySettings(),
+                               method="test")
+        if enrol:
+            key = move(s, ws, SignInState.ENROL, SecuritySettings())
+            ws.enrolment_verified_at = utcnow()
         uid = user.id
     with client.session_transaction() as sess:
         sess.clear()

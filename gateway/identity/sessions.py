@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session, joinedload
 from gateway.config import SecuritySettings
 from gateway.db import utcnow
 from gateway.errors import InvalidTransition
-from gateway.models import User, WebSession
+from gateway.models import EnrolmentCode, User, WebSession
 from projects.workflow import check_move
 
 
 class SignInState(StrEnum):
     PASSWORD = "password"  # noqa: S105 - a state name: the sign-in page, before any session exists
     CODE = "code"                  # waiting for the authenticator code (or a recovery code)
-    ENROL = "enrol"                # the role needs a second factor the person has not set up
+    VERIFY = "verify"              # the role needs a second factor not set up: first the one-time link from email
+    ENROL = "enrol"                # the link was followed in this browser: the person sets up an authenticator
     NEW_PASSWORD = "new_password"  # noqa: S105 - a state name: the person must choose their own password
     SIGNED_IN = "signed_in"
     ENDED = "ended"
@@ -38,16 +39,18 @@ S = SignInState
 # (from, to) -> what makes the move. Anything not here is refused and changes nothing.
 SIGN_IN_TRANSITIONS: dict[tuple[SignInState, SignInState], str] = {
     (S.PASSWORD, S.CODE): "right password, authenticator set up",
-    (S.PASSWORD, S.ENROL): "right password, second factor required but not set up",
+    (S.PASSWORD, S.VERIFY): "right password, second factor required but not set up: a one-time link is emailed",
     (S.PASSWORD, S.NEW_PASSWORD): "right password, no second factor needed, password chosen by someone else",
     (S.PASSWORD, S.SIGNED_IN): "right password, nothing more needed",
     (S.CODE, S.NEW_PASSWORD): "right code, password chosen by someone else",
     (S.CODE, S.SIGNED_IN): "right code or unused recovery code",
+    (S.VERIFY, S.ENROL): "the emailed link followed in this browser (or the service desk's code)",
     (S.ENROL, S.NEW_PASSWORD): "authenticator confirmed, password chosen by someone else",
     (S.ENROL, S.SIGNED_IN): "authenticator confirmed",
     (S.NEW_PASSWORD, S.SIGNED_IN): "own password chosen",
     (S.CODE, S.ENDED): "sign out, lockout, new sign-in, timeout",
-    (S.ENROL, S.ENDED): "sign out, new sign-in, timeout",
+    (S.VERIFY, S.ENDED): "sign out, lockout, new sign-in, timeout",
+    (S.ENROL, S.ENDED): "sign out, lockout, new sign-in, timeout",
     (S.NEW_PASSWORD, S.ENDED): "sign out, new sign-in, timeout",
     (S.SIGNED_IN, S.ENDED): "sign out (here or everywhere), password change, lockout, account change, timeout",
 }
@@ -55,13 +58,14 @@ SIGN_IN_TRANSITIONS: dict[tuple[SignInState, SignInState], str] = {
 SIGN_IN_OWNERS: dict[SignInState, str] = {
     S.PASSWORD: "anyone with a username and password",
     S.CODE: "the person signing in, with a code from their authenticator app or a recovery code",
+    S.VERIFY: "the person signing in, following the one-time link sent to their email (or typing its code)",
     S.ENROL: "the person signing in, setting up an authenticator app",
     S.NEW_PASSWORD: "the person signing in, choosing their own password",
     S.SIGNED_IN: "the person (sign out); an administrator or the gateway (deactivation, lockout, role change)",
     S.ENDED: "final",
 }
 
-STEP_STATES = frozenset({S.CODE, S.ENROL, S.NEW_PASSWORD})
+STEP_STATES = frozenset({S.CODE, S.VERIFY, S.ENROL, S.NEW_PASSWORD})
 
 # How a session's person proved who they are, as the account page says it.
 METHOD_LABELS: dict[str, str] = {
@@ -69,6 +73,9 @@ METHOD_LABELS: dict[str, str] = {
     "password+totp": "Password and authenticator code",
     "password+recovery_code": "Password and a recovery code",
     "password+totp_enrolment": "Password, then set up an authenticator app",
+    "password+email+totp_enrolment": "Password and a link sent by email, then set up an authenticator app",
+    "password+operator_code+totp_enrolment": "Password and a code from the service desk, then set up an "
+                                             "authenticator app",
 }
 
 
@@ -79,6 +86,8 @@ def _digest(key: str) -> str:
 def _expiry(state: SignInState, security: SecuritySettings, now: dt.datetime) -> dt.datetime:
     if state is S.SIGNED_IN:
         return now + dt.timedelta(hours=security.session_hours)
+    if state is S.VERIFY:  # the person goes to their mailbox and back: as long as the link works
+        return now + dt.timedelta(minutes=security.enrolment_link_minutes)
     return now + dt.timedelta(minutes=security.sign_in_step_minutes)
 
 
@@ -111,6 +120,7 @@ def move(session: Session, ws: WebSession, target: SignInState, security: Securi
     ws.state, ws.key_hash = target.value, _digest(key)
     ws.expires_at = _expiry(target, security, now)
     ws.pending_totp_secret = None
+    ws.enrolment_verified_at = None  # proof of the second channel is for the step it was given in
     if method:
         ws.method = method
     if target is S.SIGNED_IN:
@@ -124,6 +134,7 @@ def end_session(session: Session, ws: WebSession, reason: str) -> None:
         return
     check_move(SIGN_IN_TRANSITIONS, ws.state, S.ENDED, "A sign-in")
     ws.state, ws.ended_at, ws.end_reason, ws.pending_totp_secret = S.ENDED.value, utcnow(), reason, None
+    ws.enrolment_verified_at = None
     session.flush()
 
 
@@ -145,7 +156,8 @@ def end_sessions(session: Session, user: User, reason: str, keep: WebSession | N
     if keep is not None:
         keep.generation = user.session_version  # the raised number, read back under the update's row lock
     query = (update(WebSession).where(WebSession.user_id == user.id, WebSession.state != S.ENDED.value)
-             .values(state=S.ENDED.value, ended_at=utcnow(), end_reason=reason, pending_totp_secret=None))
+             .values(state=S.ENDED.value, ended_at=utcnow(), end_reason=reason, pending_totp_secret=None,
+                     enrolment_verified_at=None))
     if keep is not None:
         query = query.where(WebSession.id != keep.id)
     result = session.execute(query, execution_options={"synchronize_session": "fetch"})
@@ -185,6 +197,8 @@ def purge_old_sessions(session: Session, older_than_days: int = 30) -> int:
     from sqlalchemy import delete, or_
 
     cutoff = utcnow() - dt.timedelta(days=older_than_days)
+    # a code is made while its session is open, so one made before the cutoff is all that can name a session going
+    session.execute(delete(EnrolmentCode).where(EnrolmentCode.created_at < cutoff))
     result = session.execute(delete(WebSession).where(or_(WebSession.ended_at < cutoff,
                                                           WebSession.expires_at < cutoff)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""The sign-in flow: password (local or LDAP), then the code or enrolment, then a forced new password when due.
+"""The sign-in flow: password (local or LDAP), then the code, or (with no authenticator yet) the one-time link from
+email and then enrolment, then a forced new password when due.
 
 Each step is one function that takes the server-side session (gateway/identity/sessions.py) it acts on and
 refuses a session in any other state. One failure count covers wrong passwords and wrong codes (and a wrong
@@ -20,7 +21,7 @@ from gateway.audit import SYSTEM
 from gateway.config import SecuritySettings
 from gateway.db import utcnow
 from gateway.errors import Conflict, ValidationError
-from gateway.identity import totp
+from gateway.identity import enrolment, totp
 from gateway.identity.accounts import (
     RESERVED_USERNAMES,
     bind_directory_entry,
@@ -123,7 +124,7 @@ def _advance(session: Session, security: SecuritySettings, ws: WebSession, targe
 
 
 def _after_password(session: Session, security: SecuritySettings, user: User, totp_by_default: bool,
-                    replaces: WebSession | None) -> Outcome:
+                    replaces: WebSession | None, enrolment_link: str | None) -> Outcome:
     _lock_and_read(session, user)  # the right password, but parallel wrong ones may have locked the account since
     if _is_locked(user, utcnow()):
         audit.record(session, user, "auth.refused_locked", "user", user.id)
@@ -136,7 +137,7 @@ def _after_password(session: Session, security: SecuritySettings, user: User, to
     if user.totp_enabled:
         state = S.CODE
     elif totp_required_for(session, user, totp_by_default):
-        state = S.ENROL
+        state = S.VERIFY  # the password alone never sets up a factor: first the link sent to the account's email
     else:
         state = _after_authentication(user)
     ws, key = open_session(session, user, state, security, method="password")
@@ -145,13 +146,16 @@ def _after_password(session: Session, security: SecuritySettings, user: User, to
     else:
         audit.record(session, user, "auth.password_accepted", "user", user.id,
                      {"next": state.value, "session": ws.id, "source": user.source})
+        if state is S.VERIFY:
+            enrolment.send_link(session, security, ws, enrolment_link)
     return Outcome(state, user, key=key, session=ws)
 
 
 def sign_in_with_password(session: Session, security: SecuritySettings, directory: LdapDirectory | None,
                           username: str, password: str, *, totp_by_default: bool = False,
-                          replaces: WebSession | None = None) -> Outcome:
-    """The first step. ``replaces`` is a half-done sign-in in the same browser, ended when this one opens."""
+                          replaces: WebSession | None = None, enrolment_link: str | None = None) -> Outcome:
+    """The first step. ``replaces`` is a half-done sign-in in the same browser, ended when this one opens;
+    ``enrolment_link`` the address of the page an emailed set-up link opens (None: the email gives only the code)."""
     username = username.strip().lower()
     now = utcnow()
     user = find_user(session, username)
@@ -169,7 +173,7 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
             return register_failure(session, user, security, "password")
         if needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
-        return _after_password(session, security, user, totp_by_default, replaces)
+        return _after_password(session, security, user, totp_by_default, replaces, enrolment_link)
 
     if directory is None:
         verify_password(DUMMY_HASH, password)
@@ -203,7 +207,7 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
         user.display_name = found.display_name
         user.email = found.email
     sync_directory_roles(session, user, directory.roles_for(found))
-    return _after_password(session, security, user, totp_by_default, replaces)
+    return _after_password(session, security, user, totp_by_default, replaces, enrolment_link)
 
 
 def verify_second_factor(session: Session, security: SecuritySettings, ws: WebSession, code: str) -> Outcome:
@@ -234,8 +238,73 @@ def verify_second_factor(session: Session, security: SecuritySettings, ws: WebSe
     return register_failure(session, user, security, "second_factor")
 
 
-def enrolment_secret(session: Session, ws: WebSession) -> str:
-    """The secret being set up in this session (kept on the server until a code from it is shown)."""
+ENROLMENT_CODE_REFUSED = ("That link or code does not work here. It may have been used already, have expired, have "
+                          "been replaced by a newer one, or have been sent to another browser: open the newest email "
+                          "in the browser where you are signing in, or send a new link.")
+
+
+def _may_enrol(ws: WebSession) -> None:
+    """Setting up an authenticator happens at the sign-in's enrolment step, or signed in, for someone without one."""
+    if ws.state == S.SIGNED_IN:
+        if ws.user.totp_enabled:
+            raise Conflict("An authenticator app is already set up for this account. Ask an administrator to "
+                           "reset it if you lost it.")
+        return
+    check_state(ws, S.VERIFY if ws.state == S.VERIFY else S.ENROL)
+
+
+def request_enrolment_link(session: Session, security: SecuritySettings, ws: WebSession,
+                           link_base: str | None) -> enrolment.Sent:
+    """Email a new one-time set-up link bound to this session (the sign-in's link step, or the account page)."""
+    if ws.state != S.SIGNED_IN:
+        check_state(ws, S.VERIFY)
+    _may_enrol(ws)
+    _read_again_locked(session, ws)
+    return enrolment.send_link(session, security, ws, link_base)
+
+
+def verify_enrolment_code(session: Session, security: SecuritySettings, ws: WebSession, code: str) -> Outcome:
+    """The emailed link (or the service desk's code) shown in this session: it may now set up an authenticator.
+
+    At the sign-in's link step the sign-in moves on to enrolment (a new cookie key); signed in, the session is
+    marked. A code that does not work here (wrong, used, expired, superseded, from before a password change, or sent
+    to another session) counts as a failed attempt towards the lockout, like a wrong authenticator code."""
+    if ws.state != S.SIGNED_IN:
+        check_state(ws, S.VERIFY)
+    _may_enrol(ws)
+    user = ws.user
+    _lock_and_read(session, user, "totp_confirmed_at")
+    session.refresh(ws, attribute_names=["state", "generation"])
+    if _is_locked(user, utcnow()):
+        return Outcome(None, user, _locked_message(user))
+    if ws.state == S.ENDED or ws.generation != user.session_version or not user.is_active:
+        return Outcome(None, user, "This sign-in has ended meanwhile. Sign in again.")
+    row, reason = enrolment.usable_code(session, ws, code)
+    if row is None:
+        audit.record(session, user, "auth.enrolment_code_refused", "user", user.id,
+                     {"reason": reason, "session": ws.id})
+        outcome = register_failure(session, user, security, "enrolment_code")
+        return outcome if outcome.locked else Outcome(None, user, ENROLMENT_CODE_REFUSED)
+    now = utcnow()
+    row.used_at = now
+    audit.record(session, user, "auth.enrolment_code_used", "user", user.id,
+                 {"channel": row.channel, "session": ws.id, "code": row.id})
+    if ws.state == S.SIGNED_IN:
+        ws.enrolment_verified_at = now
+        session.flush()
+        return Outcome(S.SIGNED_IN, user, session=ws)
+    via = "email" if row.channel == enrolment.EMAIL else "operator_code"
+    key = move(session, ws, S.ENROL, security, f"{ws.method or 'password'}+{via}")
+    ws.enrolment_verified_at = now
+    session.flush()
+    return Outcome(S.ENROL, user, key=key, session=ws)
+
+
+def enrolment_secret(session: Session, security: SecuritySettings, ws: WebSession) -> str:
+    """The secret being set up in this session (kept on the server until a code from it is shown); only once the
+    session has proved the second channel (gateway/identity/enrolment.py)."""
+    _may_enrol(ws)
+    enrolment.check_verified(ws, security)
     if not ws.pending_totp_secret:
         ws.pending_totp_secret = totp.new_secret()
         session.flush()
@@ -250,6 +319,8 @@ def confirm_enrolment(session: Session, security: SecuritySettings, ws: WebSessi
     if user.totp_enabled:
         raise Conflict("An authenticator app is already set up for this account. Ask an administrator to reset "
                        "it if you lost it.")
+    _may_enrol(ws)
+    enrolment.check_verified(ws, security)
     secret = ws.pending_totp_secret
     if not secret:
         return None
@@ -260,6 +331,7 @@ def confirm_enrolment(session: Session, security: SecuritySettings, ws: WebSessi
     user.totp_confirmed_at = utcnow()
     user.totp_last_step = step
     ws.pending_totp_secret = None
+    ws.enrolment_verified_at = None  # one proof, one authenticator
     for old in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id)):
         session.delete(old)
     codes = totp.new_recovery_codes(security.recovery_codes)
@@ -278,7 +350,8 @@ def finish_enrolment(session: Session, security: SecuritySettings, ws: WebSessio
     if codes is None:
         return Outcome(None, ws.user, "That code is not right. Check the time on your phone and enter the newest "
                                       "code."), None
-    return _advance(session, security, ws, _after_authentication(ws.user), "password+totp_enrolment"), codes
+    return _advance(session, security, ws, _after_authentication(ws.user),
+                    f"{ws.method or 'password'}+totp_enrolment"), codes
 
 
 def _new_password_problems(user: User, password: str, again: str) -> dict[str, list[str]]:

@@ -8,14 +8,14 @@ from flask import Blueprint, flash, g, redirect, render_template, session, url_f
 from wtforms.fields.choices import SelectChoice
 
 from gateway.errors import ValidationError
-from gateway.identity import accounts, signin, tokens
+from gateway.identity import accounts, enrolment, signin, tokens
 from gateway.identity.sessions import METHOD_LABELS, open_sessions
 from gateway.models import User, WebSession
 from gateway.permissions import PERMISSION_LABELS, Permission
 from gateway.web.access import requires
-from gateway.web.auth import WRONG_ENROLMENT_CODE, enrolment_form
+from gateway.web.auth import WRONG_ENROLMENT_CODE, enrolment_form, flash_sent, link_base, verify_page
 from gateway.web.context import db, require_user, run, settings
-from gateway.web.forms import ChangePasswordForm, CodeForm, EmptyForm, TokenForm
+from gateway.web.forms import ChangePasswordForm, CodeForm, EmptyForm, EnrolmentCodeForm, TokenForm
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -58,6 +58,8 @@ def second_factor() -> Any:
               "info")
         return redirect(url_for("account.index"))
     ws = _this_session()
+    if not enrolment.verified(ws, settings().security):  # first the link sent to the account's email
+        return _verify_page(ws, EnrolmentCodeForm())
     form = CodeForm()
     if form.validate_on_submit():
         codes = run(signin.confirm_enrolment, settings().security, ws, form.code.data or "")
@@ -66,6 +68,43 @@ def second_factor() -> Any:
                                    user=user)
         form.code.errors = [WRONG_ENROLMENT_CODE]
     return enrolment_form(ws, form)
+
+
+def _verify_page(ws: WebSession, form: EnrolmentCodeForm) -> tuple[str, int]:
+    return verify_page(ws, form, url_for("account.verify_link"), url_for("account.send_link"))
+
+
+@bp.post("/second-factor/verify")
+@requires(Permission.USE_ACCOUNT)
+def verify_link() -> Any:
+    """The emailed code, shown in this session: then the authenticator can be set up here."""
+    user = require_user()
+    if user.totp_enabled:
+        return redirect(url_for("account.second_factor"))
+    ws = _this_session()
+    form = EnrolmentCodeForm()
+    if not form.validate_on_submit():
+        return _verify_page(ws, form)
+    outcome = run(signin.verify_enrolment_code, settings().security, ws, form.code.data or "")
+    if outcome.ok:
+        return redirect(url_for("account.second_factor"))
+    if outcome.locked:  # that wrong code was the last allowed: every session ended
+        session.clear()
+        flash(outcome.message or "This account is locked.", "error")
+        return redirect(url_for("auth.login"))
+    form.code.errors = [outcome.message or signin.ENROLMENT_CODE_REFUSED]
+    page, _ = _verify_page(ws, form)
+    return page, 401
+
+
+@bp.post("/second-factor/send")
+@requires(Permission.USE_ACCOUNT)
+def send_link() -> Any:
+    user = require_user()
+    if not user.totp_enabled and EmptyForm().validate_on_submit():
+        flash_sent(run(signin.request_enrolment_link, settings().security, _this_session(),
+                       link_base("account.second_factor")))
+    return redirect(url_for("account.second_factor"))
 
 
 @bp.route("/password", methods=["GET", "POST"])

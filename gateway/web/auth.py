@@ -1,4 +1,5 @@
-"""Sign-in pages: password, then the code or enrolment, then a forced new password when due; sign-out.
+"""Sign-in pages: password, then the code (or the emailed set-up link, then enrolment), then a forced new password
+when due; sign-out.
 
 Each step's page is declared with the one sign-in state it serves (``@sign_in_step``); the access hook sends
 any other state to its own page, and the service behind each page checks the state again. The cookie holds
@@ -11,21 +12,22 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from gateway.errors import ValidationError
-from gateway.identity import signin, totp
+from gateway.identity import enrolment, signin, totp
 from gateway.identity.sessions import S, SignInState
-from gateway.models import WebSession
+from gateway.models import EnrolmentCode, WebSession
 from gateway.web.access import public, sign_in_step
-from gateway.web.context import current_user, run, settings
-from gateway.web.forms import CodeForm, LoginForm, NewPasswordForm
+from gateway.web.context import current_user, db, run, settings
+from gateway.web.forms import CodeForm, EmptyForm, EnrolmentCodeForm, LoginForm, NewPasswordForm
 
 bp = Blueprint("auth", __name__)
 
 # The page of each half-way state (the access hook sends a person there from anywhere else).
-STEP_ENDPOINTS: dict[str, str] = {S.CODE.value: "auth.second_factor", S.ENROL.value: "auth.enrol",
-                                  S.NEW_PASSWORD.value: "auth.new_password"}
+STEP_ENDPOINTS: dict[str, str] = {S.CODE.value: "auth.second_factor", S.VERIFY.value: "auth.verify",
+                                  S.ENROL.value: "auth.enrol", S.NEW_PASSWORD.value: "auth.new_password"}
 
 _MAX_NEXT = 2000
 # Characters kept as they are when a path or query is re-encoded; everything else is percent-encoded.
@@ -92,7 +94,8 @@ def login() -> Any:
     if form.validate_on_submit():
         outcome = run(signin.sign_in_with_password, settings().security,
                       current_app.extensions["sde_directory"], form.username.data or "", form.password.data or "",
-                      totp_by_default=settings().second_factor_by_default, replaces=g.get("web_session"))
+                      totp_by_default=settings().second_factor_by_default, replaces=g.get("web_session"),
+                      enrolment_link=link_base("auth.verify"))
         if outcome.ok:
             return redirect(_store(outcome))
         form.password.errors = [outcome.message or signin.GENERIC_FAILURE]
@@ -128,9 +131,72 @@ def second_factor() -> Any:
     return render_template("auth/code.html", form=form), 422 if form.errors else 200
 
 
+def link_base(endpoint: str) -> str | None:
+    """The address an emailed set-up link opens: on the service's configured address (``public.base_url``). Outside
+    production, without one, the address this request came to; in production never that (a forged Host header
+    would send the person's code to another site): the email then carries only the code to type."""
+    configured = settings().public.base_url
+    if configured:
+        return configured.rstrip("/") + url_for(endpoint)
+    if settings().env != "production":
+        return url_for(endpoint, _external=True)
+    return None
+
+
+def verify_page(ws: WebSession, form: EnrolmentCodeForm, action: str, send_action: str) -> tuple[str, int]:
+    """The page asking for the emailed link or code before an authenticator is set up (sign-in and account page)."""
+    if not form.is_submitted() and request.args.get("code"):
+        form.code.data = request.args["code"][:64]  # from the link: the person confirms it with the button
+    newest = db().scalar(select(EnrolmentCode).where(EnrolmentCode.web_session_id == ws.id)
+                         .order_by(EnrolmentCode.id.desc()).limit(1))
+    email = ws.user.email
+    status = 422 if form.errors else 200
+    return render_template("auth/verify.html", form=form, action=action, send_action=send_action,
+                           masked=enrolment.mask_email(email) if email else None,
+                           sent=newest is not None, expires_at=newest.expires_at if newest else None,
+                           no_email_message=enrolment.NO_EMAIL, during_sign_in=ws.state != SignInState.SIGNED_IN,
+                           minutes=settings().security.enrolment_link_minutes), status
+
+
+def flash_sent(sent: enrolment.Sent) -> None:
+    if sent.ok:
+        flash(f"We have sent a new link to {sent.to}. Older links no longer work.", "success")
+    elif sent.refused == "too_many":
+        flash("Too many links have been sent to this account in the last hour. Use the newest one you have, or wait "
+              "and send another later.", "error")
+    else:
+        flash(enrolment.NO_EMAIL, "error")
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+@sign_in_step(SignInState.VERIFY.value)
+def verify() -> Any:
+    ws = _web_session()
+    form = EnrolmentCodeForm()
+    if form.validate_on_submit():
+        outcome = run(signin.verify_enrolment_code, settings().security, ws, form.code.data or "")
+        if outcome.ok:
+            return redirect(_store(outcome))
+        if outcome.locked:
+            return _refused_locked(outcome)
+        form.code.errors = [outcome.message or signin.ENROLMENT_CODE_REFUSED]
+        page, _ = verify_page(ws, form, url_for("auth.verify"), url_for("auth.send_link"))
+        return page, 401
+    return verify_page(ws, form, url_for("auth.verify"), url_for("auth.send_link"))
+
+
+@bp.post("/login/verify/send")
+@sign_in_step(SignInState.VERIFY.value)
+def send_link() -> Any:
+    ws = _web_session()
+    if EmptyForm().validate_on_submit():
+        flash_sent(run(signin.request_enrolment_link, settings().security, ws, link_base("auth.verify")))
+    return redirect(url_for("auth.verify"))
+
+
 def enrolment_form(ws: WebSession, form: CodeForm) -> tuple[str, int]:
     """The QR code and key of the secret this session is setting up (shared with the account page)."""
-    secret = ws.pending_totp_secret or run(signin.enrolment_secret, ws)
+    secret = ws.pending_totp_secret or run(signin.enrolment_secret, settings().security, ws)
     uri = totp.provisioning_uri(secret, ws.user.username, settings().security.totp_issuer)
     status = 422 if form.errors else 200
     return render_template("auth/enrol.html", form=form, qr_svg=totp.qr_svg(uri), secret=secret,

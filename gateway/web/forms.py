@@ -42,6 +42,13 @@ class CodeForm(FlaskForm):
     code = StringField("Code", validators=[DataRequired("Enter the code"), Length(max=32)])
 
 
+class EnrolmentCodeForm(FlaskForm):
+    """The one-time set-up code from the email (or from the service desk), before an authenticator is set up."""
+
+    code = StringField("Set-up code", validators=[DataRequired("Enter the set-up code from the email"),
+                                                  Length(max=64)])
+
+
 class NewPasswordForm(FlaskForm):
     password = PasswordField("New password", validators=[DataRequired("Enter a new password"), Length(max=1024)])
     password_again = PasswordField("New password again",

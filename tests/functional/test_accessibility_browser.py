@@ -43,7 +43,7 @@ ROLE_PAGES: dict[str, list[str]] = {
     "researcher2": ["/applications/new", "/applications/{draft}", "/applications/{draft}/edit",
                     "/applications/{draft}/variables", "/accreditation/new"],
     "dac1": ["/home", "/applications/"],
-    "laymember": ["/home"],
+    "laymember": ["/home", "/account/second-factor"],  # the set-up's first step: check your email
     "dacchair": ["/home", "/applications/", "/projects/"],
     "checker1": ["/home", "/outputs/queue"],
     "accreditor": ["/home", "/accreditation/queue"],

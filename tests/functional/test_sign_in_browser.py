@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from tests.functional.conftest import screenshot
 from tests.support.browser import LiveServer
+from tests.support.enrolment_mail import newest_code, newest_link
 
 pytestmark = [pytest.mark.browser, pytest.mark.ldap]
 
@@ -23,6 +24,20 @@ def sign_in(page: Page, server: LiveServer, username: str, password: str) -> Non
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def follow_emailed_link(page: Page, factory: sessionmaker[Session], username: str) -> None:
+    """Open the set-up link from the person's newest email in this browser, and continue."""
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    page.goto(newest_link(factory, username))
+    page.get_by_role("button", name="Continue").click()
+
+
+def type_emailed_code(page: Page, factory: sessionmaker[Session], username: str) -> None:
+    """Type the code from the person's newest email (production without public.base_url mails no link)."""
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    page.get_by_label("Set-up code").fill(newest_code(factory, username))
+    page.get_by_role("button", name="Continue").click()
 
 
 def test_ldap_user_signs_in_and_sees_pages_for_their_roles(page: Page, live_server: LiveServer) -> None:
@@ -50,6 +65,10 @@ def test_local_account_enrols_totp_then_signs_in_with_it_and_is_refused_when_wro
     sign_in(page, live_server, "researcher", "demo-password")
     page.get_by_role("link", name="Your account").first.click()
     page.get_by_role("link", name="set up an authenticator app").click()
+    expect(page.get_by_test_id("totp-secret")).to_have_count(0)  # the password alone sets up nothing
+    page.get_by_role("button", name="Send me a link").click()
+    expect(page.get_by_test_id("link-sent")).to_contain_text("r•••@demo.londonsde.invalid")
+    follow_emailed_link(page, seeded, "researcher")
     secret = page.get_by_test_id("totp-secret").inner_text().strip()
     screenshot(page, "totp-enrolment")
     page.get_by_label("Code").fill("000000")
@@ -101,6 +120,11 @@ def test_admin_makes_totp_mandatory_and_the_role_must_enrol(
     page.get_by_role("button", name="Sign out", exact=True).click()
 
     sign_in(page, live_server, "auditor", "demo-password")
+    page.goto(f"{live_server.url}/audit/")  # not reachable before the emailed link, nor the set-up page
+    expect(page).to_have_url(f"{live_server.url}/login/verify")
+    page.goto(f"{live_server.url}/login/enrol")
+    expect(page).to_have_url(f"{live_server.url}/login/verify")
+    follow_emailed_link(page, seeded, "auditor")
     expect(page.get_by_role("heading", name="Set up your authenticator app")).to_be_visible()
     page.goto(f"{live_server.url}/audit/")  # not reachable before enrolment
     expect(page).to_have_url(f"{live_server.url}/login/enrol")
@@ -112,6 +136,7 @@ def test_admin_makes_totp_mandatory_and_the_role_must_enrol(
     page.get_by_role("link", name="Audit log").first.click()
     expect(page.get_by_test_id("audit-table")).to_contain_text("security.totp_policy_changed")
     expect(page.get_by_test_id("audit-table")).to_contain_text("auth.totp_enrolled")
+    expect(page.get_by_test_id("audit-table")).to_contain_text("auth.enrolment_code_used")
     screenshot(page, "audit-log")
     page.get_by_role("link", name="Verify the chain").click()
     expect(page.get_by_test_id("verify-result")).to_contain_text("The chain is intact")
@@ -150,6 +175,10 @@ def test_production_asks_every_role_for_a_second_factor_then_for_the_code(
     expect(page.get_by_test_id("no-second-factor")).to_have_count(0)  # no "runs without" notice in production
     sign_in(page, production_server, "researcher", "demo-password")
     page.goto(f"{production_server.url}/projects/")  # nothing else is reachable before the app is set up
+    expect(page).to_have_url(f"{production_server.url}/login/verify")
+    expect(page.get_by_test_id("link-sent")).to_contain_text("r•••@demo.londonsde.invalid")
+    screenshot(page, "sign-in-verify-email")
+    type_emailed_code(page, seeded, "researcher")
     expect(page).to_have_url(f"{production_server.url}/login/enrol")
     screenshot(page, "sign-in-enrol-production")
     secret = set_up_authenticator(page)
@@ -169,6 +198,7 @@ def test_production_asks_every_role_for_a_second_factor_then_for_the_code(
 def test_admin_made_account_chooses_its_own_password_and_relaxing_the_policy_asks_why(
         page: Page, production_server: LiveServer, seeded: sessionmaker[Session]) -> None:
     sign_in(page, production_server, "admin", "demo-password")
+    type_emailed_code(page, seeded, "admin")
     set_up_authenticator(page)
     page.get_by_role("link", name="Users").first.click()
     page.get_by_role("link", name="Create a local account").click()

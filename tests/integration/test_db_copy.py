@@ -30,7 +30,7 @@ from gateway.charging.models import Invoice
 from gateway.cli import main
 from gateway.config import ExtractSettings, SecuritySettings, Settings
 from gateway.db import make_engine, make_session_factory, unit_of_work, utcnow
-from gateway.identity import accounts, signin, tokens
+from gateway.identity import accounts, enrolment, signin, tokens
 from gateway.identity.sessions import SignInState, open_session
 from gateway.migrate import alembic_config, head_revision, upgrade
 from gateway.model_registry import metadata
@@ -103,7 +103,9 @@ def seed_everything(settings: Settings) -> dict[str, int]:
         revoked, _ = tokens.create_token(s, researcher, researcher, "old laptop", 7, ["view_projects"], True)
         tokens.revoke_token(s, researcher, revoked)
         web_session, _key = open_session(s, admin, SignInState.SIGNED_IN, SecuritySettings())
-        secret = signin.enrolment_secret(s, web_session)
+        setup_code, _ = enrolment.issue_operator_code(s, "cli:test", admin, SecuritySettings())  # enrolment_codes
+        assert signin.verify_enrolment_code(s, SecuritySettings(), web_session, setup_code).ok
+        secret = signin.enrolment_secret(s, SecuritySettings(), web_session)
         assert signin.confirm_enrolment(s, SecuritySettings(), web_session, pyotp.TOTP(secret).now())
         accounts.set_totp_required(s, admin, {"admin"})
         started = utcnow() - dt.timedelta(hours=2)

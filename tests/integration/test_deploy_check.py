@@ -77,6 +77,16 @@ def test_https_off_is_an_error_in_production(settings: Settings) -> None:
     assert deploy_check.check_https(ctx(production(settings))) == []
 
 
+def test_production_without_a_public_address_is_a_warning(settings: Settings) -> None:
+    from gateway.config import PublicSettings
+
+    found = deploy_check.check_public_address(ctx(production(settings)))
+    assert codes(found) == {"base-url-unset": Severity.WARNING} and "only a code" in found[0].message
+    addressed = production(settings).model_copy(update={"public": PublicSettings(base_url="https://sde.example.org")})
+    assert deploy_check.check_public_address(ctx(addressed)) == []
+    assert deploy_check.check_public_address(ctx(settings)) == []  # the demo and tests: links from the request
+
+
 def test_sqlite_is_an_error_in_production(settings: Settings) -> None:
     on_sqlite = production(settings, database_url=f"sqlite:///{settings.instance_dir / 'x.sqlite3'}")
     found = deploy_check.check_database_backend(ctx(on_sqlite))

@@ -33,6 +33,8 @@ DOCUMENTS = (REPO / "README.md", REPO / "docs" / "operators.md")
 ELSEWHERE = {
     "serve": "tests/integration/test_serve_production.py and tests/functional/test_first_hour_browser.py",
     "receipt verify": "tests/integration/test_receipts.py and tests/integration/test_demo_data.py",
+    "user enrolment-code": "tests/functional/test_first_hour_browser.py (a subprocess, as the first administrator "
+                           "has no email address) and tests/integration/test_enrolment_link.py",
 }
 RAN: set[str] = set()
 

@@ -36,6 +36,9 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("auth.logout", "POST"): PUBLIC,
     ("auth.second_factor", "GET"): MID_SIGN_IN,
     ("auth.second_factor", "POST"): MID_SIGN_IN,
+    ("auth.verify", "GET"): MID_SIGN_IN,
+    ("auth.verify", "POST"): MID_SIGN_IN,
+    ("auth.send_link", "POST"): MID_SIGN_IN,
     ("auth.enrol", "GET"): MID_SIGN_IN,
     ("auth.enrol", "POST"): MID_SIGN_IN,
     ("auth.new_password", "GET"): MID_SIGN_IN,
@@ -44,6 +47,8 @@ ROUTES: dict[tuple[str, str], frozenset[Role] | str] = {
     ("account.index", "GET"): ALL,
     ("account.second_factor", "GET"): ALL,
     ("account.second_factor", "POST"): ALL,
+    ("account.verify_link", "POST"): ALL,
+    ("account.send_link", "POST"): ALL,
     ("account.change_password", "GET"): ALL,
     ("account.change_password", "POST"): ALL,
     ("account.create_token", "POST"): ALL,
@@ -664,13 +669,13 @@ def test_route_access_for_every_role_and_anonymous(route: tuple[str, str], walke
                 assert response.json["error"] == ("not_found" if hidden else "forbidden")
 
 
-@pytest.mark.parametrize(("state", "page"), [("enrol", "/login/enrol"), ("code", "/login/code"),
-                                             ("new_password", "/login/new-password")])
+@pytest.mark.parametrize(("state", "page"), [("verify", "/login/verify"), ("enrol", "/login/enrol"),
+                                             ("code", "/login/code"), ("new_password", "/login/new-password")])
 def test_mid_sign_in_pages_serve_a_person_part_way_through(walker: Walker, state: str, page: str) -> None:
     client = walker.app.test_client()
     sign_in_session(client, walker.factory, "finance" if state == "code" else "researcher", state)
     assert client.get(page).status_code == 200
     # but not the rest of the service, nor another step's page
     assert client.get("/home").headers["Location"].endswith(page)
-    for other in {"/login/enrol", "/login/code", "/login/new-password"} - {page}:
+    for other in {"/login/verify", "/login/enrol", "/login/code", "/login/new-password"} - {page}:
         assert client.get(other).headers["Location"].endswith(page)

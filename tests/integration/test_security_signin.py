@@ -27,6 +27,7 @@ from gateway.identity import accounts
 from gateway.models import ApiToken, AuditEvent, User
 from tests.integration.test_pages import csrf_from
 from tests.support.databases import postgres_only
+from tests.support.enrolment_mail import follow, newest_code, newest_link, prove_email
 
 PASSWORD = "demo-password"
 COOKIE = "sde_session"
@@ -90,9 +91,11 @@ def user_row(factory: sessionmaker[Session], username: str) -> User:
 
 
 def enrol_totp(app: Flask, username: str) -> str:
-    """Set up an authenticator from the account page, as the person would; returns the secret."""
+    """Set up an authenticator from the account page, as the person would (the emailed link first); returns the
+    secret."""
     client = app.test_client()
     assert password_step(client, username).status_code == 302
+    prove_email(client, app.extensions["sde_sessionmaker"], username)
     page = client.get("/account/second-factor").get_data(as_text=True)
     match = re.search(r'data-testid="totp-secret">([A-Z2-7]+)<', page)
     assert match, "no secret on the enrolment page"
@@ -134,7 +137,7 @@ def test_finding1_enrolled_url_does_not_skip_the_code(app: Flask, client: FlaskC
 
 
 # Every step page requested from every other state is refused: anonymous, mid-code, mid-enrolment, signed in.
-STEP_PAGES = ["/login/code", "/login/enrol", "/login/new-password"]
+STEP_PAGES = ["/login/code", "/login/verify", "/login/enrol", "/login/new-password"]
 
 
 def _reach(app: Flask, state: str, session_factory: sessionmaker[Session]) -> FlaskClient:
@@ -142,22 +145,24 @@ def _reach(app: Flask, state: str, session_factory: sessionmaker[Session]) -> Fl
     if state == "code":
         enrol_totp(app, "checker1")
         assert location(password_step(client, "checker1")).endswith("/login/code")
-    elif state == "enrol":
+    elif state in ("verify", "enrol"):
         with unit_of_work(session_factory) as s:
             admin = accounts.find_user(s, "admin")
             assert admin is not None
             accounts.set_totp_required(s, admin, {"auditor"}, reason="")
-        assert location(password_step(client, "auditor")).endswith("/login/enrol")
+        assert location(password_step(client, "auditor")).endswith("/login/verify")
+        if state == "enrol":
+            assert location(follow(client, newest_link(session_factory, "auditor"))).endswith("/login/enrol")
     elif state == "signed_in":
         assert location(password_step(client, "researcher")).endswith("/home")
     return client
 
 
-@pytest.mark.parametrize("state", ["anonymous", "code", "enrol", "signed_in"])
+@pytest.mark.parametrize("state", ["anonymous", "code", "verify", "enrol", "signed_in"])
 def test_each_step_refuses_requests_from_another_state(app: Flask, session_factory: sessionmaker[Session],
                                                        demo_users: dict[str, int], state: str) -> None:
     client = _reach(app, state, session_factory)
-    own = {"code": "/login/code", "enrol": "/login/enrol"}.get(state)
+    own = {"code": "/login/code", "verify": "/login/verify", "enrol": "/login/enrol"}.get(state)
     for page in STEP_PAGES:
         if page == own:
             assert client.get(page).status_code == 200
@@ -206,6 +211,7 @@ def test_enrolment_cannot_replace_an_authenticator_already_set_up(
     """Two tabs open on the enrolment page: the second confirmation must not overwrite the first secret."""
     client = app.test_client()
     password_step(client, "researcher2")
+    prove_email(client, session_factory, "researcher2")
     tab1 = client.get("/account/second-factor").get_data(as_text=True)
     secret1 = re.search(r'data-testid="totp-secret">([A-Z2-7]+)<', tab1).group(1)  # type: ignore[union-attr]
     client.post("/account/second-factor", data={"csrf_token": csrf_from(tab1), "code": pyotp.TOTP(secret1).now()})
@@ -220,6 +226,7 @@ def test_recovery_code_finishes_sign_in_once(app: Flask, client: FlaskClient, se
                                              demo_users: dict[str, int]) -> None:
     other = app.test_client()
     password_step(other, "dac1")
+    prove_email(other, session_factory, "dac1")
     page = other.get("/account/second-factor").get_data(as_text=True)
     secret = re.search(r'data-testid="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
     shown = other.post("/account/second-factor", data={"csrf_token": csrf_from(page),
@@ -529,8 +536,8 @@ def test_finding6_production_asks_every_role_for_a_second_factor(production_app:
                                                                 username: str) -> None:
     client = production_app.test_client()
     response = password_step(client, username)
-    assert location(response).endswith("/login/enrol")
-    assert location(client.get("/home")).endswith("/login/enrol")
+    assert location(response).endswith("/login/verify")  # the emailed link, then the set-up
+    assert location(client.get("/home")).endswith("/login/verify")
     assert "without a second factor" not in client.get("/login").get_data(as_text=True)
 
 
@@ -556,7 +563,7 @@ def test_finding6_relaxing_the_policy_needs_a_confirmation_and_a_reason(producti
     html = first.get_data(as_text=True)
     assert first.status_code == 200 and "Confirm" in html and "Researcher" in html
     assert not events(production_users, "security.totp_policy_changed")  # nothing changed yet
-    assert location(password_step(production_app.test_client(), "researcher")).endswith("/login/enrol")
+    assert location(password_step(production_app.test_client(), "researcher")).endswith("/login/verify")
 
     no_reason = admin.post("/admin/security/confirm", data={"csrf_token": csrf_from(html),
                                                             "totp_required": everyone_but_researchers,
@@ -573,7 +580,7 @@ def test_finding6_relaxing_the_policy_needs_a_confirmation_and_a_reason(producti
     assert changed[0].details["relaxed"] == ["researcher"]
     assert changed[0].details["reason"] == "Pilot cohort has no smartphones; until 1 March"
     assert location(password_step(production_app.test_client(), "researcher")).endswith("/home")
-    assert location(password_step(production_app.test_client(), "auditor")).endswith("/login/enrol")
+    assert location(password_step(production_app.test_client(), "auditor")).endswith("/login/verify")
 
 
 def test_finding6_tightening_needs_no_reason(app: Flask, session_factory: sessionmaker[Session],
@@ -610,8 +617,12 @@ def test_finding6_ldap_accounts_need_a_second_factor_in_production(
     application = create_app(settings.model_copy(update={"env": "production", "ldap": ldap_settings}))
     try:
         client = application.test_client()
-        assert location(password_step(client, "bob", "bob-ldap-password")).endswith("/login/enrol")
+        assert location(password_step(client, "bob", "bob-ldap-password")).endswith("/login/verify")
         assert not signed_in(client)
+        # the link goes to the address the directory holds for the person (its mail attribute, read at sign-in)
+        code = newest_code(application.extensions["sde_sessionmaker"], "bob")  # no public.base_url: no link
+        assert "b•••@example.nhs.uk" in client.get("/login/verify").get_data(as_text=True)
+        assert location(post(client, "/login/verify", {"code": code})).endswith("/login/enrol")
     finally:
         application.extensions["sde_engine"].dispose()
 
