@@ -401,7 +401,7 @@ def test_after_an_administrators_reset_the_password_alone_sets_up_nothing(produc
     assert location(follow(attacker, newest_link(factory, "checker1"))).endswith("/login/enrol")  # only with the email
 
 
-def test_migration_0024_ends_sign_ins_waiting_at_the_old_enrolment_step(scratch_url: str) -> None:
+def test_migration_0025_ends_sign_ins_waiting_at_the_old_enrolment_step(scratch_url: str) -> None:
     """Sign-ins that reached the set-up page with the password alone before the upgrade must not finish there."""
     from alembic import command
     from sqlalchemy import text
@@ -411,7 +411,7 @@ def test_migration_0024_ends_sign_ins_waiting_at_the_old_enrolment_step(scratch_
     from gateway.models import WebSession
 
     upgrade(scratch_url)
-    command.downgrade(alembic_config(scratch_url), "0023")
+    command.downgrade(alembic_config(scratch_url), "0024")
     engine = make_engine(scratch_url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (username, display_name, source, password_hash, is_active, is_demo, "

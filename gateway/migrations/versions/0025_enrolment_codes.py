@@ -1,8 +1,8 @@
 """enrolment codes: an authenticator is set up only after a one-time link emailed to the account (or a code from
 the service desk), so a password alone cannot bind a new second factor
 
-Revision ID: 0024
-Revises: 0023
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-12-05
 
 Sign-ins waiting at the enrolment step when the gateway is upgraded got there with the password alone: they end,
@@ -17,8 +17,8 @@ from alembic import op
 import gateway.db
 from gateway.db import utcnow
 
-revision = "0024"
-down_revision = "0023"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
