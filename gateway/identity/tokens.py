@@ -42,13 +42,9 @@ def create_token(session: Session, actor: Actor, owner: User, name: str, days: i
         errors["name"] = ["Give the token a name of up to 100 characters."]
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS:
         errors["days"] = [f"Choose between 1 and {MAX_DAYS} days: every token expires."]
+    # A token making a token (signing-in.md) never makes one that outlives it, or a leaked token renews itself for
+    # ever: the new one expires when it was asked to, or with its maker, whichever is sooner.
     maker_expires = actor.token_expires_at if isinstance(actor, User) else None
-    if "days" not in errors and maker_expires is not None and utcnow() + dt.timedelta(days=days) > maker_expires:
-        # a token making a token (signing-in.md): never one that outlives it, or a leaked token renews itself for ever
-        left = (maker_expires - utcnow()).days
-        errors["days"] = [f"A token made with a token cannot outlive it: choose at most {left} days."
-                          if left >= 1 else "The token making this one expires within a day: make new tokens from "
-                                            "the account page."]
     allowed = grantable_scopes(owner)
     chosen = [p.value for p in allowed] if scopes is None else list(dict.fromkeys(scopes))
     known, held = {p.value for p in Permission}, {p.value for p in allowed}
@@ -62,10 +58,13 @@ def create_token(session: Session, actor: Actor, owner: User, name: str, days: i
         errors["scopes"] = ["Choose at least one scope."]
     if errors:
         raise ValidationError("The token could not be created.", field_errors=errors)
+    expires = utcnow() + dt.timedelta(days=days)
+    if maker_expires is not None and maker_expires < expires:
+        expires = maker_expires
     secret = secrets.token_urlsafe(32)
     plain = f"{TOKEN_PREFIX}{secret}"
     token = ApiToken(user_id=owner.id, name=name, prefix=plain[:10], token_hash=_hash(plain),
-                     expires_at=utcnow() + dt.timedelta(days=days),
+                     expires_at=expires,
                      scopes=sorted(chosen), read_only=read_only)
     session.add(token)
     session.flush()
