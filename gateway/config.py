@@ -188,6 +188,23 @@ class PublicSettings(BaseModel):
     register_recheck_seconds: float = Field(2.0, ge=0, le=60)
 
 
+class MailSettings(BaseModel):
+    """How the worker sends email. Without ``smtp_host`` each message is written as a file under instance/mail/ (the
+    demo and tests read them there); a production service sets an SMTP relay."""
+
+    smtp_host: str = Field("", max_length=200)
+    smtp_port: int = Field(587, ge=1, le=65535)
+    # "starttls" (upgrade a plain connection, port 587), "tls" (TLS from the start, port 465) or "none" (a relay on
+    # this machine or a trusted network only). The server's certificate is verified against the system's CAs, or
+    # against smtp_ca_file.
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_ca_file: Path | None = None
+    smtp_username: str = Field("", max_length=200)
+    smtp_password_file: Path | None = None  # a file holding the password (mode 0600), never the password itself
+    smtp_timeout_seconds: float = Field(20.0, gt=0, le=300)
+    from_address: str = Field("London SDE <no-reply@londonsde.invalid>", max_length=200)
+
+
 class Settings(BaseModel):
     env: Literal["development", "production", "test"] = "development"
     instance_dir: Path = REPO_ROOT / "instance"
@@ -202,6 +219,7 @@ class Settings(BaseModel):
     outputs: OutputSettings = Field(default_factory=OutputSettings)
     extracts: ExtractSettings = Field(default_factory=ExtractSettings)
     public: PublicSettings = Field(default_factory=PublicSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     catalogue_path: Path = REPO_ROOT / "gateway" / "extracts" / "default_catalogue.yaml"
 
     @field_validator("instance_dir", "assets_dir", "catalogue_path")

@@ -145,6 +145,17 @@ def check_public_address(ctx: CheckContext) -> list[Finding]:
                     "set `public: {base_url: https://your.service.address}` in the SDE_CONFIG file")]
 
 
+def check_mail(ctx: CheckContext) -> list[Finding]:
+    """Production needs its emails to arrive: setting up an authenticator waits for one, and decisions are mailed."""
+    if not ctx.production or ctx.settings.mail.smtp_host:
+        return []
+    return [Finding("mail-not-sent", Severity.WARNING,
+                    "mail.smtp_host is not set: emails (the link before someone sets up an authenticator, decisions, "
+                    "reminders) are only written as files under instance/mail/, and nobody receives them",
+                    "set `mail: {smtp_host: ..., smtp_port: 587, smtp_username: ..., smtp_password_file: ...}` in the "
+                    "SDE_CONFIG file")]
+
+
 def check_database_backend(ctx: CheckContext) -> list[Finding]:
     if not ctx.settings.resolved_database_url.startswith("sqlite"):
         return []
@@ -378,7 +389,7 @@ def check_demo_accounts(ctx: CheckContext) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (
-    check_secret_key, check_https, check_second_factor, check_public_address, check_database_backend,
+    check_secret_key, check_https, check_second_factor, check_public_address, check_mail, check_database_backend,
     check_rate_limits, check_tariff, check_instance_permissions, check_config_file, check_hub,
 )
 DATABASE_CHECKS: tuple[Callable[[CheckContext], list[Finding]], ...] = (

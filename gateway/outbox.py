@@ -146,15 +146,40 @@ def process(ctx: WorkerContext, limit: int = 100) -> int:
 
 @handler("email")
 def deliver_email(ctx: WorkerContext, payload: dict[str, Any]) -> None:
-    """The embedded mail adapter: one RFC 822 file per message under instance/mail/ (no SMTP server here)."""
+    """Send one email through the configured SMTP relay (``mail.smtp_host``), or, without one, write it as an RFC 822
+    file under instance/mail/ (the demo and tests). A failure raises, so the outbox tries again later."""
     from email.message import EmailMessage
 
-    mail_dir = Path(ctx.settings.instance_dir) / "mail"
-    mail_dir.mkdir(parents=True, exist_ok=True)
+    mail = ctx.settings.mail
     message = EmailMessage()
     message["To"] = payload["to"]
-    message["From"] = "London SDE <no-reply@londonsde.invalid>"
+    message["From"] = mail.from_address
     message["Subject"] = payload["subject"]
     message.set_content(payload["body"])
+    if mail.smtp_host:
+        _send_smtp(mail, message)
+        return
+    mail_dir = Path(ctx.settings.instance_dir) / "mail"
+    mail_dir.mkdir(parents=True, exist_ok=True)
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
     (mail_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.eml").write_bytes(bytes(message))
+
+
+def _send_smtp(mail: Any, message: Any) -> None:
+    """smtplib, with the server's certificate checked (system CAs, or ``smtp_ca_file``) unless security is none."""
+    import smtplib
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(mail.smtp_ca_file) if mail.smtp_ca_file else None)
+    if mail.smtp_security == "tls":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(mail.smtp_host, mail.smtp_port, timeout=mail.smtp_timeout_seconds,
+                                               context=context)
+    else:
+        client = smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=mail.smtp_timeout_seconds)
+    with client:
+        if mail.smtp_security == "starttls":
+            client.starttls(context=context)
+        if mail.smtp_username:
+            password = Path(mail.smtp_password_file).read_text().strip() if mail.smtp_password_file else ""
+            client.login(mail.smtp_username, password)
+        client.send_message(message)
