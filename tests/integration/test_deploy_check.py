@@ -87,6 +87,15 @@ def test_production_without_a_public_address_is_a_warning(settings: Settings) ->
     assert deploy_check.check_public_address(ctx(settings)) == []  # the demo and tests: links from the request
 
 
+def test_production_without_a_mail_relay_is_a_warning(settings: Settings) -> None:
+    from gateway.config import MailSettings
+
+    found = deploy_check.check_mail(ctx(production(settings)))
+    assert codes(found) == {"mail-not-sent": Severity.WARNING} and "nobody receives them" in found[0].message
+    relayed = production(settings).model_copy(update={"mail": MailSettings(smtp_host="smtp.nhs.example")})
+    assert deploy_check.check_mail(ctx(relayed)) == []
+    assert deploy_check.check_mail(ctx(settings)) == []  # the demo and tests read the files
+
 def test_sqlite_is_an_error_in_production(settings: Settings) -> None:
     on_sqlite = production(settings, database_url=f"sqlite:///{settings.instance_dir / 'x.sqlite3'}")
     found = deploy_check.check_database_backend(ctx(on_sqlite))
