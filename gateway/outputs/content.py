@@ -428,31 +428,117 @@ class ImageRefused(ValueError):
     """Why an image cannot be an output (the message names no content)."""
 
 
+PNG_FIXED_LENGTHS = {b"IHDR": (13,), b"IEND": (0,), b"gAMA": (4,), b"sRGB": (1,), b"pHYs": (9,), b"cHRM": (32,),
+                     b"tIME": (7,), b"bKGD": (1, 2, 6)}
+PNG_MAX_LENGTHS = {b"sBIT": 4, b"tRNS": 256, b"PLTE": 768}
+PNG_ONCE = frozenset({b"IHDR", b"PLTE", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"pHYs", b"bKGD",
+                      b"tIME"})
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+PNG_MAX_PIXEL_BYTES = 256 << 20  # a larger image is refused rather than inflated
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _pixel_bytes(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> int:
+    """The exact size of a PNG's filtered pixel data: each row of each (Adam7) pass, with its filter byte."""
+    passes = ADAM7 if interlaced else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx) if width > x0 else 0, -(-(height - y0) // dy) if height > y0 else 0
+        if columns and rows:
+            total += rows * (1 + -(-columns * bits_per_pixel // 8))
+    return total
+
+
+def _inflate_exactly(stream: bytes, size: int | None, what: str) -> bytes:
+    """A zlib stream that ends where its bytes end and, when ``size`` is given, inflates to exactly that size."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(stream, (size if size is not None else PNG_CHUNK_TEXT_LIMIT) + 1)
+    except zlib.error:
+        raise ImageRefused(f"its {what} is not a valid compressed stream") from None
+    if not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise ImageRefused(f"its {what} holds more than its compressed stream")
+    if size is not None and len(out) != size:
+        raise ImageRefused(f"its {what} does not hold exactly the pixels its header describes")
+    return out
+
+
 def check_png(data: bytes) -> list[str]:
-    """Refuse a PNG that is more than a plain image; return the text it carries (its metadata)."""
+    """Refuse a PNG that is more than a plain image; return the text it carries (its metadata).
+
+    Every chunk is read as the format defines it: its CRC, a kind a plain image uses, each small chunk at its own
+    length and at most once, a header that is a real one, and pixel data that inflates to exactly the rows the header
+    describes with nothing after its stream; the text chunks' compressed streams end where they do. What is left for
+    data is the pixels themselves, which the checkers look at."""
     if not data.startswith(PNG_SIGNATURE):
         raise ImageRefused("it is not a PNG image")
-    position, first = len(PNG_SIGNATURE), True
+    position, seen, pixels = len(PNG_SIGNATURE), set(), []
+    header: tuple[int, ...] = ()
     while True:
         if position + 12 > len(data):
             raise ImageRefused("it ends before its last chunk (IEND)")
         length, kind = struct.unpack(">I4s", data[position:position + 8])
-        position += 12 + length
-        if position > len(data):
+        body = data[position + 8:position + 8 + length]
+        if position + 12 + length > len(data):
             raise ImageRefused("one of its chunks runs past the end of the file")
-        if first and kind != b"IHDR":
+        (crc,) = struct.unpack(">I", data[position + 8 + length:position + 12 + length])
+        position += 12 + length
+        if not seen and kind != b"IHDR":
             raise ImageRefused("it does not start with an image header (IHDR)")
-        first = False
         if kind not in PNG_CHUNKS:
             raise ImageRefused(f"it holds a chunk of a kind ({kind.decode('latin-1')!r}) a plain image does not "
                                "need; save the image again without it")
-        if kind == b"IEND":
+        if crc != zlib.crc32(kind + body):
+            raise ImageRefused(f"its {kind.decode('latin-1')} chunk is damaged (its checksum does not match)")
+        if kind in PNG_ONCE and kind in seen:
+            raise ImageRefused(f"it holds more than one {kind.decode('latin-1')} chunk")
+        if length not in PNG_FIXED_LENGTHS.get(kind, (length,)) or length > PNG_MAX_LENGTHS.get(kind, length):
+            raise ImageRefused(f"its {kind.decode('latin-1')} chunk is not the size that chunk has")
+        if kind == b"PLTE" and length % 3:
+            raise ImageRefused("its palette is not a whole number of colours")
+        seen.add(kind)
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            pixels.append(body)
+        elif kind == b"IEND":
             break
     if position != len(data):
         raise ImageRefused("it has data after the image's end (IEND)")
+    width, height, depth, colour, compression, filtering, interlace = header
+    if (not width or not height or colour not in PNG_CHANNELS or depth not in PNG_DEPTHS[colour] or compression
+            or filtering or interlace not in (0, 1)):
+        raise ImageRefused("its image header is not a valid one")
+    size = _pixel_bytes(width, height, PNG_CHANNELS[colour] * depth, bool(interlace))
+    if size > PNG_MAX_PIXEL_BYTES:
+        raise ImageRefused("it is too large an image")
+    if not pixels:
+        raise ImageRefused("it holds no pixels")
+    _inflate_exactly(b"".join(pixels), size, "pixel data")
+    _check_text_streams(data)
     texts = png_text(data)
     _limit_notes(texts, "text metadata")
     return texts
+
+
+def _check_text_streams(data: bytes) -> None:
+    """A compressed text chunk's stream ends where the chunk does (nothing hidden after it)."""
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        position += 12 + length
+        if kind == b"zTXt":
+            _keyword, _, rest = body.partition(b"\x00")
+            _inflate_exactly(rest[1:], None, "compressed text")
+        elif kind == b"iTXt":
+            _keyword, _, rest = body.partition(b"\x00")
+            if rest[:1] == b"\x01":
+                after = rest[2:]
+                for _ in range(2):  # language tag, translated keyword
+                    after = after.partition(b"\x00")[2]
+                _inflate_exactly(after, None, "compressed text")
 
 
 def _limit_notes(texts: list[str], what: str) -> None:

@@ -51,6 +51,10 @@ P = "9f86d081884c7d659a2f3c1e5b7a9d11"
 PNG_HEAD, PNG_END = minimal_png()[:-12], minimal_png()[-12:]  # a plain image, and its last chunk (IEND)
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
 def test_handed_over_bytes_are_taken_with_their_hash() -> None:
     taken = files.take_bytes("tables/ok.csv", b"region,F,M\nNorth,40,35\n", None, LIMITS, PSEUDONYMS)
     assert (taken.path, taken.content_type, taken.sdc_record) == ("tables/ok.csv", "text/csv", None)
@@ -110,8 +114,7 @@ ATTACKS = {  # finding 3 and what an attacker tries next: the pseudonym dressed 
     "base64": ("rows.txt", base64.b64encode(f"id={P}".encode())),
     "hex of the text": ("rows.txt", P.encode().hex().encode()),
     "in an svg": ("plot.svg", f'<svg xmlns="http://www.w3.org/2000/svg"><text>{P}</text></svg>'.encode()),
-    "in a png text chunk": ("plot.png", PNG_HEAD + struct.pack(">I", 5 + 32) + b"tEXt" + b"Note\x00" + P.encode()
-                            + b"\x00\x00\x00\x00" + PNG_END),
+    "in a png text chunk": ("plot.png", PNG_HEAD + _png_chunk(b"tEXt", b"Note\x00" + P.encode()) + PNG_END),
     "in the file name": (f"{P}.csv", b"a,b\n1,2\n"),
     "json unicode escapes": ("rows.json", ('["' + "".join(f"\\u{ord(c):04x}" for c in P) + '"]').encode()),
     "json unicode escapes in utf-16 without a byte order mark": (
@@ -217,10 +220,6 @@ def _utf7_in_short_runs(text: str) -> bytes:
     """UTF-7 that shifts every character to base64 (as UTF-7 may), each run under 16 characters and ended by '.'."""
     return ".".join("+" + base64.b64encode(text[i:i + 3].encode("utf-16-be")).decode().rstrip("=") + "-"
                     for i in range(0, len(text), 3)).encode("ascii")
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 OTHER_ENCODINGS = {  # encodings a reader decodes with one call, that the search did not try
@@ -354,6 +353,39 @@ HIDING_IMAGES = {  # each was taken at intake, and released as it came (the chec
         f"<text>{line}</text>\n" for line in ROWS.splitlines()[:30])), "named like a patient identifier"),
     "not an svg": ("plot.svg", b"<html><body>North,40</body></html>", "not an SVG drawing"),
 }
+
+GRAY_1X1 = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # one grey pixel: a row of a filter byte and a byte
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(*chunks: bytes) -> bytes:
+    return SIGNATURE + b"".join(chunks)
+
+
+HIDING_IMAGES.update({  # the attack on the image rule as it first landed: only the chunks' kinds were read
+    "a table in the png header": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1 + ROWS.encode()), _png_chunk(
+        b"IDAT", zlib.compress(b"\0\0")), _png_chunk(b"IEND", b"")), "not the size"),
+    "a table as the png's end": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
+        b"IDAT", zlib.compress(b"\0\0")), _png_chunk(b"IEND", ROWS.encode())), "not the size"),
+    "a table as a png palette": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(b"PLTE", SMALL.encode()),
+                                                  _png_chunk(b"IDAT", zlib.compress(b"\0\0")),
+                                                  _png_chunk(b"IEND", b"")), "palette"),
+    "a table compressed as png gamma": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
+        b"gAMA", zlib.compress(ROWS.encode())), _png_chunk(b"IDAT", zlib.compress(b"\0\0")),
+        _png_chunk(b"IEND", b"")), "not the size"),
+    "a table after the pixel stream": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
+        b"IDAT", zlib.compress(b"\0\0") + zlib.compress(ROWS.encode())), _png_chunk(b"IEND", b"")),
+        "more than its compressed stream"),
+    "a table as extra pixel rows": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
+        b"IDAT", zlib.compress(b"\0\0" + ROWS.encode())), _png_chunk(b"IEND", b"")), "pixel data"),
+    "a table after compressed png text": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
+        b"zTXt", b"Note\0\0" + zlib.compress(b"made by R") + zlib.compress(ROWS.encode())),
+        _png_chunk(b"IDAT", zlib.compress(b"\0\0")), _png_chunk(b"IEND", b"")), "more than its compressed stream"),
+    "a damaged png chunk": ("plot.png", PNG_HEAD + _png_chunk(b"tEXt", b"Note\0x")[:-4] + b"XXXX" + PNG_END,
+                            "checksum"),
+    "two png headers": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
+        b"IDAT", zlib.compress(b"\0\0")), _png_chunk(b"IEND", b"")), "more than one IHDR"),
+})
 
 
 @pytest.mark.parametrize("attack", sorted(HIDING_IMAGES))
