@@ -420,7 +420,13 @@ SVG_REFUSED = frozenset({"foreignObject", "script", "iframe", "object", "embed",
 SVG_NOT_DRAWN = frozenset({"metadata", "desc", "title", "style"})  # a stylesheet's text is not drawn either
 SVG_GEOMETRY = frozenset({"d", "points", "transform", "style", "viewBox", "href", XLINK_HREF})  # not read as text
 SVG_ATTRIBUTE_LIMIT = 512  # characters in any other attribute (an id, a class, a font list), where nothing is drawn
-SVG_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+# What shapes, transforms and view boxes are written with: numbers, separators and command letters, nothing else
+SVG_GRAMMAR = {"d": re.compile(r"[\sMmLlHhVvCcSsQqTtAaZz0-9eE.,+-]*"),
+               "points": re.compile(r"[\s0-9eE.,+-]*"),
+               "viewBox": re.compile(r"[\s0-9eE.,+-]{0,100}"),
+               "transform": re.compile(r"[\s0-9eE.,+()a-zA-Z-]{0,512}")}
+SVG_STYLE = re.compile(r"(?:[^/u]|/(?!\*)|u(?!rl\()|url\(#[\w.-]{1,100}\))*")  # no comments, url() only to #id
+SVG_LOCAL_LINK = re.compile(r"#[\w.:-]{1,200}")
 EMBEDDED_PNG = "data:image/png;base64,"
 
 
@@ -550,13 +556,64 @@ def _limit_notes(texts: list[str], what: str) -> None:
         raise ImageRefused(f"its {what} holds a table; put tables in a CSV file")
 
 
+def _svg_outside_the_tree(data: bytes) -> list[str]:
+    """The comments of an SVG, read by expat as the document's own encoding says; refuse a processing instruction or
+    a DOCTYPE with an internal subset, which carry text the element tree drops."""
+    import xml.parsers.expat
+
+    comments: list[str] = []
+
+    def doctype(_name: str, _system: str | None, _public: str | None, internal_subset: int) -> None:
+        if internal_subset:
+            raise ImageRefused("its DOCTYPE has declarations of its own")
+
+    def instruction(_target: str, _data: str) -> None:
+        raise ImageRefused("it holds a processing instruction")
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = doctype
+    parser.ProcessingInstructionHandler = instruction
+    parser.CommentHandler = comments.append
+    try:
+        parser.Parse(data, True)
+    except xml.parsers.expat.ExpatError:
+        raise ImageRefused("it is not a well-formed SVG document") from None
+    return comments
+
+
+def _check_svg_attributes(local: str, attributes: dict[str, str]) -> None:
+    for name, value in attributes.items():
+        grammar = SVG_GRAMMAR.get(name)
+        if grammar is not None:
+            if not grammar.fullmatch(value):
+                raise ImageRefused(f"a {name} attribute holds more than numbers and the letters of its grammar")
+        elif name == "style":
+            if len(value) > 2 * SVG_ATTRIBUTE_LIMIT or not SVG_STYLE.fullmatch(value):
+                raise ImageRefused("a style attribute is long, holds a comment or links outside the drawing")
+        elif name in ("href", XLINK_HREF):
+            if local != "image" and not SVG_LOCAL_LINK.fullmatch(value):
+                raise ImageRefused("it links to something outside the drawing")
+        elif len(value) > SVG_ATTRIBUTE_LIMIT:
+            raise ImageRefused(f"one of its attributes holds more than {SVG_ATTRIBUTE_LIMIT} characters")
+    if local == "image":
+        links = [v for k, v in attributes.items() if k in ("href", XLINK_HREF)]
+        if len(links) != 1 or not links[0].startswith(EMBEDDED_PNG):
+            raise ImageRefused("it holds a picture that is not one embedded PNG")
+
+
 def check_svg(data: bytes) -> list[str]:
-    """Refuse an SVG that holds more than a drawing; return the text it draws (the tables in it are checked)."""
+    """Refuse an SVG that holds more than a drawing; return the text it draws (the tables in it are checked).
+
+    Every attribute is held to what it is for: shapes and transforms to numbers and command letters, styles to a
+    short declaration list with no comment and no link out, links to a place in the drawing (a picture to one
+    embedded PNG, held to the PNG rule), anything else to 512 characters. Comments, metadata, descriptions, titles
+    and stylesheets are not drawn: together at most 2,048 characters, with no table."""
     from xml.etree.ElementTree import ParseError
 
     from defusedxml import DefusedXmlException
     from defusedxml.ElementTree import fromstring
 
+    notes = _svg_outside_the_tree(data)
     try:
         root = fromstring(data)  # a DOCTYPE naming the SVG DTD is fine (matplotlib writes one); entities are not
     except (ParseError, DefusedXmlException, ValueError):
@@ -564,7 +621,6 @@ def check_svg(data: bytes) -> list[str]:
     if root.tag != f"{SVG_NS}svg":
         raise ImageRefused("it is not an SVG drawing (its root is not <svg>)")
     drawn: list[str] = []
-    notes = [m.group(1) for m in SVG_COMMENT.finditer(decodings(data)[0])]
     hidden_under: set[int] = set()
     for element in root.iter():
         tag = element.tag if isinstance(element.tag, str) else ""
@@ -573,19 +629,16 @@ def check_svg(data: bytes) -> list[str]:
             raise ImageRefused(f"it holds a <{local}> element, which carries content that is not a drawing")
         if not tag.startswith(SVG_NS) and id(element) not in hidden_under:
             raise ImageRefused("it holds an element that is not SVG outside its <metadata>")
-        if any(len(v) > SVG_ATTRIBUTE_LIMIT for k, v in element.attrib.items() if k not in SVG_GEOMETRY):
-            raise ImageRefused(f"one of its attributes holds more than {SVG_ATTRIBUTE_LIMIT} characters")
         if id(element) in hidden_under or local in SVG_NOT_DRAWN:
             hidden_under.update(id(child) for child in element)
             notes.extend(t for t in (element.text, *element.attrib.values()) if t and t.strip())
         else:
+            _check_svg_attributes(local, dict(element.attrib))
             drawn.extend(t for t in (element.text,) if t and t.strip())
             drawn.extend(v for k, v in element.attrib.items() if k not in SVG_GEOMETRY and "\n" in v)
         drawn.extend(t for t in (element.tail,) if t and t.strip())
         if local == "image":
             href = element.get("href") or element.get(XLINK_HREF) or ""
-            if not href.startswith(EMBEDDED_PNG):
-                raise ImageRefused("it holds a picture that is not an embedded PNG")
             try:
                 picture = base64.b64decode(href[len(EMBEDDED_PNG):].strip(), validate=True)
             except (binascii.Error, ValueError):

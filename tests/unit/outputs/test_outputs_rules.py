@@ -338,14 +338,14 @@ HIDING_IMAGES = {  # each was taken at intake, and released as it came (the chec
     "a table in svg metadata": ("plot.svg", _svg(f"<metadata>{SMALL}</metadata>"), "holds a table"),
     "a long svg description": ("plot.svg", _svg(f"<desc>{'x' * 5000}</desc>"), "not drawn"),
     "an svg entity": ("plot.svg", b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY r "North,40">]>'
-                      + _svg("<text>&r;</text>"), "well-formed"),
+                      + _svg("<text>&r;</text>"), "DOCTYPE has declarations"),
     "data in an svg stylesheet": ("plot.svg", _svg(f"<style>/* {'QUJD' * 1000} */</style>"), "not drawn"),
     "data in an svg attribute": ("plot.svg", _svg(f'<g id="{"QUJD" * 200}"/>'), "attributes"),
     "an svg script": ("plot.svg", _svg("<script>var rows = 1;</script>"), "<script>"),
     "an html element in an svg": ("plot.svg", _svg('<p xmlns="http://www.w3.org/1999/xhtml">North,40</p>'),
                                   "not SVG"),
     "a linked picture in an svg": ("plot.svg", _svg('<image xlink:href="https://example.org/x.png"/>'),
-                                   "not an embedded PNG"),
+                                   "not one embedded PNG"),
     "a table after an embedded png's end": ("plot.svg", _svg(
         '<image xlink:href="data:image/png;base64,' + base64.b64encode(minimal_png() + ROWS.encode()).decode()
         + '"/>'), "after the image's end"),
@@ -385,6 +385,27 @@ HIDING_IMAGES.update({  # the attack on the image rule as it first landed: only 
                             "checksum"),
     "two png headers": ("plot.png", _png(_png_chunk(b"IHDR", GRAY_1X1), _png_chunk(b"IHDR", GRAY_1X1), _png_chunk(
         b"IDAT", zlib.compress(b"\0\0")), _png_chunk(b"IEND", b"")), "more than one IHDR"),
+})
+
+ONE_PNG = base64.b64encode(minimal_png()).decode()
+HIDING_IMAGES.update({  # the attack on the SVG rule as it first landed
+    "a processing instruction in an svg": ("plot.svg", b"<?data " + ROWS.encode() + b"?>" + _svg("<rect/>"),
+                                          "processing instruction"),
+    "a processing instruction inside an svg": ("plot.svg", _svg(f"<?data {ROWS}?><rect/>"), "processing instruction"),
+    "a notation in an svg doctype": ("plot.svg", b'<!DOCTYPE svg [<!NOTATION n SYSTEM "' + ROWS[:400].encode()
+                                     + b'">]>' + _svg("<rect/>"), "DOCTYPE has declarations"),
+    "a table in a style attribute": ("plot.svg", _svg(f'<rect style="fill: red; /* {ROWS} */"/>'), "style attribute"),
+    "a table in a path": ("plot.svg", _svg(f'<path d="M 0 0 L {ROWS}"/>'), "d attribute"),
+    "a table in a view box": ("plot.svg", _svg(f'<svg viewBox="{ROWS[:90]}"/>'), "viewBox attribute"),
+    "a table in a transform": ("plot.svg", _svg(f'<g transform="{ROWS}"/>'), "transform attribute"),
+    "a table behind a link": ("plot.svg", _svg(f'<a href="data:text/csv,{ROWS[:300]}"><rect/></a>'),
+                              "links to something outside"),
+    "a second link on a picture": ("plot.svg", _svg(
+        f'<image href="data:image/png;base64,{ONE_PNG}" xlink:href="data:text/csv;base64,'
+        + base64.b64encode(ROWS.encode()).decode() + '"/>'), "not one embedded PNG"),
+    "a table in a utf-16 comment": ("plot.svg", ('<?xml version="1.0" encoding="UTF-16"?>'
+                                                 + _svg(f"<!--{ROWS}-->").decode()).encode("utf-16-le"),
+                                    "not drawn"),
 })
 
 
