@@ -84,11 +84,14 @@ def sync_directory(settings: Settings, factory: sessionmaker[Session]) -> None:
     if settings.ldap is None:
         return
     from gateway.identity.accounts import sync_directory_accounts
-    from gateway.identity.ldap_directory import DirectoryUnavailable, LdapDirectory
+    from gateway.identity.ldap_directory import DirectoryImplausible, DirectoryUnavailable, LdapDirectory
 
     try:
         with unit_of_work(factory) as session:
             counts = sync_directory_accounts(session, LdapDirectory(settings.ldap))
+    except DirectoryImplausible as exc:
+        log.error("directory accounts not synced this pass: %s", exc)
+        return
     except DirectoryUnavailable as exc:
         log.warning("directory not readable, directory accounts not synced this pass: %s", exc)
         return

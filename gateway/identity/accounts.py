@@ -11,7 +11,7 @@ from gateway import audit
 from gateway.audit import Actor
 from gateway.db import utcnow
 from gateway.errors import Conflict, NotFound, ValidationError
-from gateway.identity.ldap_directory import DirectoryUser, LdapDirectory
+from gateway.identity.ldap_directory import DirectoryImplausible, DirectoryUser, LdapDirectory
 from gateway.identity.passwords import hash_password, password_problems
 from gateway.identity.sessions import bump_session_version, end_sessions
 from gateway.models import RecoveryCode, RolePolicy, User, UserRole
@@ -146,6 +146,11 @@ def bind_directory_entry(session: Session, user: User, found: DirectoryUser) -> 
                      {"dn": found.dn, "entry_id": found.entry_id})
 
 
+# More entries than this (and than a tenth of the directory accounts) missing in one pass is taken for a fault in the
+# directory or its settings, not for people leaving: an administrator deactivates that many by hand.
+MAX_GONE_PER_PASS = 3
+
+
 def sync_directory_accounts(session: Session, directory: LdapDirectory) -> dict[str, int]:
     """The worker's reading of the directory, on every pass: every active directory account gets the roles its
     groups give it now, and is deactivated when its entry is gone (or its username now belongs to another entry).
@@ -157,6 +162,10 @@ def sync_directory_accounts(session: Session, directory: LdapDirectory) -> dict[
     if not accounts:
         return {"synced": 0, "deactivated": 0}
     entries = directory.look_up([a.username for a in accounts])
+    gone = sum(1 for a in accounts if a.username in entries and entries[a.username] is None)
+    if gone > max(MAX_GONE_PER_PASS, len(accounts) // 10):
+        raise DirectoryImplausible(f"{gone} of {len(accounts)} directory accounts' entries are missing at once; nobody "
+                                   "was deactivated (check ldap.user_base and what the service account can read)")
     deactivated = synced = 0
     for account in accounts:
         if account.username not in entries:

@@ -19,6 +19,11 @@ class DirectoryUnavailable(Exception):
     """The directory could not be reached or answered with an error."""
 
 
+class DirectoryImplausible(DirectoryUnavailable):
+    """The directory answered, but so many entries were missing at once that its answer is not believed (a renamed
+    base, an empty replica, a service account that cannot see people): nothing is changed on it."""
+
+
 @dataclass(frozen=True)
 class DirectoryUser:
     dn: str
@@ -66,7 +71,9 @@ class LdapDirectory:
         dn = entry.entry_dn  # type: ignore[attr-defined]
         groups: set[str] = set()
         if s.group_base:
-            conn.search(s.group_base, self.group_filter(dn), SUBTREE, attributes=["cn"])
+            if not conn.search(s.group_base, self.group_filter(dn), SUBTREE, attributes=["cn"]) \
+                    and conn.result.get("result") != 0:  # a failed group search is not "in no group"
+                raise DirectoryUnavailable(f"group search failed: {conn.result.get('description')}")
             groups = {str(g.cn.value) for g in conn.entries}
         attrs = entry.entry_attributes_as_dict  # type: ignore[attr-defined]
         display = (attrs.get(s.display_name_attribute) or [typed])[0]
@@ -111,7 +118,8 @@ class LdapDirectory:
             with self._service_connection() as conn:
                 for username in usernames:
                     if not conn.search(s.user_base, self.user_filter(username), SUBTREE,
-                                       attributes=self._attributes()) and conn.result.get("result") not in (0, 32):
+                                       attributes=self._attributes()) and conn.result.get("result") != 0:
+                        # 32 (no such object) is the base itself missing, not the person: never "gone"
                         raise DirectoryUnavailable(f"search failed: {conn.result.get('description')}")
                     entries = list(conn.entries)
                     if not entries:

@@ -558,3 +558,35 @@ def test_an_administrator_alone_cannot_make_and_become_an_auditor(
 
         assert not has_permission(f.user(s, "puppet"), Permission.VIEW_AUDIT_LOG), \
             "one administrator made an auditor and signed in as it"
+
+
+@pytest.mark.ldap
+def test_a_directory_that_seems_to_have_lost_everyone_deactivates_nobody(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], slapd: Any,
+        ldap_settings: LdapSettings) -> None:
+    """The worker's sync deactivates an account whose entry is gone. A base DN renamed or mistyped (LDAP result 32),
+    an empty replica or a service account that can no longer see people read as everyone gone: every directory
+    account was deactivated in one pass and its sessions ended (found by the attack on today's changes). A missing
+    base is now the directory unavailable, and more than a few entries missing at once changes nothing."""
+    from gateway.identity.accounts import sync_directory_accounts
+    from gateway.identity.ldap_directory import DirectoryImplausible, DirectoryUnavailable
+
+    directory = LdapDirectory(ldap_settings)
+    people = {(uid := _unique("leaver")): _directory_person(slapd.url, uid, "leaver-password") for _ in range(5)}
+    with unit_of_work(session_factory) as s:
+        for uid in people:
+            assert signin.sign_in_with_password(s, SECURITY, directory, uid, "leaver-password").ok
+
+    def active() -> int:
+        with session_factory() as s:
+            return sum(f.user(s, uid).is_active for uid in people)
+
+    nowhere = LdapDirectory(ldap_settings.model_copy(update={"user_base": "ou=renamed,dc=example,dc=org"}))
+    with pytest.raises(DirectoryUnavailable), unit_of_work(session_factory) as s:
+        sync_directory_accounts(s, nowhere)
+    assert active() == 5
+    for dn in people.values():
+        _directory_forget(slapd.url, dn)
+    with pytest.raises(DirectoryImplausible), unit_of_work(session_factory) as s:
+        sync_directory_accounts(s, directory)
+    assert active() == 5, "five accounts deactivated in one pass on the directory's word"
