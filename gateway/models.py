@@ -28,6 +28,8 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(254))
+    # When a directory sign-in found a new address (enrolment.EMAIL_HOLD: no set-up link goes to it for a while)
+    email_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     source: Mapped[str] = mapped_column(String(16), default="local")
     password_hash: Mapped[str | None] = mapped_column(String(255))

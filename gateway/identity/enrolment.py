@@ -39,6 +39,12 @@ OPERATOR = "operator"
 
 NO_EMAIL = ("Your account has no email address, so you cannot set up an authenticator app by yourself. Contact the "
             "service desk: they can give you a one-time set-up code by another route.")
+EMAIL_CHANGED = ("Your email address changed recently, so the set-up link is not sent to it yet (someone who had only "
+                 "your password could have changed it). Contact the service desk: they can give you a one-time set-up "
+                 "code by another route.")
+# How long after a directory sign-in finds a new address no set-up link is sent to it: a phished directory password
+# can often edit the person's own mail attribute too; the owner is told at the old address and has time to act.
+EMAIL_HOLD = dt.timedelta(days=7)
 NOT_PROVEN = ("Before you set up an authenticator app, follow the link we sent to your email address (or enter its "
               "code) in this browser.")
 
@@ -115,6 +121,24 @@ def _email_body(user: User, code: str, link: str | None, minutes: int) -> str:
             "desk.")
 
 
+def email_changed(session: Session, user: User, new: str | None) -> None:
+    """A directory sign-in found another address: take it (decisions are mailed there), tell the old one, and hold
+    set-up links back from it for EMAIL_HOLD."""
+    old, user.email = user.email, new
+    if old:
+        user.email_changed_at = utcnow()
+        send_email(session, old, "Your email address for the London SDE gateway changed",
+                   f"The email address of your London SDE account ({user.username}) is now "
+                   f"{mask_email(new) if new else 'none'}, as your organisation's directory says. If you did not "
+                   "change it, contact the service desk at once: someone may have your password.")
+    audit.record(session, "ldap", "user.email_changed", "user", user.id,
+                 {"from": mask_email(old) if old else None, "to": mask_email(new) if new else None})
+
+
+def email_on_hold(user: User, now: dt.datetime | None = None) -> bool:
+    return user.email_changed_at is not None and (now or utcnow()) - user.email_changed_at < EMAIL_HOLD
+
+
 def send_link(session: Session, security: SecuritySettings, ws: WebSession, link_base: str | None) -> Sent:
     """Email a new one-time code (as a link to ``link_base``, and to type) bound to ``ws``; older ones stop working.
 
@@ -126,6 +150,10 @@ def send_link(session: Session, security: SecuritySettings, ws: WebSession, link
         audit.record(session, user, "auth.enrolment_link_refused", "user", user.id,
                      {"reason": "no email address", "session": ws.id})
         return Sent(refused="no_email")
+    if email_on_hold(user, now):
+        audit.record(session, user, "auth.enrolment_link_refused", "user", user.id,
+                     {"reason": "email address changed recently", "session": ws.id})
+        return Sent(refused="email_changed")
     if _sent_lately(session, user, now) >= security.enrolment_links_per_hour:
         audit.record(session, user, "auth.enrolment_link_refused", "user", user.id,
                      {"reason": "too many links this hour", "session": ws.id})

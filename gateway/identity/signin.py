@@ -205,7 +205,8 @@ def sign_in_with_password(session: Session, security: SecuritySettings, director
     else:
         bind_directory_entry(session, user, found)
         user.display_name = found.display_name
-        user.email = found.email
+        if found.email != user.email:
+            enrolment.email_changed(session, user, found.email)
     sync_directory_roles(session, user, directory.roles_for(found))
     return _after_password(session, security, user, totp_by_default, replaces, enrolment_link)
 

@@ -149,12 +149,14 @@ def verify_page(ws: WebSession, form: EnrolmentCodeForm, action: str, send_actio
         form.code.data = request.args["code"][:64]  # from the link: the person confirms it with the button
     newest = db().scalar(select(EnrolmentCode).where(EnrolmentCode.web_session_id == ws.id)
                          .order_by(EnrolmentCode.id.desc()).limit(1))
-    email = ws.user.email
+    held = enrolment.email_on_hold(ws.user)
+    email = None if held else ws.user.email
     status = 422 if form.errors else 200
     return render_template("auth/verify.html", form=form, action=action, send_action=send_action,
                            masked=enrolment.mask_email(email) if email else None,
                            sent=newest is not None, expires_at=newest.expires_at if newest else None,
-                           no_email_message=enrolment.NO_EMAIL, during_sign_in=ws.state != SignInState.SIGNED_IN,
+                           no_email_message=enrolment.EMAIL_CHANGED if held else enrolment.NO_EMAIL,
+                           during_sign_in=ws.state != SignInState.SIGNED_IN,
                            minutes=settings().security.enrolment_link_minutes), status
 
 
@@ -164,6 +166,8 @@ def flash_sent(sent: enrolment.Sent) -> None:
     elif sent.refused == "too_many":
         flash("Too many links have been sent to this account in the last hour. Use the newest one you have, or wait "
               "and send another later.", "error")
+    elif sent.refused == "email_changed":
+        flash(enrolment.EMAIL_CHANGED, "error")
     else:
         flash(enrolment.NO_EMAIL, "error")
 

@@ -590,3 +590,46 @@ def test_a_directory_that_seems_to_have_lost_everyone_deactivates_nobody(
     with pytest.raises(DirectoryImplausible), unit_of_work(session_factory) as s:
         sync_directory_accounts(s, directory)
     assert active() == 5, "five accounts deactivated in one pass on the directory's word"
+
+
+@pytest.mark.ldap
+def test_a_set_up_link_is_not_sent_to_a_directory_address_just_changed(
+        session_factory: sessionmaker[Session], demo_users: dict[str, int], slapd: Any,
+        ldap_settings: LdapSettings) -> None:
+    """The emailed link guards against a phished directory password; but many directories let a person edit their
+    own mail attribute, so the phisher set it to their own address, signed in and received the link (found by the
+    attack on today's changes). A sign-in that finds a new address takes it, tells the old one, and sends no set-up
+    link to it for a week: the service desk's code is the way in meanwhile."""
+    from ldap3 import MODIFY_REPLACE, Connection, Server
+
+    from gateway.identity.enrolment import EMAIL_HOLD
+    from gateway.models import EnrolmentCode
+    from gateway.outbox import OutboxMessage
+    from tests.support.ldap_server import ROOT_DN, ROOT_PW
+
+    directory = LdapDirectory(ldap_settings)
+    uid = _unique("phished")
+    dn = _directory_person(slapd.url, uid, "phished-password")
+    with unit_of_work(session_factory) as s:  # the owner signed in once (a researcher needs no factor here)
+        assert signin.sign_in_with_password(s, SECURITY, directory, uid, "phished-password").ok
+    conn = Connection(Server(slapd.url), ROOT_DN, ROOT_PW, auto_bind=True)
+    assert conn.modify(dn, {"mail": [(MODIFY_REPLACE, ["attacker@elsewhere.example"])]}), conn.result
+    conn.unbind()
+    with unit_of_work(session_factory) as s:
+        outcome = signin.sign_in_with_password(s, SECURITY, directory, uid, "phished-password", totp_by_default=True)
+        assert outcome.state is not None and outcome.state.value == "verify"
+        user = f.user(s, uid)
+        assert user.email == "attacker@elsewhere.example" and user.email_changed_at is not None
+    with session_factory() as s:
+        assert s.scalars(select(EnrolmentCode).where(EnrolmentCode.user_id == user.id)).all() == [], \
+            "a set-up link went to the address the phisher wrote"
+        mailed = [m.payload["to"] for m in s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email"))]
+        assert f"{uid}@example.nhs.uk" in mailed and "attacker@elsewhere.example" not in mailed
+        user = f.user(s, uid)
+        user.email_changed_at -= EMAIL_HOLD  # a week later the address is the person's own
+        s.commit()
+    with unit_of_work(session_factory) as s:
+        assert signin.sign_in_with_password(s, SECURITY, directory, uid, "phished-password",
+                                            totp_by_default=True).state is not None
+    with session_factory() as s:
+        assert len(s.scalars(select(EnrolmentCode).where(EnrolmentCode.user_id == user.id)).all()) == 1
