@@ -63,6 +63,7 @@ class User(Base):
     token_read_only: ClassVar[bool] = False
     # When the request's token expires (None for a browser session): a token it makes may not outlive it.
     token_expires_at: ClassVar[dt.datetime | None] = None
+    token_id: ClassVar[int | None] = None  # the token this request came with (set per request, like the above)
 
     @property
     def roles(self) -> frozenset[str]:
@@ -113,6 +114,9 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The token that made this one through the API (None: made from the account page or the CLI): revoking it
+    # revokes this one too, so a leaked token's children do not outlive its revocation
+    parent_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), index=True)
     # The permissions (by name) this token may exercise, a subset of its owner's at creation; the owner's
     # current roles still apply at each use. A read-only token may only read (GET), whatever its scopes.
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -64,7 +64,7 @@ def create_token(session: Session, actor: Actor, owner: User, name: str, days: i
     secret = secrets.token_urlsafe(32)
     plain = f"{TOKEN_PREFIX}{secret}"
     token = ApiToken(user_id=owner.id, name=name, prefix=plain[:10], token_hash=_hash(plain),
-                     expires_at=expires,
+                     expires_at=expires, parent_token_id=getattr(actor, "token_id", None),
                      scopes=sorted(chosen), read_only=read_only)
     session.add(token)
     session.flush()
@@ -92,13 +92,22 @@ def revoke_token(session: Session, actor: User, token: ApiToken, operator: str |
     check_can_revoke_token(actor, token)
     if token.revoked_at is not None:
         return
-    token.revoked_at = utcnow()
-    token.revoked_by_id = actor.id
-    details: dict[str, Any] = {"owner_id": token.user_id}
-    if operator is not None:
-        details["by"] = actor.username
-    audit.record(session, operator if operator is not None else actor, "token.revoked", "api_token", token.id,
-                 details)
+    now, revoked, parents = utcnow(), [], [token]
+    while parents:  # the token, and every token made with it, and with those
+        for item in parents:
+            item.revoked_at = now
+            item.revoked_by_id = actor.id
+            revoked.append(item)
+        parents = list(session.scalars(select(ApiToken).where(
+            ApiToken.parent_token_id.in_([p.id for p in parents]), ApiToken.revoked_at.is_(None))))
+    for item in revoked:
+        details: dict[str, Any] = {"owner_id": item.user_id}
+        if item is not token:
+            details["made_by_token"] = item.parent_token_id
+        if operator is not None:
+            details["by"] = actor.username
+        audit.record(session, operator if operator is not None else actor, "token.revoked", "api_token", item.id,
+                     details)
 
 
 # The statement every API request sends, built once per process (see gateway.identity.sessions): the token, its
@@ -122,6 +131,7 @@ def user_for_token(session: Session, plain: str) -> User | None:
     token.user.token_scopes = frozenset(token.scopes)
     token.user.token_read_only = token.read_only
     token.user.token_expires_at = token.expires_at
+    token.user.token_id = token.id
     # Access bookkeeping, not a change of anything a user decided: not audited, written at most hourly.
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(hours=1):
         token.last_used_at = now

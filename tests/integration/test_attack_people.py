@@ -492,6 +492,17 @@ def test_a_token_cannot_outlive_the_token_that_made_it(app: Any, session_factory
         assert successor is not None and successor.expires_at <= leaked_expiry, "a token made a token that outlives it"
         made = s.get(ApiToken, shorter.get_json()["id"])
         assert made is not None and made.expires_at < leaked_expiry
+    grandchild = client.post("/api/v1/tokens", json={"name": "grandchild", "days": 1},
+                             headers={"Authorization": f"Bearer {longer.get_json()['token']}"})
+    assert grandchild.status_code == 201
+    # revoking the leaked token revokes what it made, and what they made (found by the attack on today's changes:
+    # its children kept working after the owner revoked it)
+    with unit_of_work(session_factory) as s:
+        owner = f.user(s, "researcher")
+        tokens.revoke_token(s, owner, tokens.get_token(s, owner, leaked.id))
+    for made_token in (longer, shorter, grandchild):
+        answer = client.get("/api/v1/me", headers={"Authorization": f"Bearer {made_token.get_json()['token']}"})
+        assert answer.status_code == 401, "a token made by a revoked token kept working"
     # the account page (a browser session, no token) still makes tokens of any length up to the limit
     with unit_of_work(session_factory) as s:
         owner = f.user(s, "researcher")
