@@ -12,7 +12,6 @@ stops it, and sends nobody to it.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,26 +20,22 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.app import create_app
-from gateway.config import Settings, WorkspaceSettings
+from gateway.config import Settings
 from gateway.db import unit_of_work
 from gateway.outputs import handover
 from gateway.worker import run_once
 from gateway.workspaces import service as workspaces
-from gateway.workspaces.entitlement import workspace_id
 from gateway.workspaces.hub import HubClient
 from gateway.workspaces.models import WorkspaceSession
 from projects import agreements
-from projects.models import Project
-from tests.integration.test_outputs import ready_project
+from tests.integration.workspaces.live_gateway import gateway_beside_a_sandbox_hub
 from tests.integration.workspaces.workspace_client import Workspace, browser_login
 from tests.support import factories as f
-from tests.support.browser import LiveServer, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "infra" / "jupyterhub"))
 
-from devhub import DevHub, default_singleuser_prefix, missing_facilities  # noqa: E402
+from devhub import default_singleuser_prefix, missing_facilities  # noqa: E402
 
 MISSING = missing_facilities(default_singleuser_prefix())
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason="sandbox needs: " + "; ".join(MISSING))]
@@ -56,27 +51,8 @@ def backend() -> str:
 
 @pytest.fixture
 def running(settings: Settings, demo_users: dict[str, int]) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as hub:
-        live = settings.model_copy(update={"workspaces": WorkspaceSettings(
-            hub_url=hub.url, hub_state_dir=hub.state_dir, extracts_root=hub.extracts_root,
-            homes_root=hub.homes_root)})
-        app = create_app(live)
-        server = LiveServer(app, port=port).start()
-        factory: sessionmaker[Session] = app.extensions["sde_sessionmaker"]
-        project_id = ready_project(factory, live)
-        for path in (hub.extracts_root, *hub.extracts_root.rglob("*")):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        with factory() as s:
-            uid, server_name = f.user(s, "researcher").id, workspace_id(s.get(Project, project_id))
-            hub_user = workspaces.hub_username(f.user(s, "researcher"))
-        try:
-            yield {"hub": hub, "settings": live, "factory": factory, "project_id": project_id, "uid": uid,
-                   "server_name": server_name, "hub_user": hub_user,
-                   "client": HubClient(hub.url, hub.gateway_token)}
-        finally:
-            server.stop()
-            app.extensions["sde_engine"].dispose()
+    with gateway_beside_a_sandbox_hub(settings) as world:
+        yield {**world, "client": HubClient(world["hub"].url, world["hub"].gateway_token)}
 
 
 def open_as_researcher(running: dict[str, Any]) -> Workspace:

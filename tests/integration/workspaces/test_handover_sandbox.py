@@ -27,27 +27,24 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.app import create_app
-from gateway.config import Settings, WorkspaceSettings
+from gateway.config import Settings
 from gateway.db import unit_of_work
 from gateway.models import AuditEvent
 from gateway.outputs import release as release_mod
 from gateway.outputs import service
 from gateway.outputs.models import OutputRequest
 from gateway.workspaces import service as workspaces
-from gateway.workspaces.entitlement import workspace_id
 from projects.models import Project
-from tests.integration.test_outputs import act, get, ready_project, review_all, work
+from tests.integration.test_outputs import act, get, review_all, work
+from tests.integration.workspaces.live_gateway import gateway_beside_a_sandbox_hub
 from tests.integration.workspaces.workspace_client import Workspace, browser_login
 from tests.support import factories as f
-from tests.support.browser import LiveServer, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "infra" / "jupyterhub"))
 
-from devhub import DevHub, default_singleuser_prefix, missing_facilities  # noqa: E402
+from devhub import default_singleuser_prefix, missing_facilities  # noqa: E402
 
 MISSING = missing_facilities(default_singleuser_prefix())
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(MISSING), reason="sandbox needs: " + "; ".join(MISSING))]
@@ -63,22 +60,10 @@ def backend() -> str:
 
 @pytest.fixture
 def running(settings: Settings, demo_users: dict[str, int]) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    with DevHub(spawner="sandbox", extra_env={"LONDONSDE_HUB_GATEWAY_URL": f"http://127.0.0.1:{port}"}) as hub:
-        live = settings.model_copy(update={"workspaces": WorkspaceSettings(
-            hub_url=hub.url, hub_state_dir=hub.state_dir, extracts_root=hub.extracts_root,
-            homes_root=hub.homes_root)})
-        app = create_app(live)
-        server = LiveServer(app, port=port).start()
-        factory: sessionmaker[Session] = app.extensions["sde_sessionmaker"]
-        project_id = ready_project(factory, live)
-        for path in (hub.extracts_root, *hub.extracts_root.rglob("*")):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        with factory() as s:
-            uid, server_name = f.user(s, "researcher").id, workspace_id(s.get(Project, project_id))
-            hub_user = workspaces.hub_username(f.user(s, "researcher"))
-        login = workspaces.open_workspace(factory, live, uid, project_id)
-        session, response = browser_login(hub.url, login.split("auth_ticket=")[1])
+    with gateway_beside_a_sandbox_hub(settings) as world:
+        factory, project_id = world["factory"], world["project_id"]
+        login = workspaces.open_workspace(factory, world["settings"], world["uid"], project_id)
+        session, response = browser_login(world["hub"].url, login.split("auth_ticket=")[1])
         assert response.status_code == 200, response.text[:300]
         with unit_of_work(factory) as s:
             actor = f.user(s, "researcher")
@@ -86,12 +71,8 @@ def running(settings: Settings, demo_users: dict[str, int]) -> Iterator[dict[str
             group = service.save_group(s, actor, request, "Tables", "Counts by region and sex.",
                                        "Checked in the workspace with disclosure_control and ACRO.")
             ids = {"request": request.id, "group": group.id}
-        try:
-            yield {"hub": hub, "settings": live, "factory": factory, "project_id": project_id,
-                   "workspace": Workspace(hub.url, session, hub_user, server_name), **ids}
-        finally:
-            server.stop()
-            app.extensions["sde_engine"].dispose()
+        yield {"hub": world["hub"], "settings": world["settings"], "factory": factory, "project_id": project_id,
+               "workspace": Workspace(world["hub"].url, session, world["hub_user"], world["server_name"]), **ids}
 
 
 def hand_over(ws: Workspace, name: str, request: int, group: str, kind: str = "output") -> Any:
