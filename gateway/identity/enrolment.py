@@ -13,7 +13,9 @@ a session may set one up only after it has shown a one-time code:
 Either works once, for ``enrolment_link_minutes``, only while the person's sessions are still the ones it was issued
 for (a password change or reset, a reset of the second factor, a lockout raise the ``session_version`` and end it),
 and only if no newer one was issued since. Only a SHA-256 of the code is stored; the email's copy is removed from
-the outbox once it is delivered. Sending is limited per account (``enrolment_links_per_hour``).
+the outbox once it is delivered. Sending is limited per account (``enrolment_links_per_hour``). A directory sign-in
+that finds a new address holds links back from it for ``EMAIL_HOLD`` (``email_changed``): a phished directory
+password can often edit the person's own mail attribute.
 """
 
 from __future__ import annotations

@@ -126,7 +126,8 @@ def test_a_failed_delivery_stays_queued_for_a_retry(settings: Settings, session_
     (tmp_path / "other").mkdir()
     other_ca, _ = _certificate(tmp_path / "other")  # a certificate the relay does not hold
     mail = _mail(_free_port() if change == "relay down" else port,
-                 other_ca if change == "certificate not trusted" else cert_file, password_file)
+                 other_ca if change == "certificate not trusted" else cert_file, password_file,
+                 smtp_timeout_seconds=3)  # a refused login is answered late (the relay slows guessing)
     message = _deliver(settings, session_factory, mail)
     assert message.done_at is None and message.failed_at is None and message.last_error
     assert message.available_at > dt.datetime.now(dt.UTC)  # tried again later
