@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -251,25 +252,10 @@ def test_a_workspace_starting_while_a_new_version_is_published_is_refused(sessio
     """The start checked the agreement before the publication committed; it records its session only under a lock
     the publication holds to its commit, so it waits, sees the new version and is refused. Without the lock the
     session was recorded after the publication had stopped every open one, and the server ran on."""
-    results: list[object] = []
-
-    def starting() -> None:
-        try:
-            results.append(start(session_factory, world, "researcher"))
-        except workspaces.NotEntitled as exc:
-            results.append(exc)
-
-    publishing = session_factory()
-    with publishing.begin():
+    def publish_uncommitted(publishing: Session) -> None:
         agreements.publish(publishing, f.user(publishing, "admin"), NEW_TEXT)
-        thread = threading.Thread(target=starting)
-        thread.start()
-        thread.join(1.5)
-        assert thread.is_alive(), "the start did not wait for the publication"
-    publishing.close()
-    thread.join(30)
-    assert len(results) == 1 and isinstance(results[0], workspaces.NotEntitled), results
-    assert all(ws.stopped_at is not None for ws in sessions(session_factory).values())
+
+    _start_while(session_factory, world, publish_uncommitted, "the publication")
 
 
 @postgres_only
@@ -305,28 +291,13 @@ def test_a_workspace_starting_while_the_project_is_suspended_is_refused(session_
     worker's next sweep)."""
     from projects import lifecycle
 
-    results: list[object] = []
-
-    def starting() -> None:
-        try:
-            results.append(start(session_factory, world, "researcher"))
-        except workspaces.NotEntitled as exc:
-            results.append(exc)
-
-    suspending = session_factory()
-    with suspending.begin():
+    def suspend_uncommitted(suspending: Session) -> None:
         lifecycle.suspend(suspending, f.user(suspending, "admin"), suspending.get(Project, world["project_id"]),
                           "Investigation")
         suspending.flush()
-        thread = threading.Thread(target=starting)
-        thread.start()
-        thread.join(1.5)
-        assert thread.is_alive(), "the start did not wait for the suspension"
-    suspending.close()
-    thread.join(30)
-    assert len(results) == 1 and isinstance(results[0], workspaces.NotEntitled), results
-    assert "The project is suspended." in str(results[0])
-    assert all(ws.stopped_at is not None for ws in sessions(session_factory).values())
+
+    refused = _start_while(session_factory, world, suspend_uncommitted, "the suspension")
+    assert "The project is suspended." in str(refused)
 
 
 @postgres_only
@@ -377,3 +348,29 @@ def test_a_workspace_starting_while_its_person_is_removed_from_the_team_is_refus
     assert len(results) == 1 and isinstance(results[0], workspaces.NotEntitled), results
     assert "not on this project's team" in str(results[0])
     assert all(ws.stopped_at is not None for ws in sessions(session_factory).values())
+
+def _start_while(factory: sessionmaker[Session], world: dict[str, Any], decide: Callable[[Session], None],
+                 what: str) -> workspaces.NotEntitled:
+    """A workspace start racing a decision held uncommitted: the start must wait for it, then be refused, and no
+    session may stay open."""
+    results: list[object] = []
+
+    def starting() -> None:
+        try:
+            results.append(start(factory, world, "researcher"))
+        except workspaces.NotEntitled as exc:
+            results.append(exc)
+
+    deciding = factory()
+    with deciding.begin():
+        decide(deciding)
+        thread = threading.Thread(target=starting)
+        thread.start()
+        thread.join(1.5)
+        assert thread.is_alive(), f"the start did not wait for {what}"
+    deciding.close()
+    thread.join(30)
+    assert len(results) == 1 and isinstance(results[0], workspaces.NotEntitled), results
+    assert all(ws.stopped_at is not None for ws in sessions(factory).values())
+    return results[0]
+
