@@ -33,8 +33,8 @@ def is_valid(accreditation: Accreditation, on: dt.date | None = None) -> bool:
     if accreditation.status != "verified" or accreditation.expiry_date < day:
         return False
     session = object_session(accreditation)
-    return accreditation.level == "full" or (session is not None
-                                             and supervision_problem(session, accreditation, day) is None)
+    return supervision_problem(session, accreditation, day) is None if session is not None else \
+        accreditation.level == "full"
 
 
 # Read on every project overview (the workspace card): built once per process.
@@ -48,7 +48,7 @@ def valid_accreditation(session: Session, user: User, on: dt.date | None = None)
     day = on or today()
     rows = session.scalars(_VALID, {"user_id": user.id, "day": day})
     best = sorted(rows, key=lambda a: (a.level == "full", a.expiry_date), reverse=True)
-    return next((a for a in best if a.level == "full" or supervision_problem(session, a, day) is None), None)
+    return next((a for a in best if supervision_problem(session, a, day) is None), None)
 
 
 def supervision_problem(session: Session, accreditation: Accreditation, on: dt.date | None = None) -> str | None:

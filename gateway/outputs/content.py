@@ -508,6 +508,8 @@ def check_png(data: bytes) -> list[str]:
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
             pixels.append(body)
+        elif kind in (b"zTXt", b"iTXt"):
+            _check_text_stream(kind, body)
         elif kind == b"IEND":
             break
     if position != len(data):
@@ -522,29 +524,21 @@ def check_png(data: bytes) -> list[str]:
     if not pixels:
         raise ImageRefused("it holds no pixels")
     _inflate_exactly(b"".join(pixels), size, "pixel data")
-    _check_text_streams(data)
     texts = png_text(data)
     _limit_notes(texts, "text metadata")
     return texts
 
 
-def _check_text_streams(data: bytes) -> None:
+def _check_text_stream(kind: bytes, body: bytes) -> None:
     """A compressed text chunk's stream ends where the chunk does (nothing hidden after it)."""
-    position = len(PNG_SIGNATURE)
-    while position + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        body = data[position + 8:position + 8 + length]
-        position += 12 + length
-        if kind == b"zTXt":
-            _keyword, _, rest = body.partition(b"\x00")
-            _inflate_exactly(rest[1:], None, "compressed text")
-        elif kind == b"iTXt":
-            _keyword, _, rest = body.partition(b"\x00")
-            if rest[:1] == b"\x01":
-                after = rest[2:]
-                for _ in range(2):  # language tag, translated keyword
-                    after = after.partition(b"\x00")[2]
-                _inflate_exactly(after, None, "compressed text")
+    _keyword, _, rest = body.partition(b"\x00")
+    if kind == b"zTXt":
+        _inflate_exactly(rest[1:], None, "compressed text")
+    elif rest[:1] == b"\x01":  # a compressed iTXt
+        after = rest[2:]
+        for _ in range(2):  # language tag, translated keyword
+            after = after.partition(b"\x00")[2]
+        _inflate_exactly(after, None, "compressed text")
 
 
 def _limit_notes(texts: list[str], what: str) -> None:
@@ -825,6 +819,11 @@ def json_tables(document: Any) -> list[Table]:
     return found
 
 
+def drawn_tables(drawn: list[str]) -> list[Table]:
+    """The tables in the text an image draws (``check_image``'s answer)."""
+    return [t for text in drawn for t in text_tables(text, "SVG text table")]
+
+
 def read_contents(data: bytes, extension: str) -> Contents:
     """Find the tables in a file of any allowed type."""
     texts = decodings(data)
@@ -833,7 +832,7 @@ def read_contents(data: bytes, extension: str) -> Contents:
             drawn = check_image(data, extension)
         except ImageRefused:  # refused at intake; an image stored before that rule is for a person to read
             drawn = []
-        tables = [t for text in drawn for t in text_tables(text, "SVG text table")]
+        tables = drawn_tables(drawn)
         return Contents("image", "svg text" if tables else "none", tables, texts)
     if extension not in TEXT_TYPES:
         return Contents("binary", "none", [], texts)

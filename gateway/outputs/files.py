@@ -90,7 +90,7 @@ def parse_sidecar(raw: bytes | None, data: bytes) -> dict[str, Any] | None:
     return sidecar
 
 
-TEXT_EXTENSIONS = frozenset({"csv", "txt", "json", "md", "html", "svg"})
+TEXT_EXTENSIONS = content.TEXT_TYPES | {"svg"}  # every type read as text (an SVG is XML)
 # control characters a text may hold: tab, line feed, form feed, carriage return
 _TEXT_CONTROLS = frozenset("\t\n\f\r")
 _BOMS = ((b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\xfe\xff", "utf-16"),
@@ -130,12 +130,14 @@ def check_content(name: str, data: bytes, extension: str, limits: OutputSettings
             data.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _refuse(f"'{name}' is not a UTF-8 text CSV file.") from None
-    if extension in content.IMAGE_TYPES:
+    if extension in content.IMAGE_TYPES:  # parsed once: the rule's answer is the text it draws
         try:
-            content.check_image(data, extension)
+            tables = content.drawn_tables(content.check_image(data, extension))
         except content.ImageRefused as exc:
             raise _refuse(f"'{name}' is blocked: {exc}.") from None
-    for table in content.read_contents(data, extension).tables:
+    else:
+        tables = content.read_contents(data, extension).tables
+    for table in tables:
         if len(table.rows) > limits.max_csv_rows:
             raise _refuse(f"'{name}' is blocked: {table.where} has {len(table.rows):,} rows; at most "
                           f"{limits.max_csv_rows:,} can be requested. Aggregate it further.")

@@ -91,11 +91,9 @@ def project_pseudonyms(settings: Settings, project: Project) -> PseudonymMatcher
     from gateway.extracts import storage
     from gateway.workspaces.entitlement import workspace_id
 
-    name = workspace_id(project)
-    folders = [storage.version_dir(settings.extracts_root, name, v)
-               for v in storage.list_versions(settings.extracts_root, name)]
-    current = extract_dir(settings, project)
-    return matcher_for_extracts([*folders, *([current] if current is not None else [])])
+    name = workspace_id(project)  # the live version ("current") is one of these
+    return matcher_for_extracts([storage.version_dir(settings.extracts_root, name, v)
+                                 for v in storage.list_versions(settings.extracts_root, name)])
 
 
 # --- who may do what ---------------------------------------------------------------------------------------
